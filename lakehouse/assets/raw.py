@@ -1,0 +1,29 @@
+"""Raw: the landing prefixes as external assets (Dagster does not materialize them)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lakehouse.contracts import CONTRACTS
+from lakehouse.layout import source_prefix
+
+
+def raw_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source])
+
+
+def raw_specs(landing_uri: str) -> list[dg.AssetSpec]:
+    specs = []
+    for contract in CONTRACTS.values():
+        uri = f"{landing_uri.rstrip('/')}/{source_prefix(contract.name)}"
+        specs.append(
+            dg.AssetSpec(
+                key=raw_key(contract.name),
+                description=f"{contract.description} Lands as: {contract.landed_as}.",
+                group_name="raw",
+                kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},
+                owners=[contract.owner],
+                metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>"},
+            )
+        )
+    return specs

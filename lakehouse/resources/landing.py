@@ -1,0 +1,149 @@
+"""The landing zone: a local directory or an S3 bucket/prefix, behind one interface.
+
+Both sides return the same relative keys, sizes, ETags and modification times, so
+the bronze assets and the landing sensor never care where files land.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class LandingObject:
+    key: str  # relative to the landing root, '/'-separated
+    size: int
+    etag: str  # S3 ETag without quotes; MD5 of the content for local files
+    last_modified: dt.datetime  # UTC
+
+
+class LandingZone:
+    """Read-only view of the landing zone, plus `put` for the sample generator and tests."""
+
+    uri: str
+
+    def list(self, prefix: str) -> Iterator[LandingObject]:
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def describe(self, key: str) -> str:
+        """A full URI for messages and lineage."""
+        return f"{self.uri.rstrip('/')}/{key}"
+
+
+class LocalLandingZone(LandingZone):
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.root = Path(urlparse(uri).path if uri.startswith("file://") else uri)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"key {key!r} escapes the landing root")
+        return path
+
+    def list(self, prefix: str) -> Iterator[LandingObject]:
+        base = self.root / prefix
+        start = base if base.is_dir() else base.parent
+        if not start.is_dir():
+            return
+        for path in sorted(start.rglob("*")):
+            if not path.is_file():
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if not key.startswith(prefix):
+                continue
+            stat = path.stat()
+            yield LandingObject(
+                key=key,
+                size=stat.st_size,
+                etag=_md5_file(path),
+                last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc),
+            )
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers never see a half-written file
+
+
+def _md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class S3LandingZone(LandingZone):
+    """S3 through boto3; `AWS_ENDPOINT_URL` (boto3's own variable) reaches S3-compatible servers."""
+
+    def __init__(self, uri: str, client=None):
+        parsed = urlparse(uri)
+        self.uri = uri.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    def list(self, prefix: str) -> Iterator[LandingObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):
+                    continue  # folder placeholder objects made by consoles
+                yield LandingObject(
+                    key=self._relative(obj["Key"]),
+                    size=obj["Size"],
+                    etag=obj["ETag"].strip('"'),
+                    last_modified=obj["LastModified"].astimezone(dt.timezone.utc),
+                )
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+
+def open_landing_zone(uri: str) -> LandingZone:
+    return S3LandingZone(uri) if uri.startswith("s3://") else LocalLandingZone(uri)
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """Where raw files land: `file:///dir` locally, `s3://bucket[/prefix]` on AWS."""
+
+    uri: str
+
+    def zone(self) -> LandingZone:
+        return open_landing_zone(self.uri)

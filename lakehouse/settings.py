@@ -1,0 +1,166 @@
+"""Every LAKEHOUSE_* setting, read and validated in one place.
+
+A wrong value fails here, at load time, with a message that names the variable,
+what was given and what is allowed, so nobody meets it later as a traceback deep
+inside a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlparse
+
+PROFILES = ("local", "aws")
+ENGINES = ("duckdb", "spark")
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot work with; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    landing_uri: str
+    profile: str
+    engine: str
+    catalog_uri: str
+    warehouse_uri: str
+    dagster_home: Path
+    start_date: dt.date
+    aws_region: str | None
+    aws_endpoint_url: str | None
+
+    @property
+    def landing_is_s3(self) -> bool:
+        return self.landing_uri.startswith("s3://")
+
+    def dagster_env(self) -> dict[str, str]:
+        """Environment a child `dagster` process needs to see the same instance."""
+        return {"DAGSTER_HOME": str(self.dagster_home)}
+
+
+def _file_path(uri: str) -> Path:
+    return Path(urlparse(uri).path) if uri.startswith("file://") else Path(uri)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    value = value.strip().lower()
+    if value not in allowed:
+        raise SettingsError(
+            f"{name}={value!r} is not supported; set {name} to one of: {', '.join(allowed)}"
+        )
+    return value
+
+
+def _check_landing(uri: str) -> str:
+    parsed = urlparse(uri)
+    name = "LAKEHOUSE_LANDING_URI"
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise SettingsError(f"{name}={uri!r} has no bucket; use s3://bucket[/prefix]")
+        return uri.rstrip("/")
+    if parsed.scheme not in ("file", ""):
+        raise SettingsError(
+            f"{name}={uri!r} has scheme {parsed.scheme!r}; use file:///absolute/path "
+            "or s3://bucket[/prefix]"
+        )
+    path = _file_path(uri).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"{name}={uri!r} cannot be created ({exc.strerror}); point it at a writable "
+            "directory or an s3:// bucket"
+        ) from None
+    if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
+        raise SettingsError(
+            f"{name}={uri!r} is not a readable directory; point it at a readable directory "
+            "or an s3:// bucket"
+        )
+    return f"file://{path}"
+
+
+def _check_catalog(uri: str, profile: str) -> str:
+    name = "LAKEHOUSE_CATALOG_URI"
+    if profile == "aws":
+        # The aws profile uses the Glue catalog; the URI, if given, is `glue://` or empty.
+        if uri and not uri.startswith("glue"):
+            raise SettingsError(
+                f"{name}={uri!r} does not fit LAKEHOUSE_PROFILE=aws, which uses the Glue "
+                "Data Catalog; unset it or set it to glue://"
+            )
+        return uri or "glue://"
+    if not uri.startswith(("sqlite:", "postgresql", "mysql")):
+        raise SettingsError(
+            f"{name}={uri!r} is not a SQL catalog URI; use sqlite:///path/catalog.db "
+            "(or a postgresql:// URL)"
+        )
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def _check_warehouse(uri: str, profile: str) -> str:
+    name = "LAKEHOUSE_WAREHOUSE_URI"
+    scheme = urlparse(uri).scheme
+    if profile == "aws" and scheme != "s3":
+        raise SettingsError(f"{name}={uri!r} must be an s3:// URI with LAKEHOUSE_PROFILE=aws")
+    if scheme == "s3":
+        return uri.rstrip("/")
+    if scheme not in ("file", ""):
+        raise SettingsError(f"{name}={uri!r} must be file:///path or s3://bucket/prefix")
+    path = _file_path(uri).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"file://{path}"
+
+
+def _check_date(name: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("LAKEHOUSE_HOME") or "./.lakehouse").expanduser().resolve()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"LAKEHOUSE_HOME={str(home)!r} cannot be created ({exc.strerror}); "
+            "point it at a writable directory"
+        ) from None
+    profile = _check_choice("LAKEHOUSE_PROFILE", env.get("LAKEHOUSE_PROFILE") or "local", PROFILES)
+    engine = _check_choice("LAKEHOUSE_ENGINE", env.get("LAKEHOUSE_ENGINE") or "duckdb", ENGINES)
+    landing = _check_landing(env.get("LAKEHOUSE_LANDING_URI") or f"file://{home}/landing")
+    default_catalog = "" if profile == "aws" else f"sqlite:///{home}/catalog.db"
+    catalog = _check_catalog(env.get("LAKEHOUSE_CATALOG_URI") or default_catalog, profile)
+    warehouse_default = "" if profile == "aws" else f"file://{home}/warehouse"
+    warehouse_raw = env.get("LAKEHOUSE_WAREHOUSE_URI") or warehouse_default
+    if not warehouse_raw:
+        raise SettingsError(
+            "LAKEHOUSE_WAREHOUSE_URI is required with LAKEHOUSE_PROFILE=aws; "
+            "set it to s3://bucket/warehouse"
+        )
+    warehouse = _check_warehouse(warehouse_raw, profile)
+    dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
+    start = _check_date("LAKEHOUSE_START_DATE", env.get("LAKEHOUSE_START_DATE") or "2025-01-01")
+    return Settings(
+        home=home,
+        landing_uri=landing,
+        profile=profile,
+        engine=engine,
+        catalog_uri=catalog,
+        warehouse_uri=warehouse,
+        dagster_home=dagster_home,
+        start_date=start,
+        aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+        aws_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+    )

@@ -1,0 +1,191 @@
+"""Bronze: every landed file of one source and ingest date, as strings, with lineage.
+
+Files are read one at a time (each file's bytes are released before the next is
+fetched). A file that cannot be read becomes a rejection with its reason; the
+rest of the partition still loads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import pyarrow as pa
+
+from lakehouse.arrowtools import conform
+from lakehouse.contracts import SourceContract
+from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER, UnreadableFile, read_file
+from lakehouse.resources.landing import LandingObject
+
+SOURCE_FILE = "_source_file"
+INGEST_DATE = "_ingest_date"
+INGESTED_AT = "_ingested_at"
+LINEAGE_COLUMNS = (SOURCE_FILE, INGEST_DATE, INGESTED_AT, ROW_NUMBER, PARSE_ERROR, RAW_RECORD)
+LINEAGE_TYPES = {
+    SOURCE_FILE: pa.string(),
+    INGEST_DATE: pa.date32(),
+    INGESTED_AT: pa.timestamp("us", tz="UTC"),
+    ROW_NUMBER: pa.int64(),
+    PARSE_ERROR: pa.string(),
+    RAW_RECORD: pa.string(),
+}
+
+INGESTED, REJECTED = "INGESTED", "REJECTED"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    obj: LandingObject
+    status: str  # INGESTED or REJECTED
+    rows: int = 0
+    malformed_rows: int = 0
+    format: str | None = None
+    reason: str | None = None
+    missing_columns: tuple[str, ...] = ()
+    extra_columns: tuple[str, ...] = ()
+
+
+@dataclass
+class BronzeBatch:
+    source: str
+    ingest_date: dt.date
+    table: pa.Table
+    files: list[FileOutcome] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == REJECTED]
+
+    @property
+    def malformed_rows(self) -> int:
+        return sum(f.malformed_rows for f in self.files)
+
+    def missing_columns(self) -> dict[str, list[str]]:
+        """Contract column -> the ingested files that lacked it (those rows hold null)."""
+        out: dict[str, list[str]] = {}
+        for f in self.files:
+            for column in f.missing_columns:
+                out.setdefault(column, []).append(f.obj.key)
+        return out
+
+    def extra_columns(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for f in self.files:
+            for column in f.extra_columns:
+                out.setdefault(column, []).append(f.obj.key)
+        return out
+
+
+def bronze_schema(contract: SourceContract, extra: Iterable[str] = ()) -> pa.Schema:
+    """Contract columns (as strings), columns that arrived beyond them, then lineage."""
+    data = [pa.field(c, pa.string()) for c in contract.column_names]
+    data += [pa.field(c, pa.string()) for c in extra if c not in contract.column_names]
+    return pa.schema(data + [pa.field(n, t) for n, t in LINEAGE_TYPES.items()])
+
+
+def ingest_partition(
+    contract: SourceContract,
+    ingest_date: dt.date,
+    objects: Iterable[LandingObject],
+    load: Callable[[str], bytes],
+    ingested_at: dt.datetime,
+) -> BronzeBatch:
+    """Read every object of the partition into one bronze table plus per-file outcomes."""
+    tables: list[pa.Table] = []
+    outcomes: list[FileOutcome] = []
+    expected = set(contract.column_names)
+    extras: dict[str, None] = {}
+    for obj in sorted(objects, key=lambda o: o.key):
+        name = obj.key.rsplit("/", 1)[-1]
+        try:
+            result = read_file(name, load(obj.key))
+        except UnreadableFile as exc:
+            outcomes.append(FileOutcome(obj, REJECTED, reason=exc.reason))
+            continue
+        columns = result.data_columns
+        if not expected.intersection(columns):
+            outcomes.append(
+                FileOutcome(
+                    obj,
+                    REJECTED,
+                    format=result.format,
+                    reason=(
+                        f"none of the {contract.name} columns "
+                        f"({', '.join(contract.column_names)}) in header {columns}"
+                    ),
+                )
+            )
+            continue
+        extras.update(dict.fromkeys(c for c in columns if c not in expected))
+        table = result.table
+        n = table.num_rows
+        table = table.append_column(SOURCE_FILE, pa.array([obj.key] * n, pa.string()))
+        table = table.append_column(INGEST_DATE, pa.array([ingest_date] * n, pa.date32()))
+        table = table.append_column(
+            INGESTED_AT, pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC"))
+        )
+        tables.append(table)
+        outcomes.append(
+            FileOutcome(
+                obj,
+                INGESTED,
+                rows=n,
+                malformed_rows=result.malformed,
+                format=result.format,
+                missing_columns=tuple(c for c in contract.column_names if c not in columns),
+                extra_columns=tuple(c for c in columns if c not in expected),
+            )
+        )
+    schema = bronze_schema(contract, extras)
+    combined = [conform(t, schema) for t in tables]
+    table = pa.concat_tables(combined) if combined else schema.empty_table()
+    return BronzeBatch(contract.name, ingest_date, table, outcomes)
+
+
+
+def rejected_rows(batch: BronzeBatch, run_id: str, now: dt.datetime) -> pa.Table:
+    """Rows for `bronze.rejected_files`: one per file of the batch that could not be read."""
+    files = batch.rejected
+    return pa.table(
+        {
+            "source": [batch.source] * len(files),
+            "key": [f.obj.key for f in files],
+            "ingest_date": pa.array([batch.ingest_date] * len(files), pa.date32()),
+            "etag": [f.obj.etag for f in files],
+            "size": pa.array([f.obj.size for f in files], pa.int64()),
+            "last_modified": pa.array([f.obj.last_modified for f in files], pa.timestamp("us", tz="UTC")),
+            "reason": [f.reason for f in files],
+            "run_id": [run_id] * len(files),
+            "rejected_at": pa.array([now] * len(files), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def ingestion_log_rows(
+    batch: BronzeBatch,
+    run_id: str,
+    now: dt.datetime,
+    first_seen: dict[tuple[str, str], dt.datetime],
+) -> pa.Table:
+    """Rows for `ops.ingestion_log`; `first_seen` keeps earlier sightings of (key, etag)."""
+    files = batch.files
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "source": [batch.source] * len(files),
+            "key": [f.obj.key for f in files],
+            "etag": [f.obj.etag for f in files],
+            "size": pa.array([f.obj.size for f in files], pa.int64()),
+            "last_modified": pa.array([f.obj.last_modified for f in files], ts),
+            "ingest_date": pa.array([batch.ingest_date] * len(files), pa.date32()),
+            "first_seen": pa.array([first_seen.get((f.obj.key, f.obj.etag), now) for f in files], ts),
+            "status": [f.status for f in files],
+            "run_id": [run_id] * len(files),
+            "rows": pa.array([f.rows for f in files], pa.int64()),
+            "malformed_rows": pa.array([f.malformed_rows for f in files], pa.int64()),
+            "format": [f.format for f in files],
+            "reason": [f.reason for f in files],
+            "processed_at": pa.array([now] * len(files), ts),
+        }
+    )
