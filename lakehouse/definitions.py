@@ -1,37 +1,9 @@
-"""The one `Definitions` object of the project, built from the settings."""
+"""The one `Definitions` object of the project, `lakehouse.definitions:defs`.
 
-from __future__ import annotations
+Settings are read (and validated) here, when Dagster loads the code location.
+"""
 
-import dagster as dg
-
-from lakehouse.assets.bronze import bronze_assets
-from lakehouse.assets.raw import raw_specs
-from lakehouse.partitions import daily_partitions
-from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
-from lakehouse.settings import Settings, load_settings
-
-BRONZE_JOB = "bronze_job"
-
-
-def build_definitions(settings: Settings) -> dg.Definitions:
-    partitions = daily_partitions(settings.start_date)
-    bronze = bronze_assets(partitions)
-    return dg.Definitions(
-        assets=[*raw_specs(settings.landing_uri), *bronze],
-        jobs=[
-            dg.define_asset_job(
-                BRONZE_JOB,
-                selection=dg.AssetSelection.groups("bronze"),
-                partitions_def=partitions,
-                description="Load one ingest date of every source into bronze.",
-            )
-        ],
-        resources={
-            "landing": LandingZoneResource(uri=settings.landing_uri),
-            "iceberg": IcebergResource.from_settings(settings),
-            "engine": EngineResource(name=settings.engine),
-        },
-    )
-
+from lakehouse.settings import load_settings
+from lakehouse.wiring import build_definitions
 
 defs = build_definitions(load_settings())

@@ -35,9 +35,10 @@ def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list
                 conn.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM arrow")
             elif tasks:
                 paths = [t.file.file_path[len("file://"):] for t in tasks]
+                # CREATE VIEW cannot take prepared parameters: quote the paths as SQL literals.
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
                 conn.execute(
-                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet(?, union_by_name=true)",
-                    [paths],
+                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)"
                 )
             else:
                 empty = table.schema().as_arrow().empty_table()  # noqa: F841

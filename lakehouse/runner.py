@@ -17,6 +17,7 @@ from lakehouse.layout import DOMAIN, KeyOutsideLayout, parse_key
 from lakehouse.resources.landing import open_landing_zone
 from lakehouse.settings import Settings
 from lakehouse.summary import render_bronze_summary
+from lakehouse.wiring import BRONZE_JOB, build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -99,8 +100,6 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def run_pending(settings: Settings) -> RunOutcome:
-    from lakehouse.definitions import BRONZE_JOB, build_definitions
-
     instance = open_instance(settings)
     job = build_definitions(settings).resolve_job_def(BRONZE_JOB)
     partitions, skipped = landed_partitions(settings)

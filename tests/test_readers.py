@@ -1,0 +1,148 @@
+"""Every accepted format, the text quirks that are normal, and every unreadable-file case."""
+
+import gzip
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lakehouse.readers import UnreadableFile, canonical_names, read_file, sniff_delimiter
+
+ROWS = [{"order_id": "1", "unit_price": "147,43"}, {"order_id": "2", "unit_price": "3.50"}]
+
+
+def data_rows(result):
+    return [{c: r[c] for c in result.data_columns} for r in result.table.to_pylist()]
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+CSV = b'order_id,unit_price\n1,"147,43"\n2,3.50\n'
+FORMATS = {
+    "orders.csv": CSV,
+    "orders.txt": b"order_id;unit_price\n1;147,43\n2;3.50\n",
+    "orders_pipe.txt": b"order_id|unit_price\n1|147,43\n2|3.50\n",
+    "orders_tab.txt": b"order_id\tunit_price\n1\t147,43\n2\t3.50\n",
+    "orders.json": json.dumps(ROWS).encode(),
+    "orders_lines.json": b"".join(json.dumps(r).encode() + b"\n" for r in ROWS),
+    "orders.ndjson": b"".join(json.dumps(r).encode() + b"\n" for r in ROWS),
+    "orders.jsonl": b"".join(json.dumps(r).encode() + b"\n" for r in ROWS),
+    "orders.parquet": parquet_bytes(pa.table({"order_id": ["1", "2"], "unit_price": ["147,43", "3.50"]})),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_every_format_plain_and_gzipped(name, gzipped):
+    data = FORMATS[name]
+    if gzipped:
+        name, data = name + ".gz", gzip.compress(data)
+    result = read_file(name, data)
+    assert data_rows(result) == ROWS
+    assert result.table.column("_row_number").to_pylist() == [1, 2]
+    assert result.format.endswith(".gz") == gzipped
+    assert all(pa.types.is_string(f.type) for f in result.table.schema if f.name in result.data_columns)
+
+
+def test_format_comes_from_content_when_extension_lies():
+    assert data_rows(read_file("orders.csv", FORMATS["orders.parquet"])) == ROWS
+    assert data_rows(read_file("orders.csv.gz", CSV)) == ROWS  # says gz, is not
+    assert data_rows(read_file("orders.csv", gzip.compress(CSV))) == ROWS  # is gz, does not say so
+
+
+def test_bom_crlf_and_latin1_are_normal():
+    text = "Customer ID;Name\r\nC1;José Müller\r\nC2;Zoë\r\n"
+    for data in (b"\xef\xbb\xbf" + text.encode("utf-8"), text.encode("latin-1")):
+        result = read_file("c.csv", data)
+        assert data_rows(result) == [{"customer_id": "C1", "name": "José Müller"}, {"customer_id": "C2", "name": "Zoë"}]
+    assert read_file("c.csv", text.encode("latin-1")).encoding == "latin-1"
+
+
+def test_values_stay_exactly_as_landed():
+    result = read_file("o.csv", b"id,channel,qty\n1,  Web ,007\n2,,\n")
+    assert data_rows(result) == [{"id": "1", "channel": "  Web ", "qty": "007"}, {"id": "2", "channel": "", "qty": ""}]
+
+
+def test_typed_parquet_and_nested_json_become_strings():
+    table = pa.table({"Qty": pa.array([3], pa.int32()), "Price": [1.5], "When": pa.array([1], pa.timestamp("ms"))})
+    assert data_rows(read_file("p.parquet", parquet_bytes(table))) == [
+        {"qty": "3", "price": "1.5", "when": "1970-01-01 00:00:00.001"}
+    ]
+    line = b'{"event_id":"e1","timestamp":1700000000000,"ok":true,"payload":{"page":"/","ids":[1,2]},"x":null}\n'
+    assert data_rows(read_file("e.ndjson", line)) == [
+        {"event_id": "e1", "timestamp": "1700000000000", "ok": "true", "payload": '{"page":"/","ids":[1,2]}', "x": None}
+    ]
+
+
+def test_header_canonicalisation():
+    assert canonical_names([" Order ID ", "unit-price", "Cust.ID", "ÜBER", "", "order_id", "__x__"]) == [
+        "order_id", "unit_price", "cust_id", "ber", "column_5", "order_id_2", "x"
+    ]
+    result = read_file("o.csv", b"\xef\xbb\xbf Order ID ,Unit Price (EUR)\n1,2\n")
+    assert result.data_columns == ["order_id", "unit_price_eur"]
+
+
+def test_delimiter_sniffing_prefers_consistent_rows():
+    assert sniff_delimiter('a;b;c\n1;"2,5";3\n4;5,5;6\n') == ";"
+    assert sniff_delimiter("a,b\n1,2\n") == ","
+    assert sniff_delimiter("a|b|c\n1|2|3\n") == "|"
+    assert sniff_delimiter("a\tb\n1\t2\n") == "\t"
+
+
+def test_malformed_csv_rows_are_kept_with_their_error_and_position():
+    result = read_file("o.csv", b"a,b\n1,2\n3,4,5\n\n6\n7,8\n")
+    rows = result.table.to_pylist()
+    assert result.malformed == 2
+    assert [r["_row_number"] for r in rows] == [1, 2, 3, 4]
+    assert rows[1]["_parse_error"] == "expected 2 fields, got 3" and rows[1]["_raw_record"] == "3,4,5"
+    assert rows[2]["_parse_error"] == "expected 2 fields, got 1" and rows[2]["a"] is None
+    assert rows[3]["a"] == "7" and rows[3]["_parse_error"] is None
+
+
+def test_malformed_json_lines_are_kept_and_the_rest_loads():
+    result = read_file("e.ndjson", b'{"a":1}\n{broken\n42\n{"a":2}\n')
+    rows = result.table.to_pylist()
+    assert result.malformed == 2
+    assert [r["a"] for r in rows] == ["1", None, None, "2"]
+    assert rows[1]["_parse_error"].startswith("invalid JSON") and rows[1]["_raw_record"] == "{broken"
+    assert rows[2]["_parse_error"] == "line is not a JSON object"
+
+
+def test_pretty_printed_single_object_is_one_record():
+    assert data_rows(read_file("o.json", b'{\n  "a": 1,\n  "b": "x"\n}\n')) == [{"a": "1", "b": "x"}]
+
+
+def test_header_only_file_is_readable_and_empty():
+    result = read_file("o.csv", b"order_id,qty\n")
+    assert result.table.num_rows == 0 and result.data_columns == ["order_id", "qty"]
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("o.csv", b"", "empty file (0 bytes)"),
+        ("o.csv.gz", gzip.compress(b""), "empty file (0 bytes after gunzip)"),
+        ("o.csv", b"  \n\n", "only whitespace"),
+        ("o.csv.gz", gzip.compress(CSV * 50)[:-30], "truncated gzip"),
+        ("o.csv.gz", b"\x1f\x8b\x08\x00garbage-not-deflate", "gzip"),
+        ("o.xlsx", b"PK\x03\x04" + bytes(64), "unsupported format '.xlsx'"),
+        ("o", CSV, "unsupported format '(no extension)'"),
+        ("o.xml", b"<orders/>", "unsupported format '.xml'"),
+        ("o.csv", b"PK\x03\x04" + bytes(64), "zip archive"),
+        ("o.parquet", CSV, "not Parquet"),
+        ("o.parquet", b"PAR1" + bytes(100) + b"PAR1", "corrupt Parquet"),
+        ("o.csv", b"a,b\n\x00\x01\x02\x03", "binary content"),
+        ("o.json", b'[{"a": 1}, ', "invalid JSON array"),
+        ("o.json", b'["a", "b"', "invalid JSON array"),
+    ],
+)
+def test_unreadable_files_say_why(name, data, reason):
+    with pytest.raises(UnreadableFile) as err:
+        read_file(name, data)
+    assert reason in err.value.reason

@@ -1,0 +1,80 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse.settings import SettingsError, load_settings
+
+
+def test_defaults_live_under_lakehouse_home(tmp_path):
+    s = load_settings({"LAKEHOUSE_HOME": str(tmp_path)})
+    assert s.profile == "local" and s.engine == "duckdb"
+    assert s.landing_uri == f"file://{tmp_path}/landing"
+    assert s.catalog_uri == f"sqlite:///{tmp_path}/catalog.db"
+    assert s.warehouse_uri == f"file://{tmp_path}/warehouse"
+    assert s.dagster_home == tmp_path / "dagster"
+    assert (tmp_path / "landing").is_dir()
+
+
+def test_values_are_normalised(tmp_path):
+    s = load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_ENGINE": " Spark ",
+                       "LAKEHOUSE_LANDING_URI": "s3://bucket/some/prefix/"})
+    assert s.engine == "spark"
+    assert s.landing_uri == "s3://bucket/some/prefix" and s.landing_is_s3
+
+
+@pytest.mark.parametrize(
+    "env, names",
+    [
+        ({"LAKEHOUSE_PROFILE": "gcp"}, ["LAKEHOUSE_PROFILE", "local, aws"]),
+        ({"LAKEHOUSE_ENGINE": "polars"}, ["LAKEHOUSE_ENGINE", "duckdb, spark"]),
+        ({"LAKEHOUSE_LANDING_URI": "gs://bucket"}, ["LAKEHOUSE_LANDING_URI", "s3://"]),
+        ({"LAKEHOUSE_LANDING_URI": "s3://"}, ["LAKEHOUSE_LANDING_URI", "no bucket"]),
+        ({"LAKEHOUSE_CATALOG_URI": "thrift://hive:9083"}, ["LAKEHOUSE_CATALOG_URI", "sqlite:///"]),
+        ({"LAKEHOUSE_WAREHOUSE_URI": "hdfs://nn/wh"}, ["LAKEHOUSE_WAREHOUSE_URI"]),
+        ({"LAKEHOUSE_PROFILE": "aws"}, ["LAKEHOUSE_WAREHOUSE_URI", "s3://"]),
+        ({"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "file:///tmp/x"}, ["LAKEHOUSE_WAREHOUSE_URI"]),
+        ({"LAKEHOUSE_START_DATE": "01/01/2025"}, ["LAKEHOUSE_START_DATE", "YYYY-MM-DD"]),
+    ],
+)
+def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"LAKEHOUSE_HOME": str(tmp_path), **env})
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_unusable_landing_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SettingsError, match="LAKEHOUSE_LANDING_URI.*cannot be created"):
+        load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_LANDING_URI": f"file://{blocker}/landing"})
+
+
+def _run(args, env_extra, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env.update({"LAKEHOUSE_HOME": str(tmp_path / "home"), **env_extra})
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(args, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+
+def test_cli_reports_bad_setting_without_traceback(tmp_path):
+    lakehouse = Path(sys.executable).parent / "lakehouse"
+    result = _run([str(lakehouse), "status"], {"LAKEHOUSE_ENGINE": "pandas"}, tmp_path)
+    assert result.returncode == 2
+    assert "LAKEHOUSE_ENGINE='pandas' is not supported" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_definitions_fail_to_load_with_the_setting_named(tmp_path):
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = Path(__file__).parents[1] / "workspace.yaml"
+    result = _run([str(dagster), "definitions", "validate", "-w", str(workspace)],
+                  {"LAKEHOUSE_PROFILE": "azure"}, tmp_path)
+    assert result.returncode != 0
+    assert "LAKEHOUSE_PROFILE='azure' is not supported; set LAKEHOUSE_PROFILE to one of: local, aws" in (
+        result.stdout + result.stderr
+    )
