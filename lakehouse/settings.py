@@ -151,6 +151,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     warehouse = _check_warehouse(warehouse_raw, profile)
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
+    try:
+        dagster_home.mkdir(parents=True, exist_ok=True)  # every dagster command needs it to exist
+    except OSError as exc:
+        raise SettingsError(
+            f"DAGSTER_HOME={str(dagster_home)!r} cannot be created ({exc.strerror}); "
+            "point it at a writable directory or unset it"
+        ) from None
     start = _check_date("LAKEHOUSE_START_DATE", env.get("LAKEHOUSE_START_DATE") or "2025-01-01")
     return Settings(
         home=home,

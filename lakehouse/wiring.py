@@ -22,7 +22,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dg.define_asset_job(
                 BRONZE_JOB,
                 selection=dg.AssetSelection.groups("bronze"),
-                partitions_def=partitions,
                 description="Load one ingest date of every source into bronze.",
             )
         ],

@@ -68,7 +68,7 @@ def build_bronze_asset(contract: SourceContract, partitions: dg.PartitionsDefini
         context: dg.AssetExecutionContext, landing: LandingZoneResource, iceberg: IcebergResource
     ) -> dg.MaterializeResult:
         day = dt.date.fromisoformat(context.partition_key)
-        load = load_bronze_partition(landing.zone(), iceberg.store(), contract, day, context.run_id)
+        load = load_bronze_partition(landing.zone(), iceberg.store(), contract, day, context.run.run_id)
         for f in load.batch.rejected:
             context.log.warning(f"rejected {f.obj.key}: {f.reason}")
         for column, keys in load.batch.missing_columns().items():

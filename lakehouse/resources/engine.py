@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lakehouse.settings import ENGINES
 
 _sessions: dict[str, object] = {}
 _lock = threading.Lock()
 _view_ids = itertools.count()
+_spill: str | None = None
 
 SPARK_CONFIG = {
     "spark.master": "local[2]",
@@ -66,7 +71,19 @@ def from_arrow(session, table: pa.Table):
         conn.register(f"{name}_src", table)
         conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "{name}_src"')
         return session.table(name)
-    return session.createDataFrame(table.to_pandas(types_mapper=None), schema=_spark_schema(table.schema))
+    # Through Parquet rather than pandas: no size limit, exact decimals and UTC timestamps.
+    # Spark reads lazily, so the file lives until the process ends.
+    path = Path(_spill_dir()) / f"arrow_{next(_view_ids)}.parquet"
+    pq.write_table(table, path)
+    return session.read.parquet(str(path))
+
+
+def _spill_dir() -> str:
+    global _spill
+    if _spill is None:
+        _spill = tempfile.mkdtemp(prefix="lakehouse-spark-")
+        atexit.register(shutil.rmtree, _spill, True)
+    return _spill
 
 
 def to_arrow(df) -> pa.Table:
@@ -79,12 +96,6 @@ def to_arrow(df) -> pa.Table:
 
 def _is_sqlframe(session) -> bool:
     return type(session).__module__.startswith("sqlframe")
-
-
-def _spark_schema(schema: pa.Schema):
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(schema)
 
 
 def _empty_from_spark(df) -> pa.Table:

@@ -1,0 +1,145 @@
+"""Bronze on real Iceberg tables (SQLite catalog, local warehouse) from a local landing zone."""
+
+import datetime as dt
+import gzip
+
+import dagster as dg
+import pytest
+from pyiceberg.expressions import EqualTo
+
+from lakehouse.contracts import contract_for
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.ingest import load_bronze_partition
+from lakehouse.resources.landing import LocalLandingZone
+from lakehouse.wiring import build_definitions
+
+DAY1, DAY2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+HEADER = "order_id,order_date,customer_id,product_id,qty,unit_price,channel\n"
+
+
+def orders_key(day, name):
+    return f"retail/orders/ingest_date={day}/{name}"
+
+
+@pytest.fixture
+def lake(lakehouse_env):
+    return LocalLandingZone(lakehouse_env.landing_uri), TableStore(catalog_from_settings(lakehouse_env))
+
+
+def rows(store, table, day=None):
+    where = EqualTo("_ingest_date", day.isoformat()) if day else None
+    data = store.read(table, where) if where is not None else store.read(table)
+    return sorted(data.to_pylist(), key=lambda r: (str(r.get("_ingest_date")), r.get("_source_file") or "", r.get("_row_number") or 0))
+
+
+def test_partition_loads_every_readable_file_and_rejects_the_rest(lake):
+    zone, store = lake
+    zone.put(orders_key(DAY1, "a.csv"), (HEADER + "O1,01/03/2026,C1,P1,2,\"9,99\", Web \n").encode())
+    zone.put(orders_key(DAY1, "b.txt.gz"), gzip.compress((HEADER.replace(",", ";") + "O2;28/02/2026;C2;P2;1;5,00;store\n").encode()))
+    zone.put(orders_key(DAY1, "broken.csv.gz"), gzip.compress(HEADER.encode() * 200)[:-40])
+    zone.put(orders_key(DAY1, "c.xlsx"), b"PK\x03\x04" + bytes(10))
+    zone.put(orders_key(DAY1, ".DS_Store"), b"junk")
+
+    load = load_bronze_partition(zone, store, contract_for("orders"), DAY1, "run-1")
+
+    bronze = rows(store, "bronze.orders")
+    assert [(r["order_id"], r["unit_price"], r["channel"]) for r in bronze] == [("O1", "9,99", " Web "), ("O2", "5,00", "store")]
+    assert {r["_source_file"] for r in bronze} == {orders_key(DAY1, "a.csv"), orders_key(DAY1, "b.txt.gz")}
+    assert all(r["_ingest_date"] == DAY1 and r["_row_number"] == 1 and r["_ingested_at"] for r in bronze)
+
+    rejected = {r["key"]: r["reason"] for r in store.read("bronze.rejected_files").to_pylist()}
+    assert set(rejected) == {orders_key(DAY1, "broken.csv.gz"), orders_key(DAY1, "c.xlsx")}
+    assert rejected[orders_key(DAY1, "broken.csv.gz")].startswith("truncated gzip")
+
+    log = {r["key"]: r for r in store.read("ops.ingestion_log").to_pylist()}
+    assert {k: r["status"] for k, r in log.items()} == {
+        orders_key(DAY1, "a.csv"): "INGESTED", orders_key(DAY1, "b.txt.gz"): "INGESTED",
+        orders_key(DAY1, "broken.csv.gz"): "REJECTED", orders_key(DAY1, "c.xlsx"): "REJECTED",
+    }
+    assert log[orders_key(DAY1, "a.csv")]["rows"] == 1 and log[orders_key(DAY1, "a.csv")]["run_id"] == "run-1"
+    assert log[orders_key(DAY1, "c.xlsx")]["reason"].startswith("unsupported format")
+    assert all(len(r["etag"]) == 32 and r["size"] > 0 for r in log.values())
+    assert load.ignored and load.ignored[0][0].endswith(".DS_Store")
+
+
+def test_new_columns_evolve_the_schema_and_missing_ones_stay_null(lake):
+    zone, store = lake
+    zone.put(orders_key(DAY1, "a.csv"), (HEADER + "O1,01/03/2026,C1,P1,2,9.99,web\n").encode())
+    load_bronze_partition(zone, store, contract_for("orders"), DAY1, "run-1")
+    renamed = HEADER.replace("customer_id", "Cust ID").rstrip("\n") + ",Coupon Code\n"
+    zone.put(orders_key(DAY2, "b.csv"), (renamed + "O2,02/03/2026,C2,P2,1,5.00,web,SAVE10\n").encode())
+
+    load = load_bronze_partition(zone, store, contract_for("orders"), DAY2, "run-2")
+
+    assert load.bronze.added_columns == ["cust_id", "coupon_code"]
+    assert load.batch.missing_columns() == {"customer_id": [orders_key(DAY2, "b.csv")]}
+    assert load.batch.extra_columns() == {"cust_id": [orders_key(DAY2, "b.csv")], "coupon_code": [orders_key(DAY2, "b.csv")]}
+    columns = [f.name for f in store.load("bronze.orders").schema().fields]
+    assert {"coupon_code", "cust_id", "_source_file", "_row_number"} <= set(columns)
+    day1, day2 = rows(store, "bronze.orders", DAY1)[0], rows(store, "bronze.orders", DAY2)[0]
+    assert day1["coupon_code"] is None and day1["customer_id"] == "C1"
+    assert day2["coupon_code"] == "SAVE10" and day2["customer_id"] is None and day2["cust_id"] == "C2"
+
+
+def test_rerun_replaces_only_its_partition_atomically(lake):
+    zone, store = lake
+    zone.put(orders_key(DAY1, "a.csv"), (HEADER + "O1,01/03/2026,C1,P1,2,9.99,web\n").encode())
+    zone.put(orders_key(DAY2, "b.csv"), (HEADER + "O2,02/03/2026,C2,P2,1,5.00,web\nO3,02/03/2026,C3,P3,1,5.00,web\n").encode())
+    orders = contract_for("orders")
+    load_bronze_partition(zone, store, orders, DAY1, "run-1")
+    load_bronze_partition(zone, store, orders, DAY2, "run-2")
+    day1_before = rows(store, "bronze.orders", DAY1)
+    first_seen = {r["key"]: r["first_seen"] for r in store.read("ops.ingestion_log").to_pylist()}
+    snapshots_before = len(store.load("bronze.orders").snapshots())
+
+    for run in ("run-3", "run-4"):
+        load = load_bronze_partition(zone, store, orders, DAY2, run)
+
+    assert [r["order_id"] for r in rows(store, "bronze.orders", DAY2)] == ["O2", "O3"]  # no duplicates
+    assert rows(store, "bronze.orders", DAY1) == day1_before  # other partition untouched
+    table = store.load("bronze.orders")
+    new = table.snapshots()[snapshots_before:]
+    assert new and all(s.summary["dagster.run_id"] in ("run-3", "run-4") for s in new)
+    assert all(s.summary["dagster.partition_key"] == "2026-03-02" for s in new)
+    assert table.current_snapshot().snapshot_id == load.bronze.snapshot_id
+    log = store.read("ops.ingestion_log").to_pylist()
+    assert len(log) == 2 and {r["key"]: r["first_seen"] for r in log} == first_seen
+    assert {r["run_id"] for r in log} == {"run-1", "run-4"}
+
+    # A file withdrawn from the landing zone disappears from its partition on rerun.
+    (zone.root / orders_key(DAY2, "b.csv")).unlink()
+    zone.put(orders_key(DAY2, "c.csv"), (HEADER + "O9,02/03/2026,C9,P9,1,1.00,web\n").encode())
+    load_bronze_partition(zone, store, orders, DAY2, "run-5")
+    assert [r["order_id"] for r in rows(store, "bronze.orders", DAY2)] == ["O9"]
+
+
+def test_empty_partition_writes_nothing_and_fails_nothing(lake):
+    zone, store = lake
+    load = load_bronze_partition(zone, store, contract_for("events"), DAY1, "run-1")
+    assert load.batch.table.num_rows == 0 and load.batch.files == []
+    assert store.read("bronze.events").num_rows == 0
+
+
+def test_file_without_any_contract_column_is_rejected(lake):
+    zone, store = lake
+    zone.put(f"retail/products/ingest_date={DAY1}/p.csv", b"sku,title\nX,Y\n")
+    load = load_bronze_partition(zone, store, contract_for("products"), DAY1, "run-1")
+    assert load.batch.rejected[0].reason.startswith("none of the products columns")
+
+
+def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    renamed = HEADER.replace("customer_id", "cust_id")
+    zone.put(orders_key(DAY1, "a.csv"), (renamed + "O1,01/03/2026,C1,P1,2,9.99,web\n1,2\n").encode())
+    zone.put(orders_key(DAY1, "empty.csv"), b"")
+    defs = build_definitions(lakehouse_env)
+    asset = defs.resolve_assets_def(dg.AssetKey(["bronze", "orders"]))
+    result = dg.materialize([asset], partition_key=DAY1.isoformat())
+    meta = result.asset_materializations_for_node("bronze__orders")[0].metadata
+    assert meta["dagster/row_count"].value == 2
+    assert meta["files_rejected"].value == 1 and meta["malformed_rows"].value == 1
+    assert meta["missing_columns"].value == {"customer_id": [orders_key(DAY1, "a.csv")]}
+    assert meta["dagster/table_name"].value == "lakehouse.bronze.orders"
+    assert "cust_id" in [c.name for c in meta["dagster/column_schema"].schema.columns]
+    table = TableStore(catalog_from_settings(lakehouse_env)).load("bronze.orders")
+    assert table.current_snapshot().summary["dagster.run_id"] == result.run_id
