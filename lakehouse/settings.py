@@ -48,6 +48,16 @@ def _file_path(uri: str) -> Path:
     return Path(urlparse(uri).path) if uri.startswith("file://") else Path(uri)
 
 
+def _make_dir(variable: str, value: str, path: Path, alternative: str = "") -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"{variable}={value!r} cannot be created ({exc.strerror}); "
+            f"point it at a writable directory{alternative}"
+        ) from None
+
+
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     value = value.strip().lower()
     if value not in allowed:
@@ -70,13 +80,7 @@ def _check_landing(uri: str) -> str:
             "or s3://bucket[/prefix]"
         )
     path = _file_path(uri).expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SettingsError(
-            f"{name}={uri!r} cannot be created ({exc.strerror}); point it at a writable "
-            "directory or an s3:// bucket"
-        ) from None
+    _make_dir(name, uri, path, " or an s3:// bucket")
     if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
         raise SettingsError(
             f"{name}={uri!r} is not a readable directory; point it at a readable directory "
@@ -115,7 +119,7 @@ def _check_warehouse(uri: str, profile: str) -> str:
     if scheme not in ("file", ""):
         raise SettingsError(f"{name}={uri!r} must be file:///path or s3://bucket/prefix")
     path = _file_path(uri).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    _make_dir(name, uri, path, " or an s3:// URI")
     return f"file://{path}"
 
 
@@ -130,13 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     home = Path(env.get("LAKEHOUSE_HOME") or "./.lakehouse").expanduser().resolve()
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SettingsError(
-            f"LAKEHOUSE_HOME={str(home)!r} cannot be created ({exc.strerror}); "
-            "point it at a writable directory"
-        ) from None
+    _make_dir("LAKEHOUSE_HOME", str(home), home)
     profile = _check_choice("LAKEHOUSE_PROFILE", env.get("LAKEHOUSE_PROFILE") or "local", PROFILES)
     engine = _check_choice("LAKEHOUSE_ENGINE", env.get("LAKEHOUSE_ENGINE") or "duckdb", ENGINES)
     landing = _check_landing(env.get("LAKEHOUSE_LANDING_URI") or f"file://{home}/landing")
@@ -151,13 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     warehouse = _check_warehouse(warehouse_raw, profile)
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
-    try:
-        dagster_home.mkdir(parents=True, exist_ok=True)  # every dagster command needs it to exist
-    except OSError as exc:
-        raise SettingsError(
-            f"DAGSTER_HOME={str(dagster_home)!r} cannot be created ({exc.strerror}); "
-            "point it at a writable directory or unset it"
-        ) from None
+    _make_dir("DAGSTER_HOME", str(dagster_home), dagster_home, " or unset it")  # dagster needs it to exist
     start = _check_date("LAKEHOUSE_START_DATE", env.get("LAKEHOUSE_START_DATE") or "2025-01-01")
     return Settings(
         home=home,

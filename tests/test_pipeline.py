@@ -58,6 +58,15 @@ def test_demo_twice_through_the_instance_is_idempotent(lakehouse_env):
     assert {r.tags["dagster/partition"] for r in runs} == days
     instance.dispose()
 
+    status = subprocess.run([LAKEHOUSE, "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and status.stdout.split("Bronze, per source")[1] == first.split("Bronze, per source")[1]
+    sql = "select count(*) as n, count(distinct _ingest_date) as days from bronze.orders"
+    query = subprocess.run([LAKEHOUSE, "query", sql], env=env, capture_output=True, text=True, timeout=120)
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.split()[-2:] == [str(report["rows"]["orders"]), "7"]
+    bad = subprocess.run([LAKEHOUSE, "query", "select nope from bronze.orders"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
 
 def comparable(store: TableStore, identifier: str, drop=("_ingested_at",)) -> list[dict]:
     table = store.read(identifier)
@@ -88,3 +97,25 @@ def test_same_bronze_tables_from_local_disk_and_from_s3(tmp_path, monkeypatch, s
     assert comparable(local, "ops.ingestion_log", drop) == comparable(s3, "ops.ingestion_log", drop)
     assert comparable(local, "bronze.rejected_files", drop) == comparable(s3, "bronze.rejected_files", drop)
     assert pa.Table.from_pylist(comparable(s3, "bronze.rejected_files", drop)).num_rows == 3
+
+
+def test_aws_profile_writes_to_glue_catalog_and_s3_warehouse(tmp_path, monkeypatch, s3_bucket):
+    """LAKEHOUSE_PROFILE=aws: Glue Data Catalog + S3 warehouse, both on the test server."""
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "aws"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "aws" / "dagster"))
+    monkeypatch.setenv("LAKEHOUSE_PROFILE", "aws")
+    monkeypatch.setenv("LAKEHOUSE_LANDING_URI", f"s3://{s3_bucket}/landing")
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE_URI", f"s3://{s3_bucket}/warehouse")
+    settings = load_settings()
+    report = generate(open_landing_zone(settings.landing_uri), days=2, start=START, seed=9)
+    for _ in range(2):  # the second pass must change nothing
+        outcome = run_pending(settings)
+        assert outcome.ok, outcome.render()
+        summary = bronze_summary(TableStore(catalog_from_settings(settings)))
+        for source in SOURCES:
+            assert sum(p.bronze_rows for p in summary if p.source == source) == report.rows[source]
+    glue = boto3.client("glue").get_table(DatabaseName="bronze", Name="orders")["Table"]
+    assert glue["Parameters"]["table_type"] == "ICEBERG"
+    assert glue["Parameters"]["metadata_location"].startswith(f"s3://{s3_bucket}/warehouse/")
+    data = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="warehouse/bronze.db/orders/data/")
+    assert data["KeyCount"] > 0

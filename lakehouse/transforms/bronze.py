@@ -63,19 +63,18 @@ class BronzeBatch:
 
     def missing_columns(self) -> dict[str, list[str]]:
         """Contract column -> the ingested files that lacked it (those rows hold null)."""
-        out: dict[str, list[str]] = {}
-        for f in self.files:
-            for column in f.missing_columns:
-                out.setdefault(column, []).append(f.obj.key)
-        return out
+        return self._files_by_column("missing_columns")
 
     def extra_columns(self) -> dict[str, list[str]]:
+        """Column beyond the contract -> the files that brought it."""
+        return self._files_by_column("extra_columns")
+
+    def _files_by_column(self, attribute: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for f in self.files:
-            for column in f.extra_columns:
+            for column in getattr(f, attribute):
                 out.setdefault(column, []).append(f.obj.key)
         return out
-
 
 def bronze_schema(contract: SourceContract, extra: Iterable[str] = ()) -> pa.Schema:
     """Contract columns (as strings), columns that arrived beyond them, then lineage."""
