@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import random
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -107,6 +108,11 @@ class Product:
     list_price: float
 
 
+def _ascii(text: str) -> str:
+    """José -> Jose: mailbox names are ASCII in the CRM even when the name is not."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
 def _phone(rng: random.Random) -> str:
     digits = "".join(str(rng.randrange(10)) for _ in range(9))
     style = rng.randrange(3)
@@ -122,7 +128,7 @@ def master_data(seed: int, scale: float) -> tuple[list[Customer], list[Product]]
     customers = []
     for n in range(1, max(1, round(500 * scale)) + 1):
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        email = f"{first}.{last}{n}@example.com".lower()
+        email = f"{_ascii(first)}.{_ascii(last)}{n}@example.com".lower()
         customers.append(Customer(f"C{n:06d}", first, last, email, _phone(rng), rng.choice(REGIONS)))
     products = []
     for n in range(1, max(1, round(200 * scale)) + 1):
@@ -214,7 +220,9 @@ def _customers_file(writer, rng, day, index, customers, dirty) -> None:
         for i in picks[:3]:
             rows[i][3] = rows[i][3].replace("@", " at ")  # not an e-mail address
             counts["bad_email"] += 1
-        rows[picks[3]][0] = ""
+        junk = list(rows[picks[3]])
+        junk[0] = ""  # a half-filled CRM record without its id, next to the real one
+        rows.append(junk)
         counts["null_customer_id"] += 1
         for i in picks[4:6]:
             rows.append(list(rows[i]))  # the CRM exported the row twice

@@ -1,9 +1,19 @@
 """Every Iceberg table the lakehouse writes: name, schema and partition spec, in one place.
 
-Partition grain is chosen on purpose. Bronze is `day(_ingest_date)`: it matches the
-Dagster partition, so a rerun replaces whole files of exactly one day, and at
-terabyte scale a day is gigabytes, not a tiny file. The small ops tables are
-`month(...)`: daily partitions there would make thousands of kilobyte files.
+Partition grain is chosen on purpose:
+- bronze: `day(_ingest_date)`. It is the Dagster partition, so a rerun replaces
+  whole files of one day; at terabyte scale a day is gigabytes, not a tiny file.
+- silver.orders, gold.fact_orders, gold.mart_daily_sales: `month(order_date)`;
+  silver.events: `month(event_date)`; the activity mart: `month(activity_date)`.
+  Queries filter on these dates: the month prunes partitions, and because every
+  write holds one ingest date, the per-file min/max of the date prunes further to
+  about the day. A day partition would mean a file per day per table at demo scale
+  (hundreds of kilobyte files a year) for no extra pruning.
+- silver.customers/products (version histories) and the gold dimensions are small
+  and read whole: unpartitioned.
+- silver.quarantine: `identity(source)`, `month(ingest_date)`; the ops tables `month`.
+Writes replace rows by `_ingest_date` (or by date for the marts). Every write holds
+one ingest date, so a replace deletes whole files and never rewrites others.
 """
 
 from __future__ import annotations
@@ -14,8 +24,22 @@ import pyarrow as pa
 
 from lakehouse.contracts import CONTRACTS
 from lakehouse.transforms.bronze import INGEST_DATE, bronze_schema
+from lakehouse.transforms.gold import EVENT_COUNTS
+from lakehouse.transforms.silver import silver_columns
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    """Contract type name -> Arrow type (Iceberg: string, int, long, decimal, date, timestamptz)."""
+    simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "date": pa.date32(),
+              "timestamp": UTC_TS, "boolean": pa.bool_()}
+    if kind in simple:
+        return simple[kind]
+    if kind.startswith("decimal("):
+        precision, scale = (int(x) for x in kind[len("decimal("):-1].split(","))
+        return pa.decimal128(precision, scale)
+    raise ValueError(f"unknown column type {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,20 @@ class TableDef:
     schema: pa.Schema
     partition_by: tuple[tuple[str, str], ...]
     description: str
+    column_descriptions: tuple[tuple[str, str], ...] = ()
+
+    def describe(self, column: str) -> str:
+        return dict(self.column_descriptions).get(column, "")
+
+
+def _columns(spec: list[tuple[str, str, str]]) -> tuple[pa.Schema, tuple[tuple[str, str], ...]]:
+    return pa.schema([(n, arrow_type(t)) for n, t, _ in spec]), tuple((n, d) for n, _, d in spec)
+
+
+def _table(identifier: str, spec: list[tuple[str, str, str]], partition_by, description: str) -> TableDef:
+    """A table from (column, contract type, description) triples."""
+    schema, descriptions = _columns(spec)
+    return TableDef(identifier, schema, tuple(partition_by), description, descriptions)
 
 
 def bronze_table(source: str) -> TableDef:
@@ -76,4 +114,96 @@ INGESTION_LOG = TableDef(
     ),
     (("ingest_date", "month"),),
     "One row per landed file and what became of it.",
+)
+
+
+SILVER_PARTITIONS = {"orders": (("order_date", "month"),), "events": (("event_date", "month"),)}
+
+
+def silver_table(source: str) -> TableDef:
+    contract = CONTRACTS[source]
+    what = (
+        "one row per version (a row is written when a key's attributes change)"
+        if contract.history == "snapshot" else "one row per valid record"
+    )
+    return _table(
+        f"silver.{source}", silver_columns(contract), SILVER_PARTITIONS.get(source, ()),
+        f"{contract.description} Typed, cleaned, de-duplicated: {what}.",
+    )
+
+
+QUARANTINE = TableDef(
+    "silver.quarantine",
+    pa.schema(
+        [
+            ("source", pa.string()),
+            ("ingest_date", pa.date32()),
+            ("source_file", pa.string()),
+            ("row_number", pa.int64()),
+            ("rules", pa.list_(pa.string())),
+            ("parse_error", pa.string()),
+            ("raw_record", pa.string()),
+            ("original", pa.string()),
+            ("run_id", pa.string()),
+            ("quarantined_at", UTC_TS),
+        ]
+    ),
+    (("source", "identity"), ("ingest_date", "month")),
+    "Bronze rows that broke a quarantine rule: where they came from, every rule broken, the values as landed.",
+    (
+        ("rules", "Every quarantine rule the row broke, e.g. qty.out_of_range."),
+        ("original", "The row's values as landed in bronze, as a JSON object."),
+    ),
+)
+
+
+def dimension_table(source: str) -> TableDef:
+    contract = CONTRACTS[source]
+    spec = [(c.name, c.type, c.description) for c in contract.columns] + [
+        ("valid_from", "date", "Ingest date of the current version."),
+        ("first_seen", "date", "Ingest date the key first appeared."),
+    ]
+    name = {"customers": "dim_customer", "products": "dim_product"}[source]
+    return _table(f"gold.{name}", spec, (), f"Current version of every {source[:-1]} (latest ingest wins).")
+
+
+def _fact_spec() -> list[tuple[str, str, str]]:
+    silver = {n: (t, d) for n, t, d in silver_columns(CONTRACTS["orders"])}
+    spec = [(n, *silver[n]) for n in ("order_id", "order_date", "customer_id", "product_id", "channel",
+                                      "region", "category", "qty", "unit_price", "sales_amount")]
+    return spec + [
+        ("customer_known", "boolean", "False when the customer id was not in the customer data."),
+        ("product_known", "boolean", "False when the product id was not in the product data."),
+        (INGEST_DATE, "date", "Ingest date (Dagster partition) of the order."),
+    ]
+
+
+FACT_ORDERS = _table(
+    "gold.fact_orders", _fact_spec(), (("order_date", "month"),),
+    "One row per valid order line, conformed to the customer and product dimensions.",
+)
+
+MART_DAILY_SALES = _table(
+    "gold.mart_daily_sales",
+    [
+        ("order_date", "date", "Day the orders were placed (late arrivals included)."),
+        ("channel", "string", "web, store or mobile."),
+        ("region", "string", "Customer region; Unknown for unknown customers."),
+        ("category", "string", "Product category; Unknown for unknown products."),
+        ("orders", "long", "Order lines."),
+        ("units", "long", "Units sold."),
+        ("sales", "decimal(18,2)", "Sum of qty * unit_price."),
+    ],
+    (("order_date", "month"),),
+    "Sales by day, channel, region and category.",
+)
+
+MART_CUSTOMER_ACTIVITY = _table(
+    "gold.mart_customer_activity",
+    [("customer_id", "string", "Customer (or signed-in user) id."), ("activity_date", "date", "UTC day.")]
+    + [(n, "long", f"{k} events.") for k, n in EVENT_COUNTS.items()]
+    + [("events", "long", "All events."), ("orders", "long", "Order lines placed that day."),
+       ("units", "long", "Units ordered that day."), ("sales", "decimal(18,2)", "Sales that day.")],
+    (("activity_date", "month"),),
+    "Per customer and day: events by type, orders, units and sales.",
 )

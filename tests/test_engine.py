@@ -21,11 +21,11 @@ SAMPLE = pa.table(
 
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_arrow_round_trip_through_a_transform(engine):
-    resource = EngineResource(name=engine)
-    df = resource.from_arrow(SAMPLE)
-    from pyspark.sql import functions as F  # noqa: F401  (same API on both engines)
-
-    out = resource.to_arrow(df.filter(df["n"].isNull() | (df["n"] > 0)).select("id", "amount", "at", "day", "n"))
+    with EngineResource(name=engine).engine() as eng:
+        df = eng.from_arrow(SAMPLE)
+        kept = eng.materialize(df.filter(df["n"].isNull() | (df["n"] > 0)).select("id", "amount", "at", "day", "n"))
+        out = eng.to_arrow(kept)
+        assert eng.to_arrow(kept.filter(kept["n"] > 1)).num_rows == 1  # the materialized frame is reusable
     assert out.schema.field("amount").type == pa.decimal128(12, 2)
     assert out.schema.field("at").type == pa.timestamp("us", tz="UTC")
     assert sorted(out.to_pylist(), key=lambda r: str(r["id"])) == sorted(SAMPLE.to_pylist(), key=lambda r: str(r["id"]))
@@ -33,4 +33,4 @@ def test_arrow_round_trip_through_a_transform(engine):
 
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="duckdb, spark"):
-        EngineResource(name="pandas").session()
+        EngineResource(name="pandas").engine()

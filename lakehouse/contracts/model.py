@@ -1,16 +1,74 @@
-"""The shape of a contract. Plain frozen dataclasses: easy to read, diff and test."""
+"""The shape of a contract. Plain frozen dataclasses: easy to read, diff and test.
+
+A column declares its target type and the rules a value must meet. Rules that
+fail send the row to `silver.quarantine` (action "quarantine") or keep it with the
+value nulled and a flag set (action "flag"). Rule names are stable
+(`<column>.<rule>`): they appear in the quarantine table, metadata and checks.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+QUARANTINE, FLAG = "quarantine", "flag"
+SNAPSHOT, EVENTS = "snapshot", "events"
+
+# Rule kinds, in the order they are evaluated and listed.
+REQUIRED = "required"  # no value at all (null, empty or only spaces)
+INVALID = "invalid"  # a value that does not parse as the column's type
+NOT_ACCEPTED = "not_accepted"  # parsed, but not one of the accepted values
+PATTERN = "pattern"  # parsed, but does not match the pattern
+OUT_OF_RANGE = "out_of_range"  # parsed, but outside [min, max]
+MALFORMED = "record.malformed"  # the record itself did not parse in bronze
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # target type in silver: string, long, int, decimal(12,2), date, timestamp
+    type: str  # string | int | long | decimal(p,s) | date | timestamp
     description: str
     required: bool = False
+    aliases: tuple[str, ...] = ()  # other header names that mean this column
+    parse: str | None = None  # date format such as dd/MM/yyyy, or epoch_ms for timestamps
+    normalize: str | None = None  # lower | upper | phone
+    accepted: tuple[str, ...] | None = None
+    pattern: str | None = None  # regular expression the normalised value must match
+    pattern_action: str = QUARANTINE
+    min_value: float | None = None
+    min_exclusive: bool = False
+    max_value: float | None = None
+
+    def rule(self, kind: str) -> str:
+        return f"{self.name}.{kind}"
+
+    def rules(self) -> list[tuple[str, str]]:
+        """(rule name, action) for every rule this column declares."""
+        out = []
+        if self.required:
+            out.append((self.rule(REQUIRED), QUARANTINE))
+        if self.type != "string":
+            out.append((self.rule(INVALID), QUARANTINE))
+        if self.accepted:
+            out.append((self.rule(NOT_ACCEPTED), QUARANTINE))
+        if self.pattern:
+            out.append((self.rule(PATTERN), self.pattern_action))
+        if self.min_value is not None or self.max_value is not None:
+            out.append((self.rule(OUT_OF_RANGE), QUARANTINE))
+        return out
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Enrich from another source's current version, as of the row's ingest date.
+
+    A key with no match is kept and flagged `flag`, never dropped.
+    """
+
+    column: str  # our column holding the key
+    source: str  # the source looked up
+    key: str  # its key column
+    bring: tuple[str, ...]  # its columns copied onto our rows
+    flag: str  # e.g. unknown_customer
 
 
 @dataclass(frozen=True)
@@ -19,9 +77,10 @@ class SourceContract:
     description: str
     columns: tuple[Column, ...]
     keys: tuple[str, ...]
+    history: str = EVENTS  # events: immutable facts; snapshot: full daily copies, latest ingest wins
+    lookups: tuple[Lookup, ...] = ()
     owner: str = "team:data-platform"
     landed_as: str = ""  # how the files usually arrive, for docs and the UI
-    extra: dict = field(default_factory=dict)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -32,3 +91,13 @@ class SourceContract:
             if c.name == name:
                 return c
         raise KeyError(f"{self.name} has no column {name!r}")
+
+    def rules(self) -> list[tuple[str, str]]:
+        """Every (rule, action) of the contract, the record rule first."""
+        return [(MALFORMED, QUARANTINE)] + [r for c in self.columns for r in c.rules()]
+
+    def quarantine_rules(self) -> list[str]:
+        return [name for name, action in self.rules() if action == QUARANTINE]
+
+    def flags(self) -> list[str]:
+        return [name for name, action in self.rules() if action == FLAG] + [lk.flag for lk in self.lookups]

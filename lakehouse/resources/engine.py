@@ -1,7 +1,7 @@
 """The compute engine behind the PySpark DataFrame API: DuckDB (via sqlframe) or Spark.
 
-Transforms only see a session and DataFrames; this module owns moving Arrow data
-in and out, which is the one place the two engines differ.
+Transforms only see DataFrames; this module owns what differs between engines:
+moving Arrow data in and out, and evaluating a DataFrame once for reuse.
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ from lakehouse.settings import ENGINES
 
 _sessions: dict[str, object] = {}
 _lock = threading.Lock()
-_view_ids = itertools.count()
+_names = itertools.count()
 _spill: str | None = None
 
 SPARK_CONFIG = {
     "spark.master": "local[2]",
     "spark.app.name": "lakehouse",
     "spark.sql.session.timeZone": "UTC",
+    # Unparseable dates must give null (then quarantine), not a SparkUpgradeException.
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    "spark.sql.ansi.enabled": "false",
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -62,20 +65,9 @@ def _new_session(engine: str):
     return session
 
 
-def from_arrow(session, table: pa.Table):
-    """An Arrow table as a DataFrame of `session` (either engine)."""
-    if _is_sqlframe(session):
-        # A bare registered Arrow object is not resolvable by session.table; a view is.
-        name = f"_lh_arrow_{next(_view_ids)}"
-        conn = session._conn
-        conn.register(f"{name}_src", table)
-        conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "{name}_src"')
-        return session.table(name)
-    # Through Parquet rather than pandas: no size limit, exact decimals and UTC timestamps.
-    # Spark reads lazily, so the file lives until the process ends.
-    path = Path(_spill_dir()) / f"arrow_{next(_view_ids)}.parquet"
-    pq.write_table(table, path)
-    return session.read.parquet(str(path))
+def _is_sqlframe(obj) -> bool:
+    """True for sqlframe sessions and DataFrames (the DuckDB engine)."""
+    return type(obj).__module__.startswith("sqlframe")
 
 
 def _spill_dir() -> str:
@@ -88,20 +80,74 @@ def _spill_dir() -> str:
 
 def to_arrow(df) -> pa.Table:
     """A DataFrame's rows as Arrow, keeping UTC timestamps and decimals."""
-    if hasattr(df, "toArrow") and _is_sqlframe(df.session):
+    if _is_sqlframe(df):
         return df.toArrow()
     batches = df._collect_as_arrow()
-    return pa.Table.from_batches(batches) if batches else _empty_from_spark(df)
-
-
-def _is_sqlframe(session) -> bool:
-    return type(session).__module__.startswith("sqlframe")
-
-
-def _empty_from_spark(df) -> pa.Table:
+    if batches:
+        return pa.Table.from_batches(batches)
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(df.schema).empty_table()
+
+
+class Engine:
+    """A session plus Arrow in/out and one-time evaluation, for one step.
+
+    Use as a context manager: the temporary views and tables it made are dropped at
+    the end, so a long-lived process (a run of many steps) does not accumulate them.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.session = get_session(name)
+        self._duckdb = _is_sqlframe(self.session)
+        self._views: list[str] = []
+        self._tables: list[str] = []
+
+    def from_arrow(self, table: pa.Table):
+        """An Arrow table as a DataFrame of this engine."""
+        name = f"_lh_{next(_names)}"
+        if self._duckdb:
+            # A bare registered Arrow object is not resolvable by session.table; a view is.
+            conn = self.session._conn
+            conn.register(f"{name}_arrow", table)
+            conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "{name}_arrow"')
+            self._views.append(name)
+            return self.session.table(name)
+        # Through Parquet rather than pandas: no size limit, exact decimals and UTC
+        # timestamps. Spark reads lazily, so the file lives until the process ends.
+        path = Path(_spill_dir()) / f"arrow{name}.parquet"  # Spark skips files named _*
+        pq.write_table(table, path)
+        return self.session.read.parquet(str(path))
+
+    def to_arrow(self, df) -> pa.Table:
+        return to_arrow(df)
+
+    def materialize(self, df):
+        """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""
+        if self._duckdb:
+            name = f"_lh_{next(_names)}"
+            sql = df.sql(dialect="duckdb", pretty=False)
+            # A plain table: sqlframe's catalog does not see DuckDB's temp schema. The
+            # database is in memory either way, and __exit__ drops it.
+            self.session._conn.execute(f'CREATE TABLE "{name}" AS {sql}')
+            self._tables.append(name)
+            return self.session.table(name)
+        return df.localCheckpoint(eager=True)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._duckdb:
+            conn = self.session._conn
+            for name in self._tables:
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            for name in self._views:
+                conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+                conn.unregister(f"{name}_arrow")
+        self._views.clear()
+        self._tables.clear()
 
 
 class EngineResource(dg.ConfigurableResource):
@@ -109,11 +155,5 @@ class EngineResource(dg.ConfigurableResource):
 
     name: str = "duckdb"
 
-    def session(self):
-        return get_session(self.name)
-
-    def from_arrow(self, table: pa.Table):
-        return from_arrow(self.session(), table)
-
-    def to_arrow(self, df) -> pa.Table:
-        return to_arrow(df)
+    def engine(self) -> Engine:
+        return Engine(self.name)

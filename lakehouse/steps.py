@@ -1,0 +1,226 @@
+"""One function per silver and gold step: read from Iceberg, run the pure transform, write.
+
+The Dagster assets call these, and so can a Glue/EMR job, so a step's I/O lives in
+one place whatever runs it. Reads are always filtered (by ingest date, or by the
+dates a partition touched); only the small dimensions are read whole.
+
+Late data: an order ingested on day D may be for any earlier order_date. Every write
+of a date-partitioned table records, in its snapshot properties, the dates it
+touched (before and after), so the marts recompute exactly those days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, In, LessThan, LessThanOrEqual
+
+from lakehouse.arrowtools import conform
+from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.model import SNAPSHOT
+from lakehouse.iceberg import TableStore, WriteResult
+from lakehouse.readers import ROW_NUMBER
+from lakehouse.resources.engine import Engine
+from lakehouse.tables import (
+    FACT_ORDERS,
+    MART_CUSTOMER_ACTIVITY,
+    MART_DAILY_SALES,
+    QUARANTINE,
+    TableDef,
+    bronze_table,
+    dimension_table,
+    silver_table,
+)
+from lakehouse.transforms import gold
+from lakehouse.transforms.bronze import INGEST_DATE
+from lakehouse.transforms.silver import (
+    OUTCOMES,
+    QUARANTINED,
+    ROW_HASH,
+    SILVER,
+    classify,
+    latest_versions,
+    outcome_counts,
+    quarantine_records,
+    quarantine_rows,
+    silver_rows,
+)
+
+AFFECTED = "lakehouse.affected."  # snapshot property prefix: the dates a write touched
+
+
+@dataclass
+class StepResult:
+    table: TableDef
+    write: WriteResult | None
+    counts: dict[str, int] = field(default_factory=dict)
+    affected_dates: list[str] = field(default_factory=list)
+
+    @property
+    def snapshot_id(self) -> int | None:
+        return self.write.snapshot_id if self.write else None
+
+
+@dataclass(frozen=True)
+class StepContext:
+    store: TableStore
+    engine: Engine
+    run_id: str
+
+    def props(self, asset: str, partition_key: str | None) -> dict[str, str]:
+        props = {"dagster.run_id": self.run_id, "dagster.asset_key": asset}
+        if partition_key:
+            props["dagster.partition_key"] = partition_key
+        return props
+
+    def ensure(self, *tables: TableDef) -> None:
+        for t in tables:
+            self.store.ensure_table(t.identifier, t.schema, t.partition_by)
+
+    def read(self, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",)) -> pa.Table:
+        self.ensure(table)
+        return self.store.read(table.identifier, where, tuple(columns))
+
+
+def _dates(table: pa.Table, column: str) -> set[str]:
+    if table.num_rows == 0:
+        return set()
+    return {d.isoformat() for d in pc.unique(table[column]).to_pylist() if d is not None}
+
+
+def write_tracked(ctx: StepContext, table: TableDef, data: pa.Table, where, props, date_column: str):
+    """Replace `where` with `data`, recording the dates touched (old and new) in the snapshot."""
+    old = _dates(ctx.read(table, where, (date_column,)), date_column)
+    affected = sorted(old | _dates(data, date_column))
+    props = {**props, AFFECTED + date_column: ",".join(affected)}
+    return ctx.store.replace_where(table.identifier, conform(data, table.schema), where, props), affected
+
+
+def affected_dates(ctx: StepContext, table: TableDef, partition_key: str, column: str) -> list[str]:
+    """The dates the latest write of `partition_key` to `table` touched."""
+    ctx.ensure(table)
+    name = AFFECTED + column
+    for snapshot in reversed(ctx.store.load(table.identifier).snapshots()):
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get("dagster.partition_key") == partition_key and name in summary:
+            return [d for d in summary[name].split(",") if d]
+    return []
+
+
+SILVER_DATE_COLUMNS = {"orders": "order_date", "events": "event_date"}
+
+
+def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
+    """Bronze partition -> silver.<source> + silver.quarantine, with exact accounting."""
+    contract = CONTRACTS[source]
+    target, key = silver_table(source), day.isoformat()
+    ctx.ensure(bronze_table(source), target, QUARANTINE)
+    engine = ctx.engine
+    bronze = ctx.read(bronze_table(source), EqualTo(INGEST_DATE, key))
+    previous = None
+    if contract.history == SNAPSHOT:
+        prior = ctx.read(target, LessThan(INGEST_DATE, key), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
+        previous = latest_versions(engine.from_arrow(prior), contract.keys)
+    lookups = {}
+    for lookup in contract.lookups:
+        versions = ctx.read(
+            silver_table(lookup.source), LessThanOrEqual(INGEST_DATE, key),
+            (lookup.key, *lookup.bring, INGEST_DATE, ROW_NUMBER),
+        )
+        lookups[lookup.source] = latest_versions(engine.from_arrow(versions), (lookup.key,))
+
+    rows = engine.materialize(classify(engine.from_arrow(bronze), contract, previous, lookups))
+    counts_df, labels = outcome_counts(rows, contract)
+    counts = {labels[k]: int(v or 0) for k, v in engine.to_arrow(counts_df).to_pylist()[0].items()}
+    silver = engine.to_arrow(silver_rows(rows, contract))
+    quarantined = engine.to_arrow(quarantine_rows(rows))
+
+    # Every bronze row ends in exactly one place; a mismatch is a bug, never data to publish.
+    accounted = sum(counts[o] for o in OUTCOMES)
+    if not (counts["rows_in"] == bronze.num_rows == accounted and silver.num_rows == counts[SILVER]
+            and quarantined.num_rows == counts[QUARANTINED]):
+        raise RuntimeError(f"silver.{source} {key}: row accounting does not add up: {counts}")
+
+    props = ctx.props(f"silver/{source}", key)
+    where = EqualTo(INGEST_DATE, key)
+    affected: list[str] = []
+    if source in SILVER_DATE_COLUMNS:
+        write, affected = write_tracked(ctx, target, silver, where, props, SILVER_DATE_COLUMNS[source])
+    else:
+        write = ctx.store.replace_where(target.identifier, conform(silver, target.schema), where, props)
+    now = dt.datetime.now(dt.timezone.utc)
+    records = quarantine_records(quarantined, source, ctx.run_id, now)
+    ctx.store.replace_where(
+        QUARANTINE.identifier, conform(records, QUARANTINE.schema),
+        And(EqualTo("source", source), EqualTo("ingest_date", key)), props, evolve=False,
+    )
+    return StepResult(target, write, counts, affected)
+
+
+def run_dimension(ctx: StepContext, source: str) -> StepResult:
+    """gold.dim_<x>: the current version of every key; small, rewritten whole."""
+    versions = ctx.read(silver_table(source))
+    target = dimension_table(source)
+    ctx.ensure(target)
+    dim = ctx.engine.to_arrow(gold.dimension(ctx.engine.from_arrow(versions), source))
+    write = ctx.store.replace_where(
+        target.identifier, conform(dim, target.schema), AlwaysTrue(), ctx.props(target.identifier.replace(".", "/"), None)
+    )
+    return StepResult(target, write, {"rows_in": versions.num_rows, "rows_out": dim.num_rows})
+
+
+def run_fact_orders(ctx: StepContext, day: dt.date) -> StepResult:
+    key = day.isoformat()
+    orders = ctx.read(silver_table("orders"), EqualTo(INGEST_DATE, key))
+    ctx.ensure(FACT_ORDERS)
+    fact = ctx.engine.to_arrow(gold.fact_orders(ctx.engine.from_arrow(orders)))
+    write, affected = write_tracked(
+        ctx, FACT_ORDERS, fact, EqualTo(INGEST_DATE, key), ctx.props("gold/fact_orders", key), "order_date"
+    )
+    unknown = {
+        "unknown_customer": fact.num_rows - pc.sum(fact["customer_known"]).as_py() if fact.num_rows else 0,
+        "unknown_product": fact.num_rows - pc.sum(fact["product_known"]).as_py() if fact.num_rows else 0,
+    }
+    return StepResult(FACT_ORDERS, write, {"rows_in": orders.num_rows, "rows_out": fact.num_rows, **unknown}, affected)
+
+
+def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
+    """Recompute the days whose orders the ingest partition touched; nothing else."""
+    key = day.isoformat()
+    dates = affected_dates(ctx, FACT_ORDERS, key, "order_date")
+    ctx.ensure(MART_DAILY_SALES)
+    if not dates:
+        return StepResult(MART_DAILY_SALES, None, {"rows_in": 0, "rows_out": 0}, [])
+    fact = ctx.read(FACT_ORDERS, In("order_date", dates), ("order_date", "channel", "region", "category", "qty", "sales_amount"))
+    mart = ctx.engine.to_arrow(gold.daily_sales(ctx.engine.from_arrow(fact)))
+    write = ctx.store.replace_where(
+        MART_DAILY_SALES.identifier, conform(mart, MART_DAILY_SALES.schema), In("order_date", dates),
+        ctx.props("gold/mart_daily_sales", key),
+    )
+    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact.num_rows, "rows_out": mart.num_rows}, dates)
+
+
+def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
+    key = day.isoformat()
+    days = sorted(
+        set(affected_dates(ctx, silver_table("events"), key, "event_date"))
+        | set(affected_dates(ctx, FACT_ORDERS, key, "order_date"))
+    )
+    ctx.ensure(MART_CUSTOMER_ACTIVITY)
+    if not days:
+        return StepResult(MART_CUSTOMER_ACTIVITY, None, {"rows_in": 0, "rows_out": 0}, [])
+    events = ctx.read(silver_table("events"), In("event_date", days), ("user_id", "event_date", "event_type"))
+    fact = ctx.read(FACT_ORDERS, In("order_date", days), ("customer_id", "order_date", "qty", "sales_amount"))
+    activity = ctx.engine.to_arrow(
+        gold.customer_activity(ctx.engine.from_arrow(events), ctx.engine.from_arrow(fact))
+    )
+    write = ctx.store.replace_where(
+        MART_CUSTOMER_ACTIVITY.identifier, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
+        In("activity_date", days), ctx.props("gold/mart_customer_activity", key),
+    )
+    counts = {"rows_in": events.num_rows + fact.num_rows, "rows_out": activity.num_rows}
+    return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, days)
+

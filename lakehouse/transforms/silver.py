@@ -1,0 +1,343 @@
+"""Silver: bronze strings -> typed, normalised, validated, de-duplicated, enriched rows.
+
+Pure functions over the PySpark DataFrame API; they run unchanged on DuckDB (via
+sqlframe) and on Spark. Everything is derived from the source's contract.
+
+Every bronze row gets exactly one `_outcome`:
+  silver      typed and valid, written to silver.<source>
+  quarantine  broke at least one quarantine rule (all of them are listed in `_rules`)
+  duplicate   same key as a row kept from this batch
+  unchanged   snapshot sources only: identical to the current version of that key
+
+Portability notes (verified on both engines): values are checked with a strict
+regular expression before any cast, because DuckDB and Spark disagree on lenient
+inputs ('1/3/2026' as dd/MM/yyyy, '1.5' as int); dates parse with try_to_timestamp;
+epoch milliseconds become timestamps through an exact decimal division.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import pyarrow as pa
+from lakehouse.contracts import CONTRACTS, SourceContract
+from lakehouse.contracts.model import (
+    FLAG,
+    INVALID,
+    MALFORMED,
+    NOT_ACCEPTED,
+    OUT_OF_RANGE,
+    PATTERN,
+    QUARANTINE,
+    REQUIRED,
+    SNAPSHOT,
+    Column,
+)
+from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
+from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, SOURCE_FILE
+
+OUTCOME, RULES, FLAGS, ROW_HASH = "_outcome", "_rules", "_flags", "_row_hash"
+SILVER, QUARANTINED, DUPLICATE, UNCHANGED = "silver", "quarantine", "duplicate", "unchanged"
+OUTCOMES = (SILVER, QUARANTINED, DUPLICATE, UNCHANGED)
+SOURCE_PREFIX = "_src_"  # bronze columns as landed, kept for the quarantine record
+LINEAGE = (SOURCE_FILE, INGEST_DATE, INGESTED_AT, ROW_NUMBER)
+_BRONZE_ONLY = (PARSE_ERROR, RAW_RECORD)
+
+# Columns computed beyond the contract, per source: (name, type, description).
+DERIVED = {
+    "orders": (("sales_amount", "decimal(18,2)", "qty * unit_price, exact in decimal."),),
+    "events": (("event_date", "date", "UTC calendar day of the event."),),
+}
+_CAST = {"string": "string", "int": "int", "long": "bigint", "date": "date", "timestamp": "timestamp"}
+
+
+def api(df):
+    """The `functions` and `Window` modules of the engine behind `df` (same PySpark API)."""
+    if type(df).__module__.startswith("sqlframe"):
+        from sqlframe.duckdb import Window
+        from sqlframe.duckdb import functions as F
+    else:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+    return F, Window
+
+
+def format_regex(fmt: str) -> str:
+    """A strict regex for a Java date format such as dd/MM/yyyy (digits only)."""
+    tokens = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}"}
+    out, i = "", 0
+    while i < len(fmt):
+        for token, rx in tokens.items():
+            if fmt.startswith(token, i):
+                out, i = out + rx, i + len(token)
+                break
+        else:
+            out, i = out + re.escape(fmt[i]), i + 1
+    return f"^{out}$"
+
+
+def _decimal_digits(kind: str) -> tuple[int, int]:
+    precision, scale = (int(x) for x in kind[len("decimal(") : -1].split(","))
+    return precision, scale
+
+
+def _normalise(F, value, column: Column):
+    if column.normalize == "lower":
+        return F.lower(value)
+    if column.normalize == "upper":
+        return F.upper(value)
+    if column.normalize == "phone":
+        plus = F.when(value.startswith("+"), F.lit("+")).otherwise(F.lit(""))
+        return F.when(value.isNotNull(), F.concat(plus, F.regexp_replace(value, "[^0-9]", "")))
+    return value
+
+
+def _parse(F, value, column: Column):
+    """The typed value, or null when `value` does not strictly fit the column's type."""
+    kind = column.type
+    if kind == "string":
+        return value
+    if kind in ("int", "long"):
+        digits = 9 if kind == "int" else 18
+        return F.when(value.rlike(rf"^[+-]?[0-9]{{1,{digits}}}$"), value.cast(_CAST[kind]))
+    if kind.startswith("decimal("):
+        precision, scale = _decimal_digits(kind)
+        dotted = F.regexp_replace(value, ",", ".")
+        shape = rf"^[+-]?[0-9]{{1,{precision - scale}}}(\.[0-9]{{1,{scale}}})?$"
+        return F.when(dotted.rlike(shape), dotted.cast(kind))
+    if kind == "date":
+        fmt = column.parse or "yyyy-MM-dd"
+        return F.when(value.rlike(format_regex(fmt)), F.to_date(F.try_to_timestamp(value, F.lit(fmt))))
+    if kind == "timestamp" and column.parse == "epoch_ms":
+        return F.when(value.rlike(r"^[0-9]{1,15}$"), F.timestamp_seconds(value.cast("decimal(20,0)") / 1000))
+    raise ValueError(f"contract column {column.name}: type {kind!r} with parse {column.parse!r} is not supported")
+
+
+def _raw(F, columns: list[str], column: Column):
+    """The landed text for a contract column: trimmed, blank as null, aliases as fallback."""
+    present = [n for n in (column.name, *column.aliases) if n in columns]
+    texts = [F.when(F.trim(F.col(SOURCE_PREFIX + n)) != "", F.trim(F.col(SOURCE_PREFIX + n))) for n in present]
+    if not texts:
+        return F.lit(None).cast("string")
+    return texts[0] if len(texts) == 1 else F.coalesce(*texts)
+
+
+def _rule_conditions(F, column: Column, raw, value) -> list[tuple[str, str, object]]:
+    """(rule, action, condition that breaks it) for one column."""
+    out = []
+    if column.required:
+        out.append((column.rule(REQUIRED), QUARANTINE, raw.isNull()))
+    if column.type != "string":
+        out.append((column.rule(INVALID), QUARANTINE, raw.isNotNull() & value.isNull()))
+    if column.accepted:
+        out.append((column.rule(NOT_ACCEPTED), QUARANTINE, value.isNotNull() & ~value.isin(*column.accepted)))
+    if column.pattern:
+        out.append((column.rule(PATTERN), column.pattern_action, value.isNotNull() & ~value.rlike(column.pattern)))
+    if column.min_value is not None or column.max_value is not None:
+        low = F.lit(False)
+        if column.min_value is not None:
+            low = value <= F.lit(column.min_value) if column.min_exclusive else value < F.lit(column.min_value)
+        high = value > F.lit(column.max_value) if column.max_value is not None else F.lit(False)
+        out.append((column.rule(OUT_OF_RANGE), QUARANTINE, value.isNotNull() & (low | high)))
+    return out
+
+
+def _joined(F, parts: list[tuple[str, object]]):
+    """Comma-separated names of the parts whose condition holds ('' when none)."""
+    if not parts:
+        return F.lit("")
+    return F.concat_ws(",", *[F.when(cond, F.lit(name)) for name, cond in parts])
+
+
+def silver_columns(contract: SourceContract) -> list[tuple[str, str, str]]:
+    """(name, type, description) of silver.<source>, in order."""
+    cols = [(c.name, c.type, c.description) for c in contract.columns]
+    for lookup in contract.lookups:
+        other = CONTRACTS[lookup.source]
+        for name in lookup.bring:
+            col = other.column(name)
+            cols.append((name, col.type, f"{col.description} (from {lookup.source}, as of the ingest date)"))
+    cols += list(DERIVED.get(contract.name, ()))
+    cols += [
+        (SOURCE_FILE, "string", "Landing key of the file the row came from."),
+        (INGEST_DATE, "date", "Ingest date (Dagster partition) the row landed on."),
+        (INGESTED_AT, "timestamp", "When bronze read the file."),
+        (ROW_NUMBER, "long", "Position of the record in its file, from 1."),
+        (FLAGS, "string", "Comma-separated data-quality flags; the row was kept."),
+    ]
+    if contract.history == SNAPSHOT:
+        cols.append((ROW_HASH, "string", "Hash of the attributes, to detect changed versions."))
+    return cols
+
+
+def classify(bronze, contract: SourceContract, previous=None, lookups: dict | None = None):
+    """Type, validate, de-duplicate and enrich one batch of bronze rows.
+
+    Returns every row with `_outcome`, `_rules` and `_flags`; `silver_rows` and
+    `quarantine_rows` cut the two outputs from it.
+
+    previous: snapshot sources only; the current version (key columns + `_row_hash`)
+      of each key before this batch, to tell changed rows from unchanged ones.
+    lookups: source name -> DataFrame of its current versions, for enrichment.
+    """
+    F, Window = api(bronze)
+    landed = [c for c in bronze.columns if c not in LINEAGE and c not in _BRONZE_ONLY]
+    src = bronze.select(
+        *[F.col(c).alias(SOURCE_PREFIX + c) for c in landed],
+        *[F.col(c) for c in LINEAGE],
+        F.col(PARSE_ERROR),
+        F.col(RAW_RECORD),
+    )
+    raws = {c.name: _raw(F, landed, c) for c in contract.columns}
+    values = {c.name: _parse(F, _normalise(F, raws[c.name], c), c) for c in contract.columns}
+
+    rules, flags = [(MALFORMED, F.col(PARSE_ERROR).isNotNull())], []
+    outputs = {}
+    for c in contract.columns:
+        conditions = _rule_conditions(F, c, raws[c.name], values[c.name])
+        rules += [(name, cond) for name, action, cond in conditions if action == QUARANTINE]
+        flagged = [(name, cond) for name, action, cond in conditions if action == FLAG]
+        flags += flagged
+        value = values[c.name]
+        for _, cond in flagged:  # a flagged value is not trusted: keep the row, null the value
+            value = F.when(cond, F.lit(None).cast(_CAST.get(c.type, c.type))).otherwise(value)
+        outputs[c.name] = value
+
+    typed = src.select(
+        "*",
+        *[outputs[c.name].alias(c.name) for c in contract.columns],
+        _joined(F, rules).alias(RULES),
+        _joined(F, flags).alias("_value_flags"),
+    )
+
+    # Lookups: bring columns from the other source's current version; flag unknown keys.
+    lookup_flags = []
+    for lookup in contract.lookups:
+        # Distinct key names on the two sides: with join(on=[name]) sqlframe resolves the
+        # unqualified name to the right side, which is null exactly when nothing matched.
+        found = f"_lookup_{lookup.source}"
+        table = (lookups or {})[lookup.source].select(
+            F.col(lookup.key).alias(found), *[F.col(b) for b in lookup.bring]
+        )
+        typed = typed.join(table, on=F.col(lookup.column) == F.col(found), how="left")
+        lookup_flags.append((lookup.flag, F.col(lookup.column).isNotNull() & F.col(found).isNull()))
+
+    valid = F.col(RULES) == ""
+    all_flags = F.concat_ws(",", F.when(F.col("_value_flags") != "", F.col("_value_flags")),
+                            *[F.when(cond, F.lit(name)) for name, cond in lookup_flags])
+    keep_last = contract.history == SNAPSHOT  # latest row of a snapshot wins; first copy of an event
+    order = [F.col(SOURCE_FILE).desc(), F.col(ROW_NUMBER).desc()] if keep_last else [F.col(SOURCE_FILE), F.col(ROW_NUMBER)]
+    window = Window.partitionBy("_valid", *contract.keys).orderBy(*order)
+    ranked = typed.select("*", valid.alias("_valid"), all_flags.alias(FLAGS))
+    ranked = ranked.select("*", F.row_number().over(window).alias("_rank"))
+
+    if contract.history == SNAPSHOT:
+        attributes = [c.name for c in contract.columns]
+        # U+241F as separator: not a character any source value is expected to hold.
+        row_hash = F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(a).cast("string"), F.lit("\u2400")) for a in attributes]))
+        ranked = ranked.select("*", row_hash.alias(ROW_HASH))
+        if previous is not None:
+            prior = previous.select(
+                *[F.col(k).alias(f"_prior_{k}") for k in contract.keys], F.col(ROW_HASH).alias("_prior_hash")
+            )
+            match = None
+            for k in contract.keys:
+                cond = F.col(k) == F.col(f"_prior_{k}")
+                match = cond if match is None else match & cond
+            ranked = ranked.join(prior, on=match, how="left")
+            same = F.col("_prior_hash").isNotNull() & (F.col("_prior_hash") == F.col(ROW_HASH))
+        else:
+            same = F.lit(False)
+    else:
+        same = F.lit(False)
+
+    outcome = (
+        F.when(~F.col("_valid"), F.lit(QUARANTINED))
+        .when(F.col("_rank") > 1, F.lit(DUPLICATE))
+        .when(same, F.lit(UNCHANGED))
+        .otherwise(F.lit(SILVER))
+    )
+    rows = ranked.select("*", outcome.alias(OUTCOME))
+    return derive(rows, contract.name)
+
+
+def silver_rows(rows, contract: SourceContract):
+    """The rows for silver.<source>, in its column order."""
+    F, _ = api(rows)
+    names = [name for name, _, _ in silver_columns(contract)]
+    return rows.filter(F.col(OUTCOME) == SILVER).select(*names)
+
+
+def quarantine_rows(rows):
+    """Quarantined rows: lineage, the rules broken, and the values as landed (`_src_*`)."""
+    F, _ = api(rows)
+    landed = [c for c in rows.columns if c.startswith(SOURCE_PREFIX)]
+    return rows.filter(F.col(OUTCOME) == QUARANTINED).select(
+        *LINEAGE, F.col(RULES), F.col(PARSE_ERROR), F.col(RAW_RECORD), *landed
+    )
+
+
+def quarantine_records(rows: pa.Table, source: str, run_id: str, now: dt.datetime) -> pa.Table:
+    """Rows for silver.quarantine from `quarantine_rows` output (Arrow; quarantined rows are few)."""
+    landed = [c for c in rows.column_names if c.startswith(SOURCE_PREFIX)]
+    originals = [
+        json.dumps({c[len(SOURCE_PREFIX):]: v for c, v in record.items() if v is not None}, ensure_ascii=False)
+        for record in rows.select(landed).to_pylist()
+    ]
+    n = rows.num_rows
+    return pa.table(
+        {
+            "source": pa.array([source] * n, pa.string()),
+            "ingest_date": rows[INGEST_DATE],
+            "source_file": rows[SOURCE_FILE],
+            "row_number": rows[ROW_NUMBER],
+            "rules": pa.array([r.split(",") for r in rows[RULES].to_pylist()], pa.list_(pa.string())),
+            "parse_error": rows[PARSE_ERROR],
+            "raw_record": rows[RAW_RECORD],
+            "original": pa.array(originals, pa.string()),
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "quarantined_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def derive(df, source: str):
+    """Columns computed beyond the contract (see DERIVED)."""
+    F, _ = api(df)
+    if source == "orders":
+        return df.withColumn("sales_amount", (F.col("qty") * F.col("unit_price")).cast("decimal(18,2)"))
+    if source == "events":
+        return df.withColumn("event_date", F.to_date(F.col("timestamp")))
+    return df
+
+
+def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, str]]:
+    """A one-row DataFrame of counts: rows per outcome, per quarantine rule, per flag.
+
+    Returns it with a map from its (plain) column names to labels such as
+    `rule:qty.out_of_range` or `flag:unknown_customer`; rule names hold dots, which
+    engines treat as struct access in column names.
+    """
+    F, _ = api(rows)
+    labels = {"rows_in": "rows_in", **{o: o for o in OUTCOMES}}
+    sums = [F.count(F.lit(1)).cast("bigint").alias("rows_in")]
+    sums += [F.sum(F.when(F.col(OUTCOME) == o, 1).otherwise(0)).cast("bigint").alias(o) for o in OUTCOMES]
+    for i, rule in enumerate(contract.quarantine_rules()):
+        hit = F.array_contains(F.split(F.col(RULES), ","), F.lit(rule))
+        sums.append(F.sum(F.when(hit, 1).otherwise(0)).cast("bigint").alias(f"r{i}"))
+        labels[f"r{i}"] = f"rule:{rule}"
+    for i, flag in enumerate(contract.flags()):
+        hit = (F.col(OUTCOME) == SILVER) & F.array_contains(F.split(F.col(FLAGS), ","), F.lit(flag))
+        sums.append(F.sum(F.when(hit, 1).otherwise(0)).cast("bigint").alias(f"f{i}"))
+        labels[f"f{i}"] = f"flag:{flag}"
+    return rows.agg(*sums), labels
+
+
+def latest_versions(versions, keys: tuple[str, ...]):
+    """The newest version (by `_ingest_date`) of each key of a snapshot source."""
+    F, Window = api(versions)
+    window = Window.partitionBy(*keys).orderBy(F.col(INGEST_DATE).desc(), F.col(ROW_NUMBER).desc())
+    ranked = versions.select("*", F.row_number().over(window).alias("_latest"))
+    return ranked.filter(F.col("_latest") == 1).drop("_latest")
