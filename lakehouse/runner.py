@@ -16,8 +16,8 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.layout import DOMAIN, KeyOutsideLayout, parse_key
 from lakehouse.resources.landing import open_landing_zone
 from lakehouse.settings import Settings
-from lakehouse.summary import render_bronze_summary
-from lakehouse.wiring import BRONZE_JOB, build_definitions
+from lakehouse.summary import render_accounting, render_bronze_summary, render_business
+from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -47,7 +47,7 @@ class RunOutcome:
             lines.append(f"skipped {key}: {reason}")
         for r in self.runs:
             state = "ok" if r.ok else f"FAILED: {r.error}"
-            lines.append(f"run {r.run_id[:8]} bronze {r.partition}: {state} ({r.seconds:.1f}s)")
+            lines.append(f"run {r.run_id[:8]} {r.partition}: {state} ({r.seconds:.1f}s)")
         if not self.runs:
             lines.append("nothing landed: run `lakehouse generate` or upload files first")
         lines += ["", self.summary]
@@ -101,21 +101,31 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
 
 def run_pending(settings: Settings) -> RunOutcome:
     instance = open_instance(settings)
-    job = build_definitions(settings).resolve_job_def(BRONZE_JOB)
+    defs = build_definitions(settings)
+    daily, dimensions = defs.resolve_job_def(DAILY_JOB), defs.resolve_job_def(DIMENSIONS_JOB)
     partitions, skipped = landed_partitions(settings)
     outcome = RunOutcome(skipped=skipped)
     for key in partitions:
-        started = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=key,
-            raise_on_error=False,
-            run_config=QUIET,
-            tags={"lakehouse/trigger": "lakehouse run"},
-        )
-        outcome.runs.append(
-            RunRecord(key, result.run_id, result.success, time.perf_counter() - started,
-                      None if result.success else _error(result))
-        )
-    outcome.summary = render_bronze_summary(TableStore(catalog_from_settings(settings)))
+        outcome.runs.append(_execute(daily, instance, key))
+    if partitions:
+        outcome.runs.append(_execute(dimensions, instance, None))
+    store = TableStore(catalog_from_settings(settings))
+    outcome.summary = "\n\n".join(
+        [render_bronze_summary(store), render_accounting(instance), render_business(store)]
+    )
     return outcome
+
+
+def _execute(job, instance, partition: str | None) -> RunRecord:
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags={"lakehouse/trigger": "lakehouse run"},
+    )
+    return RunRecord(
+        f"{job.name} {partition or ''}".strip(), result.run_id, result.success,
+        time.perf_counter() - started, None if result.success else _error(result),
+    )

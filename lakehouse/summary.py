@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -66,11 +67,14 @@ def rejected_files(store: TableStore) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: (r["ingest_date"], r["key"]))
 
 
+_NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+
+
 def format_table(headers: list[str], rows: list[list]) -> str:
     """Plain fixed-width text table (stdlib only; the CLI must read well in CI logs)."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(str(r[i]).lstrip("-").isdigit() for r in rows) and rows for i in range(len(headers))]
+    numeric = [bool(rows) and all(_NUMBER.match(str(r[i])) for r in rows) for i in range(len(headers))]
     def line(r):
         padded = (c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
         return "  ".join(padded).rstrip()
@@ -95,3 +99,73 @@ def render_bronze_summary(store: TableStore) -> str:
         out.append(f"Rejected files ({len(rejected)}), kept in bronze.rejected_files:")
         out.append(format_table(["ingest_date", "key", "reason"], [[r["ingest_date"], r["key"], r["reason"]] for r in rejected]))
     return "\n".join(out)
+
+
+def latest_metadata(instance, asset_key: list[str]) -> dict[str, dict]:
+    """Partition key -> metadata (plain values) of the latest materialization of an asset."""
+    import dagster as dg
+
+    records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset_key))
+    out: dict[str, dict] = {}
+    cursor = None
+    while True:  # Dagster returns at most 10,000 records per call
+        page = instance.fetch_materializations(records_filter, limit=10_000, cursor=cursor)
+        for record in page.records:  # newest first
+            materialization = record.asset_materialization
+            key = materialization.partition if materialization else None
+            if materialization is not None and key not in out:
+                out[key] = {k: v.value for k, v in materialization.metadata.items()}
+        if not page.has_more:
+            return out
+        cursor = page.cursor
+
+
+def silver_accounting(instance) -> list[dict]:
+    """Per source and ingest date: bronze rows = silver + quarantined + duplicates (+ unchanged)."""
+    rows = []
+    for source in SOURCES:
+        for partition, meta in sorted(latest_metadata(instance, ["silver", source]).items()):
+            parts = {k: int(meta.get(k, 0)) for k in ("rows_in", "silver", "quarantine", "duplicate", "unchanged")}
+            flagged = sum(int(v) for k, v in meta.items() if k.startswith("flagged/"))
+            balanced = parts["rows_in"] == parts["silver"] + parts["quarantine"] + parts["duplicate"] + parts["unchanged"]
+            rows.append({"source": source, "ingest_date": partition, **parts, "flagged": flagged, "balanced": balanced})
+    return rows
+
+
+def render_accounting(instance) -> str:
+    rows = silver_accounting(instance)
+    if not rows:
+        return "Silver: nothing materialized yet."
+    table = format_table(
+        ["source", "ingest_date", "bronze", "silver", "quarantined", "duplicates", "unchanged", "flagged", "balanced"],
+        [[r["source"], r["ingest_date"], r["rows_in"], r["silver"], r["quarantine"], r["duplicate"], r["unchanged"],
+          r["flagged"], "yes" if r["balanced"] else "NO"] for r in rows],
+    )
+    note = ("unchanged = snapshot rows identical to the current version (customers, products); "
+            "flagged rows are in silver (unknown ids, invalid e-mails/phones nulled).")
+    return "Silver accounting (bronze = silver + quarantined + duplicates + unchanged):\n" + table + "\n" + note
+
+
+def _money(value) -> str:
+    return f"{value:,.2f}"
+
+
+def render_business(store: TableStore) -> str:
+    """Sales by day, channel, region and category, from gold.mart_daily_sales."""
+    from lakehouse.tables import MART_DAILY_SALES
+
+    if not store.exists(MART_DAILY_SALES.identifier):
+        return "Gold: nothing materialized yet."
+    mart = store.read(MART_DAILY_SALES.identifier)
+    if mart.num_rows == 0:
+        return "Gold: gold.mart_daily_sales is empty."
+    out = []
+    for dim, title in (("order_date", "Sales by order date"), ("channel", "Sales by channel"),
+                       ("region", "Sales by region"), ("category", "Sales by category")):
+        grouped = mart.group_by(dim).aggregate([("orders", "sum"), ("units", "sum"), ("sales", "sum")])
+        ordered = grouped.sort_by([(dim, "ascending")] if dim == "order_date" else [("sales_sum", "descending")])
+        rows = [[r[dim], r["orders_sum"], r["units_sum"], _money(r["sales_sum"])] for r in ordered.to_pylist()]
+        out.append(f"{title} (gold.mart_daily_sales):\n" + format_table([dim, "orders", "units", "sales"], rows))
+    total = pc.sum(mart["sales"]).as_py()
+    out.append(f"Total sales {_money(total)} over {pc.sum(mart['orders']).as_py():,} order lines.")
+    return "\n\n".join(out)

@@ -1,0 +1,68 @@
+"""Gold assets: dimensions, the order fact and the marts."""
+
+import datetime as dt
+
+import dagster as dg
+
+from lakehouse.assets.metadata import table_metadata
+from lakehouse.assets.silver import run_step
+from lakehouse.resources import EngineResource, IcebergResource
+from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
+from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table
+
+OWNER = "team:analytics-engineering"
+
+
+def _dimension(source: str, engine_name: str) -> dg.AssetsDefinition:
+    table = dimension_table(source)
+    name = table.identifier.split(".")[1]
+
+    @dg.asset(
+        key=["gold", name],
+        deps=[dg.AssetKey(["silver", source])],
+        group_name="gold",
+        kinds={"iceberg", engine_name},
+        owners=[OWNER],
+        description=f"{table.description} Rebuilt from the silver version history.",
+        metadata=table_metadata(table),
+    )
+    def dimension(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
+        return run_step(context, engine, iceberg, run_dimension, source)
+
+    return dimension
+
+
+def _partitioned(table, deps, step, description, partitions, engine_name) -> dg.AssetsDefinition:
+    name = table.identifier.split(".")[1]
+
+    @dg.asset(
+        key=["gold", name],
+        deps=[dg.AssetKey(d.split("/")) for d in deps],
+        partitions_def=partitions,
+        group_name="gold",
+        kinds={"iceberg", engine_name},
+        owners=[OWNER],
+        description=description,
+        metadata=table_metadata(table),
+    )
+    def gold_asset(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
+        return run_step(context, engine, iceberg, step, dt.date.fromisoformat(context.partition_key))
+
+    return gold_asset
+
+
+def gold_assets(partitions, engine_name: str) -> tuple[list, list]:
+    """(partitioned gold assets, unpartitioned dimensions)."""
+    partitioned = [
+        _partitioned(FACT_ORDERS, ["silver/orders"], run_fact_orders,
+                     f"{FACT_ORDERS.description} Partitioned by ingest date; stored by month(order_date).",
+                     partitions, engine_name),
+        _partitioned(MART_DAILY_SALES, ["gold/fact_orders"], run_daily_sales,
+                     f"{MART_DAILY_SALES.description} A partition refresh recomputes only the order dates "
+                     "its ingest date touched, so late orders land in the right day.",
+                     partitions, engine_name),
+        _partitioned(MART_CUSTOMER_ACTIVITY, ["gold/fact_orders", "silver/events"], run_customer_activity,
+                     f"{MART_CUSTOMER_ACTIVITY.description} Recomputes only the days its ingest date touched.",
+                     partitions, engine_name),
+    ]
+    return partitioned, [_dimension("customers", engine_name), _dimension("products", engine_name)]

@@ -1,0 +1,47 @@
+"""Materialization metadata shared by every layer: what the UI shows for a table write."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pyarrow as pa
+
+from lakehouse.tables import TableDef
+
+
+def column_schema(table: TableDef, schema: pa.Schema | None = None) -> dg.TableSchema:
+    """The table's columns with their contract descriptions (schema: when it evolved)."""
+    schema = schema or table.schema
+    return dg.TableSchema(
+        columns=[dg.TableColumn(f.name, str(f.type), description=table.describe(f.name)) for f in schema]
+    )
+
+
+def table_metadata(table: TableDef) -> dict:
+    """Definition-time metadata: where the table is and what it holds."""
+    return {
+        "dagster/table_name": f"lakehouse.{table.identifier}",
+        "dagster/column_schema": column_schema(table),
+        "iceberg/partition_spec": ", ".join(f"{t}({c})" for c, t in table.partition_by) or "unpartitioned",
+    }
+
+
+def step_metadata(result) -> dict:
+    """Metadata of one step's write: counts, snapshot and the days it touched."""
+    counts = dict(result.counts)
+    written = counts.get("silver", counts.get("rows_out", 0))
+    meta: dict = {
+        "dagster/row_count": written,
+        "dagster/table_name": f"lakehouse.{result.table.identifier}",
+        "dagster/column_schema": column_schema(result.table),
+        "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
+    }
+    for name, value in counts.items():
+        if name.startswith("rule:"):
+            meta[f"quarantined_by/{name[5:]}"] = value
+        elif name.startswith("flag:"):
+            meta[f"flagged/{name[5:]}"] = value
+        else:
+            meta[name] = value
+    if result.affected_dates:
+        meta["affected_dates"] = dg.MetadataValue.json(result.affected_dates)
+    return meta
