@@ -73,9 +73,10 @@ def cmd_demo(settings: Settings, args) -> int:
 
 def cmd_status(settings: Settings, args) -> int:
     from lakehouse.iceberg import TableStore, catalog_from_settings
-    from lakehouse.summary import render_bronze_summary
+    from lakehouse.runner import open_instance
+    from lakehouse.summary import render_summary
 
-    print(render_bronze_summary(TableStore(catalog_from_settings(settings))))
+    print(render_summary(TableStore(catalog_from_settings(settings)), open_instance(settings)))
     return 0
 
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate + run + summary")
     _generate_args(demo)
     demo.set_defaults(func=cmd_demo)
-    status = sub.add_parser("status", help="tables, partitions and row counts")
+    status = sub.add_parser("status", help="tables, partitions, row counts, accounting and sales")
     status.set_defaults(func=cmd_status)
     query = sub.add_parser("query", help="DuckDB SQL over the Iceberg tables, e.g. 'select count(*) from bronze.orders'")
     query.add_argument("sql")

@@ -16,7 +16,7 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.layout import DOMAIN, KeyOutsideLayout, parse_key
 from lakehouse.resources.landing import open_landing_zone
 from lakehouse.settings import Settings
-from lakehouse.summary import render_accounting, render_bronze_summary, render_business
+from lakehouse.summary import render_summary
 from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -110,9 +110,7 @@ def run_pending(settings: Settings) -> RunOutcome:
     if partitions:
         outcome.runs.append(_execute(dimensions, instance, None))
     store = TableStore(catalog_from_settings(settings))
-    outcome.summary = "\n\n".join(
-        [render_bronze_summary(store), render_accounting(instance), render_business(store)]
-    )
+    outcome.summary = render_summary(store, instance)
     return outcome
 
 

@@ -96,18 +96,22 @@ def write_tracked(ctx: StepContext, table: TableDef, data: pa.Table, where, prop
     old = _dates(ctx.read(table, where, (date_column,)), date_column)
     affected = sorted(old | _dates(data, date_column))
     props = {**props, AFFECTED + date_column: ",".join(affected)}
-    return ctx.store.replace_where(table.identifier, conform(data, table.schema), where, props), affected
+    return ctx.store.replace_where(table.identifier, conform(data, table.schema), where, props, evolve=False), affected
 
 
 def affected_dates(ctx: StepContext, table: TableDef, partition_key: str, column: str) -> list[str]:
-    """The dates the latest write of `partition_key` to `table` touched."""
+    """The dates the latest write of `partition_key` to `table` touched.
+
+    Falls back to the dates the partition holds now when that snapshot has been
+    expired (dates a rewrite moved rows away from are then no longer known).
+    """
     ctx.ensure(table)
     name = AFFECTED + column
     for snapshot in reversed(ctx.store.load(table.identifier).snapshots()):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
         if summary.get("dagster.partition_key") == partition_key and name in summary:
             return [d for d in summary[name].split(",") if d]
-    return []
+    return sorted(_dates(ctx.read(table, EqualTo(INGEST_DATE, partition_key), (column,)), column))
 
 
 SILVER_DATE_COLUMNS = {"orders": "order_date", "events": "event_date"}
@@ -150,7 +154,7 @@ def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
     if source in SILVER_DATE_COLUMNS:
         write, affected = write_tracked(ctx, target, silver, where, props, SILVER_DATE_COLUMNS[source])
     else:
-        write = ctx.store.replace_where(target.identifier, conform(silver, target.schema), where, props)
+        write = ctx.store.replace_where(target.identifier, conform(silver, target.schema), where, props, evolve=False)
     now = dt.datetime.now(dt.timezone.utc)
     records = quarantine_records(quarantined, source, ctx.run_id, now)
     ctx.store.replace_where(
@@ -167,7 +171,8 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
     ctx.ensure(target)
     dim = ctx.engine.to_arrow(gold.dimension(ctx.engine.from_arrow(versions), source))
     write = ctx.store.replace_where(
-        target.identifier, conform(dim, target.schema), AlwaysTrue(), ctx.props(target.identifier.replace(".", "/"), None)
+        target.identifier, conform(dim, target.schema), AlwaysTrue(),
+        ctx.props(target.identifier.replace(".", "/"), None), evolve=False,
     )
     return StepResult(target, write, {"rows_in": versions.num_rows, "rows_out": dim.num_rows})
 
@@ -198,7 +203,7 @@ def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
     mart = ctx.engine.to_arrow(gold.daily_sales(ctx.engine.from_arrow(fact)))
     write = ctx.store.replace_where(
         MART_DAILY_SALES.identifier, conform(mart, MART_DAILY_SALES.schema), In("order_date", dates),
-        ctx.props("gold/mart_daily_sales", key),
+        ctx.props("gold/mart_daily_sales", key), evolve=False,
     )
     return StepResult(MART_DAILY_SALES, write, {"rows_in": fact.num_rows, "rows_out": mart.num_rows}, dates)
 
@@ -219,7 +224,7 @@ def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
     )
     write = ctx.store.replace_where(
         MART_CUSTOMER_ACTIVITY.identifier, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
-        In("activity_date", days), ctx.props("gold/mart_customer_activity", key),
+        In("activity_date", days), ctx.props("gold/mart_customer_activity", key), evolve=False,
     )
     counts = {"rows_in": events.num_rows + fact.num_rows, "rows_out": activity.num_rows}
     return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, days)

@@ -169,3 +169,25 @@ def render_business(store: TableStore) -> str:
     total = pc.sum(mart["sales"]).as_py()
     out.append(f"Total sales {_money(total)} over {pc.sum(mart['orders']).as_py():,} order lines.")
     return "\n\n".join(out)
+
+
+def render_tables(store: TableStore) -> str:
+    """Every table in the catalog: rows and files of its current snapshot, partition spec."""
+    rows = []
+    for (namespace,) in sorted(store.catalog.list_namespaces()):
+        for _, name in sorted(store.catalog.list_tables(namespace)):
+            table = store.load(f"{namespace}.{name}")
+            snapshot = table.current_snapshot()
+            summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+            spec = ", ".join(f"{f.transform}({table.schema().find_column_name(f.source_id)})" for f in table.spec().fields)
+            rows.append([f"{namespace}.{name}", int(summary.get("total-records", 0)),
+                         int(summary.get("total-data-files", 0)), snapshot.snapshot_id if snapshot else "-",
+                         spec or "unpartitioned"])
+    return "Tables:\n" + format_table(["table", "rows", "files", "snapshot", "partitioned by"], rows)
+
+
+def render_summary(store: TableStore, instance) -> str:
+    """What `lakehouse run` and `lakehouse status` print."""
+    return "\n\n".join(
+        [render_tables(store), render_bronze_summary(store), render_accounting(instance), render_business(store)]
+    )

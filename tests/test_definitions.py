@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse.layout import SOURCES
-from lakehouse.wiring import BRONZE_JOB, build_definitions
+from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
 
 ROOT = Path(__file__).parents[1]
 
@@ -25,15 +25,34 @@ def test_dagster_validates_the_workspace_without_warnings_from_our_code(lakehous
     assert ours == []
 
 
-def test_asset_graph_raw_to_bronze(lakehouse_env):
+def test_asset_graph_raw_to_gold(lakehouse_env):
     defs = build_definitions(lakehouse_env)
     graph = defs.resolve_asset_graph()
+    key = lambda path: dg.AssetKey(path.split("/"))  # noqa: E731
+    expected_parents = {
+        **{f"bronze/{s}": {f"raw/{s}"} for s in SOURCES},
+        "silver/customers": {"bronze/customers"},
+        "silver/products": {"bronze/products"},
+        "silver/events": {"bronze/events"},
+        "silver/orders": {"bronze/orders", "silver/customers", "silver/products"},
+        "gold/fact_orders": {"silver/orders"},
+        "gold/mart_daily_sales": {"gold/fact_orders"},
+        "gold/mart_customer_activity": {"gold/fact_orders", "silver/events"},
+        "gold/dim_customer": {"silver/customers"},
+        "gold/dim_product": {"silver/products"},
+    }
+    for child, parents in expected_parents.items():
+        node = graph.get(key(child))
+        assert node.parent_keys == {key(p) for p in parents}, child
+        assert node.group_name == child.split("/")[0] and node.owners and "iceberg" in node.kinds
+        assert node.metadata["dagster/table_name"].startswith("lakehouse.")
+        if child.startswith(("silver", "gold")):
+            assert "duckdb" in node.kinds
+            schema = node.metadata["dagster/column_schema"]
+            assert schema.columns and all(c.description for c in schema.columns if not c.name.startswith("_"))
+        assert (node.partitions_def is None) == child.startswith("gold/dim_"), child
     for source in SOURCES:
-        bronze = dg.AssetKey(["bronze", source])
-        node = graph.get(bronze)
-        assert node.parent_keys == {dg.AssetKey(["raw", source])}
-        assert node.group_name == "bronze" and node.owners and "iceberg" in node.kinds
-        assert node.partitions_def is not None
-        assert graph.get(dg.AssetKey(["raw", source])).is_external
-    job = defs.resolve_job_def(BRONZE_JOB)
-    assert {n.name for n in job.nodes} == {f"bronze__{s}" for s in SOURCES}
+        assert graph.get(key(f"raw/{source}")).is_external
+    daily = defs.resolve_job_def(DAILY_JOB)
+    assert len(daily.nodes) == 4 + 4 + 3
+    assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == {"gold__dim_customer", "gold__dim_product"}

@@ -127,7 +127,7 @@ class Engine:
         """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""
         if self._duckdb:
             name = f"_lh_{next(_names)}"
-            sql = df.sql(dialect="duckdb", pretty=False)
+            sql = df.sql(dialect="duckdb", pretty=False, optimize=False)
             # A plain table: sqlframe's catalog does not see DuckDB's temp schema. The
             # database is in memory either way, and __exit__ drops it.
             self.session._conn.execute(f'CREATE TABLE "{name}" AS {sql}')
