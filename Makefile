@@ -9,7 +9,7 @@ LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster
 export LAKEHOUSE_HOME DAGSTER_HOME
 
-.PHONY: run test ui install install-test clean
+.PHONY: run test ui bench install install-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
@@ -33,6 +33,9 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/pipeline.py
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
