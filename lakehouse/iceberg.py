@@ -78,6 +78,13 @@ class WriteResult:
     snapshot_id: int | None
     rows: int
     added_columns: list[str] = field(default_factory=list)
+    branch: str | None = None  # the audit branch, when the write was audited
+    published: bool = True  # False: the audit failed and main was left untouched
+    audit: list = field(default_factory=list)  # what the audit function returned
+
+
+class AuditFailed(Exception):
+    """Blocking checks failed: main untouched, the data left on `branch` for inspection."""
 
 
 class TableStore:
@@ -128,45 +135,154 @@ class TableStore:
     def replace_where(
         self,
         identifier: str,
-        data: pa.Table,
+        data,
         where: BooleanExpression,
         snapshot_properties: dict[str, str],
         evolve: bool = True,
         attempts: int = 5,
+        branch: str = "main",
     ) -> WriteResult:
         """Replace the rows matching `where` with `data`, evolving the schema, in one commit.
 
-        Idempotent by construction: a rerun deletes what the last run wrote for the same
-        filter. PyIceberg retries plain conflicts itself; the outer loop covers a
-        concurrent schema change, which needs the transaction rebuilt from fresh metadata.
+        `data` is an Arrow table or a callable returning an iterator of Arrow tables
+        (chunks): the first replaces, the rest append, all inside one transaction, so
+        memory is bounded by a chunk while the commit stays atomic. (PyIceberg 0.12
+        streams only into unpartitioned tables.) Idempotent by construction: a rerun
+        deletes what the last run wrote for the same filter. PyIceberg retries plain
+        conflicts itself; the loop here covers a concurrent schema change, which needs
+        the transaction rebuilt from fresh metadata.
         """
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)
             before = {f.name for f in table.schema().fields}
+            rows = 0
             try:
                 with table.transaction() as tx:
-                    if evolve:
+                    chunks = iter(data()) if callable(data) else iter([data])
+                    first = next(chunks, None)
+                    if evolve and first is not None:
                         with tx.update_schema() as update:
-                            update.union_by_name(plain_strings(data.schema))
+                            update.union_by_name(plain_strings(first.schema))
                     target = plain_strings(tx.table_metadata.schema().as_arrow())
+                    first = first if first is not None else target.empty_table()
                     with warnings.catch_warnings():
                         # An empty first write of a partition is normal, not worth a warning.
                         warnings.filterwarnings("ignore", "Delete operation did not match any records")
-                        tx.overwrite(
-                            conform(data, target),
-                            overwrite_filter=where,
-                            snapshot_properties=snapshot_properties,
-                        )
+                        tx.overwrite(conform(first, target), overwrite_filter=where,
+                                     snapshot_properties=snapshot_properties, branch=branch)
+                    rows += first.num_rows
+                    for chunk in chunks:
+                        if chunk.num_rows:
+                            tx.append(conform(chunk, target), snapshot_properties=snapshot_properties, branch=branch)
+                            rows += chunk.num_rows
             except CommitFailedException:
                 if attempt == attempts:
                     raise
                 log.warning("commit to %s conflicted; retrying (%s/%s)", identifier, attempt, attempts)
                 time.sleep(0.2 * attempt)
                 continue
-            snapshot = table.current_snapshot()
+            ref = table.metadata.refs.get(branch)
             added = [f.name for f in table.schema().fields if f.name not in before]
-            return WriteResult(identifier, snapshot.snapshot_id if snapshot else None, data.num_rows, added)
+            return WriteResult(identifier, ref.snapshot_id if ref else None, rows, added)
         raise AssertionError("unreachable")
+
+    def data_files(self, identifier: str, where: BooleanExpression) -> list[str] | None:
+        """Paths of the Parquet files holding rows that may match `where`.
+
+        None when the files alone would not be the table (delete files present), in which
+        case the caller must scan through PyIceberg.
+        """
+        tasks = list(self.catalog.load_table(identifier).scan(row_filter=where).plan_files())
+        if any(t.delete_files for t in tasks):
+            return None
+        return [t.file.file_path for t in tasks]
+
+    def audited_replace(
+        self,
+        identifier: str,
+        data: pa.Table,
+        where: BooleanExpression,
+        snapshot_properties: dict[str, str],
+        branch: str,
+        audit,
+        evolve: bool = True,
+        attempts: int = 5,
+    ) -> WriteResult:
+        """Write-audit-publish: write to `branch`, audit it, fast-forward main only if it passes.
+
+        `audit(table, snapshot_id)` looks at the branch head and returns a list of outcomes;
+        those with `.blocking and not .passed` stop the publish. Publishing is a checked
+        fast-forward: main must still be at the head the branch was made from (an Iceberg
+        commit requirement), so a concurrent commit to main is never discarded; if main
+        moved, the write and audit are redone on a new branch from the new head. A failed
+        audit leaves the branch in place and returns `published=False`.
+        """
+        for attempt in range(1, attempts + 1):
+            table = self.catalog.load_table(identifier)
+            before = {f.name for f in table.schema().fields}
+            if branch in table.metadata.refs:  # an earlier attempt of this same write
+                table.manage_snapshots().remove_branch(branch).commit()
+                table = self.catalog.load_table(identifier)
+            base = table.current_snapshot()
+            if base is not None:
+                table.manage_snapshots().create_branch(snapshot_id=base.snapshot_id, branch_name=branch).commit()
+                table = self.catalog.load_table(identifier)
+            with table.transaction() as tx:
+                if evolve:
+                    with tx.update_schema() as update:
+                        update.union_by_name(plain_strings(data.schema))
+                target = plain_strings(tx.table_metadata.schema().as_arrow())
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                    tx.overwrite(conform(data, target), overwrite_filter=where,
+                                 snapshot_properties=snapshot_properties, branch=branch)
+            head = table.metadata.refs[branch].snapshot_id
+            outcomes = audit(table, head)
+            added = [f.name for f in table.schema().fields if f.name not in before]
+            if any(o.blocking and not o.passed for o in outcomes):
+                return WriteResult(identifier, head, data.num_rows, added, branch, False, outcomes)
+            try:
+                self._fast_forward(table, base.snapshot_id if base else None, head, branch)
+            except CommitFailedException:
+                if attempt == attempts:
+                    raise
+                log.warning("main of %s moved during the audit; redoing (%s/%s)", identifier, attempt, attempts)
+                continue
+            return WriteResult(identifier, head, data.num_rows, added, branch, True, outcomes)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _fast_forward(table: Table, base: int | None, head: int, branch: str) -> None:
+        """Move main to `head` only if main is still `base` and `base` is an ancestor of `head`.
+
+        PyIceberg's own publish (set_current_snapshot) is not a checked fast-forward; the
+        AssertRefSnapshotId requirement makes the catalog refuse it if main moved.
+        """
+        from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotRefUpdate, SetSnapshotRefUpdate
+
+        ancestors, snapshot = set(), table.snapshot_by_id(head)
+        while snapshot is not None:
+            ancestors.add(snapshot.snapshot_id)
+            snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+        if base is not None and base not in ancestors:
+            raise CommitFailedException(f"main head {base} is not an ancestor of {branch} head {head}")
+        with table.transaction() as tx:
+            tx._apply(
+                (SetSnapshotRefUpdate(ref_name="main", type="branch", snapshot_id=head),
+                 RemoveSnapshotRefUpdate(ref_name=branch)),
+                (AssertRefSnapshotId(ref="main", snapshot_id=base),),
+            )
+
+    def remove_branches(self, identifier: str, prefix: str) -> list[str]:
+        """Drop the audit branches whose names start with `prefix` (after a successful publish)."""
+        table = self.catalog.load_table(identifier)
+        stale = [name for name in table.metadata.refs if name != "main" and name.startswith(prefix)]
+        if stale:
+            manage = table.manage_snapshots()
+            for name in stale:
+                manage = manage.remove_branch(name)
+            manage.commit()
+        return stale
 
     def read(
         self,

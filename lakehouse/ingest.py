@@ -73,8 +73,10 @@ def load_bronze_partition(
         "dagster.partition_key": day.isoformat(),
         "dagster.asset_key": f"bronze/{source}",
     }
+    # One chunk per file in one commit: the write never needs all files concatenated.
     bronze = store.replace_where(
-        bronze_table(source).identifier, batch.table, EqualTo(INGEST_DATE, day.isoformat()), props
+        bronze_table(source).identifier, lambda: iter(batch.chunks) if batch.chunks else iter([batch.schema.empty_table()]),
+        EqualTo(INGEST_DATE, day.isoformat()), props,
     )
     same_partition = And(EqualTo("source", source), EqualTo("ingest_date", day.isoformat()))
     store.replace_where(

@@ -21,6 +21,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -217,10 +218,11 @@ def _with_malformed(table, bad, fmt, encoding, delimiter) -> ReadResult:
     for i, (number, _, _) in enumerate(bad):
         ordinal = number - 1 if number and 1 <= number - 1 <= total else None
         bad_ordinals.append(ordinal)
-    taken = {o for o in bad_ordinals if o is not None}
-    free = iter(o for o in range(1, total + 1) if o not in taken)
-    good_numbers = [next(free) for _ in range(table.num_rows)]
-    bad_ordinals = [o if o is not None else next(free) for o in bad_ordinals]
+    taken = np.array(sorted({o for o in bad_ordinals if o is not None}), dtype=np.int64)
+    free = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), taken, assume_unique=True)
+    good_numbers = free[: table.num_rows]
+    leftovers = iter(free[table.num_rows :].tolist())
+    bad_ordinals = [o if o is not None else next(leftovers) for o in bad_ordinals]
     table = table.append_column(ROW_NUMBER, pa.array(good_numbers, pa.int64()))
     table = table.append_column(PARSE_ERROR, pa.nulls(table.num_rows, pa.string()))
     table = table.append_column(RAW_RECORD, pa.nulls(table.num_rows, pa.string()))
@@ -325,7 +327,7 @@ def _read_parquet(data: bytes, fmt: str) -> ReadResult:
         else:
             columns[name] = column.cast(pa.string())
     n = source.num_rows
-    columns[ROW_NUMBER] = pa.array(range(1, n + 1), pa.int64())
+    columns[ROW_NUMBER] = pa.array(np.arange(1, n + 1, dtype=np.int64))
     columns[PARSE_ERROR] = pa.nulls(n, pa.string())
     columns[RAW_RECORD] = pa.nulls(n, pa.string())
     table = pa.table(columns)

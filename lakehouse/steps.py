@@ -38,6 +38,7 @@ from lakehouse.transforms import gold
 from lakehouse.transforms.bronze import INGEST_DATE
 from lakehouse.transforms.silver import (
     OUTCOMES,
+    api,
     QUARANTINED,
     ROW_HASH,
     SILVER,
@@ -91,12 +92,37 @@ def _dates(table: pa.Table, column: str) -> set[str]:
     return {d.isoformat() for d in pc.unique(table[column]).to_pylist() if d is not None}
 
 
-def write_tracked(ctx: StepContext, table: TableDef, data: pa.Table, where, props, date_column: str):
-    """Replace `where` with `data`, recording the dates touched (old and new) in the snapshot."""
+def write_tracked(ctx: StepContext, table: TableDef, data, where, props, date_column: str, new_dates=None):
+    """Replace `where` with `data`, recording the dates touched (old and new) in the snapshot.
+
+    `data` is an Arrow table, or a callable giving chunks (then pass `new_dates`).
+    """
     old = _dates(ctx.read(table, where, (date_column,)), date_column)
-    affected = sorted(old | _dates(data, date_column))
+    new = _dates(data, date_column) if new_dates is None else set(new_dates)
+    affected = sorted(old | new)
     props = {**props, AFFECTED + date_column: ",".join(affected)}
-    return ctx.store.replace_where(table.identifier, conform(data, table.schema), where, props, evolve=False), affected
+    return ctx.store.replace_where(table.identifier, data, where, props, evolve=False), affected
+
+
+def scan(ctx: StepContext, table: TableDef, column: str, value: str):
+    """Rows of `table` where `column` == `value`, as a DataFrame read straight from the data files.
+
+    The engine reads the Parquet files itself (no copy through Python); the filter is
+    applied again because a file may hold other values.
+    """
+    ctx.ensure(table)
+    where = EqualTo(column, value)
+    paths = ctx.store.data_files(table.identifier, where)
+    if paths is None:
+        return ctx.engine.from_arrow(ctx.store.read(table.identifier, where))
+    df = ctx.engine.read_parquet(paths, table.schema)
+    if not paths:
+        return df
+    F, _ = api(df)
+    # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
+    current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
+    df = df.select(*[c for c in df.columns if c in current])
+    return df.filter(F.col(column) == F.lit(value).cast("date"))
 
 
 def affected_dates(ctx: StepContext, table: TableDef, partition_key: str, column: str) -> list[str]:
@@ -123,7 +149,7 @@ def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
     target, key = silver_table(source), day.isoformat()
     ctx.ensure(bronze_table(source), target, QUARANTINE)
     engine = ctx.engine
-    bronze = ctx.read(bronze_table(source), EqualTo(INGEST_DATE, key))
+    bronze = scan(ctx, bronze_table(source), INGEST_DATE, key)
     previous = None
     if contract.history == SNAPSHOT:
         prior = ctx.read(target, LessThan(INGEST_DATE, key), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
@@ -136,25 +162,31 @@ def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
         )
         lookups[lookup.source] = latest_versions(engine.from_arrow(versions), (lookup.key,))
 
-    rows = engine.materialize(classify(engine.from_arrow(bronze), contract, previous, lookups))
+    rows = engine.materialize(classify(bronze, contract, previous, lookups))
     counts_df, labels = outcome_counts(rows, contract)
     counts = {labels[k]: int(v or 0) for k, v in engine.to_arrow(counts_df).to_pylist()[0].items()}
-    silver = engine.to_arrow(silver_rows(rows, contract))
     quarantined = engine.to_arrow(quarantine_rows(rows))
+    silver = silver_rows(rows, contract)
 
-    # Every bronze row ends in exactly one place; a mismatch is a bug, never data to publish.
-    accounted = sum(counts[o] for o in OUTCOMES)
-    if not (counts["rows_in"] == bronze.num_rows == accounted and silver.num_rows == counts[SILVER]
-            and quarantined.num_rows == counts[QUARANTINED]):
-        raise RuntimeError(f"silver.{source} {key}: row accounting does not add up: {counts}")
+    def chunks():
+        for chunk in engine.to_chunks(silver):
+            yield conform(chunk, target.schema)
 
     props = ctx.props(f"silver/{source}", key)
     where = EqualTo(INGEST_DATE, key)
     affected: list[str] = []
     if source in SILVER_DATE_COLUMNS:
-        write, affected = write_tracked(ctx, target, silver, where, props, SILVER_DATE_COLUMNS[source])
+        column = SILVER_DATE_COLUMNS[source]
+        new_dates = [d.isoformat() for d in engine.to_arrow(silver.select(column).distinct())[column].to_pylist() if d]
+        write, affected = write_tracked(ctx, target, chunks, where, props, column, new_dates)
     else:
-        write = ctx.store.replace_where(target.identifier, conform(silver, target.schema), where, props, evolve=False)
+        write = ctx.store.replace_where(target.identifier, chunks, where, props, evolve=False)
+
+    # Every bronze row ends in exactly one place; a mismatch is a bug, never data to publish.
+    accounted = sum(counts[o] for o in OUTCOMES)
+    if not (counts["rows_in"] == accounted and write.rows == counts[SILVER]
+            and quarantined.num_rows == counts[QUARANTINED]):
+        raise RuntimeError(f"silver.{source} {key}: row accounting does not add up: {counts}")
     now = dt.datetime.now(dt.timezone.utc)
     records = quarantine_records(quarantined, source, ctx.run_id, now)
     ctx.store.replace_where(
@@ -179,17 +211,28 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
 
 def run_fact_orders(ctx: StepContext, day: dt.date) -> StepResult:
     key = day.isoformat()
-    orders = ctx.read(silver_table("orders"), EqualTo(INGEST_DATE, key))
     ctx.ensure(FACT_ORDERS)
-    fact = ctx.engine.to_arrow(gold.fact_orders(ctx.engine.from_arrow(orders)))
+    fact = ctx.engine.materialize(gold.fact_orders(scan(ctx, silver_table("orders"), INGEST_DATE, key)))
+    F, _ = api(fact)
+    summary = ctx.engine.to_arrow(fact.agg(
+        F.count(F.lit(1)).cast("bigint").alias("rows"),
+        F.sum(F.when(~F.col("customer_known"), 1).otherwise(0)).cast("bigint").alias("unknown_customer"),
+        F.sum(F.when(~F.col("product_known"), 1).otherwise(0)).cast("bigint").alias("unknown_product"),
+    )).to_pylist()[0]
+    dates = ctx.engine.to_arrow(fact.select("order_date").distinct())["order_date"].to_pylist()
+
+    def chunks():
+        for chunk in ctx.engine.to_chunks(fact):
+            yield conform(chunk, FACT_ORDERS.schema)
+
     write, affected = write_tracked(
-        ctx, FACT_ORDERS, fact, EqualTo(INGEST_DATE, key), ctx.props("gold/fact_orders", key), "order_date"
+        ctx, FACT_ORDERS, chunks, EqualTo(INGEST_DATE, key), ctx.props("gold/fact_orders", key), "order_date",
+        [d.isoformat() for d in dates if d],
     )
-    unknown = {
-        "unknown_customer": fact.num_rows - pc.sum(fact["customer_known"]).as_py() if fact.num_rows else 0,
-        "unknown_product": fact.num_rows - pc.sum(fact["product_known"]).as_py() if fact.num_rows else 0,
-    }
-    return StepResult(FACT_ORDERS, write, {"rows_in": orders.num_rows, "rows_out": fact.num_rows, **unknown}, affected)
+    counts = {"rows_in": int(summary["rows"] or 0), "rows_out": write.rows,
+              "unknown_customer": int(summary["unknown_customer"] or 0),
+              "unknown_product": int(summary["unknown_product"] or 0)}
+    return StepResult(FACT_ORDERS, write, counts, affected)
 
 
 def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:

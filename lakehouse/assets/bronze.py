@@ -16,7 +16,7 @@ def _column_schema(load: BronzeLoad, contract: SourceContract) -> dg.TableSchema
     return dg.TableSchema(
         columns=[
             dg.TableColumn(f.name, str(f.type), description=described.get(f.name, ""))
-            for f in load.batch.table.schema
+            for f in load.batch.schema
         ]
     )
 
@@ -31,7 +31,7 @@ def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
         )
     )
     return {
-        "dagster/row_count": batch.table.num_rows,
+        "dagster/row_count": batch.num_rows,
         "dagster/table_name": f"lakehouse.{bronze_table(contract.name).identifier}",
         "dagster/column_schema": _column_schema(load, contract),
         "files": len(batch.files),

@@ -23,6 +23,8 @@ _sessions: dict[str, object] = {}
 _lock = threading.Lock()
 _names = itertools.count()
 _spill: str | None = None
+DUCKDB_MEMORY_LIMIT = "2GB"
+BATCH_ROWS = 1_000_000
 
 SPARK_CONFIG = {
     "spark.master": "local[2]",
@@ -55,6 +57,10 @@ def _new_session(engine: str):
 
         conn = duckdb.connect()
         conn.execute("SET TimeZone = 'UTC'")
+        # Bounded memory: DuckDB spills to disk beyond this instead of growing the process.
+        conn.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        conn.execute(f"SET temp_directory = '{_spill_dir()}/duckdb'")
+        conn.execute("SET preserve_insertion_order = false")
         # duckdb prints "nanobind: leaked ..." at exit for open connections; close ours.
         atexit.register(conn.close)
         return DuckDBSession(conn=conn)
@@ -122,6 +128,22 @@ class Engine:
 
     def to_arrow(self, df) -> pa.Table:
         return to_arrow(df)
+
+    def to_chunks(self, df, rows: int = BATCH_ROWS):
+        """The rows of `df` as Arrow tables of about `rows` rows each, produced lazily."""
+        if self._duckdb:
+            reader = self.session._conn.execute(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+            return
+        yield to_arrow(df)
+
+    def read_parquet(self, paths: list[str], schema: pa.Schema):
+        """A DataFrame over Parquet data files (an Iceberg scan's files), or empty with `schema`."""
+        if not paths:
+            return self.from_arrow(schema.empty_table())
+        local = [p[len("file://"):] if p.startswith("file://") else p for p in paths]
+        return self.session.read.parquet(*local)
 
     def materialize(self, df):
         """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""

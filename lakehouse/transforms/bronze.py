@@ -50,8 +50,18 @@ class FileOutcome:
 class BronzeBatch:
     source: str
     ingest_date: dt.date
-    table: pa.Table
+    schema: pa.Schema
+    chunks: list[pa.Table]  # one per readable file, all in `schema`
     files: list[FileOutcome] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(c.num_rows for c in self.chunks)
+
+    @property
+    def table(self) -> pa.Table:
+        """All rows as one table (zero-copy concatenation of the chunks)."""
+        return pa.concat_tables(self.chunks) if self.chunks else self.schema.empty_table()
 
     @property
     def rejected(self) -> list[FileOutcome]:
@@ -119,11 +129,9 @@ def ingest_partition(
         extras.update(dict.fromkeys(c for c in columns if c not in expected))
         table = result.table
         n = table.num_rows
-        table = table.append_column(SOURCE_FILE, pa.array([obj.key] * n, pa.string()))
-        table = table.append_column(INGEST_DATE, pa.array([ingest_date] * n, pa.date32()))
-        table = table.append_column(
-            INGESTED_AT, pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC"))
-        )
+        table = table.append_column(SOURCE_FILE, _repeat(obj.key, n, pa.string()))
+        table = table.append_column(INGEST_DATE, _repeat(ingest_date, n, pa.date32()))
+        table = table.append_column(INGESTED_AT, _repeat(ingested_at, n, pa.timestamp("us", tz="UTC")))
         tables.append(table)
         outcomes.append(
             FileOutcome(
@@ -137,9 +145,13 @@ def ingest_partition(
             )
         )
     schema = bronze_schema(contract, extras)
-    combined = [conform(t, schema) for t in tables]
-    table = pa.concat_tables(combined) if combined else schema.empty_table()
-    return BronzeBatch(contract.name, ingest_date, table, outcomes)
+    chunks = [conform(t, schema) for t in tables]
+    return BronzeBatch(contract.name, ingest_date, schema, chunks, outcomes)
+
+
+def _repeat(value, n: int, kind: pa.DataType) -> pa.Array:
+    """`value` n times, without an n-long Python list (10M-row files are normal)."""
+    return pa.repeat(pa.scalar(value, kind), n)
 
 
 
