@@ -48,6 +48,22 @@ def list_partition(zone: LandingZone, source: str, day: dt.date) -> tuple[list[L
     return objects, ignored
 
 
+SLICE_ROWS = 1_000_000
+
+
+def _slices(batch: BronzeBatch):
+    """The batch in zero-copy slices of at most SLICE_ROWS rows, written in one commit.
+
+    PyIceberg copies what it is given while splitting it by partition; slices keep
+    that copy small even for a 10M-row file.
+    """
+    if not batch.chunks:
+        yield batch.schema.empty_table()
+    for chunk in batch.chunks:
+        for start in range(0, chunk.num_rows, SLICE_ROWS):
+            yield chunk.slice(start, SLICE_ROWS)
+
+
 def ensure_tables(store: TableStore, source: str) -> None:
     for table in (bronze_table(source), REJECTED_FILES, INGESTION_LOG):
         store.ensure_table(table.identifier, table.schema, table.partition_by)
@@ -73,10 +89,8 @@ def load_bronze_partition(
         "dagster.partition_key": day.isoformat(),
         "dagster.asset_key": f"bronze/{source}",
     }
-    # One chunk per file in one commit: the write never needs all files concatenated.
     bronze = store.replace_where(
-        bronze_table(source).identifier, lambda: iter(batch.chunks) if batch.chunks else iter([batch.schema.empty_table()]),
-        EqualTo(INGEST_DATE, day.isoformat()), props,
+        bronze_table(source).identifier, lambda: _slices(batch), EqualTo(INGEST_DATE, day.isoformat()), props
     )
     same_partition = And(EqualTo("source", source), EqualTo("ingest_date", day.isoformat()))
     store.replace_where(
