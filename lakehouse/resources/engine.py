@@ -35,6 +35,7 @@ SPARK_CONFIG = {
     "spark.sql.ansi.enabled": "false",
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "4g",
 }
