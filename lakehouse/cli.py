@@ -84,7 +84,7 @@ def cmd_query(settings: Settings, args) -> int:
     from lakehouse.query import QueryError, run_query
 
     try:
-        print(run_query(settings, args.sql))
+        print(run_query(settings, args.sql, args.branch))
     except QueryError as exc:
         print(f"query failed: {exc}", file=sys.stderr)
         return 2
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     query = sub.add_parser("query", help="DuckDB SQL over the Iceberg tables, e.g. 'select count(*) from bronze.orders'")
     query.add_argument("sql")
+    query.add_argument("--branch", help="read tables at this audit branch (as named by a failed check) instead of main")
     query.set_defaults(func=cmd_query)
     return parser
 

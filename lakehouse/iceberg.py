@@ -200,7 +200,7 @@ class TableStore:
     def audited_replace(
         self,
         identifier: str,
-        data: pa.Table,
+        data,
         where: BooleanExpression,
         snapshot_properties: dict[str, str],
         branch: str,
@@ -210,45 +210,41 @@ class TableStore:
     ) -> WriteResult:
         """Write-audit-publish: write to `branch`, audit it, fast-forward main only if it passes.
 
-        `audit(table, snapshot_id)` looks at the branch head and returns a list of outcomes;
-        those with `.blocking and not .passed` stop the publish. Publishing is a checked
-        fast-forward: main must still be at the head the branch was made from (an Iceberg
-        commit requirement), so a concurrent commit to main is never discarded; if main
-        moved, the write and audit are redone on a new branch from the new head. A failed
-        audit leaves the branch in place and returns `published=False`.
+        `data` as for `replace_where`. `audit(table, snapshot_id)` looks at the branch head
+        and returns outcomes; those with `.blocking and not .passed` stop the publish.
+        Publishing is a checked fast-forward: main must still be at the head the branch
+        was made from (an Iceberg commit requirement), so a concurrent commit to main is
+        never discarded; if main moved, the write and audit are redone on a new branch
+        from the new head. A failed audit leaves the branch and returns `published=False`.
         """
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)
-            before = {f.name for f in table.schema().fields}
             if branch in table.metadata.refs:  # an earlier attempt of this same write
                 table.manage_snapshots().remove_branch(branch).commit()
                 table = self.catalog.load_table(identifier)
-            base = table.current_snapshot()
-            if base is not None:
-                table.manage_snapshots().create_branch(snapshot_id=base.snapshot_id, branch_name=branch).commit()
+            if table.current_snapshot() is None:
+                # Iceberg refuses branch writes to a table without snapshots: give main an
+                # empty one to branch from (readers still see an empty table).
+                with table.transaction() as tx:
+                    with tx.update_snapshot().fast_append():
+                        pass
                 table = self.catalog.load_table(identifier)
-            with table.transaction() as tx:
-                if evolve:
-                    with tx.update_schema() as update:
-                        update.union_by_name(plain_strings(data.schema))
-                target = plain_strings(tx.table_metadata.schema().as_arrow())
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", "Delete operation did not match any records")
-                    tx.overwrite(conform(data, target), overwrite_filter=where,
-                                 snapshot_properties=snapshot_properties, branch=branch)
+            base = table.current_snapshot()
+            table.manage_snapshots().create_branch(snapshot_id=base.snapshot_id, branch_name=branch).commit()
+            written = self.replace_where(identifier, data, where, snapshot_properties, evolve, branch=branch)
+            table = self.catalog.load_table(identifier)
             head = table.metadata.refs[branch].snapshot_id
             outcomes = audit(table, head)
-            added = [f.name for f in table.schema().fields if f.name not in before]
             if any(o.blocking and not o.passed for o in outcomes):
-                return WriteResult(identifier, head, data.num_rows, added, branch, False, outcomes)
+                return WriteResult(identifier, head, written.rows, written.added_columns, branch, False, outcomes)
             try:
-                self._fast_forward(table, base.snapshot_id if base else None, head, branch)
+                self._fast_forward(table, base.snapshot_id, head, branch)
             except CommitFailedException:
                 if attempt == attempts:
                     raise
                 log.warning("main of %s moved during the audit; redoing (%s/%s)", identifier, attempt, attempts)
                 continue
-            return WriteResult(identifier, head, data.num_rows, added, branch, True, outcomes)
+            return WriteResult(identifier, head, written.rows, written.added_columns, branch, True, outcomes)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -272,6 +268,14 @@ class TableStore:
                  RemoveSnapshotRefUpdate(ref_name=branch)),
                 (AssertRefSnapshotId(ref="main", snapshot_id=base),),
             )
+
+    def main_history(self, identifier: str):
+        """Snapshots of main, newest first (branch snapshots excluded)."""
+        table = self.catalog.load_table(identifier)
+        snapshot = table.current_snapshot()
+        while snapshot is not None:
+            yield snapshot
+            snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
     def remove_branches(self, identifier: str, prefix: str) -> list[str]:
         """Drop the audit branches whose names start with `prefix` (after a successful publish)."""

@@ -10,15 +10,22 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
 from pyiceberg.expressions import And, EqualTo
 
-from lakehouse.contracts import SourceContract
+from lakehouse.checks import evaluate as ev
+from lakehouse.checks.catalog import specs_for
+
+from lakehouse.contracts import CONTRACTS, SourceContract
+from lakehouse.readers import ROW_NUMBER
 from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix
 from lakehouse.resources.landing import LandingObject, LandingZone
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
+from lakehouse.steps import StepContext, audited_write
 from lakehouse.transforms.bronze import (
     INGEST_DATE,
+    INGESTED,
     BronzeBatch,
     ingest_partition,
     ingestion_log_rows,
@@ -31,8 +38,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class BronzeLoad:
     batch: BronzeBatch
-    bronze: WriteResult
+    bronze: WriteResult  # .published False: a blocking check failed, main untouched
     ignored: list[tuple[str, str]]  # (key, why it was not read)
+
+    @property
+    def checks(self):
+        return self.bronze.audit
 
 
 def list_partition(zone: LandingZone, source: str, day: dt.date) -> tuple[list[LandingObject], list[tuple[str, str]]]:
@@ -84,15 +95,10 @@ def load_bronze_partition(
     for key, reason in ignored:
         log.warning("ignored %s: %s", key, reason)
     batch = ingest_partition(contract, day, objects, zone.read, now)
-    props = {
-        "dagster.run_id": run_id,
-        "dagster.partition_key": day.isoformat(),
-        "dagster.asset_key": f"bronze/{source}",
-    }
-    bronze = store.replace_where(
-        bronze_table(source).identifier, lambda: _slices(batch), EqualTo(INGEST_DATE, day.isoformat()), props
-    )
-    same_partition = And(EqualTo("source", source), EqualTo("ingest_date", day.isoformat()))
+    asset, key = f"bronze/{source}", day.isoformat()
+    props = {"dagster.run_id": run_id, "dagster.partition_key": key, "dagster.asset_key": asset}
+    # The ops tables are the evidence of what landed: written first, whatever the audit decides.
+    same_partition = And(EqualTo("source", source), EqualTo("ingest_date", key))
     store.replace_where(
         REJECTED_FILES.identifier, rejected_rows(batch, run_id, now), same_partition, props, evolve=False
     )
@@ -101,10 +107,41 @@ def load_bronze_partition(
         (row["key"], row["etag"]): row["first_seen"] for row in earlier.to_pylist() if row["first_seen"]
     }
     store.replace_where(
-        INGESTION_LOG.identifier,
-        ingestion_log_rows(batch, run_id, now, first_seen),
-        same_partition,
-        props,
+        INGESTION_LOG.identifier, ingestion_log_rows(batch, run_id, now, first_seen), same_partition, props,
         evolve=False,
     )
-    return BronzeLoad(batch, bronze, ignored)
+
+    specs = ev.index(specs_for(asset))
+    target = bronze_table(source)
+    where = EqualTo(INGEST_DATE, key)
+
+    def audit(head: int):
+        written = store.read(target.identifier, where, (ROW_NUMBER,), snapshot_id=head).num_rows
+        logged = store.read(INGESTION_LOG.identifier, same_partition, ("status", "rows"))
+        file_rows = sum(r["rows"] or 0 for r in logged.to_pylist() if r["status"] == INGESTED)
+        landed = store.read(INGESTION_LOG.identifier, EqualTo("source", source), ("last_modified",))
+        newest = pc.max(landed["last_modified"]).as_py() if landed.num_rows else None
+        missing = batch.missing_columns()
+        return [
+            ev.equal(specs["matches_files"], bronze=written, files=file_rows),
+            ev.counted(specs["rejected_files"], len(batch.rejected), len(batch.files),
+                       tuple({"file": f.obj.key, "reason": f.reason} for f in batch.rejected[: ev.SAMPLE])),
+            ev.counted(specs["missing_columns"], sum(len(v) for v in missing.values()), len(batch.files),
+                       tuple({"column": c, "files": v} for c, v in list(missing.items())[: ev.SAMPLE])),
+            ev.freshness(specs["freshness"], newest, now),
+            ev.non_empty(specs["non_empty"], written),
+        ]
+
+    landed_columns = {c: "string" for f in batch.files for c in _landed(f, source)}
+    ctx = StepContext(store, None, run_id)
+    write = audited_write(ctx, target, asset, key, lambda: _slices(batch), where, props, landed_columns, audit,
+                          evolve=True)
+    return BronzeLoad(batch, write, ignored)
+
+
+def _landed(outcome, source: str) -> list[str]:
+    """The data columns a readable file brought (contract columns it had, plus extras)."""
+    if outcome.status != INGESTED:
+        return []
+    contract = CONTRACTS[source]
+    return [c for c in contract.column_names if c not in outcome.missing_columns] + list(outcome.extra_columns)

@@ -19,15 +19,21 @@ class QueryError(Exception):
     pass
 
 
-def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings, branch: str | None = None) -> list[str]:
+    """A view per table; with `branch`, tables that have that branch show its head instead of main."""
     catalog = catalog_from_settings(settings)
     names = []
     for (namespace,) in catalog.list_namespaces():
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
         for _, name in catalog.list_tables(namespace):
             table = catalog.load_table(f"{namespace}.{name}")
-            tasks = list(table.scan().plan_files())
             view = f'"{namespace}"."{name}"'
+            if branch and branch in table.metadata.refs:
+                arrow = table.scan(snapshot_id=table.metadata.refs[branch].snapshot_id).to_arrow()  # noqa: F841
+                conn.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM arrow")
+                names.append(f"{namespace}.{name}@{branch}")
+                continue
+            tasks = list(table.scan().plan_files())
             if any(t.delete_files for t in tasks) or not all(
                 t.file.file_path.startswith("file://") for t in tasks
             ):
@@ -47,10 +53,12 @@ def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list
     return names
 
 
-def run_query(settings: Settings, sql: str) -> str:
+def run_query(settings: Settings, sql: str, branch: str | None = None) -> str:
     conn = duckdb.connect()
     try:
-        register_tables(conn, settings)
+        names = register_tables(conn, settings, branch)
+        if branch and not any(n.endswith("@" + branch) for n in names):
+            raise QueryError(f"no table has a branch named {branch!r}")
         try:
             result = conn.execute(sql)
         except duckdb.Error as exc:

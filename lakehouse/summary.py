@@ -186,8 +186,42 @@ def render_tables(store: TableStore) -> str:
     return "Tables:\n" + format_table(["table", "rows", "files", "snapshot", "partitioned by"], rows)
 
 
+def last_check_results(store: TableStore) -> list[dict]:
+    """The latest evaluation of every check, per asset and partition, from ops.dq_results."""
+    from lakehouse.tables import DQ_RESULTS
+
+    if not store.exists(DQ_RESULTS.identifier):
+        return []
+    results = store.read(DQ_RESULTS.identifier).to_pylist()
+    latest: dict[tuple, dict] = {}
+    for r in sorted(results, key=lambda r: r["evaluated_at"]):
+        latest[(r["asset"], r["partition"] or "", r["check_name"])] = r
+    return [latest[k] for k in sorted(latest)]
+
+
+def render_checks(store: TableStore) -> str:
+    """One line per asset and partition: how many checks passed, and every failed one."""
+    rows: dict[tuple, list[dict]] = {}
+    for r in last_check_results(store):
+        rows.setdefault((r["asset"], r["partition"] or "-"), []).append(r)
+    if not rows:
+        return "Checks: none evaluated yet."
+    lines = []
+    for (asset, partition), results in rows.items():
+        failed = [r for r in results if not r["passed"]]
+        shown = ", ".join(
+            f"{r['severity']} {r['check_name']}" + (f"={r['observed']:g}" if r["observed"] is not None else "")
+            for r in failed
+        )
+        state = "BLOCKED" if any(not r["published"] for r in results) else "published"
+        lines.append([asset, partition, len(results) - len(failed), len(failed), state, shown])
+    return ("Last check results per asset and partition (ops.dq_results):\n"
+            + format_table(["asset", "partition", "passed", "failed", "state", "failed checks (observed)"], lines))
+
+
 def render_summary(store: TableStore, instance) -> str:
     """What `lakehouse run` and `lakehouse status` print."""
     return "\n\n".join(
-        [render_tables(store), render_bronze_summary(store), render_accounting(instance), render_business(store)]
+        [render_tables(store), render_bronze_summary(store), render_accounting(instance), render_checks(store),
+         render_business(store)]
     )

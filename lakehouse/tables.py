@@ -207,3 +207,27 @@ MART_CUSTOMER_ACTIVITY = _table(
     (("activity_date", "month"),),
     "Per customer and day: events by type, orders, units and sales.",
 )
+
+
+DQ_RESULTS = TableDef(
+    "ops.dq_results",
+    pa.schema(
+        [
+            ("asset", pa.string()),
+            ("partition", pa.string()),
+            ("check_name", pa.string()),
+            ("passed", pa.bool_()),
+            ("severity", pa.string()),
+            ("observed", pa.float64()),
+            ("threshold", pa.float64()),
+            ("message", pa.string()),
+            ("published", pa.bool_()),
+            ("branch", pa.string()),
+            ("snapshot_id", pa.int64()),
+            ("run_id", pa.string()),
+            ("evaluated_at", UTC_TS),
+        ]
+    ),
+    (("evaluated_at", "month"),),
+    "One row per check evaluation: asset, partition, check, result, observed value and threshold.",
+)

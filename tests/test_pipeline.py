@@ -110,7 +110,7 @@ def test_aws_profile_writes_to_glue_catalog_and_s3_warehouse(tmp_path, monkeypat
     monkeypatch.setenv("LAKEHOUSE_LANDING_URI", f"s3://{s3_bucket}/landing")
     monkeypatch.setenv("LAKEHOUSE_WAREHOUSE_URI", f"s3://{s3_bucket}/warehouse")
     settings = load_settings()
-    report = generate(open_landing_zone(settings.landing_uri), days=2, start=START, seed=9)
+    report = generate(open_landing_zone(settings.landing_uri), days=1, start=START, seed=9)
     for _ in range(2):  # the second pass must change nothing
         outcome = run_pending(settings)
         assert outcome.ok, outcome.render()

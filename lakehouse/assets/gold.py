@@ -4,6 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
+from lakehouse.assets.automation import AUTOMATION
+from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.silver import run_step
 from lakehouse.resources import EngineResource, IcebergResource
@@ -25,9 +27,11 @@ def _dimension(source: str, engine_name: str) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=f"{table.description} Rebuilt from the silver version history.",
         metadata=table_metadata(table),
+        automation_condition=AUTOMATION,
+        check_specs=check_specs(f"gold/{name}"),
     )
     def dimension(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        return run_step(context, engine, iceberg, run_dimension, source)
+        yield from run_step(context, engine, iceberg, run_dimension, source)
 
     return dimension
 
@@ -44,9 +48,11 @@ def _partitioned(table, deps, step, description, partitions, engine_name) -> dg.
         owners=[OWNER],
         description=description,
         metadata=table_metadata(table),
+        automation_condition=AUTOMATION,
+        check_specs=check_specs(f"gold/{name}"),
     )
     def gold_asset(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        return run_step(context, engine, iceberg, step, dt.date.fromisoformat(context.partition_key))
+        yield from run_step(context, engine, iceberg, step, dt.date.fromisoformat(context.partition_key))
 
     return gold_asset
 

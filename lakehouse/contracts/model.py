@@ -19,6 +19,7 @@ INVALID = "invalid"  # a value that does not parse as the column's type
 NOT_ACCEPTED = "not_accepted"  # parsed, but not one of the accepted values
 PATTERN = "pattern"  # parsed, but does not match the pattern
 OUT_OF_RANGE = "out_of_range"  # parsed, but outside [min, max]
+IN_FUTURE = "in_future"  # a date after the day it was ingested
 MALFORMED = "record.malformed"  # the record itself did not parse in bronze
 
 
@@ -34,9 +35,10 @@ class Column:
     accepted: tuple[str, ...] | None = None
     pattern: str | None = None  # regular expression the normalised value must match
     pattern_action: str = QUARANTINE
-    min_value: float | None = None
+    min_value: float | str | None = None  # a number, or an ISO date for date columns
     min_exclusive: bool = False
-    max_value: float | None = None
+    max_value: float | str | None = None
+    not_after_ingest: bool = False  # dates: a record cannot be dated after the day it landed
 
     def rule(self, kind: str) -> str:
         return f"{self.name}.{kind}"
@@ -54,6 +56,8 @@ class Column:
             out.append((self.rule(PATTERN), self.pattern_action))
         if self.min_value is not None or self.max_value is not None:
             out.append((self.rule(OUT_OF_RANGE), QUARANTINE))
+        if self.not_after_ingest:
+            out.append((self.rule(IN_FUTURE), QUARANTINE))
         return out
 
 

@@ -3,6 +3,7 @@
 from lakehouse.contracts.model import FLAG, SNAPSHOT, Column, Lookup, SourceContract
 
 EMAIL = r"^[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}$"
+ORDER_DATE_FLOOR = "2020-01-01"  # the shop opened; earlier order dates are typos
 UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 ORDERS = SourceContract(
@@ -12,7 +13,8 @@ ORDERS = SourceContract(
     keys=("order_id",),
     columns=(
         Column("order_id", "string", "Order line identifier from the shop system.", required=True),
-        Column("order_date", "date", "Day the order was placed (lands as dd/MM/yyyy).", required=True, parse="dd/MM/yyyy"),
+        Column("order_date", "date", "Day the order was placed (lands as dd/MM/yyyy); not after its ingest date.",
+               required=True, parse="dd/MM/yyyy", min_value=ORDER_DATE_FLOOR, not_after_ingest=True),
         Column("customer_id", "string", "Customer who ordered; joins customers.customer_id.", required=True,
                aliases=("cust_id", "customer", "customer_no"), normalize="upper"),
         Column("product_id", "string", "Product ordered; joins products.product_id.", required=True,

@@ -25,6 +25,7 @@ import pyarrow as pa
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.contracts.model import (
     FLAG,
+    IN_FUTURE,
     INVALID,
     MALFORMED,
     NOT_ACCEPTED,
@@ -136,11 +137,16 @@ def _rule_conditions(F, column: Column, raw, value) -> list[tuple[str, str, obje
     if column.pattern:
         out.append((column.rule(PATTERN), column.pattern_action, value.isNotNull() & ~value.rlike(column.pattern)))
     if column.min_value is not None or column.max_value is not None:
+        def bound(v):  # dates are declared as ISO strings
+            return F.lit(v).cast("date") if column.type == "date" else F.lit(v)
+
         low = F.lit(False)
         if column.min_value is not None:
-            low = value <= F.lit(column.min_value) if column.min_exclusive else value < F.lit(column.min_value)
-        high = value > F.lit(column.max_value) if column.max_value is not None else F.lit(False)
+            low = value <= bound(column.min_value) if column.min_exclusive else value < bound(column.min_value)
+        high = value > bound(column.max_value) if column.max_value is not None else F.lit(False)
         out.append((column.rule(OUT_OF_RANGE), QUARANTINE, value.isNotNull() & (low | high)))
+    if column.not_after_ingest:
+        out.append((column.rule(IN_FUTURE), QUARANTINE, value.isNotNull() & (value > F.col(INGEST_DATE))))
     return out
 
 

@@ -1,0 +1,1 @@
+"""Data-quality checks: built from the contracts and the quality config, evaluated per write."""
