@@ -176,6 +176,13 @@ def test_a_blocking_failure_publishes_nothing_and_stops_downstream_now_and_throu
                    if e.asset_key == dg.AssetKey(["silver", "orders"])}
     assert evaluations["quarantine_share"].passed is False
     assert evaluations["quarantine_share"].severity == dg.AssetCheckSeverity.ERROR
+    from lakehouse.query import run_query
+
+    on_main = run_query(lakehouse_env, "select count(*) as n from silver.orders")
+    on_audit = run_query(lakehouse_env, "select count(*) as n from silver.orders", branch)
+    assert on_main.split()[-1] == "0" and int(on_audit.split()[-1]) == on_branch.num_rows > 0
+    broken = run_query(lakehouse_env, "select count(*) as n from silver.quarantine where source_file like '%broken%'")
+    assert broken.split()[-1] == "3000"  # and why: every broken row is in the quarantine
     dq = [r for r in last_check_results(store) if r["asset"] == "silver/orders" and r["check_name"] == "quarantine_share"]
     assert dq and dq[0]["passed"] is False and dq[0]["published"] is False and dq[0]["branch"] == branch
 
@@ -189,3 +196,25 @@ def test_a_blocking_failure_publishes_nothing_and_stops_downstream_now_and_throu
     assert [n for n in store.load("silver.orders").metadata.refs if n != "main"] == []
     assert _materialized(instance, "gold/fact_orders", key) == 1
     instance.dispose()
+
+
+def test_schema_drift_warns_with_the_diff_between_materializations(tmp_path):
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path)})
+    start = dt.date(2026, 3, 1)  # day 2 brings an extra column, day 3 a renamed header
+    generate(LocalLandingZone(settings.landing_uri), days=3, start=start, seed=4, scale=0.2, dirty=True)
+    drift = {}
+    for i in range(3):
+        results = process_day(settings, "duckdb", start + dt.timedelta(days=i))
+        drift[i] = next(o for o in results["silver.customers"].checks if o.name == "schema_drift")
+        drift[f"bronze{i}"] = _bronze_drift(settings, start + dt.timedelta(days=i))
+    assert drift[0].passed and drift[1].passed and drift[2].passed  # silver's schema is the contract's
+    assert drift["bronze0"]["passed"] is True
+    assert drift["bronze1"]["passed"] is False and "coupon_code" in drift["bronze1"]["message"]
+    assert drift["bronze2"]["passed"] is False and "cust_id" in drift["bronze2"]["message"]
+
+
+def _bronze_drift(settings, day):
+    store = TableStore(catalog_from_settings(settings))
+    rows = [r for r in last_check_results(store)
+            if r["asset"] == "bronze/orders" and r["partition"] == day.isoformat() and r["check_name"] == "schema_drift"]
+    return rows[0]
