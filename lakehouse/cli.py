@@ -74,9 +74,10 @@ def cmd_demo(settings: Settings, args) -> int:
 def cmd_status(settings: Settings, args) -> int:
     from lakehouse.iceberg import TableStore, catalog_from_settings
     from lakehouse.runner import open_instance
-    from lakehouse.summary import render_summary
+    from lakehouse.summary import render_all_checks, render_summary
 
-    print(render_summary(TableStore(catalog_from_settings(settings)), open_instance(settings)))
+    store = TableStore(catalog_from_settings(settings))
+    print(render_all_checks(store) if args.checks else render_summary(store, open_instance(settings)))
     return 0
 
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _generate_args(demo)
     demo.set_defaults(func=cmd_demo)
     status = sub.add_parser("status", help="tables, partitions, row counts, accounting and sales")
+    status.add_argument("--checks", action="store_true", help="list the last result of every check instead")
     status.set_defaults(func=cmd_status)
     query = sub.add_parser("query", help="DuckDB SQL over the Iceberg tables, e.g. 'select count(*) from bronze.orders'")
     query.add_argument("sql")

@@ -219,6 +219,20 @@ def render_checks(store: TableStore) -> str:
             + format_table(["asset", "partition", "passed", "failed", "state", "failed checks (observed)"], lines))
 
 
+def render_all_checks(store: TableStore) -> str:
+    """Every check's last result, one line each (`lakehouse status --checks`)."""
+    rows = [
+        [r["asset"], r["partition"] or "-", r["check_name"], r["severity"], "pass" if r["passed"] else "FAIL",
+         "" if r["observed"] is None else f"{r['observed']:g}", "" if r["threshold"] is None else f"{r['threshold']:g}",
+         r["message"] if not r["passed"] else ""]
+        for r in last_check_results(store)
+    ]
+    if not rows:
+        return "Checks: none evaluated yet."
+    return "Last result of every check (ops.dq_results):\n" + format_table(
+        ["asset", "partition", "check", "severity", "result", "observed", "threshold", "message"], rows)
+
+
 def render_summary(store: TableStore, instance) -> str:
     """What `lakehouse run` and `lakehouse status` print."""
     return "\n\n".join(

@@ -15,7 +15,7 @@ from lakehouse.generate import generate
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.settings import load_settings
-from lakehouse.summary import last_check_results, render_checks
+from lakehouse.summary import last_check_results, render_all_checks, render_checks
 from lakehouse.wiring import DAILY_JOB, build_definitions
 from pipeline_helpers import process_day
 
@@ -120,6 +120,10 @@ def test_dirty_data_fires_warn_checks_with_the_injected_counts_and_still_publish
     rows = [r for r in last_check_results(store) if r["asset"] == "silver/orders"]
     assert {r["check_name"]: r["observed"] for r in rows}["rule:qty.out_of_range"] == injected["negative_qty"]
     assert "silver/orders" in render_checks(store)
+    listing = render_all_checks(store)
+    assert f"rule:qty.out_of_range" in listing and "keys_unique" in listing  # failed and passed ones
+    line = next(l for l in listing.splitlines() if "silver/orders" in l and "rule:qty.out_of_range" in l)
+    assert "FAIL" in line and f" {injected['negative_qty']} " in line
 
 
 def _materialized(instance, path, partition):

@@ -24,7 +24,9 @@ class CheckSpec:
 
     @property
     def threshold(self) -> float | None:
-        return self.max_share if self.max_share is not None else self.max_rows
+        if self.max_share is not None:
+            return self.max_share
+        return self.max_rows if self.max_rows is not None else self.options.get("max_age_hours")
 
     def judge(self, observed: float, total: float | None = None) -> "CheckOutcome":
         """An outcome for a count (and its share of `total`) against this spec's threshold."""
