@@ -37,19 +37,6 @@ ORDER_COLUMNS = ("order_id", "order_date", "customer_id", "product_id", "qty", "
 CUSTOMER_COLUMNS = ("customer_id", "first_name", "last_name", "email", "phone", "region")
 PRODUCT_COLUMNS = ("product_id", "name", "category", "list_price")
 
-# Row-level defects, each injected into distinct rows so counts stay exact.
-ORDER_DEFECTS = (
-    "unparseable_order_date",
-    "null_order_id",
-    "duplicate_order_id",
-    "unknown_customer_id",
-    "unknown_product_id",
-    "negative_qty",
-)
-CUSTOMER_DEFECTS = ("bad_email", "null_customer_id", "duplicate_customer_id")
-FILE_DEFECTS = ("extra_column", "renamed_header", "empty_file", "truncated_gzip", "unsupported_format")
-
-
 @dataclass
 class Defect:
     defect: str

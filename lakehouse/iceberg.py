@@ -82,9 +82,9 @@ class WriteResult:
     published: bool = True  # False: the audit failed and main was left untouched
     audit: list = field(default_factory=list)  # what the audit function returned
 
-
-class AuditFailed(Exception):
-    """Blocking checks failed: main untouched, the data left on `branch` for inspection."""
+    @property
+    def blocking_failures(self) -> list:
+        return [o for o in self.audit if o.blocking and not o.passed]
 
 
 class TableStore:

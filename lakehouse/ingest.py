@@ -17,12 +17,12 @@ from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 
 from lakehouse.contracts import CONTRACTS, SourceContract
-from lakehouse.readers import ROW_NUMBER
 from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix
+from lakehouse.readers import ROW_NUMBER
 from lakehouse.resources.landing import LandingObject, LandingZone
-from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.steps import StepContext, audited_write
+from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
     INGEST_DATE,
     INGESTED,

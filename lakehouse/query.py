@@ -9,8 +9,9 @@ in older files (`union_by_name`).
 from __future__ import annotations
 
 import duckdb
+from pyiceberg.expressions import AlwaysTrue
 
-from lakehouse.iceberg import catalog_from_settings
+from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.settings import Settings
 from lakehouse.summary import format_table
 
@@ -19,37 +20,38 @@ class QueryError(Exception):
     pass
 
 
+def _copy(conn: duckdb.DuckDBPyConnection, name: str, arrow) -> None:
+    """A DuckDB table holding `arrow` (a view over a Python object would not outlive this call)."""
+    conn.register("_lakehouse_copy", arrow)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _lakehouse_copy")
+    finally:
+        conn.unregister("_lakehouse_copy")
+
+
 def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings, branch: str | None = None) -> list[str]:
     """A view per table; with `branch`, tables that have that branch show its head instead of main."""
-    catalog = catalog_from_settings(settings)
+    store = TableStore(catalog_from_settings(settings))
     names = []
-    for (namespace,) in catalog.list_namespaces():
+    for (namespace,) in store.catalog.list_namespaces():
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
-        for _, name in catalog.list_tables(namespace):
-            table = catalog.load_table(f"{namespace}.{name}")
-            view = f'"{namespace}"."{name}"'
-            if branch and branch in table.metadata.refs:
-                arrow = table.scan(snapshot_id=table.metadata.refs[branch].snapshot_id).to_arrow()  # noqa: F841
-                conn.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM arrow")
-                names.append(f"{namespace}.{name}@{branch}")
+        for _, name in store.catalog.list_tables(namespace):
+            identifier, view = f"{namespace}.{name}", f'"{namespace}"."{name}"'
+            refs = store.load(identifier).metadata.refs
+            if branch and branch in refs:
+                _copy(conn, view, store.read(identifier, snapshot_id=refs[branch].snapshot_id))
+                names.append(f"{identifier}@{branch}")
                 continue
-            tasks = list(table.scan().plan_files())
-            if any(t.delete_files for t in tasks) or not all(
-                t.file.file_path.startswith("file://") for t in tasks
-            ):
-                arrow = table.scan().to_arrow()  # noqa: F841  (read by DuckDB by name)
-                conn.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM arrow")
-            elif tasks:
-                paths = [t.file.file_path[len("file://"):] for t in tasks]
+            paths = store.data_files(identifier, AlwaysTrue())
+            if paths and all(p.startswith("file://") for p in paths):
                 # CREATE VIEW cannot take prepared parameters: quote the paths as SQL literals.
-                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+                listed = ", ".join("'" + p[len("file://"):].replace("'", "''") + "'" for p in paths)
                 conn.execute(
                     f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)"
                 )
-            else:
-                empty = table.schema().as_arrow().empty_table()  # noqa: F841
-                conn.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM empty")
-            names.append(f"{namespace}.{name}")
+            else:  # empty, delete files, or object storage: read through PyIceberg
+                _copy(conn, view, store.read(identifier))
+            names.append(identifier)
     return names
 
 

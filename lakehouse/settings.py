@@ -39,10 +39,6 @@ class Settings:
     def landing_is_s3(self) -> bool:
         return self.landing_uri.startswith("s3://")
 
-    def dagster_env(self) -> dict[str, str]:
-        """Environment a child `dagster` process needs to see the same instance."""
-        return {"DAGSTER_HOME": str(self.dagster_home)}
-
 
 def _file_path(uri: str) -> Path:
     return Path(urlparse(uri).path) if uri.startswith("file://") else Path(uri)

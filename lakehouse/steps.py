@@ -62,6 +62,8 @@ from lakehouse.transforms.silver import (
 
 AFFECTED = "lakehouse.affected."  # snapshot property prefix: the dates a write touched
 COLUMNS = "lakehouse.columns"  # snapshot property: the columns of what was written (schema drift)
+# A partition that touched no dates still runs, as a no-op write, so every check reports.
+NO_DATES = ["1900-01-01"]
 
 
 @dataclass
@@ -70,7 +72,10 @@ class StepResult:
     write: WriteResult | None
     counts: dict[str, int] = field(default_factory=dict)
     affected_dates: list[str] = field(default_factory=list)
-    checks: list[CheckOutcome] = field(default_factory=list)
+
+    @property
+    def checks(self) -> list[CheckOutcome]:
+        return self.write.audit if self.write else []
 
     @property
     def snapshot_id(self) -> int | None:
@@ -84,9 +89,6 @@ class StepResult:
     def branch(self) -> str | None:
         return self.write.branch if self.write else None
 
-    @property
-    def blocking_failures(self) -> list[CheckOutcome]:
-        return [c for c in self.checks if c.blocking and not c.passed]
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
                           _columns(target), audit)
     if write.published and write.rows != counts[SILVER]:
         raise RuntimeError(f"silver.{source} {key}: wrote {write.rows} rows, expected {counts[SILVER]}")
-    return StepResult(target, write, counts, affected, write.audit)
+    return StepResult(target, write, counts, affected)
 
 
 def run_dimension(ctx: StepContext, source: str) -> StepResult:
@@ -330,7 +332,7 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
 
     write = audited_write(ctx, target, asset, None, conform(dim, target.schema), AlwaysTrue(),
                           ctx.props(asset, None), _columns(target), audit)
-    return StepResult(target, write, {"rows_in": versions.num_rows, "rows_out": dim.num_rows}, [], write.audit)
+    return StepResult(target, write, {"rows_in": versions.num_rows, "rows_out": dim.num_rows}, [])
 
 
 def run_fact_orders(ctx: StepContext, day: dt.date) -> StepResult:
@@ -362,7 +364,7 @@ def run_fact_orders(ctx: StepContext, day: dt.date) -> StepResult:
     counts = {"rows_in": int(summary["rows"] or 0), "rows_out": write.rows,
               "unknown_customer": int(summary["unknown_customer"] or 0),
               "unknown_product": int(summary["unknown_product"] or 0)}
-    return StepResult(FACT_ORDERS, write, counts, affected, write.audit)
+    return StepResult(FACT_ORDERS, write, counts, affected)
 
 
 def _sum(table: pa.Table, column: str):
@@ -374,8 +376,7 @@ def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
     key, asset = day.isoformat(), "gold/mart_daily_sales"
     dates = affected_dates(ctx, FACT_ORDERS, key, "order_date")
     ctx.ensure(MART_DAILY_SALES)
-    # No touched dates (an empty partition) still runs, as a no-op write, so every check reports.
-    where = In("order_date", dates or ["1900-01-01"])
+    where = In("order_date", dates or NO_DATES)
     fact = ctx.read(FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount"))
     mart = ctx.engine.to_arrow(gold.daily_sales(ctx.engine.from_arrow(fact)))
     specs = ev.index(specs_for(asset))
@@ -393,7 +394,7 @@ def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
 
     write = audited_write(ctx, MART_DAILY_SALES, asset, key, conform(mart, MART_DAILY_SALES.schema), where,
                           ctx.props(asset, key), _columns(MART_DAILY_SALES), audit)
-    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact.num_rows, "rows_out": mart.num_rows}, dates, write.audit)
+    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact.num_rows, "rows_out": mart.num_rows}, dates)
 
 
 def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
@@ -403,13 +404,12 @@ def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
         | set(affected_dates(ctx, FACT_ORDERS, key, "order_date"))
     )
     ctx.ensure(MART_CUSTOMER_ACTIVITY)
-    none = ["1900-01-01"]
-    events = ctx.read(silver_table("events"), In("event_date", days or none), ("user_id", "event_date", "event_type"))
-    fact = ctx.read(FACT_ORDERS, In("order_date", days or none), ("customer_id", "order_date", "qty", "sales_amount"))
+    events = ctx.read(silver_table("events"), In("event_date", days or NO_DATES), ("user_id", "event_date", "event_type"))
+    fact = ctx.read(FACT_ORDERS, In("order_date", days or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
     activity = ctx.engine.to_arrow(
         gold.customer_activity(ctx.engine.from_arrow(events), ctx.engine.from_arrow(fact))
     )
-    where = In("activity_date", days or none)
+    where = In("activity_date", days or NO_DATES)
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
@@ -425,4 +425,4 @@ def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
     write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, key, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
                           where, ctx.props(asset, key), _columns(MART_CUSTOMER_ACTIVITY), audit)
     counts = {"rows_in": events.num_rows + fact.num_rows, "rows_out": activity.num_rows}
-    return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, days, write.audit)
+    return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, days)

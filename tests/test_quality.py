@@ -1,7 +1,6 @@
 """Data-quality checks: every evaluator passing and failing, WAP blocking, results history."""
 
 import datetime as dt
-import json
 
 import dagster as dg
 import pyarrow as pa
@@ -121,7 +120,7 @@ def test_dirty_data_fires_warn_checks_with_the_injected_counts_and_still_publish
     assert {r["check_name"]: r["observed"] for r in rows}["rule:qty.out_of_range"] == injected["negative_qty"]
     assert "silver/orders" in render_checks(store)
     listing = render_all_checks(store)
-    assert f"rule:qty.out_of_range" in listing and "keys_unique" in listing  # failed and passed ones
+    assert "rule:qty.out_of_range" in listing and "keys_unique" in listing  # failed and passed ones
     line = next(l for l in listing.splitlines() if "silver/orders" in l and "rule:qty.out_of_range" in l)
     assert "FAIL" in line and f" {injected['negative_qty']} " in line
 

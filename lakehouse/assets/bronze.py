@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from lakehouse.assets.checks import blocked_message, check_result, check_specs
+from lakehouse.assets.checks import check_specs, report
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze_partition
@@ -77,13 +77,7 @@ def build_bronze_asset(contract: SourceContract, partitions: dg.PartitionsDefini
             context.log.warning(f"column {column!r} missing from {len(keys)} file(s), left null: {keys}")
         for key, reason in load.ignored:
             context.log.warning(f"ignored {key}: {reason}")
-        checks = [check_result(o) for o in load.checks]
-        if not load.bronze.published:
-            yield from checks
-            failures = [o for o in load.checks if o.blocking and not o.passed]
-            raise dg.Failure(description=blocked_message(f"bronze.{source}", context.partition_key,
-                                                         load.bronze.branch, failures))
-        yield dg.MaterializeResult(metadata=_metadata(load, contract), check_results=checks)
+        yield from report(load.bronze, _metadata(load, contract), f"bronze.{source}", context.partition_key)
 
     return bronze
 

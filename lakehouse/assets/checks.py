@@ -42,6 +42,22 @@ def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
                                severity=severity, metadata=metadata)
 
 
+def report(write, metadata: dict, table: str, partition: str | None):
+    """Yield an audited write to Dagster: check results, then the materialization.
+
+    When a blocking check failed, the results are reported and the step fails without a
+    materialization: main was not moved, and nothing downstream runs.
+    """
+    checks = [check_result(o) for o in write.audit]
+    if not write.published:
+        yield from checks
+        raise dg.Failure(
+            description=blocked_message(table, partition, write.branch, write.blocking_failures),
+            metadata={"audit_branch": write.branch, "table": table},
+        )
+    yield dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
 def blocked_message(table: str, partition: str | None, branch: str, failures: list[CheckOutcome]) -> str:
     """What a person needs: which rule, a few offending rows, and where the data went."""
     lines = [f"{table}{' ' + partition if partition else ''}: blocking check(s) failed, nothing was published."]

@@ -7,7 +7,7 @@ import dagster as dg
 from lakehouse.assets.automation import AUTOMATION
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
-from lakehouse.assets.silver import run_step
+from lakehouse.assets.step import run_step
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
 from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table

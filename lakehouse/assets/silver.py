@@ -5,31 +5,13 @@ import datetime as dt
 import dagster as dg
 
 from lakehouse.assets.automation import AUTOMATION
-from lakehouse.assets.checks import blocked_message, check_result, check_specs
-from lakehouse.assets.metadata import step_metadata, table_metadata
+from lakehouse.assets.checks import check_specs
+from lakehouse.assets.metadata import table_metadata
+from lakehouse.assets.step import run_step
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.resources import EngineResource, IcebergResource
-from lakehouse.steps import StepContext, run_silver
+from lakehouse.steps import run_silver
 from lakehouse.tables import silver_table
-
-
-def run_step(context, engine: EngineResource, iceberg: IcebergResource, step, *args):
-    """Run one step with a fresh engine scope; report its checks and its write.
-
-    When a blocking check failed, the check results are reported and the step fails
-    without a materialization: main was not moved, and nothing downstream runs.
-    """
-    with engine.engine() as eng:
-        result = step(StepContext(iceberg.store(), eng, context.run.run_id), *args)
-    checks = [check_result(o) for o in result.checks]
-    if not result.published:
-        yield from checks
-        raise dg.Failure(
-            description=blocked_message(result.table.identifier, context.partition_key if context.has_partition_key else None,
-                                        result.branch, result.blocking_failures),
-            metadata={"audit_branch": result.branch, "table": result.table.identifier},
-        )
-    yield dg.MaterializeResult(metadata=step_metadata(result), check_results=checks)
 
 
 def build_silver_asset(contract: SourceContract, partitions, engine_name: str) -> dg.AssetsDefinition:

@@ -83,10 +83,15 @@ def schema_drift(spec: CheckSpec, previous: dict[str, str] | None, current: dict
 
 
 def counted(spec: CheckSpec, observed: int, total: int, sample: tuple = ()) -> CheckOutcome:
-    """A count (and its share of `total`) against the spec's max_rows / max_share."""
-    outcome = spec.judge(observed, total)
-    return CheckOutcome(spec, outcome.passed, observed, outcome.message, sample if not outcome.passed else (),
-                        outcome.details)
+    """A count (and its share of `total`) against the spec's max_share, else its max_rows."""
+    share = observed / total if total else 0.0
+    if spec.max_share is not None:
+        passed, shown = share <= spec.max_share, f"{observed:,} rows ({share:.2%}) > {spec.max_share:.2%}"
+    else:
+        limit = spec.max_rows or 0
+        passed, shown = observed <= limit, f"{observed:,} rows > {limit:,}"
+    return CheckOutcome(spec, passed, observed, "ok" if passed else shown, () if passed else sample,
+                        {"share": round(share, 6)} if total else {})
 
 
 def freshness(spec: CheckSpec, newest: dt.datetime | None, now: dt.datetime) -> CheckOutcome:

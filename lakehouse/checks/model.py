@@ -28,17 +28,6 @@ class CheckSpec:
             return self.max_share
         return self.max_rows if self.max_rows is not None else self.options.get("max_age_hours")
 
-    def judge(self, observed: float, total: float | None = None) -> "CheckOutcome":
-        """An outcome for a count (and its share of `total`) against this spec's threshold."""
-        share = observed / total if total else 0.0
-        if self.max_share is not None:
-            passed, shown = share <= self.max_share, f"{observed:,} rows ({share:.2%}) > {self.max_share:.2%}"
-        else:
-            limit = self.max_rows or 0
-            passed, shown = observed <= limit, f"{observed:,} rows > {limit:,}"
-        message = "ok" if passed else shown
-        return CheckOutcome(self, passed, observed, message, details={"share": round(share, 6)} if total else {})
-
 
 @dataclass(frozen=True)
 class CheckOutcome:

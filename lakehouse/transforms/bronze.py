@@ -21,7 +21,6 @@ from lakehouse.resources.landing import LandingObject
 SOURCE_FILE = "_source_file"
 INGEST_DATE = "_ingest_date"
 INGESTED_AT = "_ingested_at"
-LINEAGE_COLUMNS = (SOURCE_FILE, INGEST_DATE, INGESTED_AT, ROW_NUMBER, PARSE_ERROR, RAW_RECORD)
 LINEAGE_TYPES = {
     SOURCE_FILE: pa.string(),
     INGEST_DATE: pa.date32(),
