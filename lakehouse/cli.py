@@ -61,7 +61,7 @@ def cmd_generate(settings: Settings, args) -> int:
 def cmd_run(settings: Settings, args) -> int:
     from lakehouse.runner import run_pending
 
-    outcome = run_pending(settings)
+    outcome = run_pending(settings, timeout=args.timeout, echo=lambda line: print(line, flush=True))
     print(outcome.render())
     return 0 if outcome.ok else 1
 
@@ -100,16 +100,23 @@ def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dirty", action="store_true", help="inject realistic defects in known counts")
 
 
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=_positive_float, default=1800,
+                        help="seconds to wait for the daemon to finish (default 1800)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="write sample files into the landing zone")
     _generate_args(gen)
     gen.set_defaults(func=cmd_generate)
-    run = sub.add_parser("run", help="process everything in the landing zone, then summarise")
+    run = sub.add_parser("run", help="let the sensors and automation process the landing zone, then summarise")
+    _run_args(run)
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="generate + run + summary")
     _generate_args(demo)
+    _run_args(demo)
     demo.set_defaults(func=cmd_demo)
     status = sub.add_parser("status", help="tables, partitions, row counts, accounting and sales")
     status.add_argument("--checks", action="store_true", help="list the last result of every check instead")

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
@@ -149,8 +149,8 @@ class TableStore:
         memory is bounded by a chunk while the commit stays atomic. (PyIceberg 0.12
         streams only into unpartitioned tables.) Idempotent by construction: a rerun
         deletes what the last run wrote for the same filter. PyIceberg retries plain
-        conflicts itself; the loop here covers a concurrent schema change, which needs
-        the transaction rebuilt from fresh metadata.
+        conflicts itself; the loop here covers a concurrent schema change or a
+        concurrent write where this one deletes, which need the transaction rebuilt.
         """
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)
@@ -175,7 +175,10 @@ class TableStore:
                         if chunk.num_rows:
                             tx.append(conform(chunk, target), snapshot_properties=snapshot_properties, branch=branch)
                             rows += chunk.num_rows
-            except CommitFailedException:
+            except (CommitFailedException, ValidationException):
+                # ValidationException: PyIceberg's own retry found a concurrent commit adding
+                # files where this overwrite deletes; rebuilt from fresh metadata, `data` (if
+                # a callable) re-reads and merges what the other writer added.
                 if attempt == attempts:
                     raise
                 log.warning("commit to %s conflicted; retrying (%s/%s)", identifier, attempt, attempts)

@@ -10,8 +10,9 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import And, EqualTo
+from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In
 
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
@@ -29,6 +30,7 @@ from lakehouse.transforms.bronze import (
     BronzeBatch,
     ingest_partition,
     ingestion_log_rows,
+    merge_log,
     rejected_rows,
 )
 
@@ -91,6 +93,7 @@ def load_bronze_partition(
     now = now or dt.datetime.now(dt.timezone.utc)
     source = contract.name
     ensure_tables(store, source)
+    listed_at = dt.datetime.now(dt.timezone.utc)
     objects, ignored = list_partition(zone, source, day)
     for key, reason in ignored:
         log.warning("ignored %s: %s", key, reason)
@@ -102,14 +105,7 @@ def load_bronze_partition(
     store.replace_where(
         REJECTED_FILES.identifier, rejected_rows(batch, run_id, now), same_partition, props, evolve=False
     )
-    earlier = store.read(INGESTION_LOG.identifier, same_partition, ("key", "etag", "first_seen"))
-    first_seen = {
-        (row["key"], row["etag"]): row["first_seen"] for row in earlier.to_pylist() if row["first_seen"]
-    }
-    store.replace_where(
-        INGESTION_LOG.identifier, ingestion_log_rows(batch, run_id, now, first_seen), same_partition, props,
-        evolve=False,
-    )
+    record_processed(store, same_partition, ingestion_log_rows(batch, run_id, now).to_pylist(), listed_at, props)
 
     specs = ev.index(specs_for(asset))
     target = bronze_table(source)
@@ -137,6 +133,27 @@ def load_bronze_partition(
     write = audited_write(ctx, target, asset, key, lambda: _slices(batch), where, props, landed_columns, audit,
                           evolve=True)
     return BronzeLoad(batch, write, ignored)
+
+
+def record_processed(store: TableStore, partition, processed: list[dict],
+                     listed_at: dt.datetime, props: dict) -> None:
+    """Mark the partition's files INGESTED or REJECTED in ops.ingestion_log, one commit.
+
+    Only the keys this run decided are replaced (see `merge_log`), so a file the landing
+    sensor records while this run is busy keeps its LANDED row for the next run.
+    """
+    keys, _ = merge_log(_log_rows(store, partition), processed, listed_at)
+
+    def rows():  # re-read on a conflicting commit, so a concurrent sighting is merged, not lost
+        yield pa.Table.from_pylist(merge_log(_log_rows(store, partition), processed, listed_at)[1],
+                                   schema=INGESTION_LOG.schema)
+
+    where = And(partition, In("key", sorted(keys))) if keys else AlwaysFalse()
+    store.replace_where(INGESTION_LOG.identifier, rows, where, props, evolve=False)
+
+
+def _log_rows(store: TableStore, partition) -> list[dict]:
+    return store.read(INGESTION_LOG.identifier, partition).to_pylist()
 
 
 def _landed(outcome, source: str) -> list[str]:

@@ -1,129 +1,260 @@
-"""`lakehouse run`: materialize every landed ingest date through the Dagster instance.
+"""`lakehouse run`: let the Dagster daemon process the landing zone, exactly as in production.
 
-Runs are recorded in the instance under DAGSTER_HOME, so `make ui` shows them with
-their logs and metadata, exactly as runs launched from the UI would be.
+The run starts `dagster-daemon` on the persistent instance under DAGSTER_HOME (or
+watches the one `make ui` already runs), so the landing sensor, the automation
+sensor, the run queue and the run launcher are Dagster's own. It returns once the
+daemon is quiescent: no run queued or in progress, two full landing sweeps and an
+automation tick since the last run ended, so nothing is left that a tick would start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
 from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.layout import DOMAIN, KeyOutsideLayout, parse_key
-from lakehouse.resources.landing import open_landing_zone
+from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
+from lakehouse.sensors.scan import Cursor
 from lakehouse.settings import Settings
 from lakehouse.summary import render_summary
-from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
+from lakehouse.wiring import AUTOMATION_SENSOR
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+INSTANCE_MARK = "# Written by `lakehouse run`"
+INSTANCE_YAML = f"""\
+{INSTANCE_MARK}; edit freely, it is not overwritten once it has a run_coordinator.
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
+    dequeue_interval_seconds: 1
+    tag_concurrency_limits:
+      # One run per ingest date at a time: two loads of the same landing folder must not race.
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
+WORKSPACE_YAML = """\
+load_from:
+  - python_module:
+      module_name: lakehouse.definitions
+      attribute: defs
+      location_name: lakehouse
+"""
+ACTIVE = {
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+}
+RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
+LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
+
+
+def prepare_instance(settings: Settings) -> Path:
+    """Write dagster.yaml (queued runs, one per partition at a time) and a workspace; migrate storage."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or (config.read_text().startswith(INSTANCE_MARK) and "run_coordinator" not in config.read_text()):
+        config.write_text(INSTANCE_YAML)
+    workspace = home / "workspace.yaml"
+    workspace.write_text(WORKSPACE_YAML)
+    # Create the storage now: a daemon and this process creating it at once race on the schema.
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    return workspace
+
+
+def open_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent instance under DAGSTER_HOME that `make ui` shows."""
+    prepare_instance(settings)
+    return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 
 @dataclass
 class RunRecord:
-    partition: str
     run_id: str
-    ok: bool
-    seconds: float
+    label: str
+    status: str
+    seconds: float | None
     error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESS"
 
 
 @dataclass
 class RunOutcome:
     runs: list[RunRecord] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
     summary: str = ""
+    problem: str | None = None  # the daemon died or the wait timed out
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.runs)
+        return self.problem is None and all(r.ok for r in self.runs)
 
     def render(self) -> str:
         lines = []
-        for key, reason in self.skipped:
-            lines.append(f"skipped {key}: {reason}")
         for r in self.runs:
-            state = "ok" if r.ok else f"FAILED: {r.error}"
-            lines.append(f"run {r.run_id[:8]} {r.partition}: {state} ({r.seconds:.1f}s)")
+            took = f" ({r.seconds:.1f}s)" if r.seconds is not None else ""
+            lines.append(f"run {r.run_id[:8]} {r.label}: {r.status}{took}" + (f": {r.error}" if r.error else ""))
         if not self.runs:
-            lines.append("nothing landed: run `lakehouse generate` or upload files first")
-        lines += ["", self.summary]
-        return "\n".join(lines)
+            lines.append("nothing to do: no new or changed files landed (run `lakehouse generate` or upload files)")
+        if self.problem:
+            lines.append(f"PROBLEM: {self.problem}")
+        return "\n".join(lines + ["", self.summary])
 
 
-def landed_partitions(settings: Settings) -> tuple[list[str], list[tuple[str, str]]]:
-    """Ingest dates with at least one file, plus keys set aside with the reason."""
-    zone = open_landing_zone(settings.landing_uri)
-    days, skipped = set(), []
-    today = dt.datetime.now(dt.timezone.utc).date()
-    for obj in zone.list(f"{DOMAIN}/"):
-        try:
-            key = parse_key(obj.key)
-        except KeyOutsideLayout as exc:
-            skipped.append((obj.key, str(exc)))
-            continue
-        if not settings.start_date <= key.ingest_date <= today:
-            skipped.append(
-                (obj.key, f"ingest date outside the partitions {settings.start_date}..{today} "
-                          "(see LAKEHOUSE_START_DATE)")
-            )
-            continue
-        days.add(key.ingest_date.isoformat())
-    return sorted(days), skipped
+def describe(run: dg.DagsterRun) -> str:
+    assets = ",".join(sorted(k.to_user_string() for k in run.asset_selection or [])) or run.job_name
+    partition = run.tags.get("dagster/partition", "")
+    trigger = run.tags.get("dagster/sensor_name") or run.tags.get("dagster/schedule_name") or "manual"
+    return f"{assets} {partition} [{trigger}]".replace("  ", " ")
 
 
-def _error(result: dg.ExecuteInProcessResult) -> str:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            return f"{event.step_key}: {err.message.strip()}"
-    return "run failed"
+def _instigator(instance: dg.DagsterInstance, name: str):
+    return next((s for s in instance.all_instigator_state() if s.instigator_name == name), None)
 
 
-INSTANCE_YAML = """\
-# Written by `lakehouse run`; edit freely, it is not overwritten.
-telemetry:
-  enabled: false
-"""
+def sweep_cycles(instance: dg.DagsterInstance) -> int:
+    """Completed landing sweeps so far (-1 before the sensor's first tick)."""
+    state = _instigator(instance, LANDING_SENSOR)
+    data = state.instigator_data if state else None
+    cursor = getattr(data, "cursor", None)
+    return Cursor.loads(cursor).cycles if cursor else -1
 
 
-def open_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME that `make ui` shows."""
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML)
-    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+def automation_ticks_since(instance: dg.DagsterInstance, since: float) -> int:
+    state = _instigator(instance, AUTOMATION_SENSOR)
+    if state is None:
+        return 0
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=10)
+    return sum(1 for t in ticks if t.timestamp >= since and t.end_timestamp)
 
 
-def run_pending(settings: Settings) -> RunOutcome:
-    instance = open_instance(settings)
-    defs = build_definitions(settings)
-    daily, dimensions = defs.resolve_job_def(DAILY_JOB), defs.resolve_job_def(DIMENSIONS_JOB)
-    partitions, skipped = landed_partitions(settings)
-    outcome = RunOutcome(skipped=skipped)
-    for key in partitions:
-        outcome.runs.append(_execute(daily, instance, key))
-    if partitions:
-        outcome.runs.append(_execute(dimensions, instance, None))
-    store = TableStore(catalog_from_settings(settings))
-    outcome.summary = render_summary(store, instance)
+def _ours(settings: Settings) -> Path:
+    return settings.dagster_home / ".lakehouse-run-daemons"  # ids of daemons `lakehouse run` started
+
+
+def daemon_alive_elsewhere(instance: dg.DagsterInstance, settings: Settings) -> bool:
+    """True when another daemon (say, the one `make ui` runs) is heartbeating on this instance.
+
+    Heartbeats outlive a stopped daemon by up to a minute, so those of daemons this
+    command started itself do not count.
+    """
+    ours = set(_ours(settings).read_text().split()) if _ours(settings).exists() else set()
+    now = time.time()
+    return any(now - hb.timestamp < LIVE_HEARTBEAT_SECONDS and hb.daemon_id not in ours
+               for hb in instance.get_daemon_heartbeats().values())
+
+
+def remember_daemon(instance: dg.DagsterInstance, settings: Settings, since: float) -> None:
+    ids = {hb.daemon_id for hb in instance.get_daemon_heartbeats().values() if hb.timestamp >= since}
+    known = _ours(settings).read_text().split() if _ours(settings).exists() else []
+    _ours(settings).write_text("\n".join((known + sorted(ids - set(known)))[-20:]))
+
+
+class Daemon:
+    """`dagster-daemon run` as a child process with its own process group and log file."""
+
+    def __init__(self, settings: Settings, workspace: Path):
+        self.log_path = settings.home / "logs" / "daemon.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        exe = Path(sys.executable).with_name("dagster-daemon")
+        command = [str(exe) if exe.exists() else shutil.which("dagster-daemon") or "dagster-daemon", "run",
+                   "-w", str(workspace)]
+        env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "LAKEHOUSE_HOME": str(settings.home),
+               "LAKEHOUSE_SENSOR_INTERVAL": RUN_SENSOR_INTERVAL}
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: float, daemon: Daemon | None,
+                         echo=print) -> tuple[list[dg.DagsterRun], str | None]:
+    """Follow the runs made since `started` until nothing is left to do; returns them and any problem."""
+    shown: dict[str, dg.DagsterRunStatus] = {}
+    idle_since, idle_cycles, seen = None, -1, 0
+    deadline = time.monotonic() + timeout
+    while True:
+        records = instance.get_run_records(dg.RunsFilter(created_after=dt.datetime.fromtimestamp(started, dt.timezone.utc)))
+        runs = [r.dagster_run for r in reversed(records)]
+        for run in runs:
+            if shown.get(run.run_id) != run.status:
+                shown[run.run_id] = run.status
+                echo(f"  run {run.run_id[:8]} {describe(run)}: {run.status.value}")
+        active = instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE)))
+        if active or len(runs) != seen:
+            idle_since, seen = None, len(runs)
+        elif idle_since is None:
+            idle_since, idle_cycles = time.time(), sweep_cycles(instance)
+        elif idle_cycles >= 0 and sweep_cycles(instance) >= idle_cycles + 2 and automation_ticks_since(instance, idle_since):
+            return runs, None
+        elif idle_cycles < 0:
+            idle_cycles = sweep_cycles(instance)  # the landing sensor has not ticked yet
+        if daemon is not None and not daemon.alive():
+            return runs, f"dagster-daemon exited (code {daemon.proc.returncode}); its log ends:\n{daemon.tail()}"
+        if time.monotonic() > deadline:
+            return runs, f"still busy after {timeout:.0f}s; runs keep going in the daemon (see `make ui`)"
+        time.sleep(0.5)
+
+
+def run_pending(settings: Settings, timeout: float = 1800, echo=print) -> RunOutcome:
+    workspace = prepare_instance(settings)
+    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    started = time.time()
+    daemon = None
+    if daemon_alive_elsewhere(instance, settings):
+        echo("A Dagster daemon is already running on this instance (make ui?); following its runs.")
+    else:
+        daemon = Daemon(settings, workspace)
+        echo(f"Started dagster-daemon (log: {daemon.log_path}); waiting for the sensors and automation.")
+    try:
+        runs, problem = wait_until_quiescent(instance, started, timeout, daemon, echo)
+    finally:
+        if daemon is not None:
+            remember_daemon(instance, settings, started)
+            daemon.stop()
+    outcome = RunOutcome(problem=problem)
+    for run in runs:
+        stats = instance.get_run_stats(run.run_id)
+        seconds = stats.end_time - stats.start_time if stats.end_time and stats.start_time else None
+        error = _first_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None
+        outcome.runs.append(RunRecord(run.run_id, describe(run), run.status.value, seconds, error))
+    outcome.summary = render_summary(TableStore(catalog_from_settings(settings)), instance)
+    instance.dispose()
     return outcome
 
 
-def _execute(job, instance, partition: str | None) -> RunRecord:
-    started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        partition_key=partition,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags={"lakehouse/trigger": "lakehouse run"},
-    )
-    return RunRecord(
-        f"{job.name} {partition or ''}".strip(), result.run_id, result.success,
-        time.perf_counter() - started, None if result.success else _error(result),
-    )
+def _first_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    from lakehouse.sensors.alerts import step_failures
+
+    failures = step_failures(instance, run_id)
+    return f"{failures[0][0]}: {failures[0][1].strip()}" if failures else "run failed"

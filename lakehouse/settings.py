@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -34,6 +35,11 @@ class Settings:
     start_date: dt.date
     aws_region: str | None
     aws_endpoint_url: str | None
+    sensor_interval_seconds: int = 30
+    landing_lookback_days: int = 3
+    landing_sweep_prefixes: int = 8
+    alert_topic_arn: str | None = None
+    ui_url: str = "http://127.0.0.1:3000"
 
     @property
     def landing_is_s3(self) -> bool:
@@ -126,6 +132,36 @@ def _check_date(name: str, value: str) -> dt.date:
         raise SettingsError(f"{name}={value!r} is not a date; use YYYY-MM-DD") from None
 
 
+def _check_int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise SettingsError(f"{name}={value!r} is not a whole number from {low} to {high}; set it to one")
+    return number
+
+
+_SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+
+
+def _check_topic(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not _SNS_ARN.match(value.strip()):
+        raise SettingsError(
+            f"LAKEHOUSE_ALERT_TOPIC_ARN={value!r} is not an SNS topic ARN; use "
+            "arn:aws:sns:<region>:<account>:<topic>, or unset it to log failures instead"
+        )
+    return value.strip()
+
+
+def _check_url(name: str, value: str) -> str:
+    if urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc:
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL; use e.g. http://127.0.0.1:3000")
+    return value.rstrip("/")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -158,4 +194,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         start_date=start,
         aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+        sensor_interval_seconds=_check_int(
+            "LAKEHOUSE_SENSOR_INTERVAL", env.get("LAKEHOUSE_SENSOR_INTERVAL") or "30", 1, 86400),
+        landing_lookback_days=_check_int(
+            "LAKEHOUSE_LANDING_LOOKBACK_DAYS", env.get("LAKEHOUSE_LANDING_LOOKBACK_DAYS") or "3", 1, 366),
+        landing_sweep_prefixes=_check_int(
+            "LAKEHOUSE_LANDING_SWEEP_PREFIXES", env.get("LAKEHOUSE_LANDING_SWEEP_PREFIXES") or "8", 0, 10000),
+        alert_topic_arn=_check_topic(env.get("LAKEHOUSE_ALERT_TOPIC_ARN")),
+        ui_url=_check_url("LAKEHOUSE_UI_URL", env.get("LAKEHOUSE_UI_URL") or "http://127.0.0.1:3000"),
     )

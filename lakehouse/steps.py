@@ -377,13 +377,17 @@ def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
     dates = affected_dates(ctx, FACT_ORDERS, key, "order_date")
     ctx.ensure(MART_DAILY_SALES)
     where = In("order_date", dates or NO_DATES)
-    fact = ctx.read(FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount"))
-    mart = ctx.engine.to_arrow(gold.daily_sales(ctx.engine.from_arrow(fact)))
+    fact = ctx.read(FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
+                                         INGEST_DATE))
+    mart = ctx.engine.to_arrow(gold.daily_sales(ctx.engine.from_arrow(fact.drop_columns([INGEST_DATE]))))
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
         written = ctx.read(MART_DAILY_SALES, where, ("orders", "sales"), snapshot_id=head)
-        silver = ctx.read(silver_table("orders"), where, ("qty", "unit_price"))
+        # Silver of the ingest dates the fact holds: a run for another ingest date may have
+        # published silver and not yet the fact (runs of different days run concurrently).
+        loaded = And(where, In(INGEST_DATE, sorted(_dates(fact, INGEST_DATE)) or NO_DATES))
+        silver = ctx.read(silver_table("orders"), loaded, ("qty", "unit_price"))
         recomputed = sum((q * p for q, p in zip(silver["qty"].to_pylist(), silver["unit_price"].to_pylist())), start=0)
         return [
             ev.matching(specs["totals_match"],

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from lakehouse.iceberg import TableStore
 from lakehouse.layout import SOURCES
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
-from lakehouse.transforms.bronze import INGEST_DATE, REJECTED
+from lakehouse.transforms.bronze import INGEST_DATE, INGESTED, REJECTED
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def bronze_summary(store: TableStore) -> list[PartitionSummary]:
         if store.exists(INGESTION_LOG.identifier)
         else INGESTION_LOG.schema.empty_table()
     )
+    log = log.filter(pc.is_in(log["status"], pa.array([INGESTED, REJECTED])))  # the current, loaded files
     files = _counts(log, ["source", "ingest_date"])
     rejected = _counts(log.filter(pc.equal(log["status"], REJECTED)), ["source", "ingest_date"])
     malformed: dict[tuple, int] = {}

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse.assets.bronze import bronze_assets
+from lakehouse.assets.bronze import build_bronze_assets
 from lakehouse.assets.gold import gold_assets
 from lakehouse.assets.raw import raw_specs
 from lakehouse.assets.silver import silver_assets
 from lakehouse.partitions import daily_partitions
 from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
+from lakehouse.sensors.alerts import build_failure_sensor
+from lakehouse.sensors.landing import build_landing_sensor
+from lakehouse.sensors.schedules import build_snapshot_schedule, snapshot_keys
 from lakehouse.settings import Settings
 
 DAILY_JOB = "daily_job"
 DIMENSIONS_JOB = "dimensions_job"
+SNAPSHOTS_JOB = "snapshots_job"
+AUTOMATION_SENSOR = "automation_sensor"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date)
     partitioned_gold, dimensions = gold_assets(partitions, settings.engine)
-    daily = [*bronze_assets(partitions), *silver_assets(partitions, settings.engine), *partitioned_gold]
+    bronze = build_bronze_assets(partitions)
+    daily = [bronze, *silver_assets(partitions, settings.engine), *partitioned_gold]
+    snapshots = dg.define_asset_job(
+        SNAPSHOTS_JOB,
+        selection=dg.AssetSelection.assets(*snapshot_keys()),
+        description="One day's customer and product snapshots through bronze and silver.",
+    )
     return dg.Definitions(
-        assets=[*raw_specs(settings.landing_uri), *daily, *dimensions],
+        assets=[*raw_specs(settings.landing_uri, partitions), *daily, *dimensions],
         jobs=[
             dg.define_asset_job(
                 DAILY_JOB,
@@ -33,7 +44,26 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 selection=dg.AssetSelection.assets(*dimensions),
                 description="Rebuild the customer and product dimensions from silver.",
             ),
+            snapshots,
         ],
+        sensors=[
+            build_landing_sensor(settings, list(bronze.keys)),
+            # Silver and gold follow bronze through their automation conditions (eager,
+            # gated on blocking checks). Running by default: a fresh instance would
+            # otherwise leave it stopped and nothing past bronze would ever run.
+            dg.AutomationConditionSensorDefinition(
+                AUTOMATION_SENSOR,
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=settings.sensor_interval_seconds,
+                description="Materializes silver and gold partitions as their inputs update.",
+            ),
+            build_failure_sensor(settings),
+        ],
+        schedules=[build_snapshot_schedule(snapshots)],
+        # Steps run one after another in the run's process: a process per step would pay
+        # the imports and the engine session again for every asset (seconds each).
+        executor=dg.in_process_executor,
         resources={
             "landing": LandingZoneResource(uri=settings.landing_uri),
             "iceberg": IcebergResource.from_settings(settings),

@@ -135,7 +135,7 @@ def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
     defs = build_definitions(lakehouse_env)
     asset = defs.resolve_assets_def(dg.AssetKey(["bronze", "orders"]))
     result = dg.materialize([asset], partition_key=DAY1.isoformat())
-    meta = result.asset_materializations_for_node("bronze__orders")[0].metadata
+    meta = next(m for m in result.asset_materializations_for_node("bronze") if m.asset_key.path == ["bronze", "orders"]).metadata
     assert meta["dagster/row_count"].value == 2
     assert meta["files_rejected"].value == 1 and meta["malformed_rows"].value == 1
     assert meta["missing_columns"].value == {"customer_id": [orders_key(DAY1, "a.csv")]}

@@ -54,5 +54,5 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
     for source in SOURCES:
         assert graph.get(key(f"raw/{source}")).is_external
     daily = defs.resolve_job_def(DAILY_JOB)
-    assert len(daily.nodes) == 4 + 4 + 3
+    assert len(daily.nodes) == 1 + 4 + 3  # one subsettable bronze step for the four sources
     assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == {"gold__dim_customer", "gold__dim_product"}

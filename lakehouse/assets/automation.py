@@ -2,7 +2,23 @@
 
 import dagster as dg
 
-# eager(): as soon as an input partition updates. all_deps_blocking_checks_passed(): an
-# input whose blocking check failed (nothing was published) does not trigger anything,
-# in this run or later through the automation sensor.
-AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+AC = dg.AutomationCondition
+
+# Dagster's eager() without its `in_latest_time_window()` clause: a late file for an old
+# ingest date, or a week landing at once, must flow to gold too, not only today's partition.
+FOLLOW_INPUTS = AC.eager().without(AC.in_latest_time_window()).with_label("eager, every partition")
+
+# An input counts when its blocking checks passed, or when it is itself requested in this
+# tick: then it runs in the same run, and a failed blocking check there fails its step
+# and skips everything after it. So one tick chains silver and gold into one run per day.
+# (Dagster's all_deps_blocking_checks_passed() wants the checks requested too; checks that
+# run inside their asset's step never are, so it would split the chain into a run per layer.)
+# An input whose blocking check failed, with nothing published, triggers nothing.
+INPUTS_PASSED = AC.all_deps_match(
+    AC.all_checks_match(AC.check_passed(), blocking_only=True) | AC.will_be_requested()
+).with_label("inputs passed their blocking checks, or run first in the same run")
+AUTOMATION = FOLLOW_INPUTS & INPUTS_PASSED
+
+# The unpartitioned dimensions read whatever silver has published. `any_deps_missing` would
+# hold them back while any day since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
+DIMENSION_AUTOMATION = AC.eager().without(~AC.any_deps_missing()).with_label("after any silver snapshot")

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from lakehouse.assets.checks import check_specs, report
+from lakehouse.assets.checks import audit_events, check_specs
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze_partition
@@ -48,10 +48,9 @@ def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
     }
 
 
-def build_bronze_asset(contract: SourceContract, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _spec(contract: SourceContract, partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
     source = contract.name
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=["bronze", source],
         deps=[raw_key(source)],
         partitions_def=partitions,
@@ -64,23 +63,49 @@ def build_bronze_asset(contract: SourceContract, partitions: dg.PartitionsDefini
             "bronze.rejected_files; every file is logged in ops.ingestion_log."
         ),
         metadata={"dagster/table_name": f"lakehouse.bronze.{source}"},
-        check_specs=check_specs(f"bronze/{source}"),
     )
-    def bronze(
-        context: dg.AssetExecutionContext, landing: LandingZoneResource, iceberg: IcebergResource
-    ) -> dg.MaterializeResult:
+
+
+def build_bronze_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """One subsettable step for the sources of an ingest date.
+
+    The materializations are reported together once every selected source is loaded, so
+    the automation sensor sees the whole day at once and makes one silver-and-gold run
+    for it, instead of one run per source as each finishes.
+    """
+    contracts = list(CONTRACTS.values())
+
+    @dg.multi_asset(
+        name="bronze",
+        specs=[_spec(c, partitions) for c in contracts],
+        check_specs=[spec for c in contracts for spec in check_specs(f"bronze/{c.name}")],
+        partitions_def=partitions,
+        can_subset=True,
+    )
+    def bronze(context: dg.AssetExecutionContext, landing: LandingZoneResource, iceberg: IcebergResource):
         day = dt.date.fromisoformat(context.partition_key)
-        load = load_bronze_partition(landing.zone(), iceberg.store(), contract, day, context.run.run_id)
-        for f in load.batch.rejected:
-            context.log.warning(f"rejected {f.obj.key}: {f.reason}")
-        for column, keys in load.batch.missing_columns().items():
-            context.log.warning(f"column {column!r} missing from {len(keys)} file(s), left null: {keys}")
-        for key, reason in load.ignored:
-            context.log.warning(f"ignored {key}: {reason}")
-        yield from report(load.bronze, _metadata(load, contract), f"bronze.{source}", context.partition_key)
+        materializations, checks, blocked = [], [], []
+        for contract in contracts:
+            key = dg.AssetKey(["bronze", contract.name])
+            if key not in context.selected_asset_keys:
+                continue
+            load = load_bronze_partition(landing.zone(), iceberg.store(), contract, day, context.run.run_id)
+            for f in load.batch.rejected:
+                context.log.warning(f"rejected {f.obj.key}: {f.reason}")
+            for column, keys in load.batch.missing_columns().items():
+                context.log.warning(f"column {column!r} missing from {len(keys)} file(s), left null: {keys}")
+            for ignored, reason in load.ignored:
+                context.log.warning(f"ignored {ignored}: {reason}")
+            # A blocking check fails this source; the other sources still publish.
+            materialization, results, failure = audit_events(
+                load.bronze, _metadata(load, contract), f"bronze.{contract.name}", context.partition_key, key)
+            materializations += [materialization] if materialization else []
+            checks += results
+            blocked += [failure] if failure else []
+        # All materializations first, back to back: an automation tick then sees the whole day.
+        yield from materializations
+        yield from checks
+        if blocked:
+            raise dg.Failure(description="\n\n".join(f.description for f in blocked))
 
     return bronze
-
-
-def bronze_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [build_bronze_asset(c, partitions) for c in CONTRACTS.values()]

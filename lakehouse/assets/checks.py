@@ -27,7 +27,7 @@ def check_specs(asset: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+def check_result(outcome: CheckOutcome, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     metadata = {"check": outcome.name, "message": outcome.message}
     if isinstance(outcome.observed, (int, float)):
         metadata["observed"] = dg.MetadataValue.float(float(outcome.observed))
@@ -38,24 +38,34 @@ def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     if outcome.details:
         metadata["details"] = dg.MetadataValue.json(json.loads(json.dumps(outcome.details, default=str)))
     severity = dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(check_name=dagster_name(outcome.name), passed=outcome.passed,
+    return dg.AssetCheckResult(check_name=dagster_name(outcome.name), passed=outcome.passed, asset_key=asset_key,
                                severity=severity, metadata=metadata)
 
 
-def report(write, metadata: dict, table: str, partition: str | None):
-    """Yield an audited write to Dagster: check results, then the materialization.
+def audit_events(write, metadata: dict, table: str, partition: str | None, asset_key: dg.AssetKey | None = None):
+    """(materialization or None, check results, failure or None) for an audited write.
 
-    When a blocking check failed, the results are reported and the step fails without a
-    materialization: main was not moved, and nothing downstream runs.
+    When a blocking check failed there is no materialization: main was not moved, and
+    the failure (to raise after reporting the checks) stops everything downstream.
     """
-    checks = [check_result(o) for o in write.audit]
+    checks = [check_result(o, asset_key) for o in write.audit]
     if not write.published:
-        yield from checks
-        raise dg.Failure(
+        failure = dg.Failure(
             description=blocked_message(table, partition, write.branch, write.blocking_failures),
             metadata={"audit_branch": write.branch, "table": table},
         )
-    yield dg.MaterializeResult(metadata=metadata, check_results=checks)
+        return None, checks, failure
+    return dg.MaterializeResult(asset_key=asset_key, metadata=metadata), checks, None
+
+
+def report(write, metadata: dict, table: str, partition: str | None, asset_key: dg.AssetKey | None = None):
+    """Yield an audited write to Dagster: the materialization and its check results, or fail."""
+    materialization, checks, failure = audit_events(write, metadata, table, partition, asset_key)
+    if materialization is not None:
+        yield materialization
+    yield from checks
+    if failure is not None:
+        raise failure
 
 
 def blocked_message(table: str, partition: str | None, branch: str, failures: list[CheckOutcome]) -> str:

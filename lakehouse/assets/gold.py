@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from lakehouse.assets.automation import AUTOMATION
+from lakehouse.assets.automation import AUTOMATION, DIMENSION_AUTOMATION
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import run_step
@@ -27,7 +27,7 @@ def _dimension(source: str, engine_name: str) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=f"{table.description} Rebuilt from the silver version history.",
         metadata=table_metadata(table),
-        automation_condition=AUTOMATION,
+        automation_condition=DIMENSION_AUTOMATION,
         check_specs=check_specs(f"gold/{name}"),
     )
     def dimension(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):

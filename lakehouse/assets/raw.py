@@ -12,13 +12,15 @@ def raw_key(source: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", source])
 
 
-def raw_specs(landing_uri: str) -> list[dg.AssetSpec]:
+def raw_specs(landing_uri: str, partitions: dg.PartitionsDefinition) -> list[dg.AssetSpec]:
+    """One per source, partitioned like bronze: the landing sensor observes each file on its ingest date."""
     specs = []
     for contract in CONTRACTS.values():
         uri = f"{landing_uri.rstrip('/')}/{source_prefix(contract.name)}"
         specs.append(
             dg.AssetSpec(
                 key=raw_key(contract.name),
+                partitions_def=partitions,
                 description=f"{contract.description} Lands as: {contract.landed_as}.",
                 group_name="raw",
                 kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},

@@ -32,6 +32,14 @@ class LandingZone:
     def list(self, prefix: str) -> Iterator[LandingObject]:
         raise NotImplementedError
 
+    def list_level(self, prefix: str) -> tuple[list[str], list[str]]:
+        """One level under `prefix` (which ends with '/'): sub-folder names and file keys.
+
+        The landing sensor walks the date folders with this instead of listing every
+        object, so a tick costs requests per folder, not per file ever landed.
+        """
+        raise NotImplementedError
+
     def read(self, key: str) -> bytes:
         raise NotImplementedError
 
@@ -72,6 +80,18 @@ class LocalLandingZone(LandingZone):
                 etag=_md5_file(path),
                 last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc),
             )
+
+    def list_level(self, prefix: str) -> tuple[list[str], list[str]]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return [], []
+        folders, files = [], []
+        for path in sorted(base.iterdir()):
+            if path.is_dir():
+                folders.append(path.name)
+            elif path.is_file():
+                files.append(f"{prefix}{path.name}")
+        return folders, files
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -128,6 +148,15 @@ class S3LandingZone(LandingZone):
                     etag=obj["ETag"].strip('"'),
                     last_modified=obj["LastModified"].astimezone(dt.timezone.utc),
                 )
+
+    def list_level(self, prefix: str) -> tuple[list[str], list[str]]:
+        folders, files = [], []
+        full = self._full(prefix)
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            folders += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            files += [self._relative(o["Key"]) for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        return folders, files
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()

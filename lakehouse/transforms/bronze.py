@@ -31,6 +31,10 @@ LINEAGE_TYPES = {
 }
 
 INGESTED, REJECTED = "INGESTED", "REJECTED"
+# ops.ingestion_log statuses beyond those: seen by the sensor, not loaded yet; an older
+# version of a key that was re-uploaded; a file deleted from the landing zone.
+LANDED, SUPERSEDED, REMOVED = "LANDED", "SUPERSEDED", "REMOVED"
+LIVE = (LANDED, INGESTED, REJECTED)  # statuses of a key's current version
 
 
 @dataclass(frozen=True)
@@ -176,9 +180,8 @@ def ingestion_log_rows(
     batch: BronzeBatch,
     run_id: str,
     now: dt.datetime,
-    first_seen: dict[tuple[str, str], dt.datetime],
 ) -> pa.Table:
-    """Rows for `ops.ingestion_log`; `first_seen` keeps earlier sightings of (key, etag)."""
+    """Rows for `ops.ingestion_log`, one per file; `merge_log` restores earlier first sightings."""
     files = batch.files
     ts = pa.timestamp("us", tz="UTC")
     return pa.table(
@@ -189,7 +192,7 @@ def ingestion_log_rows(
             "size": pa.array([f.obj.size for f in files], pa.int64()),
             "last_modified": pa.array([f.obj.last_modified for f in files], ts),
             "ingest_date": pa.array([batch.ingest_date] * len(files), pa.date32()),
-            "first_seen": pa.array([first_seen.get((f.obj.key, f.obj.etag), now) for f in files], ts),
+            "first_seen": pa.array([now] * len(files), ts),
             "status": [f.status for f in files],
             "run_id": [run_id] * len(files),
             "rows": pa.array([f.rows for f in files], pa.int64()),
@@ -199,3 +202,35 @@ def ingestion_log_rows(
             "processed_at": pa.array([now] * len(files), ts),
         }
     )
+
+
+def merge_log(earlier: list[dict], processed: list[dict], listed_at: dt.datetime) -> tuple[set[str], list[dict]]:
+    """The ingestion-log rows a bronze run writes for one partition, and the keys they replace.
+
+    `processed` has one row per file the run listed (INGESTED or REJECTED). A processed
+    file keeps the first sighting of its live row; other live versions of its key become
+    SUPERSEDED; a key the run no longer found becomes REMOVED. History (rows already
+    SUPERSEDED or REMOVED) is kept. A LANDED row of an unlisted key first seen after the
+    run listed the folder is a concurrent landing: its key is left to the next run.
+    """
+    pairs = {(r["key"], r["etag"]) for r in processed}
+    listed = {key for key, _ in pairs}
+    first_seen = {(r["key"], r["etag"]): r["first_seen"] for r in earlier if r["status"] in LIVE and r["first_seen"]}
+    concurrent = {
+        r["key"] for r in earlier
+        if r["key"] not in listed and r["status"] == LANDED and r["first_seen"] and r["first_seen"] >= listed_at
+    }
+    out = [{**r, "first_seen": first_seen.get((r["key"], r["etag"]), r["first_seen"])} for r in processed]
+    for r in earlier:
+        key, live = r["key"], r["status"] in LIVE
+        if key in concurrent:
+            continue
+        if key in listed:
+            if not live:
+                out.append(r)
+            elif (key, r["etag"]) not in pairs:
+                out.append({**r, "status": SUPERSEDED})
+        else:
+            out.append({**r, "status": REMOVED} if live else r)
+    keys = listed | ({r["key"] for r in earlier} - concurrent)
+    return keys, out

@@ -1,0 +1,177 @@
+"""The landing sensor: new or changed files become bronze runs, once per file version.
+
+Each tick scans the landing zone (see `scan`), compares what it found with
+`ops.ingestion_log` by (key, ETag), records new sightings as LANDED, observes them on
+the raw assets, and asks for one bronze run per ingest date covering the sources with
+new files. The run key is made from the files' keys, ETags and first sightings, so an
+unchanged re-upload asks for nothing, a changed one runs again, and asking again for
+work already asked for (a tick after a daemon restart) is a no-op.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the resource annotations at runtime.
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+
+import dagster as dg
+import pyarrow as pa
+from pyiceberg.expressions import In
+
+from lakehouse.assets.raw import raw_key
+from lakehouse.iceberg import TableStore
+from lakehouse.resources import IcebergResource, LandingZoneResource
+from lakehouse.resources.landing import LandingObject, LandingZone
+from lakehouse.sensors.scan import Cursor, Folder, digest, newly_ignored, scan
+from lakehouse.settings import Settings
+from lakehouse.tables import INGESTION_LOG
+from lakehouse.transforms.bronze import LANDED, LIVE
+
+SENSOR_NAME = "landing_sensor"
+TRIGGER_TAG = "lakehouse/trigger"
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A file version as first seen by a tick; one tick's sightings of a day make one run."""
+
+    source: str
+    day: dt.date
+    key: str
+    etag: str
+    first_seen: dt.datetime
+
+
+@dataclass
+class TickPlan:
+    new: list[tuple[Folder, LandingObject]]  # versions to record as LANDED
+    runs: dict[tuple[dt.date, dt.datetime], list[Sighting]]  # (day, first seen) -> that tick's sightings
+
+
+def plan(found: list[tuple[Folder, LandingObject]], log_rows: list[dict], now: dt.datetime) -> TickPlan:
+    """Compare the listing with the log: what is new, and which runs the waiting files need.
+
+    A (key, ETag) with a live log row was seen before; anything else is new, including a
+    key re-uploaded with other content or reverted to an older version. A file is
+    waiting while its row is LANDED. Its run covers everything its tick first saw for
+    that day, a set that never changes, so asking again (after a daemon restart, or
+    while the run is half done) gives the same run key and Dagster runs it once.
+    """
+    live = {(r["key"], r["etag"]): r for r in log_rows if r["status"] in LIVE}
+    new = [(folder, obj) for folder, obj in found if (obj.key, obj.etag) not in live]
+    waiting = set()
+    for folder, obj in found:
+        row = live.get((obj.key, obj.etag))
+        if row is None or row["status"] == LANDED:
+            waiting.add((folder.day, row["first_seen"] if row else now))
+    sightings: dict[tuple[dt.date, dt.datetime], list[Sighting]] = defaultdict(list)
+    for r in log_rows:
+        sightings[(r["ingest_date"], r["first_seen"])].append(
+            Sighting(r["source"], r["ingest_date"], r["key"], r["etag"], r["first_seen"]))
+    for f, o in new:
+        sightings[(f.day, now)].append(Sighting(f.source, f.day, o.key, o.etag, now))
+    return TickPlan(new, {group: sightings[group] for group in sorted(waiting)})
+
+
+def run_key(day: dt.date, files: list[Sighting]) -> str:
+    versions = "\n".join(sorted(f"{f.key}@{f.etag}@{f.first_seen.isoformat()}" for f in files))
+    return f"landing:{day.isoformat()}:{digest(versions)}"
+
+
+def run_request(day: dt.date, files: list[Sighting]) -> dg.RunRequest:
+    sources = sorted({f.source for f in files})
+    return dg.RunRequest(
+        run_key=run_key(day, files),
+        partition_key=day.isoformat(),
+        asset_selection=[dg.AssetKey(["bronze", s]) for s in sources],
+        tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(len(files))},
+    )
+
+
+def landed_rows(new: list[tuple[Folder, LandingObject]], now: dt.datetime) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"source": f.source, "key": o.key, "etag": o.etag, "size": o.size, "last_modified": o.last_modified,
+             "ingest_date": f.day, "first_seen": now, "status": LANDED}
+            for f, o in new
+        ],
+        schema=INGESTION_LOG.schema,
+    )
+
+
+def observation(zone: LandingZone, folder: Folder, obj: LandingObject, now: dt.datetime) -> dg.AssetObservation:
+    return dg.AssetObservation(
+        asset_key=raw_key(folder.source),
+        partition=folder.day.isoformat(),
+        metadata={
+            "key": obj.key,
+            "dagster/uri": zone.describe(obj.key),
+            "etag": obj.etag,
+            "size": dg.MetadataValue.int(obj.size),
+            "last_modified": dg.MetadataValue.timestamp(obj.last_modified),
+            "first_seen": dg.MetadataValue.timestamp(now),
+        },
+    )
+
+
+@dataclass
+class Tick:
+    requests: list[dg.RunRequest]
+    observations: list[dg.AssetObservation]
+    ignored: list[tuple[str, str]]  # logged for the first time this tick
+    cursor: Cursor
+    folders: int
+    files: int
+
+
+def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: Cursor, now: dt.datetime) -> Tick:
+    """One tick: list, compare with the log, record new sightings, plan the runs."""
+    found = scan(zone, settings.start_date, now.date(), settings.landing_lookback_days,
+                 settings.landing_sweep_prefixes, cursor)
+    store.ensure_table(INGESTION_LOG.identifier, INGESTION_LOG.schema, INGESTION_LOG.partition_by)
+    days = sorted({f.day.isoformat() for f in found.folders})
+    log_rows = (
+        store.read(INGESTION_LOG.identifier, In("ingest_date", days),
+                   ("source", "ingest_date", "key", "etag", "status", "first_seen")).to_pylist()
+        if days else []
+    )
+    tick = plan(found.objects, log_rows, now)
+    if tick.new:
+        table = store.load(INGESTION_LOG.identifier)
+        table.append(landed_rows(tick.new, now), snapshot_properties={"lakehouse.writer": SENSOR_NAME})
+    return Tick(
+        requests=[run_request(day, files) for (day, _), files in tick.runs.items()],
+        observations=[observation(zone, folder, obj, now) for folder, obj in tick.new],
+        ignored=newly_ignored(found.ignored, found.cursor),
+        cursor=found.cursor,
+        folders=len(found.folders),
+        files=len(found.objects),
+    )
+
+
+def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        target=dg.AssetSelection.assets(*bronze_keys),
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
+            "records new or changed files in ops.ingestion_log and asks for one bronze run per ingest "
+            "date, keyed by the files' keys and ETags."
+        ),
+    )
+    def landing_sensor(
+        context: dg.SensorEvaluationContext, landing: LandingZoneResource, iceberg: IcebergResource
+    ) -> dg.SensorResult:
+        tick = evaluate(landing.zone(), iceberg.store(), settings, Cursor.loads(context.cursor),
+                        dt.datetime.now(dt.timezone.utc))
+        for key, reason in tick.ignored:
+            context.log.warning(f"ignored {key}: {reason}")
+        context.log.info(
+            f"listed {tick.folders} folder(s), {tick.files} file(s); {len(tick.observations)} new; "
+            f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
+        )
+        return dg.SensorResult(run_requests=tick.requests, asset_events=tick.observations,
+                               cursor=tick.cursor.dumps())
+
+    return landing_sensor
