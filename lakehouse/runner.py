@@ -3,8 +3,9 @@
 The run starts `dagster-daemon` on the persistent instance under DAGSTER_HOME (or
 watches the one `make ui` already runs), so the landing sensor, the automation
 sensor, the run queue and the run launcher are Dagster's own. It returns once the
-daemon is quiescent: no run queued or in progress, two full landing sweeps and an
-automation tick since the last run ended, so nothing is left that a tick would start.
+daemon is quiescent: no run queued or in progress, and since the last run ended two
+full landing sweeps, an automation tick and a failure-alert tick, so nothing is left
+that a tick would start and every failure has been reported.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
 from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
 from lakehouse.sensors.scan import Cursor
 from lakehouse.settings import Settings
@@ -135,8 +137,9 @@ def sweep_cycles(instance: dg.DagsterInstance) -> int:
     return Cursor.loads(cursor).cycles if cursor else -1
 
 
-def automation_ticks_since(instance: dg.DagsterInstance, since: float) -> int:
-    state = _instigator(instance, AUTOMATION_SENSOR)
+def ticks_since(instance: dg.DagsterInstance, name: str, since: float) -> int:
+    """Completed ticks of a sensor that started at or after `since`."""
+    state = _instigator(instance, name)
     if state is None:
         return 0
     ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=10)
@@ -215,7 +218,8 @@ def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: 
             idle_since, seen = None, len(runs)
         elif idle_since is None:
             idle_since, idle_cycles = time.time(), sweep_cycles(instance)
-        elif idle_cycles >= 0 and sweep_cycles(instance) >= idle_cycles + 2 and automation_ticks_since(instance, idle_since):
+        elif (idle_cycles >= 0 and sweep_cycles(instance) >= idle_cycles + 2
+              and all(ticks_since(instance, name, idle_since) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
             return runs, None
         elif idle_cycles < 0:
             idle_cycles = sweep_cycles(instance)  # the landing sensor has not ticked yet

@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import dagster as dg
+
 from lakehouse.contracts import CONTRACTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.ingest import load_bronze_partition
@@ -52,3 +54,21 @@ def table_rows(store: TableStore, identifier: str) -> list[dict]:
     table = store.read(identifier)
     table = table.drop_columns([c for c in VOLATILE if c in table.column_names])
     return sorted(table.to_pylist(), key=lambda r: tuple(str(v) for v in r.values()))
+
+
+def execute_days(settings, days: list[dt.date]) -> None:
+    """The daily job for each day, then the dimensions, in process on the persistent instance.
+
+    For tests about what the tables hold; how runs get triggered is tested through the daemon.
+    """
+    from lakehouse.runner import open_instance
+    from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
+
+    defs = build_definitions(settings)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with open_instance(settings) as instance:
+        for day in days:
+            result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
+                instance=instance, partition_key=day.isoformat(), run_config=quiet, raise_on_error=False)
+            assert result.success, day
+        assert defs.resolve_job_def(DIMENSIONS_JOB).execute_in_process(instance=instance, run_config=quiet).success

@@ -1,4 +1,4 @@
-"""End to end: generate, run through a real Dagster instance, summarise; local disk and S3."""
+"""End to end: generate, run through a real Dagster instance and daemon, summarise; local disk and S3."""
 
 import datetime as dt
 import json
@@ -15,9 +15,9 @@ from lakehouse.generate import generate
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.layout import SOURCES
 from lakehouse.resources.landing import open_landing_zone
-from lakehouse.runner import run_pending
 from lakehouse.settings import load_settings
 from lakehouse.summary import bronze_summary
+from pipeline_helpers import execute_days
 
 START = dt.date(2026, 3, 1)
 LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
@@ -49,13 +49,18 @@ def test_demo_twice_through_the_instance_is_idempotent(lakehouse_env):
     assert "Rejected files (3)" in first and "truncated gzip" in first
     assert "bronze.orders" in first and f"orders     {START}" in first
 
-    second = demo(env)
-    assert bronze_summary(store) == summary
-    assert second.split("Bronze, per source")[1] == first.split("Bronze, per source")[1]
     instance = dg.DagsterInstance.from_config(str(lakehouse_env.dagster_home))
     runs = instance.get_runs()
-    assert len(runs) == 16 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-    assert {r.tags.get("dagster/partition") for r in runs} == days | {None}  # 7 daily runs + dimensions, twice
+    assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert {r.tags.get("dagster/partition") for r in runs} == days | {None}  # every day, plus the dimensions
+    by_trigger = {(r.tags.get("dagster/sensor_name"), r.tags.get("dagster/partition")) for r in runs}
+    assert {("landing_sensor", d) for d in days} <= by_trigger and {("automation_sensor", d) for d in days} <= by_trigger
+
+    # The generator writes the same bytes again: same ETags, so the sensor starts nothing.
+    second = demo(env)
+    assert "nothing to do" in second and len(instance.get_runs()) == len(runs)
+    assert bronze_summary(store) == summary
+    assert second.split("Bronze, per source")[1] == first.split("Bronze, per source")[1]
     assert "Silver accounting" in first and " NO" not in first.split("Silver accounting")[1].split("Sales by")[0]
     for question in ("Sales by order date", "Sales by channel", "Sales by region", "Sales by category"):
         assert question in first
@@ -87,8 +92,7 @@ def test_same_bronze_tables_from_local_disk_and_from_s3(tmp_path, monkeypatch, s
             monkeypatch.setenv("LAKEHOUSE_LANDING_URI", landing)
         settings = load_settings()
         generate(open_landing_zone(settings.landing_uri), days=6, start=START, seed=5, dirty=True)
-        outcome = run_pending(settings)
-        assert outcome.ok and len(outcome.runs) == 7, outcome.render()  # 6 days + dimensions
+        execute_days(settings, [START + dt.timedelta(days=i) for i in range(6)])
         results[name] = TableStore(catalog_from_settings(settings))
 
     listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="landing/retail/")
@@ -112,8 +116,7 @@ def test_aws_profile_writes_to_glue_catalog_and_s3_warehouse(tmp_path, monkeypat
     settings = load_settings()
     report = generate(open_landing_zone(settings.landing_uri), days=1, start=START, seed=9)
     for _ in range(2):  # the second pass must change nothing
-        outcome = run_pending(settings)
-        assert outcome.ok, outcome.render()
+        execute_days(settings, [START])
         summary = bronze_summary(TableStore(catalog_from_settings(settings)))
         for source in SOURCES:
             assert sum(p.bronze_rows for p in summary if p.source == source) == report.rows[source]

@@ -17,7 +17,8 @@ def failure_message(run: dg.DagsterRun, failures: list[tuple[str, str]], ui_url:
         f"{run.tags['dagster/asset_partition_range_start']}...{run.tags['dagster/asset_partition_range_end']}"
         if "dagster/asset_partition_range_start" in run.tags else "-"
     )
-    subject = f"[lakehouse] run failed: {', '.join(assets) or run.job_name} {partition}"
+    failed = ", ".join(step for step, _ in failures) or run.job_name
+    subject = f"[lakehouse] run failed: {partition} {failed}"
     lines = [
         f"Run {run.run_id} of {run.job_name} failed.",
         f"Assets: {', '.join(assets) or '(whole job)'}",

@@ -76,7 +76,7 @@ def choose_folders(
     first = next((i for i, f in enumerate(older) if after is None or f.name > after), 0)  # 0: start over
     take = min(sweep, len(older))
     batch = [older[(first + i) % len(older)] for i in range(take)]
-    wrapped = first + take >= len(older)  # the walk passed the end of history this tick
+    wrapped = take == 0 or first + take >= len(older)  # the walk passed the end of history this tick
     after = batch[-1].name if batch else None
     moved = Cursor(after, cursor.cycles + (1 if wrapped else 0), list(cursor.reported))
     return hot + batch, moved

@@ -1,0 +1,222 @@
+"""The landing sensor tick by tick: what it lists, records, ignores and asks to run."""
+
+import datetime as dt
+import os
+
+import boto3
+import dagster as dg
+import pytest
+
+from lakehouse.contracts import CONTRACTS
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.ingest import load_bronze_partition
+from lakehouse.resources import IcebergResource, LandingZoneResource
+from lakehouse.resources.landing import LocalLandingZone, S3LandingZone, open_landing_zone
+from lakehouse.sensors.alerts import failure_message
+from lakehouse.sensors.landing import build_landing_sensor, evaluate
+from lakehouse.sensors.scan import Cursor, Folder, choose_folders
+from lakehouse.settings import load_settings
+from lakehouse.tables import INGESTION_LOG
+from lakehouse.transforms.bronze import merge_log
+
+NOW = dt.datetime(2026, 3, 20, 12, tzinfo=dt.timezone.utc)
+DAY = dt.date(2026, 3, 19)
+ORDERS = "order_id,order_date,customer_id,product_id,qty,unit_price,channel\n"
+
+
+def orders(n: int, first: int = 1) -> bytes:
+    rows = "".join(f"O{i:05d},18/03/2026,C000001,P00001,1,9.99,web\n" for i in range(first, first + n))
+    return (ORDERS + rows).encode()
+
+
+def tick(settings, cursor=None, now=NOW):
+    store = TableStore(catalog_from_settings(settings))
+    return evaluate(open_landing_zone(settings.landing_uri), store, settings, cursor or Cursor(), now)
+
+
+def log_rows(settings) -> list[dict]:
+    rows = TableStore(catalog_from_settings(settings)).read(INGESTION_LOG.identifier).to_pylist()
+    return sorted(rows, key=lambda r: (r["key"], r["first_seen"]))
+
+
+def load(settings, source: str, day: dt.date, run_id: str = "run-1"):
+    store = TableStore(catalog_from_settings(settings))
+    return load_bronze_partition(open_landing_zone(settings.landing_uri), store, CONTRACTS[source], day, run_id)
+
+
+def test_the_walk_lists_recent_folders_every_tick_and_sweeps_older_ones_in_turn():
+    today = dt.date(2026, 3, 20)
+    folders = [Folder("orders", today - dt.timedelta(days=i)) for i in range(10)]
+    cursor, seen_old, cycles = Cursor(), [], []
+    for _ in range(4):
+        chosen, cursor = choose_folders(folders, today, lookback_days=3, sweep=3, cursor=cursor)
+        assert set(folders[:3]) <= set(chosen) and len(chosen) == 6  # 3 recent + 3 older
+        seen_old.append({f.day for f in chosen[3:]})
+        cycles.append(cursor.cycles)
+    assert set().union(*seen_old[:3]) == {f.day for f in folders[3:]}  # 7 older folders within 3 ticks
+    assert cycles == [0, 0, 1, 1]
+    chosen, moved = choose_folders(folders, today, 3, 0, Cursor())  # no sweep: recent only, a cycle per tick
+    assert len(chosen) == 3 and moved.cycles == 1
+    assert Cursor.loads(Cursor("2026-03-01/orders", 4, ["x"]).dumps()) == Cursor("2026-03-01/orders", 4, ["x"])
+    assert Cursor.loads("not json") == Cursor()
+
+
+def test_same_second_uploads_are_all_picked_up_in_one_run(lakehouse_env):
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    keys = [f"retail/orders/ingest_date={DAY}/part-{i}.csv" for i in range(5)]
+    for i, key in enumerate(keys):
+        zone.put(key, orders(3, first=i * 10))
+    stamp = NOW.timestamp() - 60
+    for key in keys:  # all five in the very same second
+        os.utime(zone.root / key, (stamp, stamp))
+    first = tick(lakehouse_env)
+    assert [r.partition_key for r in first.requests] == [DAY.isoformat()]
+    assert first.requests[0].tags["lakehouse/files"] == "5"
+    assert first.requests[0].asset_selection == [dg.AssetKey(["bronze", "orders"])]
+    assert [r["status"] for r in log_rows(lakehouse_env)] == ["LANDED"] * 5
+    assert {o.asset_key for o in first.observations} == {dg.AssetKey(["raw", "orders"])} and len(first.observations) == 5
+
+    again = tick(lakehouse_env, first.cursor, NOW + dt.timedelta(seconds=30))  # before the run: same request
+    assert [r.run_key for r in again.requests] == [first.requests[0].run_key] and not again.observations
+    assert len(log_rows(lakehouse_env)) == 5  # each version recorded once
+
+
+def test_unchanged_reupload_does_nothing_and_a_changed_one_reprocesses(lakehouse_env):
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    key = f"retail/orders/ingest_date={DAY}/orders.csv"
+    zone.put(key, orders(10))
+    first = tick(lakehouse_env)
+    load(lakehouse_env, "orders", DAY)
+    assert [(r["status"], r["rows"]) for r in log_rows(lakehouse_env)] == [("INGESTED", 10)]
+
+    zone.put(key, orders(10))  # same bytes, new modification time
+    unchanged = tick(lakehouse_env, first.cursor, NOW + dt.timedelta(minutes=1))
+    assert unchanged.requests == [] and unchanged.observations == []
+
+    zone.put(key, orders(7))  # new content under the same key
+    changed = tick(lakehouse_env, unchanged.cursor, NOW + dt.timedelta(minutes=2))
+    assert len(changed.requests) == 1 and changed.requests[0].run_key != first.requests[0].run_key
+    result = load(lakehouse_env, "orders", DAY, "run-2")
+    assert result.bronze.rows == 7
+    store = TableStore(catalog_from_settings(lakehouse_env))
+    assert store.read("bronze.orders").num_rows == 7  # replaced, not appended
+    assert [(r["status"], r["rows"], r["run_id"]) for r in log_rows(lakehouse_env)] == [
+        ("SUPERSEDED", 10, "run-1"), ("INGESTED", 7, "run-2")]
+    assert tick(lakehouse_env, changed.cursor, NOW + dt.timedelta(minutes=3)).requests == []
+
+
+def test_a_late_file_for_an_old_ingest_date_is_found_by_the_sweep(lakehouse_env, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_LANDING_SWEEP_PREFIXES", "2")
+    settings = load_settings()
+    zone = LocalLandingZone(settings.landing_uri)
+    for back in range(1, 8):
+        zone.put(f"retail/orders/ingest_date={DAY - dt.timedelta(days=back)}/o.csv", orders(2))
+    cursor = tick(settings).cursor  # everything recent was seen; older folders are walked in turn
+    late = DAY - dt.timedelta(days=40)
+    zone.put(f"retail/orders/ingest_date={late}/late.csv", orders(4))
+    found_after = None
+    for n in range(1, 10):
+        result = tick(settings, cursor, NOW + dt.timedelta(minutes=n))
+        cursor = result.cursor
+        if any(r.partition_key == late.isoformat() for r in result.requests):
+            found_after = n
+            break
+    assert found_after is not None and found_after <= 4  # 7 older folders, 2 per tick
+    assert load(settings, "orders", late).bronze.rows == 4
+
+
+def test_keys_outside_the_layout_are_ignored_with_a_reason_and_logged_once(lakehouse_env, s3_bucket, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_LANDING_URI", f"s3://{s3_bucket}/landing")
+    settings = load_settings()
+    s3 = boto3.client("s3")
+    good = f"retail/orders/ingest_date={DAY}/good.csv"
+    bad = {
+        f"retail/orders/ingest_date={DAY}/../../../etc/passwd": "path parts",
+        f"retail/orders/ingest_date={DAY}/bad name;rm.csv": "characters",
+        f"retail/orders/ingest_date={DAY}/.hidden.csv": "hidden",
+        "retail/orders/ingest_date=2026-02-30/x.csv": "not a calendar date",
+        "retail/orders/ingest_date=yesterday/x.csv": "ingest_date=YYYY-MM-DD",
+        "retail/orders/ingest_date=2019-05-01/x.csv": "LAKEHOUSE_START_DATE",
+        "retail/orders/ingest_date=2099-01-01/x.csv": "after today",
+        "retail/refunds/ingest_date=2026-03-19/x.csv": "unknown source",
+        "retail/orders/stray.csv": "not in an ingest_date",
+        "elsewhere/x.csv": "outside retail/",
+    }
+    for key in [good, *bad]:
+        s3.put_object(Bucket=s3_bucket, Key=f"landing/{key}", Body=orders(1))
+    first = tick(settings)
+    assert len(first.requests) == 1 and first.requests[0].tags["lakehouse/files"] == "1"
+    assert [r["key"] for r in log_rows(settings)] == [good]
+    reasons = dict(first.ignored)
+    for key, why in bad.items():
+        reported = next((reason for where, reason in reasons.items() if key.startswith(where)), None)
+        assert reported is not None and why in reported, (key, reported)
+    assert tick(settings, first.cursor).ignored == []  # logged once, not every tick
+    assert isinstance(open_landing_zone(settings.landing_uri), S3LandingZone)
+
+
+def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse_env):
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    zone.put(f"retail/orders/ingest_date={today}/a.csv", orders(2))
+    zone.put(f"retail/customers/ingest_date={today}/c.csv", b"customer_id,first_name\nC1,Ann\n")
+    sensor = build_landing_sensor(lakehouse_env, [dg.AssetKey(["bronze", s]) for s in CONTRACTS])
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={"landing": LandingZoneResource(uri=lakehouse_env.landing_uri),
+                       "iceberg": IcebergResource.from_settings(lakehouse_env)},
+        )
+        result = sensor(context)
+    (request,) = result.run_requests
+    assert request.partition_key == today.isoformat()
+    assert set(request.asset_selection) == {dg.AssetKey(["bronze", "orders"]), dg.AssetKey(["bronze", "customers"])}
+    assert len(result.asset_events) == 2 and all(e.partition == today.isoformat() for e in result.asset_events)
+    assert Cursor.loads(result.cursor).cycles == 1
+
+
+def row(key, etag, status, seen, rows=None):
+    return {"key": key, "etag": etag, "status": status, "first_seen": seen, "rows": rows}
+
+
+def test_merge_log_keeps_history_and_leaves_a_concurrent_landing_alone():
+    t0, listed, t2 = NOW, NOW + dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=2)
+    earlier = [
+        row("a", "1", "INGESTED", t0, 5),   # re-uploaded as a/2 -> SUPERSEDED
+        row("a", "2", "LANDED", t0),        # processed now, keeps its first sighting
+        row("b", "1", "INGESTED", t0, 3),   # gone from the folder -> REMOVED
+        row("c", "1", "LANDED", t2),        # landed after the run listed: not this run's
+        row("d", "0", "SUPERSEDED", t0, 1),  # history, kept as is
+    ]
+    processed = [row("a", "2", "INGESTED", listed, 6), row("d", "1", "INGESTED", listed, 2)]
+    keys, out = merge_log(earlier, processed, listed)
+    assert keys == {"a", "b", "d"}
+    got = sorted((r["key"], r["etag"], r["status"], r["first_seen"]) for r in out)
+    assert got == [("a", "1", "SUPERSEDED", t0), ("a", "2", "INGESTED", t0), ("b", "1", "REMOVED", t0),
+                   ("d", "0", "SUPERSEDED", t0), ("d", "1", "INGESTED", listed)]
+
+
+def test_failure_message_names_assets_partition_step_and_link():
+    run = dg.DagsterRun(job_name="__ASSET_JOB", run_id="abc-123", asset_selection=frozenset(
+        {dg.AssetKey(["silver", "orders"])}), tags={"dagster/partition": "2026-03-19",
+                                                   "dagster/sensor_name": "automation_sensor"})
+    subject, body = failure_message(run, [("silver__orders", "blocking check(s) failed: quarantine_share " + "x" * 900)],
+                                    "http://ui:3000")
+    assert subject == "[lakehouse] run failed: 2026-03-19 silver__orders"
+    assert "Partition: 2026-03-19" in body and "Failed step silver__orders: blocking check(s) failed" in body
+    assert "http://ui:3000/runs/abc-123" in body and len(body) < 1200
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("LAKEHOUSE_SENSOR_INTERVAL", "0", "whole number"),
+    ("LAKEHOUSE_LANDING_SWEEP_PREFIXES", "many", "whole number"),
+    ("LAKEHOUSE_ALERT_TOPIC_ARN", "alerts", "SNS topic ARN"),
+    ("LAKEHOUSE_UI_URL", "localhost:3000", "http(s) URL"),
+])
+def test_sensor_settings_errors_name_the_setting(lakehouse_env, monkeypatch, name, value, message):
+    from lakehouse.settings import SettingsError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name) as err:
+        load_settings()
+    assert message in str(err.value)
