@@ -34,11 +34,12 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/landing_latency.py
 
 ui: install
-	@mkdir -p $(DAGSTER_HOME)
+	@$(BIN)/python -c 'from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; prepare_instance(load_settings())'
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
