@@ -16,6 +16,7 @@ steps executed in process with no triggering at all.
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import statistics
@@ -51,6 +52,7 @@ def main() -> int:
 
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
