@@ -68,7 +68,8 @@ def prepare_instance(settings: Settings) -> Path:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or (config.read_text().startswith(INSTANCE_MARK) and "run_coordinator" not in config.read_text()):
+    text = config.read_text() if config.exists() else ""
+    if not text or (text.startswith(INSTANCE_MARK) and "run_coordinator" not in text):  # missing, or our old one
         config.write_text(INSTANCE_YAML)
     workspace = home / "workspace.yaml"
     workspace.write_text(WORKSPACE_YAML)

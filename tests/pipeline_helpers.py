@@ -2,8 +2,6 @@
 
 import datetime as dt
 
-import dagster as dg
-
 from lakehouse.contracts import CONTRACTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.ingest import load_bronze_partition
