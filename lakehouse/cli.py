@@ -71,6 +71,27 @@ def cmd_demo(settings: Settings, args) -> int:
     return code or cmd_run(settings, args)
 
 
+def cmd_backfill(settings: Settings, args) -> int:
+    from lakehouse.backfill import BackfillError, launch_backfill, plan_backfill
+    from lakehouse.runner import run_pending
+
+    try:
+        request = plan_backfill(settings, args.start, args.end, args.select)
+        backfill_id = launch_backfill(settings, request)
+    except BackfillError as exc:
+        print(f"lakehouse backfill: {exc}", file=sys.stderr)
+        return 2
+    print(f"Backfill {backfill_id} launched: {request.title}: "
+          + ", ".join(k.to_user_string() for k in request.assets), flush=True)
+    print(f"Follow it in the UI: {settings.ui_url}/runs/b/{backfill_id}", flush=True)
+    if args.no_wait:
+        return 0
+    outcome = run_pending(settings, timeout=args.timeout, echo=lambda line: print(line, flush=True),
+                          backfill_id=backfill_id)
+    print(outcome.render())
+    return 0 if outcome.ok else 1
+
+
 def cmd_status(settings: Settings, args) -> int:
     from lakehouse.iceberg import TableStore, catalog_from_settings
     from lakehouse.runner import open_instance
@@ -118,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     _generate_args(demo)
     _run_args(demo)
     demo.set_defaults(func=cmd_demo)
+    backfill = sub.add_parser(
+        "backfill", help="(re)process a range of ingest dates as one Dagster backfill, one run per range",
+        description="Launch a Dagster backfill of the ingest dates --start..--end (the same as the UI's "
+                    "'Materialize selected' over a range), then run the daemon until it is done.")
+    backfill.add_argument("--start", type=_date, required=True, help="first ingest date, YYYY-MM-DD")
+    backfill.add_argument("--end", type=_date, required=True, help="last ingest date, YYYY-MM-DD (inclusive)")
+    backfill.add_argument("--select", help="Dagster asset selection, e.g. 'group:silver or group:gold' or "
+                                           "'key:silver/orders+' (default: every asset)")
+    backfill.add_argument("--no-wait", action="store_true",
+                          help="launch only; a running daemon (make ui) carries it out")
+    _run_args(backfill)
+    backfill.set_defaults(func=cmd_backfill)
     status = sub.add_parser("status", help="tables, partitions, row counts, accounting and sales")
     status.add_argument("--checks", action="store_true", help="list the last result of every check instead")
     status.set_defaults(func=cmd_status)

@@ -8,6 +8,7 @@ which carries the Dagster run id and partition key in its snapshot properties.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -87,6 +88,31 @@ class WriteResult:
         return [o for o in self.audit if o.blocking and not o.passed]
 
 
+COALESCE_ROWS = 1_000_000
+
+
+def _coalesced(chunks, rows: int = COALESCE_ROWS):
+    """Chunks joined (zero-copy) into tables of at least `rows` rows, the last one smaller.
+
+    Every `append` in a transaction is a snapshot of its own; an engine hands out
+    batches of ~100k rows and bronze a table per file, so a range run would otherwise
+    leave hundreds of snapshots in one commit.
+    """
+    buffer, count = [], 0
+    for chunk in chunks:
+        buffer.append(chunk)
+        count += chunk.num_rows
+        if count >= rows:
+            yield pa.concat_tables(buffer)
+            buffer, count = [], 0
+    if buffer:
+        yield pa.concat_tables(buffer)
+
+
+class MainMoved(Exception):
+    """Another writer published to main while a write was being audited: redo the write."""
+
+
 class TableStore:
     """Create, evolve, write and read the lakehouse's Iceberg tables."""
 
@@ -158,7 +184,7 @@ class TableStore:
             rows = 0
             try:
                 with table.transaction() as tx:
-                    chunks = iter(data()) if callable(data) else iter([data])
+                    chunks = _coalesced(iter(data()) if callable(data) else iter([data]))
                     first = next(chunks, None)
                     if evolve and first is not None:
                         with tx.update_schema() as update:
@@ -223,7 +249,7 @@ class TableStore:
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)
             if branch in table.metadata.refs:  # an earlier attempt of this same write
-                table.manage_snapshots().remove_branch(branch).commit()
+                self.remove_branches(identifier, branch, exact=True)
                 table = self.catalog.load_table(identifier)
             if table.current_snapshot() is None:
                 # Iceberg refuses branch writes to a table without snapshots: give main an
@@ -233,7 +259,8 @@ class TableStore:
                         pass
                 table = self.catalog.load_table(identifier)
             base = table.current_snapshot()
-            table.manage_snapshots().create_branch(snapshot_id=base.snapshot_id, branch_name=branch).commit()
+            self._update_refs(identifier, lambda t: t.manage_snapshots().create_branch(
+                snapshot_id=base.snapshot_id, branch_name=branch).commit())
             written = self.replace_where(identifier, data, where, snapshot_properties, evolve, branch=branch)
             table = self.catalog.load_table(identifier)
             head = table.metadata.refs[branch].snapshot_id
@@ -241,8 +268,8 @@ class TableStore:
             if any(o.blocking and not o.passed for o in outcomes):
                 return WriteResult(identifier, head, written.rows, written.added_columns, branch, False, outcomes)
             try:
-                self._fast_forward(table, base.snapshot_id, head, branch)
-            except CommitFailedException:
+                self._fast_forward(identifier, base.snapshot_id, head, branch)
+            except MainMoved:
                 if attempt == attempts:
                     raise
                 log.warning("main of %s moved during the audit; redoing (%s/%s)", identifier, attempt, attempts)
@@ -250,27 +277,49 @@ class TableStore:
             return WriteResult(identifier, head, written.rows, written.added_columns, branch, True, outcomes)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _fast_forward(table: Table, base: int | None, head: int, branch: str) -> None:
+    def _update_refs(self, identifier: str, change, attempts: int = 10) -> None:
+        """Commit `change(table)`, a branch-only update, on fresh metadata until no one else commits between.
+
+        PyIceberg retries a conflicting commit only when it writes data; creating or
+        dropping a branch fails outright when another run committed to the table
+        meanwhile, which concurrent runs of different days do all the time.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                change(self.catalog.load_table(identifier))
+                return
+            except CommitFailedException:
+                if attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0.02, 0.1) * attempt)
+
+    def _fast_forward(self, identifier: str, base: int | None, head: int, branch: str) -> None:
         """Move main to `head` only if main is still `base` and `base` is an ancestor of `head`.
 
         PyIceberg's own publish (set_current_snapshot) is not a checked fast-forward; the
-        AssertRefSnapshotId requirement makes the catalog refuse it if main moved.
+        AssertRefSnapshotId requirement makes the catalog refuse it if main moved
+        (MainMoved). A conflict with any other commit (another run's branch) is retried.
         """
         from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotRefUpdate, SetSnapshotRefUpdate
 
-        ancestors, snapshot = set(), table.snapshot_by_id(head)
-        while snapshot is not None:
-            ancestors.add(snapshot.snapshot_id)
-            snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-        if base is not None and base not in ancestors:
-            raise CommitFailedException(f"main head {base} is not an ancestor of {branch} head {head}")
-        with table.transaction() as tx:
-            tx._apply(
-                (SetSnapshotRefUpdate(ref_name="main", type="branch", snapshot_id=head),
-                 RemoveSnapshotRefUpdate(ref_name=branch)),
-                (AssertRefSnapshotId(ref="main", snapshot_id=base),),
-            )
+        def publish(table: Table) -> None:
+            main = table.current_snapshot()
+            if (main.snapshot_id if main else None) != base:
+                raise MainMoved(f"main of {identifier} moved from {base}")
+            ancestors, snapshot = set(), table.snapshot_by_id(head)
+            while snapshot is not None:
+                ancestors.add(snapshot.snapshot_id)
+                snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+            if base is not None and base not in ancestors:
+                raise MainMoved(f"main head {base} is not an ancestor of {branch} head {head}")
+            with table.transaction() as tx:
+                tx._apply(
+                    (SetSnapshotRefUpdate(ref_name="main", type="branch", snapshot_id=head),
+                     RemoveSnapshotRefUpdate(ref_name=branch)),
+                    (AssertRefSnapshotId(ref="main", snapshot_id=base),),
+                )
+
+        self._update_refs(identifier, publish)
 
     def main_history(self, identifier: str):
         """Snapshots of main, newest first (branch snapshots excluded)."""
@@ -280,16 +329,22 @@ class TableStore:
             yield snapshot
             snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
-    def remove_branches(self, identifier: str, prefix: str) -> list[str]:
+    def remove_branches(self, identifier: str, prefix: str, exact: bool = False) -> list[str]:
         """Drop the audit branches whose names start with `prefix` (after a successful publish)."""
-        table = self.catalog.load_table(identifier)
-        stale = [name for name in table.metadata.refs if name != "main" and name.startswith(prefix)]
-        if stale:
-            manage = table.manage_snapshots()
-            for name in stale:
-                manage = manage.remove_branch(name)
-            manage.commit()
-        return stale
+        removed: list[str] = []
+
+        def remove(table: Table) -> None:
+            stale = [name for name in table.metadata.refs
+                     if name != "main" and (name == prefix if exact else name.startswith(prefix))]
+            if stale:
+                manage = table.manage_snapshots()
+                for name in stale:
+                    manage = manage.remove_branch(name)
+                manage.commit()
+            removed[:] = stale
+
+        self._update_refs(identifier, remove)
+        return removed
 
     def read(
         self,

@@ -1,14 +1,15 @@
-"""Load one bronze partition: list the landing prefix, read files, write three tables.
+"""Load bronze partitions: list the landing prefixes, read files, write three tables.
 
 The I/O around the pure bronze transform. Each table gets one atomic Iceberg commit
-that replaces exactly this (source, ingest date), so reruns never duplicate rows.
+that replaces exactly these (source, ingest dates), so reruns never duplicate rows; a
+backfill range is one commit per table, not one per day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,16 +19,19 @@ from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 
 from lakehouse.contracts import CONTRACTS, SourceContract
+from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix
 from lakehouse.readers import ROW_NUMBER
 from lakehouse.resources.landing import LandingObject, LandingZone
-from lakehouse.steps import StepContext, audited_write
+from lakehouse.partitions import Days, day_keys, partition_props
+from lakehouse.steps import StepContext, audited_write, within
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
     INGEST_DATE,
     INGESTED,
     BronzeBatch,
+    combine,
     ingest_partition,
     ingestion_log_rows,
     merge_log,
@@ -82,57 +86,78 @@ def ensure_tables(store: TableStore, source: str) -> None:
         store.ensure_table(table.identifier, table.schema, table.partition_by)
 
 
-def load_bronze_partition(
+def load_bronze(
     zone: LandingZone,
     store: TableStore,
     contract: SourceContract,
-    day: dt.date,
+    days: Days,
     run_id: str,
     now: dt.datetime | None = None,
 ) -> BronzeLoad:
+    """Load one ingest date, or a contiguous range of them, with one commit per table."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    source = contract.name
+    source, keys = contract.name, day_keys(days)
     ensure_tables(store, source)
     listed_at = dt.datetime.now(dt.timezone.utc)
-    objects, ignored = list_partition(zone, source, day)
+    batches, ignored = [], []
+    for key in keys:
+        objects, skipped = list_partition(zone, source, dt.date.fromisoformat(key))
+        ignored += skipped
+        batches.append(ingest_partition(contract, dt.date.fromisoformat(key), objects, zone.read, now))
     for key, reason in ignored:
         log.warning("ignored %s: %s", key, reason)
-    batch = ingest_partition(contract, day, objects, zone.read, now)
-    asset, key = f"bronze/{source}", day.isoformat()
-    props = {"dagster.run_id": run_id, "dagster.partition_key": key, "dagster.asset_key": asset}
+    batch = combine(contract, batches)
+    asset = f"bronze/{source}"
+    props = {"dagster.run_id": run_id, "dagster.asset_key": asset, **partition_props(keys)}
     # The ops tables are the evidence of what landed: written first, whatever the audit decides.
-    same_partition = And(EqualTo("source", source), EqualTo("ingest_date", key))
-    store.replace_where(
-        REJECTED_FILES.identifier, rejected_rows(batch, run_id, now), same_partition, props, evolve=False
-    )
-    record_processed(store, same_partition, ingestion_log_rows(batch, run_id, now).to_pylist(), listed_at, props)
+    same_partitions = And(EqualTo("source", source), within("ingest_date", keys))
+    rejected = pa.concat_tables([conform(rejected_rows(b, run_id, now), REJECTED_FILES.schema) for b in batches])
+    store.replace_where(REJECTED_FILES.identifier, rejected, same_partitions, props, evolve=False)
+    processed = [row for b in batches for row in ingestion_log_rows(b, run_id, now).to_pylist()]
+    record_processed(store, same_partitions, processed, listed_at, props)
 
     specs = ev.index(specs_for(asset))
     target = bronze_table(source)
-    where = EqualTo(INGEST_DATE, key)
+    where = within(INGEST_DATE, keys)
+    by_day = dict(zip(keys, batches))
 
     def audit(head: int):
-        written = store.read(target.identifier, where, (ROW_NUMBER,), snapshot_id=head).num_rows
-        logged = store.read(INGESTION_LOG.identifier, same_partition, ("status", "rows"))
-        file_rows = sum(r["rows"] or 0 for r in logged.to_pylist() if r["status"] == INGESTED)
+        written = split_by_day(store.read(target.identifier, where, (INGEST_DATE,), snapshot_id=head),
+                               INGEST_DATE, keys)
+        logged = store.read(INGESTION_LOG.identifier, same_partitions, ("ingest_date", "status", "rows"))
+        file_rows = {k: 0 for k in keys}
+        for r in logged.to_pylist():
+            if r["status"] == INGESTED:
+                file_rows[r["ingest_date"].isoformat()] += r["rows"] or 0
         landed = store.read(INGESTION_LOG.identifier, EqualTo("source", source), ("last_modified",))
         newest = pc.max(landed["last_modified"]).as_py() if landed.num_rows else None
-        missing = batch.missing_columns()
-        return [
-            ev.equal(specs["matches_files"], bronze=written, files=file_rows),
-            ev.counted(specs["rejected_files"], len(batch.rejected), len(batch.files),
-                       tuple({"file": f.obj.key, "reason": f.reason} for f in batch.rejected[: ev.SAMPLE])),
-            ev.counted(specs["missing_columns"], sum(len(v) for v in missing.values()), len(batch.files),
-                       tuple({"column": c, "files": v} for c, v in list(missing.items())[: ev.SAMPLE])),
-            ev.freshness(specs["freshness"], newest, now),
-            ev.non_empty(specs["non_empty"], written),
-        ]
+
+        def day_checks(key: str):
+            day = by_day[key]
+            missing = day.missing_columns()
+            return [
+                ev.equal(specs["matches_files"], bronze=written[key].num_rows, files=file_rows[key]),
+                ev.counted(specs["rejected_files"], len(day.rejected), len(day.files),
+                           tuple({"file": f.obj.key, "reason": f.reason} for f in day.rejected[: ev.SAMPLE])),
+                ev.counted(specs["missing_columns"], sum(len(v) for v in missing.values()), len(day.files),
+                           tuple({"column": c, "files": v} for c, v in list(missing.items())[: ev.SAMPLE])),
+                ev.freshness(specs["freshness"], newest, now),
+                ev.non_empty(specs["non_empty"], written[key].num_rows),
+            ]
+
+        return [replace(o, partition=key) for key in keys for o in day_checks(key)]
 
     landed_columns = {c: "string" for f in batch.files for c in _landed(f, source)}
     ctx = StepContext(store, None, run_id)
-    write = audited_write(ctx, target, asset, key, lambda: _slices(batch), where, props, landed_columns, audit,
+    write = audited_write(ctx, target, asset, keys, lambda: _slices(batch), where, props, landed_columns, audit,
                           evolve=True)
     return BronzeLoad(batch, write, ignored)
+
+
+def load_bronze_partition(zone: LandingZone, store: TableStore, contract: SourceContract, day: dt.date, run_id: str,
+                          now: dt.datetime | None = None) -> BronzeLoad:
+    """One ingest date (see `load_bronze`)."""
+    return load_bronze(zone, store, contract, day, run_id, now)
 
 
 def record_processed(store: TableStore, partition, processed: list[dict],

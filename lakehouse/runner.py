@@ -101,7 +101,8 @@ class RunRecord:
 class RunOutcome:
     runs: list[RunRecord] = field(default_factory=list)
     summary: str = ""
-    problem: str | None = None  # the daemon died or the wait timed out
+    problem: str | None = None  # the daemon died, the wait timed out, or a backfill failed
+    backfill: str | None = None  # how the backfill being followed ended
 
     @property
     def ok(self) -> bool:
@@ -112,7 +113,9 @@ class RunOutcome:
         for r in self.runs:
             took = f" ({r.seconds:.1f}s)" if r.seconds is not None else ""
             lines.append(f"run {r.run_id[:8]} {r.label}: {r.status}{took}" + (f": {r.error}" if r.error else ""))
-        if not self.runs:
+        if self.backfill:
+            lines.append(self.backfill)
+        elif not self.runs:
             lines.append("nothing to do: no new or changed files landed (run `lakehouse generate` or upload files)")
         if self.problem:
             lines.append(f"PROBLEM: {self.problem}")
@@ -121,9 +124,20 @@ class RunOutcome:
 
 def describe(run: dg.DagsterRun) -> str:
     assets = ",".join(sorted(k.to_user_string() for k in run.asset_selection or [])) or run.job_name
-    partition = run.tags.get("dagster/partition", "")
-    trigger = run.tags.get("dagster/sensor_name") or run.tags.get("dagster/schedule_name") or "manual"
+    tags = run.tags
+    partition = tags.get("dagster/partition", "")
+    if "dagster/asset_partition_range_start" in tags:
+        partition = f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+    backfill = f"backfill {tags['dagster/backfill']}" if "dagster/backfill" in tags else None
+    trigger = tags.get("dagster/sensor_name") or tags.get("dagster/schedule_name") or backfill or "manual"
     return f"{assets} {partition} [{trigger}]".replace("  ", " ")
+
+
+def backfills_in_progress(instance: dg.DagsterInstance) -> list:
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+
+    busy = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
+    return list(instance.get_backfills(filters=BulkActionsFilter(statuses=busy)))
 
 
 def _instigator(instance: dg.DagsterInstance, name: str):
@@ -204,24 +218,38 @@ class Daemon:
 def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: float, daemon: Daemon | None,
                          echo=print) -> tuple[list[dg.DagsterRun], str | None]:
     """Follow the runs made since `started` until nothing is left to do; returns them and any problem."""
-    shown: dict[str, dg.DagsterRunStatus] = {}
-    idle_since, idle_cycles, seen = None, -1, 0
-    deadline = time.monotonic() + timeout
-    while True:
-        records = instance.get_run_records(dg.RunsFilter(created_after=dt.datetime.fromtimestamp(started, dt.timezone.utc)))
-        runs = [r.dagster_run for r in reversed(records)]
+    shown: dict[str, object] = {}
+    since = dt.datetime.fromtimestamp(started, dt.timezone.utc)
+
+    def look() -> tuple[list[dg.DagsterRun], int]:
+        runs = [r.dagster_run for r in reversed(instance.get_run_records(dg.RunsFilter(created_after=since)))]
         for run in runs:
             if shown.get(run.run_id) != run.status:
                 shown[run.run_id] = run.status
                 echo(f"  run {run.run_id[:8]} {describe(run)}: {run.status.value}")
-        active = instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE)))
+        backfills = backfills_in_progress(instance)
+        for b in backfills:
+            if shown.get(b.backfill_id) != b.status:
+                shown[b.backfill_id] = b.status
+                echo(f"  backfill {b.backfill_id} {b.title or ''}: {b.status.value}")
+        return runs, instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE))) + len(backfills)
+
+    idle_since, idle_cycles, seen = None, -1, 0
+    deadline = time.monotonic() + timeout
+    while True:
+        runs, active = look()
         if active or len(runs) != seen:
             idle_since, seen = None, len(runs)
         elif idle_since is None:
             idle_since, idle_cycles = time.time(), sweep_cycles(instance)
         elif (idle_cycles >= 0 and sweep_cycles(instance) >= idle_cycles + 2
               and all(ticks_since(instance, name, idle_since) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
-            return runs, None
+            # Look again: a tick that ended after the first look may have made a run,
+            # and it is visible now that the tick is.
+            runs, active = look()
+            if not active and len(runs) == seen:
+                return runs, None
+            idle_since, seen = None, len(runs)
         elif idle_cycles < 0:
             idle_cycles = sweep_cycles(instance)  # the landing sensor has not ticked yet
         if daemon is not None and not daemon.alive():
@@ -231,7 +259,8 @@ def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: 
         time.sleep(0.5)
 
 
-def run_pending(settings: Settings, timeout: float = 1800, echo=print) -> RunOutcome:
+def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_id: str | None = None) -> RunOutcome:
+    """Run the daemon (or follow the one running) until quiescent; `backfill_id`: report how it ended."""
     workspace = prepare_instance(settings)
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     started = time.time()
@@ -248,6 +277,11 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print) -> RunOut
             remember_daemon(instance, settings, started)
             daemon.stop()
     outcome = RunOutcome(problem=problem)
+    if backfill_id and not problem:
+        backfill = instance.get_backfill(backfill_id)
+        outcome.backfill = f"backfill {backfill_id}: {backfill.status.value}"
+        if backfill.status.value not in ("COMPLETED_SUCCESS", "COMPLETED"):
+            outcome.problem = f"backfill {backfill_id} ended {backfill.status.value}; see its page in the UI"
     for run in runs:
         stats = instance.get_run_stats(run.run_id)
         seconds = stats.end_time - stats.start_time if stats.end_time and stats.start_time else None

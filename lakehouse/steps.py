@@ -11,6 +11,10 @@ failed (see `audited_write`). Every evaluation is appended to ops.dq_results.
 Late data: an order ingested on day D may be for any earlier order_date. Every write
 of a date-partitioned table records, in its snapshot properties, the dates it
 touched (before and after), so the marts recompute exactly those days.
+
+Ranges: every partitioned step takes one day or a contiguous range of days (a
+backfill run). A range is read, transformed and written as one batch, in one engine
+session and one Iceberg commit per table; the checks are still evaluated per day.
 """
 
 from __future__ import annotations
@@ -18,19 +22,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, In, LessThan, LessThanOrEqual
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThan,
+    LessThanOrEqual,
+)
 
-from lakehouse.arrowtools import conform
+from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 from lakehouse.checks.model import CheckOutcome
 from lakehouse.contracts import CONTRACTS
 from lakehouse.contracts.model import FLAG, SNAPSHOT
 from lakehouse.iceberg import TableStore, WriteResult
+from lakehouse.partitions import Days, covered, day_keys, label, partition_props
 from lakehouse.readers import ROW_NUMBER
 from lakehouse.resources.engine import Engine
 from lakehouse.tables import (
@@ -72,6 +86,7 @@ class StepResult:
     write: WriteResult | None
     counts: dict[str, int] = field(default_factory=dict)
     affected_dates: list[str] = field(default_factory=list)
+    by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # per-partition counts of a range run
 
     @property
     def checks(self) -> list[CheckOutcome]:
@@ -97,11 +112,8 @@ class StepContext:
     engine: Engine | None  # None for steps that need no engine (bronze)
     run_id: str
 
-    def props(self, asset: str, partition_key: str | None) -> dict[str, str]:
-        props = {"dagster.run_id": self.run_id, "dagster.asset_key": asset}
-        if partition_key:
-            props["dagster.partition_key"] = partition_key
-        return props
+    def props(self, asset: str, keys: list[str] | None) -> dict[str, str]:
+        return {"dagster.run_id": self.run_id, "dagster.asset_key": asset, **partition_props(keys)}
 
     def ensure(self, *tables: TableDef) -> None:
         for t in tables:
@@ -112,30 +124,35 @@ class StepContext:
         return self.store.read(table.identifier, where, tuple(columns), snapshot_id)
 
 
+def within(column: str, keys: list[str]) -> BooleanExpression:
+    """Rows whose date `column` is one of the contiguous days `keys`."""
+    return EqualTo(column, keys[0]) if len(keys) == 1 else And(
+        GreaterThanOrEqual(column, keys[0]), LessThanOrEqual(column, keys[-1]))
+
+
 def _dates(table: pa.Table, column: str) -> set[str]:
     if table.num_rows == 0:
         return set()
     return {d.isoformat() for d in pc.unique(table[column]).to_pylist() if d is not None}
 
 
-def branch_name(asset: str, partition_key: str | None, run_id: str) -> str:
-    """audit-<asset>-<partition>-<run>: findable by asset and partition, unique per run."""
-    return re.sub(r"[^a-z0-9_-]", "-", f"audit-{asset}-{partition_key or 'all'}-{run_id[:8]}".lower())
+def branch_name(asset: str, keys: list[str] | None, run_id: str) -> str:
+    """audit-<asset>-<partition or range>-<run>: findable by asset and partitions, unique per run."""
+    part = label(keys) if keys else "all"
+    return re.sub(r"[^a-z0-9_-]", "-", f"audit-{asset}-{part}-{run_id[:8]}".lower())
 
 
-def _previous(ctx: StepContext, table: TableDef, asset: str, prop: str, partition_key: str | None = None):
-    """The property `prop` of the newest published snapshot written by `asset` (and partition)."""
+def _previous(ctx: StepContext, table: TableDef, asset: str, prop: str):
+    """The property `prop` of the newest published snapshot written by `asset`."""
     for snapshot in ctx.store.main_history(table.identifier):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if summary.get("dagster.asset_key") != asset or prop not in summary:
-            continue
-        if partition_key is None or summary.get("dagster.partition_key") == partition_key:
+        if summary.get("dagster.asset_key") == asset and prop in summary:
             return summary[prop]
     return None
 
 
-def audited_write(ctx, table: TableDef, asset: str, partition_key, data, where, props, columns: dict, audit,
-                  evolve: bool = False) -> WriteResult:
+def audited_write(ctx, table: TableDef, asset: str, keys: list[str] | None, data, where, props, columns: dict,
+                  audit, evolve: bool = False) -> WriteResult:
     """Write to an audit branch, run `audit(head_snapshot_id, drift_outcome)`, publish if it passes.
 
     Adds the schema-drift check (columns now vs the previous materialization), records
@@ -146,23 +163,27 @@ def audited_write(ctx, table: TableDef, asset: str, partition_key, data, where, 
     drift_spec = ev.index(specs_for(asset))["schema_drift"]
     drift = ev.schema_drift(drift_spec, json.loads(previous) if previous else None, columns)
     props = {**props, COLUMNS: json.dumps(columns, sort_keys=True)}
-    branch = branch_name(asset, partition_key, ctx.run_id)
+    branch = branch_name(asset, keys, ctx.run_id)
     write = ctx.store.audited_replace(
         table.identifier, data, where, props, branch, lambda t, head: [drift, *audit(head)], evolve=evolve
     )
     if write.published:
         ctx.store.remove_branches(table.identifier, branch.rsplit("-", 1)[0] + "-")
-    record_results(ctx, asset, partition_key, write)
+    record_results(ctx, asset, keys, write)
     return write
 
 
-def record_results(ctx: StepContext, asset: str, partition_key: str | None, write: WriteResult) -> None:
-    """Append one ops.dq_results row per check evaluation of this write."""
+def record_results(ctx: StepContext, asset: str, keys: list[str] | None, write: WriteResult) -> None:
+    """Append one ops.dq_results row per check evaluation of this write.
+
+    A check evaluated per day in a range run has a row per day; a check of the whole
+    write (schema drift, the marts) is recorded against the range, as `first..last`.
+    """
     ctx.ensure(DQ_RESULTS)
     now = dt.datetime.now(dt.timezone.utc)
     rows = [
         {
-            "asset": asset, "partition": partition_key, "check_name": o.name, "passed": o.passed,
+            "asset": asset, "partition": o.partition or (label(keys) if keys else None), "check_name": o.name, "passed": o.passed,
             "severity": o.severity, "observed": None if o.observed is None else float(o.observed),
             "threshold": None if o.spec.threshold is None else float(o.spec.threshold),
             "message": o.message, "published": write.published, "branch": write.branch,
@@ -174,19 +195,30 @@ def record_results(ctx: StepContext, asset: str, partition_key: str | None, writ
         ctx.store.load(DQ_RESULTS.identifier).append(pa.Table.from_pylist(rows, schema=DQ_RESULTS.schema))
 
 
-def affected_dates(ctx: StepContext, table: TableDef, partition_key: str, column: str) -> list[str]:
-    """The dates the latest published write of `partition_key` to `table` touched.
+def affected_dates(ctx: StepContext, table: TableDef, keys: list[str], column: str) -> list[str]:
+    """The dates the latest published writes of the partitions `keys` to `table` touched.
 
-    Falls back to the dates the partition holds now when that snapshot has been
-    expired (dates a rewrite moved rows away from are then no longer known).
+    Walks the history newest first until every partition is accounted for; a range
+    write accounts for all the days it covered at once. Falls back to the dates a
+    partition holds now when its snapshot has been expired (dates a rewrite moved rows
+    away from are then no longer known).
     """
     ctx.ensure(table)
-    name = AFFECTED + column
+    name, waiting, dates = AFFECTED + column, set(keys), set()
     for snapshot in ctx.store.main_history(table.identifier):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if summary.get("dagster.partition_key") == partition_key and name in summary:
-            return [d for d in summary[name].split(",") if d]
-    return sorted(_dates(ctx.read(table, EqualTo(INGEST_DATE, partition_key), (column,)), column))
+        span = covered(summary)
+        if span is None or name not in summary:
+            continue
+        hit = {k for k in waiting if span[0] <= k <= span[1]}
+        if hit:
+            dates |= {d for d in summary[name].split(",") if d}
+            waiting -= hit
+        if not waiting:
+            break
+    if waiting:
+        dates |= _dates(ctx.read(table, In(INGEST_DATE, sorted(waiting)), (column,)), column)  # not contiguous
+    return sorted(dates)
 
 
 def _tracked(ctx: StepContext, table: TableDef, where, props, column: str, new_dates) -> tuple[dict, list[str]]:
@@ -196,14 +228,14 @@ def _tracked(ctx: StepContext, table: TableDef, where, props, column: str, new_d
     return {**props, AFFECTED + column: ",".join(affected)}, affected
 
 
-def scan(ctx: StepContext, table: TableDef, column: str, value: str):
-    """Rows of `table` where `column` == `value`, as a DataFrame read straight from the data files.
+def scan(ctx: StepContext, table: TableDef, column: str, values: list[str]):
+    """Rows of `table` where `column` is one of `values`, as a DataFrame read straight from the data files.
 
     The engine reads the Parquet files itself (no copy through Python); the filter is
     applied again because a file may hold other values.
     """
     ctx.ensure(table)
-    where = EqualTo(column, value)
+    where = within(column, values)
     paths = ctx.store.data_files(table.identifier, where)
     if paths is None or not all(p.startswith("file://") for p in paths):
         # Delete files, or object storage: PyIceberg's reader knows the table and the S3
@@ -216,7 +248,7 @@ def scan(ctx: StepContext, table: TableDef, column: str, value: str):
     # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
     current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
     df = df.select(*[c for c in df.columns if c in current])
-    return df.filter(F.col(column) == F.lit(value).cast("date"))
+    return df.filter(F.col(column).between(F.lit(values[0]).cast("date"), F.lit(values[-1]).cast("date")))
 
 
 def _chunks(engine: Engine, df, schema: pa.Schema):
@@ -233,40 +265,63 @@ def _columns(table: TableDef) -> dict[str, str]:
 SILVER_DATE_COLUMNS = {"orders": "order_date", "events": "event_date"}
 
 
-def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
-    """Bronze partition -> silver.<source> (audited) + silver.quarantine, with exact accounting."""
+def _per_day(keys: list[str], outcomes_of) -> list[CheckOutcome]:
+    """`outcomes_of(key)` for every day of the write, each outcome tagged with its day."""
+    return [replace(o, partition=key) for key in keys for o in outcomes_of(key)]
+
+
+def _counts_by_day(engine: Engine, rows, contract, keys: list[str]) -> dict[str, dict[str, int]]:
+    counts_df, labels = outcome_counts(rows, contract)
+    by_day = {k: {label: 0 for label in labels.values()} for k in keys}
+    for row in engine.to_arrow(counts_df).to_pylist():
+        day = row.pop(INGEST_DATE).isoformat()
+        by_day[day] = {labels[k]: int(v or 0) for k, v in row.items()}
+    return by_day
+
+
+def _total(by_day: dict[str, dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counts in by_day.values():
+        for name, n in counts.items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
+def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
+    """Bronze partitions -> silver.<source> (audited) + silver.quarantine, with exact accounting per day."""
     contract = CONTRACTS[source]
-    target, key, asset = silver_table(source), day.isoformat(), f"silver/{source}"
+    keys = day_keys(days)
+    target, asset = silver_table(source), f"silver/{source}"
     ctx.ensure(bronze_table(source), target, QUARANTINE)
     engine = ctx.engine
-    bronze = scan(ctx, bronze_table(source), INGEST_DATE, key)
+    bronze = scan(ctx, bronze_table(source), INGEST_DATE, keys)
     previous = None
     if contract.history == SNAPSHOT:
-        prior = ctx.read(target, LessThan(INGEST_DATE, key), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
+        prior = ctx.read(target, LessThan(INGEST_DATE, keys[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
         previous = latest_versions(engine.from_arrow(prior), contract.keys)
-    lookups = {}
-    for lookup in contract.lookups:
-        versions = ctx.read(
-            silver_table(lookup.source), LessThanOrEqual(INGEST_DATE, key),
+    lookups = {
+        lookup.source: engine.from_arrow(ctx.read(
+            silver_table(lookup.source), LessThanOrEqual(INGEST_DATE, keys[-1]),
             (lookup.key, *lookup.bring, INGEST_DATE, ROW_NUMBER),
-        )
-        lookups[lookup.source] = latest_versions(engine.from_arrow(versions), (lookup.key,))
+        ))
+        for lookup in contract.lookups
+    }
 
-    rows = engine.materialize(classify(bronze, contract, previous, lookups))
-    counts_df, labels = outcome_counts(rows, contract)
-    counts = {labels[k]: int(v or 0) for k, v in engine.to_arrow(counts_df).to_pylist()[0].items()}
+    rows = engine.materialize(classify(bronze, contract, previous, lookups, engine.cut))
+    by_day = _counts_by_day(engine, rows, contract, keys)
+    counts = _total(by_day)
     quarantined = engine.to_arrow(quarantine_rows(rows))
     silver = silver_rows(rows, contract)
 
     # The quarantine is evidence, written whatever the audit decides.
     records = quarantine_records(quarantined, source, ctx.run_id, dt.datetime.now(dt.timezone.utc))
-    props = ctx.props(asset, key)
+    props = ctx.props(asset, keys)
     ctx.store.replace_where(
         QUARANTINE.identifier, conform(records, QUARANTINE.schema),
-        And(EqualTo("source", source), EqualTo("ingest_date", key)), props, evolve=False,
+        And(EqualTo("source", source), within("ingest_date", keys)), props, evolve=False,
     )
 
-    where = EqualTo(INGEST_DATE, key)
+    where = within(INGEST_DATE, keys)
     affected: list[str] = []
     if source in SILVER_DATE_COLUMNS:
         column = SILVER_DATE_COLUMNS[source]
@@ -274,35 +329,43 @@ def run_silver(ctx: StepContext, source: str, day: dt.date) -> StepResult:
         props, affected = _tracked(ctx, target, where, props, column, new)
 
     specs = ev.index(specs_for(asset))
-    total = counts["rows_in"]
+    quarantined_by_day = split_by_day(quarantined, INGEST_DATE, keys)
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = ctx.read(target, where, contract.keys, snapshot_id=head)
-        accounted = sum(counts[o] for o in OUTCOMES)
-        out = [
-            ev.equal(specs["accounting"], bronze=total, accounted=accounted),
-            ev.null_keys(specs["keys_not_null"], written, contract.keys),
-            ev.unique_keys(specs["keys_unique"], written, contract.keys),
-            # A snapshot day with no changed rows is normal: count the rows that matched too.
-            ev.non_empty(specs["non_empty"], written.num_rows + counts["unchanged"]),
-            ev.counted(specs["quarantine_share"], counts[QUARANTINED], total, ev.sample_quarantined(quarantined)),
-            ev.counted(specs["duplicates"], counts["duplicate"], total),
-        ]
-        for rule in contract.quarantine_rules():
-            out.append(ev.counted(specs[f"rule:{rule}"], counts[f"rule:{rule}"], total,
-                                  ev.sample_quarantined(quarantined, rule)))
-        for name, action in contract.rules():
-            if action == FLAG:
-                out.append(ev.counted(specs[f"flag:{name}"], counts[f"flag:{name}"], total))
-        for lookup in contract.lookups:
-            out.append(ev.counted(specs[f"references:{lookup.source}"], counts[f"flag:{lookup.flag}"], counts[SILVER]))
-        return out
+        written = split_by_day(ctx.read(target, where, (*contract.keys, INGEST_DATE), snapshot_id=head),
+                               INGEST_DATE, keys)
+        return _per_day(keys, lambda key: _silver_checks(specs, contract, by_day[key], written[key],
+                                                         quarantined_by_day[key]))
 
-    write = audited_write(ctx, target, asset, key, _chunks(engine, silver, target.schema), where, props,
+    write = audited_write(ctx, target, asset, keys, _chunks(engine, silver, target.schema), where, props,
                           _columns(target), audit)
     if write.published and write.rows != counts[SILVER]:
-        raise RuntimeError(f"silver.{source} {key}: wrote {write.rows} rows, expected {counts[SILVER]}")
-    return StepResult(target, write, counts, affected)
+        raise RuntimeError(f"silver.{source} {label(keys)}: wrote {write.rows} rows, expected {counts[SILVER]}")
+    return StepResult(target, write, counts, affected, by_day)
+
+
+def _silver_checks(specs, contract, counts: dict[str, int], written: pa.Table, quarantined: pa.Table):
+    """One day's silver checks, from its outcome counts, its written keys and its quarantined rows."""
+    total = counts["rows_in"]
+    accounted = sum(counts[o] for o in OUTCOMES)
+    out = [
+        ev.equal(specs["accounting"], bronze=total, accounted=accounted),
+        ev.null_keys(specs["keys_not_null"], written, contract.keys),
+        ev.unique_keys(specs["keys_unique"], written, contract.keys),
+        # A snapshot day with no changed rows is normal: count the rows that matched too.
+        ev.non_empty(specs["non_empty"], written.num_rows + counts["unchanged"]),
+        ev.counted(specs["quarantine_share"], counts[QUARANTINED], total, ev.sample_quarantined(quarantined)),
+        ev.counted(specs["duplicates"], counts["duplicate"], total),
+    ]
+    for rule in contract.quarantine_rules():
+        out.append(ev.counted(specs[f"rule:{rule}"], counts[f"rule:{rule}"], total,
+                              ev.sample_quarantined(quarantined, rule)))
+    for name, action in contract.rules():
+        if action == FLAG:
+            out.append(ev.counted(specs[f"flag:{name}"], counts[f"flag:{name}"], total))
+    for lookup in contract.lookups:
+        out.append(ev.counted(specs[f"references:{lookup.source}"], counts[f"flag:{lookup.flag}"], counts[SILVER]))
+    return out
 
 
 def run_dimension(ctx: StepContext, source: str) -> StepResult:
@@ -335,46 +398,50 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
     return StepResult(target, write, {"rows_in": versions.num_rows, "rows_out": dim.num_rows}, [])
 
 
-def run_fact_orders(ctx: StepContext, day: dt.date) -> StepResult:
-    key, asset = day.isoformat(), "gold/fact_orders"
+def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
+    keys, asset = day_keys(days), "gold/fact_orders"
     ctx.ensure(FACT_ORDERS)
-    fact = ctx.engine.materialize(gold.fact_orders(scan(ctx, silver_table("orders"), INGEST_DATE, key)))
+    fact = ctx.engine.materialize(gold.fact_orders(scan(ctx, silver_table("orders"), INGEST_DATE, keys)))
     F, _ = api(fact)
-    summary = ctx.engine.to_arrow(fact.agg(
-        F.count(F.lit(1)).cast("bigint").alias("rows"),
+    per_day = ctx.engine.to_arrow(fact.groupBy(INGEST_DATE).agg(
+        F.count(F.lit(1)).cast("bigint").alias("rows_in"),
         F.sum(F.when(~F.col("customer_known"), 1).otherwise(0)).cast("bigint").alias("unknown_customer"),
         F.sum(F.when(~F.col("product_known"), 1).otherwise(0)).cast("bigint").alias("unknown_product"),
-    )).to_pylist()[0]
+    )).to_pylist()
+    by_day = {k: {"rows_in": 0, "unknown_customer": 0, "unknown_product": 0} for k in keys}
+    for row in per_day:
+        day = row.pop(INGEST_DATE).isoformat()
+        by_day[day] = {k: int(v or 0) for k, v in row.items()}
     dates = [d.isoformat() for d in ctx.engine.to_arrow(fact.select("order_date").distinct())["order_date"].to_pylist() if d]
-    where = EqualTo(INGEST_DATE, key)
-    props, affected = _tracked(ctx, FACT_ORDERS, where, ctx.props(asset, key), "order_date", dates)
+    where = within(INGEST_DATE, keys)
+    props, affected = _tracked(ctx, FACT_ORDERS, where, ctx.props(asset, keys), "order_date", dates)
     specs = ev.index(specs_for(asset))
-    silver_rows_now = ctx.store.read(silver_table("orders").identifier, where, ("order_id",)).num_rows
+    silver_now = split_by_day(ctx.store.read(silver_table("orders").identifier, where, ("order_id", INGEST_DATE)),
+                              INGEST_DATE, keys)
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = ctx.read(FACT_ORDERS, where, ("order_id",), snapshot_id=head)
-        return [
-            ev.equal(specs["matches_silver"], fact=written.num_rows, silver=silver_rows_now),
-            ev.unique_keys(specs["keys_unique"], written, ("order_id",)),
-            ev.non_empty(specs["non_empty"], written.num_rows),
-        ]
+        written = split_by_day(ctx.read(FACT_ORDERS, where, ("order_id", INGEST_DATE), snapshot_id=head),
+                               INGEST_DATE, keys)
+        return _per_day(keys, lambda key: [
+            ev.equal(specs["matches_silver"], fact=written[key].num_rows, silver=silver_now[key].num_rows),
+            ev.unique_keys(specs["keys_unique"], written[key], ("order_id",)),
+            ev.non_empty(specs["non_empty"], written[key].num_rows),
+        ])
 
-    write = audited_write(ctx, FACT_ORDERS, asset, key, _chunks(ctx.engine, fact, FACT_ORDERS.schema), where, props,
+    write = audited_write(ctx, FACT_ORDERS, asset, keys, _chunks(ctx.engine, fact, FACT_ORDERS.schema), where, props,
                           _columns(FACT_ORDERS), audit)
-    counts = {"rows_in": int(summary["rows"] or 0), "rows_out": write.rows,
-              "unknown_customer": int(summary["unknown_customer"] or 0),
-              "unknown_product": int(summary["unknown_product"] or 0)}
-    return StepResult(FACT_ORDERS, write, counts, affected)
+    counts = {**_total(by_day), "rows_out": write.rows}
+    return StepResult(FACT_ORDERS, write, counts, affected, by_day)
 
 
 def _sum(table: pa.Table, column: str):
     return pc.sum(table[column]).as_py() if table.num_rows else 0
 
 
-def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
-    """Recompute the days whose orders the ingest partition touched; nothing else."""
-    key, asset = day.isoformat(), "gold/mart_daily_sales"
-    dates = affected_dates(ctx, FACT_ORDERS, key, "order_date")
+def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
+    """Recompute the days whose orders the ingest partitions touched; nothing else."""
+    keys, asset = day_keys(days), "gold/mart_daily_sales"
+    dates = affected_dates(ctx, FACT_ORDERS, keys, "order_date")
     ctx.ensure(MART_DAILY_SALES)
     where = In("order_date", dates or NO_DATES)
     fact = ctx.read(FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
@@ -396,24 +463,24 @@ def run_daily_sales(ctx: StepContext, day: dt.date) -> StepResult:
             ev.non_empty(specs["non_empty"], written.num_rows),
         ]
 
-    write = audited_write(ctx, MART_DAILY_SALES, asset, key, conform(mart, MART_DAILY_SALES.schema), where,
-                          ctx.props(asset, key), _columns(MART_DAILY_SALES), audit)
+    write = audited_write(ctx, MART_DAILY_SALES, asset, keys, conform(mart, MART_DAILY_SALES.schema), where,
+                          ctx.props(asset, keys), _columns(MART_DAILY_SALES), audit)
     return StepResult(MART_DAILY_SALES, write, {"rows_in": fact.num_rows, "rows_out": mart.num_rows}, dates)
 
 
-def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
-    key, asset = day.isoformat(), "gold/mart_customer_activity"
-    days = sorted(
-        set(affected_dates(ctx, silver_table("events"), key, "event_date"))
-        | set(affected_dates(ctx, FACT_ORDERS, key, "order_date"))
+def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
+    keys, asset = day_keys(days), "gold/mart_customer_activity"
+    dates = sorted(
+        set(affected_dates(ctx, silver_table("events"), keys, "event_date"))
+        | set(affected_dates(ctx, FACT_ORDERS, keys, "order_date"))
     )
     ctx.ensure(MART_CUSTOMER_ACTIVITY)
-    events = ctx.read(silver_table("events"), In("event_date", days or NO_DATES), ("user_id", "event_date", "event_type"))
-    fact = ctx.read(FACT_ORDERS, In("order_date", days or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
+    events = ctx.read(silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
+    fact = ctx.read(FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
     activity = ctx.engine.to_arrow(
         gold.customer_activity(ctx.engine.from_arrow(events), ctx.engine.from_arrow(fact))
     )
-    where = In("activity_date", days or NO_DATES)
+    where = In("activity_date", dates or NO_DATES)
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
@@ -426,7 +493,7 @@ def run_customer_activity(ctx: StepContext, day: dt.date) -> StepResult:
             ev.non_empty(specs["non_empty"], written.num_rows),
         ]
 
-    write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, key, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
-                          where, ctx.props(asset, key), _columns(MART_CUSTOMER_ACTIVITY), audit)
+    write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, keys, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
+                          where, ctx.props(asset, keys), _columns(MART_CUSTOMER_ACTIVITY), audit)
     counts = {"rows_in": events.num_rows + fact.num_rows, "rows_out": activity.num_rows}
-    return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, days)
+    return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, dates)

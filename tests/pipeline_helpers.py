@@ -70,3 +70,22 @@ def execute_days(settings, days: list[dt.date]) -> None:
                 instance=instance, partition_key=day.isoformat(), run_config=quiet, raise_on_error=False)
             assert result.success, day
         assert defs.resolve_job_def(DIMENSIONS_JOB).execute_in_process(instance=instance, run_config=quiet).success
+
+
+def execute_range(settings, first: dt.date, last: dt.date, selection=None) -> str:
+    """The daily job over first..last as ONE run (what a backfill launches), in process; returns the run id.
+
+    `selection`: asset keys to run (default: every asset of the daily job).
+    """
+    from lakehouse.runner import open_instance
+    from lakehouse.wiring import DAILY_JOB, build_definitions
+
+    defs = build_definitions(settings)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    tags = {"dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat()}
+    with open_instance(settings) as instance:
+        result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
+            instance=instance, tags=tags, run_config=quiet, asset_selection=selection, raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        return result.run_id

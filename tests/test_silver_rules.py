@@ -67,9 +67,9 @@ def run(engine, source, rows, previous=None, lookups=None):
     if contract.lookups and lookups is None:
         lookups = {
             "customers": engine.from_arrow(bronze("customers", [good("customers", customer_id="C1")])).select(
-                "customer_id", "region"),
+                "customer_id", "region", "_ingest_date", "_row_number"),
             "products": engine.from_arrow(bronze("products", [good("products", product_id="P1")])).select(
-                "product_id", "category"),
+                "product_id", "category", "_ingest_date", "_row_number"),
         }
     rows_df = engine.materialize(classify(engine.from_arrow(bronze(source, rows)), contract, previous, lookups))
     return (

@@ -1,5 +1,7 @@
 """When silver and gold refresh on their own: after their inputs, never past a failed blocking check."""
 
+import warnings
+
 import dagster as dg
 
 AC = dg.AutomationCondition
@@ -22,3 +24,11 @@ AUTOMATION = FOLLOW_INPUTS & INPUTS_PASSED
 # The unpartitioned dimensions read whatever silver has published. `any_deps_missing` would
 # hold them back while any day since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
 DIMENSION_AUTOMATION = AC.eager().without(~AC.any_deps_missing()).with_label("after any silver snapshot")
+
+# A backfill over a range of days is one run: each step reads, transforms and writes the
+# whole range at once (one engine session, one Iceberg commit per table). One run also
+# keeps the days in order, which the snapshot sources' change detection relies on.
+RANGE_IN_ONE_RUN = dg.BackfillPolicy.single_run()
+# The parameter is marked beta in 1.13 and warns once per asset; the policy itself is
+# what Dagster's own docs recommend for ranged backfills, so the warning is only noise.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)

@@ -1,13 +1,13 @@
 """Bronze assets: one per source, daily partitioned by ingest date."""
 
-import datetime as dt
-
 import dagster as dg
 
+from lakehouse.assets.automation import RANGE_IN_ONE_RUN
 from lakehouse.assets.checks import audit_events, check_specs
+from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
-from lakehouse.ingest import BronzeLoad, load_bronze_partition
+from lakehouse.ingest import BronzeLoad, load_bronze
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.tables import bronze_table
 
@@ -80,16 +80,17 @@ def build_bronze_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
         specs=[_spec(c, partitions) for c in contracts],
         check_specs=[spec for c in contracts for spec in check_specs(f"bronze/{c.name}")],
         partitions_def=partitions,
+        backfill_policy=RANGE_IN_ONE_RUN,
         can_subset=True,
     )
     def bronze(context: dg.AssetExecutionContext, landing: LandingZoneResource, iceberg: IcebergResource):
-        day = dt.date.fromisoformat(context.partition_key)
+        days, partition = partition_days(context), partition_label(context)
         materializations, checks, blocked = [], [], []
         for contract in contracts:
             key = dg.AssetKey(["bronze", contract.name])
             if key not in context.selected_asset_keys:
                 continue
-            load = load_bronze_partition(landing.zone(), iceberg.store(), contract, day, context.run.run_id)
+            load = load_bronze(landing.zone(), iceberg.store(), contract, days, context.run.run_id)
             for f in load.batch.rejected:
                 context.log.warning(f"rejected {f.obj.key}: {f.reason}")
             for column, keys in load.batch.missing_columns().items():
@@ -98,7 +99,7 @@ def build_bronze_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
                 context.log.warning(f"ignored {ignored}: {reason}")
             # A blocking check fails this source; the other sources still publish.
             materialization, results, failure = audit_events(
-                load.bronze, _metadata(load, contract), f"bronze.{contract.name}", context.partition_key, key)
+                load.bronze, _metadata(load, contract), f"bronze.{contract.name}", partition, key)
             materializations += [materialization] if materialization else []
             checks += results
             blocked += [failure] if failure else []

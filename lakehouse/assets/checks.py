@@ -5,6 +5,7 @@ import re
 
 import dagster as dg
 
+from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 from lakehouse.checks.model import CheckOutcome
 
@@ -48,7 +49,7 @@ def audit_events(write, metadata: dict, table: str, partition: str | None, asset
     When a blocking check failed there is no materialization: main was not moved, and
     the failure (to raise after reporting the checks) stops everything downstream.
     """
-    checks = [check_result(o, asset_key) for o in write.audit]
+    checks = [check_result(o, asset_key) for o in ev.across_partitions(write.audit)]
     if not write.published:
         failure = dg.Failure(
             description=blocked_message(table, partition, write.branch, write.blocking_failures),
@@ -72,7 +73,7 @@ def blocked_message(table: str, partition: str | None, branch: str, failures: li
     """What a person needs: which rule, a few offending rows, and where the data went."""
     lines = [f"{table}{' ' + partition if partition else ''}: blocking check(s) failed, nothing was published."]
     for f in failures:
-        lines.append(f"- {f.name}: {f.message}")
+        lines.append(f"- {f.name}{f' [{f.partition}]' if f.partition and f.partition != partition else ''}: {f.message}")
         for row in f.sample:
             lines.append(f"    e.g. {json.dumps(row, default=str)}")
     lines.append(

@@ -1,13 +1,11 @@
 """Gold assets: dimensions, the order fact and the marts."""
 
-import datetime as dt
-
 import dagster as dg
 
-from lakehouse.assets.automation import AUTOMATION, DIMENSION_AUTOMATION
+from lakehouse.assets.automation import AUTOMATION, DIMENSION_AUTOMATION, RANGE_IN_ONE_RUN
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
-from lakehouse.assets.step import run_step
+from lakehouse.assets.step import partition_days, run_step
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
 from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table
@@ -49,10 +47,11 @@ def _partitioned(table, deps, step, description, partitions, engine_name) -> dg.
         description=description,
         metadata=table_metadata(table),
         automation_condition=AUTOMATION,
+        backfill_policy=RANGE_IN_ONE_RUN,
         check_specs=check_specs(f"gold/{name}"),
     )
     def gold_asset(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        yield from run_step(context, engine, iceberg, step, dt.date.fromisoformat(context.partition_key))
+        yield from run_step(context, engine, iceberg, step, partition_days(context))
 
     return gold_asset
 

@@ -42,6 +42,13 @@ def step_metadata(result) -> dict:
             meta[f"flagged/{name[5:]}"] = value
         else:
             meta[name] = value
+    if len(result.by_day) > 1:  # a range run: the same figures per partition
+        columns = [c for c in next(iter(result.by_day.values())) if ":" not in c]
+        rows = [f"| {day} | " + " | ".join(str(counts.get(c, 0)) for c in columns) + " |"
+                for day, counts in result.by_day.items()]
+        meta["partitions"] = len(result.by_day)
+        meta["per_partition"] = dg.MetadataValue.md(
+            f"| partition | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n" + "\n".join(rows))
     if result.affected_dates:
         meta["affected_dates"] = dg.MetadataValue.json(result.affected_dates)
     return meta

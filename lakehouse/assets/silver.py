@@ -1,13 +1,11 @@
 """Silver assets: typed, validated, de-duplicated and enriched; daily by ingest date."""
 
-import datetime as dt
-
 import dagster as dg
 
-from lakehouse.assets.automation import AUTOMATION
+from lakehouse.assets.automation import AUTOMATION, RANGE_IN_ONE_RUN
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
-from lakehouse.assets.step import run_step
+from lakehouse.assets.step import partition_days, run_step
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.steps import run_silver
@@ -34,10 +32,11 @@ def build_silver_asset(contract: SourceContract, partitions, engine_name: str) -
         ),
         metadata=table_metadata(table),
         automation_condition=AUTOMATION,
+        backfill_policy=RANGE_IN_ONE_RUN,
         check_specs=check_specs(f"silver/{source}"),
     )
     def silver(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        yield from run_step(context, engine, iceberg, run_silver, source, dt.date.fromisoformat(context.partition_key))
+        yield from run_step(context, engine, iceberg, run_silver, source, partition_days(context))
 
     return silver
 

@@ -114,3 +114,32 @@ def sample_quarantined(quarantined: pa.Table, rule: str = "") -> tuple:
         landed = {k[len("_src_"):]: v for k, v in row.items() if k.startswith("_src_") and v is not None}
         out.append({"file": row["_source_file"], "row": row["_row_number"], "rules": row["_rules"], "values": landed})
     return tuple(out)
+
+
+def across_partitions(outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
+    """One outcome per check: a range run evaluates per day, but Dagster records its checks once.
+
+    Dagster 1.13 has no per-partition result for a check of a range run (partitioned
+    checks are a preview), so the days are summed up here: passed only if every day
+    passed, the failing days named in the message, observed = the worst day. The
+    per-day outcomes themselves are in ops.dq_results.
+    """
+    grouped: dict[str, list[CheckOutcome]] = {}
+    for o in outcomes:
+        grouped.setdefault(o.name, []).append(o)
+    out = []
+    for group in grouped.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        failed = [o for o in group if not o.passed]
+        numbers = [o.observed for o in group if isinstance(o.observed, (int, float))]
+        if failed:
+            shown = "; ".join(f"{o.partition}: {o.message}" for o in failed[:SAMPLE])
+            message = f"failed in {len(failed)} of {len(group)} partitions: {shown}" + (" ..." if len(failed) > SAMPLE else "")
+        else:
+            message = f"ok in all {len(group)} partitions"
+        details = {"partitions": len(group), "failed_partitions": {o.partition: o.message for o in failed}}
+        sample = tuple(row for o in failed for row in o.sample)[:SAMPLE]
+        out.append(CheckOutcome(group[0].spec, not failed, max(numbers) if numbers else None, message, sample, details))
+    return out

@@ -37,6 +37,7 @@ class CheckOutcome:
     message: str
     sample: tuple = ()  # a few offending rows, as dicts
     details: dict = field(default_factory=dict)
+    partition: str | None = None  # the day evaluated, when a check is per partition
 
     @property
     def name(self) -> str:

@@ -39,8 +39,16 @@ def step_failures(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, 
     for record in records:
         event = record.event_log_entry.dagster_event
         error = event.step_failure_data.error if event and event.step_failure_data else None
-        out.append((event.step_key if event else "?", error.message if error else "failed"))
+        out.append((event.step_key if event else "?", _root_message(error) if error else "failed"))
     return out
+
+
+def _root_message(error) -> str:
+    """The error a person can act on: Dagster wraps an exception from our code in its own."""
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    return error.message if root is error else root.message.strip()
 
 
 def publish(topic_arn: str, subject: str, body: str) -> str:

@@ -18,6 +18,7 @@ import pyarrow as pa
 from pyiceberg.expressions import In
 
 from lakehouse.assets.raw import raw_key
+from lakehouse.backfill import backfilled_days
 from lakehouse.iceberg import TableStore
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.resources.landing import LandingObject, LandingZone
@@ -118,13 +119,20 @@ class Tick:
     requests: list[dg.RunRequest]
     observations: list[dg.AssetObservation]
     ignored: list[tuple[str, str]]  # logged for the first time this tick
+    deferred: list[dt.date]  # days with waiting files that a backfill in progress covers
     cursor: Cursor
     folders: int
     files: int
 
 
-def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: Cursor, now: dt.datetime) -> Tick:
-    """One tick: list, compare with the log, record new sightings, plan the runs."""
+def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: Cursor, now: dt.datetime,
+             backfilled: frozenset[dt.date] = frozenset()) -> Tick:
+    """One tick: list, compare with the log, record new sightings, plan the runs.
+
+    Days in `backfilled` are left to the backfill in progress that covers them: their
+    files are still recorded, and if the backfill does not ingest them (it fails, or
+    skips bronze) a tick after it asks for them as usual.
+    """
     found = scan(zone, settings.start_date, now.date(), settings.landing_lookback_days,
                  settings.landing_sweep_prefixes, cursor)
     store.ensure_table(INGESTION_LOG.identifier, INGESTION_LOG.schema, INGESTION_LOG.partition_by)
@@ -139,7 +147,8 @@ def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: C
         table = store.load(INGESTION_LOG.identifier)
         table.append(landed_rows(tick.new, now), snapshot_properties={"lakehouse.writer": SENSOR_NAME})
     return Tick(
-        requests=[run_request(day, files) for (day, _), files in tick.runs.items()],
+        requests=[run_request(day, files) for (day, _), files in tick.runs.items() if day not in backfilled],
+        deferred=sorted({day for day, _ in tick.runs if day in backfilled}),
         observations=[observation(zone, folder, obj, now) for folder, obj in tick.new],
         ignored=newly_ignored(found.ignored, found.cursor),
         cursor=found.cursor,
@@ -164,7 +173,9 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> 
         context: dg.SensorEvaluationContext, landing: LandingZoneResource, iceberg: IcebergResource
     ) -> dg.SensorResult:
         tick = evaluate(landing.zone(), iceberg.store(), settings, Cursor.loads(context.cursor),
-                        dt.datetime.now(dt.timezone.utc))
+                        dt.datetime.now(dt.timezone.utc), frozenset(backfilled_days(context.instance, bronze_keys)))
+        if tick.deferred:
+            context.log.info(f"left to the backfill in progress: {', '.join(map(str, tick.deferred))}")
         for key, reason in tick.ignored:
             context.log.warning(f"ignored {key}: {reason}")
         context.log.info(

@@ -152,6 +152,20 @@ def ingest_partition(
     return BronzeBatch(contract.name, ingest_date, schema, chunks, outcomes)
 
 
+def combine(contract: SourceContract, batches: list[BronzeBatch]) -> BronzeBatch:
+    """Several days' batches of a source as one batch (a range run), in the union of their columns.
+
+    `ingest_date` is the first day; the rows keep their own `_ingest_date`. Log and
+    rejected-file rows are made per day, from the batches themselves.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    extras = dict.fromkeys(n for b in batches for n in b.schema.names if n not in LINEAGE_TYPES)
+    schema = bronze_schema(contract, extras)
+    chunks = [conform(c, schema) for b in batches for c in b.chunks]
+    return BronzeBatch(contract.name, batches[0].ingest_date, schema, chunks, [f for b in batches for f in b.files])
+
+
 def _repeat(value, n: int, kind: pa.DataType) -> pa.Array:
     """`value` n times, without an n-long Python list (10M-row files are normal)."""
     return pa.repeat(pa.scalar(value, kind), n)

@@ -178,15 +178,22 @@ def silver_columns(contract: SourceContract) -> list[tuple[str, str, str]]:
     return cols
 
 
-def classify(bronze, contract: SourceContract, previous=None, lookups: dict | None = None):
+def classify(bronze, contract: SourceContract, previous=None, lookups: dict | None = None, cut=lambda df: df):
     """Type, validate, de-duplicate and enrich one batch of bronze rows.
 
     Returns every row with `_outcome`, `_rules` and `_flags`; `silver_rows` and
     `quarantine_rows` cut the two outputs from it.
 
-    previous: snapshot sources only; the current version (key columns + `_row_hash`)
-      of each key before this batch, to tell changed rows from unchanged ones.
-    lookups: source name -> DataFrame of its current versions, for enrichment.
+    The batch may hold several ingest dates (a backfill range): each date is handled as
+    if it were processed alone, in date order, so a range run equals day-by-day runs.
+
+    previous: snapshot sources only; the current version (key columns, `_ingest_date`,
+      `_row_hash`) of each key before the batch's first date, to tell changed rows from
+      unchanged ones.
+    lookups: source name -> DataFrame of that source's versions (key, brought columns,
+      `_ingest_date`); each row is enriched with the version current on its ingest date.
+    cut: called on intermediate results; `Engine.cut` evaluates them on DuckDB, where
+      sqlframe's planning cost grows with the square of a plan's depth.
     """
     F, Window = api(bronze)
     landed = [c for c in bronze.columns if c not in LINEAGE and c not in _BRONZE_ONLY]
@@ -211,23 +218,26 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
             value = F.when(cond, F.lit(None).cast(_CAST.get(c.type, c.type))).otherwise(value)
         outputs[c.name] = value
 
-    typed = src.select(
+    typed = cut(src.select(
         "*",
         *[outputs[c.name].alias(c.name) for c in contract.columns],
         _joined(F, rules).alias(RULES),
         _joined(F, flags).alias("_value_flags"),
-    )
+    ))
 
     # Lookups: bring columns from the other source's current version; flag unknown keys.
     lookup_flags = []
     for lookup in contract.lookups:
         # Distinct key names on the two sides: with join(on=[name]) sqlframe resolves the
         # unqualified name to the right side, which is null exactly when nothing matched.
-        found = f"_lookup_{lookup.source}"
-        table = (lookups or {})[lookup.source].select(
-            F.col(lookup.key).alias(found), *[F.col(b) for b in lookup.bring]
+        found, since, until = f"_lookup_{lookup.source}", f"_from_{lookup.source}", f"_to_{lookup.source}"
+        table = validity(lookups[lookup.source], (lookup.key,)).select(
+            F.col(lookup.key).alias(found), *[F.col(b) for b in lookup.bring],
+            F.col(VALID_FROM).alias(since), F.col(VALID_TO).alias(until),
         )
-        typed = typed.join(table, on=F.col(lookup.column) == F.col(found), how="left")
+        current = (F.col(lookup.column) == F.col(found)) & (F.col(since) <= F.col(INGEST_DATE)) & (
+            F.col(until).isNull() | (F.col(INGEST_DATE) < F.col(until)))
+        typed = typed.join(table, on=current, how="left").drop(since, until)
         lookup_flags.append((lookup.flag, F.col(lookup.column).isNotNull() & F.col(found).isNull()))
 
     valid = F.col(RULES) == ""
@@ -235,27 +245,18 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
                             *[F.when(cond, F.lit(name)) for name, cond in lookup_flags])
     keep_last = contract.history == SNAPSHOT  # latest row of a snapshot wins; first copy of an event
     order = [F.col(SOURCE_FILE).desc(), F.col(ROW_NUMBER).desc()] if keep_last else [F.col(SOURCE_FILE), F.col(ROW_NUMBER)]
-    window = Window.partitionBy("_valid", *contract.keys).orderBy(*order)
+    window = Window.partitionBy("_valid", INGEST_DATE, *contract.keys).orderBy(*order)
     ranked = typed.select("*", valid.alias("_valid"), all_flags.alias(FLAGS))
-    ranked = ranked.select("*", F.row_number().over(window).alias("_rank"))
+    ranked = cut(ranked.select("*", F.row_number().over(window).alias("_rank")))
 
     if contract.history == SNAPSHOT:
         attributes = [c.name for c in contract.columns]
         # U+241F as separator: not a character any source value is expected to hold.
         row_hash = F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(a).cast("string"), F.lit("\u2400")) for a in attributes]))
-        ranked = ranked.select("*", row_hash.alias(ROW_HASH))
-        if previous is not None:
-            prior = previous.select(
-                *[F.col(k).alias(f"_prior_{k}") for k in contract.keys], F.col(ROW_HASH).alias("_prior_hash")
-            )
-            match = None
-            for k in contract.keys:
-                cond = F.col(k) == F.col(f"_prior_{k}")
-                match = cond if match is None else match & cond
-            ranked = ranked.join(prior, on=match, how="left")
-            same = F.col("_prior_hash").isNotNull() & (F.col("_prior_hash") == F.col(ROW_HASH))
-        else:
-            same = F.lit(False)
+        ranked = cut(ranked.select("*", row_hash.alias(ROW_HASH)))
+        ranked = ranked.join(_prior_hashes(ranked, contract.keys, previous), on=_same_version(F, contract.keys),
+                             how="left")
+        same = F.col("_prior_hash").isNotNull() & (F.col("_prior_hash") == F.col(ROW_HASH))
     else:
         same = F.lit(False)
 
@@ -267,6 +268,33 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
     )
     rows = ranked.select("*", outcome.alias(OUTCOME))
     return derive(rows, contract.name)
+
+
+def _prior_hashes(ranked, keys: tuple[str, ...], previous):
+    """Per key and ingest date of the batch: the hash of the version current the day before.
+
+    The version current before day D is the newest kept row of any earlier day, whether
+    that row was itself new or unchanged (an unchanged row has the current hash). So a
+    lag over the batch's kept rows, seeded with `previous`, gives every day's answer at
+    once, without processing the days one after another.
+    """
+    F, Window = api(ranked)
+    kept = ranked.filter(F.col("_valid") & (F.col("_rank") == 1)).select(
+        *keys, INGEST_DATE, ROW_HASH, F.lit(1).alias("_in_batch"))
+    if previous is not None:
+        seed = previous.select(*keys, INGEST_DATE, ROW_HASH, F.lit(0).alias("_in_batch"))
+        kept = seed.unionByName(kept)
+    window = Window.partitionBy(*keys).orderBy(F.col(INGEST_DATE), F.col("_in_batch"))
+    lagged = kept.select("*", F.lag(F.col(ROW_HASH)).over(window).alias("_prior_hash"))
+    return lagged.filter(F.col("_in_batch") == 1).select(
+        *[F.col(k).alias(f"_prior_{k}") for k in keys], F.col(INGEST_DATE).alias("_prior_day"), "_prior_hash")
+
+
+def _same_version(F, keys: tuple[str, ...]):
+    match = F.col(INGEST_DATE) == F.col("_prior_day")
+    for k in keys:
+        match = match & (F.col(k) == F.col(f"_prior_{k}"))
+    return match
 
 
 def silver_rows(rows, contract: SourceContract):
@@ -320,7 +348,7 @@ def derive(df, source: str):
 
 
 def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, str]]:
-    """A one-row DataFrame of counts: rows per outcome, per quarantine rule, per flag.
+    """A DataFrame of counts per ingest date: rows per outcome, per quarantine rule, per flag.
 
     Returns it with a map from its (plain) column names to labels such as
     `rule:qty.out_of_range` or `flag:unknown_customer`; rule names hold dots, which
@@ -338,7 +366,24 @@ def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, st
         hit = (F.col(OUTCOME) == SILVER) & F.array_contains(F.split(F.col(FLAGS), ","), F.lit(flag))
         sums.append(F.sum(F.when(hit, 1).otherwise(0)).cast("bigint").alias(f"f{i}"))
         labels[f"f{i}"] = f"flag:{flag}"
-    return rows.agg(*sums), labels
+    return rows.groupBy(INGEST_DATE).agg(*sums), labels
+
+
+VALID_FROM, VALID_TO = "_valid_from", "_valid_to"
+
+
+def validity(versions, keys: tuple[str, ...]):
+    """Versions of a snapshot source with the ingest dates they were current over.
+
+    `_valid_from` is the version's ingest date, `_valid_to` the next version's (null for
+    the current one); a row ingested on D takes the version with from <= D < to.
+    """
+    F, Window = api(versions)
+    per_day = Window.partitionBy(*keys, INGEST_DATE).orderBy(F.col(ROW_NUMBER).desc())
+    daily = versions.select("*", F.row_number().over(per_day).alias("_day_rank")).filter(F.col("_day_rank") == 1)
+    following = Window.partitionBy(*keys).orderBy(F.col(INGEST_DATE))
+    return daily.drop("_day_rank").select(
+        "*", F.col(INGEST_DATE).alias(VALID_FROM), F.lead(F.col(INGEST_DATE)).over(following).alias(VALID_TO))
 
 
 def latest_versions(versions, keys: tuple[str, ...]):

@@ -1,0 +1,124 @@
+"""`lakehouse backfill`: a range of ingest dates as a Dagster backfill, exactly as the UI makes one.
+
+The backfill is launched through Dagster's GraphQL API, with the `launchPartitionBackfill`
+mutation that the UI's "Materialize selected" dialog sends, executed in process against
+the workspace, so no webserver needs to be running. The daemon's backfill loop then runs
+it: the partitioned assets as one run for the whole range (their BackfillPolicy is
+single-run), the dimensions after them. The UI's Backfills page shows it like any other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+
+from lakehouse.settings import Settings
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+TRIGGER_TAG = "lakehouse/trigger"
+
+
+class BackfillError(ValueError):
+    """A backfill request that cannot be launched, with what to change."""
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    first: dt.date
+    last: dt.date
+    assets: tuple[dg.AssetKey, ...]
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [(self.first + dt.timedelta(days=i)).isoformat() for i in range((self.last - self.first).days + 1)]
+
+    @property
+    def title(self) -> str:
+        return f"{self.first}..{self.last} ({len(self.partition_keys)} days, {len(self.assets)} assets)"
+
+
+def plan_backfill(settings: Settings, first: dt.date, last: dt.date, select: str | None,
+                  today: dt.date | None = None) -> BackfillRequest:
+    """Check the range and resolve the selection; every mistake is a BackfillError naming the fix.
+
+    Without `select`, every partitioned asset. The dimensions are left out: automation
+    rebuilds them as soon as silver changes, whereas the backfill daemon, which looks
+    at a backfill every 30 seconds, would only launch them on its next pass.
+    """
+    from lakehouse.wiring import build_definitions
+
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    if first > last:
+        raise BackfillError(f"--start {first} is after --end {last}")
+    if first < settings.start_date:
+        raise BackfillError(f"--start {first} is before the first partition, LAKEHOUSE_START_DATE={settings.start_date}; "
+                            "start later or set LAKEHOUSE_START_DATE earlier")
+    if last > today:
+        raise BackfillError(f"--end {last} is in the future; the last partition is today, {today} (UTC)")
+    graph = build_definitions(settings).resolve_asset_graph()
+    try:
+        selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
+        keys = selection.resolve(graph)
+    except Exception as exc:  # Dagster raises several types for a bad selection string
+        raise BackfillError(f"--select {select!r}: {exc}; e.g. --select 'group:silver or group:gold', "
+                            "--select 'key:silver/orders+' (and everything downstream)") from None
+    runnable = tuple(sorted((k for k in keys if graph.get(k).is_materializable
+                             and (select or graph.get(k).is_partitioned)), key=lambda k: k.to_user_string()))
+    if not runnable:
+        raise BackfillError(f"--select {select!r} matches no asset that can be materialized; "
+                            "see the asset keys with `dagster asset list -m lakehouse.definitions`")
+    if not any(graph.get(k).is_partitioned for k in runnable):
+        raise BackfillError(f"--select {select!r} matches only unpartitioned assets; a backfill is over dates")
+    return BackfillRequest(first, last, runnable)
+
+
+def launch_backfill(settings: Settings, request: BackfillRequest) -> str:
+    """Send the UI's mutation for `request`; returns the backfill id."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.cli import execute_query
+
+    from lakehouse.runner import prepare_instance
+
+    workspace = prepare_instance(settings)
+    params = {
+        "partitionNames": request.partition_keys,
+        "assetSelection": [{"path": list(k.path)} for k in request.assets],
+        "title": request.title,
+        "description": "launched by `lakehouse backfill`",
+        "tags": [{"key": TRIGGER_TAG, "value": "lakehouse backfill"}],
+    }
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context:
+            result = execute_query(context, LAUNCH, {"params": params})
+    if result.get("errors"):
+        raise BackfillError("Dagster refused the backfill: " + "; ".join(e["message"] for e in result["errors"]))
+    launched = result["data"]["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise BackfillError(f"Dagster refused the backfill ({launched['__typename']}): {launched.get('message')}")
+    return launched["backfillId"]
+
+
+def backfilled_days(instance: dg.DagsterInstance, asset_keys) -> set[dt.date]:
+    """Days that a backfill still in progress will materialize for any of `asset_keys`."""
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+
+    wanted, days = set(asset_keys), set()
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+        data = backfill.asset_backfill_data
+        if data is None:
+            continue
+        for target in data.target_subset.iterate_asset_partitions():
+            if target.asset_key in wanted and target.partition_key:
+                days.add(dt.date.fromisoformat(target.partition_key))
+    return days
