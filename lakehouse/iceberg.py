@@ -118,6 +118,7 @@ class TableStore:
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
+        self._ensured: set[str] = set()  # tables known to exist: a step ensures the same ones often
 
     def ensure_table(
         self,
@@ -125,18 +126,19 @@ class TableStore:
         schema: pa.Schema,
         partition_by: Iterable[tuple[str, str]] = (),
         properties: dict[str, str] | None = None,
-    ) -> Table:
-        """Load the table, or create it with the schema and partition spec asked for.
+    ) -> None:
+        """Create the table with the schema and partition spec asked for, unless it exists.
 
         PyIceberg cannot create a partitioned table straight from an Arrow schema, so
         the spec is added in a second metadata commit right after creation.
         """
+        if identifier in self._ensured:
+            return
         namespace = identifier.split(".")[0]
         self.catalog.create_namespace_if_not_exists(namespace)
-        try:
-            return self.catalog.load_table(identifier)
-        except NoSuchTableError:
-            pass
+        if self.catalog.table_exists(identifier):
+            self._ensured.add(identifier)
+            return
         try:
             table = self.catalog.create_table(
                 identifier, schema=plain_strings(schema), properties={**TABLE_PROPERTIES, **(properties or {})}
@@ -144,13 +146,14 @@ class TableStore:
         except Exception as exc:  # another process created it first
             if "already exists" not in str(exc).lower():
                 raise
-            return self.catalog.load_table(identifier)
+            self._ensured.add(identifier)
+            return
         partition_by = list(partition_by)
         if partition_by:
             with table.update_spec() as spec:
                 for column, transform in partition_by:
                     spec.add_field(column, TRANSFORMS[transform], f"{column}_{transform}")
-        return table
+        self._ensured.add(identifier)
 
     def load(self, identifier: str) -> Table:
         return self.catalog.load_table(identifier)
