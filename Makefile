@@ -31,12 +31,15 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/lakehouse demo
 
+# Two workers, each test file on one worker (module fixtures are built once); -n 0 for one process.
+PYTEST_WORKERS ?= 2
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/landing_latency.py
+	$(BIN)/python bench/backfill.py
 
 ui: install
 	@$(BIN)/python -c 'from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; prepare_instance(load_settings())'
