@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 PROFILES = ("local", "aws")
 ENGINES = ("duckdb", "spark")
+COMPUTES = ("local", "glue")  # where silver and gold steps run (lakehouse/resources/compute.py)
 
 
 class SettingsError(ValueError):
@@ -40,6 +41,9 @@ class Settings:
     landing_sweep_prefixes: int = 8
     alert_topic_arn: str | None = None
     ui_url: str = "http://127.0.0.1:3000"
+    compute: str = "local"
+    pipes_uri: str | None = None  # s3://bucket/prefix for Pipes context and messages
+    glue_job: str = "lakehouse-step"
 
     @property
     def landing_is_s3(self) -> bool:
@@ -162,6 +166,20 @@ def _check_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def _check_compute(env: Mapping[str, str], profile: str) -> tuple[str, str | None]:
+    compute = _check_choice("LAKEHOUSE_COMPUTE", env.get("LAKEHOUSE_COMPUTE") or "local", COMPUTES)
+    pipes = env.get("LAKEHOUSE_PIPES_URI") or None
+    if compute == "local":
+        return compute, pipes
+    if profile != "aws":
+        raise SettingsError(f"LAKEHOUSE_COMPUTE={compute} needs LAKEHOUSE_PROFILE=aws: the job on AWS reads and "
+                            "writes the tables through the Glue catalog, not a catalog on this machine")
+    if not pipes or not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", pipes):
+        raise SettingsError(f"LAKEHOUSE_PIPES_URI={pipes!r}: LAKEHOUSE_COMPUTE={compute} needs an "
+                            "s3://bucket/prefix where Dagster Pipes exchanges context and messages with the job")
+    return compute, pipes.rstrip("/")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -183,6 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     _make_dir("DAGSTER_HOME", str(dagster_home), dagster_home, " or unset it")  # dagster needs it to exist
     start = _check_date("LAKEHOUSE_START_DATE", env.get("LAKEHOUSE_START_DATE") or "2025-01-01")
+    compute, pipes_uri = _check_compute(env, profile)
     return Settings(
         home=home,
         landing_uri=landing,
@@ -202,4 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "LAKEHOUSE_LANDING_SWEEP_PREFIXES", env.get("LAKEHOUSE_LANDING_SWEEP_PREFIXES") or "8", 0, 10000),
         alert_topic_arn=_check_topic(env.get("LAKEHOUSE_ALERT_TOPIC_ARN")),
         ui_url=_check_url("LAKEHOUSE_UI_URL", env.get("LAKEHOUSE_UI_URL") or "http://127.0.0.1:3000"),
+        compute=compute,
+        pipes_uri=pipes_uri,
+        glue_job=env.get("LAKEHOUSE_GLUE_JOB") or "lakehouse-step",
     )

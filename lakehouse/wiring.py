@@ -10,6 +10,7 @@ from lakehouse.assets.raw import raw_specs
 from lakehouse.assets.silver import silver_assets
 from lakehouse.partitions import daily_partitions
 from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
+from lakehouse.resources.compute import Compute
 from lakehouse.sensors.alerts import build_failure_sensor
 from lakehouse.sensors.landing import build_landing_sensor
 from lakehouse.sensors.schedules import build_snapshot_schedule, snapshot_keys
@@ -21,7 +22,8 @@ SNAPSHOTS_JOB = "snapshots_job"
 AUTOMATION_SENSOR = "automation_sensor"
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.Definitions:
+    """The project's definitions; `compute` runs silver and gold elsewhere (default: in process)."""
     partitions = daily_partitions(settings.start_date)
     partitioned_gold, dimensions = gold_assets(partitions, settings.engine)
     bronze = build_bronze_assets(partitions)
@@ -68,5 +70,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "landing": LandingZoneResource(uri=settings.landing_uri),
             "iceberg": IcebergResource.from_settings(settings),
             "engine": EngineResource(name=settings.engine),
+            "compute": compute or Compute.from_settings(settings),
         },
     )

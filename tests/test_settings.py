@@ -36,6 +36,12 @@ def test_values_are_normalised(tmp_path):
         ({"LAKEHOUSE_PROFILE": "aws"}, ["LAKEHOUSE_WAREHOUSE_URI", "s3://"]),
         ({"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "file:///tmp/x"}, ["LAKEHOUSE_WAREHOUSE_URI"]),
         ({"LAKEHOUSE_START_DATE": "01/01/2025"}, ["LAKEHOUSE_START_DATE", "YYYY-MM-DD"]),
+        ({"LAKEHOUSE_COMPUTE": "lambda"}, ["LAKEHOUSE_COMPUTE", "local, glue"]),
+        ({"LAKEHOUSE_COMPUTE": "glue"}, ["LAKEHOUSE_COMPUTE=glue", "LAKEHOUSE_PROFILE=aws"]),
+        ({"LAKEHOUSE_COMPUTE": "glue", "LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://w/h"},
+         ["LAKEHOUSE_PIPES_URI", "s3://bucket/prefix"]),
+        ({"LAKEHOUSE_COMPUTE": "glue", "LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://w/h",
+          "LAKEHOUSE_PIPES_URI": "/tmp/pipes"}, ["LAKEHOUSE_PIPES_URI"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):
@@ -78,3 +84,17 @@ def test_definitions_fail_to_load_with_the_setting_named(tmp_path):
     assert "LAKEHOUSE_PROFILE='azure' is not supported; set LAKEHOUSE_PROFILE to one of: local, aws" in (
         result.stdout + result.stderr
     )
+
+
+def test_glue_compute_points_the_job_at_the_same_catalog_and_warehouse(tmp_path):
+    from lakehouse.resources.compute import Compute
+
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_COMPUTE": "glue",
+                              "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehouse", "LAKEHOUSE_PIPES_URI": "s3://ops/pipes/",
+                              "LAKEHOUSE_GLUE_JOB": "nightly-step"})
+    compute = Compute.from_settings(settings)
+    assert (compute.kind, compute.pipes_bucket, compute.pipes_prefix, compute.glue_job_name) == (
+        "glue", "ops", "pipes", "nightly-step")
+    assert compute.remote_settings["LAKEHOUSE_WAREHOUSE_URI"] == "s3://lake/warehouse"
+    assert compute.remote_settings["LAKEHOUSE_ENGINE"] == "spark" and compute.remote_settings["LAKEHOUSE_PROFILE"] == "aws"
+    assert Compute.from_settings(load_settings({"LAKEHOUSE_HOME": str(tmp_path)})).local

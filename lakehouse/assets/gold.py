@@ -7,6 +7,7 @@ from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
 from lakehouse.resources import EngineResource, IcebergResource
+from lakehouse.resources.compute import Compute
 from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
 from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table
 
@@ -28,8 +29,9 @@ def _dimension(source: str, engine_name: str) -> dg.AssetsDefinition:
         automation_condition=DIMENSION_AUTOMATION,
         check_specs=check_specs(f"gold/{name}"),
     )
-    def dimension(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        yield from run_step(context, engine, iceberg, run_dimension, source)
+    def dimension(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource,
+                  compute: dg.ResourceParam[Compute]):
+        yield from run_step(context, engine, iceberg, run_dimension, source, compute=compute)
 
     return dimension
 
@@ -50,8 +52,9 @@ def _partitioned(table, deps, step, description, partitions, engine_name) -> dg.
         backfill_policy=RANGE_IN_ONE_RUN,
         check_specs=check_specs(f"gold/{name}"),
     )
-    def gold_asset(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        yield from run_step(context, engine, iceberg, step, partition_days(context))
+    def gold_asset(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource,
+                   compute: dg.ResourceParam[Compute]):
+        yield from run_step(context, engine, iceberg, step, partition_days(context), compute=compute)
 
     return gold_asset
 

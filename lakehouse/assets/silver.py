@@ -8,6 +8,7 @@ from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.resources import EngineResource, IcebergResource
+from lakehouse.resources.compute import Compute
 from lakehouse.steps import run_silver
 from lakehouse.tables import silver_table
 
@@ -35,8 +36,9 @@ def build_silver_asset(contract: SourceContract, partitions, engine_name: str) -
         backfill_policy=RANGE_IN_ONE_RUN,
         check_specs=check_specs(f"silver/{source}"),
     )
-    def silver(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource):
-        yield from run_step(context, engine, iceberg, run_silver, source, partition_days(context))
+    def silver(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource,
+               compute: dg.ResourceParam[Compute]):
+        yield from run_step(context, engine, iceberg, run_silver, source, partition_days(context), compute=compute)
 
     return silver
 

@@ -6,7 +6,13 @@ from lakehouse.assets.checks import report
 from lakehouse.assets.metadata import step_metadata
 from lakehouse.partitions import label
 from lakehouse.resources import EngineResource, IcebergResource
+from lakehouse.resources.compute import Compute
 from lakehouse.steps import StepContext
+
+
+# The step functions by the names the cluster entry point (lakehouse/jobs/run_step.py) knows.
+STEP_NAMES = {"run_silver": "silver", "run_dimension": "dimension", "run_fact_orders": "fact_orders",
+              "run_daily_sales": "mart_daily_sales", "run_customer_activity": "mart_customer_activity"}
 
 
 def partition_days(context) -> list[dt.date]:
@@ -20,8 +26,12 @@ def partition_label(context) -> str | None:
     return None
 
 
-def run_step(context, engine: EngineResource, iceberg: IcebergResource, step, *args):
-    """Run one step with a fresh engine scope; report its checks and its write."""
+def run_step(context, engine: EngineResource, iceberg: IcebergResource, step, *args, compute: Compute | None = None):
+    """Run one step here with a fresh engine scope, or on the cluster `compute` names; report it."""
+    if compute is not None and not compute.local:
+        keys = list(context.partition_keys) if partition_label(context) else None
+        yield from compute.run(context, STEP_NAMES[step.__name__], [a for a in args if isinstance(a, str)], keys)
+        return
     with engine.engine() as eng:
         result = step(StepContext(iceberg.store(), eng, context.run.run_id), *args)
     yield from report(result.write, step_metadata(result), result.table.identifier, partition_label(context))

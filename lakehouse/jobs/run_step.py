@@ -1,0 +1,106 @@
+"""Run one silver or gold step on a Spark cluster (Glue, EMR Serverless, EMR), driven by Dagster Pipes.
+
+The cluster runs this file with the Pipes bootstrap parameters: as job arguments on
+Glue (it cannot set environment variables), as environment variables on EMR. The
+Dagster side puts in the Pipes extras which step to run, its arguments, the partition
+keys (Pipes does not forward a range) and the catalog and warehouse settings. The step
+is the same function the local engine runs (`lakehouse.steps`); its materialization,
+metadata and every check result go back through Pipes messages in S3. A blocking check
+that failed reports its results, then fails the job with the message, which is what
+the Dagster step then fails with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+
+from dagster_pipes import (
+    DAGSTER_PIPES_CONTEXT_CLI_ARGUMENT,
+    PipesCliArgsParamsLoader,
+    PipesEnvVarParamsLoader,
+    PipesS3ContextLoader,
+    PipesS3MessageWriter,
+    open_dagster_pipes,
+)
+
+STEPS = ("silver", "dimension", "fact_orders", "mart_daily_sales", "mart_customer_activity")
+
+
+def _step(name: str):
+    from lakehouse import steps
+
+    return {"silver": steps.run_silver, "dimension": steps.run_dimension, "fact_orders": steps.run_fact_orders,
+            "mart_daily_sales": steps.run_daily_sales, "mart_customer_activity": steps.run_customer_activity}[name]
+
+
+def pipes_metadata(result) -> dict:
+    """The step's metadata as plain values (Pipes carries JSON): counts, snapshot, schema, days."""
+    meta: dict = {
+        "dagster/row_count": int(result.counts.get("silver", result.counts.get("rows_out", 0))),
+        "dagster/table_name": f"lakehouse.{result.table.identifier}",
+        "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
+        "columns": _json({f.name: str(f.type) for f in result.table.schema}),
+    }
+    meta.update({name.replace(":", "/"): int(n) for name, n in result.counts.items()})
+    if result.affected_dates:
+        meta["affected_dates"] = _json(list(result.affected_dates))
+    if len(result.by_day) > 1:
+        meta["per_partition"] = _json(result.by_day)
+    return meta
+
+
+def _json(value) -> dict:
+    return {"raw_value": value, "type": "json"}
+
+
+def run(pipes, env: dict[str, str]) -> None:
+    """Run the step named in the extras and report it through `pipes`."""
+    from lakehouse.assets.checks import blocked_message, dagster_name
+    from lakehouse.checks.evaluate import across_partitions
+    from lakehouse.iceberg import TableStore, catalog_from_settings
+    from lakehouse.partitions import label
+    from lakehouse.resources.engine import Engine
+    from lakehouse.settings import load_settings
+    from lakehouse.steps import StepContext
+
+    extras = pipes.extras
+    name = extras["step"]
+    if name not in STEPS:
+        raise ValueError(f"unknown step {name!r}; one of {', '.join(STEPS)}")
+    settings = load_settings({**env, **extras.get("settings", {})})
+    keys = list(extras.get("partition_keys") or [])
+    args = list(extras.get("args") or []) + ([[dt.date.fromisoformat(k) for k in keys]] if keys else [])
+    pipes.log.info(f"{name} {' '.join(map(str, extras.get('args') or []))} {label(keys) if keys else ''} "
+                   f"on {settings.engine}")
+    with Engine(settings.engine) as engine:
+        result = _step(name)(StepContext(TableStore(catalog_from_settings(settings)), engine, pipes.run_id), *args)
+    write = result.write
+    if write is not None and write.published:
+        pipes.report_asset_materialization(metadata=pipes_metadata(result))
+    for outcome in across_partitions(write.audit if write else []):
+        pipes.report_asset_check(
+            dagster_name(outcome.name), outcome.passed, "ERROR" if outcome.blocking else "WARN",
+            metadata={"check": outcome.name, "message": outcome.message,
+                      "observed": outcome.observed if isinstance(outcome.observed, (int, float)) else None,
+                      "offending_rows": _json(json.loads(json.dumps(list(outcome.sample), default=str)))},
+        )
+    if write is not None and not write.published:
+        raise RuntimeError(blocked_message(result.table.identifier, label(keys) if keys else None, write.branch,
+                                           write.blocking_failures))
+
+
+def main() -> None:
+    import boto3
+
+    loader = PipesCliArgsParamsLoader() if DAGSTER_PIPES_CONTEXT_CLI_ARGUMENT in sys.argv else PipesEnvVarParamsLoader()
+    s3 = boto3.client("s3")
+    with open_dagster_pipes(params_loader=loader, context_loader=PipesS3ContextLoader(s3),
+                           message_writer=PipesS3MessageWriter(s3, interval=1)) as pipes:
+        run(pipes, dict(os.environ))
+
+
+if __name__ == "__main__":
+    main()
