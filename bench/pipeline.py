@@ -86,10 +86,17 @@ def bronze_table(columns: dict[str, np.ndarray], source_file: str) -> pa.Table:
 
 
 def lookup_tables(seed: int = 7) -> tuple[pa.Table, pa.Table]:
+    """Customer and product versions current on DAY (the lookups take versions with their ingest date)."""
     customers, products = master_data(seed, 1.0)
+
+    def versions(columns: dict) -> pa.Table:
+        n = len(next(iter(columns.values())))
+        return pa.table({**columns, "_ingest_date": pa.array([DAY] * n, pa.date32()),
+                         "_row_number": pa.array(range(1, n + 1), pa.int64())})
+
     return (
-        pa.table({"customer_id": [c.customer_id for c in customers], "region": [c.region for c in customers]}),
-        pa.table({"product_id": [p.product_id for p in products], "category": [p.category for p in products]}),
+        versions({"customer_id": [c.customer_id for c in customers], "region": [c.region for c in customers]}),
+        versions({"product_id": [p.product_id for p in products], "category": [p.category for p in products]}),
     )
 
 
@@ -98,9 +105,9 @@ def engine_transform(engine_name: str, bronze: pa.Table, customers: pa.Table, pr
     contract = CONTRACTS["orders"]
     with Engine(engine_name) as eng:
         lookups = {"customers": eng.from_arrow(customers), "products": eng.from_arrow(products)}
-        rows = eng.materialize(classify(eng.from_arrow(bronze), contract, None, lookups))
-        counts_df, labels = outcome_counts(rows, contract)
-        counts = {labels[k]: v for k, v in eng.to_arrow(counts_df).to_pylist()[0].items()}
+        rows = eng.materialize(classify(eng.from_arrow(bronze), contract, None, lookups, eng.cut))
+        counts_df, labels = outcome_counts(rows, contract)  # one row: the bench has one ingest date
+        counts = {labels[k]: v for k, v in eng.to_arrow(counts_df).to_pylist()[0].items() if k in labels}
         silver = eng.to_arrow(silver_rows(rows, contract))
         quarantined = eng.to_arrow(quarantine_rows(rows))
         fact = gold.fact_orders(eng.from_arrow(silver))
@@ -213,7 +220,7 @@ def prepare_landing(rows: int, home: Path) -> None:
 def whole_pipeline(engine_name: str, home: Path) -> dict:
     """Landing CSV -> bronze -> silver (customers, products, orders) -> fact -> mart, with Iceberg."""
     from lakehouse.iceberg import TableStore, catalog_from_settings
-    from lakehouse.ingest import load_bronze_partition
+    from lakehouse.ingest import load_bronze
     from lakehouse.resources.landing import open_landing_zone
     from lakehouse.settings import load_settings
     from lakehouse.steps import StepContext, run_daily_sales, run_fact_orders, run_silver
@@ -224,7 +231,7 @@ def whole_pipeline(engine_name: str, home: Path) -> dict:
     stages = {}
     start = time.perf_counter()
     for source in ("customers", "products", "orders"):
-        load_bronze_partition(zone, store, CONTRACTS[source], DAY, "bench")
+        load_bronze(zone, store, CONTRACTS[source], DAY, "bench")
     stages["bronze"] = time.perf_counter() - start
     steps = [("silver", lambda c: [run_silver(c, s, DAY) for s in ("customers", "products", "orders")]),
              ("fact", lambda c: run_fact_orders(c, DAY)), ("mart", lambda c: run_daily_sales(c, DAY))]
