@@ -25,7 +25,6 @@ mutation Launch($params: LaunchBackfillParams!) {
   }
 }
 """
-TRIGGER_TAG = "lakehouse/trigger"
 
 
 class BackfillError(ValueError):
@@ -89,6 +88,7 @@ def launch_backfill(settings: Settings, request: BackfillRequest) -> str:
     from dagster_graphql.cli import execute_query
 
     from lakehouse.runner import prepare_instance
+    from lakehouse.sensors.landing import TRIGGER_TAG
 
     workspace = prepare_instance(settings)
     params = {

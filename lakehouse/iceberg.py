@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
@@ -252,7 +252,7 @@ class TableStore:
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)
             if branch in table.metadata.refs:  # an earlier attempt of this same write
-                self.remove_branches(identifier, branch, exact=True)
+                self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
                 table = self.catalog.load_table(identifier)
             if table.current_snapshot() is None:
                 # Iceberg refuses branch writes to a table without snapshots: give main an
@@ -332,13 +332,12 @@ class TableStore:
             yield snapshot
             snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
-    def remove_branches(self, identifier: str, prefix: str, exact: bool = False) -> list[str]:
+    def remove_branches(self, identifier: str, prefix: str) -> list[str]:
         """Drop the audit branches whose names start with `prefix` (after a successful publish)."""
         removed: list[str] = []
 
         def remove(table: Table) -> None:
-            stale = [name for name in table.metadata.refs
-                     if name != "main" and (name == prefix if exact else name.startswith(prefix))]
+            stale = [name for name in table.metadata.refs if name != "main" and name.startswith(prefix)]
             if stale:
                 manage = table.manage_snapshots()
                 for name in stale:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,10 +22,9 @@ from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix
-from lakehouse.readers import ROW_NUMBER
 from lakehouse.resources.landing import LandingObject, LandingZone
-from lakehouse.partitions import Days, day_keys, partition_props
-from lakehouse.steps import StepContext, audited_write, within
+from lakehouse.partitions import Days, day_keys
+from lakehouse.steps import StepContext, audited_write, per_day, within
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
     INGEST_DATE,
@@ -107,8 +106,8 @@ def load_bronze(
     for key, reason in ignored:
         log.warning("ignored %s: %s", key, reason)
     batch = combine(contract, batches)
-    asset = f"bronze/{source}"
-    props = {"dagster.run_id": run_id, "dagster.asset_key": asset, **partition_props(keys)}
+    asset, ctx = f"bronze/{source}", StepContext(store, None, run_id)
+    props = ctx.props(asset, keys)
     # The ops tables are the evidence of what landed: written first, whatever the audit decides.
     same_partitions = And(EqualTo("source", source), within("ingest_date", keys))
     rejected = pa.concat_tables([conform(rejected_rows(b, run_id, now), REJECTED_FILES.schema) for b in batches])
@@ -145,19 +144,12 @@ def load_bronze(
                 ev.non_empty(specs["non_empty"], written[key].num_rows),
             ]
 
-        return [replace(o, partition=key) for key in keys for o in day_checks(key)]
+        return per_day(keys, day_checks)
 
     landed_columns = {c: "string" for f in batch.files for c in _landed(f, source)}
-    ctx = StepContext(store, None, run_id)
     write = audited_write(ctx, target, asset, keys, lambda: _slices(batch), where, props, landed_columns, audit,
                           evolve=True)
     return BronzeLoad(batch, write, ignored)
-
-
-def load_bronze_partition(zone: LandingZone, store: TableStore, contract: SourceContract, day: dt.date, run_id: str,
-                          now: dt.datetime | None = None) -> BronzeLoad:
-    """One ingest date (see `load_bronze`)."""
-    return load_bronze(zone, store, contract, day, run_id, now)
 
 
 def record_processed(store: TableStore, partition, processed: list[dict],

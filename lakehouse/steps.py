@@ -265,17 +265,17 @@ def _columns(table: TableDef) -> dict[str, str]:
 SILVER_DATE_COLUMNS = {"orders": "order_date", "events": "event_date"}
 
 
-def _per_day(keys: list[str], outcomes_of) -> list[CheckOutcome]:
+def per_day(keys: list[str], outcomes_of) -> list[CheckOutcome]:
     """`outcomes_of(key)` for every day of the write, each outcome tagged with its day."""
     return [replace(o, partition=key) for key in keys for o in outcomes_of(key)]
 
 
-def _counts_by_day(engine: Engine, rows, contract, keys: list[str]) -> dict[str, dict[str, int]]:
-    counts_df, labels = outcome_counts(rows, contract)
-    by_day = {k: {label: 0 for label in labels.values()} for k in keys}
+def _by_day(engine: Engine, counts_df, names: dict[str, str], keys: list[str]) -> dict[str, dict[str, int]]:
+    """Counts with one row per ingest date -> {day: {name: count}}; zeros for a day with no rows."""
+    by_day = {k: dict.fromkeys(names.values(), 0) for k in keys}
     for row in engine.to_arrow(counts_df).to_pylist():
         day = row.pop(INGEST_DATE).isoformat()
-        by_day[day] = {labels[k]: int(v or 0) for k, v in row.items()}
+        by_day[day] = {names[k]: int(v or 0) for k, v in row.items()}
     return by_day
 
 
@@ -308,7 +308,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     }
 
     rows = engine.materialize(classify(bronze, contract, previous, lookups, engine.cut))
-    by_day = _counts_by_day(engine, rows, contract, keys)
+    by_day = _by_day(engine, *outcome_counts(rows, contract), keys)
     counts = _total(by_day)
     quarantined = engine.to_arrow(quarantine_rows(rows))
     silver = silver_rows(rows, contract)
@@ -334,7 +334,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     def audit(head: int) -> list[CheckOutcome]:
         written = split_by_day(ctx.read(target, where, (*contract.keys, INGEST_DATE), snapshot_id=head),
                                INGEST_DATE, keys)
-        return _per_day(keys, lambda key: _silver_checks(specs, contract, by_day[key], written[key],
+        return per_day(keys, lambda key: _silver_checks(specs, contract, by_day[key], written[key],
                                                          quarantined_by_day[key]))
 
     write = audited_write(ctx, target, asset, keys, _chunks(engine, silver, target.schema), where, props,
@@ -403,15 +403,12 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     ctx.ensure(FACT_ORDERS)
     fact = ctx.engine.materialize(gold.fact_orders(scan(ctx, silver_table("orders"), INGEST_DATE, keys)))
     F, _ = api(fact)
-    per_day = ctx.engine.to_arrow(fact.groupBy(INGEST_DATE).agg(
+    counts_df = fact.groupBy(INGEST_DATE).agg(
         F.count(F.lit(1)).cast("bigint").alias("rows_in"),
         F.sum(F.when(~F.col("customer_known"), 1).otherwise(0)).cast("bigint").alias("unknown_customer"),
         F.sum(F.when(~F.col("product_known"), 1).otherwise(0)).cast("bigint").alias("unknown_product"),
-    )).to_pylist()
-    by_day = {k: {"rows_in": 0, "unknown_customer": 0, "unknown_product": 0} for k in keys}
-    for row in per_day:
-        day = row.pop(INGEST_DATE).isoformat()
-        by_day[day] = {k: int(v or 0) for k, v in row.items()}
+    )
+    by_day = _by_day(ctx.engine, counts_df, {n: n for n in ("rows_in", "unknown_customer", "unknown_product")}, keys)
     dates = [d.isoformat() for d in ctx.engine.to_arrow(fact.select("order_date").distinct())["order_date"].to_pylist() if d]
     where = within(INGEST_DATE, keys)
     props, affected = _tracked(ctx, FACT_ORDERS, where, ctx.props(asset, keys), "order_date", dates)
@@ -422,7 +419,7 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     def audit(head: int) -> list[CheckOutcome]:
         written = split_by_day(ctx.read(FACT_ORDERS, where, ("order_id", INGEST_DATE), snapshot_id=head),
                                INGEST_DATE, keys)
-        return _per_day(keys, lambda key: [
+        return per_day(keys, lambda key: [
             ev.equal(specs["matches_silver"], fact=written[key].num_rows, silver=silver_now[key].num_rows),
             ev.unique_keys(specs["keys_unique"], written[key], ("order_id",)),
             ev.non_empty(specs["non_empty"], written[key].num_rows),
@@ -497,3 +494,8 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
                           where, ctx.props(asset, keys), _columns(MART_CUSTOMER_ACTIVITY), audit)
     counts = {"rows_in": events.num_rows + fact.num_rows, "rows_out": activity.num_rows}
     return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, dates)
+
+
+# Every silver and gold step by the name the cluster entry point (lakehouse/jobs/run_step.py) takes.
+STEPS = {"silver": run_silver, "dimension": run_dimension, "fact_orders": run_fact_orders,
+         "mart_daily_sales": run_daily_sales, "mart_customer_activity": run_customer_activity}

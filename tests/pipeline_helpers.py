@@ -4,7 +4,7 @@ import datetime as dt
 
 from lakehouse.contracts import CONTRACTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.ingest import load_bronze_partition
+from lakehouse.ingest import load_bronze
 from lakehouse.resources.engine import Engine
 from lakehouse.resources.landing import open_landing_zone
 from lakehouse.steps import (
@@ -30,7 +30,7 @@ def process_day(settings, engine: str, day: dt.date, run_id: str = "test") -> di
     store = TableStore(catalog_from_settings(settings))
     zone = open_landing_zone(settings.landing_uri)
     for source in DAILY_ORDER:
-        load_bronze_partition(zone, store, CONTRACTS[source], day, run_id, now=FIXED_NOW)
+        load_bronze(zone, store, CONTRACTS[source], day, run_id, now=FIXED_NOW)
     results = {}
     steps = [(run_silver, s) for s in DAILY_ORDER] + [(run_fact_orders,), (run_daily_sales,), (run_customer_activity,)]
     for step, *args in steps:

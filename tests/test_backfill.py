@@ -16,7 +16,6 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.settings import load_settings
 from pipeline_helpers import (
-    FIXED_NOW,
     TABLES,
     execute_range,
     process_day,

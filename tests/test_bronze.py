@@ -9,7 +9,7 @@ from pyiceberg.expressions import EqualTo
 
 from lakehouse.contracts import contract_for
 from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.ingest import load_bronze_partition
+from lakehouse.ingest import load_bronze
 from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.wiring import build_definitions
 
@@ -40,7 +40,7 @@ def test_partition_loads_every_readable_file_and_rejects_the_rest(lake):
     zone.put(orders_key(DAY1, "c.xlsx"), b"PK\x03\x04" + bytes(10))
     zone.put(orders_key(DAY1, ".DS_Store"), b"junk")
 
-    load = load_bronze_partition(zone, store, contract_for("orders"), DAY1, "run-1")
+    load = load_bronze(zone, store, contract_for("orders"), DAY1, "run-1")
 
     bronze = rows(store, "bronze.orders")
     assert [(r["order_id"], r["unit_price"], r["channel"]) for r in bronze] == [("O1", "9,99", " Web "), ("O2", "5,00", "store")]
@@ -65,11 +65,11 @@ def test_partition_loads_every_readable_file_and_rejects_the_rest(lake):
 def test_new_columns_evolve_the_schema_and_missing_ones_stay_null(lake):
     zone, store = lake
     zone.put(orders_key(DAY1, "a.csv"), (HEADER + "O1,01/03/2026,C1,P1,2,9.99,web\n").encode())
-    load_bronze_partition(zone, store, contract_for("orders"), DAY1, "run-1")
+    load_bronze(zone, store, contract_for("orders"), DAY1, "run-1")
     renamed = HEADER.replace("customer_id", "Cust ID").rstrip("\n") + ",Coupon Code\n"
     zone.put(orders_key(DAY2, "b.csv"), (renamed + "O2,02/03/2026,C2,P2,1,5.00,web,SAVE10\n").encode())
 
-    load = load_bronze_partition(zone, store, contract_for("orders"), DAY2, "run-2")
+    load = load_bronze(zone, store, contract_for("orders"), DAY2, "run-2")
 
     assert load.bronze.added_columns == ["cust_id", "coupon_code"]
     assert load.batch.missing_columns() == {"customer_id": [orders_key(DAY2, "b.csv")]}
@@ -86,14 +86,14 @@ def test_rerun_replaces_only_its_partition_atomically(lake):
     zone.put(orders_key(DAY1, "a.csv"), (HEADER + "O1,01/03/2026,C1,P1,2,9.99,web\n").encode())
     zone.put(orders_key(DAY2, "b.csv"), (HEADER + "O2,02/03/2026,C2,P2,1,5.00,web\nO3,02/03/2026,C3,P3,1,5.00,web\n").encode())
     orders = contract_for("orders")
-    load_bronze_partition(zone, store, orders, DAY1, "run-1")
-    load_bronze_partition(zone, store, orders, DAY2, "run-2")
+    load_bronze(zone, store, orders, DAY1, "run-1")
+    load_bronze(zone, store, orders, DAY2, "run-2")
     day1_before = rows(store, "bronze.orders", DAY1)
     first_seen = {r["key"]: r["first_seen"] for r in store.read("ops.ingestion_log").to_pylist()}
     snapshots_before = len(store.load("bronze.orders").snapshots())
 
     for run in ("run-3", "run-4"):
-        load = load_bronze_partition(zone, store, orders, DAY2, run)
+        load = load_bronze(zone, store, orders, DAY2, run)
 
     assert [r["order_id"] for r in rows(store, "bronze.orders", DAY2)] == ["O2", "O3"]  # no duplicates
     assert rows(store, "bronze.orders", DAY1) == day1_before  # other partition untouched
@@ -109,13 +109,13 @@ def test_rerun_replaces_only_its_partition_atomically(lake):
     # A file withdrawn from the landing zone disappears from its partition on rerun.
     (zone.root / orders_key(DAY2, "b.csv")).unlink()
     zone.put(orders_key(DAY2, "c.csv"), (HEADER + "O9,02/03/2026,C9,P9,1,1.00,web\n").encode())
-    load_bronze_partition(zone, store, orders, DAY2, "run-5")
+    load_bronze(zone, store, orders, DAY2, "run-5")
     assert [r["order_id"] for r in rows(store, "bronze.orders", DAY2)] == ["O9"]
 
 
 def test_empty_partition_writes_nothing_and_fails_nothing(lake):
     zone, store = lake
-    load = load_bronze_partition(zone, store, contract_for("events"), DAY1, "run-1")
+    load = load_bronze(zone, store, contract_for("events"), DAY1, "run-1")
     assert load.batch.table.num_rows == 0 and load.batch.files == []
     assert store.read("bronze.events").num_rows == 0
 
@@ -123,7 +123,7 @@ def test_empty_partition_writes_nothing_and_fails_nothing(lake):
 def test_file_without_any_contract_column_is_rejected(lake):
     zone, store = lake
     zone.put(f"retail/products/ingest_date={DAY1}/p.csv", b"sku,title\nX,Y\n")
-    load = load_bronze_partition(zone, store, contract_for("products"), DAY1, "run-1")
+    load = load_bronze(zone, store, contract_for("products"), DAY1, "run-1")
     assert load.batch.rejected[0].reason.startswith("none of the products columns")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from lakehouse.contracts import CONTRACTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.ingest import load_bronze_partition
+from lakehouse.ingest import load_bronze
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.resources.landing import LocalLandingZone, S3LandingZone, open_landing_zone
 from lakehouse.sensors.alerts import failure_message
@@ -41,7 +41,7 @@ def log_rows(settings) -> list[dict]:
 
 def load(settings, source: str, day: dt.date, run_id: str = "run-1"):
     store = TableStore(catalog_from_settings(settings))
-    return load_bronze_partition(open_landing_zone(settings.landing_uri), store, CONTRACTS[source], day, run_id)
+    return load_bronze(open_landing_zone(settings.landing_uri), store, CONTRACTS[source], day, run_id)
 
 
 def test_the_walk_lists_recent_folders_every_tick_and_sweeps_older_ones_in_turn():

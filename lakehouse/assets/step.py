@@ -7,12 +7,7 @@ from lakehouse.assets.metadata import step_metadata
 from lakehouse.partitions import label
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.resources.compute import Compute
-from lakehouse.steps import StepContext
-
-
-# The step functions by the names the cluster entry point (lakehouse/jobs/run_step.py) knows.
-STEP_NAMES = {"run_silver": "silver", "run_dimension": "dimension", "run_fact_orders": "fact_orders",
-              "run_daily_sales": "mart_daily_sales", "run_customer_activity": "mart_customer_activity"}
+from lakehouse.steps import STEPS, StepContext
 
 
 def partition_days(context) -> list[dt.date]:
@@ -30,7 +25,8 @@ def run_step(context, engine: EngineResource, iceberg: IcebergResource, step, *a
     """Run one step here with a fresh engine scope, or on the cluster `compute` names; report it."""
     if compute is not None and not compute.local:
         keys = list(context.partition_keys) if partition_label(context) else None
-        yield from compute.run(context, STEP_NAMES[step.__name__], [a for a in args if isinstance(a, str)], keys)
+        name = next(n for n, f in STEPS.items() if f is step)
+        yield from compute.run(context, name, [a for a in args if isinstance(a, str)], keys)
         return
     with engine.engine() as eng:
         result = step(StepContext(iceberg.store(), eng, context.run.run_id), *args)

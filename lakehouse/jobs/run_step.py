@@ -26,16 +26,6 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
-STEPS = ("silver", "dimension", "fact_orders", "mart_daily_sales", "mart_customer_activity")
-
-
-def _step(name: str):
-    from lakehouse import steps
-
-    return {"silver": steps.run_silver, "dimension": steps.run_dimension, "fact_orders": steps.run_fact_orders,
-            "mart_daily_sales": steps.run_daily_sales, "mart_customer_activity": steps.run_customer_activity}[name]
-
-
 def pipes_metadata(result) -> dict:
     """The step's metadata as plain values (Pipes carries JSON): counts, snapshot, schema, days."""
     meta: dict = {
@@ -64,7 +54,7 @@ def run(pipes, env: dict[str, str]) -> None:
     from lakehouse.partitions import label
     from lakehouse.resources.engine import Engine
     from lakehouse.settings import load_settings
-    from lakehouse.steps import StepContext
+    from lakehouse.steps import STEPS, StepContext
 
     extras = pipes.extras
     name = extras["step"]
@@ -76,7 +66,7 @@ def run(pipes, env: dict[str, str]) -> None:
     pipes.log.info(f"{name} {' '.join(map(str, extras.get('args') or []))} {label(keys) if keys else ''} "
                    f"on {settings.engine}")
     with Engine(settings.engine) as engine:
-        result = _step(name)(StepContext(TableStore(catalog_from_settings(settings)), engine, pipes.run_id), *args)
+        result = STEPS[name](StepContext(TableStore(catalog_from_settings(settings)), engine, pipes.run_id), *args)
     write = result.write
     if write is not None and write.published:
         pipes.report_asset_materialization(metadata=pipes_metadata(result))
