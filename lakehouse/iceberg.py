@@ -45,14 +45,22 @@ def build_catalog(
     warehouse_uri: str,
     aws_region: str | None = None,
     aws_endpoint_url: str | None = None,
+    kms_key_arn: str | None = None,
 ) -> Catalog:
-    """SQLite (or any SQL) catalog locally, the Glue Data Catalog in the aws profile."""
+    """SQLite (or any SQL) catalog locally, the Glue Data Catalog in the aws profile.
+
+    With a KMS key, every data and metadata file is written SSE-KMS with it. PyIceberg's
+    fsspec FileIO is the one that sends the encryption headers.
+    """
     props: dict[str, str] = {"warehouse": warehouse_uri}
     if warehouse_uri.startswith("s3://"):
         if aws_endpoint_url:
             props["s3.endpoint"] = aws_endpoint_url
         if aws_region:
             props["s3.region"] = aws_region
+        if kms_key_arn:
+            props.update({"py-io-impl": "pyiceberg.io.fsspec.FsspecFileIO",
+                          "s3.server-side-encryption": "aws:kms", "s3.sse-kms-key-id": kms_key_arn})
     if profile == "aws":
         props["type"] = "glue"
         if aws_region:
@@ -70,6 +78,7 @@ def catalog_from_settings(settings: Settings) -> Catalog:
         settings.warehouse_uri,
         settings.aws_region,
         settings.aws_endpoint_url,
+        settings.aws.kms_key_arn,
     )
 
 

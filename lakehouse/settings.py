@@ -17,11 +17,32 @@ from urllib.parse import urlparse
 
 PROFILES = ("local", "aws")
 ENGINES = ("duckdb", "spark")
-COMPUTES = ("local", "glue")  # where silver and gold steps run (lakehouse/resources/compute.py)
+COMPUTES = ("local", "glue", "emr-serverless", "emr")  # where silver and gold steps run (resources/compute.py)
+GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
 
 
 class SettingsError(ValueError):
     """A setting has a value we cannot work with; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where and how silver and gold run on AWS, and what `lakehouse deploy` creates."""
+
+    pipes_uri: str | None = None  # s3://bucket/prefix for Pipes context and messages
+    artifacts_uri: str | None = None  # s3://bucket/prefix for the wheel and the entry script
+    glue_job: str = "lakehouse-step"
+    glue_role_arn: str | None = None
+    glue_worker_type: str = "G.1X"
+    glue_workers: int = 2
+    emr_serverless_app: str | None = None  # application id
+    emr_role_arn: str | None = None  # EMR Serverless job execution role
+    emr_release: str = "emr-7.5.0"
+    emr_instance_type: str = "m5.xlarge"
+    emr_instances: int = 3
+    emr_service_role: str = "EMR_DefaultRole"
+    emr_instance_profile: str = "EMR_EC2_DefaultRole"
+    kms_key_arn: str | None = None  # SSE-KMS for everything written; unset: the buckets' default SSE
 
 
 @dataclass(frozen=True)
@@ -42,8 +63,11 @@ class Settings:
     alert_topic_arn: str | None = None
     ui_url: str = "http://127.0.0.1:3000"
     compute: str = "local"
-    pipes_uri: str | None = None  # s3://bucket/prefix for Pipes context and messages
-    glue_job: str = "lakehouse-step"
+    aws: AwsSettings = AwsSettings()
+
+    @property
+    def pipes_uri(self) -> str | None:
+        return self.aws.pipes_uri
 
     @property
     def landing_is_s3(self) -> bool:
@@ -166,18 +190,69 @@ def _check_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
-def _check_compute(env: Mapping[str, str], profile: str) -> tuple[str, str | None]:
+_S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
+_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|kms):[a-z0-9-]*:\d{12}:[A-Za-z0-9+=,.@_/:-]+$")
+
+
+def _check_s3_prefix(name: str, value: str | None, why: str) -> str | None:
+    if value is None:
+        return None
+    if not _S3_PREFIX.fullmatch(value.strip()):
+        raise SettingsError(f"{name}={value!r} is not an s3://bucket/prefix URI; {why}")
+    return value.strip().rstrip("/")
+
+
+def _check_arn(name: str, value: str | None, what: str) -> str | None:
+    if not value:
+        return None
+    if not _ARN.match(value.strip()):
+        raise SettingsError(f"{name}={value!r} is not an ARN; set it to the {what}, arn:aws:...")
+    return value.strip()
+
+
+def _check_compute(env: Mapping[str, str], profile: str) -> tuple[str, AwsSettings]:
     compute = _check_choice("LAKEHOUSE_COMPUTE", env.get("LAKEHOUSE_COMPUTE") or "local", COMPUTES)
-    pipes = env.get("LAKEHOUSE_PIPES_URI") or None
+    aws = AwsSettings(
+        pipes_uri=_check_s3_prefix("LAKEHOUSE_PIPES_URI", env.get("LAKEHOUSE_PIPES_URI") or None,
+                                   "Dagster Pipes exchanges context and messages with the job there"),
+        artifacts_uri=_check_s3_prefix("LAKEHOUSE_ARTIFACTS_URI", env.get("LAKEHOUSE_ARTIFACTS_URI") or None,
+                                       "`lakehouse deploy` uploads the wheel and the entry script there"),
+        glue_job=env.get("LAKEHOUSE_GLUE_JOB") or "lakehouse-step",
+        glue_role_arn=_check_arn("LAKEHOUSE_GLUE_ROLE_ARN", env.get("LAKEHOUSE_GLUE_ROLE_ARN"),
+                                 "IAM role the Glue job runs as"),
+        glue_worker_type=env.get("LAKEHOUSE_GLUE_WORKER_TYPE") or "G.1X",
+        glue_workers=_check_int("LAKEHOUSE_GLUE_WORKERS", env.get("LAKEHOUSE_GLUE_WORKERS") or "2", 2, 1000),
+        emr_serverless_app=env.get("LAKEHOUSE_EMR_SERVERLESS_APP") or None,
+        emr_role_arn=_check_arn("LAKEHOUSE_EMR_ROLE_ARN", env.get("LAKEHOUSE_EMR_ROLE_ARN"),
+                                "EMR Serverless job execution role"),
+        emr_release=env.get("LAKEHOUSE_EMR_RELEASE") or "emr-7.5.0",
+        emr_instance_type=env.get("LAKEHOUSE_EMR_INSTANCE_TYPE") or "m5.xlarge",
+        emr_instances=_check_int("LAKEHOUSE_EMR_INSTANCES", env.get("LAKEHOUSE_EMR_INSTANCES") or "3", 1, 1000),
+        emr_service_role=env.get("LAKEHOUSE_EMR_SERVICE_ROLE") or "EMR_DefaultRole",
+        emr_instance_profile=env.get("LAKEHOUSE_EMR_INSTANCE_PROFILE") or "EMR_EC2_DefaultRole",
+        kms_key_arn=_check_arn("LAKEHOUSE_KMS_KEY_ARN", env.get("LAKEHOUSE_KMS_KEY_ARN"), "KMS key for SSE-KMS"),
+    )
+    # Glue's names for its worker types are case-sensitive.
+    if aws.glue_worker_type not in GLUE_WORKER_TYPES:
+        raise SettingsError(f"LAKEHOUSE_GLUE_WORKER_TYPE={aws.glue_worker_type!r} is not a Glue 5 worker type; "
+                            f"set it to one of: {', '.join(GLUE_WORKER_TYPES)}")
     if compute == "local":
-        return compute, pipes
+        return compute, aws
     if profile != "aws":
         raise SettingsError(f"LAKEHOUSE_COMPUTE={compute} needs LAKEHOUSE_PROFILE=aws: the job on AWS reads and "
                             "writes the tables through the Glue catalog, not a catalog on this machine")
-    if not pipes or not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", pipes):
-        raise SettingsError(f"LAKEHOUSE_PIPES_URI={pipes!r}: LAKEHOUSE_COMPUTE={compute} needs an "
-                            "s3://bucket/prefix where Dagster Pipes exchanges context and messages with the job")
-    return compute, pipes.rstrip("/")
+    needed = {"LAKEHOUSE_PIPES_URI": (aws.pipes_uri, "s3://bucket/prefix where Dagster Pipes exchanges context "
+                                                     "and messages with the job")}
+    if compute in ("emr-serverless", "emr"):
+        needed["LAKEHOUSE_ARTIFACTS_URI"] = (aws.artifacts_uri, "s3://bucket/prefix holding the entry script "
+                                                                "and the Python environment (see `lakehouse deploy`)")
+    if compute == "emr-serverless":
+        needed["LAKEHOUSE_EMR_SERVERLESS_APP"] = (aws.emr_serverless_app, "id of the EMR Serverless Spark application")
+        needed["LAKEHOUSE_EMR_ROLE_ARN"] = (aws.emr_role_arn, "ARN of the job execution role")
+    for name, (value, what) in needed.items():
+        if not value:
+            raise SettingsError(f"{name} is not set: LAKEHOUSE_COMPUTE={compute} needs the {what}")
+    return compute, aws
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -201,7 +276,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     _make_dir("DAGSTER_HOME", str(dagster_home), dagster_home, " or unset it")  # dagster needs it to exist
     start = _check_date("LAKEHOUSE_START_DATE", env.get("LAKEHOUSE_START_DATE") or "2025-01-01")
-    compute, pipes_uri = _check_compute(env, profile)
+    compute, aws = _check_compute(env, profile)
     return Settings(
         home=home,
         landing_uri=landing,
@@ -222,6 +297,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_topic_arn=_check_topic(env.get("LAKEHOUSE_ALERT_TOPIC_ARN")),
         ui_url=_check_url("LAKEHOUSE_UI_URL", env.get("LAKEHOUSE_UI_URL") or "http://127.0.0.1:3000"),
         compute=compute,
-        pipes_uri=pipes_uri,
-        glue_job=env.get("LAKEHOUSE_GLUE_JOB") or "lakehouse-step",
+        aws=aws,
     )

@@ -237,9 +237,9 @@ def scan(ctx: StepContext, table: TableDef, column: str, values: list[str]):
     ctx.ensure(table)
     where = within(column, values)
     paths = ctx.store.data_files(table.identifier, where)
-    if paths is None or not all(p.startswith("file://") for p in paths):
-        # Delete files, or object storage: PyIceberg's reader knows the table and the S3
-        # endpoint and credentials; the engines here would need extensions from the internet.
+    if paths is None or not ctx.engine.can_read(paths):
+        # Delete files, or files the engine cannot reach (S3 from DuckDB or a laptop's
+        # Spark): PyIceberg's reader knows the table and the S3 endpoint and credentials.
         return ctx.engine.from_arrow(ctx.store.read(table.identifier, where))
     df = ctx.engine.read_parquet(paths, table.schema)
     if not paths:

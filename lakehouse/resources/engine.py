@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -39,6 +41,19 @@ SPARK_CONFIG = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "4g",
 }
+# Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes.
+CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled")
+
+
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit (Glue, EMR, or PYSPARK_SUBMIT_ARGS naming a master) started this Python."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT")) or "--master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+
+
+def spark_config() -> dict[str, str]:
+    if launched_by_spark_submit():
+        return {k: v for k, v in SPARK_CONFIG.items() if k not in CLUSTER_DECIDES}
+    return dict(SPARK_CONFIG)
 
 
 def get_session(engine: str):
@@ -67,7 +82,11 @@ def _new_session(engine: str):
         return DuckDBSession(conn=conn)
     from dagster_pyspark.resources import spark_session_from_config
 
-    session = spark_session_from_config(SPARK_CONFIG)
+    if not launched_by_spark_submit():
+        # Python workers (mapInArrow) must run this interpreter, which has pyarrow; PySpark
+        # reads only the environment for it and otherwise takes the first python3 on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = spark_session_from_config(spark_config())
     atexit.register(session.stop)
     return session
 
@@ -95,6 +114,37 @@ def to_arrow(df) -> pa.Table:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(df.schema).empty_table()
+
+
+def _spark_chunks(df, rows: int):
+    """Arrow tables from Spark, one partition at a time (`toLocalIterator`), as Arrow IPC.
+
+    The executors turn their Arrow batches into IPC blobs of about `rows` rows
+    (`mapInArrow`), so the driver receives Arrow, not Python Row objects, and keeps only
+    the partition it is reading.
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    def to_ipc(batches):
+        buffered, count = [], 0
+        for batch in itertools.chain(batches, [None]):
+            if batch is not None and batch.num_rows:
+                buffered.append(batch)
+                count += batch.num_rows
+            if buffered and (batch is None or count >= rows):
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, buffered[0].schema) as writer:
+                    for b in buffered:
+                        writer.write_batch(b)
+                yield pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
+                buffered, count = [], 0
+
+    produced = False
+    for row in df.mapInArrow(to_ipc, "ipc binary").toLocalIterator(prefetchPartitions=True):
+        produced = True
+        yield pa.ipc.open_stream(row.ipc).read_all()
+    if not produced:
+        yield to_arrow_schema(df.schema).empty_table()
 
 
 class Engine:
@@ -131,13 +181,35 @@ class Engine:
         return to_arrow(df)
 
     def to_chunks(self, df, rows: int = BATCH_ROWS):
-        """The rows of `df` as Arrow tables of about `rows` rows each, produced lazily."""
+        """The rows of `df` as Arrow tables of at most about `rows` rows each, produced lazily.
+
+        Never the whole DataFrame at once: on Spark the driver holds one partition's
+        worth at a time (a cluster's table may not fit on the driver).
+        """
         if self._duckdb:
             reader = self.session._conn.execute(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
             for batch in reader:
                 yield pa.Table.from_batches([batch])
             return
-        yield to_arrow(df)
+        yield from _spark_chunks(df, rows)
+
+    def can_read(self, paths: list[str]) -> bool:
+        """Whether this engine reads these data files itself (else PyIceberg reads them for it).
+
+        DuckDB here reads local files only (its S3 support is an extension from the
+        internet). Spark reads any scheme its Hadoop configuration has a filesystem for:
+        `s3://` on Glue and EMR, not on a laptop.
+        """
+        schemes = {p.split("://", 1)[0] if "://" in p else "file" for p in paths}
+        if self._duckdb:
+            return schemes <= {"file"}
+        jvm, conf = self.session._jvm, self.session._jsc.hadoopConfiguration()
+        for scheme in schemes - {"file"}:
+            try:
+                jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, conf)
+            except Exception:  # py4j wraps Hadoop's UnsupportedFileSystemException
+                return False
+        return True
 
     def read_parquet(self, paths: list[str], schema: pa.Schema):
         """A DataFrame over Parquet data files (an Iceberg scan's files), or empty with `schema`."""

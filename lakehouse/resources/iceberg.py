@@ -18,6 +18,7 @@ class IcebergResource(dg.ConfigurableResource):
     warehouse_uri: str
     aws_region: Optional[str] = None
     aws_endpoint_url: Optional[str] = None
+    kms_key_arn: Optional[str] = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "IcebergResource":
@@ -27,11 +28,13 @@ class IcebergResource(dg.ConfigurableResource):
             warehouse_uri=settings.warehouse_uri,
             aws_region=settings.aws_region,
             aws_endpoint_url=settings.aws_endpoint_url,
+            kms_key_arn=settings.aws.kms_key_arn,
         )
 
     def store(self) -> TableStore:
         return TableStore(
             build_catalog(
-                self.profile, self.catalog_uri, self.warehouse_uri, self.aws_region, self.aws_endpoint_url
+                self.profile, self.catalog_uri, self.warehouse_uri, self.aws_region, self.aws_endpoint_url,
+                self.kms_key_arn,
             )
         )
