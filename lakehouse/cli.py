@@ -113,6 +113,31 @@ def cmd_query(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_deploy(settings: Settings, args) -> int:
+    from lakehouse.deploy import DeployError, deploy
+
+    try:
+        return deploy(settings, apply=args.apply)
+    except DeployError as exc:
+        print(f"lakehouse deploy: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_policy(settings: Settings, args) -> int:
+    from lakehouse.policies import render_policy
+
+    try:
+        print(render_policy(settings, args.role))
+    except ValueError as exc:
+        print(f"lakehouse policy: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _profile_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=("local", "aws"), help="overrides LAKEHOUSE_PROFILE")
+
+
 def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=_positive_int, default=7, help="ingest days to write (default 7)")
     parser.add_argument("--start", type=_date, help="first ingest date (default: so the last day is today)")
@@ -158,13 +183,31 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--branch", help="read tables at this audit branch (as named by a failed check) instead of main")
     query.set_defaults(func=cmd_query)
+    deploy = sub.add_parser(
+        "deploy", help="upload the wheel and entry script, create or update the Glue job (idempotent)",
+        description="Compare what the Spark jobs need on AWS with what exists, and with --apply make the "
+                    "differences: bucket default encryption, the wheel and run_step.py under "
+                    "LAKEHOUSE_ARTIFACTS_URI, the Glue security configuration and job LAKEHOUSE_GLUE_JOB.")
+    _profile_arg(deploy)
+    mode = deploy.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    mode.add_argument("--apply", action="store_true", help="make the planned changes")
+    deploy.set_defaults(func=cmd_deploy)
+    policy = sub.add_parser("policy", help="print a least-privilege IAM policy document for the settings")
+    _profile_arg(policy)
+    policy.add_argument("role", choices=("job", "dagster"),
+                        help="job: the role Glue/EMR runs the steps as; dagster: the Dagster deployment's")
+    policy.set_defaults(func=cmd_policy)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    env = dict(os.environ)
+    if getattr(args, "profile", None):
+        env["LAKEHOUSE_PROFILE"] = args.profile
     try:
-        settings = load_settings()
+        settings = load_settings(env)
     except SettingsError as exc:
         print(f"lakehouse: configuration error: {exc}", file=sys.stderr)
         return 2

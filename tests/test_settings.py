@@ -24,6 +24,10 @@ def test_values_are_normalised(tmp_path):
     assert s.landing_uri == "s3://bucket/some/prefix" and s.landing_is_s3
 
 
+AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehouse",
+       "LAKEHOUSE_PIPES_URI": "s3://ops/pipes"}
+
+
 @pytest.mark.parametrize(
     "env, names",
     [
@@ -42,6 +46,16 @@ def test_values_are_normalised(tmp_path):
          ["LAKEHOUSE_PIPES_URI", "s3://bucket/prefix"]),
         ({"LAKEHOUSE_COMPUTE": "glue", "LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://w/h",
           "LAKEHOUSE_PIPES_URI": "/tmp/pipes"}, ["LAKEHOUSE_PIPES_URI"]),
+        ({**AWS, "LAKEHOUSE_COMPUTE": "emr"}, ["LAKEHOUSE_ARTIFACTS_URI", "lakehouse deploy"]),
+        ({**AWS, "LAKEHOUSE_COMPUTE": "emr-serverless", "LAKEHOUSE_ARTIFACTS_URI": "s3://ops/artifacts"},
+         ["LAKEHOUSE_EMR_SERVERLESS_APP", "application"]),
+        ({**AWS, "LAKEHOUSE_COMPUTE": "emr-serverless", "LAKEHOUSE_ARTIFACTS_URI": "s3://ops/artifacts",
+          "LAKEHOUSE_EMR_SERVERLESS_APP": "00f1"}, ["LAKEHOUSE_EMR_ROLE_ARN", "execution role"]),
+        ({"LAKEHOUSE_GLUE_ROLE_ARN": "lakehouse-role"}, ["LAKEHOUSE_GLUE_ROLE_ARN", "arn:aws:"]),
+        ({"LAKEHOUSE_KMS_KEY_ARN": "alias/lake"}, ["LAKEHOUSE_KMS_KEY_ARN", "arn:aws:"]),
+        ({"LAKEHOUSE_GLUE_WORKER_TYPE": "g.1x"}, ["LAKEHOUSE_GLUE_WORKER_TYPE", "G.1X, G.2X"]),
+        ({"LAKEHOUSE_GLUE_WORKERS": "1"}, ["LAKEHOUSE_GLUE_WORKERS", "from 2"]),
+        ({"LAKEHOUSE_ARTIFACTS_URI": "s3:/ops"}, ["LAKEHOUSE_ARTIFACTS_URI", "s3://bucket/prefix"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):
@@ -93,7 +107,7 @@ def test_glue_compute_points_the_job_at_the_same_catalog_and_warehouse(tmp_path)
                               "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehouse", "LAKEHOUSE_PIPES_URI": "s3://ops/pipes/",
                               "LAKEHOUSE_GLUE_JOB": "nightly-step"})
     compute = Compute.from_settings(settings)
-    assert (compute.kind, compute.pipes_bucket, compute.pipes_prefix, compute.glue_job_name) == (
+    assert (compute.kind, compute.pipes_bucket, compute.pipes_prefix, compute.aws.glue_job) == (
         "glue", "ops", "pipes", "nightly-step")
     assert compute.remote_settings["LAKEHOUSE_WAREHOUSE_URI"] == "s3://lake/warehouse"
     assert compute.remote_settings["LAKEHOUSE_ENGINE"] == "spark" and compute.remote_settings["LAKEHOUSE_PROFILE"] == "aws"

@@ -80,13 +80,16 @@ def _new_session(engine: str):
         # duckdb prints "nanobind: leaked ..." at exit for open connections; close ours.
         atexit.register(conn.close)
         return DuckDBSession(conn=conn)
-    from dagster_pyspark.resources import spark_session_from_config
+    from pyspark.sql import SparkSession
 
     if not launched_by_spark_submit():
         # Python workers (mapInArrow) must run this interpreter, which has pyarrow; PySpark
         # reads only the environment for it and otherwise takes the first python3 on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = spark_session_from_config(spark_config())
+    builder = SparkSession.builder
+    for key, value in spark_config().items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     atexit.register(session.stop)
     return session
 
