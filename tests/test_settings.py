@@ -112,3 +112,16 @@ def test_glue_compute_points_the_job_at_the_same_catalog_and_warehouse(tmp_path)
     assert compute.remote_settings["LAKEHOUSE_WAREHOUSE_URI"] == "s3://lake/warehouse"
     assert compute.remote_settings["LAKEHOUSE_ENGINE"] == "spark" and compute.remote_settings["LAKEHOUSE_PROFILE"] == "aws"
     assert Compute.from_settings(load_settings({"LAKEHOUSE_HOME": str(tmp_path)})).local
+
+
+def test_emr_serverless_compute_carries_the_application_role_and_artifacts(tmp_path):
+    from lakehouse.resources.compute import Compute
+
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path), **AWS, "LAKEHOUSE_COMPUTE": "emr-serverless",
+                              "LAKEHOUSE_ARTIFACTS_URI": "s3://ops/artifacts/", "LAKEHOUSE_EMR_SERVERLESS_APP": "00f1",
+                              "LAKEHOUSE_EMR_ROLE_ARN": "arn:aws:iam::123456789012:role/job",
+                              "LAKEHOUSE_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/k"})
+    job = Compute.from_settings(settings).emr_serverless_job("fact_orders 2026-03-01..2026-03-02")
+    assert (job["applicationId"], job["executionRoleArn"]) == ("00f1", "arn:aws:iam::123456789012:role/job")
+    assert job["jobDriver"]["sparkSubmit"]["entryPoint"] == "s3://ops/artifacts/run_step.py"
+    assert Compute.from_settings(settings).remote_settings["LAKEHOUSE_KMS_KEY_ARN"].endswith(":key/k")
