@@ -40,6 +40,7 @@ bench: install-test
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/landing_latency.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/spark_output.py
 
 ui: install
 	@$(BIN)/python -c 'from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; prepare_instance(load_settings())'
