@@ -31,6 +31,7 @@ from pyiceberg.expressions import (
     And,
     BooleanExpression,
     EqualTo,
+    GreaterThan,
     GreaterThanOrEqual,
     In,
     LessThan,
@@ -229,26 +230,57 @@ def _tracked(ctx: StepContext, table: TableDef, where, props, column: str, new_d
 
 
 def scan(ctx: StepContext, table: TableDef, column: str, values: list[str]):
-    """Rows of `table` where `column` is one of `values`, as a DataFrame read straight from the data files.
+    """Rows of `table` where the date `column` is in the contiguous days `values`, as a DataFrame."""
+    return frame(ctx, table, within(column, values))
 
-    The engine reads the Parquet files itself (no copy through Python); the filter is
-    applied again because a file may hold other values.
+
+_COMPARISONS = {EqualTo: "__eq__", LessThan: "__lt__", LessThanOrEqual: "__le__", GreaterThan: "__gt__",
+                GreaterThanOrEqual: "__ge__"}
+
+
+def _condition(F, where: BooleanExpression, types: dict[str, pa.DataType]):
+    """`where` (the few PyIceberg predicates the steps use) as an engine column; None if unknown."""
+    if isinstance(where, AlwaysTrue):
+        return F.lit(True)
+    if isinstance(where, And):
+        left, right = _condition(F, where.left, types), _condition(F, where.right, types)
+        return None if left is None or right is None else left & right
+
+    def literal(value):
+        return F.lit(value).cast("date") if pa.types.is_date(types.get(where.term.name, pa.null())) else F.lit(value)
+
+    if type(where) in _COMPARISONS:
+        return getattr(F.col(where.term.name), _COMPARISONS[type(where)])(literal(where.literal.value))
+    if isinstance(where, In):
+        return F.col(where.term.name).isin(*[literal(v.value) for v in sorted(where.literals, key=lambda v: v.value)])
+    return None
+
+
+def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",)):
+    """Rows of `table` matching `where`, as a DataFrame the engine reads from the data files itself.
+
+    No copy through Python, and on a cluster no pass through the driver: Spark reads the
+    files from S3 in its executors. The filter is applied again because a file may hold
+    other rows. Files the engine cannot read (S3 from DuckDB, or a laptop's Spark), delete
+    files, or a filter we cannot translate: PyIceberg reads them, with the table's S3
+    endpoint and credentials.
     """
     ctx.ensure(table)
-    where = within(column, values)
     paths = ctx.store.data_files(table.identifier, where)
-    if paths is None or not ctx.engine.can_read(paths):
-        # Delete files, or files the engine cannot reach (S3 from DuckDB or a laptop's
-        # Spark): PyIceberg's reader knows the table and the S3 endpoint and credentials.
-        return ctx.engine.from_arrow(ctx.store.read(table.identifier, where))
-    df = ctx.engine.read_parquet(paths, table.schema)
-    if not paths:
-        return df
-    F, _ = api(df)
-    # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
-    current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
-    df = df.select(*[c for c in df.columns if c in current])
-    return df.filter(F.col(column).between(F.lit(values[0]).cast("date"), F.lit(values[-1]).cast("date")))
+    types = {f.name: f.type for f in table.schema}
+    if paths is not None and paths and ctx.engine.can_read(paths):
+        df = ctx.engine.read_parquet(paths, table.schema)
+        F, _ = api(df)
+        condition = _condition(F, where, types)
+        if condition is not None:
+            # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
+            current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
+            df = df.select(*[c for c in df.columns if c in current]).filter(condition)
+            return df if columns == ("*",) else df.select(*columns)
+    if paths == []:
+        empty = ctx.engine.read_parquet([], table.schema)
+        return empty if columns == ("*",) else empty.select(*columns)
+    return ctx.engine.from_arrow(ctx.store.read(table.identifier, where, tuple(columns)))
 
 
 def _chunks(engine: Engine, df, schema: pa.Schema):
@@ -297,13 +329,11 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     bronze = scan(ctx, bronze_table(source), INGEST_DATE, keys)
     previous = None
     if contract.history == SNAPSHOT:
-        prior = ctx.read(target, LessThan(INGEST_DATE, keys[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
-        previous = latest_versions(engine.from_arrow(prior), contract.keys)
+        prior = frame(ctx, target, LessThan(INGEST_DATE, keys[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
+        previous = latest_versions(prior, contract.keys)
     lookups = {
-        lookup.source: engine.from_arrow(ctx.read(
-            silver_table(lookup.source), LessThanOrEqual(INGEST_DATE, keys[-1]),
-            (lookup.key, *lookup.bring, INGEST_DATE, ROW_NUMBER),
-        ))
+        lookup.source: frame(ctx, silver_table(lookup.source), LessThanOrEqual(INGEST_DATE, keys[-1]),
+                             (lookup.key, *lookup.bring, INGEST_DATE, ROW_NUMBER))
         for lookup in contract.lookups
     }
 
@@ -370,11 +400,11 @@ def _silver_checks(specs, contract, counts: dict[str, int], written: pa.Table, q
 
 def run_dimension(ctx: StepContext, source: str) -> StepResult:
     """gold.dim_<x>: the current version of every key; small, rewritten whole."""
-    versions = ctx.read(silver_table(source))
+    versions = frame(ctx, silver_table(source))
     target = dimension_table(source)
     asset = target.identifier.replace(".", "/")
     ctx.ensure(target, FACT_ORDERS)
-    dim = ctx.engine.to_arrow(gold.dimension(ctx.engine.from_arrow(versions), source))
+    dim = ctx.engine.to_arrow(gold.dimension(versions, source))  # one row per key: the dimension itself
     key = CONTRACTS[source].keys[0]
     known = "customer_known" if source == "customers" else "product_known"
     specs = ev.index(specs_for(asset))
@@ -395,7 +425,7 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
 
     write = audited_write(ctx, target, asset, None, conform(dim, target.schema), AlwaysTrue(),
                           ctx.props(asset, None), _columns(target), audit)
-    return StepResult(target, write, {"rows_in": versions.num_rows, "rows_out": dim.num_rows}, [])
+    return StepResult(target, write, {"rows_in": versions.count(), "rows_out": dim.num_rows}, [])
 
 
 def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
@@ -435,34 +465,48 @@ def _sum(table: pa.Table, column: str):
     return pc.sum(table[column]).as_py() if table.num_rows else 0
 
 
+def _totals(engine: Engine, df, column: str) -> dict:
+    """Row count and sum of `column` of `df` (and its ingest dates, if it has them), computed by the engine."""
+    F, _ = api(df)
+    aggregates = [F.count(F.lit(1)).alias("rows"), F.sum(column).alias("sum")]
+    if INGEST_DATE in df.columns:
+        aggregates.append(F.collect_set(F.col(INGEST_DATE).cast("string")).alias("ingest_dates"))
+    (row,) = engine.to_arrow(df.agg(*aggregates)).to_pylist()
+    return {"rows": int(row["rows"] or 0), "sum": row["sum"] if row["sum"] is not None else 0,
+            "ingest_dates": sorted(row.get("ingest_dates") or [])}
+
+
 def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     """Recompute the days whose orders the ingest partitions touched; nothing else."""
     keys, asset = day_keys(days), "gold/mart_daily_sales"
     dates = affected_dates(ctx, FACT_ORDERS, keys, "order_date")
     ctx.ensure(MART_DAILY_SALES)
     where = In("order_date", dates or NO_DATES)
-    fact = ctx.read(FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
-                                         INGEST_DATE))
-    mart = ctx.engine.to_arrow(gold.daily_sales(ctx.engine.from_arrow(fact.drop_columns([INGEST_DATE]))))
+    fact = frame(ctx, FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
+                                          INGEST_DATE))
+    mart = ctx.engine.to_arrow(gold.daily_sales(fact.drop(INGEST_DATE)))  # aggregates: small
+    fact_totals = _totals(ctx.engine, fact, "sales_amount")
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
         written = ctx.read(MART_DAILY_SALES, where, ("orders", "sales"), snapshot_id=head)
         # Silver of the ingest dates the fact holds: a run for another ingest date may have
         # published silver and not yet the fact (runs of different days run concurrently).
-        loaded = And(where, In(INGEST_DATE, sorted(_dates(fact, INGEST_DATE)) or NO_DATES))
-        silver = ctx.read(silver_table("orders"), loaded, ("qty", "unit_price"))
-        recomputed = sum((q * p for q, p in zip(silver["qty"].to_pylist(), silver["unit_price"].to_pylist())), start=0)
+        loaded = And(where, In(INGEST_DATE, fact_totals["ingest_dates"] or NO_DATES))
+        silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"))
+        F, _ = api(silver)
+        recomputed = _totals(ctx.engine, silver.select((F.col("qty") * F.col("unit_price")).alias("amount")),
+                             "amount")["sum"]
         return [
             ev.matching(specs["totals_match"],
-                        sales={"mart": _sum(written, "sales"), "fact": _sum(fact, "sales_amount"), "silver": recomputed},
-                        orders={"mart": _sum(written, "orders"), "fact": fact.num_rows}),
+                        sales={"mart": _sum(written, "sales"), "fact": fact_totals["sum"], "silver": recomputed},
+                        orders={"mart": _sum(written, "orders"), "fact": fact_totals["rows"]}),
             ev.non_empty(specs["non_empty"], written.num_rows),
         ]
 
     write = audited_write(ctx, MART_DAILY_SALES, asset, keys, conform(mart, MART_DAILY_SALES.schema), where,
                           ctx.props(asset, keys), _columns(MART_DAILY_SALES), audit)
-    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact.num_rows, "rows_out": mart.num_rows}, dates)
+    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact_totals["rows"], "rows_out": mart.num_rows}, dates)
 
 
 def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
@@ -472,11 +516,10 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
         | set(affected_dates(ctx, FACT_ORDERS, keys, "order_date"))
     )
     ctx.ensure(MART_CUSTOMER_ACTIVITY)
-    events = ctx.read(silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
-    fact = ctx.read(FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
-    activity = ctx.engine.to_arrow(
-        gold.customer_activity(ctx.engine.from_arrow(events), ctx.engine.from_arrow(fact))
-    )
+    events = frame(ctx, silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
+    fact = frame(ctx, FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
+    activity = ctx.engine.to_arrow(gold.customer_activity(events, fact))  # one row per customer and day
+    fact_totals, events_in = _totals(ctx.engine, fact, "sales_amount"), events.count()
     where = In("activity_date", dates or NO_DATES)
     specs = ev.index(specs_for(asset))
 
@@ -484,15 +527,15 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
         written = ctx.read(MART_CUSTOMER_ACTIVITY, where, ("events", "orders", "sales"), snapshot_id=head)
         return [
             ev.matching(specs["totals_match"],
-                        sales={"mart": _sum(written, "sales"), "fact": _sum(fact, "sales_amount")},
-                        events={"mart": _sum(written, "events"), "silver": events.num_rows},
-                        orders={"mart": _sum(written, "orders"), "fact": fact.num_rows}),
+                        sales={"mart": _sum(written, "sales"), "fact": fact_totals["sum"]},
+                        events={"mart": _sum(written, "events"), "silver": events_in},
+                        orders={"mart": _sum(written, "orders"), "fact": fact_totals["rows"]}),
             ev.non_empty(specs["non_empty"], written.num_rows),
         ]
 
     write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, keys, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
                           where, ctx.props(asset, keys), _columns(MART_CUSTOMER_ACTIVITY), audit)
-    counts = {"rows_in": events.num_rows + fact.num_rows, "rows_out": activity.num_rows}
+    counts = {"rows_in": events_in + fact_totals["rows"], "rows_out": activity.num_rows}
     return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, dates)
 
 
