@@ -106,7 +106,7 @@ def cmd_query(settings: Settings, args) -> int:
     from lakehouse.query import QueryError, run_query
 
     try:
-        print(run_query(settings, args.sql, args.branch))
+        print(run_query(settings, args.sql, args.branch, args.as_of))
     except QueryError as exc:
         print(f"query failed: {exc}", file=sys.stderr)
         return 2
@@ -181,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     query = sub.add_parser("query", help="DuckDB SQL over the Iceberg tables, e.g. 'select count(*) from bronze.orders'")
     query.add_argument("sql")
-    query.add_argument("--branch", help="read tables at this audit branch (as named by a failed check) instead of main")
+    at = query.add_mutually_exclusive_group()
+    at.add_argument("--branch", help="read tables at this audit branch (as named by a failed check) instead of main")
+    at.add_argument("--as-of", help="time travel: a snapshot id (as a materialization's metadata shows) or an "
+                                    "ISO time such as 2026-03-02T10:00:00Z")
     query.set_defaults(func=cmd_query)
     deploy = sub.add_parser(
         "deploy", help="upload the wheel and entry script, create or update the Glue job (idempotent)",

@@ -232,6 +232,7 @@ def assert_reported_back(store, result, events, records):
     assert meta["dagster/row_count"].value == silver.num_rows
     assert int(meta["snapshot_id"].value) == store.load("silver.customers").current_snapshot().snapshot_id
     assert meta["columns"].value["customer_id"] == "string"
+    assert f"lakehouse query --as-of {meta['snapshot_id'].value}" in meta["time_travel"].value
     checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert {c.check_name for c in checks} >= {"accounting", "keys_unique", "rule__customer_id_required"}
     assert all(c.passed for c in checks if c.check_name == "accounting")

@@ -4,6 +4,7 @@ import dagster as dg
 
 from lakehouse.assets.automation import RANGE_IN_ONE_RUN
 from lakehouse.assets.checks import audit_events, check_specs
+from lakehouse.assets.metadata import time_travel
 from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
@@ -44,6 +45,7 @@ def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
         "columns_added_to_table": dg.MetadataValue.json(load.bronze.added_columns),
         "ignored_keys": dg.MetadataValue.json(dict(load.ignored)),
         "snapshot_id": str(load.bronze.snapshot_id),
+        **time_travel(bronze_table(contract.name).identifier, load.bronze.snapshot_id),
         "file_outcomes": files,
     }
 

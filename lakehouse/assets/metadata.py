@@ -25,6 +25,15 @@ def table_metadata(table: TableDef) -> dict:
     }
 
 
+def time_travel(identifier: str, snapshot_id: int | None) -> dict:
+    """A ready-to-run query of the table as this materialization wrote it."""
+    if not snapshot_id:
+        return {}
+    return {"time_travel": dg.MetadataValue.md(
+        f"```\nlakehouse query --as-of {snapshot_id} \"select count(*) from {identifier}\"\n```\n"
+        f"Athena: `SELECT count(*) FROM {identifier} FOR VERSION AS OF {snapshot_id}`")}
+
+
 def step_metadata(result) -> dict:
     """Metadata of one step's write: counts, snapshot and the days it touched."""
     counts = dict(result.counts)
@@ -34,6 +43,7 @@ def step_metadata(result) -> dict:
         "dagster/table_name": f"lakehouse.{result.table.identifier}",
         "dagster/column_schema": column_schema(result.table),
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
+        **time_travel(result.table.identifier, result.snapshot_id),
     }
     for name, value in counts.items():
         if name.startswith("rule:"):

@@ -35,6 +35,9 @@ def pipes_metadata(result) -> dict:
         "columns": _json({f.name: str(f.type) for f in result.table.schema}),
     }
     meta.update({name.replace(":", "/"): int(n) for name, n in result.counts.items()})
+    if result.snapshot_id:
+        meta["time_travel"] = {"raw_value": f'lakehouse query --as-of {result.snapshot_id} '
+                                            f'"select count(*) from {result.table.identifier}"', "type": "text"}
     if result.affected_dates:
         meta["affected_dates"] = _json(list(result.affected_dates))
     if len(result.by_day) > 1:
