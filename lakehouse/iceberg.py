@@ -71,6 +71,15 @@ def build_catalog(
     return load_catalog(CATALOG_NAME, **props)
 
 
+def table_location(profile: str, warehouse_uri: str, identifier: str) -> str:
+    """Where PyIceberg puts a new table: <warehouse>/<namespace>.db/<table> in Glue (Hive style),
+    <warehouse>/<namespace>/<table> in a SQL catalog. Known without a catalog call, for the
+    asset definitions; tests/test_definitions.py checks it against a created table."""
+    namespace, table = identifier.split(".")[-2:]
+    folder = f"{namespace}.db" if profile == "aws" else namespace
+    return f"{warehouse_uri.rstrip('/')}/{folder}/{table}"
+
+
 def catalog_from_settings(settings: Settings) -> Catalog:
     return build_catalog(
         settings.profile,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from lakehouse.assets.bronze import build_bronze_assets
 from lakehouse.assets.gold import gold_assets
 from lakehouse.assets.raw import raw_specs
 from lakehouse.assets.silver import silver_assets
+from lakehouse.iceberg import table_location
 from lakehouse.partitions import daily_partitions
 from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
 from lakehouse.resources.compute import Compute
@@ -16,10 +19,26 @@ from lakehouse.sensors.landing import build_landing_sensor
 from lakehouse.sensors.schedules import build_snapshot_schedule, snapshot_keys
 from lakehouse.settings import Settings
 
+# Code references (the UI's "open source" links) are beta in 1.13 and warn on every load.
+warnings.filterwarnings("ignore", message="(Function `with_source_code_references`|Class `(CodeReferencesMetadataValue"
+                                          "|LocalFileCodeReference)`)", category=dg.BetaWarning)
+
 DAILY_JOB = "daily_job"
 DIMENSIONS_JOB = "dimensions_job"
 SNAPSHOTS_JOB = "snapshots_job"
 AUTOMATION_SENSOR = "automation_sensor"
+
+
+def _located(assets: list, settings: Settings) -> list:
+    """Each table asset with `dagster/uri`: the table's folder in the warehouse."""
+    def locate(spec: dg.AssetSpec) -> dg.AssetSpec:
+        name = spec.metadata.get("dagster/table_name")
+        if not name or "dagster/uri" in spec.metadata:
+            return spec
+        uri = table_location(settings.profile, settings.warehouse_uri, str(name))
+        return spec.merge_attributes(metadata={"dagster/uri": uri})
+
+    return dg.map_asset_specs(locate, assets)
 
 
 def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.Definitions:
@@ -34,7 +53,8 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
         description="One day's customer and product snapshots through bronze and silver.",
     )
     return dg.Definitions(
-        assets=[*raw_specs(settings.landing_uri, partitions), *daily, *dimensions],
+        assets=dg.with_source_code_references(_located(
+            [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions], settings)),
         jobs=[
             dg.define_asset_job(
                 DAILY_JOB,

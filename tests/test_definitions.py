@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 
+from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.layout import SOURCES
 from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
 
@@ -28,6 +30,7 @@ def test_dagster_validates_the_workspace_without_warnings_from_our_code(lakehous
 def test_asset_graph_raw_to_gold(lakehouse_env):
     defs = build_definitions(lakehouse_env)
     graph = defs.resolve_asset_graph()
+    store = TableStore(catalog_from_settings(lakehouse_env))
     key = lambda path: dg.AssetKey(path.split("/"))  # noqa: E731
     expected_parents = {
         **{f"bronze/{s}": {f"raw/{s}"} for s in SOURCES},
@@ -46,6 +49,11 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
         assert node.parent_keys == {key(p) for p in parents}, child
         assert node.group_name == child.split("/")[0] and node.owners and "iceberg" in node.kinds
         assert node.metadata["dagster/table_name"].startswith("lakehouse.")
+        identifier = node.metadata["dagster/table_name"].split(".", 1)[1]
+        store.ensure_table(identifier, pa.schema([pa.field("probe", pa.int64())]))
+        assert node.metadata["dagster/uri"] == store.load(identifier).location()  # where the table really is
+        references = node.metadata["dagster/code_references"].code_references
+        assert references and all(Path(r.file_path).is_file() for r in references), child
         if child.startswith(("silver", "gold")):
             assert "duckdb" in node.kinds
             schema = node.metadata["dagster/column_schema"]
@@ -53,6 +61,7 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
         assert (node.partitions_def is None) == child.startswith("gold/dim_"), child
     for source in SOURCES:
         assert graph.get(key(f"raw/{source}")).is_external
+        assert graph.get(key(f"raw/{source}")).metadata["dagster/uri"].startswith(lakehouse_env.landing_uri)
     daily = defs.resolve_job_def(DAILY_JOB)
     assert len(daily.nodes) == 1 + 4 + 3  # one subsettable bronze step for the four sources
     assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == {"gold__dim_customer", "gold__dim_product"}
