@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from lakehouse.resources.compute import EMR, EMR_SERVERLESS, ENTRY_SCRIPT, PYTHON_ARCHIVE
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, s3_parts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve().parent / "jobs" / "run_step.py"
@@ -48,11 +48,6 @@ class Change:
     @property
     def pending(self) -> bool:
         return self.action in ("create", "update")
-
-
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
 
 
 def _require(settings: Settings) -> None:
@@ -111,7 +106,7 @@ def _encryption_args(settings: Settings) -> dict:
 
 
 def _upload(s3, settings: Settings, label: str, path: Path, uri: str) -> Change:
-    bucket, key = _split(uri)
+    bucket, key = s3_parts(uri)
     digest = content_digest(path)
     try:
         current = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(DIGEST)
@@ -182,7 +177,7 @@ def _security_configuration(glue, settings: Settings) -> Change:
 def job_definition(settings: Settings, wheel_name: str) -> dict:
     """The Glue job, as create_job/update_job take it (without its name)."""
     aws = settings.aws
-    pipes_bucket, pipes_prefix = _split(aws.pipes_uri)
+    pipes_bucket, pipes_prefix = s3_parts(aws.pipes_uri)
     return {
         "Description": "lakehouse: one silver or gold step per run (lakehouse/jobs/run_step.py), driven by "
                        "Dagster Pipes",
@@ -241,7 +236,7 @@ def _python_environment(s3, settings: Settings) -> Change | None:
     if settings.compute not in (EMR, EMR_SERVERLESS):
         return None
     uri = f"{settings.aws.artifacts_uri}/{PYTHON_ARCHIVE}"
-    bucket, key = _split(uri)
+    bucket, key = s3_parts(uri)
     try:
         s3.head_object(Bucket=bucket, Key=key)
         return Change("python environment", uri, "unchanged", "for EMR")
@@ -255,7 +250,7 @@ def plan(settings: Settings, s3, glue, build_dir: Path) -> list[Change]:
     _require(settings)
     wheel = build_wheel(build_dir)
     aws = settings.aws
-    buckets = dict.fromkeys(_split(u)[0] for u in (settings.warehouse_uri, aws.pipes_uri, aws.artifacts_uri))
+    buckets = dict.fromkeys(s3_parts(u)[0] for u in (settings.warehouse_uri, aws.pipes_uri, aws.artifacts_uri))
     changes = [_bucket_encryption(s3, settings, b) for b in buckets]
     changes.append(_upload(s3, settings, "wheel", wheel, f"{aws.artifacts_uri}/{wheel.name}"))
     changes.append(_upload(s3, settings, "entry script", SCRIPT, f"{aws.artifacts_uri}/{ENTRY_SCRIPT}"))

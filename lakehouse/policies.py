@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, s3_parts
 
 DATABASES = ("bronze", "silver", "gold", "ops")
 CATALOG_READ = ["glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables",
@@ -24,18 +24,13 @@ CATALOG_READ = ["glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:
 CATALOG_WRITE = ["glue:CreateDatabase", "glue:CreateTable", "glue:UpdateTable"]
 
 
-def _bucket_key(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key.strip("/")
-
-
 def _objects(uri: str) -> str:
-    bucket, key = _bucket_key(uri)
+    bucket, key = s3_parts(uri)
     return f"arn:aws:s3:::{bucket}/{key + '/' if key else ''}*"
 
 
 def _listing(uri: str) -> dict:
-    bucket, key = _bucket_key(uri)
+    bucket, key = s3_parts(uri)
     statement = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}
     if key:
         statement["Condition"] = {"StringLike": {"s3:prefix": [key, f"{key}/*"]}}
@@ -64,7 +59,7 @@ def _catalog(settings: Settings) -> dict:
 
 def _encryption_guards(settings: Settings, uris: list[str]) -> list[dict]:
     objects = sorted({_objects(u) for u in uris})
-    buckets = sorted({f"arn:aws:s3:::{_bucket_key(u)[0]}" for u in uris})
+    buckets = sorted({f"arn:aws:s3:::{s3_parts(u)[0]}" for u in uris})
     kms = settings.aws.kms_key_arn
     allowed = ["aws:kms", "aws:kms:dsse"] if kms else ["AES256", "aws:kms", "aws:kms:dsse"]
     guards = [
@@ -134,7 +129,7 @@ def dagster_policy(settings: Settings) -> dict:
         _catalog(settings),
         {"Sid": "BucketEncryption", "Effect": "Allow",
          "Action": ["s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration"],
-         "Resource": sorted({f"arn:aws:s3:::{_bucket_key(u)[0]}" for u in written})},
+         "Resource": sorted({f"arn:aws:s3:::{s3_parts(u)[0]}" for u in written})},
         *_kms(settings),
     ]
     if settings.landing_is_s3:

@@ -21,6 +21,12 @@ COMPUTES = ("local", "glue", "emr-serverless", "emr")  # where silver and gold s
 GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
 
 
+def s3_parts(uri: str) -> tuple[str, str]:
+    """s3://bucket/some/prefix -> ("bucket", "some/prefix")."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key.strip("/")
+
+
 class SettingsError(ValueError):
     """A setting has a value we cannot work with; the message says which and how to fix it."""
 
@@ -64,10 +70,6 @@ class Settings:
     ui_url: str = "http://127.0.0.1:3000"
     compute: str = "local"
     aws: AwsSettings = AwsSettings()
-
-    @property
-    def pipes_uri(self) -> str | None:
-        return self.aws.pipes_uri
 
     @property
     def landing_is_s3(self) -> bool:

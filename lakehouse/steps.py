@@ -229,11 +229,6 @@ def _tracked(ctx: StepContext, table: TableDef, where, props, column: str, new_d
     return {**props, AFFECTED + column: ",".join(affected)}, affected
 
 
-def scan(ctx: StepContext, table: TableDef, column: str, values: list[str]):
-    """Rows of `table` where the date `column` is in the contiguous days `values`, as a DataFrame."""
-    return frame(ctx, table, within(column, values))
-
-
 _COMPARISONS = {EqualTo: "__eq__", LessThan: "__lt__", LessThanOrEqual: "__le__", GreaterThan: "__gt__",
                 GreaterThanOrEqual: "__ge__"}
 
@@ -267,20 +262,20 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
     """
     ctx.ensure(table)
     paths = ctx.store.data_files(table.identifier, where)
-    types = {f.name: f.type for f in table.schema}
-    if paths is not None and paths and ctx.engine.can_read(paths):
+    if paths == []:
+        return _select(ctx.engine.read_parquet([], table.schema), columns)
+    if paths and ctx.engine.can_read(paths):
         df = ctx.engine.read_parquet(paths, table.schema)
-        F, _ = api(df)
-        condition = _condition(F, where, types)
+        condition = _condition(api(df)[0], where, {f.name: f.type for f in table.schema})
         if condition is not None:
             # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
             current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
-            df = df.select(*[c for c in df.columns if c in current]).filter(condition)
-            return df if columns == ("*",) else df.select(*columns)
-    if paths == []:
-        empty = ctx.engine.read_parquet([], table.schema)
-        return empty if columns == ("*",) else empty.select(*columns)
+            return _select(df.select(*[c for c in df.columns if c in current]).filter(condition), columns)
     return ctx.engine.from_arrow(ctx.store.read(table.identifier, where, tuple(columns)))
+
+
+def _select(df, columns):
+    return df if tuple(columns) == ("*",) else df.select(*columns)
 
 
 def _chunks(engine: Engine, df, schema: pa.Schema):
@@ -326,7 +321,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     target, asset = silver_table(source), f"silver/{source}"
     ctx.ensure(bronze_table(source), target, QUARANTINE)
     engine = ctx.engine
-    bronze = scan(ctx, bronze_table(source), INGEST_DATE, keys)
+    bronze = frame(ctx, bronze_table(source), within(INGEST_DATE, keys))
     previous = None
     if contract.history == SNAPSHOT:
         prior = frame(ctx, target, LessThan(INGEST_DATE, keys[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER))
@@ -431,7 +426,7 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
 def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     keys, asset = day_keys(days), "gold/fact_orders"
     ctx.ensure(FACT_ORDERS)
-    fact = ctx.engine.materialize(gold.fact_orders(scan(ctx, silver_table("orders"), INGEST_DATE, keys)))
+    fact = ctx.engine.materialize(gold.fact_orders(frame(ctx, silver_table("orders"), within(INGEST_DATE, keys))))
     F, _ = api(fact)
     counts_df = fact.groupBy(INGEST_DATE).agg(
         F.count(F.lit(1)).cast("bigint").alias("rows_in"),

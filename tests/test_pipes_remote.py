@@ -256,17 +256,6 @@ def test_a_silver_step_runs_on_glue_through_pipes_and_reports_back(lakehouse_env
     assert_reported_back(store, *materialize(lakehouse_env, compute, ["silver/customers"]))
 
 
-def test_a_failed_glue_step_fails_the_dagster_step_with_the_remote_error(lakehouse_env, s3_bucket, tmp_path):
-    load_day(lakehouse_env)
-    compute = remote_compute("glue", StandInGlue, s3_bucket, tmp_path, lakehouse_env, engine="duckdb",
-                             extra_env=strict_quality(tmp_path))
-    result, events, records = materialize(lakehouse_env, compute, ["silver/customers"])
-    assert not result.success and not records
-    text = failure_text(events)
-    assert "glue job for silver customers" in text and "blocking check(s) failed" in text
-    assert "quarantine_share" in text
-
-
 def test_a_silver_step_runs_on_emr_serverless_under_spark_submit(lakehouse_env, s3_bucket, tmp_path):
     store = load_day(lakehouse_env)
     compute = remote_compute("emr-serverless", StandInEMRServerless, s3_bucket, tmp_path, lakehouse_env,
@@ -318,15 +307,17 @@ def test_a_silver_step_runs_on_its_own_emr_cluster(lakehouse_env, s3_bucket, tmp
     assert any(k.startswith("dagster/") for k in tags)  # the run that launched it
 
 
-def test_a_failed_emr_step_fails_the_dagster_step_with_the_scripts_error(lakehouse_env, s3_bucket, tmp_path):
-    """EMR itself only says the cluster ended with errors; the message carries the script's exception."""
+@pytest.mark.parametrize("kind, client", [("glue", StandInGlue), ("emr", StandInEMR)])
+def test_a_failed_remote_step_fails_the_dagster_step_with_the_scripts_error(lakehouse_env, s3_bucket, tmp_path,
+                                                                           kind, client):
+    """The services only say the job or cluster failed; the message carries the script's exception."""
     load_day(lakehouse_env)
-    compute = remote_compute("emr", StandInEMR, s3_bucket, tmp_path, lakehouse_env, engine="duckdb",
+    compute = remote_compute(kind, client, s3_bucket, tmp_path, lakehouse_env, engine="duckdb",
                              extra_env=strict_quality(tmp_path))
     result, events, records = materialize(lakehouse_env, compute, ["silver/customers"])
     assert not result.success and not records
     text = failure_text(events)
-    assert "emr job for silver customers" in text and "blocking check(s) failed" in text
+    assert f"{kind} job for silver customers" in text and "blocking check(s) failed" in text
     assert "quarantine_share" in text
 
 

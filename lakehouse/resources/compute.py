@@ -28,7 +28,7 @@ from dagster_aws.pipes import (
     PipesS3MessageReader,
 )
 
-from lakehouse.settings import AwsSettings
+from lakehouse.settings import AwsSettings, s3_parts
 
 LOCAL, GLUE, EMR_SERVERLESS, EMR = "local", "glue", "emr-serverless", "emr"
 ENTRY_SCRIPT = "run_step.py"  # `lakehouse deploy` uploads lakehouse/jobs/run_step.py under this name
@@ -52,7 +52,7 @@ class Compute:
         """Local, or the cluster LAKEHOUSE_COMPUTE names, reading the same Glue catalog and warehouse."""
         if settings.compute == LOCAL:
             return cls()
-        bucket, _, prefix = settings.aws.pipes_uri[len("s3://"):].partition("/")
+        bucket, prefix = s3_parts(settings.aws.pipes_uri)
         remote = {"LAKEHOUSE_PROFILE": settings.profile, "LAKEHOUSE_WAREHOUSE_URI": settings.warehouse_uri,
                   "LAKEHOUSE_START_DATE": settings.start_date.isoformat(), "LAKEHOUSE_ENGINE": "spark",
                   "LAKEHOUSE_HOME": "/tmp/lakehouse"}
@@ -121,7 +121,7 @@ class Compute:
         from botocore.exceptions import ClientError
 
         uri = self._artifact(ENTRY_SCRIPT)
-        bucket, key = uri[len("s3://"):].split("/", 1)
+        bucket, key = s3_parts(uri)
         try:
             s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:

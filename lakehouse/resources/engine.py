@@ -112,8 +112,11 @@ def to_arrow(df) -> pa.Table:
     if _is_sqlframe(df):
         return df.toArrow()
     batches = df._collect_as_arrow()
-    if batches:
-        return pa.Table.from_batches(batches)
+    return pa.Table.from_batches(batches) if batches else _empty(df)
+
+
+def _empty(df) -> pa.Table:
+    """A Spark DataFrame's schema as an empty Arrow table."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(df.schema).empty_table()
@@ -126,28 +129,30 @@ def _spark_chunks(df, rows: int):
     (`mapInArrow`), so the driver receives Arrow, not Python Row objects, and keeps only
     the partition it is reading.
     """
-    from pyspark.sql.pandas.types import to_arrow_schema
+    def blob(batches) -> pa.RecordBatch:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batches[0].schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        return pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
 
     def to_ipc(batches):
         buffered, count = [], 0
-        for batch in itertools.chain(batches, [None]):
-            if batch is not None and batch.num_rows:
-                buffered.append(batch)
-                count += batch.num_rows
-            if buffered and (batch is None or count >= rows):
-                sink = pa.BufferOutputStream()
-                with pa.ipc.new_stream(sink, buffered[0].schema) as writer:
-                    for b in buffered:
-                        writer.write_batch(b)
-                yield pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
+        for batch in batches:
+            buffered.append(batch)
+            count += batch.num_rows
+            if count >= rows:
+                yield blob(buffered)
                 buffered, count = [], 0
+        if buffered:
+            yield blob(buffered)
 
     produced = False
     for row in df.mapInArrow(to_ipc, "ipc binary").toLocalIterator(prefetchPartitions=True):
         produced = True
         yield pa.ipc.open_stream(row.ipc).read_all()
     if not produced:
-        yield to_arrow_schema(df.schema).empty_table()
+        yield _empty(df)
 
 
 class Engine:
