@@ -134,6 +134,26 @@ def cmd_policy(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_lineage(settings: Settings, args) -> int:
+    from lakehouse import lineage
+
+    if args.write:
+        tables = lineage.write()
+        print(f"Stored the column lineage of {len(tables)} tables in {lineage.STORED}")
+        return 0
+    tables = lineage.current()
+    if args.table and args.table not in tables:
+        print(f"lakehouse lineage: no lineage for {args.table!r}; tables: {', '.join(sorted(tables))}",
+              file=sys.stderr)
+        return 2
+    for table, columns in tables.items():
+        if args.table in (None, table):
+            print(table)
+            for column, deps in columns.items():
+                print(f"  {column} <- {', '.join(f'{t}.{c}' for t, c in deps) or '(computed from no column)'}")
+    return 0
+
+
 def _profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("local", "aws"), help="overrides LAKEHOUSE_PROFILE")
 
@@ -186,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--as-of", help="time travel: a snapshot id (as a materialization's metadata shows) or an "
                                     "ISO time such as 2026-03-02T10:00:00Z")
     query.set_defaults(func=cmd_query)
+    lineage = sub.add_parser(
+        "lineage", help="which input columns every silver and gold column is computed from",
+        description="Column lineage, derived from the transforms (the UI shows it as dagster/column_lineage).")
+    lineage.add_argument("table", nargs="?", help="one table, e.g. gold.mart_daily_sales (default: all)")
+    lineage.add_argument("--write", action="store_true",
+                         help="derive it again and store it in lakehouse/column_lineage.json")
+    lineage.set_defaults(func=cmd_lineage)
     deploy = sub.add_parser(
         "deploy", help="upload the wheel and entry script, create or update the Glue job (idempotent)",
         description="Compare what the Spark jobs need on AWS with what exists, and with --apply make the "

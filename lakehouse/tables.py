@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from lakehouse.contracts import CONTRACTS
-from lakehouse.transforms.bronze import INGEST_DATE, bronze_schema
+from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
+from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, SOURCE_FILE, bronze_schema
 from lakehouse.transforms.gold import EVENT_COUNTS
 from lakehouse.transforms.silver import silver_columns
 
@@ -64,12 +65,24 @@ def _table(identifier: str, spec: list[tuple[str, str, str]], partition_by, desc
     return TableDef(identifier, schema, tuple(partition_by), description, descriptions)
 
 
+BRONZE_LINEAGE = (
+    (SOURCE_FILE, "Landing key of the file the row came from."),
+    (INGEST_DATE, "Ingest date (Dagster partition) the file landed on."),
+    (INGESTED_AT, "When bronze read the file."),
+    (ROW_NUMBER, "Position of the record in its file, from 1."),
+    (PARSE_ERROR, "Why the record could not be parsed (the row is kept; silver quarantines it)."),
+    (RAW_RECORD, "The record's text as landed, when it could not be parsed."),
+)
+
+
 def bronze_table(source: str) -> TableDef:
+    contract = CONTRACTS[source]
     return TableDef(
         f"bronze.{source}",
-        bronze_schema(CONTRACTS[source]),
+        bronze_schema(contract),
         ((INGEST_DATE, "day"),),
         f"Landed {source} files as strings, with lineage columns.",
+        tuple((c.name, f"{c.description} (as landed, a string)") for c in contract.columns) + BRONZE_LINEAGE,
     )
 
 

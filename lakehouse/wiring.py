@@ -8,6 +8,7 @@ import dagster as dg
 
 from lakehouse.assets.bronze import build_bronze_assets
 from lakehouse.assets.gold import gold_assets
+from lakehouse.assets.ops import ops_specs
 from lakehouse.assets.raw import raw_specs
 from lakehouse.assets.silver import silver_assets
 from lakehouse.iceberg import table_location
@@ -52,9 +53,10 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
         selection=dg.AssetSelection.assets(*snapshot_keys()),
         description="One day's customer and product snapshots through bronze and silver.",
     )
+    checked = [key for asset in [*daily, *dimensions] for key in asset.keys]
     return dg.Definitions(
         assets=dg.with_source_code_references(_located(
-            [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions], settings)),
+            [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions, *ops_specs(checked)], settings)),
         jobs=[
             dg.define_asset_job(
                 DAILY_JOB,

@@ -54,14 +54,25 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
         assert node.metadata["dagster/uri"] == store.load(identifier).location()  # where the table really is
         references = node.metadata["dagster/code_references"].code_references
         assert references and all(Path(r.file_path).is_file() for r in references), child
+        schema = node.metadata["dagster/column_schema"]
+        assert schema.columns and all(c.description for c in schema.columns), child
         if child.startswith(("silver", "gold")):
             assert "duckdb" in node.kinds
-            schema = node.metadata["dagster/column_schema"]
-            assert schema.columns and all(c.description for c in schema.columns if not c.name.startswith("_"))
+            lineage = node.metadata["dagster/column_lineage"].deps_by_column
+            assert set(lineage) == {c.name for c in schema.columns}, child
+            assert {d.asset_key for deps in lineage.values() for d in deps} == node.parent_keys, child
         assert (node.partitions_def is None) == child.startswith("gold/dim_"), child
     for source in SOURCES:
         assert graph.get(key(f"raw/{source}")).is_external
         assert graph.get(key(f"raw/{source}")).metadata["dagster/uri"].startswith(lakehouse_env.landing_uri)
+    checked = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    ops = {"ops/ingestion_log": {f"raw/{s}" for s in SOURCES}, "bronze/rejected_files": {f"raw/{s}" for s in SOURCES},
+           "silver/quarantine": {f"bronze/{s}" for s in SOURCES}}
+    for name, parents in {**ops, "ops/dq_results": {k.to_user_string() for k in checked}}.items():
+        node = graph.get(key(name))
+        assert node.is_external and node.group_name == "ops" and node.parent_keys == {key(p) for p in parents}
+        assert node.metadata["dagster/uri"].endswith(name.replace("/", "/" if lakehouse_env.profile == "local" else ".db/"))
+        assert node.metadata["dagster/column_schema"].columns and node.description
     daily = defs.resolve_job_def(DAILY_JOB)
     assert len(daily.nodes) == 1 + 4 + 3  # one subsettable bronze step for the four sources
     assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == {"gold__dim_customer", "gold__dim_product"}

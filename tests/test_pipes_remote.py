@@ -231,7 +231,10 @@ def assert_reported_back(store, result, events, records):
     meta = record.asset_materialization.metadata
     assert meta["dagster/row_count"].value == silver.num_rows
     assert int(meta["snapshot_id"].value) == store.load("silver.customers").current_snapshot().snapshot_id
-    assert meta["columns"].value["customer_id"] == "string"
+    columns = {c.name: c for c in meta["dagster/column_schema"].value.columns}
+    assert columns["customer_id"].type == "string" and columns["customer_id"].description
+    lineage = meta["dagster/column_lineage"].value.deps_by_column
+    assert [(d.asset_key, d.column_name) for d in lineage["region"]] == [(dg.AssetKey(["bronze", "customers"]), "region")]
     assert f"lakehouse query --as-of {meta['snapshot_id'].value}" in meta["time_travel"].value
     checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert {c.check_name for c in checks} >= {"accounting", "keys_unique", "rule__customer_id_required"}

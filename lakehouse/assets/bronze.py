@@ -4,7 +4,7 @@ import dagster as dg
 
 from lakehouse.assets.automation import RANGE_IN_ONE_RUN
 from lakehouse.assets.checks import audit_events, check_specs
-from lakehouse.assets.metadata import time_travel
+from lakehouse.assets.metadata import table_metadata, time_travel
 from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
@@ -14,10 +14,11 @@ from lakehouse.tables import bronze_table
 
 
 def _column_schema(load: BronzeLoad, contract: SourceContract) -> dg.TableSchema:
-    described = {c.name: c.description for c in contract.columns}
+    """The batch's columns: the contract's, any that arrived beyond it, then lineage."""
+    table = bronze_table(contract.name)
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(f.name, str(f.type), description=described.get(f.name, ""))
+            dg.TableColumn(f.name, str(f.type), description=table.describe(f.name) or "Arrived beyond the contract.")
             for f in load.batch.schema
         ]
     )
@@ -64,7 +65,7 @@ def _spec(contract: SourceContract, partitions: dg.PartitionsDefinition) -> dg.A
             "headers canonicalised, lineage columns added. Unreadable files go to "
             "bronze.rejected_files; every file is logged in ops.ingestion_log."
         ),
-        metadata={"dagster/table_name": f"lakehouse.bronze.{source}"},
+        metadata=table_metadata(bronze_table(source)),
     )
 
 

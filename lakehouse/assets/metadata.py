@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
+from lakehouse import lineage
 from lakehouse.tables import TableDef
 
 
@@ -16,11 +17,22 @@ def column_schema(table: TableDef, schema: pa.Schema | None = None) -> dg.TableS
     )
 
 
+def column_lineage(table: TableDef) -> dict:
+    """`dagster/column_lineage`: each column's input columns, as derived from the transforms."""
+    deps = lineage.of(table.identifier)
+    if not deps:
+        return {}
+    return {"dagster/column_lineage": dg.TableColumnLineage(deps_by_column={
+        column: [dg.TableColumnDep(asset_key=dg.AssetKey(t.split(".")), column_name=c) for t, c in inputs]
+        for column, inputs in deps.items()})}
+
+
 def table_metadata(table: TableDef) -> dict:
-    """Definition-time metadata: where the table is and what it holds."""
+    """Definition-time metadata: where the table is, what it holds and where its columns come from."""
     return {
         "dagster/table_name": f"lakehouse.{table.identifier}",
         "dagster/column_schema": column_schema(table),
+        **column_lineage(table),
         "iceberg/partition_spec": ", ".join(f"{t}({c})" for c, t in table.partition_by) or "unpartitioned",
     }
 
@@ -42,6 +54,7 @@ def step_metadata(result) -> dict:
         "dagster/row_count": written,
         "dagster/table_name": f"lakehouse.{result.table.identifier}",
         "dagster/column_schema": column_schema(result.table),
+        **column_lineage(result.table),
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
         **time_travel(result.table.identifier, result.snapshot_id),
     }

@@ -27,13 +27,22 @@ from dagster_pipes import (
 )
 
 def pipes_metadata(result) -> dict:
-    """The step's metadata as plain values (Pipes carries JSON): counts, snapshot, schema, days."""
+    """The step's metadata as plain values (Pipes carries JSON): counts, snapshot, schema, lineage, days."""
+    from lakehouse import lineage
+
+    table = result.table
     meta: dict = {
         "dagster/row_count": int(result.counts.get("silver", result.counts.get("rows_out", 0))),
-        "dagster/table_name": f"lakehouse.{result.table.identifier}",
+        "dagster/table_name": f"lakehouse.{table.identifier}",
+        "dagster/column_schema": {"type": "table_schema", "raw_value": {"columns": [
+            {"name": f.name, "type": str(f.type), "description": table.describe(f.name)} for f in table.schema]}},
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
-        "columns": _json({f.name: str(f.type) for f in result.table.schema}),
     }
+    deps = lineage.of(table.identifier)
+    if deps:
+        meta["dagster/column_lineage"] = {"type": "table_column_lineage", "raw_value": {"deps_by_column": {
+            column: [{"asset_key": t.split("."), "column_name": c} for t, c in inputs]
+            for column, inputs in deps.items()}}}
     meta.update({name.replace(":", "/"): int(n) for name, n in result.counts.items()})
     if result.snapshot_id:
         meta["time_travel"] = {"raw_value": f'lakehouse query --as-of {result.snapshot_id} '

@@ -1,0 +1,184 @@
+"""Column lineage of the silver and gold tables, derived from the transforms themselves.
+
+Each transform is built as its step builds it, over empty tables in an in-memory
+DuckDB through sqlframe, and sqlglot's lineage walks the SQL it compiles to back to
+the input tables' columns: nothing is written per column, so a changed transform or
+contract changes the lineage with it.
+
+Deriving takes seconds (sqlframe copies expression trees on every operation), too
+slow for every load of the code location. The result is stored beside this module in
+`column_lineage.json` with a digest of the code it came from; a load whose code has
+a different digest derives it again and says so. `lakehouse lineage --write`
+refreshes the file, and a test fails while it is stale.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+
+from lakehouse.contracts import CONTRACTS
+
+STORED = Path(__file__).with_name("column_lineage.json")
+# The code the lineage depends on; any change to it means the stored lineage may be stale.
+_SOURCES = ("lineage.py", "tables.py", "contracts/*.py", "transforms/*.py")
+
+# table identifier -> output column -> [(input table identifier, input column)]
+Lineage = dict[str, dict[str, list[tuple[str, str]]]]
+
+
+def code_digest() -> str:
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in _SOURCES for p in root.glob(pattern)):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _row_keys(identifier: str) -> tuple[str, ...]:
+    """Columns that identify a row of an input table: what a count of its rows depends on."""
+    name = identifier.split(".")[1]
+    source = {"fact_orders": "orders", "dim_customer": "customers", "dim_product": "products"}.get(name, name)
+    return CONTRACTS[source].keys if source in CONTRACTS else ()
+
+
+def _plans(session) -> dict[str, object]:
+    """Every silver and gold table's DataFrame, built from its inputs as the steps build it."""
+    from lakehouse.transforms import gold
+    from lakehouse.transforms.bronze import INGEST_DATE
+    from lakehouse.transforms.silver import ROW_HASH, ROW_NUMBER, SNAPSHOT, classify, latest_versions, silver_rows
+
+    table = session.table
+    plans = {}
+    for source, contract in CONTRACTS.items():
+        previous = None
+        if contract.history == SNAPSHOT:
+            previous = latest_versions(
+                table(f"silver.{source}").select(*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER), contract.keys)
+        lookups = {lk.source: table(f"silver.{lk.source}").select(lk.key, *lk.bring, INGEST_DATE, ROW_NUMBER)
+                   for lk in contract.lookups}
+        plans[f"silver.{source}"] = silver_rows(classify(table(f"bronze.{source}"), contract, previous, lookups),
+                                                contract)
+    plans["gold.fact_orders"] = gold.fact_orders(table("silver.orders"))
+    plans["gold.mart_daily_sales"] = gold.daily_sales(table("gold.fact_orders").drop(INGEST_DATE))
+    plans["gold.mart_customer_activity"] = gold.customer_activity(table("silver.events"), table("gold.fact_orders"))
+    plans["gold.dim_customer"] = gold.dimension(table("silver.customers"), "customers")
+    plans["gold.dim_product"] = gold.dimension(table("silver.products"), "products")
+    return plans
+
+
+def _input_tables():
+    from lakehouse.tables import FACT_ORDERS, bronze_table, silver_table
+
+    return [*(bronze_table(s) for s in CONTRACTS), *(silver_table(s) for s in CONTRACTS), FACT_ORDERS]
+
+
+def derive() -> Lineage:
+    """Lineage of every silver and gold table, from its transform's compiled SQL."""
+    import duckdb
+    import pyarrow as pa
+    from sqlframe.duckdb import DuckDBSession
+    from sqlglot.lineage import lineage
+
+    conn = duckdb.connect()
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for t in _input_tables():
+        namespace, name = t.identifier.split(".")
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
+        conn.register("empty", pa.Table.from_pylist([], schema=t.schema))
+        conn.execute(f'CREATE TABLE "{namespace}"."{name}" AS SELECT * FROM empty')
+        conn.unregister("empty")
+        schema.setdefault(namespace, {})[name] = {f.name: "VARCHAR" for f in t.schema}
+    session = DuckDBSession(conn=conn)
+    try:
+        out: Lineage = {}
+        for identifier, df in _plans(session).items():
+            nodes = lineage(None, df.sql(dialect="duckdb", optimize=False), schema=schema, dialect="duckdb")
+            out[identifier] = {column: _deps(node) for column, node in nodes.items()}
+        return out
+    finally:
+        conn.close()
+
+
+def _deps(node) -> list[tuple[str, str]]:
+    """The input columns one output column is computed from.
+
+    A column computed from no input column (a count of rows) depends on the rows of the
+    tables it counts: their key columns.
+    """
+    from sqlglot import exp
+
+    found: set[tuple[str, str]] = set()
+    counted: set[str] = set()
+    for leaf in node.walk():
+        if leaf.downstream:
+            continue
+        if isinstance(leaf.source, exp.Table) and leaf.source.db:
+            found.add((f"{leaf.source.db}.{leaf.source.name}", leaf.name.split(".")[-1].strip('"')))
+        elif isinstance(leaf.source, exp.Query) and leaf.expression.find(exp.Count):
+            counted.update(_base_tables(leaf.source, node.source))
+    if not found:
+        found = {(t, key) for t in counted for key in _row_keys(t)}
+    return sorted(found)
+
+
+def _base_tables(query, root) -> set[str]:
+    """The stored tables a query reads, through the CTEs of the whole statement `root`."""
+    from sqlglot import exp
+
+    ctes = {cte.alias: cte.this for cte in root.find_all(exp.CTE)}
+    tables: set[str] = set()
+    pending, seen = [query], set()
+    while pending:
+        current = pending.pop()
+        from_ = current.args.get("from_") or current.args.get("from")
+        for t in (from_.find_all(exp.Table) if from_ else ()):
+            if t.db:
+                tables.add(f"{t.db}.{t.name}")
+            elif t.name in ctes and t.name not in seen:
+                seen.add(t.name)
+                pending.append(ctes[t.name])
+    return tables
+
+
+def write(path: Path = STORED) -> Lineage:
+    derived = derive()
+    tables = {t: {c: [f"{table}.{column}" for table, column in deps] for c, deps in cols.items()}
+              for t, cols in sorted(derived.items())}
+    path.write_text(json.dumps({"digest": code_digest(), "tables": tables}, indent=1) + "\n")
+    return derived
+
+
+def read(path: Path = STORED) -> tuple[str | None, Lineage]:
+    """(digest, lineage) as stored; (None, {}) when there is no stored file."""
+    if not path.exists():
+        return None, {}
+    document = json.loads(path.read_text())
+    tables = {t: {c: [tuple(dep.rsplit(".", 1)) for dep in deps] for c, deps in cols.items()}
+              for t, cols in document["tables"].items()}
+    return document["digest"], tables
+
+
+@functools.lru_cache(maxsize=2)
+def current(path: Path = STORED) -> Lineage:
+    """The lineage of the code as it is: stored when up to date, else derived now (with a warning)."""
+    digest, stored = read(path)
+    if digest == code_digest():
+        return stored
+    started = time.perf_counter()
+    derived = derive()
+    warnings.warn(
+        f"{path.name} is {'out of date with the transforms' if digest else 'missing'}, so column lineage "
+        f"was derived at load ({time.perf_counter() - started:.1f}s); run `lakehouse lineage --write` to store it.",
+        stacklevel=2,
+    )
+    return derived
+
+
+def of(identifier: str) -> dict[str, list[tuple[str, str]]]:
+    """Output column -> input (table, column) pairs of one table; empty for tables nothing derives."""
+    return current().get(identifier, {})
