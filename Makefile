@@ -25,6 +25,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local,test]'
 	touch $@ $(VENV)/.installed
 
+# The UI test drives Debian's Chromium (Playwright's own browser download needs the internet).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
@@ -33,7 +40,7 @@ run: install
 
 # Two workers, each test file on one worker (module fixtures are built once); -n 0 for one process.
 PYTEST_WORKERS ?= 2
-test: install-test
+test: install-test $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install-test
@@ -42,9 +49,9 @@ bench: install-test
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/spark_output.py
 
+# The UI and daemon on 127.0.0.1:3000 (LAKEHOUSE_UI_URL); an instance with no runs gets the demo first.
 ui: install
-	@$(BIN)/python -c 'from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; prepare_instance(load_settings())'
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/lakehouse ui
 
 clean:
 	rm -rf $(LAKEHOUSE_HOME)

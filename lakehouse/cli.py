@@ -154,6 +154,30 @@ def cmd_lineage(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_ui(settings: Settings, args) -> int:
+    """The Dagster UI and daemon over the instance; on an instance with no runs, the demo first."""
+    from urllib.parse import urlsplit
+
+    from lakehouse.runner import open_instance, prepare_instance
+
+    instance = open_instance(settings)
+    empty = not instance.get_runs(limit=1)
+    instance.dispose()
+    if empty and not args.no_demo:
+        print(f"No runs in {settings.dagster_home} yet: running the demo first, so the UI has history to show.",
+              flush=True)
+        code = cmd_demo(settings, args)
+        if code:
+            return code
+    url = urlsplit(settings.ui_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 3000
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    print(f"Dagster UI on {settings.ui_url} (LAKEHOUSE_UI_URL); Ctrl-C stops it and the daemon.", flush=True)
+    # exec: Ctrl-C and a service manager's signals reach `dagster dev`, which stops its children.
+    os.execv(dagster, [dagster, "dev", "-w", str(prepare_instance(settings)), "-h", host, "-p", str(port)])
+    return 0
+
+
 def _profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("local", "aws"), help="overrides LAKEHOUSE_PROFILE")
 
@@ -206,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--as-of", help="time travel: a snapshot id (as a materialization's metadata shows) or an "
                                     "ISO time such as 2026-03-02T10:00:00Z")
     query.set_defaults(func=cmd_query)
+    ui = sub.add_parser(
+        "ui", help="start the Dagster UI and daemon on LAKEHOUSE_UI_URL (the demo first on an empty instance)",
+        description="Run `dagster dev` (webserver and daemon) over DAGSTER_HOME at the host and port of "
+                    "LAKEHOUSE_UI_URL. When the instance has no runs yet, run the demo first (the options "
+                    "below shape it), so lineage, checks and materializations have something to show.")
+    _generate_args(ui)
+    _run_args(ui)
+    ui.add_argument("--no-demo", action="store_true", help="start on an empty instance as it is")
+    ui.set_defaults(func=cmd_ui)
     lineage = sub.add_parser(
         "lineage", help="which input columns every silver and gold column is computed from",
         description="Column lineage, derived from the transforms (the UI shows it as dagster/column_lineage).")

@@ -103,6 +103,17 @@ REJECTED_FILES = TableDef(
     ),
     (("ingest_date", "month"),),
     "Landed files that could not be read at all, with the reason.",
+    (
+        ("source", "Source the file landed for."),
+        ("key", "Landing key of the file."),
+        ("ingest_date", "Ingest date (Dagster partition) of the file."),
+        ("etag", "The object's ETag when it was read."),
+        ("size", "Size in bytes."),
+        ("last_modified", "When the object was last written."),
+        ("reason", "Why it could not be read, e.g. not gzip, or not CSV, JSON or Parquet."),
+        ("run_id", "Dagster run that read it."),
+        ("rejected_at", "When it was rejected."),
+    ),
 )
 
 INGESTION_LOG = TableDef(
@@ -127,6 +138,22 @@ INGESTION_LOG = TableDef(
     ),
     (("ingest_date", "month"),),
     "One row per landed file and what became of it.",
+    (
+        ("source", "Source the file landed for."),
+        ("key", "Landing key of the file."),
+        ("etag", "The object's ETag: a new version of the same key is a new row."),
+        ("size", "Size in bytes."),
+        ("last_modified", "When the object was last written."),
+        ("ingest_date", "Ingest date (Dagster partition) of the file."),
+        ("first_seen", "When the landing sensor first saw this version."),
+        ("status", "LANDED (seen, not loaded yet), INGESTED, REJECTED, SUPERSEDED (re-uploaded) or REMOVED."),
+        ("run_id", "Dagster run that loaded it."),
+        ("rows", "Rows read into bronze."),
+        ("malformed_rows", "Records that did not parse (kept in bronze, quarantined in silver)."),
+        ("format", "The format it was read as."),
+        ("reason", "Why it was rejected, when it was."),
+        ("processed_at", "When bronze processed it."),
+    ),
 )
 
 
@@ -164,8 +191,16 @@ QUARANTINE = TableDef(
     (("source", "identity"), ("ingest_date", "month")),
     "Bronze rows that broke a quarantine rule: where they came from, every rule broken, the values as landed.",
     (
+        ("source", "Source the row came from."),
+        ("ingest_date", "Ingest date (Dagster partition) of the row."),
+        ("source_file", "Landing key of the file the row came from."),
+        ("row_number", "Position of the record in its file, from 1."),
         ("rules", "Every quarantine rule the row broke, e.g. qty.out_of_range."),
+        ("parse_error", "Why the record could not be parsed, when it could not."),
+        ("raw_record", "The record's text as landed, when it could not be parsed."),
         ("original", "The row's values as landed in bronze, as a JSON object."),
+        ("run_id", "Dagster run that quarantined it."),
+        ("quarantined_at", "When it was quarantined."),
     ),
 )
 
@@ -243,4 +278,19 @@ DQ_RESULTS = TableDef(
     ),
     (("evaluated_at", "month"),),
     "One row per check evaluation: asset, partition, check, result, observed value and threshold.",
+    (
+        ("asset", "Asset the check is on, e.g. silver/orders."),
+        ("partition", "Ingest date it was evaluated for (empty for the dimensions)."),
+        ("check_name", "The check, as the UI names it."),
+        ("passed", "Whether it passed."),
+        ("severity", "ERROR (blocks publishing) or WARN."),
+        ("observed", "The value measured."),
+        ("threshold", "The limit it was held to, where there is one."),
+        ("message", "What was found, in words."),
+        ("published", "Whether the write it audited was published to main."),
+        ("branch", "The audit branch the write was staged on."),
+        ("snapshot_id", "The staged snapshot the check read."),
+        ("run_id", "Dagster run that evaluated it."),
+        ("evaluated_at", "When it was evaluated."),
+    ),
 )

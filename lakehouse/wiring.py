@@ -53,10 +53,9 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
         selection=dg.AssetSelection.assets(*snapshot_keys()),
         description="One day's customer and product snapshots through bronze and silver.",
     )
-    checked = [key for asset in [*daily, *dimensions] for key in asset.keys]
     return dg.Definitions(
         assets=dg.with_source_code_references(_located(
-            [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions, *ops_specs(checked)], settings)),
+            [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions, *ops_specs()], settings)),
         jobs=[
             dg.define_asset_job(
                 DAILY_JOB,

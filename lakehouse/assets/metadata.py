@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import ModuleType
+
 import dagster as dg
 import pyarrow as pa
 
@@ -15,6 +18,15 @@ def column_schema(table: TableDef, schema: pa.Schema | None = None) -> dg.TableS
     return dg.TableSchema(
         columns=[dg.TableColumn(f.name, str(f.type), description=table.describe(f.name)) for f in schema]
     )
+
+
+def code_reference(module: ModuleType, text: str, label: str) -> dict:
+    """`dagster/code_references` to the line of `module` holding `text`: for assets with no
+    function of their own (raw landing prefixes, ops tables), the UI links to what defines them."""
+    path = Path(module.__file__)
+    line = next(n for n, source in enumerate(path.read_text().splitlines(), 1) if text in source)
+    return {"dagster/code_references": dg.CodeReferencesMetadataValue(
+        code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=line, label=label)])}
 
 
 def column_lineage(table: TableDef) -> dict:

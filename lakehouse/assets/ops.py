@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse.assets.metadata import table_metadata
+from lakehouse import tables
+from lakehouse.assets.metadata import code_reference, table_metadata
 from lakehouse.contracts import CONTRACTS
 from lakehouse.tables import DQ_RESULTS, INGESTION_LOG, QUARANTINE, REJECTED_FILES, TableDef
 
@@ -26,17 +27,18 @@ def _spec(table: TableDef, deps: list[dg.AssetKey], written_by: str) -> dg.Asset
         owners=[OWNER],
         description=f"{table.description} Written by {written_by}; query it with "
                     f"`lakehouse query \"select * from {table.identifier}\"`.",
-        metadata=table_metadata(table),
+        metadata={**table_metadata(table), **code_reference(tables, f'"{table.identifier}"', "table definition")},
     )
 
 
-def ops_specs(checked: list[dg.AssetKey]) -> list[dg.AssetSpec]:
-    """The ops tables; `checked`: the assets whose check results go to ops.dq_results."""
+def ops_specs() -> list[dg.AssetSpec]:
+    """The ops tables. ops.dq_results has no edges: its rows are check results of every
+    asset, not data derived from them, and edges to all of them would hide the graph."""
     raw = [dg.AssetKey(["raw", s]) for s in CONTRACTS]
     bronze = [dg.AssetKey(["bronze", s]) for s in CONTRACTS]
     return [
         _spec(INGESTION_LOG, raw, "the landing sensor (pending) and bronze (what became of each file)"),
         _spec(REJECTED_FILES, raw, "bronze, for files that could not be read at all"),
         _spec(QUARANTINE, bronze, "silver, for rows that broke a quarantine rule"),
-        _spec(DQ_RESULTS, sorted(checked, key=lambda k: k.to_user_string()), "every audited write, published or not"),
+        _spec(DQ_RESULTS, [], "every audited write of bronze, silver and gold, published or not"),
     ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse.contracts import CONTRACTS
+from lakehouse.assets.metadata import code_reference
+from lakehouse.contracts import CONTRACTS, retail
 from lakehouse.layout import source_prefix
 
 
@@ -25,7 +26,8 @@ def raw_specs(landing_uri: str, partitions: dg.PartitionsDefinition) -> list[dg.
                 group_name="raw",
                 kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},
                 owners=[contract.owner],
-                metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>"},
+                metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>",
+                          **code_reference(retail, f'name="{contract.name}"', "contract")},
             )
         )
     return specs
