@@ -170,9 +170,11 @@ def cmd_ui(settings: Settings, args) -> int:
         if code:
             return code
     url = urlsplit(settings.ui_url)
-    host, port = url.hostname or "127.0.0.1", url.port or 3000
+    host = args.host or url.hostname or "127.0.0.1"
+    port = args.port or url.port or (443 if url.scheme == "https" else 80)
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    print(f"Dagster UI on {settings.ui_url} (LAKEHOUSE_UI_URL); Ctrl-C stops it and the daemon.", flush=True)
+    print(f"Dagster UI on http://{host}:{port} (LAKEHOUSE_UI_URL, or --host/--port); Ctrl-C stops it and the daemon.",
+          flush=True)
     # exec: Ctrl-C and a service manager's signals reach `dagster dev`, which stops its children.
     os.execv(dagster, [dagster, "dev", "-w", str(prepare_instance(settings)), "-h", host, "-p", str(port)])
     return 0
@@ -238,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     _generate_args(ui)
     _run_args(ui)
     ui.add_argument("--no-demo", action="store_true", help="start on an empty instance as it is")
+    ui.add_argument("--host", help="address to serve on (default: the host of LAKEHOUSE_UI_URL)")
+    ui.add_argument("--port", type=_positive_int, help="port to serve on (default: the port of LAKEHOUSE_UI_URL)")
     ui.set_defaults(func=cmd_ui)
     lineage = sub.add_parser(
         "lineage", help="which input columns every silver and gold column is computed from",

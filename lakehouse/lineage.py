@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -78,6 +80,18 @@ def _input_tables():
 
 
 def derive() -> Lineage:
+    """Lineage of every silver and gold table, derived in a process of its own.
+
+    sqlframe's DuckDB session is one per process: deriving here would take over the
+    connection of the engine's session (and the catalog it knows) in a process that runs steps.
+    """
+    done = subprocess.run([sys.executable, "-m", "lakehouse.lineage"], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"deriving the column lineage failed:\n{done.stderr[-3000:]}")
+    return _decode(json.loads(done.stdout))
+
+
+def _derive_here() -> Lineage:
     """Lineage of every silver and gold table, from its transform's compiled SQL."""
     import duckdb
     import pyarrow as pa
@@ -145,11 +159,19 @@ def _base_tables(query, root) -> set[str]:
     return tables
 
 
+def _encode(lineage: Lineage) -> dict:
+    return {t: {c: [f"{table}.{column}" for table, column in deps] for c, deps in cols.items()}
+            for t, cols in sorted(lineage.items())}
+
+
+def _decode(tables: dict) -> Lineage:
+    return {t: {c: [tuple(dep.rsplit(".", 1)) for dep in deps] for c, deps in cols.items()}
+            for t, cols in tables.items()}
+
+
 def write(path: Path = STORED) -> Lineage:
     derived = derive()
-    tables = {t: {c: [f"{table}.{column}" for table, column in deps] for c, deps in cols.items()}
-              for t, cols in sorted(derived.items())}
-    path.write_text(json.dumps({"digest": code_digest(), "tables": tables}, indent=1) + "\n")
+    path.write_text(json.dumps({"digest": code_digest(), "tables": _encode(derived)}, indent=1) + "\n")
     return derived
 
 
@@ -158,9 +180,7 @@ def read(path: Path = STORED) -> tuple[str | None, Lineage]:
     if not path.exists():
         return None, {}
     document = json.loads(path.read_text())
-    tables = {t: {c: [tuple(dep.rsplit(".", 1)) for dep in deps] for c, deps in cols.items()}
-              for t, cols in document["tables"].items()}
-    return document["digest"], tables
+    return document["digest"], _decode(document["tables"])
 
 
 @functools.lru_cache(maxsize=2)
@@ -182,3 +202,7 @@ def current(path: Path = STORED) -> Lineage:
 def of(identifier: str) -> dict[str, list[tuple[str, str]]]:
     """Output column -> input (table, column) pairs of one table; empty for tables nothing derives."""
     return current().get(identifier, {})
+
+
+if __name__ == "__main__":  # what derive() runs
+    print(json.dumps(_encode(_derive_here())))

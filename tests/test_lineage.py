@@ -80,3 +80,15 @@ def test_cli_prints_a_table_and_names_the_tables_it_knows():
     unknown = subprocess.run([sys.executable, "-m", "lakehouse.cli", "lineage", "gold.nope"],
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "gold.mart_daily_sales" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_deriving_leaves_the_engines_session_working():
+    """sqlframe has one DuckDB session per process: deriving must not take it over."""
+    import pyarrow as pa
+
+    from lakehouse.resources.engine import Engine
+
+    with Engine("duckdb") as engine:
+        before = engine.from_arrow(pa.table({"a": [1, 2, 3]}))
+        lineage.derive()
+        assert engine.to_arrow(before.select("a"))["a"].to_pylist() == [1, 2, 3]

@@ -132,7 +132,7 @@ def _entries(node_or_event) -> dict:
 def test_make_ui_ran_the_demo_first_then_served_on_the_configured_address(ui):
     url, log = ui
     text = log.read_text()
-    assert "running the demo first" in text and f"Dagster UI on {url}" in text
+    assert "running the demo first" in text and f"Dagster UI on {url} " in text
     assert "Total sales" in text  # the demo's summary: it ran to the end before the UI started
 
 
