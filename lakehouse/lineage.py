@@ -42,14 +42,16 @@ def code_digest() -> str:
 
 
 def _row_keys(identifier: str) -> tuple[str, ...]:
-    """Columns that identify a row of an input table: what a count of its rows depends on."""
+    """Columns that identify a row of an input table (bronze, silver, or the order fact, one
+    row per order line): what a count of its rows depends on."""
     name = identifier.split(".")[1]
-    source = {"fact_orders": "orders", "dim_customer": "customers", "dim_product": "products"}.get(name, name)
+    source = "orders" if name == "fact_orders" else name
     return CONTRACTS[source].keys if source in CONTRACTS else ()
 
 
 def _plans(session) -> dict[str, object]:
     """Every silver and gold table's DataFrame, built from its inputs as the steps build it."""
+    from lakehouse.tables import dimension_table
     from lakehouse.transforms import gold
     from lakehouse.transforms.bronze import INGEST_DATE
     from lakehouse.transforms.silver import ROW_HASH, ROW_NUMBER, SNAPSHOT, classify, latest_versions, silver_rows
@@ -68,8 +70,8 @@ def _plans(session) -> dict[str, object]:
     plans["gold.fact_orders"] = gold.fact_orders(table("silver.orders"))
     plans["gold.mart_daily_sales"] = gold.daily_sales(table("gold.fact_orders").drop(INGEST_DATE))
     plans["gold.mart_customer_activity"] = gold.customer_activity(table("silver.events"), table("gold.fact_orders"))
-    plans["gold.dim_customer"] = gold.dimension(table("silver.customers"), "customers")
-    plans["gold.dim_product"] = gold.dimension(table("silver.products"), "products")
+    for source in ("customers", "products"):
+        plans[dimension_table(source).identifier] = gold.dimension(table(f"silver.{source}"), source)
     return plans
 
 
