@@ -158,9 +158,12 @@ def cmd_ui(settings: Settings, args) -> int:
     """The Dagster UI and daemon over the instance; on an instance with no runs, the demo first."""
     from urllib.parse import urlsplit
 
-    from lakehouse.runner import open_instance, prepare_instance
+    import dagster as dg
 
-    instance = open_instance(settings)
+    from lakehouse.runner import prepare_instance
+
+    workspace = prepare_instance(settings)
+    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     empty = not instance.get_runs(limit=1)
     instance.dispose()
     if empty and not args.no_demo:
@@ -176,7 +179,7 @@ def cmd_ui(settings: Settings, args) -> int:
     print(f"Dagster UI on http://{host}:{port} (LAKEHOUSE_UI_URL, or --host/--port); Ctrl-C stops it and the daemon.",
           flush=True)
     # exec: Ctrl-C and a service manager's signals reach `dagster dev`, which stops its children.
-    os.execv(dagster, [dagster, "dev", "-w", str(prepare_instance(settings)), "-h", host, "-p", str(port)])
+    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-h", host, "-p", str(port)])
     return 0
 
 

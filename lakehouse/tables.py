@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from lakehouse.contracts import CONTRACTS
-from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
-from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, SOURCE_FILE, bronze_schema
+from lakehouse.readers import RAW_RECORD, ROW_NUMBER
+from lakehouse.transforms.bronze import INGEST_DATE, LINEAGE_DESCRIPTIONS, SOURCE_FILE, bronze_schema
 from lakehouse.transforms.gold import EVENT_COUNTS
 from lakehouse.transforms.silver import silver_columns
 
@@ -65,16 +65,6 @@ def _table(identifier: str, spec: list[tuple[str, str, str]], partition_by, desc
     return TableDef(identifier, schema, tuple(partition_by), description, descriptions)
 
 
-BRONZE_LINEAGE = (
-    (SOURCE_FILE, "Landing key of the file the row came from."),
-    (INGEST_DATE, "Ingest date (Dagster partition) the file landed on."),
-    (INGESTED_AT, "When bronze read the file."),
-    (ROW_NUMBER, "Position of the record in its file, from 1."),
-    (PARSE_ERROR, "Why the record could not be parsed (the row is kept; silver quarantines it)."),
-    (RAW_RECORD, "The record's text as landed, when it could not be parsed."),
-)
-
-
 def bronze_table(source: str) -> TableDef:
     contract = CONTRACTS[source]
     return TableDef(
@@ -82,7 +72,8 @@ def bronze_table(source: str) -> TableDef:
         bronze_schema(contract),
         ((INGEST_DATE, "day"),),
         f"Landed {source} files as strings, with lineage columns.",
-        tuple((c.name, f"{c.description} (as landed, a string)") for c in contract.columns) + BRONZE_LINEAGE,
+        tuple((c.name, f"{c.description} (as landed, a string)") for c in contract.columns)
+        + tuple(LINEAGE_DESCRIPTIONS.items()),
     )
 
 
@@ -193,11 +184,11 @@ QUARANTINE = TableDef(
     (
         ("source", "Source the row came from."),
         ("ingest_date", "Ingest date (Dagster partition) of the row."),
-        ("source_file", "Landing key of the file the row came from."),
-        ("row_number", "Position of the record in its file, from 1."),
+        ("source_file", LINEAGE_DESCRIPTIONS[SOURCE_FILE]),
+        ("row_number", LINEAGE_DESCRIPTIONS[ROW_NUMBER]),
         ("rules", "Every quarantine rule the row broke, e.g. qty.out_of_range."),
         ("parse_error", "Why the record could not be parsed, when it could not."),
-        ("raw_record", "The record's text as landed, when it could not be parsed."),
+        ("raw_record", LINEAGE_DESCRIPTIONS[RAW_RECORD]),
         ("original", "The row's values as landed in bronze, as a JSON object."),
         ("run_id", "Dagster run that quarantined it."),
         ("quarantined_at", "When it was quarantined."),

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from asset_graph import MATERIALIZED, OPS, PARENTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.layout import SOURCES
 from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
@@ -32,19 +33,8 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
     graph = defs.resolve_asset_graph()
     store = TableStore(catalog_from_settings(lakehouse_env))
     key = lambda path: dg.AssetKey(path.split("/"))  # noqa: E731
-    expected_parents = {
-        **{f"bronze/{s}": {f"raw/{s}"} for s in SOURCES},
-        "silver/customers": {"bronze/customers"},
-        "silver/products": {"bronze/products"},
-        "silver/events": {"bronze/events"},
-        "silver/orders": {"bronze/orders", "silver/customers", "silver/products"},
-        "gold/fact_orders": {"silver/orders"},
-        "gold/mart_daily_sales": {"gold/fact_orders"},
-        "gold/mart_customer_activity": {"gold/fact_orders", "silver/events"},
-        "gold/dim_customer": {"silver/customers"},
-        "gold/dim_product": {"silver/products"},
-    }
-    for child, parents in expected_parents.items():
+    for child in MATERIALIZED:
+        parents = PARENTS[child]
         node = graph.get(key(child))
         assert node.parent_keys == {key(p) for p in parents}, child
         assert node.group_name == child.split("/")[0] and node.owners and "iceberg" in node.kinds
@@ -68,11 +58,9 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
     for source in SOURCES:
         assert graph.get(key(f"raw/{source}")).is_external
         assert graph.get(key(f"raw/{source}")).metadata["dagster/uri"].startswith(lakehouse_env.landing_uri)
-    ops = {"ops/ingestion_log": {f"raw/{s}" for s in SOURCES}, "bronze/rejected_files": {f"raw/{s}" for s in SOURCES},
-           "silver/quarantine": {f"bronze/{s}" for s in SOURCES}}
-    for name, parents in {**ops, "ops/dq_results": set()}.items():
+    for name in OPS:
         node = graph.get(key(name))
-        assert node.is_external and node.group_name == "ops" and node.parent_keys == {key(p) for p in parents}
+        assert node.is_external and node.group_name == "ops" and node.parent_keys == {key(p) for p in PARENTS[name]}
         assert node.metadata["dagster/uri"].endswith(name.replace("/", "/" if lakehouse_env.profile == "local" else ".db/"))
         columns = node.metadata["dagster/column_schema"].columns
         assert columns and all(c.description for c in columns) and node.description

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.layout import SOURCES
+from asset_graph import MATERIALIZED, OPS, PARENTS
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -27,26 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 GROUPS = ("raw", "bronze", "silver", "gold", "ops")
-PARENTS = {
-    **{f"bronze/{s}": {f"raw/{s}"} for s in SOURCES},
-    "silver/customers": {"bronze/customers"},
-    "silver/products": {"bronze/products"},
-    "silver/events": {"bronze/events"},
-    "silver/orders": {"bronze/orders", "silver/customers", "silver/products"},
-    "gold/fact_orders": {"silver/orders"},
-    "gold/mart_daily_sales": {"gold/fact_orders"},
-    "gold/mart_customer_activity": {"gold/fact_orders", "silver/events"},
-    "gold/dim_customer": {"silver/customers"},
-    "gold/dim_product": {"silver/products"},
-    "ops/ingestion_log": {f"raw/{s}" for s in SOURCES},
-    "bronze/rejected_files": {f"raw/{s}" for s in SOURCES},
-    "silver/quarantine": {f"bronze/{s}" for s in SOURCES},
-    "ops/dq_results": set(),
-    **{f"raw/{s}": set() for s in SOURCES},
-}
-OPS = ("ops/ingestion_log", "ops/dq_results", "bronze/rejected_files", "silver/quarantine")
 TABLES = [k for k in PARENTS if not k.startswith("raw/")]
-CHECKED = [k for k in TABLES if k not in OPS]  # bronze, silver and gold: materialized, with checks
 
 METADATA = """
   metadataEntries { label __typename
@@ -142,7 +123,7 @@ def test_graphql_shows_the_whole_graph_raw_to_gold_with_ops_beside_it(nodes):
         node = nodes[key]
         assert {"/".join(d["path"]) for d in node["dependencyKeys"]} == parents, key
         assert node["groupName"] == ("ops" if key in OPS else key.split("/")[0]), key
-        assert node["isMaterializable"] == (key in CHECKED), key
+        assert node["isMaterializable"] == (key in MATERIALIZED), key
         assert node["description"] and node["owners"] and node["kinds"], key
         entries = _entries(node)
         assert entries["dagster/uri"]["text"] and entries["dagster/code_references"]["codeReferences"], key
@@ -152,7 +133,7 @@ def test_graphql_shows_the_whole_graph_raw_to_gold_with_ops_beside_it(nodes):
 
 
 def test_graphql_shows_checks_attached_and_evaluated_on_the_latest_materialization(nodes):
-    for key in CHECKED:
+    for key in MATERIALIZED:
         checks = nodes[key]["assetChecksOrError"]["checks"]
         assert checks, key
         statuses = {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks}
@@ -166,7 +147,7 @@ def test_graphql_shows_column_schemas_with_descriptions_and_column_lineage(nodes
     for key in TABLES:
         columns = _entries(nodes[key])["dagster/column_schema"]["schema"]["columns"]
         assert columns and all(c["description"] for c in columns), key
-        if key in CHECKED and not key.startswith("bronze/"):
+        if key in MATERIALIZED and not key.startswith("bronze/"):
             lineage = {e["columnName"]: {("/".join(d["assetKey"]["path"]), d["columnName"]) for d in e["columnDeps"]}
                        for e in _entries(nodes[key])["dagster/column_lineage"]["lineage"]}
             assert set(lineage) == {c["name"] for c in columns}, key
@@ -180,7 +161,7 @@ def test_graphql_shows_column_schemas_with_descriptions_and_column_lineage(nodes
 
 
 def test_graphql_materializations_carry_counts_snapshot_time_travel_and_lineage(nodes):
-    for key in CHECKED:
+    for key in MATERIALIZED:
         (latest,) = nodes[key]["assetMaterializations"]
         entries = _entries(latest)
         assert entries["dagster/row_count"]["intValue"] >= 0, key

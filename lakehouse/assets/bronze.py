@@ -4,24 +4,13 @@ import dagster as dg
 
 from lakehouse.assets.automation import RANGE_IN_ONE_RUN
 from lakehouse.assets.checks import audit_events, check_specs
-from lakehouse.assets.metadata import table_metadata, time_travel
+from lakehouse.assets.metadata import column_schema, table_metadata, time_travel
 from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.tables import bronze_table
-
-
-def _column_schema(load: BronzeLoad, contract: SourceContract) -> dg.TableSchema:
-    """The batch's columns: the contract's, any that arrived beyond it, then lineage."""
-    table = bronze_table(contract.name)
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(f.name, str(f.type), description=table.describe(f.name) or "Arrived beyond the contract.")
-            for f in load.batch.schema
-        ]
-    )
 
 
 def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
@@ -36,7 +25,7 @@ def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
     return {
         "dagster/row_count": batch.num_rows,
         "dagster/table_name": f"lakehouse.{bronze_table(contract.name).identifier}",
-        "dagster/column_schema": _column_schema(load, contract),
+        "dagster/column_schema": column_schema(bronze_table(contract.name), load.batch.schema),
         "files": len(batch.files),
         "files_ingested": len(batch.files) - len(batch.rejected),
         "files_rejected": len(batch.rejected),

@@ -15,9 +15,9 @@ from lakehouse.tables import TableDef
 def column_schema(table: TableDef, schema: pa.Schema | None = None) -> dg.TableSchema:
     """The table's columns with their contract descriptions (schema: when it evolved)."""
     schema = schema or table.schema
-    return dg.TableSchema(
-        columns=[dg.TableColumn(f.name, str(f.type), description=table.describe(f.name)) for f in schema]
-    )
+    return dg.TableSchema(columns=[
+        dg.TableColumn(f.name, str(f.type), description=table.describe(f.name) or "Arrived beyond the contract.")
+        for f in schema])
 
 
 def code_reference(module: ModuleType, text: str, label: str) -> dict:

@@ -29,6 +29,14 @@ LINEAGE_TYPES = {
     PARSE_ERROR: pa.string(),
     RAW_RECORD: pa.string(),
 }
+LINEAGE_DESCRIPTIONS = {
+    SOURCE_FILE: "Landing key of the file the row came from.",
+    INGEST_DATE: "Ingest date (Dagster partition) the row landed on.",
+    INGESTED_AT: "When bronze read the file.",
+    ROW_NUMBER: "Position of the record in its file, from 1.",
+    PARSE_ERROR: "Why the record could not be parsed (the row is kept; silver quarantines it).",
+    RAW_RECORD: "The record's text as landed, when it could not be parsed.",
+}
 
 INGESTED, REJECTED = "INGESTED", "REJECTED"
 # ops.ingestion_log statuses beyond those: seen by the sensor, not loaded yet; an older

@@ -37,7 +37,7 @@ from lakehouse.contracts.model import (
     Column,
 )
 from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
-from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, SOURCE_FILE
+from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, LINEAGE_DESCRIPTIONS, SOURCE_FILE
 
 OUTCOME, RULES, FLAGS, ROW_HASH = "_outcome", "_rules", "_flags", "_row_hash"
 SILVER, QUARANTINED, DUPLICATE, UNCHANGED = "silver", "quarantine", "duplicate", "unchanged"
@@ -167,10 +167,10 @@ def silver_columns(contract: SourceContract) -> list[tuple[str, str, str]]:
             cols.append((name, col.type, f"{col.description} (from {lookup.source}, as of the ingest date)"))
     cols += list(DERIVED.get(contract.name, ()))
     cols += [
-        (SOURCE_FILE, "string", "Landing key of the file the row came from."),
-        (INGEST_DATE, "date", "Ingest date (Dagster partition) the row landed on."),
-        (INGESTED_AT, "timestamp", "When bronze read the file."),
-        (ROW_NUMBER, "long", "Position of the record in its file, from 1."),
+        (SOURCE_FILE, "string", LINEAGE_DESCRIPTIONS[SOURCE_FILE]),
+        (INGEST_DATE, "date", LINEAGE_DESCRIPTIONS[INGEST_DATE]),
+        (INGESTED_AT, "timestamp", LINEAGE_DESCRIPTIONS[INGESTED_AT]),
+        (ROW_NUMBER, "long", LINEAGE_DESCRIPTIONS[ROW_NUMBER]),
         (FLAGS, "string", "Comma-separated data-quality flags; the row was kept."),
     ]
     if contract.history == SNAPSHOT:
