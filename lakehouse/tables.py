@@ -175,21 +175,25 @@ QUARANTINE = TableDef(
             ("parse_error", pa.string()),
             ("raw_record", pa.string()),
             ("original", pa.string()),
+            ("record_key", pa.string()),
             ("run_id", pa.string()),
             ("quarantined_at", UTC_TS),
         ]
     ),
     (("source", "identity"), ("ingest_date", "month")),
-    "Bronze rows that broke a quarantine rule: where they came from, every rule broken, the values as landed.",
+    "Bronze rows that are not in silver: rows that broke a quarantine rule (every rule broken), and "
+    "duplicates and superseded versions of a key; where they came from and the values as landed.",
     (
         ("source", "Source the row came from."),
         ("ingest_date", "Ingest date (Dagster partition) of the row."),
         ("source_file", LINEAGE_DESCRIPTIONS[SOURCE_FILE]),
         ("row_number", LINEAGE_DESCRIPTIONS[ROW_NUMBER]),
-        ("rules", "Every quarantine rule the row broke, e.g. qty.out_of_range."),
+        ("rules", "Every quarantine rule the row broke, e.g. qty.out_of_range; or duplicate (the same key and "
+                  "content as the row kept in silver) or superseded (an older version a later record corrected)."),
         ("parse_error", "Why the record could not be parsed, when it could not."),
         ("raw_record", LINEAGE_DESCRIPTIONS[RAW_RECORD]),
         ("original", "The row's values as landed in bronze, as a JSON object."),
+        ("record_key", "Business key of a duplicate or superseded row (its current version is in silver)."),
         ("run_id", "Dagster run that quarantined it."),
         ("quarantined_at", "When it was quarantined."),
     ),

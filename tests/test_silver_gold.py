@@ -35,10 +35,13 @@ def test_every_bronze_row_ends_in_exactly_one_place(lake):
             counts = results[day][f"silver.{source}"].counts
             bronze = store.read(f"bronze.{source}", EqualTo("_ingest_date", day.isoformat())).num_rows
             silver = store.read(f"silver.{source}", EqualTo("_ingest_date", day.isoformat())).num_rows
-            quarantined = [r for r in table_rows(store, "silver.quarantine") if r["source"] == source and r["ingest_date"] == day]
+            aside = [r for r in table_rows(store, "silver.quarantine") if r["source"] == source and r["ingest_date"] == day]
+            kinds = Counter(r["rules"][0] if r["rules"] in (["duplicate"], ["superseded"]) else "quarantine"
+                            for r in aside)
             assert bronze == counts["rows_in"] > 0
-            assert silver == counts["silver"] and len(quarantined) == counts["quarantine"]
-            assert bronze == silver + len(quarantined) + counts["duplicate"] + counts["unchanged"], (source, day)
+            assert silver == counts["silver"] and kinds["quarantine"] == counts["quarantine"]
+            assert kinds["duplicate"] == counts["duplicate"] and kinds["superseded"] == counts["superseded"]
+            assert bronze == silver + len(aside) + counts["unchanged"], (source, day)
 
 
 def test_counts_match_the_defects_the_generator_injected(lake):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from lakehouse.checks.config import spec
 from lakehouse.checks.model import CheckSpec
 from lakehouse.contracts import CONTRACTS
-from lakehouse.contracts.model import FLAG
+from lakehouse.contracts.model import FLAG, SNAPSHOT
 
 COMMON = {
     "schema_drift": "A column appeared, disappeared or changed type since the previous materialization.",
@@ -33,11 +33,14 @@ def silver_specs(source: str) -> list[CheckSpec]:
     contract = CONTRACTS[source]
     asset = f"silver/{source}"
     specs = [
-        spec(asset, "accounting", "Bronze rows = silver + quarantined + duplicates + unchanged."),
+        spec(asset, "accounting", "Per ingest date, counted in the tables: bronze rows = silver + quarantined + "
+             "duplicates + superseded + unchanged."),
         spec(asset, "keys_not_null", f"Key {', '.join(contract.keys)} is never null in silver."),
-        spec(asset, "keys_unique", f"Key {', '.join(contract.keys)} is unique within the partition."),
+        spec(asset, "keys_unique", f"Key {', '.join(contract.keys)} is unique "
+             + ("per ingest date (one row per version)." if contract.history == SNAPSHOT else "across the whole table.")),
         spec(asset, "quarantine_share", "Share of bronze rows quarantined."),
-        spec(asset, "duplicates", "Rows repeating a key within the batch."),
+        spec(asset, "duplicates", "Rows repeating a key with the same content (re-sent records)."),
+        spec(asset, "superseded", "Older versions of a key replaced by a later, corrected record."),
         spec(asset, "schema_drift", COMMON["schema_drift"]),
         spec(asset, "non_empty", COMMON["non_empty"]),
     ]

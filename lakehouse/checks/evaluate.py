@@ -29,6 +29,16 @@ def equal(spec: CheckSpec, **values) -> CheckOutcome:
                         details={k: str(v) for k, v in values.items()})
 
 
+def accounting_law(spec: CheckSpec, day: str, counts: dict[str, int]) -> CheckOutcome:
+    """bronze = silver + quarantine + duplicate + superseded + unchanged for one ingest date."""
+    parts = ("silver", "quarantine", "duplicate", "superseded", "unchanged")
+    accounted = sum(counts.get(p, 0) for p in parts)
+    diff = counts.get("bronze", 0) - accounted
+    shown = ", ".join(f"{p}={counts.get(p, 0)}" for p in parts)
+    message = "ok" if diff == 0 else f"{day}: bronze={counts.get('bronze', 0)} but {shown} (off by {diff:+d})"
+    return CheckOutcome(spec, diff == 0, float(abs(diff)), message, details={"ingest_date": day, **counts})
+
+
 def matching(spec: CheckSpec, **groups: dict) -> CheckOutcome:
     """Passes when, within every group (e.g. sales, orders), all the named values are equal."""
     differing = {g: v for g, v in groups.items() if len(set(v.values())) > 1}

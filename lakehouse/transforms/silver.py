@@ -6,8 +6,16 @@ sqlframe) and on Spark. Everything is derived from the source's contract.
 Every bronze row gets exactly one `_outcome`:
   silver      typed and valid, written to silver.<source>
   quarantine  broke at least one quarantine rule (all of them are listed in `_rules`)
-  duplicate   same key as a row kept from this batch
+  duplicate   the same key and the same content as a row that is kept
+  superseded  transactional sources: an older version of a key that a later record corrected
   unchanged   snapshot sources only: identical to the current version of that key
+
+Transactional sources (orders, events) are unique on their key across the whole table.
+The rows of one key are ordered by (ingest date, file key, row number); the content of
+the last one wins, and the first row holding that content is the one kept (so a record
+re-sent later is a duplicate, a changed one a correction). The outcome of a row depends
+only on the rows of its key, never on which days were processed first, so day-by-day
+runs in any order and range runs give the same tables.
 
 Portability notes (verified on both engines): values are checked with a strict
 regular expression before any cast, because DuckDB and Spark disagree on lenient
@@ -40,8 +48,10 @@ from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
 from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, LINEAGE_DESCRIPTIONS, SOURCE_FILE
 
 OUTCOME, RULES, FLAGS, ROW_HASH = "_outcome", "_rules", "_flags", "_row_hash"
-SILVER, QUARANTINED, DUPLICATE, UNCHANGED = "silver", "quarantine", "duplicate", "unchanged"
-OUTCOMES = (SILVER, QUARANTINED, DUPLICATE, UNCHANGED)
+RECORD_KEY, CONTENT = "_record_key", "_content"
+SILVER, QUARANTINED, DUPLICATE, SUPERSEDED, UNCHANGED = "silver", "quarantine", "duplicate", "superseded", "unchanged"
+OUTCOMES = (SILVER, QUARANTINED, DUPLICATE, SUPERSEDED, UNCHANGED)
+KEY_SEPARATOR = "|"  # between the parts of a composite business key in `_record_key`
 SOURCE_PREFIX = "_src_"  # bronze columns as landed, kept for the quarantine record
 LINEAGE = (SOURCE_FILE, INGEST_DATE, INGESTED_AT, ROW_NUMBER)
 _BRONZE_ONLY = (PARSE_ERROR, RAW_RECORD)
@@ -116,10 +126,10 @@ def _parse(F, value, column: Column):
     raise ValueError(f"contract column {column.name}: type {kind!r} with parse {column.parse!r} is not supported")
 
 
-def _raw(F, columns: list[str], column: Column):
+def _raw(F, columns: list[str], column: Column, prefix: str = SOURCE_PREFIX):
     """The landed text for a contract column: trimmed, blank as null, aliases as fallback."""
     present = [n for n in (column.name, *column.aliases) if n in columns]
-    texts = [F.when(F.trim(F.col(SOURCE_PREFIX + n)) != "", F.trim(F.col(SOURCE_PREFIX + n))) for n in present]
+    texts = [F.when(F.trim(F.col(prefix + n)) != "", F.trim(F.col(prefix + n))) for n in present]
     if not texts:
         return F.lit(None).cast("string")
     return texts[0] if len(texts) == 1 else F.coalesce(*texts)
@@ -155,6 +165,32 @@ def _joined(F, parts: list[tuple[str, object]]):
     if not parts:
         return F.lit("")
     return F.concat_ws(",", *[F.when(cond, F.lit(name)) for name, cond in parts])
+
+
+def _hash(F, columns: list[str]):
+    """md5 over the typed values; U+241F separates, U+2400 stands for null (neither is expected in data)."""
+    return F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(a).cast("string"), F.lit("\u2400")) for a in columns]))
+
+
+def _key_value(F, contract: SourceContract, values: dict):
+    parts = [values[k].cast("string") for k in contract.keys]
+    return parts[0] if len(parts) == 1 else F.concat_ws(KEY_SEPARATOR, *parts)
+
+
+def record_keys(bronze, contract: SourceContract):
+    """Bronze rows with `_record_key`: the business key as classify computes it (null if absent or invalid).
+
+    Lets a step find the rows of other days that share a key with the batch without
+    classifying them all.
+    """
+    F, _ = api(bronze)
+    landed = [c for c in bronze.columns if c not in LINEAGE and c not in _BRONZE_ONLY]
+    values = {}
+    for name in contract.keys:
+        c = contract.column(name)
+        raw = _raw(F, [c for c in landed], c, prefix="")
+        values[name] = _parse(F, _normalise(F, raw, c), c)
+    return bronze.select("*", _key_value(F, contract, values).alias(RECORD_KEY))
 
 
 def silver_columns(contract: SourceContract) -> list[tuple[str, str, str]]:
@@ -225,49 +261,94 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
         _joined(F, flags).alias("_value_flags"),
     ))
 
-    # Lookups: bring columns from the other source's current version; flag unknown keys.
-    lookup_flags = []
-    for lookup in contract.lookups:
-        # Distinct key names on the two sides: with join(on=[name]) sqlframe resolves the
-        # unqualified name to the right side, which is null exactly when nothing matched.
-        found, since, until = f"_lookup_{lookup.source}", f"_from_{lookup.source}", f"_to_{lookup.source}"
-        table = validity(lookups[lookup.source], (lookup.key,)).select(
-            F.col(lookup.key).alias(found), *[F.col(b) for b in lookup.bring],
-            F.col(VALID_FROM).alias(since), F.col(VALID_TO).alias(until),
-        )
-        current = (F.col(lookup.column) == F.col(found)) & (F.col(since) <= F.col(INGEST_DATE)) & (
-            F.col(until).isNull() | (F.col(INGEST_DATE) < F.col(until)))
-        typed = typed.join(table, on=current, how="left").drop(since, until)
-        lookup_flags.append((lookup.flag, F.col(lookup.column).isNotNull() & F.col(found).isNull()))
+    typed, lookup_flags = enrich(typed, contract, lookups)
 
     valid = F.col(RULES) == ""
     all_flags = F.concat_ws(",", F.when(F.col("_value_flags") != "", F.col("_value_flags")),
                             *[F.when(cond, F.lit(name)) for name, cond in lookup_flags])
-    keep_last = contract.history == SNAPSHOT  # latest row of a snapshot wins; first copy of an event
-    order = [F.col(SOURCE_FILE).desc(), F.col(ROW_NUMBER).desc()] if keep_last else [F.col(SOURCE_FILE), F.col(ROW_NUMBER)]
-    window = Window.partitionBy("_valid", INGEST_DATE, *contract.keys).orderBy(*order)
-    ranked = typed.select("*", valid.alias("_valid"), all_flags.alias(FLAGS))
-    ranked = cut(ranked.select("*", F.row_number().over(window).alias("_rank")))
+    attributes = [c.name for c in contract.columns]
+    ranked = cut(typed.select("*", valid.alias("_valid"), all_flags.alias(FLAGS),
+                              _key_value(F, contract, {k: F.col(k) for k in contract.keys}).alias(RECORD_KEY),
+                              _hash(F, attributes).alias(CONTENT)))
 
     if contract.history == SNAPSHOT:
-        attributes = [c.name for c in contract.columns]
-        # U+241F as separator: not a character any source value is expected to hold.
-        row_hash = F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(a).cast("string"), F.lit("\u2400")) for a in attributes]))
-        ranked = cut(ranked.select("*", row_hash.alias(ROW_HASH)))
+        # The latest row of a key within a day is that day's snapshot of it.
+        window = Window.partitionBy("_valid", INGEST_DATE, *contract.keys).orderBy(
+            F.col(SOURCE_FILE).desc(), F.col(ROW_NUMBER).desc())
+        ranked = cut(ranked.select("*", F.row_number().over(window).alias("_rank"),
+                                   F.col(CONTENT).alias(ROW_HASH)))
         ranked = ranked.join(_prior_hashes(ranked, contract.keys, previous), on=_same_version(F, contract.keys),
                              how="left")
         same = F.col("_prior_hash").isNotNull() & (F.col("_prior_hash") == F.col(ROW_HASH))
+        outcome = (
+            F.when(~F.col("_valid"), F.lit(QUARANTINED))
+            .when(F.col("_rank") > 1, F.lit(DUPLICATE))
+            .when(same, F.lit(UNCHANGED))
+            .otherwise(F.lit(SILVER))
+        )
     else:
-        same = F.lit(False)
+        # Over all rows of a key: the content of the last one wins; its first row is kept.
+        latest_first = Window.partitionBy("_valid", *contract.keys).orderBy(
+            F.col(INGEST_DATE).desc(), F.col(SOURCE_FILE).desc(), F.col(ROW_NUMBER).desc())
+        per_content = Window.partitionBy("_valid", *contract.keys, CONTENT).orderBy(
+            F.col(INGEST_DATE), F.col(SOURCE_FILE), F.col(ROW_NUMBER))
+        ranked = cut(ranked.select("*", F.first(F.col(CONTENT)).over(latest_first).alias("_winning"),
+                                   F.row_number().over(per_content).alias("_rank")))
+        outcome = (
+            F.when(~F.col("_valid"), F.lit(QUARANTINED))
+            .when(F.col(CONTENT) != F.col("_winning"), F.lit(SUPERSEDED))
+            .when(F.col("_rank") > 1, F.lit(DUPLICATE))
+            .otherwise(F.lit(SILVER))
+        )
 
-    outcome = (
-        F.when(~F.col("_valid"), F.lit(QUARANTINED))
-        .when(F.col("_rank") > 1, F.lit(DUPLICATE))
-        .when(same, F.lit(UNCHANGED))
-        .otherwise(F.lit(SILVER))
-    )
     rows = ranked.select("*", outcome.alias(OUTCOME))
     return derive(rows, contract.name)
+
+
+def enrich(typed, contract: SourceContract, lookups: dict):
+    """Bring the looked-up columns onto `typed`; returns it with [(flag, condition for an unknown key)].
+
+    Each row takes the other source's version current on its ingest date, or, for a key
+    that first arrived later, that key's first version (a late-arriving reference: the
+    row is enriched as soon as the key is known). A key with no version is flagged.
+    """
+    F, _ = api(typed)
+    lookup_flags = []
+    for lookup in contract.lookups:
+        # Distinct key names on the two sides: with join(on=[name]) sqlframe resolves the
+        # unqualified name to the right side, which is null exactly when nothing matched.
+        found, since, until, first = (f"_lookup_{lookup.source}", f"_from_{lookup.source}", f"_to_{lookup.source}",
+                                      f"_first_{lookup.source}")
+        table = validity(lookups[lookup.source], (lookup.key,)).select(
+            F.col(lookup.key).alias(found), *[F.col(b) for b in lookup.bring],
+            F.col(VALID_FROM).alias(since), F.col(VALID_TO).alias(until), F.col(FIRST_VERSION).alias(first),
+        )
+        as_of = (F.col(since) <= F.col(INGEST_DATE)) & (F.col(until).isNull() | (F.col(INGEST_DATE) < F.col(until)))
+        earliest = F.col(first) & (F.col(INGEST_DATE) < F.col(since))
+        typed = typed.join(table, on=(F.col(lookup.column) == F.col(found)) & (as_of | earliest), how="left")
+        typed = typed.drop(since, until, first)
+        lookup_flags.append((lookup.flag, F.col(lookup.column).isNotNull() & F.col(found).isNull()))
+    return typed, lookup_flags
+
+
+def stale_enrichment(silver, contract: SourceContract, lookups: dict):
+    """Keys (`_record_key`) of silver rows whose enrichment differs from what the lookups give now.
+
+    A reference key that arrived late, or a version that landed for an earlier day, changes
+    what rows already in silver should carry; the step recomputes those keys.
+    """
+    F, _ = api(silver)
+    brought = [b for lookup in contract.lookups for b in lookup.bring]
+    old = silver.select(*contract.keys, *[lk.column for lk in contract.lookups], INGEST_DATE, FLAGS,
+                        *[F.col(b).alias(f"_old_{b}") for b in brought])
+    now, lookup_flags = enrich(old, contract, lookups)
+    flags = F.split(F.coalesce(F.col(FLAGS), F.lit("")), ",")
+    differs = F.lit(False)
+    for b in brought:
+        differs = differs | ~F.col(b).eqNullSafe(F.col(f"_old_{b}"))
+    for flag, unknown in lookup_flags:
+        differs = differs | (unknown != F.array_contains(flags, F.lit(flag)))
+    return now.filter(differs).select(_key_value(F, contract, {k: F.col(k) for k in contract.keys}).alias(RECORD_KEY))
 
 
 def _prior_hashes(ranked, keys: tuple[str, ...], previous):
@@ -304,17 +385,27 @@ def silver_rows(rows, contract: SourceContract):
     return rows.filter(F.col(OUTCOME) == SILVER).select(*names)
 
 
+SET_ASIDE = (QUARANTINED, DUPLICATE, SUPERSEDED)  # outcomes recorded in silver.quarantine
+
+
 def quarantine_rows(rows):
-    """Quarantined rows: lineage, the rules broken, and the values as landed (`_src_*`)."""
+    """Rows for silver.quarantine: lineage, why (the rules broken, or duplicate/superseded), values as landed.
+
+    A duplicate or superseded row carries its business key (`_record_key`): a later run
+    that touches the key recomputes its rows, and replaces them here by that key.
+    """
     F, _ = api(rows)
     landed = [c for c in rows.columns if c.startswith(SOURCE_PREFIX)]
-    return rows.filter(F.col(OUTCOME) == QUARANTINED).select(
-        *LINEAGE, F.col(RULES), F.col(PARSE_ERROR), F.col(RAW_RECORD), *landed
+    broken = F.col(OUTCOME) == QUARANTINED
+    return rows.filter(F.col(OUTCOME).isin(*SET_ASIDE)).select(
+        *LINEAGE, F.when(broken, F.col(RULES)).otherwise(F.col(OUTCOME)).alias(RULES),
+        F.col(PARSE_ERROR), F.col(RAW_RECORD),
+        F.when(~broken, F.col(RECORD_KEY)).cast("string").alias(RECORD_KEY), *landed,
     )
 
 
 def quarantine_records(rows: pa.Table, source: str, run_id: str, now: dt.datetime) -> pa.Table:
-    """Rows for silver.quarantine from `quarantine_rows` output (Arrow; quarantined rows are few)."""
+    """Rows for silver.quarantine from `quarantine_rows` output (Arrow)."""
     landed = [c for c in rows.column_names if c.startswith(SOURCE_PREFIX)]
     originals = [
         json.dumps({c[len(SOURCE_PREFIX):]: v for c, v in record.items() if v is not None}, ensure_ascii=False)
@@ -331,6 +422,7 @@ def quarantine_records(rows: pa.Table, source: str, run_id: str, now: dt.datetim
             "parse_error": rows[PARSE_ERROR],
             "raw_record": rows[RAW_RECORD],
             "original": pa.array(originals, pa.string()),
+            "record_key": rows[RECORD_KEY],
             "run_id": pa.array([run_id] * n, pa.string()),
             "quarantined_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
         }
@@ -369,7 +461,7 @@ def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, st
     return rows.groupBy(INGEST_DATE).agg(*sums), labels
 
 
-VALID_FROM, VALID_TO = "_valid_from", "_valid_to"
+VALID_FROM, VALID_TO, FIRST_VERSION = "_valid_from", "_valid_to", "_first_version"
 
 
 def validity(versions, keys: tuple[str, ...]):
@@ -377,13 +469,15 @@ def validity(versions, keys: tuple[str, ...]):
 
     `_valid_from` is the version's ingest date, `_valid_to` the next version's (null for
     the current one); a row ingested on D takes the version with from <= D < to.
+    `_first_version` marks each key's earliest version.
     """
     F, Window = api(versions)
     per_day = Window.partitionBy(*keys, INGEST_DATE).orderBy(F.col(ROW_NUMBER).desc())
     daily = versions.select("*", F.row_number().over(per_day).alias("_day_rank")).filter(F.col("_day_rank") == 1)
     following = Window.partitionBy(*keys).orderBy(F.col(INGEST_DATE))
     return daily.drop("_day_rank").select(
-        "*", F.col(INGEST_DATE).alias(VALID_FROM), F.lead(F.col(INGEST_DATE)).over(following).alias(VALID_TO))
+        "*", F.col(INGEST_DATE).alias(VALID_FROM), F.lead(F.col(INGEST_DATE)).over(following).alias(VALID_TO),
+        (F.row_number().over(following) == 1).alias(FIRST_VERSION))
 
 
 def latest_versions(versions, keys: tuple[str, ...]):
