@@ -499,8 +499,11 @@ def _silver_checks(specs, contract, counts: dict[str, int], written: pa.Table, q
     """One day's silver checks, from its outcome counts, its written keys and its quarantined rows."""
     total = counts["rows_in"]
     out = [
-        # A snapshot day with no changed rows is normal: count the rows that matched too.
-        ev.non_empty(specs["non_empty"], written.num_rows + counts["unchanged"]),
+        # Rows accepted, wherever they went: a snapshot day with no change, or a file re-sent in
+        # full (all duplicates), is normal; a day where nothing landed has nothing to check.
+        ev.non_empty(specs["non_empty"], written.num_rows + counts["unchanged"] + counts[DUPLICATE]
+                     + counts[SUPERSEDED]) if total else
+        CheckOutcome(specs["non_empty"], True, 0, f"no {contract.name} landed on this day"),
         ev.counted(specs["quarantine_share"], counts[QUARANTINED], total, ev.sample_quarantined(quarantined)),
         ev.counted(specs["duplicates"], counts[DUPLICATE], total),
         ev.counted(specs["superseded"], counts[SUPERSEDED], total),

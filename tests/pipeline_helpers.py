@@ -89,3 +89,18 @@ def execute_range(settings, first: dt.date, last: dt.date, selection=None) -> st
             instance=instance, tags=tags, run_config=quiet, asset_selection=selection, raise_on_error=False)
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         return result.run_id
+
+
+def process_range(settings, engine: str, days: list[dt.date], run_id: str = "test") -> dict:
+    """Bronze, silver and partitioned gold for contiguous days as one batch each (a backfill's steps)."""
+    store = TableStore(catalog_from_settings(settings))
+    zone = open_landing_zone(settings.landing_uri)
+    for source in DAILY_ORDER:
+        load_bronze(zone, store, CONTRACTS[source], days, run_id, now=FIXED_NOW)
+    results = {}
+    steps = [(run_silver, s) for s in DAILY_ORDER] + [(run_fact_orders,), (run_daily_sales,), (run_customer_activity,)]
+    for step, *args in steps:
+        with Engine(engine) as eng:
+            result = step(StepContext(store, eng, run_id), *args, days)
+        results[result.table.identifier] = result
+    return results

@@ -1,0 +1,160 @@
+"""Landing zones written the way other people's systems write them, for the oracle tests.
+
+Built with plain Python (no project code): odd file names, every reader format,
+records re-sent and corrected on later days, days without reference files, a customer
+that arrives after its orders. `random_zone` draws such zones for property-based tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import random
+import unicodedata
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+START = dt.date(2026, 5, 1)
+DAYS = [START + dt.timedelta(days=i) for i in range(5)]
+ORDER_HEADER = ["order_id", "order_date", "customer_id", "product_id", "qty", "unit_price", "channel"]
+
+
+def put(root: Path, source: str, day: dt.date, name: str, data: bytes) -> None:
+    folder = root / "retail" / source / f"ingest_date={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+
+
+def delimited(header: list[str], rows: list[list], delimiter: str = ",", newline: str = "\n") -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def ndjson(objects: list) -> bytes:
+    return "".join(json.dumps(o) + "\n" for o in objects).encode()
+
+
+def ms(day: dt.date, hour: int) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def eid(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def d(day: dt.date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def write_corpus(root: Path) -> None:
+    """The fixed nasty corpus: every defect the oracle tests must see, in five ingest days."""
+    d1, d2, d3, d4, d5 = DAYS
+    # Day 1: reference data, orders (one for a customer not known yet), events.
+    put(root, "customers", d1, "customers.csv", delimited(
+        ["customer_id", "first_name", "last_name", "email", "phone", "region"],
+        [["c1", "Ann", "Lee", "ANN@example.com", "+44 20 7946 0018", "North"],
+         ["C2", "Bob", "Ray", "not-an-email", "12", "South"]]).encode())
+    put(root, "products", d1, "products (catalog).txt", delimited(
+        ["Product ID", "Name", "Category", "List Price"],
+        [["P1", "Atlas", "Books", "12.50"], ["p2", "Dice", "Games", "3,99"]], delimiter="|").encode())
+    put(root, "orders", d1, "orders 2026 (copy).csv", delimited(ORDER_HEADER, [
+        ["O1", d(d1), "c1", "P1", "2", "10,50", " Web "],
+        ["O2", d(d1), "C2", "P2", "1", "3.99", "store"],
+        ["O3", d(d1), "C9", "P1", "1", "12.50", "mobile"],          # C9 arrives on day 3
+        ["O4", d(d1), "C1", "P1", "-1", "12.50", "web"],             # quarantined
+        ["O5", d(d1 - dt.timedelta(days=10)), "C1", "P2", "4", "1.25", "web"],  # late order
+    ]).encode())
+    put(root, "events", d1, "events+web.ndjson.gz", gzip.compress(ndjson([
+        {"event_id": eid(1), "user_id": "c1", "timestamp": ms(d1, 9), "event_type": "page_view", "payload": {"p": 1}},
+        {"event_id": eid(2), "user_id": "C1", "timestamp": ms(d1, 10), "event_type": "PURCHASE", "payload": {}},
+        {"event_id": "not-a-uuid", "user_id": "C2", "timestamp": ms(d1, 11), "event_type": "page_view"},
+        {"event_id": eid(5), "user_id": "C2", "timestamp": ms(d1 - dt.timedelta(days=1), 23), "event_type": "checkout"},
+        {"event_id": eid(6), "user_id": "C9", "timestamp": ms(d1, 12), "event_type": "page_view", "payload": None},
+    ]), mtime=0))
+    # Day 2: no reference files; O1 re-sent as it was, O2 corrected (a new order date moves
+    # its mart day), two files whose names differ only in Unicode normalisation.
+    put(root, "orders", d2, unicodedata.normalize("NFC", "órdenes.csv"), delimited(ORDER_HEADER, [
+        ["O1", d(d1), "C1", "P1", "2", "10.50", "web"],               # duplicate of day 1
+        ["O2", d(d2), "C2", "P2", "3", "3.99", "store"],              # correction
+        ["O6", d(d2), "C1", "P2", "1", "3.99", "web"],
+    ]).encode())
+    put(root, "orders", d2, unicodedata.normalize("NFD", "órdenes.csv"), delimited(ORDER_HEADER, [
+        ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile"],
+    ]).encode())
+    put(root, "events", d2, "events.json", json.dumps([
+        {"event_id": eid(1), "user_id": "C1", "timestamp": ms(d1, 9), "event_type": "page_view", "payload": {"p": 1}},
+        {"event_id": eid(3), "user_id": "C2", "timestamp": ms(d2, 8), "event_type": "add_to_cart", "payload": {"q": 2}},
+    ]).encode())
+    # Day 3: customers as UTF-8 with BOM and CRLF: C1 moves region, C9 first appears.
+    put(root, "customers", d3, "clientes ñ;v2.csv", ("\ufeff" + delimited(
+        ["customer_id", "first_name", "last_name", "email", "phone", "region"],
+        [["C1", "Ann", "Lee", "ann@example.com", "+442079460018", "East"],
+         ["C2", "Bob", "Ray", "bob@example.com", "555 0100 99", "South"],
+         ["C9", "Zoë", "Kim", "zoe@example.com", "", "West"]], newline="\r\n")).encode("utf-8"))
+    put(root, "orders", d3, "orders;semi.txt", delimited(ORDER_HEADER, [
+        ["O8", d(d3), "C1", "P1", "1", "12,50", "WEB"],
+        ["O9", d(d3), "C2", "P3", "2", "7,00", "store"],             # P3 never arrives
+    ], delimiter=";").encode())
+    # Day 4: only products, as Parquet: P1 changes category.
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"product_id": ["P1", "P2"], "name": ["Atlas", "Dice"],
+                             "category": ["Comics", "Games"], "list_price": ["12.50", "3.99"]}), buf)
+    put(root, "products", d4, "products.parquet", buf.getvalue())
+    # Day 5: Latin-1 orders (a correction of O6 to customer C9, O7 re-sent), an NDJSON
+    # with a malformed line, and a gzipped CSV of events re-sent from day 2.
+    put(root, "orders", d5, "orders@café&co=1.csv", delimited(ORDER_HEADER, [
+        ["O6", d(d2), "C9", "P2", "1", "3.99", "web"],                # correction: C9 now
+        ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile"],            # duplicate
+        ["O10", d(d5), "C9", "P2", "2", "3.99", "store"],
+    ]).encode("latin-1"))
+    put(root, "customers", d5, "kunden_ä.csv", delimited(
+        ["customer_id", "first_name", "last_name", "email", "phone", "region"],
+        [["C2", "Bébé", "Ray", "bob@example.com", "555 0100 99", "South"]]).encode("latin-1"))
+    put(root, "events", d5, "events 'retry'.jsonl", ndjson([
+        {"event_id": eid(3), "user_id": "C2", "timestamp": ms(d2, 8), "event_type": "add_to_cart", "payload": {"q": 2}},
+        {"event_id": eid(4), "user_id": "C9", "timestamp": ms(d5, 12), "event_type": "checkout", "payload": {}},
+        {"event_id": eid(7), "user_id": "C1", "timestamp": ms(d5, 13), "event_type": "purchase", "payload": {}},
+        {"event_id": eid(6), "user_id": "C9", "timestamp": ms(d1, 12), "event_type": "purchase", "payload": None},
+    ]) + b"{not json\n")
+
+
+def random_zone(root: Path, seed: int, days: int = 3) -> None:
+    """A small random landing zone: keys drawn from a narrow range so re-sends, corrections,
+    unknown and late-arriving references, and bad values are frequent."""
+    rng = random.Random(seed)
+    start = START
+    names = ["a b.csv", "x (1).csv", "ü+.csv", "plain.csv"]
+    for i in range(days):
+        day = start + dt.timedelta(days=i)
+        if rng.random() < 0.6:
+            rows = [[f"C{rng.randint(1, 6)}", "F", "L", "f@x.io", "+1555000111", rng.choice(["N", "S", "E"])]
+                    for _ in range(rng.randint(1, 6))]
+            put(root, "customers", day, rng.choice(names), delimited(
+                ["customer_id", "first_name", "last_name", "email", "phone", "region"], rows).encode())
+        if rng.random() < 0.5:
+            rows = [[f"P{rng.randint(1, 4)}", "n", rng.choice(["A", "B"]), "1.00"] for _ in range(rng.randint(1, 4))]
+            put(root, "products", day, rng.choice(names).replace(".csv", ".txt"),
+                delimited(["product_id", "name", "category", "list_price"], rows, delimiter="|").encode())
+        for f in range(rng.randint(0, 2)):
+            rows = []
+            for _ in range(rng.randint(1, 8)):
+                order_day = day - dt.timedelta(days=rng.randint(0, 3))
+                qty = rng.choice(["1", "2", "3", "0", "x"]) if rng.random() < 0.2 else rng.choice(["1", "2", "3"])
+                rows.append([f"O{rng.randint(1, 12)}", d(order_day), f"C{rng.randint(1, 7)}", f"P{rng.randint(1, 5)}",
+                             qty, rng.choice(["1.00", "2,50", "10.10"]), rng.choice(["web", "Store", "mobile"])])
+            put(root, "orders", day, f"{f}-{rng.choice(names)}", delimited(ORDER_HEADER, rows).encode())
+        if rng.random() < 0.7:
+            events = [{"event_id": eid(rng.randint(1, 10)), "user_id": f"C{rng.randint(1, 7)}",
+                       "timestamp": ms(day - dt.timedelta(days=rng.randint(0, 1)), rng.randint(0, 23)),
+                       "event_type": rng.choice(["page_view", "purchase", "checkout", "bogus"]),
+                       "payload": {"n": rng.randint(0, 2)}} for _ in range(rng.randint(1, 6))]
+            put(root, "events", day, "e v.jsonl.gz", gzip.compress(ndjson(events), mtime=0))

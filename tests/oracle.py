@@ -1,0 +1,313 @@
+"""An independent oracle: the expected silver keys and gold marts, from the raw landing files.
+
+Plain Python (csv, json, gzip, pyarrow.parquet, decimal) written from the README's and
+DESIGN.md's rules, importing nothing from `lakehouse`: it must be able to disagree with
+the code under test. It reads a local landing folder (`retail/<source>/ingest_date=D/`).
+
+Rules it encodes (the documented behaviour):
+- readers: gzip by magic bytes; Parquet by magic; JSON array or NDJSON; otherwise
+  delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Latin-1; headers
+  trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
+  fields, or an NDJSON line that is not an object, is a malformed record.
+- every value trimmed, blank = missing; types checked strictly before parsing.
+- transactional sources (orders, events): one row per key across all days; a key's
+  rows ordered by (ingest date, file key, row number); the last row's content wins and
+  the first row with that content is kept; earlier other content is superseded.
+- snapshot sources: the last row of a key within a day is that day's version; a
+  version is written when it differs from the key's previous written-or-unchanged one.
+- an order takes the region/category of the version current on its ingest date,
+  else (the key arrived later) the key's first version, else Unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import re
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+UTC = dt.timezone.utc
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+EMAIL = re.compile(r"^[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}$")
+PHONE = re.compile(r"^\+?[0-9]{6,15}$")
+EVENT_TYPES = ("page_view", "add_to_cart", "checkout", "purchase")
+
+
+# --- reading -------------------------------------------------------------------------
+
+def _header(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.replace("\ufeff", "").strip().lower()).strip("_")
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _json_value(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_records(data: bytes) -> list[dict | None] | None:
+    """Records of one file as {column: text}; None for a malformed record; None overall if unreadable."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return None
+    if not data.strip():
+        return None
+    if data[:4] == b"PAR1":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        return [{_header(k): (None if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()]
+    text = _text(data)
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return [{_header(k): _json_value(v) for k, v in obj.items()} for obj in json.loads(stripped)]
+    if stripped.startswith("{"):
+        out = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                out.append(None)
+                continue
+            out.append({_header(k): _json_value(v) for k, v in obj.items()} if isinstance(obj, dict) else None)
+        return out
+    first = text.splitlines()[0]
+    delimiter = max((",", ";", "|", "\t"), key=first.count)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    header = [_header(h) for h in rows[0]]
+    return [dict(zip(header, row)) if len(row) == len(header) else None for row in rows[1:] if row]
+
+
+def landed(root: Path) -> dict[str, list[dict]]:
+    """source -> every record as {'day', 'file', 'row', 'values' (or None if malformed)}."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for source_dir in sorted((root / "retail").iterdir()):
+        for day_dir in sorted(source_dir.iterdir()):
+            day = dt.date.fromisoformat(day_dir.name.split("=", 1)[1])
+            for path in sorted(day_dir.iterdir()):
+                records = read_records(path.read_bytes())
+                if records is None:
+                    continue
+                key = path.relative_to(root).as_posix()
+                for i, values in enumerate(records, start=1):
+                    out[source_dir.name].append({"day": day, "file": key, "row": i, "values": values})
+    return out
+
+
+# --- typing and rules ------------------------------------------------------------------
+
+def _value(record: dict, *names: str) -> str | None:
+    for name in names:
+        text = (record.get(name) or "").strip()
+        if text:
+            return text
+    return None
+
+
+def _date(text: str | None):
+    if text is None or not re.fullmatch(r"\d{2}/\d{2}/\d{4}", text):
+        return None
+    try:
+        return dt.datetime.strptime(text, "%d/%m/%Y").date()
+    except ValueError:
+        return None
+
+
+def _decimal(text: str | None, scale: int = 2, precision: int = 12):
+    if text is None:
+        return None
+    text = text.replace(",", ".")
+    if not re.fullmatch(rf"[+-]?\d{{1,{precision - scale}}}(\.\d{{1,{scale}}})?", text):
+        return None
+    return Decimal(text).quantize(Decimal(1).scaleb(-scale))
+
+
+def _int(text: str | None):
+    return int(text) if text is not None and re.fullmatch(r"[+-]?\d{1,9}", text) else None
+
+
+def order(r: dict, day: dt.date):
+    """(typed order, valid?)"""
+    v = {
+        "order_id": _value(r, "order_id"),
+        "order_date": _date(_value(r, "order_date")),
+        "customer_id": (_value(r, "customer_id", "cust_id", "customer", "customer_no") or "").upper() or None,
+        "product_id": (_value(r, "product_id", "prod_id", "sku") or "").upper() or None,
+        "qty": _int(_value(r, "qty")),
+        "unit_price": _decimal(_value(r, "unit_price")),
+        "channel": (_value(r, "channel") or "").lower() or None,
+    }
+    ok = all(v[k] is not None for k in v)
+    ok = ok and dt.date(2020, 1, 1) <= v["order_date"] <= day and v["qty"] > 0 and v["unit_price"] >= 0
+    ok = ok and v["channel"] in ("web", "store", "mobile")
+    return v, ok
+
+
+def event(r: dict, day: dt.date):
+    stamp = _value(r, "timestamp")
+    v = {
+        "event_id": (_value(r, "event_id") or "").lower() or None,
+        "user_id": (_value(r, "user_id") or "").upper() or None,
+        "timestamp": int(stamp) if stamp and re.fullmatch(r"\d{1,15}", stamp) else None,
+        "event_type": (_value(r, "event_type") or "").lower() or None,
+        "payload": _value(r, "payload"),
+    }
+    ok = all(v[k] is not None for k in ("event_id", "user_id", "timestamp", "event_type"))
+    ok = ok and bool(UUID.match(v["event_id"])) and v["event_type"] in EVENT_TYPES
+    ok = ok and (v["payload"] is None or bool(re.fullmatch(r"\{.*\}", v["payload"], re.S)))
+    return v, ok
+
+
+def customer(r: dict, day: dt.date):
+    phone = _value(r, "phone")
+    if phone is not None:
+        phone = ("+" if phone.startswith("+") else "") + re.sub(r"[^0-9]", "", phone)
+    email = (_value(r, "email") or "").lower() or None
+    v = {
+        "customer_id": (_value(r, "customer_id") or "").upper() or None,
+        "first_name": _value(r, "first_name"), "last_name": _value(r, "last_name"),
+        "email": email if email is None or EMAIL.match(email) else None,
+        "phone": phone if phone is None or PHONE.match(phone) else None,
+        "region": _value(r, "region"),
+    }
+    return v, v["customer_id"] is not None and v["region"] is not None
+
+
+def product(r: dict, day: dt.date):
+    price_text = _value(r, "list_price")
+    price = _decimal(price_text)
+    v = {"product_id": (_value(r, "product_id") or "").upper() or None, "name": _value(r, "name"),
+         "category": _value(r, "category"), "list_price": price}
+    ok = v["product_id"] is not None and v["category"] is not None
+    ok = ok and (price_text is None or (price is not None and price >= 0))
+    return v, ok
+
+
+TYPED = {"orders": (order, "order_id"), "events": (event, "event_id"),
+         "customers": (customer, "customer_id"), "products": (product, "product_id")}
+
+
+# --- silver ------------------------------------------------------------------------------
+
+def _sort_key(rec: dict):
+    return (rec["day"], rec["file"].encode("utf-8"), rec["row"])
+
+
+def silver(records: dict[str, list[dict]]) -> dict:
+    """Expected silver: winners of transactional sources, versions of snapshots, and per-day accounting."""
+    out = {"accounting": defaultdict(lambda: defaultdict(int))}
+    for source, (typer, key) in TYPED.items():
+        valid = []
+        for rec in records.get(source, []):
+            out["accounting"][(source, rec["day"])]["bronze"] += 1
+            typed, ok = typer(rec["values"], rec["day"]) if rec["values"] is not None else (None, False)
+            if ok:
+                valid.append({**rec, "typed": typed})
+            else:
+                out["accounting"][(source, rec["day"])]["quarantine"] += 1
+        by_key = defaultdict(list)
+        for rec in sorted(valid, key=_sort_key):
+            by_key[rec["typed"][key]].append(rec)
+        if source in ("orders", "events"):
+            winners = {}
+            for k, rows in by_key.items():
+                content = rows[-1]["typed"]
+                kept = next(r for r in rows if r["typed"] == content)
+                winners[k] = kept
+                for r in rows:
+                    outcome = "silver" if r is kept else ("duplicate" if r["typed"] == content else "superseded")
+                    out["accounting"][(source, r["day"])][outcome] += 1
+            out[source] = winners
+        else:
+            versions = defaultdict(list)  # key -> [(day, typed)]
+            for k, rows in by_key.items():
+                per_day = {}
+                for r in rows:
+                    if r["day"] in per_day:
+                        out["accounting"][(source, r["day"])]["duplicate"] += 1
+                    per_day[r["day"]] = r  # the last row of the day wins
+                previous = None
+                for d in sorted(per_day):
+                    typed = per_day[d]["typed"]
+                    if typed == previous:
+                        out["accounting"][(source, d)]["unchanged"] += 1
+                    else:
+                        out["accounting"][(source, d)]["silver"] += 1
+                        versions[k].append((d, typed))
+                    previous = typed
+            out[source] = dict(versions)
+    return out
+
+
+def _as_of(versions: list[tuple], day: dt.date):
+    current = [typed for d, typed in versions if d <= day]
+    return current[-1] if current else versions[0][1]
+
+
+def enriched_orders(expected: dict) -> list[dict]:
+    rows = []
+    for k, rec in expected["orders"].items():
+        o = rec["typed"]
+        cust, prod = expected["customers"].get(o["customer_id"]), expected["products"].get(o["product_id"])
+        rows.append({**o, "_ingest_date": rec["day"],
+                     "region": _as_of(cust, rec["day"])["region"] if cust else None,
+                     "category": _as_of(prod, rec["day"])["category"] if prod else None})
+    return rows
+
+
+def daily_sales(expected: dict) -> dict[tuple, tuple]:
+    """(order_date, channel, region, category) -> (orders, units, sales)."""
+    out: dict[tuple, list] = defaultdict(lambda: [0, 0, Decimal("0.00")])
+    for o in enriched_orders(expected):
+        cell = out[(o["order_date"], o["channel"], o["region"] or "Unknown", o["category"] or "Unknown")]
+        cell[0] += 1
+        cell[1] += o["qty"]
+        cell[2] += o["qty"] * o["unit_price"]
+    return {k: (a, b, c) for k, (a, b, c) in out.items()}
+
+
+def customer_activity(expected: dict) -> dict[tuple, dict]:
+    """(customer_id, day) -> events by type, events, orders, units, sales."""
+    blank = {**{t: 0 for t in EVENT_TYPES}, "events": 0, "orders": 0, "units": 0, "sales": Decimal("0.00")}
+    out: dict[tuple, dict] = defaultdict(lambda: dict(blank))
+    for rec in expected["events"].values():
+        e = rec["typed"]
+        day = dt.datetime.fromtimestamp(e["timestamp"] / 1000, UTC).date()
+        cell = out[(e["user_id"], day)]
+        cell[e["event_type"]] += 1
+        cell["events"] += 1
+    for o in enriched_orders(expected):
+        cell = out[(o["customer_id"], o["order_date"])]
+        cell["orders"] += 1
+        cell["units"] += o["qty"]
+        cell["sales"] += o["qty"] * o["unit_price"]
+    return dict(out)
+
+
+def expected(root: Path) -> dict:
+    result = silver(landed(root))
+    result["daily_sales"] = daily_sales(result)
+    result["customer_activity"] = customer_activity(result)
+    return result
