@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In
+from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, NotEqualTo
 
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
@@ -21,12 +21,13 @@ from lakehouse.checks.catalog import specs_for
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.iceberg import TableStore, WriteResult
-from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix
+from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix, shown
 from lakehouse.resources.landing import LandingObject, LandingZone
 from lakehouse.partitions import Days, day_keys
 from lakehouse.steps import StepContext, audited_write, per_day, within
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
+    IGNORED,
     INGEST_DATE,
     INGESTED,
     BronzeBatch,
@@ -65,6 +66,7 @@ def list_partition(zone: LandingZone, source: str, day: dt.date) -> tuple[list[L
 
 
 SLICE_ROWS = 1_000_000
+NOT_IGNORED = NotEqualTo("status", IGNORED)
 
 
 def _slices(batch: BronzeBatch):
@@ -104,7 +106,7 @@ def load_bronze(
         ignored += skipped
         batches.append(ingest_partition(contract, dt.date.fromisoformat(key), objects, zone.read, now))
     for key, reason in ignored:
-        log.warning("ignored %s: %s", key, reason)
+        log.warning("ignored %s: %s", shown(key), reason)
     batch = combine(contract, batches)
     asset, ctx = f"bronze/{source}", StepContext(store, None, run_id)
     props = ctx.props(asset, keys)
@@ -128,7 +130,8 @@ def load_bronze(
         for r in logged.to_pylist():
             if r["status"] == INGESTED:
                 file_rows[r["ingest_date"].isoformat()] += r["rows"] or 0
-        landed = store.read(INGESTION_LOG.identifier, EqualTo("source", source), ("last_modified",))
+        landed = store.read(INGESTION_LOG.identifier, And(EqualTo("source", source), NOT_IGNORED),
+                            ("last_modified",))
         newest = pc.max(landed["last_modified"]).as_py() if landed.num_rows else None
 
         def day_checks(key: str):
@@ -157,8 +160,10 @@ def record_processed(store: TableStore, partition, processed: list[dict],
     """Mark the partition's files INGESTED or REJECTED in ops.ingestion_log, one commit.
 
     Only the keys this run decided are replaced (see `merge_log`), so a file the landing
-    sensor records while this run is busy keeps its LANDED row for the next run.
+    sensor records while this run is busy keeps its LANDED row for the next run. IGNORED
+    rows are the sensor's alone: neither read nor replaced here.
     """
+    partition = And(partition, NOT_IGNORED)  # the sensor's IGNORED rows are not bronze's to rewrite
     keys, _ = merge_log(_log_rows(store, partition), processed, listed_at)
 
     def rows():  # re-read on a conflicting commit, so a concurrent sighting is merged, not lost

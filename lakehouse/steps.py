@@ -363,7 +363,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         recomputed = sorted(_keys_to_recompute(ctx, contract, keys, bronze, lookups))
         wanted = engine.from_arrow(pa.table({RECORD_KEY: pa.array(recomputed, pa.string())}))
         others = record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner")
-        rows = engine.materialize(classify(bronze.unionByName(others.drop(RECORD_KEY)), contract, None, lookups,
+        rows = engine.materialize(classify(_union(bronze, others.drop(RECORD_KEY)), contract, None, lookups,
                                            engine.cut))
         F, _ = api(rows)
         # Rows of other days matter only as versions of the recomputed keys.
@@ -421,6 +421,16 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
                           _columns(target), audit)
     return StepResult(target, write, {**counts, "recomputed_keys": len(recomputed),
                                       "touched_ingest_dates": len(touched)}, affected, by_day)
+
+
+def _union(a, b):
+    """Rows of both bronze frames; a column one of them lacks (the files of its days predate it) is null."""
+    F, _ = api(a)
+    columns = list(dict.fromkeys([*a.columns, *b.columns]))
+
+    def pad(df):
+        return df.select(*[F.col(c) if c in df.columns else F.lit(None).cast("string").alias(c) for c in columns])
+    return pad(a).unionByName(pad(b))
 
 
 UNCHANGED_PROP = "lakehouse.unchanged"  # snapshot property of snapshot sources: {ingest date: unchanged rows}

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.iceberg import TableStore
-from lakehouse.layout import SOURCES
+from lakehouse.layout import SOURCES, shown
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
-from lakehouse.transforms.bronze import INGEST_DATE, INGESTED, REJECTED
+from lakehouse.transforms.bronze import IGNORED, INGEST_DATE, INGESTED, LIVE, REJECTED
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,40 @@ def rejected_files(store: TableStore) -> list[dict]:
         return []
     table = store.read(REJECTED_FILES.identifier, columns=("source", "ingest_date", "key", "reason"))
     return sorted(table.to_pylist(), key=lambda r: (r["ingest_date"], r["key"]))
+
+
+def ignored_files(store: TableStore) -> list[dict]:
+    """Every version the landing sensor ignored, with the reason (ops.ingestion_log, IGNORED).
+
+    A version loaded since (a file in a future date folder, once that day came) is left
+    out. The one source of the "ignored" count and list that `lakehouse run` and
+    `lakehouse status` print.
+    """
+    if not store.exists(INGESTION_LOG.identifier):
+        return []
+    log = store.read(INGESTION_LOG.identifier,
+                     columns=("source", "ingest_date", "key", "etag", "status", "reason", "first_seen")).to_pylist()
+    loaded = {(r["key"], r["etag"]) for r in log if r["status"] in LIVE}
+    ignored = [r for r in log if r["status"] == IGNORED and (r["key"], r["etag"]) not in loaded]
+    return sorted(ignored, key=lambda r: (r["first_seen"], r["key"]))
+
+
+IGNORED_SHOWN = 50
+
+
+def render_ignored(store: TableStore) -> str:
+    ignored = ignored_files(store)
+    if not ignored:
+        return "Ignored keys: none."
+    rows = [[r["source"] or "-", r["ingest_date"] or "-", shown(r["key"]), r["reason"]]
+            for r in ignored[:IGNORED_SHOWN]]
+    more = len(ignored) - len(rows)
+    return "\n".join(
+        [f"Ignored keys ({len(ignored)}), not loaded; recorded in ops.ingestion_log with status IGNORED:",
+         format_table(["source", "ingest_date", "key", "reason"], rows)]
+        + ([f"... and {more} more (lakehouse query \"select * from ops.ingestion_log where status = 'IGNORED'\")"]
+           if more > 0 else [])
+    )
 
 
 _NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
@@ -237,6 +271,6 @@ def render_all_checks(store: TableStore) -> str:
 def render_summary(store: TableStore, instance) -> str:
     """What `lakehouse run` and `lakehouse status` print."""
     return "\n\n".join(
-        [render_tables(store), render_bronze_summary(store), render_accounting(instance), render_checks(store),
-         render_business(store)]
+        [render_tables(store), render_bronze_summary(store), render_ignored(store), render_accounting(instance),
+         render_checks(store), render_business(store)]
     )

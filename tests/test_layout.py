@@ -1,8 +1,19 @@
 import datetime as dt
+import re
+import unicodedata
 
 import pytest
 
-from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix
+from lakehouse.layout import KeyOutsideLayout, check_key, parse_key, partition_prefix, shown, storable, whereabouts
+from lakehouse.resources.landing import LocalLandingZone
+
+PREFIX = "retail/orders/ingest_date=2026-03-01/"
+NFC, NFD = unicodedata.normalize("NFC", "órdenes.csv"), unicodedata.normalize("NFD", "órdenes.csv")
+NAMES = [
+    "orders_web_20260301.csv.gz", "orders 2026 (copy).csv", "a+b.csv", "R&D.csv", "O'Brien.csv", "k=v.csv",
+    "a;b.csv", "a,b.csv", "user@host.csv", "100% (final) [v2] {x} ~ ! $ * #.csv", NFC, NFD, "🛒 orders.csv",
+    "a..b.csv", "-dash.csv", "x" * 251 + ".csv", "é" * 125 + "x.csv",  # 255 bytes in UTF-8
+]
 
 
 def test_parse_valid_key():
@@ -12,6 +23,13 @@ def test_parse_valid_key():
     assert partition_prefix("events", dt.date(2026, 3, 1)) == "retail/events/ingest_date=2026-03-01/"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_any_s3_key_segment_is_a_file_name_kept_exactly(name):
+    key = parse_key(PREFIX + name)
+    assert key.file_name == name and key.key == PREFIX + name  # never normalised
+    assert NFC != NFD and parse_key(PREFIX + NFD).file_name != parse_key(PREFIX + NFC).file_name
+
+
 @pytest.mark.parametrize(
     "key, why",
     [
@@ -19,15 +37,65 @@ def test_parse_valid_key():
         ("retail/invoices/ingest_date=2026-03-01/a.csv", "unknown source"),
         ("retail/orders/date=2026-03-01/a.csv", "ingest_date=YYYY-MM-DD"),
         ("retail/orders/ingest_date=2026-02-30/a.csv", "not a calendar date"),
-        ("retail/orders/ingest_date=2026-03-01/../../etc/passwd", "path parts"),
-        ("retail/orders/ingest_date=2026-03-01/..", "file name"),
-        ("retail/orders/ingest_date=2026-03-01/.hidden.csv", "file name"),
-        ("retail/orders/ingest_date=2026-03-01/_SUCCESS", "file name"),
-        ("retail/orders/ingest_date=2026-03-01/a b;rm -rf.csv", "file name"),
-        ("retail/orders/ingest_date=2026-03-01/sub/a.csv", "path parts"),
-        ("retail/orders/ingest_date=2026-03-01/", "file name"),
+        (PREFIX + "../../etc/passwd", "'..' path segment"),
+        (PREFIX + "..", "'..' path segment"),
+        ("retail/orders/./ingest_date=2026-03-01/a.csv", "'.' path segment"),
+        ("retail/orders//ingest_date=2026-03-01/a.csv", "empty path segment"),
+        (PREFIX, "empty path segment"),
+        ("/" + PREFIX + "a.csv", "absolute"),
+        (PREFIX + "a\\b.csv", "backslash"),
+        (PREFIX + "..\\..\\x.csv", "backslash"),
+        (PREFIX + "a\x00.csv", "control character U+0000"),
+        (PREFIX + "a\tb.csv", "control character U+0009"),
+        (PREFIX + "a\nb.csv", "control character U+000A"),
+        (PREFIX + "a\x1f.csv", "control character U+001F"),
+        (PREFIX + "a\x7f.csv", "control character U+007F"),
+        (PREFIX + "x" * 256, "256 bytes in UTF-8; at most 255"),
+        (PREFIX + "é" * 128, "256 bytes in UTF-8; at most 255"),
+        ("retail/orders/" + "/".join(["d" * 210] * 5) + "/a.csv", "bytes in UTF-8; at most 1024"),
+        (PREFIX + "a\udcff.csv", "not valid UTF-8"),  # a local file name that is not UTF-8
+        (PREFIX + ".DS_Store", "hidden file"),
+        (PREFIX + ".orders.csv.tmp", "hidden file"),
+        (PREFIX + "..csv", "hidden file"),
+        (PREFIX + "_SUCCESS", "marker file"),
+        (PREFIX + "_committed_123", "marker file"),
+        (PREFIX + "sub/a.csv", "wrong depth"),
+        ("retail/orders/a.csv", "wrong depth"),
     ],
 )
 def test_keys_outside_layout_are_refused_with_a_reason(key, why):
-    with pytest.raises(KeyOutsideLayout, match=why):
+    with pytest.raises(KeyOutsideLayout, match=re.escape(why)):
         parse_key(key)
+
+
+def test_whereabouts_storable_and_shown():
+    assert whereabouts("retail/returns/ingest_date=2026-03-01/x.csv") == ("returns", dt.date(2026, 3, 1))
+    assert whereabouts("retail/orders/ingest_date=bad/x.csv") == ("orders", None)
+    assert whereabouts("retail/orders/stray.csv") == ("orders", None)
+    assert whereabouts("misc/x.csv") == (None, None) and whereabouts("retail/x.csv") == (None, None)
+    assert whereabouts("retail/../ingest_date=2026-03-01/x") == (None, None)
+    assert storable("a\udcff.csv") == "a\\xff.csv" and storable(NFD) == NFD
+    assert shown("a\x01b\n.csv") == "a\\x01b\\x0a.csv" and shown("orders (1).csv") == "orders (1).csv"
+
+
+def test_the_local_zone_maps_keys_to_paths_only_inside_its_root(tmp_path):
+    zone = LocalLandingZone(f"file://{tmp_path / 'landing'}")
+    for name in NAMES[:13]:
+        zone.put(PREFIX + name, name.encode())
+    listed = {o.key: o for o in zone.list(PREFIX)}
+    assert set(listed) == {PREFIX + n for n in NAMES[:13]}  # NFC and NFD: two files
+    assert all(zone.read(PREFIX + n) == n.encode() for n in NAMES[:13])
+    folders, files = zone.list_level("retail/orders/")
+    assert folders == ["ingest_date=2026-03-01"] and files == []
+
+    (tmp_path / "secret.txt").write_text("not yours")
+    (tmp_path / "landing" / PREFIX / "link.csv").symlink_to(tmp_path / "secret.txt")
+    assert PREFIX + "link.csv" not in {o.key for o in zone.list(PREFIX)}  # a link out of the root is not listed
+    for key in (PREFIX + "../../../../secret.txt", "/etc/passwd", PREFIX + "link.csv", "retail\\..\\x", ""):
+        with pytest.raises(ValueError):
+            zone.read(key)
+    with pytest.raises(ValueError, match="'..' path segment"):
+        zone.put("../outside.csv", b"x")
+    assert not (tmp_path / "outside.csv").exists()
+    assert list(zone.list("/")) == [] and zone.list_level("../") == ([], [])  # listings stay inside too
+    assert check_key(PREFIX + NFD)[-1] == NFD

@@ -155,10 +155,16 @@ def test_unknown_customer_and_product_are_kept_and_flagged(engine):
     assert {o["order_id"]: (o["region"], o["category"]) for o in silver} == {"O1": (None, "Home"), "O2": ("North", None)}
 
 
-def test_duplicates_keep_the_first_event_and_the_last_snapshot_row(engine):
-    rows, silver, _ = run(engine, "orders", [good("orders"), good("orders", qty="9")])
+def test_a_resent_record_is_a_duplicate_a_changed_one_a_correction(engine):
+    rows, silver, _ = run(engine, "orders", [good("orders"), good("orders", unit_price="147.43", channel=" WEB ")])
     assert [r[OUTCOME] for r in sorted(rows, key=lambda r: r["_row_number"])] == ["silver", "duplicate"]
-    assert silver[0]["qty"] == 2
+    assert silver[0]["_row_number"] == 1  # the first copy of the winning content is kept
+    rows, silver, _ = run(engine, "orders", [good("orders"), good("orders", qty="9")])
+    assert [r[OUTCOME] for r in sorted(rows, key=lambda r: r["_row_number"])] == ["superseded", "silver"]
+    assert silver[0]["qty"] == 9  # the latest version wins
+    # A-B-A: the last content wins, kept as its first row; B is superseded.
+    rows, silver, _ = run(engine, "orders", [good("orders"), good("orders", qty="9"), good("orders")])
+    assert [r[OUTCOME] for r in sorted(rows, key=lambda r: r["_row_number"])] == ["silver", "superseded", "duplicate"]
     rows, silver, _ = run(engine, "customers", [good("customers"), good("customers", region="South")])
     assert [c["region"] for c in silver] == ["South"]
 

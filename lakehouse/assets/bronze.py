@@ -9,8 +9,18 @@ from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import CONTRACTS, SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze
+from lakehouse.layout import shown, storable
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.tables import bronze_table
+
+
+def _cell(text: str, code: bool = False) -> str:
+    """`text` in a Markdown table cell: any file name (pipes, backticks, control characters) shows as is."""
+    cell = shown(text).replace("|", "\\|")
+    if not code:
+        return cell
+    fence = "``" if "`" in cell else "`"
+    return f"{fence} {cell} {fence}"
 
 
 def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
@@ -18,7 +28,8 @@ def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
     files = dg.MetadataValue.md(
         "| file | status | rows | malformed | format | reason |\n|---|---|---|---|---|---|\n"
         + "\n".join(
-            f"| `{f.obj.key}` | {f.status} | {f.rows} | {f.malformed_rows} | {f.format or ''} | {f.reason or ''} |"
+            f"| {_cell(f.obj.key, code=True)} | {f.status} | {f.rows} | {f.malformed_rows} | {f.format or ''} "
+            f"| {_cell(f.reason or '')} |"
             for f in batch.files
         )
     )
@@ -33,7 +44,7 @@ def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
         "missing_columns": dg.MetadataValue.json(batch.missing_columns()),
         "new_columns": dg.MetadataValue.json(batch.extra_columns()),
         "columns_added_to_table": dg.MetadataValue.json(load.bronze.added_columns),
-        "ignored_keys": dg.MetadataValue.json(dict(load.ignored)),
+        "ignored_keys": dg.MetadataValue.json({storable(k): why for k, why in load.ignored}),
         "snapshot_id": str(load.bronze.snapshot_id),
         **time_travel(bronze_table(contract.name).identifier, load.bronze.snapshot_id),
         "file_outcomes": files,
@@ -84,11 +95,11 @@ def build_bronze_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
                 continue
             load = load_bronze(landing.zone(), iceberg.store(), contract, days, context.run.run_id)
             for f in load.batch.rejected:
-                context.log.warning(f"rejected {f.obj.key}: {f.reason}")
+                context.log.warning(f"rejected '{shown(f.obj.key)}': {f.reason}")
             for column, keys in load.batch.missing_columns().items():
                 context.log.warning(f"column {column!r} missing from {len(keys)} file(s), left null: {keys}")
             for ignored, reason in load.ignored:
-                context.log.warning(f"ignored {ignored}: {reason}")
+                context.log.warning(f"ignored '{shown(ignored)}': {reason}")
             # A blocking check fails this source; the other sources still publish.
             materialization, results, failure = audit_events(
                 load.bronze, _metadata(load, contract), f"bronze.{contract.name}", partition, key)

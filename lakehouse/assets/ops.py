@@ -37,7 +37,8 @@ def ops_specs() -> list[dg.AssetSpec]:
     raw = [dg.AssetKey(["raw", s]) for s in CONTRACTS]
     bronze = [dg.AssetKey(["bronze", s]) for s in CONTRACTS]
     return [
-        _spec(INGESTION_LOG, raw, "the landing sensor (pending) and bronze (what became of each file)"),
+        _spec(INGESTION_LOG, raw, "the landing sensor (pending files, and keys it ignored with the reason) and "
+                                  "bronze (what became of each file)"),
         _spec(REJECTED_FILES, raw, "bronze, for files that could not be read at all"),
         _spec(QUARANTINE, bronze, "silver, for rows that broke a quarantine rule"),
         _spec(DQ_RESULTS, [], "every audited write of bronze, silver and gold, published or not"),

@@ -1,19 +1,27 @@
 """The landing zone: a local directory or an S3 bucket/prefix, behind one interface.
 
 Both sides return the same relative keys, sizes, ETags and modification times, so
-the bronze assets and the landing sensor never care where files land.
+the bronze assets and the landing sensor never care where files land. Keys are
+returned exactly as stored (any UTF-8, never normalised); the local zone turns a
+key into a path only after `check_key` and only if the resolved path stays under
+its root.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
 import dagster as dg
+
+from lakehouse.layout import check_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,8 @@ class LandingZone:
     def list(self, prefix: str) -> Iterator[LandingObject]:
         raise NotImplementedError
 
-    def list_level(self, prefix: str) -> tuple[list[str], list[str]]:
-        """One level under `prefix` (which ends with '/'): sub-folder names and file keys.
+    def list_level(self, prefix: str) -> tuple[list[str], list[LandingObject]]:
+        """One level under `prefix` (which ends with '/'): sub-folder names and the files.
 
         The landing sensor walks the date folders with this instead of listing every
         object, so a tick costs requests per folder, not per file ever landed.
@@ -57,40 +65,58 @@ class LocalLandingZone(LandingZone):
         self.root = Path(urlparse(uri).path if uri.startswith("file://") else uri)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        """The path of a key: refused (ValueError with the reason) unless it is safe and inside the root."""
+        check_key(key)
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if root not in path.parents:
             raise ValueError(f"key {key!r} escapes the landing root")
         return path
 
+    def _object(self, path: Path) -> LandingObject | None:
+        """The file at `path` as an object; None (logged) for a link that leads outside the root."""
+        root = self.root.resolve()
+        if root not in path.resolve().parents:
+            log.warning("skipped %s: a link that leads outside the landing root", path)
+            return None
+        stat = path.stat()
+        return LandingObject(
+            key=path.relative_to(self.root).as_posix(),
+            size=stat.st_size,
+            etag=_md5_file(path),
+            last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc),
+        )
+
+    def _under_root(self, prefix: str) -> Path | None:
+        """The folder of a listing prefix, or None when it would lead outside the root."""
+        base, root = self.root / prefix, self.root.resolve()
+        resolved = base.resolve()
+        return base if resolved == root or root in resolved.parents else None
+
     def list(self, prefix: str) -> Iterator[LandingObject]:
-        base = self.root / prefix
+        base = self._under_root(prefix)
+        if base is None:
+            return
         start = base if base.is_dir() else base.parent
         if not start.is_dir():
             return
         for path in sorted(start.rglob("*")):
-            if not path.is_file():
+            if not path.is_file() or not path.relative_to(self.root).as_posix().startswith(prefix):
                 continue
-            key = path.relative_to(self.root).as_posix()
-            if not key.startswith(prefix):
-                continue
-            stat = path.stat()
-            yield LandingObject(
-                key=key,
-                size=stat.st_size,
-                etag=_md5_file(path),
-                last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc),
-            )
+            obj = self._object(path)
+            if obj is not None:
+                yield obj
 
-    def list_level(self, prefix: str) -> tuple[list[str], list[str]]:
-        base = self.root / prefix
-        if not base.is_dir():
+    def list_level(self, prefix: str) -> tuple[list[str], list[LandingObject]]:
+        base = self._under_root(prefix)
+        if base is None or not base.is_dir():
             return [], []
         folders, files = [], []
         for path in sorted(base.iterdir()):
             if path.is_dir():
                 folders.append(path.name)
-            elif path.is_file():
-                files.append(f"{prefix}{path.name}")
+            elif path.is_file() and (obj := self._object(path)) is not None:
+                files.append(obj)
         return folders, files
 
     def read(self, key: str) -> bytes:
@@ -140,22 +166,25 @@ class S3LandingZone(LandingZone):
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
             for obj in page.get("Contents", []):
-                if obj["Key"].endswith("/"):
-                    continue  # folder placeholder objects made by consoles
-                yield LandingObject(
-                    key=self._relative(obj["Key"]),
-                    size=obj["Size"],
-                    etag=obj["ETag"].strip('"'),
-                    last_modified=obj["LastModified"].astimezone(dt.timezone.utc),
-                )
+                if not _placeholder(obj):
+                    yield self._object(obj)
 
-    def list_level(self, prefix: str) -> tuple[list[str], list[str]]:
+    def _object(self, obj: dict) -> LandingObject:
+        return LandingObject(
+            key=self._relative(obj["Key"]),
+            size=obj["Size"],
+            etag=obj["ETag"].strip('"'),
+            last_modified=obj["LastModified"].astimezone(dt.timezone.utc),
+        )
+
+    def list_level(self, prefix: str) -> tuple[list[str], list[LandingObject]]:
         folders, files = [], []
         full = self._full(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
-            folders += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-            files += [self._relative(o["Key"]) for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+            # A common prefix keeps its trailing '/': "a//b" under `full` is the folder "" (kept, so refused).
+            folders += [p["Prefix"][len(full):-1] for p in page.get("CommonPrefixes", [])]
+            files += [self._object(o) for o in page.get("Contents", []) if not _placeholder(o)]
         return folders, files
 
     def read(self, key: str) -> bytes:
@@ -163,6 +192,11 @@ class S3LandingZone(LandingZone):
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+
+def _placeholder(obj: dict) -> bool:
+    """An empty key ending in '/': the folder marker consoles make, not a file."""
+    return obj["Key"].endswith("/") and obj["Size"] == 0
 
 
 def open_landing_zone(uri: str) -> LandingZone:

@@ -6,6 +6,10 @@ the raw assets, and asks for one bronze run per ingest date covering the sources
 new files. The run key is made from the files' keys, ETags and first sightings, so an
 unchanged re-upload asks for nothing, a changed one runs again, and asking again for
 work already asked for (a tick after a daemon restart) is a no-op.
+
+What the scan does not load (keys outside the layout, unsafe keys, hidden and marker
+files) is recorded in the log as IGNORED with the reason, once per (key, ETag) like
+any sighting, observed on the raw asset of its source when there is one, and logged.
 """
 
 # No `from __future__ import annotations`: Dagster reads the resource annotations at runtime.
@@ -15,17 +19,18 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pyarrow as pa
-from pyiceberg.expressions import In
+from pyiceberg.expressions import AlwaysFalse, BooleanExpression, In, IsNull, Or
 
 from lakehouse.assets.raw import raw_key
 from lakehouse.backfill import backfilled_days
 from lakehouse.iceberg import TableStore
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.resources.landing import LandingObject, LandingZone
-from lakehouse.sensors.scan import Cursor, Folder, digest, newly_ignored, scan
+from lakehouse.layout import SOURCES, shown
+from lakehouse.sensors.scan import Cursor, Folder, Ignored, Scan, digest, scan
 from lakehouse.settings import Settings
 from lakehouse.tables import INGESTION_LOG
-from lakehouse.transforms.bronze import LANDED, LIVE
+from lakehouse.transforms.bronze import IGNORED, LANDED, LIVE
 
 SENSOR_NAME = "landing_sensor"
 TRIGGER_TAG = "lakehouse/trigger"
@@ -66,6 +71,8 @@ def plan(found: list[tuple[Folder, LandingObject]], log_rows: list[dict], now: d
             waiting.add((folder.day, row["first_seen"] if row else now))
     sightings: dict[tuple[dt.date, dt.datetime], list[Sighting]] = defaultdict(list)
     for r in log_rows:
+        if r["status"] == IGNORED:  # never part of a run
+            continue
         sightings[(r["ingest_date"], r["first_seen"])].append(
             Sighting(r["source"], r["ingest_date"], r["key"], r["etag"], r["first_seen"]))
     for f, o in new:
@@ -81,7 +88,7 @@ def run_key(day: dt.date, files: list[Sighting]) -> str:
 def run_request(day: dt.date, files: list[Sighting]) -> dg.RunRequest:
     sources = sorted({f.source for f in files})
     return dg.RunRequest(
-        run_key=run_key(day, files),
+        run_key=run_key(day, files),  # a digest: keys may hold any character, tags and keys stay short
         partition_key=day.isoformat(),
         asset_selection=[dg.AssetKey(["bronze", s]) for s in sources],
         tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(len(files))},
@@ -99,12 +106,54 @@ def landed_rows(new: list[tuple[Folder, LandingObject]], now: dt.datetime) -> pa
     )
 
 
+def ignored_rows(ignored: list[Ignored], now: dt.datetime) -> pa.Table:
+    rows = []
+    for i in ignored:
+        source, day = i.whereabouts
+        rows.append({"source": source, "key": i.key, "etag": i.obj.etag, "size": i.obj.size,
+                     "last_modified": i.obj.last_modified, "ingest_date": day, "first_seen": now,
+                     "status": IGNORED, "reason": i.reason})
+    return pa.Table.from_pylist(rows, schema=INGESTION_LOG.schema)
+
+
+def newly_ignored(ignored: list[Ignored], log_rows: list[dict]) -> list[Ignored]:
+    """The ignored versions not yet recorded: once per (key, ETag), like any sighting."""
+    recorded = {(r["key"], r["etag"]) for r in log_rows if r["status"] == IGNORED}
+    fresh: dict[tuple[str, str], Ignored] = {}
+    for i in ignored:
+        if (i.key, i.obj.etag) not in recorded:
+            fresh.setdefault((i.key, i.obj.etag), i)
+    return list(fresh.values())
+
+
+def ignored_observation(i: Ignored, settings: Settings, now: dt.datetime) -> dg.AssetObservation | None:
+    """On the raw asset of the key's source, if it names one; partitioned when its date is a partition."""
+    source, day = i.whereabouts
+    if source not in SOURCES:
+        return None
+    in_range = day is not None and settings.start_date <= day <= now.date()
+    return dg.AssetObservation(
+        asset_key=raw_key(source),
+        partition=day.isoformat() if in_range else None,
+        metadata={
+            "key": i.key,
+            "status": IGNORED,
+            "reason": i.reason,
+            "etag": i.obj.etag,
+            "size": dg.MetadataValue.int(i.obj.size),
+            "last_modified": dg.MetadataValue.timestamp(i.obj.last_modified),
+            "first_seen": dg.MetadataValue.timestamp(now),
+        },
+    )
+
+
 def observation(zone: LandingZone, folder: Folder, obj: LandingObject, now: dt.datetime) -> dg.AssetObservation:
     return dg.AssetObservation(
         asset_key=raw_key(folder.source),
         partition=folder.day.isoformat(),
         metadata={
             "key": obj.key,
+            "status": LANDED,
             "dagster/uri": zone.describe(obj.key),
             "etag": obj.etag,
             "size": dg.MetadataValue.int(obj.size),
@@ -118,11 +167,12 @@ def observation(zone: LandingZone, folder: Folder, obj: LandingObject, now: dt.d
 class Tick:
     requests: list[dg.RunRequest]
     observations: list[dg.AssetObservation]
-    ignored: list[tuple[str, str]]  # logged for the first time this tick
+    ignored: list[Ignored]  # recorded as IGNORED for the first time this tick
     deferred: list[dt.date]  # days with waiting files that a backfill in progress covers
     cursor: Cursor
     folders: int
     files: int
+    landed: int  # versions recorded as LANDED this tick
 
 
 def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: Cursor, now: dt.datetime,
@@ -136,25 +186,37 @@ def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: C
     found = scan(zone, settings.start_date, now.date(), settings.landing_lookback_days,
                  settings.landing_sweep_prefixes, cursor)
     store.ensure_table(INGESTION_LOG.identifier, INGESTION_LOG.schema, INGESTION_LOG.partition_by)
-    days = sorted({f.day.isoformat() for f in found.folders})
-    log_rows = (
-        store.read(INGESTION_LOG.identifier, In("ingest_date", days),
-                   ("source", "ingest_date", "key", "etag", "status", "first_seen")).to_pylist()
-        if days else []
-    )
+    where = _log_filter(found)
+    log_rows = [] if where == AlwaysFalse() else store.read(
+        INGESTION_LOG.identifier, where, ("source", "ingest_date", "key", "etag", "status", "first_seen")).to_pylist()
     tick = plan(found.objects, log_rows, now)
-    if tick.new:
+    ignored = newly_ignored(found.ignored, log_rows)
+    if tick.new or ignored:
         table = store.load(INGESTION_LOG.identifier)
-        table.append(landed_rows(tick.new, now), snapshot_properties={"lakehouse.writer": SENSOR_NAME})
+        rows = pa.concat_tables([landed_rows(tick.new, now), ignored_rows(ignored, now)])
+        table.append(rows, snapshot_properties={"lakehouse.writer": SENSOR_NAME})
+    observed = [ignored_observation(i, settings, now) for i in ignored]
     return Tick(
         requests=[run_request(day, files) for (day, _), files in tick.runs.items() if day not in backfilled],
         deferred=sorted({day for day, _ in tick.runs if day in backfilled}),
-        observations=[observation(zone, folder, obj, now) for folder, obj in tick.new],
-        ignored=newly_ignored(found.ignored, found.cursor),
+        observations=[observation(zone, folder, obj, now) for folder, obj in tick.new] + [o for o in observed if o],
+        ignored=ignored,
         cursor=found.cursor,
         folders=len(found.folders),
         files=len(found.objects),
+        landed=len(tick.new),
     )
+
+
+def _log_filter(found: Scan) -> BooleanExpression:
+    """The log rows a tick compares with: those of the days it listed, and of the dates (or
+    no date) of what it ignored. The log is partitioned by month(ingest_date), so this prunes."""
+    days = {f.day.isoformat() for f in found.folders}
+    days |= {day.isoformat() for i in found.ignored if (day := i.whereabouts[1])}
+    undated = any(i.whereabouts[1] is None for i in found.ignored)
+    if days and undated:
+        return Or(In("ingest_date", sorted(days)), IsNull("ingest_date"))
+    return In("ingest_date", sorted(days)) if days else IsNull("ingest_date") if undated else AlwaysFalse()
 
 
 def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> dg.SensorDefinition:
@@ -166,7 +228,8 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> 
         description=(
             "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
             "records new or changed files in ops.ingestion_log and asks for one bronze run per ingest "
-            "date, keyed by the files' keys and ETags."
+            "date, keyed by the files' keys and ETags. Keys it does not load (off the "
+            "layout, unsafe, hidden or markers) are recorded there as IGNORED with the reason."
         ),
     )
     def landing_sensor(
@@ -176,10 +239,11 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> 
                         dt.datetime.now(dt.timezone.utc), frozenset(backfilled_days(context.instance, bronze_keys)))
         if tick.deferred:
             context.log.info(f"left to the backfill in progress: {', '.join(map(str, tick.deferred))}")
-        for key, reason in tick.ignored:
-            context.log.warning(f"ignored {key}: {reason}")
+        for ignored in tick.ignored:
+            context.log.warning(f"ignored '{shown(ignored.key)}': {ignored.reason} (recorded in ops.ingestion_log)")
         context.log.info(
-            f"listed {tick.folders} folder(s), {tick.files} file(s); {len(tick.observations)} new; "
+            f"listed {tick.folders} folder(s), {tick.files} file(s); {tick.landed} new, "
+            f"{len(tick.ignored)} newly ignored; "
             f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
         )
         return dg.SensorResult(run_requests=tick.requests, asset_events=tick.observations,

@@ -9,9 +9,15 @@ the date folders (one cheap delimiter listing per source), then the files of:
 - the next `sweep` older folders in a round-robin walk, so a late file for an old
   ingest date is found within one sweep cycle while a tick's cost stays bounded.
 
+Folders whose files are not loaded (unknown source, bad or out-of-range date,
+outside `retail/`) are walked with the older folders, so each file in them is found
+and recorded as IGNORED within one sweep too; so are files at the wrong level and,
+in the loaded folders, keys that are unsafe or not data (see `lakehouse.layout`).
+
 Whether a file is new is decided against `ops.ingestion_log` by (key, ETag), never
-by timestamps, so same-second uploads are all seen. The cursor holds only the walk
-position and a cycle count; it survives restarts because Dagster stores it.
+by timestamps, so same-second uploads are all seen, and an ignored version is
+recorded once. The cursor holds only the walk position and a cycle count; it
+survives restarts because Dagster stores it.
 """
 
 from __future__ import annotations
@@ -19,36 +25,45 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from lakehouse.layout import DOMAIN, SOURCES, KeyOutsideLayout, parse_key, partition_prefix, source_prefix
+from lakehouse.layout import (
+    DOMAIN,
+    SOURCES,
+    KeyOutsideLayout,
+    check_key,
+    parse_date_folder,
+    parse_key,
+    partition_prefix,
+    source_prefix,
+    storable,
+    whereabouts,
+)
 from lakehouse.resources.landing import LandingObject, LandingZone
-
-REPORTED_LIMIT = 500  # ignored keys remembered so each is logged once, not every tick
 
 
 @dataclass
 class Cursor:
-    sweep_after: str | None = None  # "<date>/<source>" of the last older folder listed
+    sweep_after: str | None = None  # name of the last older folder listed
     cycles: int = 0  # completed walks over all older folders
-    reported: list[str] = field(default_factory=list)  # digests of ignored keys already logged
 
     def dumps(self) -> str:
-        return json.dumps({"v": 1, "sweep_after": self.sweep_after, "cycles": self.cycles,
-                           "reported": self.reported[-REPORTED_LIMIT:]})
+        return json.dumps({"v": 1, "sweep_after": self.sweep_after, "cycles": self.cycles})
 
     @classmethod
     def loads(cls, text: str | None) -> "Cursor":
         """A cursor from Dagster's stored string; anything unreadable starts afresh (costs one full walk)."""
         try:
             data = json.loads(text or "{}")
-            return cls(data.get("sweep_after"), int(data.get("cycles", 0)), list(data.get("reported", [])))
+            return cls(data.get("sweep_after"), int(data.get("cycles", 0)))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
 
 @dataclass(frozen=True)
 class Folder:
+    """An ingest-date folder of a source, within the partitions: its files are loaded."""
+
     source: str
     day: dt.date
 
@@ -56,86 +71,125 @@ class Folder:
     def name(self) -> str:  # sorts by date first, so the walk goes through history in order
         return f"{self.day.isoformat()}/{self.source}"
 
+    @property
+    def prefix(self) -> str:
+        return partition_prefix(self.source, self.day)
+
+
+@dataclass(frozen=True)
+class OddFolder:
+    """A folder whose files are not loaded (unknown source, bad or out-of-range date, outside
+    `retail/`). It is walked with the older folders so each of its files is recorded as
+    IGNORED, with `reason`, within one sweep."""
+
+    prefix: str
+    reason: str
+
+    @property
+    def name(self) -> str:  # after every date ("2..." < "r..."), in a stable order
+        return self.prefix
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A listed object that is not loaded, and why."""
+
+    obj: LandingObject
+    reason: str
+
+    @property
+    def key(self) -> str:  # as recorded: valid UTF-8 even for an odd local file name
+        return storable(self.obj.key)
+
+    @property
+    def whereabouts(self) -> tuple[str | None, dt.date | None]:
+        return whereabouts(self.obj.key)
+
 
 @dataclass
 class Scan:
     objects: list[tuple[Folder, LandingObject]]
-    ignored: list[tuple[str, str]]  # (key or folder, why)
-    folders: list[Folder]  # every folder listed this tick
+    ignored: list[Ignored]
+    folders: list[Folder]  # every loadable folder listed this tick
     cursor: Cursor
 
 
 def choose_folders(
-    available: list[Folder], today: dt.date, lookback_days: int, sweep: int, cursor: Cursor
-) -> tuple[list[Folder], Cursor]:
-    """The recent folders plus the next `sweep` older ones after the cursor, wrapping around."""
+    available: list[Folder | OddFolder], today: dt.date, lookback_days: int, sweep: int, cursor: Cursor
+) -> tuple[list[Folder | OddFolder], Cursor]:
+    """The recent folders plus the next `sweep` older (or odd) ones after the cursor, wrapping around."""
     hot_from = today - dt.timedelta(days=lookback_days - 1)
-    hot = [f for f in available if f.day >= hot_from]
-    older = sorted((f for f in available if f.day < hot_from), key=lambda f: f.name)
+    hot = [f for f in available if isinstance(f, Folder) and f.day >= hot_from]
+    older = sorted((f for f in available if not (isinstance(f, Folder) and f.day >= hot_from)), key=lambda f: f.name)
     after = cursor.sweep_after
     first = next((i for i, f in enumerate(older) if after is None or f.name > after), 0)  # 0: start over
     take = min(sweep, len(older))
     batch = [older[(first + i) % len(older)] for i in range(take)]
     wrapped = take == 0 or first + take >= len(older)  # the walk passed the end of history this tick
     after = batch[-1].name if batch else None
-    moved = Cursor(after, cursor.cycles + (1 if wrapped else 0), list(cursor.reported))
+    moved = Cursor(after, cursor.cycles + (1 if wrapped else 0))
     return hot + batch, moved
 
 
-def date_folders(zone: LandingZone, start: dt.date, today: dt.date) -> tuple[list[Folder], list[tuple[str, str]]]:
-    """Every source's ingest-date folders within the partitions; anything else with a reason."""
-    ignored: list[tuple[str, str]] = []
+def date_folders(zone: LandingZone, start: dt.date, today: dt.date) -> tuple[list[Folder | OddFolder], list[Ignored]]:
+    """Every folder to walk: sources' ingest-date folders within the partitions, and odd ones
+    with the reason their files are not loaded; files at the wrong level, ignored with a reason."""
+    outside = f"outside {DOMAIN}/; only {DOMAIN}/<source>/ingest_date=YYYY-MM-DD/ is loaded"
     top_folders, top_files = zone.list_level("")
-    ignored += [(f"{name}/", f"outside {DOMAIN}/; only {DOMAIN}/<source>/ is watched") for name in top_folders if name != DOMAIN]
-    ignored += [(key, f"outside {DOMAIN}/; only {DOMAIN}/<source>/ is watched") for key in top_files]
+    folders: list[Folder | OddFolder] = [OddFolder(f"{name}/", outside) for name in top_folders if name != DOMAIN]
+    ignored = [Ignored(obj, outside) for obj in top_files]
     domain_folders, domain_files = zone.list_level(f"{DOMAIN}/")
-    ignored += [(f"{DOMAIN}/{name}/", f"unknown source {name!r}; known: {', '.join(SOURCES)}")
+    known = ", ".join(SOURCES)
+    folders += [OddFolder(f"{DOMAIN}/{name}/", f"unknown source {name!r}; known: {known}")
                 for name in domain_folders if name not in SOURCES]
-    ignored += [(key, f"not in a source folder ({', '.join(SOURCES)})") for key in domain_files]
-    folders = []
+    ignored += [Ignored(obj, f"not in a source folder ({known})") for obj in domain_files]
     for source in SOURCES:
         names, files = zone.list_level(source_prefix(source))
-        ignored += [(key, "not in an ingest_date=YYYY-MM-DD folder") for key in files]
+        ignored += [Ignored(obj, "not in an ingest_date=YYYY-MM-DD folder") for obj in files]
         for name in names:
             where = f"{source_prefix(source)}{name}/"
             try:
-                day = parse_key(f"{where}probe").ingest_date
+                day = parse_date_folder(name)
             except KeyOutsideLayout as exc:
-                ignored.append((where, f"{exc}; its files are not loaded"))
+                folders.append(OddFolder(where, str(exc)))
                 continue
             if day < start:
-                ignored.append((where, f"before the first partition {start} (LAKEHOUSE_START_DATE)"))
+                folders.append(OddFolder(where, f"before the first partition {start} (LAKEHOUSE_START_DATE)"))
             elif day > today:
-                ignored.append((where, f"after today ({today}, UTC); picked up once that day starts"))
+                folders.append(OddFolder(where, f"after today ({today}, UTC); loaded once that day starts"))
             else:
                 folders.append(Folder(source, day))
     return folders, ignored
+
+
+def _unsafe(key: str) -> str | None:
+    try:
+        check_key(key)
+    except KeyOutsideLayout as exc:
+        return str(exc)
+    return None
 
 
 def scan(
     zone: LandingZone, start: dt.date, today: dt.date, lookback_days: int, sweep: int, cursor: Cursor
 ) -> Scan:
     available, ignored = date_folders(zone, start, today)
+    ignored = [Ignored(i.obj, _unsafe(i.obj.key) or i.reason) for i in ignored]
     chosen, moved = choose_folders(available, today, lookback_days, sweep, cursor)
     objects = []
     for folder in chosen:
-        for obj in zone.list(partition_prefix(folder.source, folder.day)):
+        for obj in zone.list(folder.prefix):
+            if isinstance(folder, OddFolder):
+                ignored.append(Ignored(obj, _unsafe(obj.key) or folder.reason))
+                continue
             try:
                 parse_key(obj.key)
             except KeyOutsideLayout as exc:
-                ignored.append((obj.key, str(exc)))
+                ignored.append(Ignored(obj, str(exc)))
                 continue
             objects.append((folder, obj))
-    return Scan(objects, ignored, chosen, moved)
+    return Scan(objects, ignored, [f for f in chosen if isinstance(f, Folder)], moved)
 
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def newly_ignored(ignored: list[tuple[str, str]], cursor: Cursor) -> list[tuple[str, str]]:
-    """The ignored entries not logged before; remembers them in the cursor."""
-    seen = set(cursor.reported)
-    fresh = [(key, why) for key, why in ignored if digest(key) not in seen]
-    cursor.reported = (cursor.reported + [digest(k) for k, _ in fresh])[-REPORTED_LIMIT:]
-    return fresh

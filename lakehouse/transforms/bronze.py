@@ -42,6 +42,9 @@ INGESTED, REJECTED = "INGESTED", "REJECTED"
 # ops.ingestion_log statuses beyond those: seen by the sensor, not loaded yet; an older
 # version of a key that was re-uploaded; a file deleted from the landing zone.
 LANDED, SUPERSEDED, REMOVED = "LANDED", "SUPERSEDED", "REMOVED"
+# A listed key the sensor does not load (outside the layout, unsafe, hidden or a marker),
+# with the reason; written by the sensor only, never touched by bronze runs.
+IGNORED = "IGNORED"
 LIVE = (LANDED, INGESTED, REJECTED)  # statuses of a key's current version
 
 
