@@ -8,6 +8,7 @@ backfill range is one commit per table, not one per day.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix, shown
 from lakehouse.resources.landing import LandingObject, LandingZone
 from lakehouse.partitions import Days, day_keys
-from lakehouse.steps import StepContext, audited_write, per_day, within
+from lakehouse.steps import COLUMNS, StepContext, _previous, audited_write, per_day, within
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
     IGNORED,
@@ -144,12 +145,18 @@ def load_bronze(
                 ev.counted(specs["missing_columns"], sum(len(v) for v in missing.values()), len(day.files),
                            tuple({"column": c, "files": v} for c, v in list(missing.items())[: ev.SAMPLE])),
                 ev.freshness(specs["freshness"], newest, now),
-                ev.non_empty(specs["non_empty"], written[key].num_rows),
+                # No file at all for the source that day is a normal empty partition; files
+                # that held no rows (or could not be read) still fail.
+                ev.non_empty(specs["non_empty"], written[key].num_rows,
+                             None if day.files else f"no files landed for {source} on {key}"),
             ]
 
         return per_day(keys, day_checks)
 
     landed_columns = {c: "string" for f in batch.files for c in _landed(f, source)}
+    if not batch.files:  # nothing landed: no drift, the columns stay what they were
+        previous = _previous(ctx, target, asset, COLUMNS)
+        landed_columns = json.loads(previous) if previous else {c: "string" for c in contract.column_names}
     write = audited_write(ctx, target, asset, keys, lambda: _slices(batch), where, props, landed_columns, audit,
                           evolve=True)
     return BronzeLoad(batch, write, ignored)

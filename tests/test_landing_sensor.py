@@ -17,10 +17,12 @@ from lakehouse.sensors.scan import Cursor, Folder, choose_folders
 from lakehouse.settings import load_settings
 from lakehouse.tables import INGESTION_LOG
 from lakehouse.transforms.bronze import merge_log
+from lakehouse.wiring import build_definitions
 
 NOW = dt.datetime(2026, 3, 20, 12, tzinfo=dt.timezone.utc)
 DAY = dt.date(2026, 3, 19)
 ORDERS = "order_id,order_date,customer_id,product_id,qty,unit_price,channel\n"
+ALL_BRONZE = [dg.AssetKey(["bronze", s]) for s in ("orders", "customers", "products", "events")]
 
 
 def orders(n: int, first: int = 1) -> bytes:
@@ -72,7 +74,7 @@ def test_same_second_uploads_are_all_picked_up_in_one_run(lakehouse_env):
     first = tick(lakehouse_env)
     assert [r.partition_key for r in first.requests] == [DAY.isoformat()]
     assert first.requests[0].tags["lakehouse/files"] == "5"
-    assert first.requests[0].asset_selection == [dg.AssetKey(["bronze", "orders"])]
+    assert first.requests[0].asset_selection == ALL_BRONZE  # every source of the day, not only orders
     assert [r["status"] for r in log_rows(lakehouse_env)] == ["LANDED"] * 5
     assert {o.asset_key for o in first.observations} == {dg.AssetKey(["raw", "orders"])} and len(first.observations) == 5
 
@@ -140,9 +142,55 @@ def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse
         result = sensor(context)
     (request,) = result.run_requests
     assert request.partition_key == today.isoformat()
-    assert set(request.asset_selection) == {dg.AssetKey(["bronze", "orders"]), dg.AssetKey(["bronze", "customers"])}
+    assert set(request.asset_selection) == set(ALL_BRONZE)
     assert len(result.asset_events) == 2 and all(e.partition == today.isoformat() for e in result.asset_events)
     assert Cursor.loads(result.cursor).cycles == 1
+
+
+def checks_of(result, source: str) -> dict[str, tuple[bool, str]]:
+    return {e.check_name: (e.passed, e.metadata["message"].value) for e in result.get_asset_check_evaluations()
+            if e.asset_key == dg.AssetKey(["bronze", source])}
+
+
+def test_a_day_where_only_customers_landed_loads_all_four_bronze_partitions(lakehouse_env):
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    zone.put(f"retail/customers/ingest_date={DAY}/customers.csv", b"customer_id,first_name\nC1,Ann\nC2,Bo\n")
+    first = tick(lakehouse_env)
+    (request,) = first.requests
+    assert request.partition_key == DAY.isoformat() and request.asset_selection == ALL_BRONZE
+
+    bronze = build_definitions(lakehouse_env).resolve_assets_def(dg.AssetKey(["bronze", "orders"]))
+    with dg.instance_for_test() as instance:
+        runs = [dg.materialize([bronze], instance=instance, partition_key=request.partition_key,
+                               selection=request.asset_selection, tags=request.tags) for _ in range(2)]
+    for result in runs:  # the second run of the same day: the same rows, the same verdicts
+        assert result.success
+        assert {m.asset_key for m in result.asset_materializations_for_node("bronze")} == set(ALL_BRONZE)
+        assert all(m.partition == DAY.isoformat() for m in result.asset_materializations_for_node("bronze"))
+        for source in ("orders", "products", "events"):
+            checks = checks_of(result, source)
+            assert checks["non_empty"] == (True, f"no files landed for {source} on {DAY}")
+            assert all(passed for name, (passed, _) in checks.items() if name != "freshness"), checks
+        assert checks_of(result, "customers")["non_empty"] == (True, "ok")
+
+    store = TableStore(catalog_from_settings(lakehouse_env))
+    assert store.read("bronze.customers").num_rows == 2
+    assert all(store.read(f"bronze.{s}").num_rows == 0 for s in ("orders", "products", "events"))
+    assert [(r["key"], r["status"]) for r in log_rows(lakehouse_env)] == [
+        (f"retail/customers/ingest_date={DAY}/customers.csv", "INGESTED")]
+    assert tick(lakehouse_env, first.cursor, NOW + dt.timedelta(minutes=1)).requests == []  # nothing new: no run
+
+
+def test_a_day_whose_files_held_no_rows_still_fails_non_empty(lakehouse_env):
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    zone.put(f"retail/orders/ingest_date={DAY}/header-only.csv", ORDERS.encode())
+    zone.put(f"retail/orders/ingest_date={DAY}/_SUCCESS", b"")  # a marker: not a file that landed
+    result = load(lakehouse_env, "orders", DAY)
+    outcome = next(o for o in result.bronze.audit if o.name == "non_empty")
+    assert not outcome.passed and outcome.message == "the partition has no rows"
+    products = load(lakehouse_env, "products", DAY)  # no file at all: passes, saying so
+    assert [(o.passed, o.message) for o in products.bronze.audit if o.name == "non_empty"] == [
+        (True, f"no files landed for products on {DAY}")]
 
 
 def row(key, etag, status, seen, rows=None):

@@ -2,10 +2,11 @@
 
 Each tick scans the landing zone (see `scan`), compares what it found with
 `ops.ingestion_log` by (key, ETag), records new sightings as LANDED, observes them on
-the raw assets, and asks for one bronze run per ingest date covering the sources with
-new files. The run key is made from the files' keys, ETags and first sightings, so an
-unchanged re-upload asks for nothing, a changed one runs again, and asking again for
-work already asked for (a tick after a daemon restart) is a no-op.
+the raw assets, and asks for one bronze run per ingest date, of all four sources (a
+source with no file that day gets an empty partition, so everything downstream of
+the day exists). The run key is made from the files' keys, ETags and first sightings,
+so an unchanged re-upload asks for nothing, a changed one runs again, and asking again
+for work already asked for (a tick after a daemon restart) is a no-op.
 
 What the scan does not load (keys outside the layout, unsafe keys, hidden and marker
 files) is recorded in the log as IGNORED with the reason, once per (key, ETag) like
@@ -85,12 +86,16 @@ def run_key(day: dt.date, files: list[Sighting]) -> str:
     return f"landing:{day.isoformat()}:{digest(versions)}"
 
 
+BRONZE_KEYS = [dg.AssetKey(["bronze", s]) for s in SOURCES]
+
+
 def run_request(day: dt.date, files: list[Sighting]) -> dg.RunRequest:
-    sources = sorted({f.source for f in files})
+    """Bronze of every source for the day, whichever landed: a source without files gets an
+    empty partition, so the day exists downstream (a late customer file re-enriches orders)."""
     return dg.RunRequest(
         run_key=run_key(day, files),  # a digest: keys may hold any character, tags and keys stay short
         partition_key=day.isoformat(),
-        asset_selection=[dg.AssetKey(["bronze", s]) for s in sources],
+        asset_selection=BRONZE_KEYS,
         tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(len(files))},
     )
 
@@ -228,7 +233,7 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> 
         description=(
             "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
             "records new or changed files in ops.ingestion_log and asks for one bronze run per ingest "
-            "date, keyed by the files' keys and ETags. Keys it does not load (off the "
+            "date (all four sources), keyed by the files' keys and ETags. Keys it does not load (off the "
             "layout, unsafe, hidden or markers) are recorded there as IGNORED with the reason."
         ),
     )
