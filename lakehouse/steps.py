@@ -40,6 +40,7 @@ from pyiceberg.expressions import (
     Or,
 )
 
+from lakehouse.accounting import UNCHANGED_PROP, accounting
 from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
@@ -398,7 +399,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         props, affected = _tracked(ctx, target, where, props, column, new)
     unchanged = {day: c[UNCHANGED] for day, c in _by_day(engine, *outcome_counts(rows, contract), span).items()}
     if contract.history == SNAPSHOT:
-        props[UNCHANGED_PROP] = json.dumps({d: n for d, n in unchanged.items() if n}, sort_keys=True)
+        props[UNCHANGED_PROP] = json.dumps(unchanged, sort_keys=True)
 
     specs = ev.index(specs_for(asset))
     quarantined_by_day = split_by_day(_rule_broken(set_aside), INGEST_DATE, keys)
@@ -406,7 +407,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     def audit(head: int) -> list[CheckOutcome]:
         written = ctx.read(target, where, (*contract.keys, INGEST_DATE), snapshot_id=head)
         whole = ctx.read(target, columns=contract.keys, snapshot_id=head) if contract.history != SNAPSHOT else None
-        law = accounting(ctx, source, touched, head, unchanged)
+        law = accounting(ctx.store, source, touched, head, unchanged)
         out = [replace(ev.accounting_law(specs["accounting"], day, counts_of_day), partition=day)
                for day, counts_of_day in law.items()]
         out.append(ev.null_keys(specs["keys_not_null"], written, contract.keys))
@@ -432,8 +433,6 @@ def _union(a, b):
         return df.select(*[F.col(c) if c in df.columns else F.lit(None).cast("string").alias(c) for c in columns])
     return pad(a).unionByName(pad(b))
 
-
-UNCHANGED_PROP = "lakehouse.unchanged"  # snapshot property of snapshot sources: {ingest date: unchanged rows}
 
 
 def _single_key(contract) -> str:
@@ -471,38 +470,6 @@ def _rule_broken(set_aside: pa.Table) -> pa.Table:
         return set_aside
     aside = pc.is_in(set_aside[RULES], pa.array([DUPLICATE, SUPERSEDED]))
     return set_aside.filter(pc.invert(aside))
-
-
-def accounting(ctx: StepContext, source: str, days, silver_snapshot: int | None = None,
-               unchanged: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
-    """Per ingest date, from the tables: bronze rows, and where each went (silver, quarantine, duplicate...).
-
-    Counted from bronze, silver (at `silver_snapshot`, e.g. an audit branch) and
-    silver.quarantine, not from the step's own bookkeeping, so it checks what was written.
-    """
-    days = sorted(days)
-    if not days:
-        return {}
-    bronze = ctx.read(bronze_table(source), In(INGEST_DATE, days), (INGEST_DATE,))
-    silver = ctx.read(silver_table(source), In(INGEST_DATE, days), (INGEST_DATE,), snapshot_id=silver_snapshot)
-    aside = ctx.read(QUARANTINE, And(EqualTo("source", source), In("ingest_date", days)), ("ingest_date", "rules"))
-    out = {d: {"bronze": 0, SILVER: 0, QUARANTINED: 0, DUPLICATE: 0, SUPERSEDED: 0,
-               UNCHANGED: (unchanged or {}).get(d, 0)} for d in days}
-    for table, column, name in ((bronze, INGEST_DATE, "bronze"), (silver, INGEST_DATE, SILVER)):
-        for d, n in _day_counts(table, column).items():
-            out[d][name] = n
-    for row in aside.to_pylist():
-        rules = row["rules"] or []
-        kind = rules[0] if rules in ([DUPLICATE], [SUPERSEDED]) else QUARANTINED
-        out[row["ingest_date"].isoformat()][kind] += 1
-    return out
-
-
-def _day_counts(table: pa.Table, column: str) -> dict[str, int]:
-    if table.num_rows == 0:
-        return {}
-    grouped = table.group_by(column).aggregate([([], "count_all")])
-    return {r[column].isoformat(): r["count_all"] for r in grouped.to_pylist()}
 
 
 def _silver_checks(specs, contract, counts: dict[str, int], written: pa.Table, quarantined: pa.Table):
