@@ -137,12 +137,13 @@ INGESTION_LOG = TableDef(
         ("last_modified", "When the object was last written."),
         ("ingest_date", "Ingest date (Dagster partition) of the file."),
         ("first_seen", "When the landing sensor first saw this version."),
-        ("status", "LANDED (seen, not loaded yet), INGESTED, REJECTED, SUPERSEDED (re-uploaded) or REMOVED."),
+        ("status", "LANDED (seen, not loaded yet), INGESTED, REJECTED, SUPERSEDED (re-uploaded), REMOVED, or "
+                   "IGNORED (not loaded: outside the layout, a refused or hidden name; see reason)."),
         ("run_id", "Dagster run that loaded it."),
         ("rows", "Rows read into bronze."),
         ("malformed_rows", "Records that did not parse (kept in bronze, quarantined in silver)."),
         ("format", "The format it was read as."),
-        ("reason", "Why it was rejected, when it was."),
+        ("reason", "Why it was rejected or ignored."),
         ("processed_at", "When bronze processed it."),
     ),
 )

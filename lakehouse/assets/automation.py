@@ -32,3 +32,9 @@ RANGE_IN_ONE_RUN = dg.BackfillPolicy.single_run()
 # The parameter is marked beta in 1.13 and warns once per asset; the policy itself is
 # what Dagster's own docs recommend for ranged backfills, so the warning is only noise.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+# Silver and gold steps run one at a time across runs (a Dagster concurrency pool; the
+# instance config gives every pool a limit of 1). A silver write recomputes keys across
+# ingest dates and the fact rewrites whatever drifted from silver, so each step must see
+# the tables as the previous step left them; bronze loads, file by file, still overlap.
+TABLE_WRITERS = "lakehouse_tables"

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from lakehouse.assets.automation import AUTOMATION, DIMENSION_AUTOMATION, RANGE_IN_ONE_RUN
+from lakehouse.assets.automation import AUTOMATION, DIMENSION_AUTOMATION, RANGE_IN_ONE_RUN, TABLE_WRITERS
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
@@ -27,6 +27,7 @@ def _dimension(source: str, engine_name: str) -> dg.AssetsDefinition:
         description=f"{table.description} Rebuilt from the silver version history.",
         metadata=table_metadata(table),
         automation_condition=DIMENSION_AUTOMATION,
+        pool=TABLE_WRITERS,
         check_specs=check_specs(f"gold/{name}"),
     )
     def dimension(context: dg.AssetExecutionContext, engine: EngineResource, iceberg: IcebergResource,
@@ -49,6 +50,7 @@ def _partitioned(table, deps, step, description, partitions, engine_name) -> dg.
         description=description,
         metadata=table_metadata(table),
         automation_condition=AUTOMATION,
+        pool=TABLE_WRITERS,
         backfill_policy=RANGE_IN_ONE_RUN,
         check_specs=check_specs(f"gold/{name}"),
     )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from lakehouse.assets.automation import AUTOMATION, RANGE_IN_ONE_RUN
+from lakehouse.assets.automation import AUTOMATION, RANGE_IN_ONE_RUN, TABLE_WRITERS
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
@@ -33,6 +33,7 @@ def build_silver_asset(contract: SourceContract, partitions, engine_name: str) -
         ),
         metadata=table_metadata(table),
         automation_condition=AUTOMATION,
+        pool=TABLE_WRITERS,
         backfill_policy=RANGE_IN_ONE_RUN,
         check_specs=check_specs(f"silver/{source}"),
     )
