@@ -186,14 +186,57 @@ def generate(
     report = GenerationReport(start, days, seed, scale, dirty)
     writer = _Writer(zone, report)
     customers, products = master_data(seed, scale)
+    previous: dict = {}
     for index in range(days):
         day = start + dt.timedelta(days=index)
         rng = random.Random(f"{seed}:{day.isoformat()}")
-        _customers_file(writer, rng, day, index, customers, dirty)
-        _products_file(writer, rng, day, index, products)
-        _orders_files(writer, rng, day, index, customers, products, scale, dirty)
-        _events_files(writer, rng, day, index, customers, products, scale, dirty)
+        if dirty and index == NO_REFERENCE_DAY and days > NO_REFERENCE_DAY + 1:
+            # Reference data does not come every day: orders must not wait for it.
+            writer.defect("day_without_reference_files", "customers", day, "", 1)
+        else:
+            late = [LATE_CUSTOMER] if dirty and index >= LATE_CUSTOMER_DAY else []
+            _customers_file(writer, rng, day, index, customers + late, dirty)
+            _products_file(writer, rng, day, index, products)
+        today = {"orders": _orders_files(writer, rng, day, index, customers, products, scale, dirty),
+                 "events": _events_files(writer, rng, day, index, customers, products, scale, dirty)}
+        if dirty and index >= 1:
+            _cross_day_defects(writer, rng, day, index, previous)
+        previous = today
     return report
+
+
+NO_REFERENCE_DAY = 3
+LATE_CUSTOMER_DAY = 2  # the CRM sends this customer a day after its first orders
+LATE_CUSTOMER = Customer("C8000001", "Maëlle", "Nguyễn", "maelle.nguyen@example.com", "+33612345678", "West")
+CROSS_DAY = {"resent_order": 3, "corrected_order": 2, "resent_event": 4}
+
+
+def _cross_day_defects(writer, rng, day: dt.date, index: int, previous: dict) -> None:
+    """What upstream retries and fixes look like: yesterday's records again, some changed, in a
+    file whose name is ordinary but unusual (spaces, parentheses, '+', an accent)."""
+    picked = rng.sample(previous["orders"], k=min(len(previous["orders"]), sum(CROSS_DAY[k] for k in
+                                                                                 ("resent_order", "corrected_order"))))
+    resent, corrected = picked[: CROSS_DAY["resent_order"]], picked[CROSS_DAY["resent_order"]:]
+    rows = [r[:5] + [_price(r[5], False)] + r[6:] for r in resent]  # same content, other decimal separator
+    rows += [r[:4] + [int(r[4]) + 1] + [_price(r[5], False)] + r[6:] for r in corrected]  # the shop fixed the qty
+    if index == LATE_CUSTOMER_DAY - 1:
+        rows += [[f"L-{day:%Y%m%d}-{n}", day.strftime("%d/%m/%Y"), LATE_CUSTOMER.customer_id, r[3], 1,
+                  _price(r[5], False), "web"] for n, r in enumerate(previous["orders"][:2], start=1)]
+    key = writer.put("orders", day, f"orders resent (copy) +é {day:%Y%m%d}.csv", _csv_bytes(ORDER_COLUMNS, rows),
+                     len(rows))
+    writer.defect("resent_order", "orders", day, key, len(resent))
+    writer.defect("corrected_order", "orders", day, key, len(corrected))
+    writer.defect("odd_file_name", "orders", day, key, 1)
+    if index == LATE_CUSTOMER_DAY - 1:
+        writer.defect("late_customer_order", "orders", day, key, 2)
+    events = rng.sample(previous["events"], k=min(len(previous["events"]), CROSS_DAY["resent_event"]))
+    key = writer.put("events", day, f"events retry (1) {day:%Y%m%d}.ndjson",
+                     "".join(json.dumps(e) + "\n" for e in events).encode(), len(events))
+    writer.defect("resent_event", "events", day, key, len(events))
+    if index == 1:  # what else lands in a shared bucket: a job's marker, a source nobody declared
+        for source, name in (("orders", "_SUCCESS"), ("returns", f"returns_{day:%Y%m%d}.csv")):
+            key = writer.put(source, day, name, b"" if name == "_SUCCESS" else b"return_id,order_id\nR1,X\n")
+            writer.defect("ignored_key", source, day, key, 1)
 
 
 def _customers_file(writer, rng, day, index, customers, dirty) -> None:
@@ -320,6 +363,7 @@ def _orders_files(writer, rng, day, index, customers, products, scale, dirty) ->
         fake_xlsx = b"PK\x03\x04" + bytes(rng.randrange(256) for _ in range(512))
         key = writer.put("orders", day, f"orders_finance_{day:%Y%m%d}.xlsx", fake_xlsx)
         writer.defect("unsupported_format", "orders", day, key)
+    return [r for r in store if r[1] == day.strftime("%d/%m/%Y")]  # clean, placed that day: what a retry resends
 
 
 def _dirty_orders(rng: random.Random, rows: list[list]) -> Counter:
@@ -392,3 +436,4 @@ def _events_files(writer, rng, day, index, customers, products, scale, dirty) ->
         data = _gz("".join(json.dumps(e) + "\n" for e in more).encode())
         key = writer.put("events", day, f"events_{day:%Y%m%d}_late.ndjson.gz", data[: len(data) // 2])
         writer.defect("truncated_gzip", "events", day, key)
+    return events

@@ -58,14 +58,20 @@ def test_dirty_defects_are_injected_in_the_reported_counts(tmp_path):
                        "duplicate_customer_id"):
         assert counts[row_defect] > 0
     # Check a few counts against the files themselves.
-    readable = [k for k in report.files if "/orders/" in k and not k.endswith((".xlsx", "_retry.csv"))]
+    readable = [k for k in report.files if "/orders/" in k and not k.endswith((".xlsx", "_retry.csv", "_SUCCESS"))]
     tables = [read_file(k, zone.read(k)).table for k in readable]
     null_ids = sum(pc.sum(pc.equal(t["order_id"], "")).as_py() or 0 for t in tables)
     negative = sum(pc.sum(pc.starts_with(t["qty"], "-")).as_py() or 0 for t in tables)
     ids = [i for t in tables for i in t["order_id"].to_pylist() if i]
     assert null_ids == counts["null_order_id"]
     assert negative == counts["negative_qty"]
-    assert len(ids) - len(set(ids)) == counts["duplicate_order_id"]
+    assert len(ids) - len(set(ids)) == counts["duplicate_order_id"] + counts["resent_order"] + counts["corrected_order"]
+    # Upstream retries and fixes on later days, odd names, a day with no reference data, stray keys.
+    for cross_day in ("resent_order", "corrected_order", "resent_event", "odd_file_name", "ignored_key"):
+        assert counts[cross_day] > 0, cross_day
+    assert counts["day_without_reference_files"] == 1 and counts["late_customer_order"] == 2
+    no_reference = next(d.ingest_date for d in report.defects if d.defect == "day_without_reference_files")
+    assert not [k for k in report.files if f"ingest_date={no_reference}" in k and "/customers/" in k]
     emails = [e for k in report.files if "/customers/" in k for e in read_file(k, zone.read(k)).table["email"].to_pylist()]
     assert sum(" at " in e for e in emails) == counts["bad_email"]
     assert zone.read(next(d.key for d in report.defects if d.defect == "empty_file")) == b""
