@@ -62,8 +62,15 @@ def cmd_run(settings: Settings, args) -> int:
     from lakehouse.runner import run_pending
 
     outcome = run_pending(settings, timeout=args.timeout, echo=lambda line: print(line, flush=True))
-    print(outcome.render())
-    return 0 if outcome.ok else 1
+    return _report(outcome)
+
+
+def _report(outcome) -> int:
+    """Print how `lakehouse run` (or backfill) ended; a configuration error goes to stderr. The exit code."""
+    from lakehouse.runner import EXIT_CONFIG
+
+    print(outcome.render(), file=sys.stderr if outcome.exit_code == EXIT_CONFIG else sys.stdout, flush=True)
+    return outcome.exit_code
 
 
 def cmd_demo(settings: Settings, args) -> int:
@@ -88,17 +95,20 @@ def cmd_backfill(settings: Settings, args) -> int:
         return 0
     outcome = run_pending(settings, timeout=args.timeout, echo=lambda line: print(line, flush=True),
                           backfill_id=backfill_id)
-    print(outcome.render())
-    return 0 if outcome.ok else 1
+    return _report(outcome)
 
 
 def cmd_status(settings: Settings, args) -> int:
     from lakehouse.iceberg import TableStore, catalog_from_settings
     from lakehouse.runner import open_instance
-    from lakehouse.summary import render_all_checks, render_summary
+    from lakehouse.summary import render_all_checks, render_stuck_work, render_summary
 
     store = TableStore(catalog_from_settings(settings))
-    print(render_all_checks(store) if args.checks else render_summary(store, open_instance(settings)))
+    if args.checks:
+        print(render_all_checks(store))
+        return 0
+    with open_instance(settings) as instance:
+        print(render_summary(store, instance) + "\n\n" + render_stuck_work(store, instance))
     return 0
 
 
@@ -195,9 +205,15 @@ def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dirty", action="store_true", help="inject realistic defects in known counts")
 
 
+RUN_EXIT_CODES = ("exit codes: 0 done, every run succeeded; 1 a run failed, a sensor tick failed, the daemon died "
+                  "or --timeout passed; 2 configuration (a bad setting, a landing zone that cannot be listed); "
+                  "130/143 stopped by SIGINT/SIGTERM, with the daemon and the runs it started")
+
+
 def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_positive_float, default=1800,
                         help="seconds to wait for the daemon to finish (default 1800)")
+    parser.epilog = RUN_EXIT_CODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="launch only; a running daemon (make ui) carries it out")
     _run_args(backfill)
     backfill.set_defaults(func=cmd_backfill)
-    status = sub.add_parser("status", help="tables, partitions, row counts, accounting and sales")
+    status = sub.add_parser("status", help="tables, partitions, row counts, accounting, sales and stuck work")
     status.add_argument("--checks", action="store_true", help="list the last result of every check instead")
     status.set_defaults(func=cmd_status)
     query = sub.add_parser("query", help="DuckDB SQL over the Iceberg tables, e.g. 'select count(*) from bronze.orders'")
@@ -282,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lakehouse: configuration error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    return args.func(settings, args)
+    try:
+        return args.func(settings, args)
+    except KeyboardInterrupt:  # Ctrl-C outside `lakehouse run`'s own handling: no traceback
+        print("lakehouse: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,13 +6,19 @@ sensor, the run queue and the run launcher are Dagster's own. It returns once th
 daemon is quiescent: no run queued or in progress, and since the last run ended two
 full landing sweeps, an automation tick and a failure-alert tick, so nothing is left
 that a tick would start and every failure has been reported.
+
+It never waits on something that cannot happen: the landing zone is listed once before
+the daemon starts, every sensor tick that fails stops the wait with what failed and
+what to fix, and SIGINT or SIGTERM stop the daemon and everything it started. Exit codes
+(`RunOutcome.exit_code`): 0 done, every run succeeded; 1 a run failed, a sensor failed,
+the daemon died or the wait timed out; 2 a configuration error (landing zone not
+reachable); 130 / 143 stopped by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +29,12 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.preflight import describe_landing, landing_problem
 from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
 from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
 from lakehouse.sensors.scan import Cursor
 from lakehouse.settings import Settings
-from lakehouse.summary import render_summary
+from lakehouse.summary import render_stuck_work, render_summary, stuck_work
 from lakehouse.wiring import AUTOMATION_SENSOR
 
 INSTANCE_MARK = "# Written by `lakehouse run`"
@@ -61,6 +68,10 @@ ACTIVE = {
 }
 RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
 LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
+FIRST_TICK_SECONDS = 180  # no landing tick by then: the code location did not load, or the sensor is off
+STOP_GRACE_SECONDS = 20  # after SIGTERM, the daemon's process group gets this long before SIGKILL
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2  # and 128 + the signal number when stopped by one
+WATCHED_SENSORS = (LANDING_SENSOR, AUTOMATION_SENSOR, FAILURE_SENSOR)
 
 
 def prepare_instance(settings: Settings) -> Path:
@@ -100,13 +111,22 @@ class RunRecord:
 @dataclass
 class RunOutcome:
     runs: list[RunRecord] = field(default_factory=list)
-    summary: str = ""
-    problem: str | None = None  # the daemon died, the wait timed out, or a backfill failed
+    summary: str | None = ""  # None: stopped before there was anything to summarise
+    problem: str | None = None  # the daemon died, a tick failed, the wait timed out, a backfill failed
     backfill: str | None = None  # how the backfill being followed ended
+    code: int | None = None  # the exit code a problem calls for (EXIT_CONFIG, 128 + signal); else from the runs
+    stuck: str = ""  # summary.render_stuck_work: what landed but is not in silver, and why
+    stuck_count: int = 0
 
     @property
     def ok(self) -> bool:
         return self.problem is None and all(r.ok for r in self.runs)
+
+    @property
+    def exit_code(self) -> int:
+        if self.code is not None:
+            return self.code
+        return EXIT_OK if self.ok else EXIT_FAILED
 
     def render(self) -> str:
         lines = []
@@ -115,11 +135,28 @@ class RunOutcome:
             lines.append(f"run {r.run_id[:8]} {r.label}: {r.status}{took}" + (f": {r.error}" if r.error else ""))
         if self.backfill:
             lines.append(self.backfill)
-        elif not self.runs:
+        elif not self.runs and self.summary is not None and not self.problem:
             lines.append("nothing to do: no new or changed files landed (run `lakehouse generate` or upload files)")
-        if self.problem:
-            lines.append(f"PROBLEM: {self.problem}")
-        return "\n".join(lines + ["", self.summary])
+        if self.summary is None:  # stopped early: the problem is the whole story
+            return "\n".join(lines + [self.verdict()])
+        return "\n".join([*lines, "", self.summary, *([""] + [self.stuck] if self.stuck else []), "", self.verdict()])
+
+    def verdict(self) -> str:
+        """The last line(s): what went wrong and the exit code, so the end of a long output says it."""
+        failed = [r for r in self.runs if not r.ok]
+        if self.ok:
+            stuck = f"; {self.stuck_count} item(s) of stuck work, listed above" if self.stuck_count else ""
+            return f"lakehouse run: done, {len(self.runs)} run(s) succeeded{stuck}."
+        lines = [f"lakehouse run: {self.problem}" if self.problem else
+                 f"lakehouse run: {len(failed)} of {len(self.runs)} run(s) did not succeed:"]
+        if self.summary is not None:  # after a long summary, say again which runs failed and why
+            if self.problem and failed:
+                lines.append(f"{len(failed)} of {len(self.runs)} run(s) did not succeed:")
+            for r in failed:
+                error = (r.error or r.status).splitlines()[0]
+                lines.append(f"  run {r.run_id} {r.label}: {r.status}: {error}")
+        lines.append(f"exit code {self.exit_code}")
+        return "\n".join(lines)
 
 
 def describe(run: dg.DagsterRun) -> str:
@@ -184,40 +221,145 @@ def remember_daemon(instance: dg.DagsterInstance, settings: Settings, since: flo
 
 
 class Daemon:
-    """`dagster-daemon run` as a child process with its own process group and log file."""
+    """`dagster-daemon run` as a child in a session and process group of its own, logging to a file.
+
+    Its code server and the runs it launches are in the same group, so stopping means
+    signalling the group. It runs under `lakehouse.daemon_watch`, which stops the group
+    when this process is gone, even killed with SIGKILL (see that module).
+    """
 
     def __init__(self, settings: Settings, workspace: Path):
         self.log_path = settings.home / "logs" / "daemon.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        exe = Path(sys.executable).with_name("dagster-daemon")
-        command = [str(exe) if exe.exists() else shutil.which("dagster-daemon") or "dagster-daemon", "run",
-                   "-w", str(workspace)]
+        # The pipe's write end stays here (not inheritable); the daemon's watchdog reads end-of-file
+        # when this process ends, however it ends.
+        self._watch_read, self._watch_write = os.pipe()
+        command = [sys.executable, "-m", "lakehouse.daemon_watch", str(self._watch_read),
+                   "dagster-daemon", "run", "-w", str(workspace)]
         env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "LAKEHOUSE_HOME": str(settings.home),
                "LAKEHOUSE_SENSOR_INTERVAL": RUN_SENSOR_INTERVAL}
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         pass_fds=(self._watch_read,))
+        finally:
+            os.close(self._watch_read)
+        self.pid = self.proc.pid  # also its process group id (start_new_session)
+        self.stopped = self.killed = False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def _group_alive(self) -> bool:
+        self.proc.poll()  # reap the daemon itself, or its zombie would count
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the group id was reused by another user's processes: ours are gone
+            return False
+        return True
+
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    def kill(self) -> None:
+        """SIGKILL the whole group now (a second Ctrl-C while stopping)."""
+        if not self.stopped and self._group_alive():
+            os.killpg(self.pid, signal.SIGKILL)
+            self.killed = True
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> str:
+        """SIGTERM to the daemon, its code server and its runs; SIGKILL what is left after `grace` s.
+
+        Returns what happened, in words.
+        """
+        if self.stopped:
+            return ""
+        begun = time.monotonic()
+        how = f"had exited (code {self.proc.returncode})" if not self.alive() else ""
+        try:
+            if self._group_alive():
+                os.killpg(self.pid, signal.SIGTERM)
+                how = how or "stopped on SIGTERM"
+                while self._group_alive() and time.monotonic() - begun < grace:
+                    time.sleep(0.1)
+                if self._group_alive():
+                    os.killpg(self.pid, signal.SIGKILL)
+                    how = f"killed with SIGKILL after {grace:.0f}s"
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        if self.killed:
+            how = "killed with SIGKILL on a second signal"
+        self.stopped = True
         self._log.close()
+        os.close(self._watch_write)
+        return (f"dagster-daemon (pid {self.pid}) with its code server and runs {how} "
+                f"in {time.monotonic() - begun:.1f}s")
 
 
-def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: float, daemon: Daemon | None,
-                         echo=print) -> tuple[list[dg.DagsterRun], str | None]:
-    """Follow the runs made since `started` until nothing is left to do; returns them and any problem."""
+def _error_text(error) -> str:
+    """A tick's error as a person can act on it: the exception our code raised, not Dagster's wrapper."""
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    return " ".join((root.message or error.message).split())
+
+
+def failed_tick(instance: dg.DagsterInstance, since: float) -> tuple[str, object] | None:
+    """The first failed tick of a watched sensor that started at or after `since`, with its sensor name."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    for name in WATCHED_SENSORS:
+        state = _instigator(instance, name)
+        if state is None:
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=1,
+                                   statuses=[TickStatus.FAILURE])
+        if ticks:
+            return name, ticks[0]
+    return None
+
+
+def stopped_sensors(instance: dg.DagsterInstance) -> list[str]:
+    """Watched sensors someone stopped (in the UI): `lakehouse run` would wait for their ticks forever."""
+    from dagster._core.scheduler.instigation import InstigatorStatus
+
+    return [name for name in WATCHED_SENSORS
+            if (state := _instigator(instance, name)) is not None and state.status == InstigatorStatus.STOPPED]
+
+
+def tick_failure(name: str, tick, landing_uri: str | None, log_path: Path | None) -> tuple[str, int]:
+    """(message, exit code) for a failed tick; a landing sensor failure is checked against the zone."""
+    when = dt.datetime.fromtimestamp(tick.timestamp, dt.timezone.utc).strftime("%H:%M:%S UTC")
+    error = _error_text(tick.error) if tick.error else "no error recorded"
+    lines = [f"the {name} tick of {when} failed: {error}"]
+    code = EXIT_FAILED
+    if name == LANDING_SENSOR and landing_uri:
+        problem = landing_problem(landing_uri)
+        if problem:
+            lines.append(problem)
+            code = EXIT_CONFIG
+        else:
+            lines += [f"  {line}" for line in describe_landing(landing_uri)]
+            lines.append("  the landing zone can be listed from here; the error above is what the sensor met")
+    elif name == FAILURE_SENSOR:
+        lines.append("  the failure alerts could not be sent: check LAKEHOUSE_ALERT_TOPIC_ARN and the SNS permissions")
+    if log_path:
+        lines.append(f"  the daemon's log has the whole trace: {log_path}")
+    return "\n".join(lines), code
+
+
+def wait_until_quiescent(
+    instance: dg.DagsterInstance, started: float, timeout: float, daemon: Daemon | None, echo=print,
+    landing_uri: str | None = None,
+) -> tuple[list[dg.DagsterRun], str | None, int | None]:
+    """Follow the runs made since `started` until nothing is left to do.
+
+    Returns the runs, any problem, and the exit code the problem calls for (None: from the runs).
+    """
     shown: dict[str, object] = {}
     since = dt.datetime.fromtimestamp(started, dt.timezone.utc)
 
@@ -226,7 +368,10 @@ def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: 
         for run in runs:
             if shown.get(run.run_id) != run.status:
                 shown[run.run_id] = run.status
-                echo(f"  run {run.run_id[:8]} {describe(run)}: {run.status.value}")
+                error = ""
+                if run.status == dg.DagsterRunStatus.FAILURE:  # say why now, not only at the end
+                    error = ": " + first_error(instance, run.run_id).splitlines()[0][:300]
+                echo(f"  run {run.run_id[:8]} {describe(run)}: {run.status.value}{error}")
         backfills = backfills_in_progress(instance)
         for b in backfills:
             if shown.get(b.backfill_id) != b.status:
@@ -234,10 +379,18 @@ def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: 
                 echo(f"  backfill {b.backfill_id} {b.title or ''}: {b.status.value}")
         return runs, instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE))) + len(backfills)
 
+    log_path = daemon.log_path if daemon is not None else None
     idle_since, idle_cycles, seen = None, -1, 0
     deadline = time.monotonic() + timeout
+    first_tick_by = time.monotonic() + FIRST_TICK_SECONDS
     while True:
         runs, active = look()
+        if failed := failed_tick(instance, started):
+            problem, code = tick_failure(*failed, landing_uri, log_path)
+            return runs, problem, code
+        if stopped := stopped_sensors(instance):
+            return runs, (f"{', '.join(stopped)} stopped on this instance (someone stopped it in the UI), so "
+                          "nothing would be left to wait for: start it again under Automation in the UI"), EXIT_FAILED
         if active or len(runs) != seen:
             idle_since, seen = None, len(runs)
         elif idle_since is None:
@@ -248,52 +401,173 @@ def wait_until_quiescent(instance: dg.DagsterInstance, started: float, timeout: 
             # and it is visible now that the tick is.
             runs, active = look()
             if not active and len(runs) == seen:
-                return runs, None
+                return runs, None, None
             idle_since, seen = None, len(runs)
         elif idle_cycles < 0:
             idle_cycles = sweep_cycles(instance)  # the landing sensor has not ticked yet
         if daemon is not None and not daemon.alive():
-            return runs, f"dagster-daemon exited (code {daemon.proc.returncode}); its log ends:\n{daemon.tail()}"
+            return runs, f"dagster-daemon exited (code {daemon.proc.returncode}); its log ends:\n{daemon.tail()}", None
+        if idle_cycles < 0 and not ticks_since(instance, LANDING_SENSOR, started) and time.monotonic() > first_tick_by:
+            tail = f"; its log ends:\n{daemon.tail()}" if daemon is not None else ""
+            return runs, (f"no {LANDING_SENSOR} tick in {FIRST_TICK_SECONDS}s: the daemon did not load the code "
+                          f"location (`dagster definitions validate -m lakehouse.definitions` shows why){tail}"), None
         if time.monotonic() > deadline:
-            return runs, f"still busy after {timeout:.0f}s; runs keep going in the daemon (see `make ui`)"
+            after = ("runs in progress are stopped with the daemon; `lakehouse status` lists what is left"
+                     if daemon is not None else "runs keep going in the daemon already running (see `make ui`)")
+            return runs, f"still busy after {timeout:.0f}s (--timeout); {after}", None
         time.sleep(0.5)
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM reached `lakehouse run` (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """While `lakehouse run` works: the first SIGINT/SIGTERM raises Stopped; while stopping, another kills at once."""
+
+    NAMES = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        import threading
+
+        self.received: int | None = None  # a signal that came while stopping
+        self.active = threading.current_thread() is threading.main_thread()  # handlers live in the main thread
+        self.previous = {s: signal.signal(s, self._raise) for s in self.NAMES} if self.active else {}
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise Stopped(signum)
+
+    def hurry(self, daemon: Daemon | None) -> None:
+        """From now on a signal does not interrupt the stopping: it kills the daemon's group at once."""
+        def kill(signum, frame):
+            self.received = self.received or signum
+            if daemon is not None:
+                daemon.kill()
+
+        if self.active:
+            for s in self.NAMES:
+                signal.signal(s, kill)
+
+    def restore(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_id: str | None = None) -> RunOutcome:
     """Run the daemon (or follow the one running) until quiescent; `backfill_id`: report how it ended."""
-    workspace = prepare_instance(settings)
-    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    signals = _Signals()
+    daemon = instance = None
     started = time.time()
-    daemon = None
-    if daemon_alive_elsewhere(instance, settings):
-        echo("A Dagster daemon is already running on this instance (make ui?); following its runs.")
-    else:
-        daemon = Daemon(settings, workspace)
-        echo(f"Started dagster-daemon (log: {daemon.log_path}); waiting for the sensors and automation.")
     try:
-        runs, problem = wait_until_quiescent(instance, started, timeout, daemon, echo)
+        if problem := landing_problem(settings.landing_uri):  # before anything starts: fail fast
+            return RunOutcome(summary=None, problem=problem, code=EXIT_CONFIG)
+        workspace = prepare_instance(settings)
+        instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+        if daemon_alive_elsewhere(instance, settings):
+            echo("A Dagster daemon is already running on this instance (make ui?); following its runs.")
+        else:
+            daemon = Daemon(settings, workspace)
+            echo(f"Started dagster-daemon (pid {daemon.pid}, log: {daemon.log_path}); "
+                 "waiting for the sensors and automation.")
+        runs, problem, code = wait_until_quiescent(instance, started, timeout, daemon, echo, settings.landing_uri)
+        signals.hurry(daemon)
+        _stop(daemon, instance, settings, started, echo)
+        if signals.received:  # Ctrl-C while the daemon was being stopped anyway: still a stop by signal
+            raise Stopped(signals.received)
+    except Stopped as stopped:
+        signals.hurry(daemon)
+        name = signal.Signals(stopped.signum).name
+        echo(f"{name} received: " + ("stopping dagster-daemon and the runs it started..." if daemon else
+                                     "stopping (a daemon this command did not start is left running)"))
+        _stop(daemon, instance, settings, started, echo)
+        outcome = RunOutcome(summary=None, code=128 + stopped.signum,
+                             problem=f"stopped by {name}; runs it interrupted are marked failed, queued runs "
+                                     "start with the next daemon, and `lakehouse status` lists the work left undone")
+        if instance is not None:
+            try:  # the signal may have cut a storage call short; the runs are a courtesy
+                outcome.runs = _records(instance, _runs_since(instance, started))
+            except Exception:
+                pass
+            instance.dispose()
+        return outcome
     finally:
-        if daemon is not None:
-            remember_daemon(instance, settings, started)
+        if daemon is not None and not daemon.stopped:  # an unexpected error: never leave the daemon behind
             daemon.stop()
-    outcome = RunOutcome(problem=problem)
+        signals.restore()
+    outcome = RunOutcome(problem=problem, code=code)
+    if code == EXIT_CONFIG:  # the landing zone went away: the message is the whole story
+        outcome.summary = None
+        outcome.runs = _records(instance, runs)
+        instance.dispose()
+        return outcome
     if backfill_id and not problem:
         backfill = instance.get_backfill(backfill_id)
         outcome.backfill = f"backfill {backfill_id}: {backfill.status.value}"
         if backfill.status.value not in ("COMPLETED_SUCCESS", "COMPLETED"):
             outcome.problem = f"backfill {backfill_id} ended {backfill.status.value}; see its page in the UI"
-    for run in runs:
-        stats = instance.get_run_stats(run.run_id)
-        seconds = stats.end_time - stats.start_time if stats.end_time and stats.start_time else None
-        error = _first_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None
-        outcome.runs.append(RunRecord(run.run_id, describe(run), run.status.value, seconds, error))
-    outcome.summary = render_summary(TableStore(catalog_from_settings(settings)), instance)
+    outcome.runs = _records(instance, runs)
+    store = TableStore(catalog_from_settings(settings))
+    outcome.summary = render_summary(store, instance)
+    stuck = stuck_work(store, instance)
+    outcome.stuck, outcome.stuck_count = render_stuck_work(store, instance, stuck), len(stuck)
     instance.dispose()
     return outcome
 
 
-def _first_error(instance: dg.DagsterInstance, run_id: str) -> str:
+def _stop(daemon: Daemon | None, instance, settings: Settings, started: float, echo) -> None:
+    """Stop the daemon this command started, with its group; runs it had in progress end as failed."""
+    if daemon is None:
+        return
+    if daemon.stopped:
+        return
+    if instance is not None:
+        remember_daemon(instance, settings, started)
+    echo(daemon.stop())
+    if instance is None:
+        return
+    # A run's process marks the run failed when SIGTERM interrupts it; one that had no time to
+    # (killed, or still starting) would stay "in progress" forever and hold every later wait.
+    # Queued runs stay queued: the next daemon starts them.
+    cut = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+    for run in _runs_since(instance, started):
+        current = instance.get_run_by_id(run.run_id)
+        if current is not None and current.status in cut:
+            instance.report_run_failed(current, "stopped together with the dagster-daemon that `lakehouse run` "
+                                                "started, before it ended")
+            echo(f"  run {run.run_id[:8]} {describe(current)}: marked failed (it was {current.status.value})")
+
+
+def _runs_since(instance: dg.DagsterInstance, started: float) -> list[dg.DagsterRun]:
+    since = dt.datetime.fromtimestamp(started, dt.timezone.utc)
+    return [r.dagster_run for r in reversed(instance.get_run_records(dg.RunsFilter(created_after=since)))]
+
+
+def _records(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[RunRecord]:
+    out = []
+    for run in runs:
+        run = instance.get_run_by_id(run.run_id) or run  # the status as it ended
+        stats = instance.get_run_stats(run.run_id)
+        seconds = stats.end_time - stats.start_time if stats.end_time and stats.start_time else None
+        error = first_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None
+        out.append(RunRecord(run.run_id, describe(run), run.status.value, seconds, error))
+    return out
+
+
+def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Why a run failed: its first failed step and that step's error, or the run's own failure."""
     from lakehouse.sensors.alerts import step_failures
 
     failures = step_failures(instance, run_id)
-    return f"{failures[0][0]}: {failures[0][1].strip()}" if failures else "run failed"
+    if failures:
+        step, error = failures[0]
+        if error.strip().endswith("DagsterExecutionInterruptedError"):
+            error = "interrupted (its process was stopped: the daemon was stopped or the run terminated)"
+        return f"step {step} failed: {error.strip()}"
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    message = records[-1].event_log_entry.message if records else ""
+    return f"no step failed: {message}" if message else "failed before any step ran; see the run's logs"

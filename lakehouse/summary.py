@@ -274,3 +274,202 @@ def render_summary(store: TableStore, instance) -> str:
         [render_tables(store), render_bronze_summary(store), render_ignored(store), render_accounting(instance),
          render_checks(store), render_business(store)]
     )
+
+
+# Stuck work: what landed but is not in silver yet, and why. One function for `lakehouse
+# status` and the end of `lakehouse run`; it reads ops.ingestion_log, ops.dq_results and
+# the Dagster instance (planned and recorded materializations, runs), nothing else.
+
+STUCK_AFTER_SECONDS = 600  # a run queued or in progress for longer than this is listed
+
+
+@dataclass(frozen=True)
+class Stuck:
+    subject: str  # a source's landed files ("orders"), an asset ("silver/orders") or a run ("run 1a2b3c4d")
+    partition: str  # ingest date, or "-"
+    state: str  # what is stuck
+    why: str  # why, and what to do about it
+
+
+def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK_AFTER_SECONDS) -> list[Stuck]:
+    """Everything landed but not yet in silver, and why; runs queued or in progress for long.
+
+    - files LANDED in ops.ingestion_log, not loaded: no bronze run asked for since they
+      landed, the run is queued or in progress, or it failed (which step, which check);
+    - bronze partitions whose latest materialization silver has not followed: waiting for
+      automation or for the day's lookups, a run in progress, or the run failed, named by
+      its failed blocking check and audit branch from ops.dq_results when that was why;
+    - runs queued or in progress for more than `stuck_after` seconds.
+    """
+    import datetime as dt
+
+    import dagster as dg
+    from pyiceberg.expressions import EqualTo
+
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.runner import ACTIVE, describe, first_error
+    from lakehouse.tables import DQ_RESULTS
+    from lakehouse.transforms.bronze import LANDED
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    runs: dict[str, object] = {}
+
+    def run_record(run_id: str):
+        if run_id not in runs:
+            runs[run_id] = instance.get_run_record_by_id(run_id)
+        return runs[run_id]
+
+    def covers(run, day: str) -> bool:
+        tags = run.tags
+        if tags.get("dagster/partition") == day:
+            return True
+        first = tags.get("dagster/asset_partition_range_start")
+        last = tags.get("dagster/asset_partition_range_end")
+        return bool(first and last and first <= day <= last)
+
+    def latest_attempt(key, day: str):
+        """(planned storage id, run record) of the newest run that planned `key` for `day`."""
+        found = []
+        for info in (instance.get_latest_planned_materialization_info(key, day),
+                     instance.get_latest_planned_materialization_info(key)):  # a range plans no single day
+            record = run_record(info.run_id) if info else None
+            if record is not None and covers(record.dagster_run, day):
+                found.append((info.storage_id, record))
+        return max(found, key=lambda f: f[0]) if found else (None, None)
+
+    queued = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+
+    def age(record) -> str:
+        return _duration(now.timestamp() - (record.start_time or record.create_timestamp.timestamp()))
+
+    def waiting(record, what: str) -> str:
+        run = record.dagster_run
+        hint = "; queued runs start while a daemon runs" if run.status in queued else ""
+        return f"waiting for {what}run {run.run_id[:8]} ({run.status.value} for {age(record)}{hint})"
+
+    failed_checks: dict[tuple[str, str], list[dict]] = {}  # (run id, asset) -> failed blocking checks
+    if store.exists(DQ_RESULTS.identifier):
+        for r in store.read(DQ_RESULTS.identifier, EqualTo("passed", False)).to_pylist():
+            if str(r["severity"]).upper() == "ERROR":
+                failed_checks.setdefault((r["run_id"], r["asset"]), []).append(r)
+
+    def why_failed(record, asset: str, day: str) -> str:
+        run = record.dagster_run
+        checks = sorted(failed_checks.get((run.run_id, asset), []), key=lambda r: r["partition"] != day)
+        if checks:
+            c = checks[0]
+            table = asset.replace("/", ".")
+            message = (c["message"] or "").splitlines()[0] if c["message"] else ""
+            return (f"blocked by failed check {c['check_name']} of {asset} in run {run.run_id[:8]}"
+                    + (f" ({message})" if message else "")
+                    + f"; the data is on audit branch {c['branch']}: "
+                      f"lakehouse query --branch {c['branch']} \"select * from {table}\"")
+        return f"run {run.run_id[:8]} {run.status.value}: {first_error(instance, run.run_id).splitlines()[0]}"
+
+    out: list[Stuck] = []
+
+    # 1. Files landed but not loaded into bronze.
+    landed = []
+    if store.exists(INGESTION_LOG.identifier):
+        landed = store.read(INGESTION_LOG.identifier, EqualTo("status", LANDED),
+                            ("source", "ingest_date", "key", "first_seen")).to_pylist()
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in landed:
+        groups.setdefault((r["source"], str(r["ingest_date"])), []).append(r)
+    for (source, day), files in sorted(groups.items()):
+        first_seen = min(f["first_seen"] for f in files)
+        _, record = latest_attempt(dg.AssetKey(["bronze", source]), day)
+        if record is not None and record.create_timestamp < first_seen:
+            record = None  # planned before these files landed: not their run
+        state = f"{len(files)} file(s) landed, not in bronze"
+        backfill = f"lakehouse backfill --start {day} --end {day} --select 'key:bronze/{source}+'"
+        if record is None:
+            why = ("no bronze run asked for since they landed: the landing sensor asks on its next tick "
+                   "while a daemon runs (`lakehouse run` or `make ui`)")
+        elif record.dagster_run.status in ACTIVE:
+            why = waiting(record, "bronze ")
+        elif record.dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            why = (f"bronze run {record.dagster_run.run_id[:8]} succeeded without them (they landed while it ran): "
+                   "the landing sensor asks again on its next tick")
+        else:
+            why = (why_failed(record, f"bronze/{source}", day)
+                   + f"; the landing sensor does not ask again for files whose run failed: fix the cause, then "
+                     f"{backfill} (or upload the files again)")
+        out.append(Stuck(source, day, state, why))
+
+    # 2. Bronze partitions that silver has not followed.
+    for source in SOURCES:
+        bronze_key, silver_key = dg.AssetKey(["bronze", source]), dg.AssetKey(["silver", source])
+        mat = dg.DagsterEventType.ASSET_MATERIALIZATION
+        bronze_ids = instance.get_latest_storage_id_by_partition(bronze_key, mat)
+        silver_ids = instance.get_latest_storage_id_by_partition(silver_key, mat)
+        for day, bronze_id in sorted(bronze_ids.items()):
+            if silver_ids.get(day, -1) > bronze_id:
+                continue
+            bronze_run = next(iter(instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=bronze_key, asset_partitions=[day]), limit=1).records), None)
+            planned, record = latest_attempt(silver_key, day)
+            same_run = bronze_run is not None and record is not None and record.dagster_run.run_id == bronze_run.run_id
+            if record is not None and not (planned > bronze_id or same_run):
+                record = None  # an attempt at an older bronze version
+            state = "in bronze, not in silver" if day not in silver_ids else "bronze changed, silver not updated"
+            if record is not None and record.dagster_run.status in ACTIVE:
+                why = waiting(record, "")
+            elif record is not None and record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+                why = (why_failed(record, f"silver/{source}", day)
+                       + "; automation tries again only when its inputs change: fix the data or the rule, then "
+                         f"lakehouse backfill --start {day} --end {day} --select 'key:silver/{source}+'")
+            else:
+                def has(layer: str, name: str) -> bool:
+                    return day in instance.get_latest_storage_id_by_partition(dg.AssetKey([layer, name]), mat)
+
+                missing = [lk.source for lk in CONTRACTS[source].lookups if not has("silver", lk.source)]
+                unlanded = [s for s in missing if not has("bronze", s)]
+                if unlanded:
+                    why = (f"waiting for {' and '.join(unlanded)} files of {day} to land: {source} are enriched with "
+                           "that day's versions")
+                elif missing:
+                    why = f"waiting for silver/{' and silver/'.join(missing)} of {day} first (it enriches from them)"
+                else:
+                    why = ("waiting for the automation sensor: it starts silver on its next tick while a daemon runs "
+                           "(`lakehouse run` or `make ui`)")
+            out.append(Stuck(f"silver/{source}", day, state, why))
+
+    # 3. Runs queued or in progress for long.
+    for record in instance.get_run_records(dg.RunsFilter(statuses=list(ACTIVE))):
+        run = record.dagster_run
+        started = record.start_time or record.create_timestamp.timestamp()
+        if now.timestamp() - started < stuck_after:
+            continue
+        tags = run.tags
+        partition = tags.get("dagster/partition") or (
+            f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+            if "dagster/asset_partition_range_start" in tags else "-")
+        if run.status in queued:
+            why = ("queued: runs start while a daemon runs (`lakehouse run` or `make ui`), two at a time and one "
+                   "per partition")
+        else:
+            why = ("in progress: if its process is gone (the daemon or machine stopped), terminate it "
+                   "from its page in the UI, then run the day again")
+        state = f"{run.status.value} for {age(record)}"
+        out.append(Stuck(f"run {run.run_id[:8]} ({describe(run)})", partition, state, why))
+    return out
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def render_stuck_work(store: TableStore, instance, items: list[Stuck] | None = None) -> str:
+    """The stuck-work part of `lakehouse status` and `lakehouse run` (`items`: stuck_work's, if at hand)."""
+    items = stuck_work(store, instance) if items is None else items
+    if not items:
+        return "Stuck work: nothing stuck (everything landed is in silver, no run waits for long)."
+    lines = [f"Stuck work ({len(items)}): landed but not yet in silver, or runs waiting for long:"]
+    lines += [f"- {s.subject} {s.partition}: {s.state}: {s.why}" for s in items]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""`lakehouse run` as people run it: an unreachable landing zone, a failing sensor tick and
+SIGTERM/SIGKILL end it with a message and an exit code, and leave nothing running."""
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from lakehouse.generate import generate
+from lakehouse.resources.landing import LocalLandingZone
+
+LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # free once closed: nothing listens there
+
+
+def processes_of(root: Path) -> list[str]:
+    """Command lines of the live processes whose environment points under `root` (LAKEHOUSE_HOME, DAGSTER_HOME)."""
+    marker = str(root).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if any(v.startswith((b"DAGSTER_HOME=", b"LAKEHOUSE_HOME=")) and marker in v for v in env):
+            found.append(f"{entry.name}: {command[:160]}")
+    return found
+
+
+def none_left(root: Path, within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    while (left := processes_of(root)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def start_run(*args) -> subprocess.Popen:
+    return subprocess.Popen([LAKEHOUSE, "run", *args], env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, bufsize=1)
+
+
+def read_until(proc: subprocess.Popen, wanted, timeout: float) -> list[str]:
+    """stdout lines up to and including the first for which `wanted(line)` holds."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break  # the process ended
+        lines.append(line.rstrip("\n"))
+        if wanted(line):
+            return lines
+    proc.kill()
+    raise AssertionError(f"never printed what was awaited; stdout so far:\n" + "\n".join(lines)
+                         + f"\nstderr:\n{proc.stderr.read()}")
+
+
+@pytest.mark.parametrize("case", ["closed port", "missing bucket"])
+def test_an_unreachable_landing_zone_stops_run_at_once_naming_what_to_fix(lakehouse_env, s3_endpoint, monkeypatch,
+                                                                          case):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    endpoint = f"http://127.0.0.1:{closed_port()}" if case == "closed port" else s3_endpoint
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("LAKEHOUSE_LANDING_URI", "s3://no-such-landing-bucket/lakehouse")
+
+    started = time.monotonic()
+    result = subprocess.run([LAKEHOUSE, "run"], env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - started
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    err = result.stderr
+    assert "Traceback" not in result.stdout + err
+    assert "landing zone: s3://no-such-landing-bucket/lakehouse (LAKEHOUSE_LANDING_URI)" in err
+    assert f"endpoint:     {endpoint} (AWS_ENDPOINT_URL)" in err
+    assert "credentials:  env (boto3's credential chain; AWS_PROFILE unset)" in err
+    assert "testing" not in err  # never a secret (nor the key id)
+    if case == "closed port":
+        assert "EndpointConnectionError" in err and "check AWS_ENDPOINT_URL" in err
+    else:
+        assert "NoSuchBucket" in err and "aws s3 mb s3://no-such-landing-bucket" in err
+    assert err.rstrip().endswith("exit code 2")
+    assert not (lakehouse_env.home / "logs" / "daemon.log").exists()  # failed before starting the daemon
+    assert took < 30
+
+
+def test_a_landing_tick_that_fails_later_stops_run_with_the_fix_and_the_daemon(lakehouse_env, s3_bucket, monkeypatch,
+                                                                               tmp_path):
+    """The zone was fine when `lakehouse run` started, then its bucket went away: the first failed tick ends it."""
+    monkeypatch.setenv("LAKEHOUSE_LANDING_URI", f"s3://{s3_bucket}/landing")
+    proc = start_run("--timeout", "300")
+    try:
+        read_until(proc, lambda line: line.startswith("Started dagster-daemon"), timeout=60)
+        boto3.client("s3").delete_bucket(Bucket=s3_bucket)  # empty; the daemon has not loaded its code yet
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, out + err
+    assert "Traceback" not in out + err
+    assert "the landing_sensor tick of" in err and "failed:" in err and "NoSuchBucket" in err
+    assert f"landing zone: s3://{s3_bucket}/landing (LAKEHOUSE_LANDING_URI)" in err
+    assert f"aws s3 mb s3://{s3_bucket}" in err
+    assert "stopped on SIGTERM" in out  # the daemon, stopped by `lakehouse run` itself
+    assert not none_left(tmp_path, within=5)
+
+
+def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse_env, tmp_path):
+    day = dt.date(2026, 3, 2)
+    report = generate(LocalLandingZone(lakehouse_env.landing_uri), days=1, start=day, seed=5, scale=0.05)
+
+    # SIGTERM as soon as the landing sensor asked for the bronze run: the daemon, its code
+    # server and the run's process (if launched yet) all stop, and so does the command.
+    proc = start_run()
+    try:
+        lines = read_until(proc, lambda line: "[landing_sensor]:" in line, timeout=120)
+        assert processes_of(tmp_path)  # what is about to be stopped
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    run_id = lines[-1].split()[1]
+    assert proc.returncode == 143, out + err
+    assert "Traceback" not in out + err
+    assert "SIGTERM received: stopping dagster-daemon and the runs it started" in out
+    assert "with its code server and runs stopped on SIGTERM" in out
+    assert "lakehouse run: stopped by SIGTERM" in out and out.rstrip().endswith("exit code 143")
+    assert not none_left(tmp_path, within=2), "left running after SIGTERM"
+
+    # The files it had no time to load are stuck work, with the run that was to load them.
+    status = subprocess.run([LAKEHOUSE, "status"], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    stuck = status.stdout.split("Stuck work", 1)[1]
+    orders = sum(1 for key in report.files if "/orders/" in key)
+    line = next(line for line in stuck.splitlines() if line.startswith(f"- orders {day}:"))
+    assert f"{orders} file(s) landed, not in bronze" in line and f"run {run_id}" in line, stuck
+
+    # SIGKILL cannot be caught: the daemon's watchdog sees the command gone and stops the group.
+    proc = start_run()
+    try:
+        read_until(proc, lambda line: line.startswith("Started dagster-daemon"), timeout=60)
+        deadline = time.monotonic() + 90
+        while not any("dagster api grpc" in p for p in processes_of(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the code server is up: a whole group to stop
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    left = none_left(tmp_path, within=40)
+    assert not left, "left running after SIGKILL of lakehouse run:\n" + "\n".join(left)
+    log = (lakehouse_env.home / "logs" / "daemon.log").read_text()
+    assert "is gone: stopping the daemon, its code server and its runs" in log

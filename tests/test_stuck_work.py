@@ -1,0 +1,48 @@
+"""Stuck work (`lakehouse status`, the end of `lakehouse run`): a partition blocked by a failed check.
+
+Files landed but not loaded are covered through the daemon in test_run_cli.py.
+"""
+
+import datetime as dt
+
+from lakehouse.generate import generate
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.resources.landing import LocalLandingZone
+from lakehouse.runner import open_instance
+from lakehouse.summary import Stuck, render_stuck_work, stuck_work
+from lakehouse.wiring import DAILY_JOB, build_definitions
+
+DAY = dt.date(2026, 3, 3)
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def test_a_partition_blocked_by_a_failed_check_names_the_check_and_its_audit_branch(lakehouse_env, tmp_path,
+                                                                                    monkeypatch):
+    store = TableStore(catalog_from_settings(lakehouse_env))
+    with open_instance(lakehouse_env) as instance:
+        assert stuck_work(store, instance) == []
+        assert render_stuck_work(store, instance).startswith("Stuck work: nothing stuck")
+
+    # Any quarantined order blocks silver orders; the dirty sample has some.
+    config = tmp_path / "quality.yaml"
+    config.write_text("assets:\n  silver/orders:\n    quarantine_share: {severity: error, max_share: 0}\n")
+    monkeypatch.setenv("LAKEHOUSE_DQ_CONFIG", str(config))
+    generate(LocalLandingZone(lakehouse_env.landing_uri), days=1, start=DAY, seed=7, scale=0.05, dirty=True)
+    with open_instance(lakehouse_env) as instance:
+        result = build_definitions(lakehouse_env).resolve_job_def(DAILY_JOB).execute_in_process(
+            instance=instance, partition_key=str(DAY), run_config=QUIET, raise_on_error=False)
+        assert not result.success
+        items = stuck_work(store, instance)
+        text = render_stuck_work(store, instance, items)
+
+    run = result.run_id[:8]
+    assert [(s.subject, s.partition, s.state) for s in items] == [
+        ("silver/orders", str(DAY), "in bronze, not in silver")]
+    why = items[0].why
+    assert why.startswith(f"blocked by failed check quarantine_share of silver/orders in run {run}")
+    branch = why.split("audit branch ", 1)[1].split(":", 1)[0]
+    assert branch.startswith(f"audit-silver-orders-{DAY}")
+    assert f'lakehouse query --branch {branch} "select * from silver.orders"' in why
+    assert f"lakehouse backfill --start {DAY} --end {DAY} --select 'key:silver/orders+'" in why
+    assert text.startswith("Stuck work (1):") and f"- silver/orders {DAY}: in bronze, not in silver: {why}" in text
+    assert isinstance(items[0], Stuck)
