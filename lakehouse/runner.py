@@ -54,6 +54,11 @@ run_coordinator:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+concurrency:
+  pools:
+    # Silver and gold steps (pool lakehouse_tables) run one at a time across runs: each reads
+    # what the steps before it wrote, across ingest dates.
+    default_limit: 1
 """
 WORKSPACE_YAML = """\
 load_from:

@@ -155,30 +155,48 @@ def latest_metadata(instance, asset_key: list[str]) -> dict[str, dict]:
         cursor = page.cursor
 
 
-def silver_accounting(instance) -> list[dict]:
-    """Per source and ingest date: bronze rows = silver + quarantined + duplicates (+ unchanged)."""
+def silver_accounting(store: TableStore, instance=None) -> list[dict]:
+    """Per source and ingest date, counted in the tables: bronze = silver + quarantined + duplicates +
+    superseded (+ unchanged), so a later day that superseded an earlier day's rows shows on that day."""
+    from lakehouse.accounting import accounting, balanced, unchanged_by_day
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.tables import silver_table
+
     rows = []
     for source in SOURCES:
-        for partition, meta in sorted(latest_metadata(instance, ["silver", source]).items()):
-            parts = {k: int(meta.get(k, 0)) for k in ("rows_in", "silver", "quarantine", "duplicate", "unchanged")}
-            flagged = sum(int(v) for k, v in meta.items() if k.startswith("flagged/"))
-            balanced = parts["rows_in"] == parts["silver"] + parts["quarantine"] + parts["duplicate"] + parts["unchanged"]
-            rows.append({"source": source, "ingest_date": partition, **parts, "flagged": flagged, "balanced": balanced})
+        if not (store.exists(bronze_table(source).identifier) and store.exists(silver_table(source).identifier)):
+            continue
+        days = {d.isoformat() for d in pc.unique(store.read(bronze_table(source).identifier,
+                                                            columns=(INGEST_DATE,))[INGEST_DATE]).to_pylist()}
+        unchanged = unchanged_by_day(store, source) if CONTRACTS[source].history == "snapshot" else {}
+        flagged = _flagged(instance, source) if instance is not None else {}
+        for day, counts in accounting(store, source, days, unchanged=unchanged).items():
+            rows.append({"source": source, "ingest_date": day, **counts, "flagged": flagged.get(day, 0),
+                         "balanced": balanced(counts)})
     return rows
 
 
-def render_accounting(instance) -> str:
-    rows = silver_accounting(instance)
+def _flagged(instance, source: str) -> dict[str, int]:
+    """Rows kept with a flag, per partition, from the latest silver materializations' metadata."""
+    return {partition: sum(int(v) for k, v in meta.items() if k.startswith("flagged/"))
+            for partition, meta in latest_metadata(instance, ["silver", source]).items() if partition}
+
+
+def render_accounting(store: TableStore, instance=None) -> str:
+    rows = silver_accounting(store, instance)
     if not rows:
         return "Silver: nothing materialized yet."
     table = format_table(
-        ["source", "ingest_date", "bronze", "silver", "quarantined", "duplicates", "unchanged", "flagged", "balanced"],
-        [[r["source"], r["ingest_date"], r["rows_in"], r["silver"], r["quarantine"], r["duplicate"], r["unchanged"],
-          r["flagged"], "yes" if r["balanced"] else "NO"] for r in rows],
+        ["source", "ingest_date", "bronze", "silver", "quarantined", "duplicates", "superseded", "unchanged", "flagged",
+         "balanced"],
+        [[r["source"], r["ingest_date"], r["bronze"], r["silver"], r["quarantine"], r["duplicate"], r["superseded"],
+          r["unchanged"], r["flagged"], "yes" if r["balanced"] else "NO"] for r in rows],
     )
-    note = ("unchanged = snapshot rows identical to the current version (customers, products); "
-            "flagged rows are in silver (unknown ids, invalid e-mails/phones nulled).")
-    return "Silver accounting (bronze = silver + quarantined + duplicates + unchanged):\n" + table + "\n" + note
+    note = ("Counted in the tables. duplicates = records re-sent with the same key and content; superseded = older "
+            "versions a later record corrected (both in silver.quarantine, rules duplicate/superseded); unchanged = "
+            "snapshot rows identical to the current version (customers, products); flagged rows are in silver.")
+    return ("Silver accounting (bronze = silver + quarantined + duplicates + superseded + unchanged):\n" + table
+            + "\n" + note)
 
 
 def _money(value) -> str:
@@ -271,7 +289,7 @@ def render_all_checks(store: TableStore) -> str:
 def render_summary(store: TableStore, instance) -> str:
     """What `lakehouse run` and `lakehouse status` print."""
     return "\n\n".join(
-        [render_tables(store), render_bronze_summary(store), render_ignored(store), render_accounting(instance),
+        [render_tables(store), render_bronze_summary(store), render_ignored(store), render_accounting(store, instance),
          render_checks(store), render_business(store)]
     )
 
