@@ -46,15 +46,16 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
     dequeue_interval_seconds: 1
+concurrency:
+  runs:
+    max_concurrent_runs: 2
     tag_concurrency_limits:
       # One run per ingest date at a time: two loads of the same landing folder must not race.
       - key: dagster/partition
         value:
           applyLimitPerUniqueValue: true
         limit: 1
-concurrency:
   pools:
     # Silver and gold steps (pool lakehouse_tables) run one at a time across runs: each reads
     # what the steps before it wrote, across ingest dates.

@@ -403,11 +403,13 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
 
     specs = ev.index(specs_for(asset))
     quarantined_by_day = split_by_day(_rule_broken(set_aside), INGEST_DATE, keys)
+    loaded = _loaded_days(ctx, target, asset)
 
     def audit(head: int) -> list[CheckOutcome]:
         written = ctx.read(target, where, (*contract.keys, INGEST_DATE), snapshot_id=head)
         whole = ctx.read(target, columns=contract.keys, snapshot_id=head) if contract.history != SNAPSHOT else None
-        law = accounting(ctx.store, source, touched, head, unchanged)
+        # Other days this write touched are held to the law once their own run has loaded them.
+        law = accounting(ctx.store, source, [d for d in touched if d in span or d in loaded], head, unchanged)
         out = [replace(ev.accounting_law(specs["accounting"], day, counts_of_day), partition=day)
                for day, counts_of_day in law.items()]
         out.append(ev.null_keys(specs["keys_not_null"], written, contract.keys))
@@ -422,6 +424,18 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
                           _columns(target), audit)
     return StepResult(target, write, {**counts, "recomputed_keys": len(recomputed),
                                       "touched_ingest_dates": len(touched)}, affected, by_day)
+
+
+def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
+    """Ingest dates a published write of `asset` covered: days whose own silver run has happened."""
+    days: set[str] = set()
+    for snapshot in ctx.store.main_history(table.identifier):
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        span = covered(summary) if summary.get("dagster.asset_key") == asset else None
+        if span:
+            first, last = dt.date.fromisoformat(span[0]), dt.date.fromisoformat(span[1])
+            days |= {(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)}
+    return days
 
 
 def _union(a, b):
