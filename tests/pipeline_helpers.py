@@ -27,17 +27,7 @@ VOLATILE = ("run_id", "quarantined_at", "_ingested_at")
 
 def process_day(settings, engine: str, day: dt.date, run_id: str = "test") -> dict:
     """Bronze, silver and partitioned gold for one ingest date; returns step results by table."""
-    store = TableStore(catalog_from_settings(settings))
-    zone = open_landing_zone(settings.landing_uri)
-    for source in DAILY_ORDER:
-        load_bronze(zone, store, CONTRACTS[source], day, run_id, now=FIXED_NOW)
-    results = {}
-    steps = [(run_silver, s) for s in DAILY_ORDER] + [(run_fact_orders,), (run_daily_sales,), (run_customer_activity,)]
-    for step, *args in steps:
-        with Engine(engine) as eng:
-            result = step(StepContext(store, eng, run_id), *args, day)
-        results[result.table.identifier] = result
-    return results
+    return process_range(settings, engine, [day], run_id)
 
 
 def process_dimensions(settings, engine: str, run_id: str = "test") -> None:
@@ -92,7 +82,8 @@ def execute_range(settings, first: dt.date, last: dt.date, selection=None) -> st
 
 
 def process_range(settings, engine: str, days: list[dt.date], run_id: str = "test") -> dict:
-    """Bronze, silver and partitioned gold for contiguous days as one batch each (a backfill's steps)."""
+    """Bronze, silver and partitioned gold for contiguous days as one batch each (a backfill's steps);
+    returns step results by table."""
     store = TableStore(catalog_from_settings(settings))
     zone = open_landing_zone(settings.landing_uri)
     for source in DAILY_ORDER:
