@@ -37,6 +37,7 @@ from pyiceberg.expressions import (
     LessThan,
     LessThanOrEqual,
     Not,
+    NotNull,
     Or,
 )
 
@@ -138,6 +139,16 @@ def within(column: str, keys: list[str]) -> BooleanExpression:
     """Rows whose date `column` is one of the contiguous days `keys`."""
     return EqualTo(column, keys[0]) if len(keys) == 1 else And(
         GreaterThanOrEqual(column, keys[0]), LessThanOrEqual(column, keys[-1]))
+
+
+def keyed(column: str, values: list[str]) -> BooleanExpression:
+    """Rows whose `column` is one of `values`, for a delete that may also match on other columns.
+
+    PyIceberg's delete keeps every row with a null in a column its filter names without an
+    IsNull/NotNull test on it (so `Or(day, In(key))` would keep a keyless row of that day):
+    the NotNull makes such rows fall to the other branch.
+    """
+    return And(NotNull(column), In(column, values))
 
 
 def _dates(table: pa.Table, column: str) -> set[str]:
@@ -260,6 +271,8 @@ def _condition(F, where: BooleanExpression, types: dict[str, pa.DataType]):
 
     if type(where) in _COMPARISONS:
         return getattr(F.col(where.term.name), _COMPARISONS[type(where)])(literal(where.literal.value))
+    if isinstance(where, NotNull):
+        return F.col(where.term.name).isNotNull()
     if isinstance(where, In):
         return F.col(where.term.name).isin(*[literal(v.value) for v in sorted(where.literals, key=lambda v: v.value)])
     return None
@@ -366,11 +379,10 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         others = record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner")
         rows = engine.materialize(classify(_union(bronze, others.drop(RECORD_KEY)), contract, None, lookups,
                                            engine.cut))
-        F, _ = api(rows)
-        # Rows of other days matter only as versions of the recomputed keys.
-        rows = engine.materialize(rows.filter(_condition(F, batch, {INGEST_DATE: pa.date32()}) | F.col("_valid")))
-        where = Or(batch, In(key, recomputed)) if recomputed else batch
-        set_aside_where = Or(within("ingest_date", keys), In("record_key", recomputed)) if recomputed else within(
+        # Every row of a recomputed key is classified again, whatever day it landed on, and
+        # replaces that key's earlier rows in silver and in the quarantine.
+        where = Or(batch, keyed(key, recomputed)) if recomputed else batch
+        set_aside_where = Or(within("ingest_date", keys), keyed("record_key", recomputed)) if recomputed else within(
             "ingest_date", keys)
         span = keys
 
@@ -412,11 +424,13 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         law = accounting(ctx.store, source, [d for d in touched if d in span or d in loaded], head, unchanged)
         out = [replace(ev.accounting_law(specs["accounting"], day, counts_of_day), partition=day)
                for day, counts_of_day in law.items()]
-        out.append(ev.null_keys(specs["keys_not_null"], written, contract.keys))
-        # Transactional sources: one row per key in the whole table; snapshots: one per key and day.
-        out.append(ev.unique_keys(specs["keys_unique"], whole if whole is not None else written,
-                                  contract.keys if whole is not None else (*contract.keys, INGEST_DATE)))
-        written_by_day = split_by_day(written, INGEST_DATE, keys)
+        written_by_day = split_by_day(written, INGEST_DATE, span)
+        # Transactional sources: one row per key in the whole table (one result per write);
+        # snapshots: one row per key and day, on every day the write covered.
+        if whole is not None:
+            out.append(ev.unique_keys(specs["keys_unique"], whole, contract.keys))
+        out += per_day(span, lambda day: [ev.null_keys(specs["keys_not_null"], written_by_day[day], contract.keys)] + (
+            [ev.unique_keys(specs["keys_unique"], written_by_day[day], contract.keys)] if whole is None else []))
         return out + per_day(keys, lambda day: _silver_checks(specs, contract, by_day[day], written_by_day[day],
                                                               quarantined_by_day[day]))
 

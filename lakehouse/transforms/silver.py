@@ -391,8 +391,8 @@ SET_ASIDE = (QUARANTINED, DUPLICATE, SUPERSEDED)  # outcomes recorded in silver.
 def quarantine_rows(rows):
     """Rows for silver.quarantine: lineage, why (the rules broken, or duplicate/superseded), values as landed.
 
-    A duplicate or superseded row carries its business key (`_record_key`): a later run
-    that touches the key recomputes its rows, and replaces them here by that key.
+    Every row whose key parsed carries it (`_record_key`): a later run that touches the key
+    recomputes all its rows, wherever they landed, and replaces them here by that key.
     """
     F, _ = api(rows)
     landed = [c for c in rows.columns if c.startswith(SOURCE_PREFIX)]
@@ -400,7 +400,7 @@ def quarantine_rows(rows):
     return rows.filter(F.col(OUTCOME).isin(*SET_ASIDE)).select(
         *LINEAGE, F.when(broken, F.col(RULES)).otherwise(F.col(OUTCOME)).alias(RULES),
         F.col(PARSE_ERROR), F.col(RAW_RECORD),
-        F.when(~broken, F.col(RECORD_KEY)).cast("string").alias(RECORD_KEY), *landed,
+        F.col(RECORD_KEY).cast("string").alias(RECORD_KEY), *landed,
     )
 
 
