@@ -101,14 +101,15 @@ def cmd_backfill(settings: Settings, args) -> int:
 def cmd_status(settings: Settings, args) -> int:
     from lakehouse.iceberg import TableStore, catalog_from_settings
     from lakehouse.runner import open_instance
-    from lakehouse.summary import render_all_checks, render_stuck_work, render_summary
+    from lakehouse.summary import render_all_checks, render_recovered, render_stuck_work, render_summary
 
     store = TableStore(catalog_from_settings(settings))
     if args.checks:
         print(render_all_checks(store))
         return 0
     with open_instance(settings) as instance:
-        print(render_summary(store, instance) + "\n\n" + render_stuck_work(store, instance))
+        print(render_summary(store, instance) + "\n\n" + render_stuck_work(store, instance) + "\n\n"
+              + render_recovered(instance))
     return 0
 
 
@@ -170,7 +171,8 @@ def cmd_ui(settings: Settings, args) -> int:
 
     import dagster as dg
 
-    from lakehouse.runner import prepare_instance
+    from lakehouse.daemon_watch import lock_holder
+    from lakehouse.runner import Daemon, prepare_instance
 
     workspace = prepare_instance(settings)
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
@@ -185,11 +187,19 @@ def cmd_ui(settings: Settings, args) -> int:
     url = urlsplit(settings.ui_url)
     host = args.host or url.hostname or "127.0.0.1"
     port = args.port or url.port or (443 if url.scheme == "https" else 80)
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    webserver = os.path.join(os.path.dirname(sys.executable), "dagster-webserver")
+    # The daemon holds the instance's lock (it waits while a `lakehouse run` daemon holds it,
+    # and takes over when that one ends) and stops with its group when the webserver ends:
+    # the webserver inherits the write end of the daemon's watch pipe.
+    holder = lock_holder(settings.dagster_home)
+    daemon = Daemon(settings, workspace, sensor_interval=None)
+    os.set_inheritable(daemon.watch_fd, True)
+    waiting = (f"; it starts when the daemon running now (pid {holder}) ends" if holder else "")
+    print(f"dagster-daemon pid {daemon.pid}, log {daemon.log_path}{waiting}", flush=True)
     print(f"Dagster UI on http://{host}:{port} (LAKEHOUSE_UI_URL, or --host/--port); Ctrl-C stops it and the daemon.",
           flush=True)
-    # exec: Ctrl-C and a service manager's signals reach `dagster dev`, which stops its children.
-    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-h", host, "-p", str(port)])
+    # exec: Ctrl-C and a service manager's signals reach the webserver; its end stops the daemon.
+    os.execv(webserver, [webserver, "-w", str(workspace), "-h", host, "-p", str(port)])
     return 0
 
 

@@ -10,6 +10,12 @@ the daemon (which shuts down its threads), its code server and the runs it launc
 gets SIGKILL. Unlike Linux's PR_SET_PDEATHSIG, which signals one process and fires when
 the parent *thread* exits, this covers the whole group and works on any POSIX system.
 The rest of this process is Dagster's own daemon command, unchanged.
+
+One daemon per instance: before it starts, the process takes an exclusive lock on
+`$DAGSTER_HOME/daemon.lock` (waiting while another daemon holds it) and writes its pid
+there. The operating system releases the lock when the process ends, however it ends,
+so a held lock means a live daemon, whatever its last heartbeat says, and a second
+`lakehouse run` or `make ui` takes over the moment the first daemon is gone.
 """
 
 from __future__ import annotations
@@ -38,9 +44,55 @@ def _watch(fd: int, parent: int) -> None:
     os.killpg(group, signal.SIGKILL)  # only reached if something ignored SIGTERM
 
 
+LOCK_FILE = "daemon.lock"
+
+
+def lock_path(dagster_home) -> str:
+    return os.path.join(str(dagster_home), LOCK_FILE)
+
+
+def lock_holder(dagster_home) -> int | None:
+    """The pid of the live daemon holding the instance's lock, or None when no daemon holds it."""
+    import fcntl
+
+    path = lock_path(dagster_home)
+    if not os.path.exists(path):
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
+def take_lock(dagster_home) -> object:
+    """Hold the instance's daemon lock for the life of this process (waiting for another holder to end)."""
+    import fcntl
+
+    handle = open(lock_path(dagster_home), "a+")  # not inherited by children (PEP 446): only this process holds it
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        sys.stderr.write(f"waiting: another dagster-daemon (pid {handle.read().strip() or '?'}) runs on this "
+                         "instance; this one starts when it ends\n")
+        sys.stderr.flush()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 def main(argv: list[str]) -> int:
     fd, command = int(argv[1]), argv[2:]
     threading.Thread(target=_watch, args=(fd, os.getppid()), name="lakehouse-run-watchdog", daemon=True).start()
+    lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
     from dagster._daemon.cli import main as dagster_daemon  # what the `dagster-daemon` script runs
 
     sys.argv = command

@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import (  # Dagster's retry tags, not exported at the top level
+    AUTO_RETRY_RUN_ID_TAG,
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
+    WILL_RETRY_TAG,
+)
 
+from lakehouse.daemon_watch import lock_holder
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.preflight import describe_landing, landing_problem
 from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
@@ -39,7 +46,7 @@ from lakehouse.wiring import AUTOMATION_SENSOR
 
 INSTANCE_MARK = "# Written by `lakehouse run`"
 INSTANCE_YAML = f"""\
-{INSTANCE_MARK}; edit freely, it is not overwritten once it has a run_coordinator.
+{INSTANCE_MARK}; edit freely, it is not overwritten.
 telemetry:
   enabled: false
 run_coordinator:
@@ -60,6 +67,21 @@ concurrency:
     # Silver and gold steps (pool lakehouse_tables) run one at a time across runs: each reads
     # what the steps before it wrote, across ingest dates.
     default_limit: 1
+# Self-healing (README "Crashes and recovery"). Runs are processes of this machine; this
+# launcher is Dagster's default one that can also tell when a run's process is gone.
+run_launcher:
+  module: lakehouse.launcher
+  class: LocalRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 5          # how soon a run whose worker died is marked failed
+  start_timeout_seconds: 120        # a run not started by then (its launcher died) is failed
+  cancel_timeout_seconds: 60
+  free_slots_after_run_end_seconds: 15  # pool slots a killed run held go back
+run_retries:
+  enabled: true
+  max_retries: 2                    # a run whose worker died is run again, at most twice
+  retry_on_asset_or_op_failure: false  # a failed check or step is reported, never retried
 """
 WORKSPACE_YAML = """\
 load_from:
@@ -75,6 +97,7 @@ ACTIVE = {
 RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
 LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
 FIRST_TICK_SECONDS = 180  # no landing tick by then: the code location did not load, or the sensor is off
+DAEMON_RESTARTS = 3  # a daemon that dies is replaced, up to this many times per `lakehouse run`
 STOP_GRACE_SECONDS = 20  # after SIGTERM, the daemon's process group gets this long before SIGKILL
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2  # and 128 + the signal number when stopped by one
 WATCHED_SENSORS = (LANDING_SENSOR, AUTOMATION_SENSOR, FAILURE_SENSOR)
@@ -86,13 +109,38 @@ def prepare_instance(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     text = config.read_text() if config.exists() else ""
-    if not text or (text.startswith(INSTANCE_MARK) and "run_coordinator" not in text):  # missing, or our old one
+    if text.startswith(INSTANCE_MARK) and "run_monitoring" not in text:  # ours, from before self-healing
+        (home / "dagster.yaml.before-run-monitoring").write_text(text)
+        print(f"lakehouse: {config} was written by an older version; rewritten with run monitoring and retries "
+              "(the old file is kept beside it as dagster.yaml.before-run-monitoring)", file=sys.stderr)
+        text = ""
+    if not text:
         config.write_text(INSTANCE_YAML)
     workspace = home / "workspace.yaml"
     workspace.write_text(WORKSPACE_YAML)
     # Create the storage now: a daemon and this process creating it at once race on the schema.
-    dg.DagsterInstance.from_config(str(home)).dispose()
+    instance = dg.DagsterInstance.from_config(str(home))
+    _start_retry_cursors(instance)
+    instance.dispose()
     return workspace
+
+
+def _start_retry_cursors(instance: dg.DagsterInstance) -> None:
+    """Have Dagster's run-retry daemon consider every run failure from now on.
+
+    On its first pass that daemon starts reading where the event log ends then, so a
+    daemon killed before its first pass (a crash seconds into the first `lakehouse run`)
+    would leave the failures of that crash unretried. Its cursors are set here, before
+    any daemon runs, if they are not set yet (the names are Dagster's; an import error
+    here means Dagster changed them).
+    """
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import DAGSTER_EVENT_TYPES, _create_cursor_key
+
+    keys = {_create_cursor_key(t) for t in DAGSTER_EVENT_TYPES}
+    stored = instance.daemon_cursor_storage.get_cursor_values(keys)
+    if missing := keys - set(stored):
+        now = str(instance.event_log_storage.get_maximum_record_id() or 0)
+        instance.daemon_cursor_storage.set_cursor_values({key: now for key in missing})
 
 
 def open_instance(settings: Settings) -> dg.DagsterInstance:
@@ -108,10 +156,12 @@ class RunRecord:
     status: str
     seconds: float | None
     error: str | None = None
+    recovered_by: str | None = None  # the automatic retry that did the work of this failed run
+    retry_of: str | None = None  # this run is an automatic retry of that one
 
     @property
     def ok(self) -> bool:
-        return self.status == "SUCCESS"
+        return self.status == "SUCCESS" or self.recovered_by is not None
 
 
 @dataclass
@@ -138,7 +188,10 @@ class RunOutcome:
         lines = []
         for r in self.runs:
             took = f" ({r.seconds:.1f}s)" if r.seconds is not None else ""
-            lines.append(f"run {r.run_id[:8]} {r.label}: {r.status}{took}" + (f": {r.error}" if r.error else ""))
+            recovered = f" -> recovered: run again as {r.recovered_by[:8]}, which succeeded" if r.recovered_by else ""
+            retry = f" (retry of run {r.retry_of[:8]})" if r.retry_of else ""
+            lines.append(f"run {r.run_id[:8]} {r.label}{retry}: {r.status}{took}" + (f": {r.error}" if r.error else "")
+                         + recovered)
         if self.backfill:
             lines.append(self.backfill)
         elif not self.runs and self.summary is not None and not self.problem:
@@ -152,7 +205,11 @@ class RunOutcome:
         failed = [r for r in self.runs if not r.ok]
         if self.ok:
             stuck = f"; {self.stuck_count} item(s) of stuck work, listed above" if self.stuck_count else ""
-            return f"lakehouse run: done, {len(self.runs)} run(s) succeeded{stuck}."
+            recovered = sum(1 for r in self.runs if r.recovered_by)
+            retries = sum(1 for r in self.runs if r.retry_of)
+            healed = (f"; {recovered} failed run(s) recovered by an automatic retry" if recovered else "") + (
+                f"; {retries} run(s) were retries of runs that died" if retries else "")
+            return f"lakehouse run: done, {len(self.runs)} run(s) succeeded{healed}{stuck}."
         lines = [f"lakehouse run: {self.problem}" if self.problem else
                  f"lakehouse run: {len(failed)} of {len(self.runs)} run(s) did not succeed:"]
         if self.summary is not None:  # after a long summary, say again which runs failed and why
@@ -163,6 +220,105 @@ class RunOutcome:
                 lines.append(f"  run {r.run_id} {r.label}: {r.status}: {error}")
         lines.append(f"exit code {self.exit_code}")
         return "\n".join(lines)
+
+
+LAUNCH_GRACE_SECONDS = 20  # a launched run's worker records its pid within a few seconds
+
+
+def end_orphaned_runs(instance: dg.DagsterInstance, echo=print, before: float | None = None) -> tuple[list[str], int]:
+    """Mark failed the runs a dead daemon left in progress, so Dagster runs their work again now.
+
+    Called while this command's daemon holds the instance's lock, for the runs created
+    `before` it took the lock: the daemon that launched them is gone. A run whose worker
+    process is gone, or that never got a worker (its launch died with the daemon), cannot
+    end by itself. Run monitoring would find them too, a STARTING one only after its start
+    timeout (and meanwhile it holds a place in the queue's limits); this says so at once,
+    and why. Returns the ids of the runs it ended, and how many it must look at again (a
+    run launched moments before may still get its worker).
+    """
+    from lakehouse.launcher import worker_process, worker_status
+
+    ended, undecided = [], 0
+    starting = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
+    created_before = dt.datetime.fromtimestamp(before, dt.timezone.utc) if before else None
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[*starting, dg.DagsterRunStatus.STARTED],
+                                                         created_before=created_before)):
+        run = record.dagster_run
+        found = worker_process(instance, run.run_id)
+        if found is not None:
+            alive, why = worker_status(*found)
+        else:
+            since = record.update_timestamp.timestamp()
+            alive = run.status == dg.DagsterRunStatus.STARTED or time.time() - since < LAUNCH_GRACE_SECONDS
+            undecided += run.status != dg.DagsterRunStatus.STARTED and alive
+            why = "it never got a run worker: the daemon that launched it is gone"
+        if alive:
+            continue
+        message = f"{why} (found by `lakehouse run` on starting a new daemon)"
+        instance.report_run_failed(run, message)
+        ended.append(run.run_id)
+        echo(f"  run {run.run_id[:8]} {describe(run)}: was {run.status.value}, but {why}; marked failed "
+             "so that Dagster runs it again")
+    return ended, undecided
+
+
+LOST_RETRY_SECONDS = 15  # Dagster's run-retry daemon acts within seconds of a failure
+
+
+def rescue_lost_retries(instance: dg.DagsterInstance, echo=print) -> list[str]:
+    """Failed runs Dagster decided to retry but never did: have its run-retry daemon look at them again.
+
+    That daemon reads run failures from the event log after a cursor. If it reads a failure
+    event in the moment before the run's own status is updated (the event is stored first),
+    it sees a run that has not failed, moves its cursor past the event and never retries
+    the run (Dagster 1.13). Moving the cursor back to just before the oldest such failure
+    makes it read them again; retrying is idempotent there (one retry per failed run).
+    """
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import _create_cursor_key
+
+    now = time.time()
+    lost = [r for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                                              tags={WILL_RETRY_TAG: "true"}))
+            if retry_pending(r.dagster_run) and r.end_time and now - r.end_time > LOST_RETRY_SECONDS]
+    if not lost:
+        return []
+    ids = {r.dagster_run.run_id for r in lost}
+    failures = instance.event_log_storage.get_logs_for_all_runs_by_log_id(
+        after_cursor=-1, dagster_event_type={dg.DagsterEventType.RUN_FAILURE})
+    positions = [log_id for log_id, entry in failures.items() if entry.run_id in ids]
+    if not positions:
+        return []
+    key = _create_cursor_key(dg.DagsterEventType.RUN_FAILURE)
+    cursor = int(instance.daemon_cursor_storage.get_cursor_values({key}).get(key, "0"))
+    if min(positions) <= cursor:
+        instance.daemon_cursor_storage.set_cursor_values({key: str(min(positions) - 1)})
+        for r in lost:
+            echo(f"  run {r.dagster_run.run_id[:8]} {describe(r.dagster_run)}: its automatic retry was missed by "
+                 "Dagster's run-retry daemon; asked it again")
+    return sorted(ids)
+
+
+def retry_pending(run: dg.DagsterRun) -> bool:
+    """A failed run that Dagster's run-retry daemon will run again, but has not yet."""
+    return (run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true"
+            and AUTO_RETRY_RUN_ID_TAG not in run.tags)
+
+
+def retry_of(run: dg.DagsterRun) -> str | None:
+    """The run this one is an automatic retry of, or None."""
+    return run.tags.get(PARENT_RUN_ID_TAG) if RETRY_NUMBER_TAG in run.tags else None
+
+
+def last_attempt(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """The run's latest automatic retry (the run itself if it was not retried)."""
+    seen = {run.run_id}
+    while (retry_id := run.tags.get(AUTO_RETRY_RUN_ID_TAG)) and retry_id not in seen:
+        retry = instance.get_run_by_id(retry_id)
+        if retry is None:
+            break
+        seen.add(retry_id)
+        run = retry
+    return run
 
 
 def describe(run: dg.DagsterRun) -> str:
@@ -204,26 +360,11 @@ def ticks_since(instance: dg.DagsterInstance, name: str, since: float) -> int:
     return sum(1 for t in ticks if t.timestamp >= since and t.end_timestamp)
 
 
-def _ours(settings: Settings) -> Path:
-    return settings.dagster_home / ".lakehouse-run-daemons"  # ids of daemons `lakehouse run` started
-
-
-def daemon_alive_elsewhere(instance: dg.DagsterInstance, settings: Settings) -> bool:
-    """True when another daemon (say, the one `make ui` runs) is heartbeating on this instance.
-
-    Heartbeats outlive a stopped daemon by up to a minute, so those of daemons this
-    command started itself do not count.
-    """
-    ours = set(_ours(settings).read_text().split()) if _ours(settings).exists() else set()
+def stale_heartbeats(instance: dg.DagsterInstance) -> list[float]:
+    """Ages (s) of recent heartbeats: with no daemon holding the lock, they are a dead daemon's last words."""
     now = time.time()
-    return any(now - hb.timestamp < LIVE_HEARTBEAT_SECONDS and hb.daemon_id not in ours
-               for hb in instance.get_daemon_heartbeats().values())
-
-
-def remember_daemon(instance: dg.DagsterInstance, settings: Settings, since: float) -> None:
-    ids = {hb.daemon_id for hb in instance.get_daemon_heartbeats().values() if hb.timestamp >= since}
-    known = _ours(settings).read_text().split() if _ours(settings).exists() else []
-    _ours(settings).write_text("\n".join((known + sorted(ids - set(known)))[-20:]))
+    return sorted(now - hb.timestamp for hb in instance.get_daemon_heartbeats().values()
+                  if now - hb.timestamp < LIVE_HEARTBEAT_SECONDS)
 
 
 class Daemon:
@@ -234,28 +375,49 @@ class Daemon:
     when this process is gone, even killed with SIGKILL (see that module).
     """
 
-    def __init__(self, settings: Settings, workspace: Path):
+    def __init__(self, settings: Settings, workspace: Path, sensor_interval: str | None = RUN_SENSOR_INTERVAL):
+        self.dagster_home = settings.dagster_home
         self.log_path = settings.home / "logs" / "daemon.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # The pipe's write end stays here (not inheritable); the daemon's watchdog reads end-of-file
         # when this process ends, however it ends.
-        self._watch_read, self._watch_write = os.pipe()
-        command = [sys.executable, "-m", "lakehouse.daemon_watch", str(self._watch_read),
-                   "dagster-daemon", "run", "-w", str(workspace)]
-        env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "LAKEHOUSE_HOME": str(settings.home),
-               "LAKEHOUSE_SENSOR_INTERVAL": RUN_SENSOR_INTERVAL}
+        self._workspace = workspace
+        self._env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "LAKEHOUSE_HOME": str(settings.home)}
+        if sensor_interval:
+            self._env["LAKEHOUSE_SENSOR_INTERVAL"] = sensor_interval
         self._log = self.log_path.open("ab")
-        try:
-            self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         pass_fds=(self._watch_read,))
-        finally:
-            os.close(self._watch_read)
-        self.pid = self.proc.pid  # also its process group id (start_new_session)
+        self.earlier: list[int] = []  # process groups of daemons this one replaced (their runs may still work)
+        self._launch()
         self.stopped = self.killed = False
+
+    def _launch(self) -> None:
+        # The pipe's write end stays here (not inheritable); the daemon's watchdog reads end-of-file
+        # when this process ends, however it ends.
+        watch_read, self.watch_fd = os.pipe()
+        command = [sys.executable, "-m", "lakehouse.daemon_watch", str(watch_read),
+                   "dagster-daemon", "run", "-w", str(self._workspace)]
+        try:
+            self.proc = subprocess.Popen(command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(watch_read,))
+        finally:
+            os.close(watch_read)
+        self.pid = self.proc.pid  # also its process group id (start_new_session)
+
+    def restart(self) -> str:
+        """Start a new daemon in place of this one, which died; returns how the dead one ended."""
+        code = self.proc.returncode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
+        self.earlier.append(self.pid)  # its code server and run workers may still be finishing runs
+        os.close(self.watch_fd)
+        self._launch()
+        return how
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def running(self) -> bool:
+        """True once this daemon holds the instance's lock (it may be waiting for another daemon to end)."""
+        return self.alive() and lock_holder(self.dagster_home) == self.pid
 
     def _group_alive(self) -> bool:
         self.proc.poll()  # reap the daemon itself, or its zombie would count
@@ -275,6 +437,24 @@ class Daemon:
         if not self.stopped and self._group_alive():
             os.killpg(self.pid, signal.SIGKILL)
             self.killed = True
+
+    def _end_earlier(self, grace: float) -> None:
+        """What is left of the groups of daemons that died before this one (orphaned code servers, runs)."""
+        def signal_all(sig) -> bool:
+            sent = False
+            for group in self.earlier:
+                try:
+                    os.killpg(group, sig)
+                    sent = True
+                except (ProcessLookupError, PermissionError):
+                    pass
+            return sent
+
+        if signal_all(signal.SIGTERM):
+            deadline = time.monotonic() + grace
+            while signal_all(0) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            signal_all(signal.SIGKILL)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> str:
         """SIGTERM to the daemon, its code server and its runs; SIGKILL what is left after `grace` s.
@@ -297,11 +477,12 @@ class Daemon:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        self._end_earlier(max(1.0, grace - (time.monotonic() - begun)))
         if self.killed:
             how = "killed with SIGKILL on a second signal"
         self.stopped = True
         self._log.close()
-        os.close(self._watch_write)
+        os.close(self.watch_fd)
         return (f"dagster-daemon (pid {self.pid}) with its code server and runs {how} "
                 f"in {time.monotonic() - begun:.1f}s")
 
@@ -368,28 +549,66 @@ def wait_until_quiescent(
     """
     shown: dict[str, object] = {}
     since = dt.datetime.fromtimestamp(started, dt.timezone.utc)
+    # Runs an earlier daemon left in progress: run monitoring ends those whose worker is gone,
+    # and the run-retry daemon runs their work again.
+    left = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=list(ACTIVE - {
+        dg.DagsterRunStatus.QUEUED}), created_before=since))]
+    if left:
+        echo(f"{len(left)} run(s) were in progress before this command: "
+             f"{', '.join(f'{r.run_id[:8]} {describe(r)}' for r in left)}; a run whose worker is gone is marked "
+             "failed by run monitoring and run again")
+    shown.update({r.run_id: r.status for r in left})
+
+    def report(run: dg.DagsterRun, earlier: bool = False) -> None:
+        if shown.get(run.run_id) == run.status:
+            return
+        shown[run.run_id] = run.status
+        error = ""
+        if run.status == dg.DagsterRunStatus.FAILURE:  # say why now, not only at the end
+            error = ": " + first_error(instance, run.run_id).splitlines()[0][:300]
+            if run.tags.get(WILL_RETRY_TAG) == "true":
+                error += "; it will be run again"
+        retry = ""
+        if parent := retry_of(run):
+            retry = f" (retry {run.tags[RETRY_NUMBER_TAG]} of run {parent[:8]})"
+        before = " (started before this command)" if earlier else ""
+        echo(f"  run {run.run_id[:8]} {describe(run)}{before}{retry}: {run.status.value}{error}")
 
     def look() -> tuple[list[dg.DagsterRun], int]:
         runs = [r.dagster_run for r in reversed(instance.get_run_records(dg.RunsFilter(created_after=since)))]
+        earlier = [instance.get_run_by_id(r.run_id) or r for r in left]
+        for run in earlier:
+            report(run, earlier=True)
         for run in runs:
-            if shown.get(run.run_id) != run.status:
-                shown[run.run_id] = run.status
-                error = ""
-                if run.status == dg.DagsterRunStatus.FAILURE:  # say why now, not only at the end
-                    error = ": " + first_error(instance, run.run_id).splitlines()[0][:300]
-                echo(f"  run {run.run_id[:8]} {describe(run)}: {run.status.value}{error}")
+            report(run)
         backfills = backfills_in_progress(instance)
         for b in backfills:
             if shown.get(b.backfill_id) != b.status:
                 shown[b.backfill_id] = b.status
                 echo(f"  backfill {b.backfill_id} {b.title or ''}: {b.status.value}")
-        return runs, instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE))) + len(backfills)
+        pending = sum(1 for r in [*earlier, *runs] if retry_pending(r))
+        return runs, instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE))) + len(backfills) + pending
 
     log_path = daemon.log_path if daemon is not None else None
     idle_since, idle_cycles, seen = None, -1, 0
     deadline = time.monotonic() + timeout
     first_tick_by = time.monotonic() + FIRST_TICK_SECONDS
+    orphans_checked, following, took_lock = False, None, None
     while True:
+        if not orphans_checked and daemon is not None:
+            holder = lock_holder(daemon.dagster_home)
+            if holder == daemon.pid and daemon.alive():
+                if took_lock is None and following:
+                    echo(f"The daemon followed (pid {following}) has ended; this command's daemon took over.")
+                took_lock = took_lock or time.time()
+                orphans_checked = not end_orphaned_runs(instance, echo, before=took_lock)[1]
+            elif holder is not None and holder > 0 and holder != following:
+                following = holder
+                echo(f"A Dagster daemon (pid {holder}: `make ui` or another `lakehouse run`) is running on this "
+                     f"instance; following its runs. This command's daemon (pid {daemon.pid}) takes over if "
+                     "it ends first.")
+        if took_lock is not None:  # only a daemon of ours runs: its retries are ours to watch
+            rescue_lost_retries(instance, echo)
         runs, active = look()
         if failed := failed_tick(instance, started):
             problem, code = tick_failure(*failed, landing_uri, log_path)
@@ -412,7 +631,15 @@ def wait_until_quiescent(
         elif idle_cycles < 0:
             idle_cycles = sweep_cycles(instance)  # the landing sensor has not ticked yet
         if daemon is not None and not daemon.alive():
-            return runs, f"dagster-daemon exited (code {daemon.proc.returncode}); its log ends:\n{daemon.tail()}", None
+            if len(daemon.earlier) >= DAEMON_RESTARTS:
+                return runs, (f"dagster-daemon exited (code {daemon.proc.returncode}), for the "
+                              f"{len(daemon.earlier) + 1}th time; its log ends:\n{daemon.tail()}"), None
+            dead = daemon.pid
+            how = daemon.restart()
+            echo(f"dagster-daemon (pid {dead}) {how}; started another (pid {daemon.pid}), "
+                 f"restart {len(daemon.earlier)} of at most {DAEMON_RESTARTS}")
+            orphans_checked, took_lock = False, None
+            continue
         if idle_cycles < 0 and not ticks_since(instance, LANDING_SENSOR, started) and time.monotonic() > first_tick_by:
             tail = f"; its log ends:\n{daemon.tail()}" if daemon is not None else ""
             return runs, (f"no {LANDING_SENSOR} tick in {FIRST_TICK_SECONDS}s: the daemon did not load the code "
@@ -474,12 +701,13 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_
             return RunOutcome(summary=None, problem=problem, code=EXIT_CONFIG)
         workspace = prepare_instance(settings)
         instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
-        if daemon_alive_elsewhere(instance, settings):
-            echo("A Dagster daemon is already running on this instance (make ui?); following its runs.")
-        else:
-            daemon = Daemon(settings, workspace)
-            echo(f"Started dagster-daemon (pid {daemon.pid}, log: {daemon.log_path}); "
-                 "waiting for the sensors and automation.")
+        stale = [] if lock_holder(settings.dagster_home) else stale_heartbeats(instance)
+        if stale:
+            echo(f"The last heartbeat of a Dagster daemon is {stale[0]:.0f}s old but no process holds the "
+                 "instance's daemon lock: that daemon is gone (killed, or its machine restarted).")
+        daemon = Daemon(settings, workspace)  # waits while another daemon holds the instance's lock
+        echo(f"Started dagster-daemon (pid {daemon.pid}, log: {daemon.log_path}); "
+             "waiting for the sensors and automation.")
         runs, problem, code = wait_until_quiescent(instance, started, timeout, daemon, echo, settings.landing_uri)
         signals.hurry(daemon)
         _stop(daemon, instance, settings, started, echo)
@@ -531,10 +759,9 @@ def _stop(daemon: Daemon | None, instance, settings: Settings, started: float, e
         return
     if daemon.stopped:
         return
-    if instance is not None:
-        remember_daemon(instance, settings, started)
+    ran = daemon.running()  # a daemon still waiting for the lock launched nothing
     echo(daemon.stop())
-    if instance is None:
+    if instance is None or not ran:
         return
     # A run's process marks the run failed when SIGTERM interrupts it; one that had no time to
     # (killed, or still starting) would stay "in progress" forever and hold every later wait.
@@ -560,7 +787,9 @@ def _records(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[Ru
         stats = instance.get_run_stats(run.run_id)
         seconds = stats.end_time - stats.start_time if stats.end_time and stats.start_time else None
         error = first_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None
-        out.append(RunRecord(run.run_id, describe(run), run.status.value, seconds, error))
+        final = last_attempt(instance, run)
+        recovered = final.run_id if final is not run and final.status == dg.DagsterRunStatus.SUCCESS else None
+        out.append(RunRecord(run.run_id, describe(run), run.status.value, seconds, error, recovered, retry_of(run)))
     return out
 
 

@@ -325,7 +325,7 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
     from pyiceberg.expressions import EqualTo
 
     from lakehouse.contracts import CONTRACTS
-    from lakehouse.runner import ACTIVE, describe, first_error
+    from lakehouse.runner import ACTIVE, describe, first_error, retry_pending
     from lakehouse.tables import DQ_RESULTS
     from lakehouse.transforms.bronze import LANDED
 
@@ -384,6 +384,14 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
                       f"lakehouse query --branch {c['branch']} \"select * from {table}\"")
         return f"run {run.run_id[:8]} {run.status.value}: {first_error(instance, run.run_id).splitlines()[0]}"
 
+    def retrying(record) -> str | None:
+        """Why, for a failed run Dagster will run again (its worker died), else None."""
+        if not retry_pending(record.dagster_run):
+            return None
+        run = record.dagster_run
+        return (f"run {run.run_id[:8]} died ({first_error(instance, run.run_id).splitlines()[0]}); Dagster runs it "
+                "again (automatic retry) while a daemon runs (`lakehouse run` or `make ui`)")
+
     out: list[Stuck] = []
 
     # 1. Files landed but not loaded into bronze.
@@ -410,7 +418,7 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
             why = (f"bronze run {record.dagster_run.run_id[:8]} succeeded without them (they landed while it ran): "
                    "the landing sensor asks again on its next tick")
         else:
-            why = (why_failed(record, f"bronze/{source}", day)
+            why = retrying(record) or (why_failed(record, f"bronze/{source}", day)
                    + f"; the landing sensor does not ask again for files whose run failed: fix the cause, then "
                      f"{backfill} (or upload the files again)")
         out.append(Stuck(source, day, state, why))
@@ -434,7 +442,7 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
             if record is not None and record.dagster_run.status in ACTIVE:
                 why = waiting(record, "")
             elif record is not None and record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
-                why = (why_failed(record, f"silver/{source}", day)
+                why = retrying(record) or (why_failed(record, f"silver/{source}", day)
                        + "; automation tries again only when its inputs change: fix the data or the rule, then "
                          f"lakehouse backfill --start {day} --end {day} --select 'key:silver/{source}+'")
             else:
@@ -467,8 +475,8 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
             why = ("queued: runs start while a daemon runs (`lakehouse run` or `make ui`), two at a time and one "
                    "per partition")
         else:
-            why = ("in progress: if its process is gone (the daemon or machine stopped), terminate it "
-                   "from its page in the UI, then run the day again")
+            why = ("in progress: if its process is gone, run monitoring marks it failed and Dagster runs it "
+                   "again once a daemon runs (`lakehouse run` or `make ui`)")
         state = f"{run.status.value} for {age(record)}"
         out.append(Stuck(f"run {run.run_id[:8]} ({describe(run)})", partition, state, why))
     return out
@@ -481,6 +489,31 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def recovered_runs(instance, limit: int = 500) -> list[str]:
+    """Automatic retries among the latest `limit` runs: which run died, why, and how its retry ended."""
+    from lakehouse.runner import describe, first_error, retry_of
+
+    lines = []
+    for record in instance.get_run_records(limit=limit):
+        run = record.dagster_run
+        parent_id = retry_of(run)
+        if parent_id is None:
+            continue
+        when = record.create_timestamp.strftime("%Y-%m-%d %H:%M UTC")
+        cause = first_error(instance, parent_id).splitlines()[0]
+        lines.append(f"- {when} run {parent_id[:8]} {describe(run)} failed ({cause}); run again as {run.run_id[:8]}: "
+                     f"{run.status.value}")
+    return lines
+
+
+def render_recovered(instance) -> str:
+    """The recovery part of `lakehouse status`: runs whose work was redone after their worker died."""
+    lines = recovered_runs(instance)
+    if not lines:
+        return "Recovered runs: none (no run had to be run again)."
+    return "\n".join([f"Recovered runs ({len(lines)}): run again automatically after their worker died:", *lines])
 
 
 def render_stuck_work(store: TableStore, instance, items: list[Stuck] | None = None) -> str:

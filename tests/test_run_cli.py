@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from processes import none_left, processes_of
 from lakehouse.generate import generate
 from lakehouse.resources.landing import LocalLandingZone
 
@@ -24,30 +25,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]  # free once closed: nothing listens there
-
-
-def processes_of(root: Path) -> list[str]:
-    """Command lines of the live processes whose environment points under `root` (LAKEHOUSE_HOME, DAGSTER_HOME)."""
-    marker = str(root).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        if any(v.startswith((b"DAGSTER_HOME=", b"LAKEHOUSE_HOME=")) and marker in v for v in env):
-            found.append(f"{entry.name}: {command[:160]}")
-    return found
-
-
-def none_left(root: Path, within: float) -> list[str]:
-    deadline = time.monotonic() + within
-    while (left := processes_of(root)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
 
 
 def start_run(*args) -> subprocess.Popen:
@@ -156,7 +133,7 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     try:
         read_until(proc, lambda line: line.startswith("Started dagster-daemon"), timeout=60)
         deadline = time.monotonic() + 90
-        while not any("dagster api grpc" in p for p in processes_of(tmp_path)) and time.monotonic() < deadline:
+        while not any("dagster api grpc" in p for p in processes_of(tmp_path).values()) and time.monotonic() < deadline:
             time.sleep(0.2)  # the code server is up: a whole group to stop
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
