@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(func=cmd_query)
     ui = sub.add_parser(
         "ui", help="start the Dagster UI and daemon on LAKEHOUSE_UI_URL (the demo first on an empty instance)",
-        description="Run `dagster dev` (webserver and daemon) over DAGSTER_HOME at the host and port of "
+        description="Run the Dagster webserver and a daemon over DAGSTER_HOME at the host and port of "
                     "LAKEHOUSE_UI_URL. When the instance has no runs yet, run the demo first (the options "
                     "below shape it), so lineage, checks and materializations have something to show.")
     _generate_args(ui)

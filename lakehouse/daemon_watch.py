@@ -45,6 +45,7 @@ def _watch(fd: int, parent: int) -> None:
 
 
 LOCK_FILE = "daemon.lock"
+LOOP_SECONDS_VAR = "LAKEHOUSE_DAEMON_LOOP_SECONDS"  # set by `lakehouse run` for a short backfill loop
 
 
 def lock_path(dagster_home) -> str:
@@ -93,6 +94,14 @@ def main(argv: list[str]) -> int:
     fd, command = int(argv[1]), argv[2:]
     threading.Thread(target=_watch, args=(fd, os.getppid()), name="lakehouse-run-watchdog", daemon=True).start()
     lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
+    if loop := os.environ.get(LOOP_SECONDS_VAR):
+        # Dagster's backfill daemon (which carries out the automation's multi-day requests)
+        # sleeps a fixed 30 s between passes, and nothing in the instance config changes it:
+        # each hop of a backfill (silver, then gold) would wait that long while `lakehouse run`
+        # waits on it. Its loop reads this module constant when the daemon starts.
+        import dagster._daemon.controller as controller
+
+        controller.DEFAULT_DAEMON_INTERVAL_SECONDS = int(loop)
     from dagster._daemon.cli import main as dagster_daemon  # what the `dagster-daemon` script runs
 
     sys.argv = command

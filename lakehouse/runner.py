@@ -94,6 +94,7 @@ ACTIVE = {
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
 }
+RUN_SWEEP_PREFIXES = "10000"  # older date folders listed per tick while `lakehouse run` waits (the maximum)
 RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
 LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
 FIRST_TICK_SECONDS = 180  # no landing tick by then: the code location did not load, or the sensor is off
@@ -385,6 +386,10 @@ class Daemon:
         self._env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "LAKEHOUSE_HOME": str(settings.home)}
         if sensor_interval:
             self._env["LAKEHOUSE_SENSOR_INTERVAL"] = sensor_interval
+            # `lakehouse run` waits for two full landing sweeps before it ends: one tick is a
+            # whole sweep, however many date folders there are (unless set otherwise).
+            self._env.setdefault("LAKEHOUSE_LANDING_SWEEP_PREFIXES", RUN_SWEEP_PREFIXES)
+            self._env.setdefault("LAKEHOUSE_DAEMON_LOOP_SECONDS", RUN_SENSOR_INTERVAL)  # see daemon_watch
         self._log = self.log_path.open("ab")
         self.earlier: list[int] = []  # process groups of daemons this one replaced (their runs may still work)
         self._launch()
@@ -717,11 +722,12 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_
         signals.hurry(daemon)
         name = signal.Signals(stopped.signum).name
         echo(f"{name} received: " + ("stopping dagster-daemon and the runs it started..." if daemon else
-                                     "stopping (a daemon this command did not start is left running)"))
+                                     "stopping (the daemon it followed is left running)"))
         _stop(daemon, instance, settings, started, echo)
         outcome = RunOutcome(summary=None, code=128 + stopped.signum,
-                             problem=f"stopped by {name}; runs it interrupted are marked failed, queued runs "
-                                     "start with the next daemon, and `lakehouse status` lists the work left undone")
+                             problem=f"stopped by {name}; runs it interrupted are marked failed and run again, "
+                                     "and queued runs start, with the next daemon (`lakehouse run` or `make ui`); "
+                                     "`lakehouse status` lists the work left undone")
         if instance is not None:
             try:  # the signal may have cut a storage call short; the runs are a courtesy
                 outcome.runs = _records(instance, _runs_since(instance, started))

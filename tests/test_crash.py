@@ -89,17 +89,23 @@ def assert_same_tables(lake: Lake, context: str) -> None:
 
 
 def assert_bronze_whole(lake: Lake, context: str) -> None:
-    """Right after a kill: each bronze partition is there in full or not at all."""
+    """Right after a kill: each bronze partition is there in full or not at all.
+
+    Compared on the columns both tables have: the reference has already loaded the trial's
+    days, whose files may add columns (schema drift) the killed run had not reached.
+    """
     store, reference = (TableStore(catalog_from_settings(s)) for s in (lake.settings, lake.reference))
     for table in BRONZE:
         if not store.exists(table):
             continue
-        got = {}
-        for row in table_rows(store, table):
-            got.setdefault(row["_ingest_date"], []).append(row)
-        want = {}
-        for row in table_rows(reference, table):
-            want.setdefault(row["_ingest_date"], []).append(row)
+        got_rows, want_rows = table_rows(store, table), table_rows(reference, table)
+        shared = set(got_rows[0]) & set(want_rows[0]) if got_rows and want_rows else set()
+        got, want = {}, {}
+        for rows, by_day in ((got_rows, got), (want_rows, want)):
+            for row in rows:
+                by_day.setdefault(row["_ingest_date"], []).append({k: row[k] for k in shared})
+        for rows in (*got.values(), *want.values()):
+            rows.sort(key=lambda r: tuple(str(r[k]) for k in sorted(shared)))
         for partition, rows in got.items():
             assert rows == want.get(partition), f"{context}: {table} {partition} is half written"
 
@@ -121,15 +127,18 @@ def test_killing_every_process_at_a_random_moment_heals_with_a_plain_run(lake):
         lake.land(DAYS_PER_TRIAL)
         context = f"trial {trial + 1} (seed {SEED})"
         proc = lake.start()
-        moment = rng.uniform(1.0, 30.0)
+        moment = rng.uniform(1.0, 20.0)
         time.sleep(moment)
         killed = kill_all(lake.home)
         proc.wait(timeout=10)
         moments.append(round(moment, 1))
         assert killed, f"{context}: nothing to kill"
         assert_bronze_whole(lake, context)
+        began = time.monotonic()
         out = recover(lake, context)
         recoveries.append(out)
+        print(f"{context}: killed after {moment:.1f}s ({len(killed)} processes), recovered in "
+              f"{time.monotonic() - began:.0f}s")
     # What was recovered is said, not silent: at least one trial found runs the crash left behind.
     said = [o for o in recoveries if "were in progress before this command" in o or "retry" in o]
     assert said, f"no recovery was reported in any trial (kill moments {moments})"
@@ -178,8 +187,11 @@ def test_killing_one_run_worker_fails_that_run_and_a_retry_does_its_work(lake):
     os.kill(pid, 9)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-6000:]
-    assert f"run {run_id[:8]}" in out and f"its run worker (pid {pid}) is gone" in out, out[-6000:]
-    assert f"(retry 1 of run {run_id[:8]})" in out, out[-6000:]
+    mine = "\n".join(line for line in out.splitlines() if run_id[:8] in line)
+    # Failed with why (the launcher's check via run monitoring, or the code server seeing its
+    # process exit, whichever comes first), then run again.
+    assert f"run {run_id[:8]}" in mine and "FAILURE" in mine, mine or out[-6000:]
+    assert f"(retry 1 of run {run_id[:8]})" in mine, mine
     assert "failed run(s) recovered by an automatic retry" in out, out[-6000:]
     assert not none_left(lake.home, within=30)
     assert_same_tables(lake, "one run worker killed")

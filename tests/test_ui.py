@@ -1,5 +1,5 @@
 """The Dagster UI tells the whole story: `lakehouse ui` (what `make ui` runs) on a fresh
-instance runs a small demo, then serves `dagster dev` headless on 127.0.0.1. Its GraphQL
+instance runs a small demo, then serves the webserver and daemon headless on 127.0.0.1. Its GraphQL
 API and Debian's Chromium, driven by Playwright, see the graph, the checks, the
 schemas and the lineage. Screenshots go to tests/artifacts/.
 """
@@ -69,7 +69,7 @@ def _graphql(url: str, query: str) -> dict:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    """`lakehouse ui` on an empty instance: a two-day dirty demo, then dagster dev on a free port."""
+    """`lakehouse ui` on an empty instance: a two-day dirty demo, then the webserver and daemon on a free port."""
     home = tmp_path_factory.mktemp("ui") / "home"
     url = f"http://127.0.0.1:{_free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_") and k != "DAGSTER_HOME"}
@@ -77,7 +77,7 @@ def ui(tmp_path_factory):
     log = home.parent / "ui.log"
     lakehouse = str(Path(sys.executable).parent / "lakehouse")
     with open(log, "w") as out:
-        # Its own process group: dagster dev starts a webserver, a daemon and code servers.
+        # Its own process group (the webserver); the daemon stops when the webserver does.
         process = subprocess.Popen([lakehouse, "ui", "--days", "2", "--scale", "0.1", "--dirty", "--seed", "11"],
                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
