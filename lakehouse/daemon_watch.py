@@ -65,9 +65,20 @@ def lock_holder(dagster_home) -> int | None:
         except BlockingIOError:
             handle.seek(0)
             text = handle.read().strip()
-            return int(text) if text.isdigit() else -1
+            # -1: held, by a daemon that has not written its pid yet (the file may still name the last one)
+            return int(text) if text.isdigit() and _alive(int(text)) else -1
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def take_lock(dagster_home) -> object:

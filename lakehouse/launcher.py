@@ -22,8 +22,8 @@ CLOCK_SLACK_SECONDS = 2.0  # the event is written just after the process starts
 
 def worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """(pid, when it was recorded) of the run's worker process; None if it recorded none (an in-process run)."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=False,
-                                           limit=50).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=True,
+                                           limit=20).records  # the worker records its pid first thing
     for record in records:
         entry = record.event_log_entry
         event = entry.dagster_event
@@ -35,8 +35,17 @@ def worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, floa
     return None
 
 
-def worker_status(pid: int, recorded_at: float) -> tuple[bool, str]:
-    """(alive, why) for the process `pid` that was a run's worker at `recorded_at`."""
+def _same_instance(process, dagster_home: str | None) -> bool:
+    import psutil
+
+    try:
+        return dagster_home is not None and process.environ().get("DAGSTER_HOME") == dagster_home
+    except (psutil.AccessDenied, psutil.NoSuchProcess, OSError):
+        return False
+
+
+def worker_status(pid: int, recorded_at: float, dagster_home: str | None = None) -> tuple[bool, str]:
+    """(alive, why) for the process `pid` that was a run's worker at `recorded_at` (of the instance at `dagster_home`)."""
     import psutil
 
     try:
@@ -46,7 +55,9 @@ def worker_status(pid: int, recorded_at: float) -> tuple[bool, str]:
         return False, f"its run worker (pid {pid}) is gone: killed, or the machine restarted"
     except psutil.AccessDenied:  # another user's process took the id: ours is gone
         return False, f"its run worker (pid {pid}) is gone; the id now belongs to another user's process"
-    if started > recorded_at + CLOCK_SLACK_SECONDS:
+    if started > recorded_at + CLOCK_SLACK_SECONDS and not _same_instance(process, dagster_home):
+        # A newer process has the id (or the wall clock stepped since: then the environment,
+        # which names the instance, still says it is the worker).
         return False, f"its run worker (pid {pid}) is gone; the id now belongs to a newer process"
     if status == psutil.STATUS_ZOMBIE:
         return False, f"its run worker (pid {pid}) exited without ending the run"
@@ -65,5 +76,5 @@ class LocalRunLauncher(DefaultRunLauncher):
         if found is None:
             # Executed in process (tests, `dagster asset materialize`): no worker to check.
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker recorded (an in-process run)")
-        alive, why = worker_status(*found)
+        alive, why = worker_status(*found, dagster_home=self._instance.root_directory)
         return CheckRunHealthResult(WorkerStatus.RUNNING if alive else WorkerStatus.FAILED, why)

@@ -241,13 +241,13 @@ def end_orphaned_runs(instance: dg.DagsterInstance, echo=print, before: float | 
 
     ended, undecided = [], 0
     starting = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
-    created_before = dt.datetime.fromtimestamp(before, dt.timezone.utc) if before else None
-    for record in instance.get_run_records(dg.RunsFilter(statuses=[*starting, dg.DagsterRunStatus.STARTED],
-                                                         created_before=created_before)):
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[*starting, dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run
+        if before is not None and record.update_timestamp.timestamp() >= before:
+            continue  # launched (or changed) since this command's daemon took over: its own
         found = worker_process(instance, run.run_id)
         if found is not None:
-            alive, why = worker_status(*found)
+            alive, why = worker_status(*found, dagster_home=instance.root_directory)
         else:
             since = record.update_timestamp.timestamp()
             alive = run.status == dg.DagsterRunStatus.STARTED or time.time() - since < LAUNCH_GRACE_SECONDS
@@ -264,26 +264,31 @@ def end_orphaned_runs(instance: dg.DagsterInstance, echo=print, before: float | 
 
 
 LOST_RETRY_SECONDS = 15  # Dagster's run-retry daemon acts within seconds of a failure
+GIVE_UP_RETRY_SECONDS = 120  # a retry not made by then is reported as lost, not waited for
 
 
-def rescue_lost_retries(instance: dg.DagsterInstance, echo=print) -> list[str]:
-    """Failed runs Dagster decided to retry but never did: have its run-retry daemon look at them again.
+def rescue_lost_retries(instance: dg.DagsterInstance, since: float, asked: set[str], echo=print) -> list[str]:
+    """Runs failed since `since` that Dagster decided to retry but did not: have its run-retry daemon look again.
 
     That daemon reads run failures from the event log after a cursor. If it reads a failure
     event in the moment before the run's own status is updated (the event is stored first),
     it sees a run that has not failed, moves its cursor past the event and never retries
-    the run (Dagster 1.13). Moving the cursor back to just before the oldest such failure
-    makes it read them again; retrying is idempotent there (one retry per failed run).
+    the run (Dagster 1.13). Moving the cursor back to just before such a failure makes it
+    read it again; retrying is idempotent there (one retry per failed run). Each run is
+    asked for once (`asked` holds them), and only runs failed since this command started.
     """
     from dagster._daemon.auto_run_reexecution.event_log_consumer import _create_cursor_key
 
     now = time.time()
     lost = [r for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
-                                                              tags={WILL_RETRY_TAG: "true"}))
-            if retry_pending(r.dagster_run) and r.end_time and now - r.end_time > LOST_RETRY_SECONDS]
+                                                              tags={WILL_RETRY_TAG: "true"}, updated_after=
+                                                              dt.datetime.fromtimestamp(since, dt.timezone.utc)))
+            if r.dagster_run.run_id not in asked and retry_pending(r.dagster_run, instance)
+            and r.end_time and now - r.end_time > LOST_RETRY_SECONDS]
     if not lost:
         return []
     ids = {r.dagster_run.run_id for r in lost}
+    asked |= ids
     failures = instance.event_log_storage.get_logs_for_all_runs_by_log_id(
         after_cursor=-1, dagster_event_type={dg.DagsterEventType.RUN_FAILURE})
     positions = [log_id for log_id, entry in failures.items() if entry.run_id in ids]
@@ -299,10 +304,22 @@ def rescue_lost_retries(instance: dg.DagsterInstance, echo=print) -> list[str]:
     return sorted(ids)
 
 
-def retry_pending(run: dg.DagsterRun) -> bool:
-    """A failed run that Dagster's run-retry daemon will run again, but has not yet."""
-    return (run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true"
-            and AUTO_RETRY_RUN_ID_TAG not in run.tags)
+def retry_pending(run: dg.DagsterRun, instance: dg.DagsterInstance | None = None) -> bool:
+    """A failed run that Dagster's run-retry daemon will run again, but has not yet.
+
+    Not one whose backfill has ended or is gone: Dagster does not retry those.
+    """
+    if not (run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true"
+            and AUTO_RETRY_RUN_ID_TAG not in run.tags):
+        return False
+    backfill_id = run.tags.get("dagster/backfill")
+    if backfill_id and instance is not None:
+        from dagster._core.execution.backfill import BulkActionStatus
+
+        backfill = instance.get_backfill(backfill_id)
+        busy = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)
+        return backfill is not None and backfill.status in busy
+    return True
 
 
 def retry_of(run: dg.DagsterRun) -> str | None:
@@ -563,6 +580,10 @@ def wait_until_quiescent(
              f"{', '.join(f'{r.run_id[:8]} {describe(r)}' for r in left)}; a run whose worker is gone is marked "
              "failed by run monitoring and run again")
     shown.update({r.run_id: r.status for r in left})
+    # Retries to wait for: of runs failed since this command started, or shortly before
+    # (a run it found failed by a stop or a crash moments earlier).
+    since_left = since - dt.timedelta(seconds=GIVE_UP_RETRY_SECONDS)
+    asked: set[str] = set()
 
     def report(run: dg.DagsterRun, earlier: bool = False) -> None:
         if shown.get(run.run_id) == run.status:
@@ -591,7 +612,13 @@ def wait_until_quiescent(
             if shown.get(b.backfill_id) != b.status:
                 shown[b.backfill_id] = b.status
                 echo(f"  backfill {b.backfill_id} {b.title or ''}: {b.status.value}")
-        pending = sum(1 for r in [*earlier, *runs] if retry_pending(r))
+        # Failed runs (since this command started, or left from before) whose retry is still to
+        # come; one Dagster has not made after GIVE_UP_RETRY_SECONDS is reported, not waited for.
+        now = time.time()
+        failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                                        tags={WILL_RETRY_TAG: "true"}, updated_after=since_left))
+        pending = sum(1 for r in failed if retry_pending(r.dagster_run, instance)
+                      and not (r.end_time and now - r.end_time > GIVE_UP_RETRY_SECONDS))
         return runs, instance.get_runs_count(dg.RunsFilter(statuses=list(ACTIVE))) + len(backfills) + pending
 
     log_path = daemon.log_path if daemon is not None else None
@@ -613,7 +640,7 @@ def wait_until_quiescent(
                      f"instance; following its runs. This command's daemon (pid {daemon.pid}) takes over if "
                      "it ends first.")
         if took_lock is not None:  # only a daemon of ours runs: its retries are ours to watch
-            rescue_lost_retries(instance, echo)
+            rescue_lost_retries(instance, since_left.timestamp(), asked, echo)
         runs, active = look()
         if failed := failed_tick(instance, started):
             problem, code = tick_failure(*failed, landing_uri, log_path)

@@ -386,7 +386,7 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
 
     def retrying(record) -> str | None:
         """Why, for a failed run Dagster will run again (its worker died), else None."""
-        if not retry_pending(record.dagster_run):
+        if not retry_pending(record.dagster_run, instance):
             return None
         run = record.dagster_run
         return (f"run {run.run_id[:8]} died ({first_error(instance, run.run_id).splitlines()[0]}); Dagster runs it "

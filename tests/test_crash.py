@@ -1,170 +1,21 @@
-"""Crash trials: every process of a home killed with SIGKILL at a random moment of `lakehouse run`,
-then a plain `lakehouse run`, which must end with exit 0 and the tables of an uninterrupted run.
-
-One home goes through all trials, one more pair of ingest days landing before each, so every
-trial kills a multi-day run and the recoveries pile up as they would on a machine that keeps
-dying. The reference is the same landing zone processed in process, day by day (the oracle
-tests prove that equal to the independent oracle and to the daemon's way).
-"""
+"""Crash trials 1-5 (see tests/crash_trials.py), then only the daemon killed."""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import random
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-from pipeline_helpers import TABLES, process_day, process_dimensions, table_rows
-from processes import kill_all, none_left, processes_of
-from lakehouse.generate import generate
-from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.resources.landing import LocalLandingZone
-from lakehouse.settings import load_settings
+from crash_trials import SEED, Lake, assert_same_tables, kill_all, kill_trials, none_left, started_run_worker
 
-LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
-START = dt.date(2026, 5, 4)
-TRIALS = 10
-DAYS_PER_TRIAL = 2
-BRONZE = ("bronze.orders", "bronze.customers", "bronze.products", "bronze.events")
-SEED = int(os.environ.get("LAKEHOUSE_CRASH_SEED", "20261202"))
-
-
-def day(i: int) -> dt.date:
-    return START + dt.timedelta(days=i)
-
-
-class Lake:
-    """A landing zone fed day by day from a generated one, a home for `lakehouse run`, and the reference."""
-
-    def __init__(self, root: Path):
-        self.source, self.landing = root / "generated", root / "landing"
-        self.home, self.reference_home = root / "home", root / "reference"
-        generate(LocalLandingZone(f"file://{self.source}"), days=TRIALS * DAYS_PER_TRIAL + 3, start=START, seed=3,
-                 scale=0.03, dirty=True)
-        self.env = {**os.environ, "LAKEHOUSE_HOME": str(self.home), "DAGSTER_HOME": str(self.home / "dagster"),
-                    "LAKEHOUSE_LANDING_URI": f"file://{self.landing}", "LAKEHOUSE_START_DATE": START.isoformat()}
-        self.env.pop("LAKEHOUSE_PROFILE", None)
-        self.settings = load_settings(self.env)
-        self.reference = load_settings({**self.env, "LAKEHOUSE_HOME": str(self.reference_home),
-                                        "DAGSTER_HOME": str(self.reference_home / "dagster")})
-        self.landed = 0
-
-    def land(self, n: int) -> None:
-        """Copy the next `n` ingest days into the landing zone, and process them in the reference."""
-        for i in range(self.landed, self.landed + n):
-            for folder in self.source.glob(f"retail/*/ingest_date={day(i).isoformat()}"):
-                shutil.copytree(folder, self.landing / folder.relative_to(self.source))
-            process_day(self.reference, "duckdb", day(i))
-        self.landed += n
-        process_dimensions(self.reference, "duckdb")
-
-    def run(self, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([LAKEHOUSE, "run", "--timeout", "500"], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def start(self) -> subprocess.Popen:
-        return subprocess.Popen([LAKEHOUSE, "run", "--timeout", "500"], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-
-    def tables(self, settings) -> dict[str, list[dict]]:
-        store = TableStore(catalog_from_settings(settings))
-        return {t: table_rows(store, t) for t in TABLES}
+SEED_OFFSET = 0
 
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> Lake:
-    return Lake(tmp_path_factory.mktemp("crash"))
-
-
-def assert_same_tables(lake: Lake, context: str) -> None:
-    got, want = lake.tables(lake.settings), lake.tables(lake.reference)
-    for table in TABLES:
-        assert got[table] == want[table], f"{context}: {table} differs from the uninterrupted run"
-
-
-def assert_bronze_whole(lake: Lake, context: str) -> None:
-    """Right after a kill: each bronze partition is there in full or not at all.
-
-    Compared on the columns both tables have: the reference has already loaded the trial's
-    days, whose files may add columns (schema drift) the killed run had not reached.
-    """
-    store, reference = (TableStore(catalog_from_settings(s)) for s in (lake.settings, lake.reference))
-    for table in BRONZE:
-        if not store.exists(table):
-            continue
-        got_rows, want_rows = table_rows(store, table), table_rows(reference, table)
-        shared = set(got_rows[0]) & set(want_rows[0]) if got_rows and want_rows else set()
-        got, want = {}, {}
-        for rows, by_day in ((got_rows, got), (want_rows, want)):
-            for row in rows:
-                by_day.setdefault(row["_ingest_date"], []).append({k: row[k] for k in shared})
-        for rows in (*got.values(), *want.values()):
-            rows.sort(key=lambda r: tuple(str(r[k]) for k in sorted(shared)))
-        for partition, rows in got.items():
-            assert rows == want.get(partition), f"{context}: {table} {partition} is half written"
-
-
-def recover(lake: Lake, context: str) -> str:
-    result = lake.run()
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, f"{context}: the run after the crash did not end cleanly:\n{out[-6000:]}"
-    assert "Traceback" not in out, out[-6000:]
-    assert not none_left(lake.home, within=30), f"{context}: processes left after the recovery run"
-    assert_same_tables(lake, context)
-    return result.stdout
+    return Lake(tmp_path_factory.mktemp("crash"), seed=SEED_OFFSET)
 
 
 def test_killing_every_process_at_a_random_moment_heals_with_a_plain_run(lake):
-    rng = random.Random(SEED)
-    moments, recoveries = [], []
-    for trial in range(TRIALS):
-        lake.land(DAYS_PER_TRIAL)
-        context = f"trial {trial + 1} (seed {SEED})"
-        proc = lake.start()
-        moment = rng.uniform(1.0, 20.0)
-        time.sleep(moment)
-        killed = kill_all(lake.home)
-        proc.wait(timeout=10)
-        moments.append(round(moment, 1))
-        assert killed, f"{context}: nothing to kill"
-        assert_bronze_whole(lake, context)
-        began = time.monotonic()
-        out = recover(lake, context)
-        recoveries.append(out)
-        print(f"{context}: killed after {moment:.1f}s ({len(killed)} processes), recovered in "
-              f"{time.monotonic() - began:.0f}s")
-    # What was recovered is said, not silent: at least one trial found runs the crash left behind.
-    said = [o for o in recoveries if "were in progress before this command" in o or "retry" in o]
-    assert said, f"no recovery was reported in any trial (kill moments {moments})"
-    status = subprocess.run([LAKEHOUSE, "status"], env=lake.env, capture_output=True, text=True, timeout=300)
-    assert status.returncode == 0 and "Stuck work: nothing stuck" in status.stdout, status.stdout[-3000:]
-    assert "Recovered runs (" in status.stdout, status.stdout[-3000:]
-
-
-def started_run_worker(lake: Lake, timeout: float = 180) -> tuple[str, int]:
-    """(run id, worker pid) of the first run seen STARTED with a live worker."""
-    import dagster as dg
-
-    from lakehouse.launcher import worker_process, worker_status
-
-    deadline = time.monotonic() + timeout
-    instance = dg.DagsterInstance.from_config(str(lake.home / "dagster"))
-    try:
-        while time.monotonic() < deadline:
-            for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-                found = worker_process(instance, run.run_id)
-                if found and worker_status(*found)[0]:
-                    return run.run_id, found[0]
-            time.sleep(0.2)
-    finally:
-        instance.dispose()
-    raise AssertionError("no run started within the time allowed")
+    kill_trials(lake, SEED)
 
 
 def test_killing_only_the_daemon_is_healed_by_the_same_run(lake):
@@ -180,28 +31,3 @@ def test_killing_only_the_daemon_is_healed_by_the_same_run(lake):
     assert_same_tables(lake, "daemon killed")
 
 
-def test_killing_one_run_worker_fails_that_run_and_a_retry_does_its_work(lake):
-    lake.land(1)
-    proc = lake.start()
-    run_id, pid = started_run_worker(lake)
-    os.kill(pid, 9)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-6000:]
-    mine = "\n".join(line for line in out.splitlines() if run_id[:8] in line)
-    # Failed with why (the launcher's check via run monitoring, or the code server seeing its
-    # process exit, whichever comes first), then run again.
-    assert f"run {run_id[:8]}" in mine and "FAILURE" in mine, mine or out[-6000:]
-    assert f"(retry 1 of run {run_id[:8]})" in mine, mine
-    assert "failed run(s) recovered by an automatic retry" in out, out[-6000:]
-    assert not none_left(lake.home, within=30)
-    assert_same_tables(lake, "one run worker killed")
-
-
-def test_two_runs_started_at_once_end_cleanly_with_the_tables_of_one(lake):
-    lake.land(1)
-    first, second = lake.start(), lake.start()
-    outs = [p.communicate(timeout=600)[0] for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], "\n\n".join(o[-4000:] for o in outs)
-    assert any("is running on this instance; following its runs" in o for o in outs), outs
-    assert not none_left(lake.home, within=30)
-    assert_same_tables(lake, "two runs at once")

@@ -97,8 +97,8 @@ def test_runs_a_dead_daemon_left_are_ended_and_marked_for_a_retry(lakehouse_env)
 
             # `never` was launched long ago (as far as the grace period goes); `fresh` just now.
             original = runner.LAUNCH_GRACE_SECONDS
-            runner.LAUNCH_GRACE_SECONDS = 0.5
-            time.sleep(0.6)
+            runner.LAUNCH_GRACE_SECONDS = 3  # long enough for `fresh` under a loaded machine
+            time.sleep(3.1)
             fresh = instance.create_run_for_job(dg.GraphDefinition("f").to_job(), status=dg.DagsterRunStatus.STARTING)
             try:
                 ended, undecided = end_orphaned_runs(instance, lines.append)
@@ -160,10 +160,13 @@ def test_a_retry_dagster_missed_is_asked_for_again(lakehouse_env, monkeypatch):
         instance.daemon_cursor_storage.set_cursor_values({key: passed})  # the daemon went past it
         monkeypatch.setattr(runner, "LOST_RETRY_SECONDS", 0)
         time.sleep(0.01)
-        assert runner.rescue_lost_retries(instance, lines.append) == [run.run_id]
+        asked: set[str] = set()
+        assert runner.rescue_lost_retries(instance, time.time() - 60, asked, lines.append) == [run.run_id]
         assert int(instance.daemon_cursor_storage.get_cursor_values({key})[key]) < int(passed)
         assert "missed by Dagster's run-retry daemon; asked it again" in lines[0]
         # Asked once: the cursor is already before the failure.
         lines.clear()
-        runner.rescue_lost_retries(instance, lines.append)
+        runner.rescue_lost_retries(instance, time.time() - 60, asked, lines.append)
         assert not lines
+        # A run failed before the window asked about is not this command's to rescue.
+        assert runner.rescue_lost_retries(instance, time.time() + 1, set(), lines.append) == []
