@@ -56,6 +56,8 @@ def lock_holder(dagster_home) -> int | None:
     """The pid of the live daemon holding the instance's lock, or None when no daemon holds it."""
     import fcntl
 
+    import psutil
+
     path = lock_path(dagster_home)
     if not os.path.exists(path):
         return None
@@ -66,19 +68,9 @@ def lock_holder(dagster_home) -> int | None:
             handle.seek(0)
             text = handle.read().strip()
             # -1: held, by a daemon that has not written its pid yet (the file may still name the last one)
-            return int(text) if text.isdigit() and _alive(int(text)) else -1
+            return int(text) if text.isdigit() and psutil.pid_exists(int(text)) else -1
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def take_lock(dagster_home) -> object:
