@@ -680,7 +680,7 @@ def wait_until_quiescent(
             after = ("runs in progress are stopped with the daemon; `lakehouse status` lists what is left"
                      if daemon is not None else "runs keep going in the daemon already running (see `make ui`)")
             return runs, f"still busy after {timeout:.0f}s (--timeout); {after}", None
-        time.sleep(0.5)
+        pause(0.5)
 
 
 class Stopped(BaseException):
@@ -692,23 +692,42 @@ class Stopped(BaseException):
 
 
 class _Signals:
-    """While `lakehouse run` works: the first SIGINT/SIGTERM raises Stopped; while stopping, another kills at once."""
+    """While `lakehouse run` works: the first SIGINT/SIGTERM stops it; while stopping, another kills at once.
+
+    The first signal raises Stopped only while the command waits between looks (`pause`);
+    arriving during a call to the instance's storage it is held until the next pause, since
+    an exception raised inside SQLAlchemy's pool makes it print a traceback of its own.
+    """
 
     NAMES = (signal.SIGINT, signal.SIGTERM)
+    current: _Signals | None = None  # those of the `lakehouse run` in progress (main thread only)
 
     def __init__(self):
         import threading
 
         self.received: int | None = None  # a signal that came while stopping
+        self.pending: int | None = None  # a signal held until the next pause
+        self.interruptible = False
         self.active = threading.current_thread() is threading.main_thread()  # handlers live in the main thread
         self.previous = {s: signal.signal(s, self._raise) for s in self.NAMES} if self.active else {}
+        if self.active:
+            _Signals.current = self
 
-    @staticmethod
-    def _raise(signum, frame):
-        raise Stopped(signum)
+    def _raise(self, signum, frame):
+        if self.interruptible:
+            self.interruptible = False
+            raise Stopped(signum)
+        self.pending = self.pending or signum
+
+    def checkpoint(self) -> None:
+        if self.pending:
+            raise Stopped(self.pending)
 
     def hurry(self, daemon: Daemon | None) -> None:
         """From now on a signal does not interrupt the stopping: it kills the daemon's group at once."""
+        self.received = self.received or self.pending
+        self.pending = None
+
         def kill(signum, frame):
             self.received = self.received or signum
             if daemon is not None:
@@ -721,6 +740,23 @@ class _Signals:
     def restore(self) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+        if _Signals.current is self:
+            _Signals.current = None
+
+
+def pause(seconds: float) -> None:
+    """Sleep between looks; where a held or a new SIGINT/SIGTERM stops `lakehouse run`."""
+    signals = _Signals.current
+    if signals is None:
+        time.sleep(seconds)
+        return
+    signals.checkpoint()
+    signals.interruptible = True
+    try:
+        time.sleep(seconds)
+    finally:
+        signals.interruptible = False
+    signals.checkpoint()
 
 
 def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_id: str | None = None) -> RunOutcome:
@@ -741,6 +777,7 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_
         echo(f"Started dagster-daemon (pid {daemon.pid}, log: {daemon.log_path}); "
              "waiting for the sensors and automation.")
         runs, problem, code = wait_until_quiescent(instance, started, timeout, daemon, echo, settings.landing_uri)
+        signals.checkpoint()
         signals.hurry(daemon)
         _stop(daemon, instance, settings, started, echo)
         if signals.received:  # Ctrl-C while the daemon was being stopped anyway: still a stop by signal

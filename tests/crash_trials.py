@@ -80,7 +80,13 @@ class Lake:
 def assert_same_tables(lake: Lake, context: str) -> None:
     got, want = lake.tables(lake.settings), lake.tables(lake.reference)
     for table in TABLES:
-        assert got[table] == want[table], f"{context}: {table} differs from the uninterrupted run"
+        if got[table] != want[table]:
+            extra = [r for r in got[table] if r not in want[table]][:5]
+            missing = [r for r in want[table] if r not in got[table]][:5]
+            status = subprocess.run([LAKEHOUSE, "status"], env=lake.env, capture_output=True, text=True, timeout=300)
+            raise AssertionError(f"{context}: {table} differs from the uninterrupted run "
+                                 f"({len(got[table])} rows, want {len(want[table])})\nonly here: {extra}\n"
+                                 f"only in the reference: {missing}\nlakehouse status:\n{status.stdout[-4000:]}")
 
 
 def assert_bronze_whole(lake: Lake, context: str) -> None:
@@ -111,7 +117,10 @@ def recover(lake: Lake, context: str) -> str:
     assert result.returncode == 0, f"{context}: the run after the crash did not end cleanly:\n{out[-6000:]}"
     assert "Traceback" not in out, out[-6000:]
     assert not none_left(lake.home, within=30), f"{context}: processes left after the recovery run"
-    assert_same_tables(lake, context)
+    try:
+        assert_same_tables(lake, context)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nthe run after the crash printed:\n{out[-5000:]}") from None
     return result.stdout
 
 
