@@ -9,21 +9,26 @@ LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster
 export LAKEHOUSE_HOME DAGSTER_HOME
 
-.PHONY: run test ui bench install install-test clean
+.PHONY: run test ui bench install lock clean
 
+# uv (from PyPI, pinned) installs the exact versions of requirements.lock, the set the tests
+# passed with, in seconds; `make lock` refreshes the lock from pyproject.toml.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Stamps re-run pip only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local]'
+# The stamp re-runs the install only when the lock or pyproject.toml changes. One lock for
+# the demo and the tests: the test extras add seconds, not minutes.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local,test]'
-	touch $@ $(VENV)/.installed
+lock: | $(BIN)/python
+	$(UV) pip compile --quiet pyproject.toml --extra local --extra test --universal --python-version 3.11 \
+		--output-file requirements.lock
 
 # The UI test drives Debian's Chromium (Playwright's own browser download needs the internet).
 CHROMIUM := /usr/bin/chromium
@@ -33,17 +38,16 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/lakehouse demo
 
 # Two workers, each test file on one worker (module fixtures are built once); -n 0 for one process.
 PYTEST_WORKERS ?= 2
-test: install-test $(CHROMIUM)
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-bench: install-test
+bench: install
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/landing_latency.py
 	$(BIN)/python bench/backfill.py

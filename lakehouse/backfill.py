@@ -122,3 +122,44 @@ def backfilled_days(instance: dg.DagsterInstance, asset_keys) -> set[dt.date]:
             if target.asset_key in wanted and target.partition_key:
                 days.add(dt.date.fromisoformat(target.partition_key))
     return days
+
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}
+"""
+
+
+def launch_materialization(instance: dg.DagsterInstance, workspace, assets: list[str], reason: str) -> str:
+    """Ask for one run of the unpartitioned `assets` (user strings), as the UI's Materialize button does.
+
+    Through the same in-process GraphQL as a backfill: the run is queued, and the daemon's
+    run queue launches it. Returns the run id.
+    """
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.cli import execute_query
+
+    from lakehouse.sensors.landing import TRIGGER_TAG
+
+    params = {
+        "selector": {"repositoryLocationName": "lakehouse", "repositoryName": "__repository__",
+                     "jobName": "__ASSET_JOB",
+                     "assetSelection": [{"path": dg.AssetKey.from_user_string(a).path} for a in assets]},
+        "mode": "default",
+        "executionMetadata": {"tags": [{"key": TRIGGER_TAG, "value": reason}]},
+    }
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context:
+        result = execute_query(context, LAUNCH_RUN, {"params": params})
+    if result.get("errors"):
+        raise BackfillError("Dagster refused the run: " + "; ".join(e["message"] for e in result["errors"]))
+    launched = result["data"]["launchRun"]
+    if launched["__typename"] != "LaunchRunSuccess":
+        raise BackfillError(f"Dagster refused the run ({launched['__typename']}): {launched.get('message')}")
+    return launched["run"]["runId"]

@@ -102,9 +102,16 @@ def main(argv: list[str]) -> int:
         # sleeps a fixed 30 s between passes, and nothing in the instance config changes it:
         # each hop of a backfill (silver, then gold) would wait that long while `lakehouse run`
         # waits on it. Its loop reads this module constant when the daemon starts.
+        # Likewise the sensor and automation daemons wait at least 5 s between passes (module
+        # constants too): every hop of a landed day (bronze, then silver and gold, then the
+        # dimensions) would wait for the next pass.
+        import dagster._daemon.asset_daemon as asset_daemon
         import dagster._daemon.controller as controller
+        import dagster._daemon.sensor as sensor_daemon
 
         controller.DEFAULT_DAEMON_INTERVAL_SECONDS = int(loop)
+        sensor_daemon.MIN_INTERVAL_LOOP_TIME = min(sensor_daemon.MIN_INTERVAL_LOOP_TIME, float(loop))
+        asset_daemon.MIN_INTERVAL_LOOP_SECONDS = min(asset_daemon.MIN_INTERVAL_LOOP_SECONDS, float(loop))
     from dagster._daemon.cli import main as dagster_daemon  # what the `dagster-daemon` script runs
 
     sys.argv = command

@@ -17,6 +17,7 @@ reachable); 130 / 143 stopped by SIGINT / SIGTERM.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import os
 import signal
@@ -95,6 +96,7 @@ ACTIVE = {
     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
 }
 RUN_SWEEP_PREFIXES = "10000"  # older date folders listed per tick while `lakehouse run` waits (the maximum)
+PROGRESS_SECONDS = 10  # `lakehouse run` says how many runs are queued and running at most this often
 RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
 LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
 FIRST_TICK_SECONDS = 180  # no landing tick by then: the code location did not load, or the sensor is off
@@ -304,6 +306,26 @@ def rescue_lost_retries(instance: dg.DagsterInstance, since: float, asked: set[s
     return sorted(ids)
 
 
+def ask_for_lost(instance: dg.DagsterInstance, workspace: Path, asked: set[str], echo=print) -> bool:
+    """Ask once for each dimension left older than its silver input with no run made for it since.
+
+    Automation asks for a dimension after every silver change; this covers a request lost
+    anyway (a crash trial once ended with a stale dimension). Returns whether it asked.
+    """
+    from lakehouse.backfill import launch_materialization
+    from lakehouse.summary import lagging_dimensions
+
+    lost = [lag for lag in lagging_dimensions(instance) if lag.run is None and lag.asset not in asked]
+    if not lost:
+        return False
+    run_id = launch_materialization(instance, workspace, [lag.asset for lag in lost], "lakehouse run: lost request")
+    asked.update(lag.asset for lag in lost)
+    for lag in lost:
+        echo(f"  {lag.asset} is older than {lag.input} and no run was asked for it since (a request lost, "
+             f"e.g. to a crash); asked for run {run_id[:8]}")
+    return True
+
+
 def retry_pending(run: dg.DagsterRun, instance: dg.DagsterInstance | None = None) -> bool:
     """A failed run that Dagster's run-retry daemon will run again, but has not yet.
 
@@ -346,7 +368,8 @@ def describe(run: dg.DagsterRun) -> str:
     if "dagster/asset_partition_range_start" in tags:
         partition = f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
     backfill = f"backfill {tags['dagster/backfill']}" if "dagster/backfill" in tags else None
-    trigger = tags.get("dagster/sensor_name") or tags.get("dagster/schedule_name") or backfill or "manual"
+    trigger = (tags.get("dagster/sensor_name") or tags.get("dagster/schedule_name") or backfill
+               or tags.get("lakehouse/trigger") or "manual")
     return f"{assets} {partition} [{trigger}]".replace("  ", " ")
 
 
@@ -563,7 +586,7 @@ def tick_failure(name: str, tick, landing_uri: str | None, log_path: Path | None
 
 def wait_until_quiescent(
     instance: dg.DagsterInstance, started: float, timeout: float, daemon: Daemon | None, echo=print,
-    landing_uri: str | None = None,
+    landing_uri: str | None = None, workspace: Path | None = None,
 ) -> tuple[list[dg.DagsterRun], str | None, int | None]:
     """Follow the runs made since `started` until nothing is left to do.
 
@@ -583,13 +606,20 @@ def wait_until_quiescent(
     # Retries to wait for: of runs failed since this command started, or shortly before
     # (a run it found failed by a stop or a crash moments earlier).
     since_left = since - dt.timedelta(seconds=GIVE_UP_RETRY_SECONDS)
-    asked: set[str] = set()
+    asked: set[str] = set()  # failed runs whose lost retry was asked for again
+    asked_assets: set[str] = set()  # assets asked for again after their request was lost
 
     def report(run: dg.DagsterRun, earlier: bool = False) -> None:
+        """A line per run as it ends (the counts of the others go in `progress`)."""
         if shown.get(run.run_id) == run.status:
             return
         shown[run.run_id] = run.status
-        error = ""
+        if run.status in ACTIVE:
+            return
+        error, took = "", ""
+        stats = instance.get_run_stats(run.run_id)
+        if stats.end_time and stats.start_time:
+            took = f" in {stats.end_time - stats.start_time:.1f}s"
         if run.status == dg.DagsterRunStatus.FAILURE:  # say why now, not only at the end
             error = ": " + first_error(instance, run.run_id).splitlines()[0][:300]
             if run.tags.get(WILL_RETRY_TAG) == "true":
@@ -598,7 +628,20 @@ def wait_until_quiescent(
         if parent := retry_of(run):
             retry = f" (retry {run.tags[RETRY_NUMBER_TAG]} of run {parent[:8]})"
         before = " (started before this command)" if earlier else ""
-        echo(f"  run {run.run_id[:8]} {describe(run)}{before}{retry}: {run.status.value}{error}")
+        echo(f"  run {run.run_id[:8]} {describe(run)}{before}{retry}: {run.status.value}{took}{error}")
+
+    last_progress = [0.0, None]
+
+    def progress(runs: list[dg.DagsterRun]) -> None:
+        """Every PROGRESS_SECONDS while runs are queued or running: how many are where."""
+        counts = collections.Counter(shown.get(r.run_id, r.status) for r in runs)
+        queued = counts[dg.DagsterRunStatus.QUEUED] + counts[dg.DagsterRunStatus.NOT_STARTED]
+        running = sum(counts[s] for s in ACTIVE) - queued
+        line = (f"  ... {queued} queued, {running} running, {counts[dg.DagsterRunStatus.SUCCESS]} succeeded, "
+                f"{counts[dg.DagsterRunStatus.FAILURE]} failed")
+        if (queued or running) and line != last_progress[1] and time.time() - last_progress[0] >= PROGRESS_SECONDS:
+            echo(line)
+            last_progress[:] = [time.time(), line]
 
     def look() -> tuple[list[dg.DagsterRun], int]:
         runs = [r.dagster_run for r in reversed(instance.get_run_records(dg.RunsFilter(created_after=since)))]
@@ -607,6 +650,7 @@ def wait_until_quiescent(
             report(run, earlier=True)
         for run in runs:
             report(run)
+        progress(runs)
         backfills = backfills_in_progress(instance)
         for b in backfills:
             if shown.get(b.backfill_id) != b.status:
@@ -658,6 +702,10 @@ def wait_until_quiescent(
             # and it is visible now that the tick is.
             runs, active = look()
             if not active and len(runs) == seen:
+                if (took_lock is not None and workspace is not None
+                        and ask_for_lost(instance, workspace, asked_assets, echo)):
+                    idle_since = None
+                    continue
                 return runs, None, None
             idle_since, seen = None, len(runs)
         elif idle_cycles < 0:
@@ -776,7 +824,8 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_
         daemon = Daemon(settings, workspace)  # waits while another daemon holds the instance's lock
         echo(f"Started dagster-daemon (pid {daemon.pid}, log: {daemon.log_path}); "
              "waiting for the sensors and automation.")
-        runs, problem, code = wait_until_quiescent(instance, started, timeout, daemon, echo, settings.landing_uri)
+        runs, problem, code = wait_until_quiescent(instance, started, timeout, daemon, echo, settings.landing_uri,
+                                                   workspace)
         signals.checkpoint()
         signals.hurry(daemon)
         _stop(daemon, instance, settings, started, echo)

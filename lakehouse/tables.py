@@ -201,6 +201,9 @@ QUARANTINE = TableDef(
 )
 
 
+DIMENSION_SOURCES = ("customers", "products")  # the sources that gold keeps a current-version dimension of
+
+
 def dimension_table(source: str) -> TableDef:
     contract = CONTRACTS[source]
     spec = [(c.name, c.type, c.description) for c in contract.columns] + [

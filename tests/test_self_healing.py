@@ -170,3 +170,33 @@ def test_a_retry_dagster_missed_is_asked_for_again(lakehouse_env, monkeypatch):
         assert not lines
         # A run failed before the window asked about is not this command's to rescue.
         assert runner.rescue_lost_retries(instance, time.time() + 1, set(), lines.append) == []
+
+
+def test_a_dimension_left_older_than_its_silver_input_is_shown_and_asked_for_once(lakehouse_env):
+    """A lost request (seen once in a crash trial): silver changed after the dimension, no run since."""
+    from lakehouse.iceberg import TableStore, catalog_from_settings
+    from lakehouse.runner import ask_for_lost, describe
+    from lakehouse.summary import lagging_dimensions, stuck_work
+
+    workspace = prepare_instance(lakehouse_env)
+    lines: list[str] = []
+    with open_instance(lakehouse_env) as instance:
+        dim, silver = dg.AssetKey(["gold", "dim_customer"]), dg.AssetKey(["silver", "customers"])
+        instance.report_runless_asset_event(dg.AssetMaterialization(silver, partition="2026-05-04"))
+        instance.report_runless_asset_event(dg.AssetMaterialization(dim))
+        assert lagging_dimensions(instance) == []  # built after its input: current
+        instance.report_runless_asset_event(dg.AssetMaterialization(silver, partition="2026-05-05"))
+        [lag] = lagging_dimensions(instance)
+        assert (lag.asset, lag.input, lag.run) == ("gold/dim_customer", "silver/customers", None)
+        stuck = [s for s in stuck_work(TableStore(catalog_from_settings(lakehouse_env)), instance)
+                 if s.subject == "gold/dim_customer"]
+        assert stuck and "older than silver/customers" in stuck[0].state and "request was lost" in stuck[0].why
+
+        assert ask_for_lost(instance, workspace, set(), lines.append)
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.QUEUED and set(run.asset_selection) == {dim}
+        assert describe(run) == "gold/dim_customer [lakehouse run: lost request]"
+        assert "gold/dim_customer is older than silver/customers" in lines[0] and run.run_id[:8] in lines[0]
+        # Asked once: the queued run is the answer now, and status says it waits for it.
+        assert lagging_dimensions(instance)[0].run.dagster_run.run_id == run.run_id
+        assert not ask_for_lost(instance, workspace, set(), lines.append)

@@ -9,7 +9,7 @@ from lakehouse.assets.step import partition_days, run_step
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.resources.compute import Compute
 from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
-from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table
+from lakehouse.tables import DIMENSION_SOURCES, FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table
 
 OWNER = "team:analytics-engineering"
 
@@ -75,4 +75,4 @@ def gold_assets(partitions, engine_name: str) -> tuple[list, list]:
                      f"{MART_CUSTOMER_ACTIVITY.description} Recomputes only the days its ingest date touched.",
                      partitions, engine_name),
     ]
-    return partitioned, [_dimension("customers", engine_name), _dimension("products", engine_name)]
+    return partitioned, [_dimension(source, engine_name) for source in DIMENSION_SOURCES]
