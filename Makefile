@@ -1,6 +1,6 @@
 # Two commands do all setup on a fresh machine (Python 3.11 and Java 17 present):
-#   make run   - create .venv if missing, install the project, run `lakehouse demo`
-#   make test  - create .venv if missing, install with test extras, run the whole suite
+#   make run   - create .venv if missing, install the locked versions (requirements.lock), run `lakehouse demo`
+#   make test  - the same install, then the whole suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -18,15 +18,17 @@ UV := $(BIN)/uv
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(UV): | $(BIN)/python
+	$(BIN)/pip install -qq --disable-pip-version-check uv==$(UV_VERSION)
 
 # The stamp re-runs the install only when the lock or pyproject.toml changes. One lock for
 # the demo and the tests: the test extras add seconds, not minutes.
-$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+$(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock -e .
 	touch $@
 
-lock: | $(BIN)/python
+lock: | $(UV)
 	$(UV) pip compile --quiet pyproject.toml --extra local --extra test --universal --python-version 3.11 \
 		--output-file requirements.lock
 
