@@ -44,10 +44,11 @@ def table_rows(store: TableStore, identifier: str) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: tuple(str(v) for v in r.values()))
 
 
-def execute_days(settings, days: list[dt.date]) -> None:
+def execute_days(settings, days: list[dt.date], selection=None) -> None:
     """The daily job for each day, then the dimensions, in process on the persistent instance.
 
     For tests about what the tables hold; how runs get triggered is tested through the daemon.
+    `selection`: only these asset keys of the daily job, and no dimensions.
     """
     from lakehouse.runner import open_instance
     from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
@@ -57,9 +58,11 @@ def execute_days(settings, days: list[dt.date]) -> None:
     with open_instance(settings) as instance:
         for day in days:
             result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
-                instance=instance, partition_key=day.isoformat(), run_config=quiet, raise_on_error=False)
+                instance=instance, partition_key=day.isoformat(), run_config=quiet, asset_selection=selection,
+                raise_on_error=False)
             assert result.success, day
-        assert defs.resolve_job_def(DIMENSIONS_JOB).execute_in_process(instance=instance, run_config=quiet).success
+        if selection is None:
+            assert defs.resolve_job_def(DIMENSIONS_JOB).execute_in_process(instance=instance, run_config=quiet).success
 
 
 def execute_range(settings, first: dt.date, last: dt.date, selection=None) -> str:

@@ -15,18 +15,10 @@ of the cluster it starts for the step.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster_aws.pipes import (
-    PipesEMRClient,
-    PipesEMRServerlessClient,
-    PipesGlueClient,
-    PipesS3ContextInjector,
-    PipesS3MessageReader,
-)
 
 from lakehouse.settings import AwsSettings, s3_parts
 
@@ -89,6 +81,9 @@ class Compute:
 
     def _launch(self, context, name: str, extras: dict):
         import boto3
+        from dagster_aws.pipes import PipesEMRClient, PipesGlueClient, PipesS3ContextInjector
+
+        from lakehouse.resources.pipes_clients import EMRServerlessWithS3Messages
 
         s3 = self.s3_client or boto3.client("s3")
         # The injector appends a random name to the prefix as it is: the slash keeps it a folder.
@@ -100,7 +95,7 @@ class Compute:
         if self.kind in (EMR_SERVERLESS, EMR):
             self._check_deployed(s3)
         if self.kind == EMR_SERVERLESS:
-            client = _EMRServerlessWithS3Messages(
+            client = EMRServerlessWithS3Messages(
                 client=self.client or boto3.client("emr-serverless"), context_injector=injector,
                 message_reader=self._messages(s3), poll_interval=self.poll_interval)
             return client.run(context=context, start_job_run_params=self.emr_serverless_job(name), extras=extras)
@@ -112,7 +107,9 @@ class Compute:
             return client.run(context=context, run_job_flow_params=self.emr_job_flow(name), extras=extras)
         raise ValueError(f"compute {self.kind!r} is not one of {LOCAL}, {GLUE}, {EMR_SERVERLESS}, {EMR}")
 
-    def _messages(self, s3, include_stdio_in_messages: bool = False) -> "PrefixedS3MessageReader":
+    def _messages(self, s3, include_stdio_in_messages: bool = False):
+        from lakehouse.resources.pipes_clients import PrefixedS3MessageReader
+
         return PrefixedS3MessageReader(prefix=self.pipes_prefix, bucket=self.pipes_bucket, client=s3, interval=1,
                                        include_stdio_in_messages=include_stdio_in_messages)
 
@@ -201,31 +198,3 @@ def _remote_error(context) -> str | None:
             error = event.engine_event_data.error
             return error.message.strip() if error else None
     return None
-
-
-class PrefixedS3MessageReader(PipesS3MessageReader):
-    """Messages under LAKEHOUSE_PIPES_URI's prefix; the base class writes them at the bucket's root.
-
-    So the jobs' IAM policy can be scoped to the prefix (see `lakehouse policy`).
-    """
-
-    def __init__(self, *, prefix: str, **kwargs):
-        super().__init__(**kwargs)
-        self.prefix = prefix.strip("/")
-
-    @contextmanager
-    def get_params(self):
-        with super().get_params() as params:
-            yield {**params, "key_prefix": f"{self.prefix}/messages/{params['key_prefix']}"}
-
-
-class _EMRServerlessWithS3Messages(PipesEMRServerlessClient):
-    """Messages come through S3 while the job runs; the base class only knows CloudWatch.
-
-    Unchanged, it warns after every run that Dagster cannot receive the job's messages,
-    which is not true with the S3 reader.
-    """
-
-    def _read_messages(self, context, session, response):
-        if not isinstance(self.message_reader, PipesS3MessageReader):
-            super()._read_messages(context, session, response)
