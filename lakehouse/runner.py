@@ -361,8 +361,17 @@ def last_attempt(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.Dagster
     return run
 
 
+LAYERS = ("raw", "bronze", "silver", "gold", "ops")
+
+
 def describe(run: dg.DagsterRun) -> str:
-    assets = ",".join(sorted(k.to_user_string() for k in run.asset_selection or [])) or run.job_name
+    """A run in one short line: its assets (by layer when many), partition and trigger."""
+    keys = sorted(run.asset_selection or [], key=lambda k: k.to_user_string())
+    assets = ",".join(k.to_user_string() for k in keys) or run.job_name
+    if len(keys) > 4:
+        layers = collections.Counter(k.path[0] for k in keys)
+        order = sorted(layers, key=lambda layer: LAYERS.index(layer) if layer in LAYERS else len(LAYERS))
+        assets = "+".join(order) + f" ({len(keys)} assets)"
     tags = run.tags
     partition = tags.get("dagster/partition", "")
     if "dagster/asset_partition_range_start" in tags:

@@ -106,13 +106,17 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     # server and the run's process (if launched yet) all stop, and so does the command.
     proc = start_run()
     try:
-        lines = read_until(proc, lambda line: "[landing_sensor]:" in line, timeout=120)
+        read_until(proc, lambda line: " queued, " in line, timeout=120)  # the progress count: a run was asked for
         assert processes_of(tmp_path)  # what is about to be stopped
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    run_id = lines[-1].split()[1]
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "landing_sensor"}))
+    run_id = run.run_id[:8]
     assert proc.returncode == 143, out + err
     assert "Traceback" not in out + err
     assert "SIGTERM received: stopping dagster-daemon and the runs it started" in out

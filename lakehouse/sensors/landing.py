@@ -224,16 +224,26 @@ def _log_filter(found: Scan) -> BooleanExpression:
     return In("ingest_date", sorted(days)) if days else IsNull("ingest_date") if undated else AlwaysFalse()
 
 
-def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> dg.SensorDefinition:
+def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
+                         day_keys: list[dg.AssetKey] | None = None) -> dg.SensorDefinition:
+    """`day_keys`: what a landed day's run materializes, bronze and everything partitioned after it.
+
+    One run takes the day to gold: a second run for silver and gold would pay the run's
+    start (a process, the imports, the engine session) again and wait for an automation
+    tick. Inside the run a failed blocking check of a step skips the steps after it, as
+    between runs. Automation stays for whatever else changes silver's inputs.
+    """
+    day_keys = day_keys or bronze_keys
+
     @dg.sensor(
         name=SENSOR_NAME,
-        target=dg.AssetSelection.assets(*bronze_keys),
+        target=dg.AssetSelection.assets(*day_keys),
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
-            "records new or changed files in ops.ingestion_log and asks for one bronze run per ingest "
-            "date (all four sources), keyed by the files' keys and ETags. Keys it does not load (off the "
+            "records new or changed files in ops.ingestion_log and asks for one run per ingest date "
+            "(bronze of all four sources, then silver and gold), keyed by the files' keys and ETags. Keys it does not load (off the "
             "layout, unsafe, hidden or markers) are recorded there as IGNORED with the reason."
         ),
     )
@@ -251,7 +261,8 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey]) -> 
             f"{len(tick.ignored)} newly ignored; "
             f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
         )
-        return dg.SensorResult(run_requests=tick.requests, asset_events=tick.observations,
+        requests = [r.with_replaced_attrs(asset_selection=day_keys) for r in tick.requests]
+        return dg.SensorResult(run_requests=requests, asset_events=tick.observations,
                                cursor=tick.cursor.dumps())
 
     return landing_sensor
