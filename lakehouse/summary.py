@@ -470,8 +470,9 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
             why = retrying(record) or (f"run {record.dagster_run.run_id[:8]} {record.dagster_run.status.value}: "
                                        f"{first_error(instance, record.dagster_run.run_id).splitlines()[0]}")
         else:
-            why = ("no run asked for since: the request was lost (a crash at the wrong moment); `lakehouse run` "
-                   "asks for it")
+            why = ("not rebuilt since: automation rebuilds it on its next tick while a daemon runs (`lakehouse "
+                   "run` or `make ui`); once `lakehouse run` has ended, its request was lost (a crash at the "
+                   "wrong moment) and `lakehouse run` asks for it")
         out.append(Stuck(lag.asset, "-", f"older than {lag.input}", why))
 
     # 4. Runs queued or in progress for long.

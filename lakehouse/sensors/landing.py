@@ -228,10 +228,13 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
                          day_keys: list[dg.AssetKey] | None = None) -> dg.SensorDefinition:
     """`day_keys`: what a landed day's run materializes, bronze and everything partitioned after it.
 
-    One run takes the day to gold: a second run for silver and gold would pay the run's
-    start (a process, the imports, the engine session) again and wait for an automation
-    tick. Inside the run a failed blocking check of a step skips the steps after it, as
-    between runs. Automation stays for whatever else changes silver's inputs.
+    A tick that has one day to load asks for one run that takes it to gold: a second run
+    for silver and gold would pay a run's start (a process, the imports, the engine
+    session) again and wait for an automation tick. Inside the run a failed blocking check
+    of a step skips the steps after it, as between runs. A tick with several days (a
+    backlog, a first load) asks for bronze only: automation then takes the days that are
+    ready through silver and gold as one run over the range, where every step's fixed cost
+    is paid once for all of them, not once per day.
     """
     day_keys = day_keys or bronze_keys
 
@@ -243,7 +246,8 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
         description=(
             "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
             "records new or changed files in ops.ingestion_log and asks for one run per ingest date "
-            "(bronze of all four sources, then silver and gold), keyed by the files' keys and ETags. Keys it does not load (off the "
+            "(bronze of all four sources; with one day to load, silver and gold in the same run), keyed by "
+            "the files' keys and ETags. Keys it does not load (off the "
             "layout, unsafe, hidden or markers) are recorded there as IGNORED with the reason."
         ),
     )
@@ -261,7 +265,9 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
             f"{len(tick.ignored)} newly ignored; "
             f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
         )
-        requests = [r.with_replaced_attrs(asset_selection=day_keys) for r in tick.requests]
+        requests = tick.requests
+        if len(requests) == 1:
+            requests = [requests[0].with_replaced_attrs(asset_selection=day_keys)]
         return dg.SensorResult(run_requests=requests, asset_events=tick.observations,
                                cursor=tick.cursor.dumps())
 
