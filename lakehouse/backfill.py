@@ -83,10 +83,6 @@ def plan_backfill(settings: Settings, first: dt.date, last: dt.date, select: str
 
 def launch_backfill(settings: Settings, request: BackfillRequest) -> str:
     """Send the UI's mutation for `request`; returns the backfill id."""
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
-    from dagster_graphql.cli import execute_query
-
     from lakehouse.runner import prepare_instance
     from lakehouse.sensors.landing import TRIGGER_TAG
 
@@ -99,14 +95,26 @@ def launch_backfill(settings: Settings, request: BackfillRequest) -> str:
         "tags": [{"key": TRIGGER_TAG, "value": "lakehouse backfill"}],
     }
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-        with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context:
-            result = execute_query(context, LAUNCH, {"params": params})
-    if result.get("errors"):
-        raise BackfillError("Dagster refused the backfill: " + "; ".join(e["message"] for e in result["errors"]))
-    launched = result["data"]["launchPartitionBackfill"]
-    if launched["__typename"] != "LaunchBackfillSuccess":
-        raise BackfillError(f"Dagster refused the backfill ({launched['__typename']}): {launched.get('message')}")
+        launched = _send(instance, workspace, LAUNCH, params, "launchPartitionBackfill", "LaunchBackfillSuccess",
+                         "backfill")
     return launched["backfillId"]
+
+
+def _send(instance: dg.DagsterInstance, workspace, mutation: str, params: dict, field: str, success: str,
+          what: str) -> dict:
+    """Execute one of the UI's GraphQL mutations in process; its result, or a BackfillError saying why not."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.cli import execute_query
+
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context:
+        result = execute_query(context, mutation, {"params": params})
+    if result.get("errors"):
+        raise BackfillError(f"Dagster refused the {what}: " + "; ".join(e["message"] for e in result["errors"]))
+    launched = result["data"][field]
+    if launched["__typename"] != success:
+        raise BackfillError(f"Dagster refused the {what} ({launched['__typename']}): {launched.get('message')}")
+    return launched
 
 
 def backfilled_days(instance: dg.DagsterInstance, asset_keys) -> set[dt.date]:
@@ -142,10 +150,6 @@ def launch_materialization(instance: dg.DagsterInstance, workspace, assets: list
     Through the same in-process GraphQL as a backfill: the run is queued, and the daemon's
     run queue launches it. Returns the run id.
     """
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
-    from dagster_graphql.cli import execute_query
-
     from lakehouse.sensors.landing import TRIGGER_TAG
 
     params = {
@@ -155,11 +159,4 @@ def launch_materialization(instance: dg.DagsterInstance, workspace, assets: list
         "mode": "default",
         "executionMetadata": {"tags": [{"key": TRIGGER_TAG, "value": reason}]},
     }
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context:
-        result = execute_query(context, LAUNCH_RUN, {"params": params})
-    if result.get("errors"):
-        raise BackfillError("Dagster refused the run: " + "; ".join(e["message"] for e in result["errors"]))
-    launched = result["data"]["launchRun"]
-    if launched["__typename"] != "LaunchRunSuccess":
-        raise BackfillError(f"Dagster refused the run ({launched['__typename']}): {launched.get('message')}")
-    return launched["run"]["runId"]
+    return _send(instance, workspace, LAUNCH_RUN, params, "launchRun", "LaunchRunSuccess", "run")["run"]["runId"]
