@@ -195,7 +195,8 @@ class Engine:
         worth at a time (a cluster's table may not fit on the driver).
         """
         if self._duckdb:
-            reader = self.session._conn.execute(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
+            # A relation, not a cursor: DuckDB copies the rows once more for a cursor's Arrow output.
+            reader = self.session._conn.sql(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
             for batch in reader:
                 yield pa.Table.from_batches([batch])
             return
