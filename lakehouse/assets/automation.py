@@ -33,8 +33,10 @@ RANGE_IN_ONE_RUN = dg.BackfillPolicy.single_run()
 # what Dagster's own docs recommend for ranged backfills, so the warning is only noise.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
-# Silver and gold steps run one at a time across runs (a Dagster concurrency pool; the
-# instance config gives every pool a limit of 1). A silver write recomputes keys across
+# Bronze, silver and gold steps run one at a time across runs (a Dagster concurrency pool;
+# the instance config gives every pool a limit of 1). A silver write recomputes keys across
 # ingest dates and the fact rewrites whatever drifted from silver, so each step must see
-# the tables as the previous step left them; bronze loads, file by file, still overlap.
+# the tables as the previous step left them. Bronze is in it too: automation orders work by
+# when materializations were recorded, which is only sound if no input is published while
+# a step reads it (a crash trial left silver older than a bronze retry that overlapped it).
 TABLE_WRITERS = "lakehouse_tables"

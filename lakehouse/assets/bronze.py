@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from lakehouse.assets.automation import RANGE_IN_ONE_RUN
+from lakehouse.assets.automation import RANGE_IN_ONE_RUN, TABLE_WRITERS
 from lakehouse.assets.checks import audit_events, check_specs
 from lakehouse.assets.metadata import column_schema, table_metadata, time_travel
 from lakehouse.assets.step import partition_days, partition_label
@@ -85,6 +85,10 @@ def build_bronze_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
         partitions_def=partitions,
         backfill_policy=RANGE_IN_ONE_RUN,
         can_subset=True,
+        # In the pool of silver and gold (see automation.py): a bronze write that published
+        # while a silver step was reading would be older than silver's materialization, and
+        # automation would take silver for up to date when it read the bronze before it.
+        pool=TABLE_WRITERS,
     )
     def bronze(context: dg.AssetExecutionContext, landing: LandingZoneResource, iceberg: IcebergResource):
         days, partition = partition_days(context), partition_label(context)
