@@ -40,6 +40,7 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.preflight import describe_landing, landing_problem
 from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
 from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
+from lakehouse.sensors.landing import TRIGGER_TAG
 from lakehouse.sensors.scan import Cursor
 from lakehouse.settings import Settings
 from lakehouse.summary import render_stuck_work, render_summary, stuck_work
@@ -378,7 +379,7 @@ def describe(run: dg.DagsterRun) -> str:
         partition = f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
     backfill = f"backfill {tags['dagster/backfill']}" if "dagster/backfill" in tags else None
     trigger = (tags.get("dagster/sensor_name") or tags.get("dagster/schedule_name") or backfill
-               or tags.get("lakehouse/trigger") or "manual")
+               or tags.get(TRIGGER_TAG) or "manual")
     return f"{assets} {partition} [{trigger}]".replace("  ", " ")
 
 
@@ -639,18 +640,19 @@ def wait_until_quiescent(
         before = " (started before this command)" if earlier else ""
         echo(f"  run {run.run_id[:8]} {describe(run)}{before}{retry}: {run.status.value}{took}{error}")
 
-    last_progress = [0.0, None]
+    progress_said, progress_at = "", 0.0
 
     def progress(runs: list[dg.DagsterRun]) -> None:
         """Every PROGRESS_SECONDS while runs are queued or running: how many are where."""
-        counts = collections.Counter(shown.get(r.run_id, r.status) for r in runs)
+        nonlocal progress_said, progress_at
+        counts = collections.Counter(r.status for r in runs)
         queued = counts[dg.DagsterRunStatus.QUEUED] + counts[dg.DagsterRunStatus.NOT_STARTED]
         running = sum(counts[s] for s in ACTIVE) - queued
         line = (f"  ... {queued} queued, {running} running, {counts[dg.DagsterRunStatus.SUCCESS]} succeeded, "
                 f"{counts[dg.DagsterRunStatus.FAILURE]} failed")
-        if (queued or running) and line != last_progress[1] and time.time() - last_progress[0] >= PROGRESS_SECONDS:
+        if (queued or running) and line != progress_said and time.time() - progress_at >= PROGRESS_SECONDS:
             echo(line)
-            last_progress[:] = [time.time(), line]
+            progress_said, progress_at = line, time.time()
 
     def look() -> tuple[list[dg.DagsterRun], int]:
         runs = [r.dagster_run for r in reversed(instance.get_run_records(dg.RunsFilter(created_after=since)))]

@@ -509,6 +509,8 @@ def lagging_dimensions(instance) -> list[Lag]:
     Automation rebuilds a dimension after every silver change; one still older once nothing
     runs had its request lost (seen once after crash trials) or its run failed.
     """
+    import datetime as dt
+
     import dagster as dg
 
     from lakehouse.tables import DIMENSION_SOURCES, dimension_table
@@ -521,17 +523,11 @@ def lagging_dimensions(instance) -> list[Lag]:
                                     .records), None) for k in (input_key, dim_key))
         if changed is None or (built is not None and built.storage_id > changed.storage_id):
             continue
-        since = dt_from(changed.timestamp)
+        since = dt.datetime.fromtimestamp(changed.timestamp, dt.timezone.utc)
         runs = instance.get_run_records(dg.RunsFilter(created_after=since), limit=200)
         run = next((r for r in runs if dim_key in (r.dagster_run.asset_selection or ())), None)
         out.append(Lag(dim_key.to_user_string(), input_key.to_user_string(), run))
     return out
-
-
-def dt_from(timestamp: float):
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
 
 
 def _duration(seconds: float) -> str:
