@@ -236,13 +236,13 @@ class TableStore:
             return WriteResult(identifier, ref.snapshot_id if ref else None, rows, added)
         raise AssertionError("unreachable")
 
-    def data_files(self, identifier: str, where: BooleanExpression) -> list[str] | None:
-        """Paths of the Parquet files holding rows that may match `where`.
+    def data_files(self, identifier: str, where: BooleanExpression, snapshot_id: int | None = None) -> list[str] | None:
+        """Paths of the Parquet files holding rows that may match `where` (in main, or in `snapshot_id`).
 
         None when the files alone would not be the table (delete files present), in which
         case the caller must scan through PyIceberg.
         """
-        tasks = list(self.catalog.load_table(identifier).scan(row_filter=where).plan_files())
+        tasks = list(self.catalog.load_table(identifier).scan(row_filter=where, snapshot_id=snapshot_id).plan_files())
         if any(t.delete_files for t in tasks):
             return None
         return [t.file.file_path for t in tasks]
@@ -341,6 +341,14 @@ class TableStore:
                 )
 
         self._update_refs(identifier, publish)
+
+    def current_snapshot_id(self, identifier: str) -> int | None:
+        snapshot = self.catalog.load_table(identifier).current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+    def has_snapshot(self, identifier: str, snapshot_id: int) -> bool:
+        """False once maintenance has expired it."""
+        return self.catalog.load_table(identifier).snapshot_by_id(snapshot_id) is not None
 
     def main_history(self, identifier: str):
         """Snapshots of main, newest first (branch snapshots excluded)."""

@@ -86,6 +86,9 @@ from lakehouse.transforms.silver import (
 )
 
 AFFECTED = "lakehouse.affected."  # snapshot property prefix: the dates a write touched
+# Snapshot property of a fact write: the silver orders snapshot it was built from, so a mart
+# audits against that silver and not one a later silver write has moved on since.
+BUILT_FROM_SILVER = "lakehouse.built-from.silver-orders"
 COLUMNS = "lakehouse.columns"  # snapshot property: the columns of what was written (schema drift)
 # A partition that touched no dates still runs, as a no-op write, so every check reports.
 NO_DATES = ["1900-01-01"]
@@ -278,8 +281,9 @@ def _condition(F, where: BooleanExpression, types: dict[str, pa.DataType]):
     return None
 
 
-def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",)):
-    """Rows of `table` matching `where`, as a DataFrame the engine reads from the data files itself.
+def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",),
+          snapshot_id: int | None = None):
+    """Rows of `table` matching `where` (main, or `snapshot_id`), as a DataFrame the engine reads itself.
 
     No copy through Python, and on a cluster no pass through the driver: Spark reads the
     files from S3 in its executors. The filter is applied again because a file may hold
@@ -288,7 +292,7 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
     endpoint and credentials.
     """
     ctx.ensure(table)
-    paths = ctx.store.data_files(table.identifier, where)
+    paths = ctx.store.data_files(table.identifier, where, snapshot_id)
     if paths == []:
         return _select(ctx.engine.read_parquet([], table.schema), columns)
     if paths and ctx.engine.can_read(paths):
@@ -298,7 +302,7 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
             # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
             current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
             return _select(df.select(*[c for c in df.columns if c in current]).filter(condition), columns)
-    return ctx.engine.from_arrow(ctx.store.read(table.identifier, where, tuple(columns)))
+    return ctx.engine.from_arrow(ctx.store.read(table.identifier, where, tuple(columns), snapshot_id))
 
 
 def _select(df, columns):
@@ -565,9 +569,12 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     """
     keys, asset = day_keys(days), "gold/fact_orders"
     ctx.ensure(FACT_ORDERS, silver_table("orders"))
-    partitions = sorted(set(keys) | _fact_drift(ctx))
+    # One silver snapshot for every read of this step, recorded with the write.
+    silver_snapshot = ctx.store.current_snapshot_id(silver_table("orders").identifier)
+    partitions = sorted(set(keys) | _fact_drift(ctx, silver_snapshot))
     where = In(INGEST_DATE, partitions)
-    fact = ctx.engine.materialize(gold.fact_orders(frame(ctx, silver_table("orders"), where)))
+    fact = ctx.engine.materialize(gold.fact_orders(frame(ctx, silver_table("orders"), where,
+                                                         snapshot_id=silver_snapshot)))
     F, _ = api(fact)
     counts_df = fact.groupBy(INGEST_DATE).agg(
         F.count(F.lit(1)).cast("bigint").alias("rows_in"),
@@ -578,9 +585,11 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
                      partitions)
     dates = [d.isoformat() for d in ctx.engine.to_arrow(fact.select("order_date").distinct())["order_date"].to_pylist() if d]
     props, affected = _tracked(ctx, FACT_ORDERS, where, ctx.props(asset, keys), "order_date", dates)
+    if silver_snapshot is not None:
+        props[BUILT_FROM_SILVER] = str(silver_snapshot)
     specs = ev.index(specs_for(asset))
-    silver_now = split_by_day(ctx.store.read(silver_table("orders").identifier, where, ("order_id", INGEST_DATE)),
-                              INGEST_DATE, partitions)
+    silver_now = split_by_day(ctx.store.read(silver_table("orders").identifier, where, ("order_id", INGEST_DATE),
+                                             silver_snapshot), INGEST_DATE, partitions)
 
     def audit(head: int) -> list[CheckOutcome]:
         written = split_by_day(ctx.read(FACT_ORDERS, where, ("order_id", INGEST_DATE), snapshot_id=head),
@@ -597,10 +606,10 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     return StepResult(FACT_ORDERS, write, counts, affected, {k: v for k, v in by_day.items() if k in keys})
 
 
-def _fact_drift(ctx: StepContext) -> set[str]:
-    """Ingest dates whose fact rows differ from what silver orders gives now (either side's date)."""
+def _fact_drift(ctx: StepContext, silver_snapshot: int | None) -> set[str]:
+    """Ingest dates whose fact rows differ from what silver orders gives (either side's date)."""
     engine = ctx.engine
-    wanted = gold.fact_orders(frame(ctx, silver_table("orders")))
+    wanted = gold.fact_orders(frame(ctx, silver_table("orders"), snapshot_id=silver_snapshot))
     F, _ = api(wanted)
     columns = list(gold.FACT_COLUMNS)
     fingerprint = F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in columns]))
@@ -631,6 +640,14 @@ def _totals(engine: Engine, df, column: str) -> dict:
             "ingest_dates": sorted(row.get("ingest_dates") or [])}
 
 
+def _fact_source(ctx: StepContext) -> int | None:
+    """The silver orders snapshot the published fact was built from; None (silver now) if unknown or expired."""
+    recorded = _previous(ctx, FACT_ORDERS, "gold/fact_orders", BUILT_FROM_SILVER)
+    if recorded is None or not ctx.store.has_snapshot(silver_table("orders").identifier, int(recorded)):
+        return None
+    return int(recorded)
+
+
 def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     """Recompute the days whose orders the ingest partitions touched; nothing else."""
     keys, asset = day_keys(days), "gold/mart_daily_sales"
@@ -645,10 +662,11 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
 
     def audit(head: int) -> list[CheckOutcome]:
         written = ctx.read(MART_DAILY_SALES, where, ("orders", "sales"), snapshot_id=head)
-        # Silver of the ingest dates the fact holds: a run for another ingest date may have
-        # published silver and not yet the fact (runs of different days run concurrently).
+        # The silver the fact was built from: runs of different days interleave their steps, so
+        # silver may have moved on since (a later day's write moved or added orders) and the
+        # fact not yet; the fact's own run brings that change to the mart.
         loaded = And(where, In(INGEST_DATE, fact_totals["ingest_dates"] or NO_DATES))
-        silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"))
+        silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"), _fact_source(ctx))
         F, _ = api(silver)
         recomputed = _totals(ctx.engine, silver.select((F.col("qty") * F.col("unit_price")).alias("amount")),
                              "amount")["sum"]

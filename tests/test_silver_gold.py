@@ -12,7 +12,11 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.settings import load_settings
 from lakehouse.accounting import accounting, unchanged_by_day
-from pipeline_helpers import TABLES, process_day, process_dimensions, table_rows
+from lakehouse.contracts import CONTRACTS
+from lakehouse.ingest import load_bronze
+from lakehouse.resources.engine import Engine
+from lakehouse.steps import StepContext, run_daily_sales, run_fact_orders, run_silver
+from pipeline_helpers import FIXED_NOW, TABLES, process_day, process_dimensions, table_rows
 
 
 def accounting_by_day(store, source):
@@ -184,3 +188,36 @@ def test_mart_refresh_after_a_fix_replaces_the_old_dates(lake):
     results = process_day(settings, "duckdb", day)
     assert old_date.isoformat() in results["gold.mart_daily_sales"].affected_dates
     assert not any(m["order_date"] == old_date for m in table_rows(store, "gold.mart_daily_sales"))
+
+
+def test_a_mart_step_between_a_silver_write_and_its_fact_write_audits_against_the_facts_silver(lake):
+    """Runs of different days interleave their steps: the mart of day A may run after day B's
+    silver moved an order out of day A and before B's fact caught up. The mart is audited
+    against the silver the fact was built from (not silver now), so it publishes the fact's
+    numbers; B's own fact and mart then bring the correction (crash trial, CI of stop 20)."""
+    settings, store, _, _ = lake
+    zone = LocalLandingZone(settings.landing_uri)
+    day_a, day_b = DAYS[-1] + dt.timedelta(days=5), DAYS[-1] + dt.timedelta(days=6)
+    header = "order_id,order_date,customer_id,product_id,qty,unit_price,channel\n"
+    zone.put(f"retail/orders/ingest_date={day_a}/orders.csv",
+             (header + f"INTER-1,{day_a:%d/%m/%Y},C000001,P00001,1,5.00,web\n").encode())
+    zone.put(f"retail/orders/ingest_date={day_b}/orders.csv",  # upstream corrects the quantity a day later
+             (header + f"INTER-1,{day_a:%d/%m/%Y},C000001,P00001,2,5.00,web\n").encode())
+    process_day(settings, "duckdb", day_a)
+
+    load_bronze(LocalLandingZone(settings.landing_uri), store, CONTRACTS["orders"], [day_b], "b", now=FIXED_NOW)
+    with Engine("duckdb") as eng:
+        run_silver(StepContext(store, eng, "b"), "orders", [day_b])
+    with Engine("duckdb") as eng:  # day A's mart, before day B's fact
+        mart = run_daily_sales(StepContext(store, eng, "a-again"), [day_a])
+    assert mart.published, [c for c in mart.checks if not c.passed]
+
+    def sales_on_day_a():
+        return [m["sales"] for m in table_rows(store, "gold.mart_daily_sales") if m["order_date"] == day_a]
+
+    assert sales_on_day_a() == [Decimal("5.00")]  # what the fact holds until B's fact runs
+    with Engine("duckdb") as eng:
+        assert run_fact_orders(StepContext(store, eng, "b"), [day_b]).published
+    with Engine("duckdb") as eng:
+        assert run_daily_sales(StepContext(store, eng, "b"), [day_b]).published
+    assert sales_on_day_a() == [Decimal("10.00")]
