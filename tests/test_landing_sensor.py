@@ -12,7 +12,7 @@ from lakehouse.ingest import load_bronze
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.resources.landing import LocalLandingZone, open_landing_zone
 from lakehouse.sensors.alerts import failure_message
-from lakehouse.sensors.landing import build_landing_sensor, evaluate
+from lakehouse.sensors.landing import build_landing_sensor, evaluate, run_request, through_gold, Sighting
 from lakehouse.sensors.scan import Cursor, Folder, choose_folders
 from lakehouse.settings import load_settings
 from lakehouse.tables import INGESTION_LOG
@@ -61,6 +61,29 @@ def test_the_walk_lists_recent_folders_every_tick_and_sweeps_older_ones_in_turn(
     assert Cursor.loads(Cursor("2026-03-01/orders", 4).dumps()) == Cursor("2026-03-01/orders", 4)
     assert Cursor.loads('{"v": 1, "sweep_after": "x", "cycles": 2, "reported": ["a"]}') == Cursor("x", 2)  # older form
     assert Cursor.loads("not json") == Cursor()
+
+
+def test_consecutive_landed_days_are_one_run_to_gold_and_a_gap_splits_them():
+    def request(day: dt.date, n: int = 1):
+        files = [Sighting("orders", day, f"retail/orders/ingest_date={day}/o{i}.csv", f"e{i}", NOW) for i in range(n)]
+        return run_request(day, files)
+
+    days = [DAY - dt.timedelta(days=d) for d in (5, 4, 3, 1)]  # a gap before the last day
+    gold = [*ALL_BRONZE, dg.AssetKey(["silver", "orders"]), dg.AssetKey(["gold", "fact_orders"])]
+    asked = [request(d, n=2) for d in reversed(days)]  # in any order
+    span, single = through_gold(asked, gold)
+    assert span.partition_key is None and span.asset_selection == gold
+    assert (span.tags["dagster/asset_partition_range_start"], span.tags["dagster/asset_partition_range_end"]) == (
+        days[0].isoformat(), days[2].isoformat())
+    assert span.tags["lakehouse/files"] == "6" and span.tags["lakehouse/trigger"] == "landing_sensor"
+    assert single.partition_key == days[3].isoformat() and single.asset_selection == gold
+    assert single.run_key == request(days[3], n=2).run_key
+    # Asking again gives the same run keys; other files in one of the days give another.
+    again = through_gold([request(d, n=2) for d in days], gold)
+    assert [r.run_key for r in again] == [span.run_key, single.run_key]
+    changed = through_gold([request(days[0], n=3), *[request(d, n=2) for d in days[1:]]], gold)
+    assert changed[0].run_key != span.run_key and changed[1].run_key == single.run_key
+    assert through_gold([], gold) == []
 
 
 def test_same_second_uploads_are_all_picked_up_in_one_run(lakehouse_env):

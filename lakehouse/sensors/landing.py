@@ -2,9 +2,10 @@
 
 Each tick scans the landing zone (see `scan`), compares what it found with
 `ops.ingestion_log` by (key, ETag), records new sightings as LANDED, observes them on
-the raw assets, and asks for one bronze run per ingest date, of all four sources (a
-source with no file that day gets an empty partition, so everything downstream of
-the day exists). The run key is made from the files' keys, ETags and first sightings,
+the raw assets, and asks for a run per span of consecutive ingest dates that takes them
+from bronze (of all four sources: a source with no file that day gets an empty
+partition, so everything downstream of the day exists) to gold. The run key is made
+from the files' keys, ETags and first sightings,
 so an unchanged re-upload asks for nothing, a changed one runs again, and asking again
 for work already asked for (a tick after a daemon restart) is a no-op.
 
@@ -224,17 +225,47 @@ def _log_filter(found: Scan) -> BooleanExpression:
     return In("ingest_date", sorted(days)) if days else IsNull("ingest_date") if undated else AlwaysFalse()
 
 
+def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> list[dg.RunRequest]:
+    """One run per span of consecutive landed days, from bronze to gold.
+
+    A second run for silver and gold would pay a run's start (a process, the imports, the
+    engine session) again and wait for an automation tick; a run per day would pay every
+    step's fixed cost once per day. A span of several days (a backlog, a first load) is
+    one run over the range, as a backfill runs it (the assets' single-run backfill policy).
+    Its run key is made of the days' own keys, so asking again asks for the same run.
+    Inside a run a failed blocking check of a step skips the steps after it, as between
+    runs. Days not next to each other are separate runs: a range run writes every day it
+    covers, and a day nothing landed for must stay absent.
+    """
+    by_day = sorted(requests, key=lambda r: r.partition_key)
+    spans: list[list[dg.RunRequest]] = []
+    for request in by_day:
+        day = dt.date.fromisoformat(request.partition_key)
+        if spans and dt.date.fromisoformat(spans[-1][-1].partition_key) + dt.timedelta(days=1) == day:
+            spans[-1].append(request)
+        else:
+            spans.append([request])
+    out = []
+    for span in spans:
+        if len(span) == 1:
+            out.append(span[0].with_replaced_attrs(asset_selection=day_keys))
+            continue
+        first, last = span[0].partition_key, span[-1].partition_key
+        files = sum(int(r.tags.get("lakehouse/files", 0)) for r in span)
+        out.append(dg.RunRequest(
+            run_key=f"landing:{first}..{last}:{digest(chr(10).join(r.run_key for r in span))}",
+            asset_selection=day_keys,
+            tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(files),
+                  "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        ))
+    return out
+
+
 def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
                          day_keys: list[dg.AssetKey] | None = None) -> dg.SensorDefinition:
     """`day_keys`: what a landed day's run materializes, bronze and everything partitioned after it.
 
-    A tick that has one day to load asks for one run that takes it to gold: a second run
-    for silver and gold would pay a run's start (a process, the imports, the engine
-    session) again and wait for an automation tick. Inside the run a failed blocking check
-    of a step skips the steps after it, as between runs. A tick with several days (a
-    backlog, a first load) asks for bronze only: automation then takes the days that are
-    ready through silver and gold as one run over the range, where every step's fixed cost
-    is paid once for all of them, not once per day.
+    See `through_gold` for the runs a tick asks for.
     """
     day_keys = day_keys or bronze_keys
 
@@ -245,8 +276,8 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
-            "records new or changed files in ops.ingestion_log and asks for one run per ingest date "
-            "(bronze of all four sources; with one day to load, silver and gold in the same run), keyed by "
+            "records new or changed files in ops.ingestion_log and asks for one run per span of consecutive "
+            "ingest dates, from bronze of all four sources to gold, keyed by "
             "the files' keys and ETags. Keys it does not load (off the "
             "layout, unsafe, hidden or markers) are recorded there as IGNORED with the reason."
         ),
@@ -265,10 +296,7 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
             f"{len(tick.ignored)} newly ignored; "
             f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
         )
-        requests = tick.requests
-        if len(requests) == 1:
-            requests = [requests[0].with_replaced_attrs(asset_selection=day_keys)]
-        return dg.SensorResult(run_requests=requests, asset_events=tick.observations,
+        return dg.SensorResult(run_requests=through_gold(tick.requests, day_keys), asset_events=tick.observations,
                                cursor=tick.cursor.dumps())
 
     return landing_sensor
