@@ -350,10 +350,10 @@ class TableStore:
         """False once maintenance has expired it."""
         return self.catalog.load_table(identifier).snapshot_by_id(snapshot_id) is not None
 
-    def main_history(self, identifier: str):
-        """Snapshots of main, newest first (branch snapshots excluded)."""
+    def main_history(self, identifier: str, start: int | None = None):
+        """Snapshots of main (or from `start` back), newest first (branch snapshots excluded)."""
         table = self.catalog.load_table(identifier)
-        snapshot = table.current_snapshot()
+        snapshot = table.snapshot_by_id(start) if start is not None else table.current_snapshot()
         while snapshot is not None:
             yield snapshot
             snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None

@@ -640,9 +640,15 @@ def _totals(engine: Engine, df, column: str) -> dict:
             "ingest_dates": sorted(row.get("ingest_dates") or [])}
 
 
-def _fact_source(ctx: StepContext) -> int | None:
-    """The silver orders snapshot the published fact was built from; None (silver now) if unknown or expired."""
-    recorded = _previous(ctx, FACT_ORDERS, "gold/fact_orders", BUILT_FROM_SILVER)
+def _fact_source(ctx: StepContext, fact_snapshot: int | None) -> int | None:
+    """The silver orders snapshot the fact at `fact_snapshot` was built from (its newest write
+    by the fact step); None, meaning silver now, if that write did not record it or it expired."""
+    recorded = None
+    for snapshot in ctx.store.main_history(FACT_ORDERS.identifier, fact_snapshot):
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get("dagster.asset_key") == "gold/fact_orders":
+            recorded = summary.get(BUILT_FROM_SILVER)
+            break
     if recorded is None or not ctx.store.has_snapshot(silver_table("orders").identifier, int(recorded)):
         return None
     return int(recorded)
@@ -654,8 +660,9 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     dates = affected_dates(ctx, FACT_ORDERS, keys, "order_date")
     ctx.ensure(MART_DAILY_SALES)
     where = In("order_date", dates or NO_DATES)
+    fact_snapshot = ctx.store.current_snapshot_id(FACT_ORDERS.identifier)
     fact = frame(ctx, FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
-                                          INGEST_DATE))
+                                          INGEST_DATE), fact_snapshot)
     mart = ctx.engine.to_arrow(gold.daily_sales(fact.drop(INGEST_DATE)))  # aggregates: small
     fact_totals = _totals(ctx.engine, fact, "sales_amount")
     specs = ev.index(specs_for(asset))
@@ -666,7 +673,7 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
         # silver may have moved on since (a later day's write moved or added orders) and the
         # fact not yet; the fact's own run brings that change to the mart.
         loaded = And(where, In(INGEST_DATE, fact_totals["ingest_dates"] or NO_DATES))
-        silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"), _fact_source(ctx))
+        silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"), _fact_source(ctx, fact_snapshot))
         F, _ = api(silver)
         recomputed = _totals(ctx.engine, silver.select((F.col("qty") * F.col("unit_price")).alias("amount")),
                              "amount")["sum"]

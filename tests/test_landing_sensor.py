@@ -170,6 +170,38 @@ def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse
     assert Cursor.loads(result.cursor).cycles == 1
 
 
+def test_days_already_asked_for_are_not_asked_again_when_a_span_changes(lakehouse_env):
+    """A span's days keep their files' keys: while its run works (the files still LANDED), a
+    neighbouring day landing asks for that day alone, not for the span again under a new key."""
+    from dagster._core.utils import make_new_run_id
+
+    zone = LocalLandingZone(lakehouse_env.landing_uri)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    days = [today - dt.timedelta(days=2), today - dt.timedelta(days=1)]
+    for day in days:
+        zone.put(f"retail/orders/ingest_date={day}/a.csv", orders(2))
+    sensor = build_landing_sensor(lakehouse_env, ALL_BRONZE)
+    resources = {"landing": LandingZoneResource(uri=lakehouse_env.landing_uri),
+                 "iceberg": IcebergResource.from_settings(lakehouse_env)}
+    with dg.instance_for_test() as instance:
+        first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        (span,) = first.run_requests
+        assert span.tags["dagster/asset_partition_range_start"] == days[0].isoformat()
+        assert span.tags["dagster/asset_partition_range_end"] == days[1].isoformat()
+        instance.add_run(dg.DagsterRun(job_name="landing", run_id=make_new_run_id(), tags=span.tags))  # the daemon's run
+
+        zone.put(f"retail/orders/ingest_date={today}/a.csv", orders(2))
+        second = sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+        assert [(r.partition_key, "dagster/asset_partition_range_start" in r.tags) for r in second.run_requests] == [
+            (today.isoformat(), False)]
+        instance.add_run(dg.DagsterRun(job_name="landing", run_id=make_new_run_id(), tags=second.run_requests[0].tags))
+        # A new version of a file of a day in the span is new work: asked for (its neighbours were).
+        zone.put(f"retail/orders/ingest_date={days[1]}/a.csv", orders(3))
+        third = sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=second.cursor))
+        (again,) = third.run_requests
+        assert again.partition_key == days[1].isoformat()
+
+
 def checks_of(result, source: str) -> dict[str, tuple[bool, str]]:
     return {e.check_name: (e.passed, e.metadata["message"].value) for e in result.get_asset_check_evaluations()
             if e.asset_key == dg.AssetKey(["bronze", source])}

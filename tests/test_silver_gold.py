@@ -221,3 +221,28 @@ def test_a_mart_step_between_a_silver_write_and_its_fact_write_audits_against_th
     with Engine("duckdb") as eng:
         assert run_daily_sales(StepContext(store, eng, "b"), [day_b]).published
     assert sales_on_day_a() == [Decimal("10.00")]
+
+
+def test_a_fact_that_disagrees_with_the_silver_it_was_built_from_blocks_the_mart(lake):
+    """The pinned audit still catches a wrong fact: its write says which silver it came from."""
+    import pyarrow.compute as pc
+    from pyiceberg.expressions import EqualTo as Eq
+
+    from lakehouse.steps import BUILT_FROM_SILVER
+
+    settings, store, _, _ = lake
+    day = DAYS[2]
+    fact = store.read("gold.fact_orders", Eq("_ingest_date", day.isoformat()))
+    wrong = fact.set_column(fact.schema.get_field_index("sales_amount"), "sales_amount",
+                            pc.multiply(fact["sales_amount"], 2))
+    silver_now = store.load("silver.orders").current_snapshot().snapshot_id
+    store.replace_where("gold.fact_orders", wrong, Eq("_ingest_date", day.isoformat()),
+                        {"dagster.asset_key": "gold/fact_orders", BUILT_FROM_SILVER: str(silver_now)})
+    with Engine("duckdb") as eng:
+        mart = run_daily_sales(StepContext(store, eng, "tampered"), [day])
+    failed = [c.name for c in mart.checks if not c.passed]
+    assert not mart.published and failed == ["totals_match"], failed
+    with Engine("duckdb") as eng:  # the fact step finds the drift and rebuilds the day from silver
+        assert run_fact_orders(StepContext(store, eng, "heal"), [day]).published
+    with Engine("duckdb") as eng:
+        assert run_daily_sales(StepContext(store, eng, "heal"), [day]).published

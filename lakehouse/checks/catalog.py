@@ -62,7 +62,7 @@ GOLD_CHECKS = {
         ("keys_unique", "order_id is unique within the partition."),
     ],
     "gold/mart_daily_sales": [
-        ("totals_match", "Orders and sales of the refreshed days equal the fact and a recompute from silver."),
+        ("totals_match", "Orders and sales of the refreshed days equal the fact and a recompute from the silver it was built from."),
     ],
     "gold/mart_customer_activity": [
         ("totals_match", "Sales and events of the refreshed days equal the fact and silver events."),

@@ -1,4 +1,4 @@
-"""The landing sensor: new or changed files become bronze runs, once per file version.
+"""The landing sensor: new or changed files become runs to gold, once per file version.
 
 Each tick scans the landing zone (see `scan`), compares what it found with
 `ops.ingestion_log` by (key, ETag), records new sightings as LANDED, observes them on
@@ -40,7 +40,7 @@ TRIGGER_TAG = "lakehouse/trigger"
 
 @dataclass(frozen=True)
 class Sighting:
-    """A file version as first seen by a tick; one tick's sightings of a day make one run."""
+    """A file version as first seen by a tick; one tick's sightings of a day are loaded by one run."""
 
     source: str
     day: dt.date
@@ -62,7 +62,8 @@ def plan(found: list[tuple[Folder, LandingObject]], log_rows: list[dict], now: d
     key re-uploaded with other content or reverted to an older version. A file is
     waiting while its row is LANDED. Its run covers everything its tick first saw for
     that day, a set that never changes, so asking again (after a daemon restart, or
-    while the run is half done) gives the same run key and Dagster runs it once.
+    while the run is half done) gives the same key for the day, asked for once
+    (`asked_before`).
     """
     live = {(r["key"], r["etag"]): r for r in log_rows if r["status"] in LIVE}
     new = [(folder, obj) for folder, obj in found if (obj.key, obj.etag) not in live]
@@ -90,15 +91,31 @@ def run_key(day: dt.date, files: list[Sighting]) -> str:
 BRONZE_KEYS = [dg.AssetKey(["bronze", s]) for s in SOURCES]
 
 
+LANDED_TAG = "lakehouse/landed-"  # + ingest date: the run key of that day's files a landing run loads
+
+
 def run_request(day: dt.date, files: list[Sighting]) -> dg.RunRequest:
     """Bronze of every source for the day, whichever landed: a source without files gets an
     empty partition, so the day exists downstream (a late customer file re-enriches orders)."""
+    key = run_key(day, files)  # a digest: keys may hold any character, tags and keys stay short
     return dg.RunRequest(
-        run_key=run_key(day, files),  # a digest: keys may hold any character, tags and keys stay short
+        run_key=key,
         partition_key=day.isoformat(),
         asset_selection=BRONZE_KEYS,
-        tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(len(files))},
+        tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(len(files)), LANDED_TAG + day.isoformat(): key},
     )
+
+
+def asked_before(instance: dg.DagsterInstance, request: dg.RunRequest) -> bool:
+    """Whether a run (of one day or of a span) was already made for this day's files.
+
+    A span's run key depends on which days are waiting together, which changes while its
+    run works (a day finishes, a neighbouring day lands), so Dagster's run-key check alone
+    would load a day twice or retry a failed span under a new key. Each landing run carries,
+    per day, the key of that day's files; a day asked for once is not asked for again.
+    """
+    tag = LANDED_TAG + request.partition_key
+    return bool(instance.get_run_ids(dg.RunsFilter(tags={tag: request.tags[tag]}), limit=1))
 
 
 def landed_rows(new: list[tuple[Folder, LandingObject]], now: dt.datetime) -> pa.Table:
@@ -232,7 +249,7 @@ def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> 
     engine session) again and wait for an automation tick; a run per day would pay every
     step's fixed cost once per day. A span of several days (a backlog, a first load) is
     one run over the range, as a backfill runs it (the assets' single-run backfill policy).
-    Its run key is made of the days' own keys, so asking again asks for the same run.
+    The sensor leaves out the days whose files a run was already made for (`asked_before`).
     Inside a run a failed blocking check of a step skips the steps after it, as between
     runs. Days not next to each other are separate runs: a range run writes every day it
     covers, and a day nothing landed for must stay absent.
@@ -256,7 +273,8 @@ def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> 
             run_key=f"landing:{first}..{last}:{digest(chr(10).join(r.run_key for r in span))}",
             asset_selection=day_keys,
             tags={TRIGGER_TAG: SENSOR_NAME, "lakehouse/files": str(files),
-                  "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+                  "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last,
+                  **{k: v for r in span for k, v in r.tags.items() if k.startswith(LANDED_TAG)}},
         ))
     return out
 
@@ -285,8 +303,9 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
     def landing_sensor(
         context: dg.SensorEvaluationContext, landing: LandingZoneResource, iceberg: IcebergResource
     ) -> dg.SensorResult:
+        # A backfill in progress over any of the assets a landing run writes has the day.
         tick = evaluate(landing.zone(), iceberg.store(), settings, Cursor.loads(context.cursor),
-                        dt.datetime.now(dt.timezone.utc), frozenset(backfilled_days(context.instance, bronze_keys)))
+                        dt.datetime.now(dt.timezone.utc), frozenset(backfilled_days(context.instance, day_keys)))
         if tick.deferred:
             context.log.info(f"left to the backfill in progress: {', '.join(map(str, tick.deferred))}")
         for ignored in tick.ignored:
@@ -296,7 +315,8 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
             f"{len(tick.ignored)} newly ignored; "
             f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
         )
-        return dg.SensorResult(run_requests=through_gold(tick.requests, day_keys), asset_events=tick.observations,
+        fresh = [r for r in tick.requests if not asked_before(context.instance, r)]
+        return dg.SensorResult(run_requests=through_gold(fresh, day_keys), asset_events=tick.observations,
                                cursor=tick.cursor.dumps())
 
     return landing_sensor
