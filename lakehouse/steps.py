@@ -166,13 +166,17 @@ def branch_name(asset: str, keys: list[str] | None, run_id: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", f"audit-{asset}-{part}-{run_id[:8]}".lower())
 
 
+def _writes(ctx: StepContext, table: TableDef, asset: str, start: int | None = None):
+    """Snapshot properties of the published writes of `asset` to `table`, newest first (from `start` back)."""
+    for snapshot in ctx.store.main_history(table.identifier, start):
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get("dagster.asset_key") == asset:
+            yield summary
+
+
 def _previous(ctx: StepContext, table: TableDef, asset: str, prop: str):
     """The property `prop` of the newest published snapshot written by `asset`."""
-    for snapshot in ctx.store.main_history(table.identifier):
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if summary.get("dagster.asset_key") == asset and prop in summary:
-            return summary[prop]
-    return None
+    return next((summary[prop] for summary in _writes(ctx, table, asset) if prop in summary), None)
 
 
 def audited_write(ctx, table: TableDef, asset: str, keys: list[str] | None, data, where, props, columns: dict,
@@ -447,9 +451,8 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
 def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
     """Ingest dates a published write of `asset` covered: days whose own silver run has happened."""
     days: set[str] = set()
-    for snapshot in ctx.store.main_history(table.identifier):
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        span = covered(summary) if summary.get("dagster.asset_key") == asset else None
+    for summary in _writes(ctx, table, asset):
+        span = covered(summary)
         if span:
             first, last = dt.date.fromisoformat(span[0]), dt.date.fromisoformat(span[1])
             days |= {(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)}
@@ -643,12 +646,7 @@ def _totals(engine: Engine, df, column: str) -> dict:
 def _fact_source(ctx: StepContext, fact_snapshot: int | None) -> int | None:
     """The silver orders snapshot the fact at `fact_snapshot` was built from (its newest write
     by the fact step); None, meaning silver now, if that write did not record it or it expired."""
-    recorded = None
-    for snapshot in ctx.store.main_history(FACT_ORDERS.identifier, fact_snapshot):
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if summary.get("dagster.asset_key") == "gold/fact_orders":
-            recorded = summary.get(BUILT_FROM_SILVER)
-            break
+    recorded = next(_writes(ctx, FACT_ORDERS, "gold/fact_orders", fact_snapshot), {}).get(BUILT_FROM_SILVER)
     if recorded is None or not ctx.store.has_snapshot(silver_table("orders").identifier, int(recorded)):
         return None
     return int(recorded)

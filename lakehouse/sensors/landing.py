@@ -310,13 +310,14 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
             context.log.info(f"left to the backfill in progress: {', '.join(map(str, tick.deferred))}")
         for ignored in tick.ignored:
             context.log.warning(f"ignored '{shown(ignored.key)}': {ignored.reason} (recorded in ops.ingestion_log)")
+        fresh = [r for r in tick.requests if not asked_before(context.instance, r)]
+        requests = through_gold(fresh, day_keys)
         context.log.info(
             f"listed {tick.folders} folder(s), {tick.files} file(s); {tick.landed} new, "
-            f"{len(tick.ignored)} newly ignored; "
-            f"{len(tick.requests)} run request(s); sweep cycle {tick.cursor.cycles}"
+            f"{len(tick.ignored)} newly ignored; {len(fresh)} day(s) to load "
+            f"({len(tick.requests) - len(fresh)} waiting in a run already) in {len(requests)} run request(s); "
+            f"sweep cycle {tick.cursor.cycles}"
         )
-        fresh = [r for r in tick.requests if not asked_before(context.instance, r)]
-        return dg.SensorResult(run_requests=through_gold(fresh, day_keys), asset_events=tick.observations,
-                               cursor=tick.cursor.dumps())
+        return dg.SensorResult(run_requests=requests, asset_events=tick.observations, cursor=tick.cursor.dumps())
 
     return landing_sensor
