@@ -105,6 +105,9 @@ def main(argv: list[str]) -> int:
         # Likewise the sensor and automation daemons wait at least 5 s between passes (module
         # constants too): every hop of a landed day (bronze, then silver and gold, then the
         # dimensions) would wait for the next pass.
+        # Dagster's retries of runs whose worker died wait for its event-log consumer, which
+        # passes every 5 s (read from the environment when its module loads, hence first).
+        os.environ.setdefault("DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS", loop)
         import dagster._daemon.asset_daemon as asset_daemon
         import dagster._daemon.controller as controller
         import dagster._daemon.sensor as sensor_daemon

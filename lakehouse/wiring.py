@@ -80,6 +80,9 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=settings.sensor_interval_seconds,
                 description="Materializes silver and gold partitions as their inputs update.",
+                # Evaluated in the code location: the conditions hold a condition of ours
+                # (assets/automation.py), which Dagster's own daemon process cannot import.
+                use_user_code_server=True,
             ),
             build_failure_sensor(settings),
         ],

@@ -6,9 +6,50 @@ import dagster as dg
 
 AC = dg.AutomationCondition
 
+
+
+class InputWrittenWithThisAsset(dg.AutomationCondition):
+    """True for an input partition whose latest write came from a run that also targeted the asset.
+
+    Replaces Dagster's `executed_with_root_target` inside eager(). That one looks only at the
+    input's latest write overall and counts it only for the partition it wrote: after a
+    range run over 04..05 the input of 04 looks written by someone else. An automation tick
+    that falls while such a run is still writing (its input of 04 already written, the asset
+    of 04 just finished) then asks for 04 again. This looks up each partition's own latest write.
+    """
+
+    @property
+    def name(self) -> str:
+        return "input_written_with_this_asset"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        subset, root = context.candidate_subset, context.root_context.key
+        if subset.is_empty or context.key == root:
+            return dg.AutomationResult(context, context.get_empty_subset())
+        instance = context.asset_graph_view.instance
+        partitions = subset.expensively_compute_partition_keys() if subset.is_partitioned else None
+        if partitions is None:
+            latest = instance.get_latest_materialization_event(context.key)
+            runs = {None: latest.run_id} if latest else {}
+        else:
+            ids = instance.get_latest_storage_id_by_partition(
+                context.key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions))
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=context.key, storage_ids=list(ids.values())), limit=len(ids) or 1).records
+            runs = {r.partition_key: r.run_id for r in records}
+        selections = {r.run_id: r.asset_selection or set()
+                      for r in instance.get_runs(dg.RunsFilter(run_ids=list(set(runs.values()))))} if runs else {}
+        hits = {p for p, run_id in runs.items() if root in selections.get(run_id, set())}
+        if partitions is None:
+            return dg.AutomationResult(context, subset if None in hits else context.get_empty_subset())
+        return dg.AutomationResult(context, subset.compute_intersection_with_partition_keys(hits))
+
+
 # Dagster's eager() without its `in_latest_time_window()` clause: a late file for an old
 # ingest date, or a week landing at once, must flow to gold too, not only today's partition.
-FOLLOW_INPUTS = AC.eager().without(AC.in_latest_time_window()).with_label("eager, every partition")
+FOLLOW_INPUTS = (AC.eager().without(AC.in_latest_time_window())
+                 .replace("executed_with_root_target", InputWrittenWithThisAsset())
+                 .with_label("eager, every partition"))
 
 # An input counts when its blocking checks passed, or when it is itself requested in this
 # tick: then it runs in the same run, and a failed blocking check there fails its step
@@ -23,7 +64,9 @@ AUTOMATION = FOLLOW_INPUTS & INPUTS_PASSED
 
 # The unpartitioned dimensions read whatever silver has published. `any_deps_missing` would
 # hold them back while any day since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
-DIMENSION_AUTOMATION = AC.eager().without(~AC.any_deps_missing()).with_label("after any silver snapshot")
+DIMENSION_AUTOMATION = (AC.eager().without(~AC.any_deps_missing())
+                        .replace("executed_with_root_target", InputWrittenWithThisAsset())
+                        .with_label("after any silver snapshot"))
 
 # A backfill over a range of days is one run: each step reads, transforms and writes the
 # whole range at once (one engine session, one Iceberg commit per table). One run also
@@ -32,6 +75,8 @@ RANGE_IN_ONE_RUN = dg.BackfillPolicy.single_run()
 # The parameter is marked beta in 1.13 and warns once per asset; the policy itself is
 # what Dagster's own docs recommend for ranged backfills, so the warning is only noise.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+# Likewise the automation sensor's `use_user_code_server`, which a condition of ours needs (wiring.py).
+warnings.filterwarnings("ignore", message="Parameter `use_user_code_server`", category=dg.BetaWarning)
 
 # Bronze, silver and gold steps run one at a time across runs (a Dagster concurrency pool;
 # the instance config gives every pool a limit of 1). A silver write recomputes keys across

@@ -1,0 +1,65 @@
+"""The automation's own condition: an input written by a range run that also wrote the asset.
+
+Dagster's `executed_with_root_target` looks only at an input's latest write overall, so
+after one run over two days it credits the run with the last day only; a tick that falls
+while such a run is still writing then asks for the other days again (seen in crash trials
+and the demo as extra silver/gold runs). Ours looks up every partition's own latest write.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lakehouse.assets.automation import InputWrittenWithThisAsset
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-05-01")
+AC = dg.AutomationCondition
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def upstream(context) -> None:
+    pass
+
+
+def _downstream(condition: dg.AutomationCondition):
+    @dg.asset(partitions_def=DAYS, deps=[upstream], backfill_policy=dg.BackfillPolicy.single_run(),
+              automation_condition=AC.any_deps_match(condition))
+    def downstream(context) -> None:
+        pass
+
+    return downstream
+
+
+def _run(assets, instance, **kwargs) -> None:
+    """A run that names its assets, as the sensors' and automation's runs do."""
+    job = dg.Definitions(assets=[upstream, _downstream(AC.missing())],
+                         jobs=[dg.define_asset_job("both", selection=[upstream.key, dg.AssetKey("downstream")])])
+    result = job.resolve_job_def("both").execute_in_process(
+        instance=instance, asset_selection=[a.key for a in assets], **kwargs)
+    assert result.success
+
+
+def _range(first: str, last: str) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def _true_for(condition, instance) -> set[str]:
+    result = dg.evaluate_automation_conditions(defs=[upstream, _downstream(condition)], instance=instance)
+    return {key for r in result.results if r.key == dg.AssetKey("downstream")
+            for key in r.true_subset.expensively_compute_partition_keys()}
+
+
+def test_a_range_run_of_both_assets_counts_for_every_day_it_wrote():
+    instance = dg.DagsterInstance.ephemeral()
+    _run([upstream, _downstream(AC.missing())], instance, tags=_range("2026-05-04", "2026-05-06"))
+    # The reason for the condition: Dagster's own credits the run with its last day only.
+    assert _true_for(AC.executed_with_root_target(), instance) == {"2026-05-06"}
+    assert _true_for(InputWrittenWithThisAsset(), instance) == {"2026-05-04", "2026-05-05", "2026-05-06"}
+
+
+def test_an_input_written_by_a_run_without_the_asset_does_not_count():
+    instance = dg.DagsterInstance.ephemeral()
+    _run([upstream, _downstream(AC.missing())], instance, tags=_range("2026-05-04", "2026-05-05"))
+    _run([upstream], instance, partition_key="2026-05-05")
+    _run([upstream], instance, partition_key="2026-05-07")
+    assert _true_for(InputWrittenWithThisAsset(), instance) == {"2026-05-04"}
