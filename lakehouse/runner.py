@@ -3,9 +3,9 @@
 The run starts `dagster-daemon` on the persistent instance under DAGSTER_HOME (or
 watches the one `make ui` already runs), so the landing sensor, the automation
 sensor, the run queue and the run launcher are Dagster's own. It returns once the
-daemon is quiescent: no run queued or in progress, and since the last run ended two
-full landing sweeps, an automation tick and a failure-alert tick, so nothing is left
-that a tick would start and every failure has been reported.
+daemon is quiescent: no run queued or in progress, and since the last run ended a whole
+landing sweep, an automation tick and a failure-alert tick, so nothing is left that a
+tick would start and every failure has been reported.
 
 It never waits on something that cannot happen: the landing zone is listed once before
 the daemon starts, every sensor tick that fails stops the wait with what failed and
@@ -76,10 +76,12 @@ run_launcher:
   class: LocalRunLauncher
 run_monitoring:
   enabled: true
-  poll_interval_seconds: 5          # how soon a run whose worker died is marked failed
+  poll_interval_seconds: 2          # how soon a run whose worker died is marked failed
   start_timeout_seconds: 120        # a run not started by then (its launcher died) is failed
   cancel_timeout_seconds: 60
-  free_slots_after_run_end_seconds: 15  # pool slots a killed run held go back
+  # Pool slots a killed run's step held go back this long after the run ended (a run that
+  # ends normally gives its own back at once); its retry's steps wait for them.
+  free_slots_after_run_end_seconds: 2
 run_retries:
   enabled: true
   max_retries: 2                    # a run whose worker died is run again, at most twice
@@ -394,12 +396,29 @@ def _instigator(instance: dg.DagsterInstance, name: str):
     return next((s for s in instance.all_instigator_state() if s.instigator_name == name), None)
 
 
+def _landing_cursor(instance: dg.DagsterInstance) -> Cursor | None:
+    state = _instigator(instance, LANDING_SENSOR)
+    text = getattr(state.instigator_data if state else None, "cursor", None)
+    return Cursor.loads(text) if text else None
+
+
 def sweep_cycles(instance: dg.DagsterInstance) -> int:
     """Completed landing sweeps so far (-1 before the sensor's first tick)."""
-    state = _instigator(instance, LANDING_SENSOR)
-    data = state.instigator_data if state else None
-    cursor = getattr(data, "cursor", None)
-    return Cursor.loads(cursor).cycles if cursor else -1
+    cursor = _landing_cursor(instance)
+    return cursor.cycles if cursor else -1
+
+
+def swept_since(instance: dg.DagsterInstance, since: float, cycles_then: int) -> bool:
+    """Whether the landing sensor has listed every folder after `since` (when it had `cycles_then` sweeps).
+
+    Under `lakehouse run` one tick lists them all, so one tick that began after `since` is
+    enough; with sweeps spread over ticks (LAKEHOUSE_LANDING_SWEEP_PREFIXES) it takes two
+    more completed sweeps, the first of which may have begun before `since`.
+    """
+    cursor = _landing_cursor(instance)
+    if cursor is None:
+        return False
+    return (cursor.whole and ticks_since(instance, LANDING_SENSOR, since) > 0) or cursor.cycles >= cycles_then + 2
 
 
 def ticks_since(instance: dg.DagsterInstance, name: str, since: float) -> int:
@@ -436,7 +455,7 @@ class Daemon:
         self._env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "LAKEHOUSE_HOME": str(settings.home)}
         if sensor_interval:
             self._env["LAKEHOUSE_SENSOR_INTERVAL"] = sensor_interval
-            # `lakehouse run` waits for two full landing sweeps before it ends: one tick is a
+            # `lakehouse run` waits for a whole landing sweep before it ends: one tick is a
             # whole sweep, however many date folders there are (unless set otherwise).
             self._env.setdefault("LAKEHOUSE_LANDING_SWEEP_PREFIXES", RUN_SWEEP_PREFIXES)
             self._env.setdefault("LAKEHOUSE_DAEMON_LOOP_SECONDS", RUN_SENSOR_INTERVAL)  # see daemon_watch
@@ -707,7 +726,7 @@ def wait_until_quiescent(
             idle_since, seen = None, len(runs)
         elif idle_since is None:
             idle_since, idle_cycles = time.time(), sweep_cycles(instance)
-        elif (idle_cycles >= 0 and sweep_cycles(instance) >= idle_cycles + 2
+        elif (idle_cycles >= 0 and swept_since(instance, idle_since, idle_cycles)
               and all(ticks_since(instance, name, idle_since) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
             # Look again: a tick that ended after the first look may have made a run,
             # and it is visible now that the tick is.

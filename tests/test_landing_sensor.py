@@ -58,6 +58,10 @@ def test_the_walk_lists_recent_folders_every_tick_and_sweeps_older_ones_in_turn(
     assert cycles == [0, 0, 1, 1]
     chosen, moved = choose_folders(folders, today, 3, 0, Cursor())  # no sweep: recent only, a cycle per tick
     assert len(chosen) == 3 and moved.cycles == 1
+    assert not cursor.whole  # 7 older folders, 3 a tick: no tick lists them all
+    chosen, moved = choose_folders(folders, today, 3, 10, cursor)  # a sweep as large as the history: every tick
+    assert len(chosen) == 10 and moved.whole and moved.cycles == cursor.cycles + 1
+    assert Cursor.loads(moved.dumps()) == moved
     assert Cursor.loads(Cursor("2026-03-01/orders", 4).dumps()) == Cursor("2026-03-01/orders", 4)
     assert Cursor.loads('{"v": 1, "sweep_after": "x", "cycles": 2, "reported": ["a"]}') == Cursor("x", 2)  # older form
     assert Cursor.loads("not json") == Cursor()

@@ -46,16 +46,17 @@ from lakehouse.resources.landing import LandingObject, LandingZone
 class Cursor:
     sweep_after: str | None = None  # name of the last older folder listed
     cycles: int = 0  # completed walks over all older folders
+    whole: bool = False  # the last tick listed every older folder (its walk began and ended in it)
 
     def dumps(self) -> str:
-        return json.dumps({"v": 1, "sweep_after": self.sweep_after, "cycles": self.cycles})
+        return json.dumps({"v": 1, "sweep_after": self.sweep_after, "cycles": self.cycles, "whole": self.whole})
 
     @classmethod
     def loads(cls, text: str | None) -> "Cursor":
         """A cursor from Dagster's stored string; anything unreadable starts afresh (costs one full walk)."""
         try:
             data = json.loads(text or "{}")
-            return cls(data.get("sweep_after"), int(data.get("cycles", 0)))
+            return cls(data.get("sweep_after"), int(data.get("cycles", 0)), bool(data.get("whole", False)))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
@@ -127,7 +128,7 @@ def choose_folders(
     batch = [older[(first + i) % len(older)] for i in range(take)]
     wrapped = take == 0 or first + take >= len(older)  # the walk passed the end of history this tick
     after = batch[-1].name if batch else None
-    moved = Cursor(after, cursor.cycles + (1 if wrapped else 0))
+    moved = Cursor(after, cursor.cycles + (1 if wrapped else 0), whole=take == len(older))
     return hot + batch, moved
 
 
