@@ -7,7 +7,6 @@ import dagster as dg
 AC = dg.AutomationCondition
 
 
-
 class InputWrittenWithThisAsset(dg.AutomationCondition):
     """True for an input partition whose latest write came from a run that also targeted the asset.
 
