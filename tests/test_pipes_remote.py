@@ -35,7 +35,7 @@ from lakehouse.ingest import load_bronze
 from lakehouse.resources.compute import ENTRY_SCRIPT, Compute
 from lakehouse.resources.landing import open_landing_zone
 from lakehouse.runner import open_instance
-from lakehouse.settings import AwsSettings
+from lakehouse.settings import AwsSettings, load_settings
 from lakehouse.wiring import DAILY_JOB, build_definitions
 
 DAY = dt.date(2026, 3, 2)
@@ -336,3 +336,37 @@ def test_an_undeployed_entry_script_is_named_with_the_fix(lakehouse_env, s3_buck
     text = failure_text(events)
     assert f"s3://{s3_bucket}/artifacts/run_step.py" in text
     assert "lakehouse deploy --apply" in text and "LAKEHOUSE_ARTIFACTS_URI" in text
+
+
+def _reported(events, records) -> tuple[dict, dict]:
+    """(materialization metadata, check name -> (passed, severity, metadata)) of one silver step."""
+    def ours(metadata) -> dict:  # dagster-aws's Glue client adds the job's name, run id and console link
+        return {k: v for k, v in metadata.items() if not k.startswith("AWS Glue Job")}
+
+    (record,) = records
+    checks = {c.check_name: (c.passed, c.severity, ours(c.metadata))
+              for c in (e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION")}
+    return ours(record.asset_materialization.metadata), checks
+
+
+def test_a_step_reports_the_same_metadata_and_checks_here_and_through_pipes(lakehouse_env, s3_bucket, tmp_path):
+    """One function builds what a step reports, so a Glue run and a local run of the same data agree."""
+    remote_home = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "remote-home")})
+    for settings in (lakehouse_env, remote_home):
+        load_day(settings)
+    local, remote = (_reported(*materialize(lakehouse_env, None, ["silver/customers"])[1:]),
+                     _reported(*materialize(remote_home, remote_compute(
+                         "glue", StandInGlue, s3_bucket, tmp_path, remote_home, engine="duckdb"),
+                         ["silver/customers"])[1:]))
+    (local_meta, local_checks), (remote_meta, remote_checks) = local, remote
+    # The snapshot differs (two tables); every other key and value is the same.
+    for meta in (local_meta, remote_meta):
+        assert int(meta.pop("snapshot_id").value) and meta.pop("time_travel")
+    assert remote_meta == local_meta
+    assert any(k.startswith("flagged/") and v.value > 0 for k, v in remote_meta.items())  # what `lakehouse status` sums
+    assert any(k.startswith("quarantined_by/") for k in remote_meta)
+    assert set(remote_checks) == set(local_checks) and len(local_checks) > 5
+    for name, (passed, severity, meta) in local_checks.items():
+        got = remote_checks[name]
+        assert got[:2] == (passed, severity), name
+        assert {k: v for k, v in got[2].items() if meta.get(k) != v} == {}, (name, meta)

@@ -5,6 +5,8 @@ import re
 
 import dagster as dg
 
+from lakehouse import reporting
+from lakehouse.assets.metadata import to_dagster
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 from lakehouse.checks.model import CheckOutcome
@@ -29,18 +31,9 @@ def check_specs(asset: str) -> list[dg.AssetCheckSpec]:
 
 
 def check_result(outcome: CheckOutcome, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
-    metadata = {"check": outcome.name, "message": outcome.message}
-    if isinstance(outcome.observed, (int, float)):
-        metadata["observed"] = dg.MetadataValue.float(float(outcome.observed))
-    if outcome.spec.threshold is not None:
-        metadata["threshold"] = dg.MetadataValue.float(float(outcome.spec.threshold))
-    if outcome.sample:
-        metadata["offending_rows"] = dg.MetadataValue.json(json.loads(json.dumps(list(outcome.sample), default=str)))
-    if outcome.details:
-        metadata["details"] = dg.MetadataValue.json(json.loads(json.dumps(outcome.details, default=str)))
     severity = dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(check_name=dagster_name(outcome.name), passed=outcome.passed, asset_key=asset_key,
-                               severity=severity, metadata=metadata)
+                               severity=severity, metadata=to_dagster(reporting.check_metadata(outcome)))
 
 
 def audit_events(write, metadata: dict, table: str, partition: str | None, asset_key: dg.AssetKey | None = None):

@@ -8,16 +8,24 @@ from types import ModuleType
 import dagster as dg
 import pyarrow as pa
 
-from lakehouse import lineage
+from lakehouse import reporting
 from lakehouse.tables import TableDef
+
+
+def to_dagster(metadata: dict) -> dict:
+    """Metadata in Pipes' JSON form (lakehouse.reporting) as Dagster values, as Dagster's Pipes reader makes them.
+
+    Dagster's own conversion, not ours: a step run here and one run on a cluster through
+    Pipes then give the UI identical values.
+    """
+    from dagster._core.definitions.metadata.external_metadata import metadata_map_from_external
+
+    return dict(metadata_map_from_external(metadata))
 
 
 def column_schema(table: TableDef, schema: pa.Schema | None = None) -> dg.TableSchema:
     """The table's columns with their contract descriptions (schema: when it evolved)."""
-    schema = schema or table.schema
-    return dg.TableSchema(columns=[
-        dg.TableColumn(f.name, str(f.type), description=table.describe(f.name) or "Arrived beyond the contract.")
-        for f in schema])
+    return to_dagster({"schema": reporting.column_schema(table, schema)})["schema"].schema
 
 
 def code_reference(module: ModuleType, text: str, label: str) -> dict:
@@ -31,12 +39,7 @@ def code_reference(module: ModuleType, text: str, label: str) -> dict:
 
 def column_lineage(table: TableDef) -> dict:
     """`dagster/column_lineage`: each column's input columns, as derived from the transforms."""
-    deps = lineage.of(table.identifier)
-    if not deps:
-        return {}
-    return {"dagster/column_lineage": dg.TableColumnLineage(deps_by_column={
-        column: [dg.TableColumnDep(asset_key=dg.AssetKey(t.split(".")), column_name=c) for t, c in inputs]
-        for column, inputs in deps.items()})}
+    return {key: value.lineage for key, value in to_dagster(reporting.column_lineage(table.identifier)).items()}
 
 
 def table_metadata(table: TableDef) -> dict:
@@ -51,39 +54,9 @@ def table_metadata(table: TableDef) -> dict:
 
 def time_travel(identifier: str, snapshot_id: int | None) -> dict:
     """A ready-to-run query of the table as this materialization wrote it."""
-    if not snapshot_id:
-        return {}
-    return {"time_travel": dg.MetadataValue.md(
-        f"```\nlakehouse query --as-of {snapshot_id} \"select count(*) from {identifier}\"\n```\n"
-        f"Athena: `SELECT count(*) FROM {identifier} FOR VERSION AS OF {snapshot_id}`")}
+    return to_dagster(reporting.time_travel(identifier, snapshot_id))
 
 
 def step_metadata(result) -> dict:
-    """Metadata of one step's write: counts, snapshot and the days it touched."""
-    counts = dict(result.counts)
-    written = counts.get("silver", counts.get("rows_out", 0))
-    meta: dict = {
-        "dagster/row_count": written,
-        "dagster/table_name": f"lakehouse.{result.table.identifier}",
-        "dagster/column_schema": column_schema(result.table),
-        **column_lineage(result.table),
-        "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
-        **time_travel(result.table.identifier, result.snapshot_id),
-    }
-    for name, value in counts.items():
-        if name.startswith("rule:"):
-            meta[f"quarantined_by/{name[5:]}"] = value
-        elif name.startswith("flag:"):
-            meta[f"flagged/{name[5:]}"] = value
-        else:
-            meta[name] = value
-    if len(result.by_day) > 1:  # a range run: the same figures per partition
-        columns = [c for c in next(iter(result.by_day.values())) if ":" not in c]
-        rows = [f"| {day} | " + " | ".join(str(counts.get(c, 0)) for c in columns) + " |"
-                for day, counts in result.by_day.items()]
-        meta["partitions"] = len(result.by_day)
-        meta["per_partition"] = dg.MetadataValue.md(
-            f"| partition | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n" + "\n".join(rows))
-    if result.affected_dates:
-        meta["affected_dates"] = dg.MetadataValue.json(result.affected_dates)
-    return meta
+    """Metadata of one step's write, the same whether the step ran here or through Pipes."""
+    return to_dagster(reporting.step_metadata(result))

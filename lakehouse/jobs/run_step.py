@@ -13,7 +13,6 @@ the Dagster step then fails with.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 
@@ -26,40 +25,9 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
-def pipes_metadata(result) -> dict:
-    """The step's metadata as plain values (Pipes carries JSON): counts, snapshot, schema, lineage, days."""
-    from lakehouse import lineage
-
-    table = result.table
-    meta: dict = {
-        "dagster/row_count": int(result.counts.get("silver", result.counts.get("rows_out", 0))),
-        "dagster/table_name": f"lakehouse.{table.identifier}",
-        "dagster/column_schema": {"type": "table_schema", "raw_value": {"columns": [
-            {"name": f.name, "type": str(f.type), "description": table.describe(f.name)} for f in table.schema]}},
-        "snapshot_id": str(result.snapshot_id) if result.snapshot_id else "none (nothing to write)",
-    }
-    deps = lineage.of(table.identifier)
-    if deps:
-        meta["dagster/column_lineage"] = {"type": "table_column_lineage", "raw_value": {"deps_by_column": {
-            column: [{"asset_key": t.split("."), "column_name": c} for t, c in inputs]
-            for column, inputs in deps.items()}}}
-    meta.update({name.replace(":", "/"): int(n) for name, n in result.counts.items()})
-    if result.snapshot_id:
-        meta["time_travel"] = {"raw_value": f'lakehouse query --as-of {result.snapshot_id} '
-                                            f'"select count(*) from {result.table.identifier}"', "type": "text"}
-    if result.affected_dates:
-        meta["affected_dates"] = _json(list(result.affected_dates))
-    if len(result.by_day) > 1:
-        meta["per_partition"] = _json(result.by_day)
-    return meta
-
-
-def _json(value) -> dict:
-    return {"raw_value": value, "type": "json"}
-
-
 def run(pipes, env: dict[str, str]) -> None:
     """Run the step named in the extras and report it through `pipes`."""
+    from lakehouse import reporting
     from lakehouse.assets.checks import blocked_message, dagster_name
     from lakehouse.checks.evaluate import across_partitions
     from lakehouse.iceberg import TableStore, catalog_from_settings
@@ -81,13 +49,11 @@ def run(pipes, env: dict[str, str]) -> None:
         result = STEPS[name](StepContext(TableStore(catalog_from_settings(settings)), engine, pipes.run_id), *args)
     write = result.write
     if write is not None and write.published:
-        pipes.report_asset_materialization(metadata=pipes_metadata(result))
+        pipes.report_asset_materialization(metadata=reporting.step_metadata(result))
     for outcome in across_partitions(write.audit if write else []):
         pipes.report_asset_check(
             dagster_name(outcome.name), outcome.passed, "ERROR" if outcome.blocking else "WARN",
-            metadata={"check": outcome.name, "message": outcome.message,
-                      "observed": outcome.observed if isinstance(outcome.observed, (int, float)) else None,
-                      "offending_rows": _json(json.loads(json.dumps(list(outcome.sample), default=str)))},
+            metadata=reporting.check_metadata(outcome),
         )
     if write is not None and not write.published:
         raise RuntimeError(blocked_message(result.table.identifier, label(keys) if keys else None, write.branch,
