@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from lakehouse.settings import Settings
+from lakehouse.tags import TRIGGER_TAG
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -84,7 +85,6 @@ def plan_backfill(settings: Settings, first: dt.date, last: dt.date, select: str
 def launch_backfill(settings: Settings, request: BackfillRequest) -> str:
     """Send the UI's mutation for `request`; returns the backfill id."""
     from lakehouse.runner import prepare_instance
-    from lakehouse.sensors.landing import TRIGGER_TAG
 
     workspace = prepare_instance(settings)
     params = {
@@ -150,7 +150,6 @@ def launch_materialization(instance: dg.DagsterInstance, workspace, assets: list
     Through the same in-process GraphQL as a backfill: the run is queued, and the daemon's
     run queue launches it. Returns the run id.
     """
-    from lakehouse.sensors.landing import TRIGGER_TAG
 
     params = {
         "selector": {"repositoryLocationName": "lakehouse", "repositoryName": "__repository__",

@@ -20,6 +20,17 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+
+@dataclass(frozen=True)
+class LandingObject:
+    """A file as a landing zone lists it (here, not in resources/, so transforms need no Dagster)."""
+
+    key: str  # relative to the landing root, '/'-separated
+    size: int
+    etag: str  # S3 ETag without quotes; MD5 of the content for local files
+    last_modified: dt.datetime  # UTC
+
+
 DOMAIN = "retail"
 SOURCES = ("orders", "customers", "products", "events")
 

@@ -40,10 +40,10 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.preflight import describe_landing, landing_problem
 from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
 from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
-from lakehouse.sensors.landing import TRIGGER_TAG
 from lakehouse.sensors.scan import Cursor
 from lakehouse.settings import Settings
 from lakehouse.summary import render_stuck_work, render_summary, stuck_work
+from lakehouse.tags import TRIGGER_TAG
 from lakehouse.wiring import AUTOMATION_SENSOR
 
 INSTANCE_MARK = "# Written by `lakehouse run`"

@@ -67,3 +67,15 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
     daily = defs.resolve_job_def(DAILY_JOB)
     assert len(daily.nodes) == 1 + 4 + 3  # one subsettable bronze step for the four sources
     assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == {"gold__dim_customer", "gold__dim_product"}
+
+
+def test_the_transforms_load_without_dagster_or_resources():
+    """transforms/ holds pure functions: a cluster job or a notebook can use them without Dagster's wiring."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, lakehouse.transforms.bronze, lakehouse.transforms.silver, lakehouse.transforms.gold; "
+             "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('dagster')} | "
+             "{m for m in sys.modules if m.startswith('lakehouse.resources')}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -12,24 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
 import dagster as dg
 
-from lakehouse.layout import check_key
+from lakehouse.layout import LandingObject, check_key
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LandingObject:
-    key: str  # relative to the landing root, '/'-separated
-    size: int
-    etag: str  # S3 ETag without quotes; MD5 of the content for local files
-    last_modified: dt.datetime  # UTC
 
 
 class LandingZone:

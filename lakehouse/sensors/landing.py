@@ -32,10 +32,10 @@ from lakehouse.layout import SOURCES, shown
 from lakehouse.sensors.scan import Cursor, Folder, Ignored, Scan, digest, scan
 from lakehouse.settings import Settings
 from lakehouse.tables import INGESTION_LOG
+from lakehouse.tags import LANDED_TAG, TRIGGER_TAG
 from lakehouse.transforms.bronze import IGNORED, LANDED, LIVE
 
 SENSOR_NAME = "landing_sensor"
-TRIGGER_TAG = "lakehouse/trigger"
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,6 @@ def run_key(day: dt.date, files: list[Sighting]) -> str:
 BRONZE_KEYS = [dg.AssetKey(["bronze", s]) for s in SOURCES]
 
 
-LANDED_TAG = "lakehouse/landed-"  # + ingest date: the run key of that day's files a landing run loads
 
 
 def run_request(day: dt.date, files: list[Sighting]) -> dg.RunRequest:

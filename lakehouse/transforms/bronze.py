@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from lakehouse.arrowtools import conform
 from lakehouse.contracts import SourceContract
+from lakehouse.layout import LandingObject
 from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER, UnreadableFile, read_file
-from lakehouse.resources.landing import LandingObject
 
 SOURCE_FILE = "_source_file"
 INGEST_DATE = "_ingest_date"
