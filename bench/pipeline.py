@@ -7,7 +7,8 @@ Prints one JSON document:
 - transform: the orders transform (type, validate, de-duplicate, enrich, fact, daily
   sales mart) on in-memory bronze rows, per engine, and the same transform written by
   hand as DuckDB SQL, run in this process; medians of --repeat runs and the ratios.
-- pipeline: landing CSV -> bronze -> silver -> gold with Iceberg writes, per engine.
+- pipeline: landing CSV -> bronze -> silver -> gold with Iceberg writes, per engine, next to
+  the same written by hand in DuckDB (CSV -> Parquet -> SQL -> Parquet) on the same file.
 - memory: peak RSS of the whole process tree for the pipeline on --memory-rows rows
   with the duckdb engine (a child process, sampled every 50 ms).
 """
@@ -170,16 +171,16 @@ def baseline_transform(bronze: pa.Table, customers: pa.Table, products: pa.Table
         conn.register("products", products)
         conn.execute(BASELINE_SQL)
         counts = conn.execute("SELECT outcome, count(*) FROM typed GROUP BY 1").fetchall()
-        silver = conn.execute(
+        silver = conn.sql(
             "SELECT r_id AS order_id, v_date AS order_date, r_cust AS customer_id, r_prod AS product_id, v_qty AS qty, "
             "v_price AS unit_price, r_channel AS channel, region, category, "
             "CAST(v_qty * v_price AS DECIMAL(18,2)) AS sales_amount, _source_file, _ingest_date, _ingested_at, "
             "_row_number, flags AS _flags FROM typed WHERE outcome = 'silver'").to_arrow_table()
-        quarantined = conn.execute(
+        quarantined = conn.sql(
             "SELECT * EXCLUDE (r_id, r_date, r_cust, r_prod, r_qty, r_price, r_channel, v_date, v_qty, v_price, region, "
             "category, flags, outcome) FROM typed WHERE outcome = 'quarantine'").to_arrow_table()
         conn.register("silver", silver)
-        mart = conn.execute(
+        mart = conn.sql(
             "SELECT order_date, channel, COALESCE(region, 'Unknown') AS region, COALESCE(category, 'Unknown') AS category, "
             "count(*) AS orders, sum(qty) AS units, CAST(sum(sales_amount) AS DECIMAL(18,2)) AS sales "
             "FROM silver GROUP BY ALL").to_arrow_table()
@@ -188,6 +189,57 @@ def baseline_transform(bronze: pa.Table, customers: pa.Table, products: pa.Table
     by = dict(counts)
     return {"silver": silver.num_rows, "quarantine": quarantined.num_rows, "duplicates": by.get("duplicate", 0),
             "mart_rows": mart.num_rows, "sales": str(sum(mart["sales"].to_pylist()))}
+
+
+SILVER_SQL = ("SELECT r_id AS order_id, v_date AS order_date, r_cust AS customer_id, r_prod AS product_id, "
+              "v_qty AS qty, v_price AS unit_price, r_channel AS channel, region, category, "
+              "CAST(v_qty * v_price AS DECIMAL(18,2)) AS sales_amount, _source_file, _ingest_date, _ingested_at, "
+              "_row_number, flags AS _flags FROM typed WHERE outcome = 'silver'")
+MART_SQL = ("SELECT order_date, channel, COALESCE(region, 'Unknown') AS region, "
+            "COALESCE(category, 'Unknown') AS category, count(*) AS orders, sum(qty) AS units, "
+            "CAST(sum(sales_amount) AS DECIMAL(18,2)) AS sales FROM read_parquet('{silver}') GROUP BY ALL")
+
+
+def baseline_pipeline(home: Path, customers: pa.Table, products: pa.Table) -> dict:
+    """The pipeline's baseline, written by hand in DuckDB: landing CSV -> Parquet -> SQL -> Parquet.
+
+    What a data engineer would write without the lakehouse: the orders file read as text
+    (bronze, with the same lineage columns), the transform above over it, and silver,
+    quarantine and the daily sales mart written as Parquet files. DuckDB under the same
+    2 GB memory limit as the engine, spilling to disk beyond it.
+    """
+    root = home / "landing" / f"retail/orders/ingest_date={DAY}"
+    out = home / "baseline"
+    out.mkdir(parents=True, exist_ok=True)
+    csv = next(root.glob("*.csv"))
+    stages, start = {}, time.perf_counter()
+    conn = duckdb.connect()
+    try:
+        conn.execute("SET memory_limit = '2GB'")
+        conn.execute(f"SET temp_directory = '{out / 'spill'}'")
+        conn.execute("SET preserve_insertion_order = false")
+        conn.register("customers", customers)
+        conn.register("products", products)
+        conn.execute(
+            f"COPY (SELECT *, '{csv.relative_to(home / 'landing')}' AS _source_file, DATE '{DAY}' AS _ingest_date, "
+            "now() AS _ingested_at, row_number() OVER () AS _row_number, NULL::VARCHAR AS _parse_error "
+            f"FROM read_csv('{csv}', all_varchar = true, header = true)) TO '{out / 'bronze.parquet'}' (FORMAT parquet)")
+        stages["bronze"] = time.perf_counter() - start
+        start = time.perf_counter()
+        conn.execute(f"CREATE VIEW bronze AS SELECT * FROM read_parquet('{out / 'bronze.parquet'}')")
+        conn.execute(BASELINE_SQL)
+        conn.execute(f"COPY ({SILVER_SQL}) TO '{out / 'silver.parquet'}' (FORMAT parquet)")
+        conn.execute(f"COPY (SELECT * FROM typed WHERE outcome <> 'silver') TO '{out / 'quarantine.parquet'}' "
+                     "(FORMAT parquet)")
+        stages["silver"] = time.perf_counter() - start
+        start = time.perf_counter()
+        conn.execute(f"COPY ({MART_SQL.format(silver=out / 'silver.parquet')}) TO '{out / 'mart.parquet'}' "
+                     "(FORMAT parquet)")
+        stages["mart"] = time.perf_counter() - start
+    finally:
+        conn.close()
+    stages["total"] = sum(stages.values())
+    return {k: round(v, 2) for k, v in stages.items()}
 
 
 def timed(fn, repeat: int) -> tuple[float, dict]:
@@ -325,8 +377,12 @@ def main() -> None:
         }
         with tempfile.TemporaryDirectory() as home:
             prepare_landing(args.rows, Path(home))
-            report["pipeline"][engine] = {"seconds": whole_pipeline(engine, Path(home))}
-    report["target"] = "duckdb transform within 2x of the hand-written DuckDB SQL baseline"
+            baseline = baseline_pipeline(Path(home), customers, products)
+            ours = whole_pipeline(engine, Path(home))
+            report["pipeline"][engine] = {"seconds": ours, "duckdb_baseline_seconds": baseline,
+                                          "ratio_to_baseline": round(ours["total"] / baseline["total"], 2)}
+    report["target"] = ("duckdb transform, and the whole pipeline, within 1.5x of the same written by hand "
+                        "in DuckDB (SQL; CSV -> Parquet -> SQL -> Parquet)")
     if args.memory_rows:
         report["memory"] = peak_memory(args.memory_rows)
     print(json.dumps(report, indent=2))

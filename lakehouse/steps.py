@@ -384,13 +384,16 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         bronze = frame(ctx, bronze_def, batch)
         recomputed = sorted(_keys_to_recompute(ctx, contract, keys, bronze, lookups))
         wanted = engine.from_arrow(pa.table({RECORD_KEY: pa.array(recomputed, pa.string())}))
-        others = record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner")
+        others = engine.materialize(
+            record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner"))
         rows = engine.materialize(classify(_union(bronze, others.drop(RECORD_KEY)), contract, None, lookups,
                                            engine.cut))
         # Every row of a recomputed key is classified again, whatever day it landed on, and
-        # replaces that key's earlier rows in silver and in the quarantine.
-        where = Or(batch, keyed(key, recomputed)) if recomputed else batch
-        set_aside_where = Or(within("ingest_date", keys), keyed("record_key", recomputed)) if recomputed else within(
+        # replaces that key's earlier rows in silver and in the quarantine. The batch's days
+        # are replaced whole; other days only for the keys that have rows there.
+        elsewhere = _elsewhere(ctx, contract, keys, wanted, others)
+        where = Or(batch, keyed(key, elsewhere)) if elsewhere else batch
+        set_aside_where = Or(within("ingest_date", keys), keyed("record_key", elsewhere)) if elsewhere else within(
             "ingest_date", keys)
         span = keys
 
@@ -497,6 +500,27 @@ def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, look
         found |= set(engine.to_arrow(stale_enrichment(current, contract, lookups))[RECORD_KEY].to_pylist())
     found.discard(None)
     return found
+
+
+def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> list[str]:
+    """The recomputed keys (`wanted`) with rows outside the batch's days: in bronze (`others`), silver or the quarantine.
+
+    Only these need a key filter next to the batch's days. Usually a handful (records
+    re-sent or corrected on another day), where the batch's own keys run to millions:
+    an Iceberg filter on every one of them made a 1M-row day take minutes to plan and delete.
+    """
+    engine, key = ctx.engine, contract.keys[0]
+    F, _ = api(wanted)
+
+    def having_rows(table: TableDef, where: BooleanExpression, column: str):
+        rows = frame(ctx, table, where, (column,)).select(F.col(column).cast("string").alias(RECORD_KEY))
+        return rows.join(wanted, on=RECORD_KEY, how="inner")
+
+    found = (others.select(RECORD_KEY)
+             .unionByName(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key))
+             .unionByName(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
+                                                      Not(within("ingest_date", keys))), "record_key")))
+    return sorted(k for k in engine.to_arrow(found.distinct())[RECORD_KEY].to_pylist() if k is not None)
 
 
 def _rule_broken(set_aside: pa.Table) -> pa.Table:
