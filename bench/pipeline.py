@@ -113,8 +113,8 @@ def engine_transform(engine_name: str, bronze: pa.Table, customers: pa.Table, pr
         quarantined = eng.to_arrow(quarantine_rows(rows))
         fact = gold.fact_orders(eng.from_arrow(silver))
         mart = eng.to_arrow(gold.daily_sales(fact))
-    return {"silver": silver.num_rows, "quarantine": quarantined.num_rows, "duplicates": counts["duplicate"],
-            "mart_rows": mart.num_rows, "sales": str(sum(mart["sales"].to_pylist()))}
+    return {"silver": silver.num_rows, "set_aside": quarantined.num_rows, "duplicates": counts["duplicate"],
+            "superseded": counts["superseded"], "mart_rows": mart.num_rows, "sales": str(sum(mart["sales"].to_pylist()))}
 
 
 BASELINE_SQL = r"""
@@ -147,14 +147,19 @@ WITH src AS (
       CASE WHEN v_price IS NOT NULL AND v_price < 0 THEN 'unit_price.out_of_range' END,
       CASE WHEN r_channel IS NULL THEN 'channel.required' END,
       CASE WHEN r_channel IS NOT NULL AND r_channel NOT IN ('web', 'store', 'mobile') THEN 'channel.not_accepted' END
-    ) AS rules
+    ) AS rules,
+    concat_ws('|', r_id, v_date, r_cust, r_prod, v_qty, v_price, r_channel) AS content
   FROM parsed
 )
 SELECT r.*, c.region, p.category,
   concat_ws(',', CASE WHEN r.r_cust IS NOT NULL AND c.customer_id IS NULL THEN 'unknown_customer' END,
                  CASE WHEN r.r_prod IS NOT NULL AND p.product_id IS NULL THEN 'unknown_product' END) AS flags,
   CASE WHEN r.rules <> '' THEN 'quarantine'
-       WHEN row_number() OVER (PARTITION BY r.rules = '', r.r_id ORDER BY r._source_file, r._row_number) > 1 THEN 'duplicate'
+       -- the content of a key's last record wins (a correction); the first record holding it is kept
+       WHEN r.content <> first_value(r.content) OVER (PARTITION BY r.rules = '', r.r_id
+            ORDER BY r._ingest_date DESC, r._source_file DESC, r._row_number DESC) THEN 'superseded'
+       WHEN row_number() OVER (PARTITION BY r.rules = '', r.r_id, r.content
+            ORDER BY r._ingest_date, r._source_file, r._row_number) > 1 THEN 'duplicate'
        ELSE 'silver' END AS outcome
 FROM ruled r
 LEFT JOIN customers c ON r.r_cust = c.customer_id
@@ -176,9 +181,9 @@ def baseline_transform(bronze: pa.Table, customers: pa.Table, products: pa.Table
             "v_price AS unit_price, r_channel AS channel, region, category, "
             "CAST(v_qty * v_price AS DECIMAL(18,2)) AS sales_amount, _source_file, _ingest_date, _ingested_at, "
             "_row_number, flags AS _flags FROM typed WHERE outcome = 'silver'").to_arrow_table()
-        quarantined = conn.sql(
+        quarantined = conn.sql(  # set aside: broke a rule, or a duplicate or superseded record
             "SELECT * EXCLUDE (r_id, r_date, r_cust, r_prod, r_qty, r_price, r_channel, v_date, v_qty, v_price, region, "
-            "category, flags, outcome) FROM typed WHERE outcome = 'quarantine'").to_arrow_table()
+            "category, flags, content, outcome) FROM typed WHERE outcome <> 'silver'").to_arrow_table()
         conn.register("silver", silver)
         mart = conn.sql(
             "SELECT order_date, channel, COALESCE(region, 'Unknown') AS region, COALESCE(category, 'Unknown') AS category, "
@@ -187,8 +192,9 @@ def baseline_transform(bronze: pa.Table, customers: pa.Table, products: pa.Table
     finally:
         conn.close()
     by = dict(counts)
-    return {"silver": silver.num_rows, "quarantine": quarantined.num_rows, "duplicates": by.get("duplicate", 0),
-            "mart_rows": mart.num_rows, "sales": str(sum(mart["sales"].to_pylist()))}
+    return {"silver": silver.num_rows, "set_aside": quarantined.num_rows, "duplicates": by.get("duplicate", 0),
+            "superseded": by.get("superseded", 0), "mart_rows": mart.num_rows,
+            "sales": str(sum(mart["sales"].to_pylist()))}
 
 
 SILVER_SQL = ("SELECT r_id AS order_id, v_date AS order_date, r_cust AS customer_id, r_prod AS product_id, "
@@ -229,7 +235,7 @@ def baseline_pipeline(home: Path, customers: pa.Table, products: pa.Table) -> di
         conn.execute(f"CREATE VIEW bronze AS SELECT * FROM read_parquet('{out / 'bronze.parquet'}')")
         conn.execute(BASELINE_SQL)
         conn.execute(f"COPY ({SILVER_SQL}) TO '{out / 'silver.parquet'}' (FORMAT parquet)")
-        conn.execute(f"COPY (SELECT * FROM typed WHERE outcome <> 'silver') TO '{out / 'quarantine.parquet'}' "
+        conn.execute(f"COPY (SELECT * FROM typed WHERE outcome <> 'silver') TO '{out / 'set_aside.parquet'}' "
                      "(FORMAT parquet)")
         stages["silver"] = time.perf_counter() - start
         start = time.perf_counter()
