@@ -459,6 +459,9 @@ class Daemon:
             # whole sweep, however many date folders there are (unless set otherwise).
             self._env.setdefault("LAKEHOUSE_LANDING_SWEEP_PREFIXES", RUN_SWEEP_PREFIXES)
             self._env.setdefault("LAKEHOUSE_DAEMON_LOOP_SECONDS", RUN_SENSOR_INTERVAL)  # see daemon_watch
+        # The automation sensor is evaluated in the code location (a condition of ours), over
+        # gRPC with Dagster's 60 s limit for a sensor call; a long history can take longer.
+        self._env.setdefault("DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS", "300")
         self._log = self.log_path.open("ab")
         self.earlier: list[int] = []  # process groups of daemons this one replaced (their runs may still work)
         self._launch()

@@ -33,6 +33,8 @@ class InputWrittenWithThisAsset(dg.AutomationCondition):
         else:
             ids = instance.get_latest_storage_id_by_partition(
                 context.key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions))
+            if not ids:  # never written (an empty storage_ids filter would be no filter at all)
+                return dg.AutomationResult(context, context.get_empty_subset())
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=context.key, storage_ids=list(ids.values())), limit=len(ids) or 1).records
             runs = {r.partition_key: r.run_id for r in records}
