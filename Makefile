@@ -9,7 +9,7 @@ LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster
 export LAKEHOUSE_HOME DAGSTER_HOME
 
-.PHONY: run test ui bench install lock clean
+.PHONY: run test soak ui bench install lock clean
 
 # uv (from PyPI, pinned) installs the exact versions of requirements.lock, the set the tests
 # passed with, in seconds; `make lock` refreshes the lock from pyproject.toml.
@@ -48,6 +48,14 @@ run: install
 PYTEST_WORKERS ?= 2
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The crash trials at more kill moments than `make test` (two per file there), at a new seed
+# each time; the seed is printed with every trial, and LAKEHOUSE_CRASH_SEED=<seed> replays one.
+CRASH_TRIALS ?= 6
+soak: install
+	@seed=$${LAKEHOUSE_CRASH_SEED:-$$(date +%s)}; echo "crash trials: $(CRASH_TRIALS) per file, LAKEHOUSE_CRASH_SEED=$$seed"; \
+	LAKEHOUSE_CRASH_TRIALS=$(CRASH_TRIALS) LAKEHOUSE_CRASH_SEED=$$seed \
+		$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_crash.py tests/test_crash_more.py
 
 bench: install
 	$(BIN)/python bench/pipeline.py

@@ -1,4 +1,4 @@
-"""Crash trials 1-5 (see tests/crash_trials.py), then only the daemon killed."""
+"""Crash trials (see tests/crash_trials.py), then only the daemon killed."""
 
 from __future__ import annotations
 

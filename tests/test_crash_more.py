@@ -1,4 +1,4 @@
-"""Crash trials 6-10 (see tests/crash_trials.py) on a home of their own, then one run worker
+"""More crash trials (see tests/crash_trials.py) on a home of their own, then one run worker
 killed, and two `lakehouse run` started at once."""
 
 from __future__ import annotations
