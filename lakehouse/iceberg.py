@@ -7,6 +7,7 @@ which carries the Dagster run id and partition key in its snapshot properties.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import time
@@ -19,7 +20,7 @@ from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
-from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 
 from lakehouse.arrowtools import conform, plain_strings
 from lakehouse.settings import Settings
@@ -31,7 +32,33 @@ TRANSFORMS: dict[str, Transform] = {
     "identity": IdentityTransform(),
     "day": DayTransform(),
     "month": MonthTransform(),
+    "year": YearTransform(),
 }
+
+
+class IncompatibleChange(ValueError):
+    """A declaration changed a table in a way Iceberg cannot apply in place; names the field and the fix."""
+
+
+def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
+    """Equal as Iceberg stores them (a list's element field is named differently on the two sides)."""
+    if pa.types.is_list(a) or pa.types.is_large_list(a):
+        return (pa.types.is_list(b) or pa.types.is_large_list(b)) and _same_type(a.value_type, b.value_type)
+    if pa.types.is_large_string(a) or pa.types.is_large_string(b):
+        return pa.types.is_string(a) or pa.types.is_string(b)
+    return a == b
+
+
+def _widens(old: pa.DataType, new: pa.DataType) -> bool:
+    """Iceberg's allowed type promotions: int -> long, decimal(P, S) -> decimal(P', S) with P' > P."""
+    if pa.types.is_int32(old) and pa.types.is_int64(new):
+        return True
+    return (pa.types.is_decimal(old) and pa.types.is_decimal(new) and old.scale == new.scale
+            and new.precision > old.precision)
+
+
+def _spec_text(spec: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{transform}({column})" for column, transform in spec) or "nothing"
 TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
     "commit.retry.num-retries": "8",
@@ -155,6 +182,7 @@ class TableStore:
         namespace = identifier.split(".")[0]
         self.catalog.create_namespace_if_not_exists(namespace)
         if self.catalog.table_exists(identifier):
+            self.evolve(identifier, schema, partition_by)
             self._ensured.add(identifier)
             return
         try:
@@ -172,6 +200,52 @@ class TableStore:
                 for column, transform in partition_by:
                     spec.add_field(column, TRANSFORMS[transform], f"{column}_{transform}")
         self._ensured.add(identifier)
+
+    def evolve(self, identifier: str, schema: pa.Schema, partition_by: Iterable[tuple[str, str]] = ()) -> str | None:
+        """Bring an existing table to a changed declaration: new columns, widened types and a new
+        partition spec are applied (old files stay readable under the spec they were written
+        with) and recorded in the table property `lakehouse.evolution`; returns what changed.
+
+        A type that cannot be widened (Iceberg allows int -> long and a larger decimal
+        precision) is refused with IncompatibleChange, before anything is changed.
+        """
+        table = self.load(identifier)
+        have = {f.name: f.type for f in plain_strings(table.schema().as_arrow())}
+        declared = plain_strings(schema)
+        added = [f.name for f in declared if f.name not in have]
+        widened, refused = [], []
+        for f in declared:
+            if f.name in have and not _same_type(have[f.name], f.type):
+                (widened if _widens(have[f.name], f.type) else refused).append((f.name, have[f.name], f.type))
+        if refused:
+            name, old, new = refused[0]
+            raise IncompatibleChange(
+                f"{identifier}: column {name!r} is {old} in the table but is now declared {new}, which Iceberg "
+                f"cannot convert in place. Fix: keep the type {old} in the declaration, or declare the new type "
+                f"under a new column name (the old column stays readable).")
+        spec_now = [(table.schema().find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields]
+        spec_wanted = [(column, transform) for column, transform in partition_by]
+        changes = [f"+{name}" for name in added] + [f"{name} {old} -> {new}" for name, old, new in widened]
+        if spec_now != spec_wanted:
+            changes.append(f"partitioned by {_spec_text(spec_now)} -> {_spec_text(spec_wanted)}")
+        if not changes:
+            return None
+        with table.transaction() as tx:
+            if added or widened:
+                with tx.update_schema() as update:
+                    update.union_by_name(declared)
+            if spec_now != spec_wanted:
+                with tx.update_spec() as spec:
+                    for (column, transform), f in zip(spec_now, table.spec().fields):
+                        if (column, transform) not in spec_wanted:
+                            spec.remove_field(f.name)
+                    for column, transform in spec_wanted:
+                        if (column, transform) not in spec_now:
+                            spec.add_field(column, TRANSFORMS[transform], f"{column}_{transform}")
+            note = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: {'; '.join(changes)}"
+            tx.set_properties({"lakehouse.evolution": note})
+        log.warning("%s evolved to its declaration: %s", identifier, "; ".join(changes))
+        return note
 
     def load(self, identifier: str) -> Table:
         return self.catalog.load_table(identifier)

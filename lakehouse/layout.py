@@ -20,6 +20,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from lakehouse.contracts import CONTRACTS
+
 
 @dataclass(frozen=True)
 class LandingObject:
@@ -32,7 +34,7 @@ class LandingObject:
 
 
 DOMAIN = "retail"
-SOURCES = ("orders", "customers", "products", "events")
+SOURCES = tuple(CONTRACTS)  # the declared sources (lakehouse/defs/sources/<source>/defs.yaml)
 
 MAX_KEY_BYTES = 1024  # S3's limit for a whole key
 MAX_SEGMENT_BYTES = 255  # the usual file-system limit for one name

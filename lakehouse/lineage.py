@@ -27,7 +27,7 @@ from lakehouse.contracts import CONTRACTS
 
 STORED = Path(__file__).with_name("column_lineage.json")
 # The code the lineage depends on; any change to it means the stored lineage may be stale.
-_SOURCES = ("lineage.py", "tables.py", "contracts/*.py", "transforms/*.py")
+_SOURCES = ("lineage.py", "tables.py", "contracts/*.py", "defs/sources/*/defs.yaml", "transforms/*.py")
 
 # table identifier -> output column -> [(input table identifier, input column)]
 Lineage = dict[str, dict[str, list[tuple[str, str]]]]
@@ -51,7 +51,7 @@ def _row_keys(identifier: str) -> tuple[str, ...]:
 
 def _plans(session) -> dict[str, object]:
     """Every silver and gold table's DataFrame, built from its inputs as the steps build it."""
-    from lakehouse.tables import dimension_table
+    from lakehouse.tables import DIMENSION_SOURCES, dimension_table
     from lakehouse.transforms import gold
     from lakehouse.transforms.bronze import INGEST_DATE
     from lakehouse.transforms.silver import ROW_HASH, ROW_NUMBER, SNAPSHOT, classify, latest_versions, silver_rows
@@ -70,7 +70,7 @@ def _plans(session) -> dict[str, object]:
     plans["gold.fact_orders"] = gold.fact_orders(table("silver.orders"))
     plans["gold.mart_daily_sales"] = gold.daily_sales(table("gold.fact_orders").drop(INGEST_DATE))
     plans["gold.mart_customer_activity"] = gold.customer_activity(table("silver.events"), table("gold.fact_orders"))
-    for source in ("customers", "products"):
+    for source in DIMENSION_SOURCES:
         plans[dimension_table(source).identifier] = gold.dimension(table(f"silver.{source}"), source)
     return plans
 

@@ -324,9 +324,6 @@ def _columns(table: TableDef) -> dict[str, str]:
     return {f.name: str(f.type) for f in table.schema}
 
 
-SILVER_DATE_COLUMNS = {"orders": "order_date", "events": "event_date"}
-
-
 def per_day(keys: list[str], outcomes_of) -> list[CheckOutcome]:
     """`outcomes_of(key)` for every day of the write, each outcome tagged with its day."""
     return [replace(o, partition=key) for key in keys for o in outcomes_of(key)]
@@ -416,8 +413,8 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     props, touched = _tracked(ctx, target, where, props, INGEST_DATE,
                               set(written_days) | set(span) | _dates(set_aside, INGEST_DATE))
     affected: list[str] = []
-    if source in SILVER_DATE_COLUMNS:
-        column = SILVER_DATE_COLUMNS[source]
+    if contract.partition:  # the dates the batch's rows are stored under, for the marts downstream
+        column = contract.partition.column
         new = [d.isoformat() for d in engine.to_arrow(silver.select(column).distinct())[column].to_pylist() if d]
         props, affected = _tracked(ctx, target, where, props, column, new)
     unchanged = {day: c[UNCHANGED] for day, c in _by_day(engine, *outcome_counts(rows, contract), span).items()}

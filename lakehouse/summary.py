@@ -235,8 +235,9 @@ def render_tables(store: TableStore) -> str:
             spec = ", ".join(f"{f.transform}({table.schema().find_column_name(f.source_id)})" for f in table.spec().fields)
             rows.append([f"{namespace}.{name}", int(summary.get("total-records", 0)),
                          int(summary.get("total-data-files", 0)), snapshot.snapshot_id if snapshot else "-",
-                         spec or "unpartitioned"])
-    return "Tables:\n" + format_table(["table", "rows", "files", "snapshot", "partitioned by"], rows)
+                         spec or "unpartitioned", table.properties.get("lakehouse.evolution", "-")])
+    return "Tables:\n" + format_table(["table", "rows", "files", "snapshot", "partitioned by",
+                                       "last evolved to its declaration"], rows)
 
 
 def last_check_results(store: TableStore) -> list[dict]:

@@ -149,9 +149,6 @@ INGESTION_LOG = TableDef(
 )
 
 
-SILVER_PARTITIONS = {"orders": (("order_date", "month"),), "events": (("event_date", "month"),)}
-
-
 def silver_table(source: str) -> TableDef:
     contract = CONTRACTS[source]
     what = (
@@ -159,7 +156,8 @@ def silver_table(source: str) -> TableDef:
         if contract.history == "snapshot" else "one row per valid record"
     )
     return _table(
-        f"silver.{source}", silver_columns(contract), SILVER_PARTITIONS.get(source, ()),
+        f"silver.{source}", silver_columns(contract),
+        ((contract.partition.column, contract.partition.grain),) if contract.partition else (),
         f"{contract.description} Typed, cleaned, de-duplicated: {what}.",
     )
 
@@ -201,7 +199,7 @@ QUARANTINE = TableDef(
 )
 
 
-DIMENSION_SOURCES = ("customers", "products")  # the sources that gold keeps a current-version dimension of
+DIMENSION_SOURCES = tuple(c.name for c in CONTRACTS.values() if c.dimension)  # declared `dimension:`
 
 
 def dimension_table(source: str) -> TableDef:
@@ -210,8 +208,8 @@ def dimension_table(source: str) -> TableDef:
         ("valid_from", "date", "Ingest date of the current version."),
         ("first_seen", "date", "Ingest date the key first appeared."),
     ]
-    name = {"customers": "dim_customer", "products": "dim_product"}[source]
-    return _table(f"gold.{name}", spec, (), f"Current version of every {source[:-1]} (latest ingest wins).")
+    return _table(f"gold.{contract.dimension}", spec, (),
+                  f"Current version of every {source.removesuffix('s')} (latest ingest wins).")
 
 
 def _fact_spec() -> list[tuple[str, str, str]]:

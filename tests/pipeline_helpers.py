@@ -2,11 +2,12 @@
 
 import datetime as dt
 
-from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts import CONTRACTS, in_dependency_order
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.ingest import load_bronze
 from lakehouse.resources.engine import Engine
 from lakehouse.resources.landing import open_landing_zone
+from lakehouse.tables import DIMENSION_SOURCES, dimension_table
 from lakehouse.steps import (
     StepContext,
     run_customer_activity,
@@ -17,10 +18,11 @@ from lakehouse.steps import (
 )
 
 FIXED_NOW = dt.datetime(2026, 3, 20, 12, tzinfo=dt.timezone.utc)
-DAILY_ORDER = ("customers", "products", "orders", "events")
+DAILY_ORDER = tuple(in_dependency_order(CONTRACTS))  # a looked-up source before the sources that look it up
 TABLES = (
-    "silver.orders", "silver.customers", "silver.products", "silver.events", "silver.quarantine",
-    "gold.fact_orders", "gold.mart_daily_sales", "gold.mart_customer_activity", "gold.dim_customer", "gold.dim_product",
+    *(f"silver.{s}" for s in CONTRACTS), "silver.quarantine",
+    "gold.fact_orders", "gold.mart_daily_sales", "gold.mart_customer_activity",
+    *(dimension_table(s).identifier for s in DIMENSION_SOURCES),
 )
 VOLATILE = ("run_id", "quarantined_at", "_ingested_at")
 
@@ -32,7 +34,7 @@ def process_day(settings, engine: str, day: dt.date, run_id: str = "test") -> di
 
 def process_dimensions(settings, engine: str, run_id: str = "test") -> None:
     store = TableStore(catalog_from_settings(settings))
-    for source in ("customers", "products"):
+    for source in DIMENSION_SOURCES:
         with Engine(engine) as eng:
             run_dimension(StepContext(store, eng, run_id), source)
 

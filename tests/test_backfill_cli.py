@@ -15,6 +15,7 @@ from lakehouse.generate import generate
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.summary import bronze_summary
+from lakehouse.layout import SOURCES
 
 LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
 FIRST = dt.date(2026, 2, 1)
@@ -50,7 +51,7 @@ def test_backfill_of_a_range_is_one_run_launched_by_the_daemon(lakehouse_env):
 
     store = TableStore(catalog_from_settings(lakehouse_env))
     assert {(p.source, p.ingest_date) for p in bronze_summary(store)} == {
-        (s, str(d)) for s in ("orders", "customers", "products", "events") for d in DAYS}
+        (s, str(d)) for s in SOURCES for d in DAYS}
     assert store.read("gold.dim_customer").num_rows > 0
     assert len(store.load("silver.orders").metadata.snapshot_log) == 2  # the empty start, then the range
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 from asset_graph import MATERIALIZED, OPS, PARENTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.layout import SOURCES
+from lakehouse.tables import DIMENSION_SOURCES, dimension_table
 from lakehouse.wiring import DAILY_JOB, DIMENSIONS_JOB, build_definitions
 
 ROOT = Path(__file__).parents[1]
@@ -65,8 +66,10 @@ def test_asset_graph_raw_to_gold(lakehouse_env):
         columns = node.metadata["dagster/column_schema"].columns
         assert columns and all(c.description for c in columns) and node.description
     daily = defs.resolve_job_def(DAILY_JOB)
-    assert len(daily.nodes) == 1 + 4 + 3  # one subsettable bronze step for the four sources
-    assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == {"gold__dim_customer", "gold__dim_product"}
+    # one subsettable bronze step for every source, a silver step each, the three partitioned gold steps
+    assert len(daily.nodes) == 1 + len(SOURCES) + 3
+    assert {n.name for n in defs.resolve_job_def(DIMENSIONS_JOB).nodes} == \
+        {dimension_table(s).identifier.replace(".", "__") for s in DIMENSION_SOURCES}
 
 
 def test_the_transforms_load_without_dagster_or_resources():

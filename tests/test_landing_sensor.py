@@ -18,11 +18,12 @@ from lakehouse.settings import load_settings
 from lakehouse.tables import INGESTION_LOG
 from lakehouse.transforms.bronze import merge_log
 from lakehouse.wiring import build_definitions
+from lakehouse.layout import SOURCES
 
 NOW = dt.datetime(2026, 3, 20, 12, tzinfo=dt.timezone.utc)
 DAY = dt.date(2026, 3, 19)
 ORDERS = "order_id,order_date,customer_id,product_id,qty,unit_price,channel\n"
-ALL_BRONZE = [dg.AssetKey(["bronze", s]) for s in ("orders", "customers", "products", "events")]
+ALL_BRONZE = [dg.AssetKey(["bronze", s]) for s in SOURCES]
 
 
 def orders(n: int, first: int = 1) -> bytes:

@@ -16,6 +16,7 @@ from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.settings import load_settings
 from lakehouse.summary import last_check_results, render_all_checks, render_checks
 from lakehouse.wiring import DAILY_JOB, build_definitions
+from lakehouse.layout import SOURCES
 from pipeline_helpers import process_day
 
 WARN_ROWS = CheckSpec("rule:qty.out_of_range", "WARN", "", max_rows=0)
@@ -146,7 +147,7 @@ def test_a_blocking_failure_publishes_nothing_and_stops_downstream_now_and_throu
 
     # Positive control: once bronze lands, the next automation tick asks for silver.
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance)  # the sensor's first tick
-    bronze = [dg.AssetKey(["bronze", s]) for s in ("orders", "customers", "products", "events")]
+    bronze = [dg.AssetKey(["bronze", s]) for s in SOURCES]
     assert job.execute_in_process(instance=instance, partition_key=key, asset_selection=bronze).success
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
     assert key in _requested(evaluation, "silver/customers")  # its only input is bronze/customers

@@ -28,10 +28,10 @@ def column_schema(table: TableDef, schema: pa.Schema | None = None) -> dg.TableS
     return to_dagster({"schema": reporting.column_schema(table, schema)})["schema"].schema
 
 
-def code_reference(module: ModuleType, text: str, label: str) -> dict:
-    """`dagster/code_references` to the line of `module` holding `text`: for assets with no
-    function of their own (raw landing prefixes, ops tables), the UI links to what defines them."""
-    path = Path(module.__file__)
+def code_reference(module: ModuleType | Path, text: str, label: str) -> dict:
+    """`dagster/code_references` to the line of `module` (or a file) holding `text`: for assets with
+    no function of their own (raw landing prefixes, ops tables), the UI links to what defines them."""
+    path = module if isinstance(module, Path) else Path(module.__file__)
     line = next(n for n, source in enumerate(path.read_text().splitlines(), 1) if text in source)
     return {"dagster/code_references": dg.CodeReferencesMetadataValue(
         code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=line, label=label)])}

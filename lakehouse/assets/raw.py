@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse.assets.metadata import code_reference
-from lakehouse.contracts import CONTRACTS, retail
+from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.declared import SOURCES_DIR
 from lakehouse.layout import source_prefix
 
 
@@ -27,7 +28,7 @@ def raw_specs(landing_uri: str, partitions: dg.PartitionsDefinition) -> list[dg.
                 kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},
                 owners=[contract.owner],
                 metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>",
-                          **code_reference(retail, f'name="{contract.name}"', "contract")},
+                          **code_reference(SOURCES_DIR / contract.name / "defs.yaml", "name:", "declaration")},
             )
         )
     return specs

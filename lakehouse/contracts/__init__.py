@@ -1,14 +1,17 @@
-"""One declarative contract per source: the columns we expect, their types and keys.
+"""One declaration per source, `lakehouse/defs/sources/<source>/defs.yaml`: its columns, types,
+rules, keys, history, partitioning, lookups and dimension.
 
-Bronze uses the column names to report what a file lacks or adds; silver and the
-data-quality checks are derived from the same declarations, so adding a source is
-adding a contract.
+Bronze uses the column names to report what a file lacks or adds; silver, the tables, the
+checks, the landing sensor and the dimensions are derived from the same declarations, so
+adding a source is adding a folder with one file (README, "Adding a source").
 """
 
+from lakehouse.contracts.declared import DeclarationError, in_dependency_order, load_declarations
 from lakehouse.contracts.model import Column, SourceContract
-from lakehouse.contracts.retail import CONTRACTS
 
-__all__ = ["Column", "SourceContract", "CONTRACTS", "contract_for"]
+__all__ = ["Column", "SourceContract", "CONTRACTS", "DeclarationError", "contract_for", "in_dependency_order"]
+
+CONTRACTS: dict[str, SourceContract] = load_declarations()
 
 
 def contract_for(source: str) -> SourceContract:

@@ -75,6 +75,17 @@ class Lookup:
     flag: str  # e.g. unknown_customer
 
 
+GRAINS = ("day", "month", "year")  # Iceberg partition transforms a silver table may be stored by
+
+
+@dataclass(frozen=True)
+class Partition:
+    """How silver.<source> is stored: an Iceberg transform of one date column (declared or derived)."""
+
+    column: str
+    grain: str = "month"  # day | month | year
+
+
 @dataclass(frozen=True)
 class SourceContract:
     name: str
@@ -85,6 +96,9 @@ class SourceContract:
     lookups: tuple[Lookup, ...] = ()
     owner: str = "team:data-platform"
     landed_as: str = ""  # how the files usually arrive, for docs and the UI
+    partition: Partition | None = None  # silver's storage partitioning; none: unpartitioned
+    dimension: str | None = None  # gold keeps a current-version dimension of it, gold.<dimension>
+    derived: tuple[Column, ...] = ()  # columns silver computes (transforms/silver.py `derive`): name, type, description
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -4,7 +4,10 @@ import datetime as dt
 
 import dagster as dg
 
-SNAPSHOT_SOURCES = ("customers", "products")
+from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.model import SNAPSHOT
+
+SNAPSHOT_SOURCES = tuple(c.name for c in CONTRACTS.values() if c.history == SNAPSHOT)
 SCHEDULE_NAME = "daily_snapshots"
 
 

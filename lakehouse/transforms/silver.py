@@ -31,6 +31,7 @@ import re
 
 import pyarrow as pa
 from lakehouse.contracts import CONTRACTS, SourceContract
+from lakehouse.contracts.declared import DeclarationError
 from lakehouse.contracts.model import (
     FLAG,
     IN_FUTURE,
@@ -56,11 +57,6 @@ SOURCE_PREFIX = "_src_"  # bronze columns as landed, kept for the quarantine rec
 LINEAGE = (SOURCE_FILE, INGEST_DATE, INGESTED_AT, ROW_NUMBER)
 _BRONZE_ONLY = (PARSE_ERROR, RAW_RECORD)
 
-# Columns computed beyond the contract, per source: (name, type, description).
-DERIVED = {
-    "orders": (("sales_amount", "decimal(18,2)", "qty * unit_price, exact in decimal."),),
-    "events": (("event_date", "date", "UTC calendar day of the event."),),
-}
 _CAST = {"string": "string", "int": "int", "long": "bigint", "date": "date", "timestamp": "timestamp"}
 
 
@@ -201,7 +197,7 @@ def silver_columns(contract: SourceContract) -> list[tuple[str, str, str]]:
         for name in lookup.bring:
             col = other.column(name)
             cols.append((name, col.type, f"{col.description} (from {lookup.source}, as of the ingest date)"))
-    cols += list(DERIVED.get(contract.name, ()))
+    cols += [(c.name, c.type, c.description) for c in contract.derived]
     cols += [
         (SOURCE_FILE, "string", LINEAGE_DESCRIPTIONS[SOURCE_FILE]),
         (INGEST_DATE, "date", LINEAGE_DESCRIPTIONS[INGEST_DATE]),
@@ -302,7 +298,7 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
         )
 
     rows = ranked.select("*", outcome.alias(OUTCOME))
-    return derive(rows, contract.name)
+    return derive(rows, contract)
 
 
 def enrich(typed, contract: SourceContract, lookups: dict):
@@ -429,14 +425,32 @@ def quarantine_records(rows: pa.Table, source: str, run_id: str, now: dt.datetim
     )
 
 
-def derive(df, source: str):
-    """Columns computed beyond the contract (see DERIVED)."""
+def _derivations(F) -> dict:
+    """The code behind a declaration's `derived` columns, by column name (custom transform logic)."""
+    return {
+        "sales_amount": lambda: (F.col("qty") * F.col("unit_price")).cast("decimal(18,2)"),
+        "event_date": lambda: F.to_date(F.col("timestamp")),
+    }
+
+
+DERIVATIONS = frozenset(_derivations(None))  # the derived columns a declaration may name
+
+
+def derive(df, contract: SourceContract):
+    """The contract's declared `derived` columns, computed."""
+    if not contract.derived:
+        return df
     F, _ = api(df)
-    if source == "orders":
-        return df.withColumn("sales_amount", (F.col("qty") * F.col("unit_price")).cast("decimal(18,2)"))
-    if source == "events":
-        return df.withColumn("event_date", F.to_date(F.col("timestamp")))
-    return df
+    code = _derivations(F)
+    return df.select("*", *[code[c.name]().alias(c.name) for c in contract.derived])
+
+
+_unknown = [f"{c.name} ({contract.name})" for contract in CONTRACTS.values() for c in contract.derived
+            if c.name not in DERIVATIONS]
+if _unknown:
+    raise DeclarationError(f"derived column(s) with no code: {', '.join(_unknown)}; declare only "
+                           f"{', '.join(sorted(DERIVATIONS))}, or add the computation to _derivations in "
+                           "lakehouse/transforms/silver.py")
 
 
 def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, str]]:

@@ -1,0 +1,132 @@
+"""The source declarations: `lakehouse/defs/sources/<source>/defs.yaml`, read into contracts.
+
+Each file is an instance of the `RetailSource` Dagster component (lakehouse/components.py),
+and this module is the one reader of its attributes. It uses plain YAML and the contract
+dataclasses, not Dagster, so transforms and the generator can know the sources without
+loading Dagster. A mistake in a file is an error that names the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from lakehouse.contracts.model import EVENTS, GRAINS, SNAPSHOT, Column, Lookup, Partition, SourceContract
+
+# LAKEHOUSE_SOURCES_DIR: declarations kept elsewhere (read at import, before any other setting).
+SOURCES_DIR = Path(os.environ.get("LAKEHOUSE_SOURCES_DIR") or Path(__file__).resolve().parents[1] / "defs" / "sources")
+COMPONENT_TYPE = "lakehouse.components.RetailSource"
+TYPES = re.compile(r"^(string|int|long|date|timestamp|decimal\(\d+,\d+\))$")
+
+
+class DeclarationError(ValueError):
+    """A source declaration that cannot be used; the message names the file, the field and the fix."""
+
+
+def _build(cls, values, where: str):
+    if not isinstance(values, dict):
+        raise DeclarationError(f"{where}: expected a mapping of {cls.__name__} fields, got {values!r}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise DeclarationError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in values
+                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise DeclarationError(f"{where}: missing required field(s) {', '.join(missing)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def contract_from_attributes(attributes: dict, where: str) -> SourceContract:
+    """A SourceContract from a RetailSource's attributes; `where` names the file in errors."""
+    if not isinstance(attributes, dict):
+        raise DeclarationError(f"{where}: 'attributes' must be a mapping")
+    values = dict(attributes)
+    name = values.get("name", "?")
+    values["columns"] = tuple(_build(Column, c, f"{where}: columns[{i}]") for i, c in enumerate(values.get("columns") or ()))
+    values["derived"] = tuple(_build(Column, c, f"{where}: derived[{i}]") for i, c in enumerate(values.get("derived") or ()))
+    values["lookups"] = tuple(_build(Lookup, lk, f"{where}: lookups[{i}]") for i, lk in enumerate(values.get("lookups") or ()))
+    if values.get("partition") is not None:
+        values["partition"] = _build(Partition, values["partition"], f"{where}: partition")
+    contract = _build(SourceContract, values, where)
+
+    if not contract.columns:
+        raise DeclarationError(f"{where}: source {name!r} declares no columns")
+    for column in (*contract.columns, *contract.derived):
+        if not TYPES.match(column.type):
+            raise DeclarationError(f"{where}: column {column.name}: type {column.type!r} is not one of "
+                                   "string, int, long, decimal(p,s), date, timestamp")
+    names = contract.column_names
+    every = [*names, *(c.name for c in contract.derived)]
+    if len(set(every)) != len(every):
+        raise DeclarationError(f"{where}: a column is declared twice in {every}")
+    for key in contract.keys:
+        if key not in names:
+            raise DeclarationError(f"{where}: key {key!r} is not a declared column; declare it under columns")
+    if contract.history not in (EVENTS, SNAPSHOT):
+        raise DeclarationError(f"{where}: history {contract.history!r} must be {EVENTS} or {SNAPSHOT}")
+    if contract.partition:
+        dates = [c.name for c in (*contract.columns, *contract.derived) if c.type == "date"]
+        if contract.partition.column not in dates:
+            raise DeclarationError(f"{where}: partition column {contract.partition.column!r} is not a date column of "
+                                   f"{name}; one of: {', '.join(dates) or 'none (declare a date column)'}")
+        if contract.partition.grain not in GRAINS:
+            raise DeclarationError(f"{where}: partition grain {contract.partition.grain!r} must be one of "
+                                   f"{', '.join(GRAINS)}")
+    if contract.dimension and contract.history != SNAPSHOT:
+        raise DeclarationError(f"{where}: a dimension is kept of snapshot sources only; set history: snapshot "
+                               f"or remove dimension")
+    return contract
+
+
+def load_declarations(root: Path = SOURCES_DIR) -> dict[str, SourceContract]:
+    """Every `<root>/<source>/defs.yaml`, by source name, in folder order; lookups checked across sources."""
+    contracts: dict[str, SourceContract] = {}
+    for path in sorted(root.glob("*/defs.yaml")):
+        where = str(path)
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise DeclarationError(f"{where}: not valid YAML: {e}") from None
+        if not isinstance(document, dict) or document.get("type") != COMPONENT_TYPE:
+            raise DeclarationError(f"{where}: expected 'type: {COMPONENT_TYPE}' and 'attributes:'")
+        contract = contract_from_attributes(document.get("attributes"), where)
+        if contract.name != path.parent.name:
+            raise DeclarationError(f"{where}: name {contract.name!r} differs from its folder {path.parent.name!r}; "
+                                   "rename one so they match")
+        contracts[contract.name] = contract
+    if not contracts:
+        raise DeclarationError(f"no source is declared: no {root}/<source>/defs.yaml")
+    for contract in contracts.values():
+        for lookup in contract.lookups:
+            other = contracts.get(lookup.source)
+            if other is None:
+                raise DeclarationError(f"{root / contract.name / 'defs.yaml'}: lookup source {lookup.source!r} is not "
+                                       f"declared; known: {', '.join(contracts)}")
+            missing = [c for c in (lookup.key, *lookup.bring) if c not in other.column_names]
+            if missing:
+                raise DeclarationError(f"{root / contract.name / 'defs.yaml'}: lookup on {lookup.source} names "
+                                       f"column(s) {', '.join(missing)} that {lookup.source} does not declare")
+    return contracts
+
+
+def in_dependency_order(contracts: dict[str, SourceContract]) -> list[str]:
+    """Source names with every looked-up source before the sources that look it up."""
+    done: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise DeclarationError(f"lookups form a cycle: {' -> '.join((*path, name))}")
+        for lookup in contracts[name].lookups:
+            visit(lookup.source, (*path, name))
+        done.append(name)
+
+    for name in contracts:
+        visit(name, ())
+    return done

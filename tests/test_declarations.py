@@ -1,0 +1,131 @@
+"""Source declarations (lakehouse/defs/sources/<source>/defs.yaml): read once, checked, and evolving
+their tables when they change."""
+
+import dataclasses
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from lakehouse.components import RetailSource
+from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.declared import SOURCES_DIR, DeclarationError, in_dependency_order, load_declarations
+from lakehouse.contracts.model import Column, Partition
+from lakehouse.generate import generate
+from lakehouse.iceberg import IncompatibleChange, TableStore, catalog_from_settings
+from lakehouse.resources.landing import LocalLandingZone
+from lakehouse.settings import load_settings
+from lakehouse.summary import render_tables
+from lakehouse.tables import silver_table
+from pipeline_helpers import process_day
+
+
+def test_every_folder_is_one_source_and_the_component_reads_it_the_same_way():
+    folders = sorted(p.name for p in SOURCES_DIR.iterdir() if (p / "defs.yaml").exists())
+    assert sorted(CONTRACTS) == folders and len(folders) >= 4
+    for name in folders:
+        document = yaml.safe_load((SOURCES_DIR / name / "defs.yaml").read_text())
+        assert document["type"] == "lakehouse.components.RetailSource"
+        assert RetailSource.resolve_from_dict(document["attributes"]).contract() == CONTRACTS[name]
+    # the component's schema (shown in the UI's docs) has every field of a contract
+    schema = RetailSource.get_model_cls().model_json_schema()
+    assert set(schema["properties"]) == {f.name for f in dataclasses.fields(type(CONTRACTS["orders"]))}
+
+
+def test_lookups_come_before_the_sources_that_use_them():
+    order = in_dependency_order(CONTRACTS)
+    for name, contract in CONTRACTS.items():
+        assert all(order.index(lk.source) < order.index(name) for lk in contract.lookups)
+
+
+def _copy(tmp_path: Path) -> Path:
+    root = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, root)
+    return root
+
+
+def _edit(root: Path, source: str, change) -> None:
+    path = root / source / "defs.yaml"
+    document = yaml.safe_load(path.read_text())
+    change(document["attributes"])
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda a: a["columns"][0].update(colour="red"), ["columns[0]", "unknown field(s) colour"]),
+    (lambda a: a["columns"][1].update(type="datetime"), ["order_date", "'datetime'", "decimal(p,s)"]),
+    (lambda a: a.update(keys=["order_no"]), ["key 'order_no' is not a declared column"]),
+    (lambda a: a.update(name="sales"), ["name 'sales' differs from its folder 'orders'"]),
+    (lambda a: a["lookups"][0].update(source="crm"), ["lookup source 'crm' is not declared"]),
+    (lambda a: a.update(partition={"column": "channel", "grain": "month"}), ["'channel' is not a date column"]),
+    (lambda a: a.update(partition={"column": "order_date", "grain": "week"}), ["grain 'week'", "day, month, year"]),
+    (lambda a: a.pop("columns"), ["declares no columns"]),
+])
+def test_a_wrong_declaration_names_the_file_the_field_and_the_fix(tmp_path, change, says):
+    root = _copy(tmp_path)
+    _edit(root, "orders", change)
+    with pytest.raises(DeclarationError) as error:
+        load_declarations(root)
+    assert str(root / "orders" / "defs.yaml") in str(error.value)
+    for text in says:
+        assert text in str(error.value)
+
+
+def test_invalid_yaml_and_a_foreign_type_are_refused(tmp_path):
+    root = _copy(tmp_path)
+    (root / "orders" / "defs.yaml").write_text("type: lakehouse.components.RetailSource\nattributes: [\n")
+    with pytest.raises(DeclarationError, match="not valid YAML"):
+        load_declarations(root)
+    (root / "orders" / "defs.yaml").write_text("type: dagster.Other\nattributes: {}\n")
+    with pytest.raises(DeclarationError, match="expected 'type: lakehouse.components.RetailSource'"):
+        load_declarations(root)
+
+
+START = dt.date(2026, 4, 6)
+
+
+def test_a_changed_declaration_evolves_the_table_and_old_rows_stay_readable(tmp_path, monkeypatch):
+    landing = tmp_path / "landing"
+    generate(LocalLandingZone(f"file://{landing}"), days=2, start=START, seed=4, scale=0.05)
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_LANDING_URI": f"file://{landing}",
+                              "LAKEHOUSE_START_DATE": START.isoformat()})
+    store = TableStore(catalog_from_settings(settings))
+    process_day(settings, "duckdb", START)
+    before = store.read("silver.orders")
+    assert [(c.transform.__class__.__name__, c.name) for c in store.load("silver.orders").spec().fields] == \
+        [("MonthTransform", "order_date_month")]
+
+    # The declaration gains a column and stores silver by day instead of by month.
+    orders = CONTRACTS["orders"]
+    changed = dataclasses.replace(
+        orders, partition=Partition("order_date", "day"),
+        columns=(*orders.columns, Column("coupon", "string", "Discount code, when one was used.")))
+    monkeypatch.setitem(CONTRACTS, "orders", changed)
+    process_day(settings, "duckdb", START + dt.timedelta(days=1))
+
+    table = store.load("silver.orders")
+    assert [str(f.transform) for f in table.spec().fields] == ["day"]
+    # the files already written keep the spec they were written with
+    assert [[str(f.transform) for f in spec.fields] for spec in table.metadata.partition_specs][-2:] == [["month"], ["day"]]
+    assert "coupon" in table.schema().column_names
+    note = table.properties["lakehouse.evolution"]
+    assert "+coupon" in note and "month(order_date) -> day(order_date)" in note
+    assert note in render_tables(store)
+    now = store.read("silver.orders")
+    old = now.filter(pa.compute.equal(now["_ingest_date"], START))
+    assert old.num_rows == before.num_rows and old["coupon"].null_count == old.num_rows
+    assert sorted(old["order_id"].to_pylist()) == sorted(before["order_id"].to_pylist())
+    assert now.num_rows > before.num_rows
+
+    # A type Iceberg cannot convert in place is refused, naming the table, the column and the fix.
+    retyped = dataclasses.replace(changed, columns=tuple(
+        dataclasses.replace(c, type="int") if c.name == "channel" else c for c in changed.columns))
+    monkeypatch.setitem(CONTRACTS, "orders", retyped)
+    fresh = TableStore(catalog_from_settings(settings))
+    with pytest.raises(IncompatibleChange) as error:
+        fresh.ensure_table("silver.orders", silver_table("orders").schema, silver_table("orders").partition_by)
+    assert "silver.orders: column 'channel' is string" in str(error.value) and "Fix:" in str(error.value)
+    assert store.load("silver.orders").metadata.current_schema_id == table.metadata.current_schema_id

@@ -1,0 +1,109 @@
+"""A sixth source declared by one new folder, `returns/defs.yaml`, and nothing else: landed files
+reach bronze, silver and the quarantine through the real daemon, with checks, status and the
+asset graph, partitioned as declared."""
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+from lakehouse.contracts.declared import SOURCES_DIR
+from lakehouse.generate import generate
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.resources.landing import LocalLandingZone
+from lakehouse.settings import load_settings
+
+LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
+ROOT = Path(__file__).resolve().parents[1]
+DAY = dt.date(2026, 6, 1)
+
+RETURNS = """\
+# A copy of events/defs.yaml with names changed: customer returns, one CSV a day.
+type: lakehouse.components.RetailSource
+attributes:
+  name: returns
+  description: Returned order lines from the returns desk.
+  landed_as: CSV with header; dd/MM/yyyy dates
+  owner: team:data-platform
+  keys: [return_id]
+  history: events
+  partition: {column: return_date, grain: day}
+  columns:
+    - {name: return_id, type: string, description: Return identifier., required: true, normalize: upper}
+    - {name: order_id, type: string, description: Order line returned., required: true}
+    - {name: return_date, type: date, description: Day of the return., required: true, parse: dd/MM/yyyy}
+    - {name: qty, type: int, description: Units returned., required: true, min_value: 0, min_exclusive: true}
+    - {name: reason, type: string, description: Why it came back., normalize: lower,
+       accepted: [damaged, wrong_item, changed_mind]}
+"""
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("returns")
+    sources = root / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    (sources / "returns").mkdir()
+    (sources / "returns" / "defs.yaml").write_text(RETURNS)
+    landing = root / "landing"
+    generate(LocalLandingZone(f"file://{landing}"), days=1, start=DAY, seed=8, scale=0.05)
+    folder = landing / "retail" / "returns" / f"ingest_date={DAY}"
+    folder.mkdir(parents=True)
+    rows = ["return_id,order_id,return_date,qty,reason"]
+    rows += [f"r{i:04d},O{i:05d},{DAY:%d/%m/%Y},{1 + i % 3},{['Damaged', 'wrong_item', 'changed_mind'][i % 3]}"
+             for i in range(40)]
+    rows += ["r9001,O1,01/06/2026,many,damaged", "r9002,O2,31/02/2026,1,damaged", "r9003,O3,01/06/2026,1,lost"]
+    (folder / "returns.csv").write_text("\n".join(rows) + "\n")
+    env = {**os.environ, "LAKEHOUSE_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "home" / "dagster"),
+           "LAKEHOUSE_LANDING_URI": f"file://{landing}", "LAKEHOUSE_START_DATE": DAY.isoformat(),
+           "LAKEHOUSE_SOURCES_DIR": str(sources)}
+    env.pop("LAKEHOUSE_PROFILE", None)
+    done = subprocess.run([LAKEHOUSE, "run", "--timeout", "500"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return env, load_settings(env)
+
+
+def test_its_files_reach_bronze_silver_and_the_quarantine_partitioned_as_declared(lake):
+    _, settings = lake
+    store = TableStore(catalog_from_settings(settings))
+    assert store.read("bronze.returns").num_rows == 43
+    silver = store.read("silver.returns")
+    assert silver.num_rows == 40 and set(silver["reason"].to_pylist()) == {"damaged", "wrong_item", "changed_mind"}
+    assert set(silver["return_id"].to_pylist()) == {f"R{i:04d}" for i in range(40)}
+    quarantined = {json.loads(r["original"])["return_id"]: r["rules"]
+                   for r in store.read("silver.quarantine").to_pylist() if r["source"] == "returns"}
+    assert quarantined == {"r9001": ["qty.invalid"], "r9002": ["return_date.invalid"], "r9003": ["reason.not_accepted"]}
+    spec = store.load("silver.returns").spec()
+    assert [(str(f.transform), store.load("silver.returns").schema().find_column_name(f.source_id))
+            for f in spec.fields] == [("day", "return_date")]
+    checks = {r["check_name"] for r in store.read("ops.dq_results").to_pylist() if r["asset"] == "silver/returns"}
+    assert {"accounting", "keys_unique", "quarantine_share"} <= checks
+
+
+def test_status_and_the_asset_graph_show_it(lake):
+    env, settings = lake
+    status = subprocess.run([LAKEHOUSE, "status"], env=env, capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert "silver.returns" in status.stdout and f"returns    {DAY}" in status.stdout
+
+    query = "{ assetNodes { assetKey { path } isPartitioned dependencyKeys { path } } }"
+    os.environ["LAKEHOUSE_SOURCES_DIR"] = env["LAKEHOUSE_SOURCES_DIR"]  # for the code server this starts
+    try:
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance, \
+                define_out_of_process_context(str(ROOT / "workspace.yaml"), None, instance) as context:
+            result = execute_dagster_graphql(context, query)
+    finally:
+        del os.environ["LAKEHOUSE_SOURCES_DIR"]
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in result.data["assetNodes"]}
+    for key, parents in (("raw/returns", set()), ("bronze/returns", {"raw/returns"}),
+                         ("silver/returns", {"bronze/returns"})):
+        assert nodes[key]["isPartitioned"], key
+        assert {"/".join(d["path"]) for d in nodes[key]["dependencyKeys"]} == parents, key
+    assert "bronze/returns" in {"/".join(d["path"]) for d in nodes["silver/quarantine"]["dependencyKeys"]}
