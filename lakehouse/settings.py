@@ -70,6 +70,8 @@ class Settings:
     ui_url: str = "http://127.0.0.1:3000"
     compute: str = "local"
     aws: AwsSettings = AwsSettings()
+    git_url: str | None = None  # the UI links code to this repository instead of local files
+    git_branch: str = "main"
 
     @property
     def landing_is_s3(self) -> bool:
@@ -186,9 +188,9 @@ def _check_topic(value: str | None) -> str | None:
     return value.strip()
 
 
-def _check_url(name: str, value: str) -> str:
+def _check_url(name: str, value: str, example: str = "http://127.0.0.1:3000") -> str:
     if urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc:
-        raise SettingsError(f"{name}={value!r} is not an http(s) URL; use e.g. http://127.0.0.1:3000")
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL; use e.g. {example}")
     return value.rstrip("/")
 
 
@@ -300,4 +302,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ui_url=_check_url("LAKEHOUSE_UI_URL", env.get("LAKEHOUSE_UI_URL") or "http://127.0.0.1:3000"),
         compute=compute,
         aws=aws,
+        git_url=_check_url("LAKEHOUSE_GIT_URL", env["LAKEHOUSE_GIT_URL"], "https://github.com/<org>/<repo>")
+        if env.get("LAKEHOUSE_GIT_URL") else None,
+        git_branch=env.get("LAKEHOUSE_GIT_BRANCH") or "main",
     )

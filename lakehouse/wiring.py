@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -22,8 +23,10 @@ from lakehouse.settings import Settings
 
 # Code references (the UI's "open source" links) are beta in 1.13 and warn on every load.
 warnings.filterwarnings("ignore", message="(Function `with_source_code_references`|Class `(CodeReferencesMetadataValue"
-                                          "|LocalFileCodeReference)`)", category=dg.BetaWarning)
+                                          "|LocalFileCodeReference)`|Function `link_code_references_to_git`|Class `(AnchorBasedFilePathMapping|UrlCodeReference)`)",
+                        category=dg.BetaWarning)
 
+PACKAGE_DIR = Path(__file__).resolve().parent
 DAILY_JOB = "daily_job"
 DIMENSIONS_JOB = "dimensions_job"
 SNAPSHOTS_JOB = "snapshots_job"
@@ -42,6 +45,33 @@ def _located(assets: list, settings: Settings) -> list:
     return dg.map_asset_specs(locate, assets)
 
 
+def _linked_to_git(assets: list, git_url: str, branch: str) -> list:
+    """Code references as URLs into the repository at `branch`.
+
+    Dagster's `link_code_references_to_git` leaves asset specs alone (1.13), and the raw
+    prefixes and ops tables are specs: they are linked here with the same file mapping.
+    """
+    mapping = dg.AnchorBasedFilePathMapping(local_file_anchor=PACKAGE_DIR, file_anchor_path_in_repository="lakehouse/")
+    linked = dg.link_code_references_to_git(assets, git_url=git_url, git_branch=branch, file_path_mapping=mapping)
+    base = f"{git_url}/-/tree/{branch}" if "gitlab" in git_url else f"{git_url}/tree/{branch}"
+
+    def url(reference):
+        if not isinstance(reference, dg.LocalFileCodeReference):
+            return reference
+        line = f"#L{reference.line_number}" if reference.line_number else ""
+        path = mapping.convert_to_source_control_path(Path(reference.file_path))
+        return dg.UrlCodeReference(url=f"{base}/{path}{line}", label=reference.label)
+
+    def link(spec: dg.AssetSpec) -> dg.AssetSpec:
+        references = spec.metadata.get("dagster/code_references")
+        if references is None:
+            return spec
+        value = dg.CodeReferencesMetadataValue(code_references=[url(r) for r in references.code_references])
+        return spec.replace_attributes(metadata={**spec.metadata, "dagster/code_references": value})
+
+    return [link(a) if isinstance(a, dg.AssetSpec) else a for a in linked]
+
+
 def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.Definitions:
     """The project's definitions; `compute` runs silver and gold elsewhere (default: in process)."""
     partitions = daily_partitions(settings.start_date)
@@ -53,9 +83,12 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
         selection=dg.AssetSelection.assets(*snapshot_keys()),
         description="One day's customer and product snapshots through bronze and silver.",
     )
+    assets = dg.with_source_code_references(_located(
+        [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions, *ops_specs()], settings))
+    if settings.git_url:  # deployed: the UI links to the repository, not to files on the server
+        assets = _linked_to_git(assets, settings.git_url, settings.git_branch)
     return dg.Definitions(
-        assets=dg.with_source_code_references(_located(
-            [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions, *ops_specs()], settings)),
+        assets=assets,
         jobs=[
             dg.define_asset_job(
                 DAILY_JOB,

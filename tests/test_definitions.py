@@ -82,3 +82,19 @@ def test_the_transforms_load_without_dagster_or_resources():
              "{m for m in sys.modules if m.startswith('lakehouse.resources')}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_deployed_code_references_link_to_the_git_repository(lakehouse_env, monkeypatch):
+    """LAKEHOUSE_GIT_URL set (a deployment): every asset's code link is a URL into the repository
+    at LAKEHOUSE_GIT_BRANCH; unset (make ui), they are local files (test_asset_graph_raw_to_gold)."""
+    from lakehouse.settings import load_settings
+
+    monkeypatch.setenv("LAKEHOUSE_GIT_URL", "https://github.com/acme/lakehouse/")
+    monkeypatch.setenv("LAKEHOUSE_GIT_BRANCH", "release")
+    graph = build_definitions(load_settings()).resolve_asset_graph()
+    for asset in graph.get_all_asset_keys():
+        references = graph.get(asset).metadata["dagster/code_references"].code_references
+        assert references and all(isinstance(r, dg.UrlCodeReference) for r in references), asset
+        assert all(r.url.startswith("https://github.com/acme/lakehouse/tree/release/lakehouse/") for r in references)
+    urls = [r.url for r in graph.get(dg.AssetKey(["raw", "orders"])).metadata["dagster/code_references"].code_references]
+    assert urls[0].split("#")[0].endswith("/lakehouse/defs/sources/orders/defs.yaml")
