@@ -26,7 +26,7 @@ from lakehouse.resources.compute import EMR, EMR_SERVERLESS, ENTRY_SCRIPT, PYTHO
 from lakehouse.settings import Settings, s3_parts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(__file__).resolve().parent / "jobs" / "run_step.py"
+SCRIPT = Path(__file__).resolve().parent / "cluster" / "run_step.py"
 DIGEST = "lakehouse-sha256"  # S3 object metadata: the digest of what was uploaded
 GLUE_VERSION = "5.0"
 MAX_CONCURRENT_RUNS = 32  # one run per asset and partition range at a time; Dagster's queue limits the rest
@@ -179,7 +179,7 @@ def job_definition(settings: Settings, wheel_name: str) -> dict:
     aws = settings.aws
     pipes_bucket, pipes_prefix = s3_parts(aws.pipes_uri)
     return {
-        "Description": "lakehouse: one silver or gold step per run (lakehouse/jobs/run_step.py), driven by "
+        "Description": "lakehouse: one silver or gold step per run (lakehouse/cluster/run_step.py), driven by "
                        "Dagster Pipes",
         "Role": aws.glue_role_arn,
         "Command": {"Name": "glueetl", "ScriptLocation": f"{aws.artifacts_uri}/{ENTRY_SCRIPT}",

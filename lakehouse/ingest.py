@@ -25,7 +25,7 @@ from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix, shown
 from lakehouse.resources.landing import LandingObject, LandingZone
 from lakehouse.partitions import Days, day_keys
-from lakehouse.steps import COLUMNS, StepContext, _previous, audited_write, per_day, within
+from lakehouse.steps import COLUMNS, StepContext, previous_value, audited_write, per_day, within
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
     IGNORED,
@@ -155,7 +155,7 @@ def load_bronze(
 
     landed_columns = {c: "string" for f in batch.files for c in _landed(f, source)}
     if not batch.files:  # nothing landed: no drift, the columns stay what they were
-        previous = _previous(ctx, target, asset, COLUMNS)
+        previous = previous_value(ctx, target, asset, COLUMNS)
         landed_columns = json.loads(previous) if previous else {c: "string" for c in contract.column_names}
     write = audited_write(ctx, target, asset, keys, lambda: _slices(batch), where, props, landed_columns, audit,
                           evolve=True)

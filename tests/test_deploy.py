@@ -89,7 +89,7 @@ def test_dry_run_plans_apply_creates_and_a_second_apply_changes_nothing(aws_env,
     assert script["ServerSideEncryption"] == "AES256"
     wheel = s3.get_object(Bucket=s3_bucket, Key=wheel_uri.split("/", 3)[3])["Body"].read()
     names = zipfile.ZipFile(io.BytesIO(wheel)).namelist()
-    assert "lakehouse/jobs/run_step.py" in names and "lakehouse/contracts/quality.yaml" in names
+    assert "lakehouse/cluster/run_step.py" in names and "lakehouse/contracts/quality.yaml" in names
     rules = s3.get_bucket_encryption(Bucket=s3_bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     before = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="artifacts/")["Contents"]}

@@ -1,7 +1,7 @@
 """Silver steps on "Glue", "EMR Serverless" and "EMR" through Dagster Pipes, with the real job script.
 
 Each stand-in client does what its service does with a job: it starts the job's script
-(lakehouse/jobs/run_step.py; on EMR the copy in S3 the job names) with the bootstrap
+(lakehouse/cluster/run_step.py; on EMR the copy in S3 the job names) with the bootstrap
 where the service would put it (Glue: job arguments; EMR Serverless: driver
 environment from `spark.emr-serverless.driverEnv.*`; EMR: `spark.yarn.appMasterEnv.*`
 from the cluster configuration), and reports the run's state the way the service does.
@@ -84,7 +84,7 @@ class StandInGlue:
 
     def start_job_run(self, JobName, Arguments):  # noqa: N803 (boto3's parameter names)
         run_id = f"jr_{uuid.uuid4().hex}"
-        argv = [sys.executable, "-m", "lakehouse.jobs.run_step"]
+        argv = [sys.executable, "-m", "lakehouse.cluster.run_step"]
         for name, value in Arguments.items():
             argv += [name, value]
         self.runs[run_id] = (JobName, Job(self.workdir / run_id, argv, self.env, spark_submit=False))

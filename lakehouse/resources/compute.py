@@ -1,7 +1,7 @@
 """Where a silver or gold step runs: in this process, or on AWS Glue, EMR Serverless or EMR through Dagster Pipes.
 
 The asset code is the same everywhere (`lakehouse.assets.step.run_step`); only this
-resource differs. A remote step runs `lakehouse/jobs/run_step.py` on the cluster. The
+resource differs. A remote step runs `lakehouse/cluster/run_step.py` on the cluster. The
 Pipes context goes to S3 and the messages come back through S3 (`LAKEHOUSE_PIPES_URI`)
 on all three, so one job script serves them all. Pipes does not forward a partition
 range, so the keys are passed in the extras, with the step's name, its arguments and
@@ -23,7 +23,7 @@ import dagster as dg
 from lakehouse.settings import AwsSettings, s3_parts
 
 LOCAL, GLUE, EMR_SERVERLESS, EMR = "local", "glue", "emr-serverless", "emr"
-ENTRY_SCRIPT = "run_step.py"  # `lakehouse deploy` uploads lakehouse/jobs/run_step.py under this name
+ENTRY_SCRIPT = "run_step.py"  # `lakehouse deploy` uploads lakehouse/cluster/run_step.py under this name
 PYTHON_ARCHIVE = "lakehouse-venv.tar.gz"  # the Python environment EMR runs the script in (README)
 PIPES_CLOSED_WITH_ERROR = "[pipes] external process pipes closed with exception"
 

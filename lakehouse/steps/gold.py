@@ -1,0 +1,209 @@
+"""The gold steps: the current-version dimensions, the order fact and the two marts."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import AlwaysTrue, And, EqualTo, In
+
+from lakehouse.arrowtools import conform, split_by_day
+from lakehouse.checks import evaluate as ev
+from lakehouse.checks.catalog import specs_for
+from lakehouse.checks.model import CheckOutcome
+from lakehouse.contracts import CONTRACTS
+from lakehouse.partitions import Days, day_keys
+from lakehouse.resources.engine import Engine
+from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
+from lakehouse.steps.context import BUILT_FROM_SILVER, NO_DATES, StepContext, StepResult
+from lakehouse.steps.dates import tracked_dates, affected_dates
+from lakehouse.steps.reads import arrow_chunks, schema_columns, frame
+from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table, silver_table
+from lakehouse.transforms import gold
+from lakehouse.transforms.bronze import INGEST_DATE
+from lakehouse.transforms.silver import api
+
+
+def run_dimension(ctx: StepContext, source: str) -> StepResult:
+    """gold.dim_<x>: the current version of every key; small, rewritten whole."""
+    versions = frame(ctx, silver_table(source))
+    target = dimension_table(source)
+    asset = target.identifier.replace(".", "/")
+    ctx.ensure(target, FACT_ORDERS)
+    dim = ctx.engine.to_arrow(gold.dimension(versions, source))  # one row per key: the dimension itself
+    key = CONTRACTS[source].keys[0]
+    known = "customer_known" if source == "customers" else "product_known"
+    specs = ev.index(specs_for(asset))
+
+    def audit(head: int) -> list[CheckOutcome]:
+        written = ctx.read(target, columns=(key,), snapshot_id=head)
+        facts = ctx.read(FACT_ORDERS, EqualTo(known, True), (key,))
+        missing = pc.unique(facts[key]).to_pylist() if facts.num_rows else []
+        present = set(written[key].to_pylist())
+        missing = [k for k in missing if k not in present]
+        return [
+            ev.unique_keys(specs["keys_unique"], written, (key,)),
+            CheckOutcome(specs["covers_facts"], not missing, len(missing),
+                            "ok" if not missing else f"{len(missing)} known {key}s of the fact are not in the dimension",
+                            tuple({key: k} for k in missing[: ev.SAMPLE])),
+            ev.non_empty(specs["non_empty"], written.num_rows),
+        ]
+
+    write = audited_write(ctx, target, asset, None, conform(dim, target.schema), AlwaysTrue(),
+                          ctx.props(asset, None), schema_columns(target), audit)
+    return StepResult(target, write, {"rows_in": versions.count(), "rows_out": dim.num_rows}, [])
+
+
+def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
+    """The fact partitions that the silver orders writes of these days changed, rebuilt from silver.
+
+    A silver write of day D can move a key's row to or from another ingest date, or
+    re-enrich rows of other days (a re-sent or corrected order, a late customer). So
+    besides D, every partition where the fact no longer matches silver is rewritten:
+    found by comparing the two whole tables (one engine join), which also heals a fact
+    left behind by a run that failed between the silver and the fact write.
+    """
+    keys, asset = day_keys(days), "gold/fact_orders"
+    ctx.ensure(FACT_ORDERS, silver_table("orders"))
+    # One silver snapshot for every read of this step, recorded with the write.
+    silver_snapshot = ctx.store.current_snapshot_id(silver_table("orders").identifier)
+    partitions = sorted(set(keys) | _fact_drift(ctx, silver_snapshot))
+    where = In(INGEST_DATE, partitions)
+    fact = ctx.engine.materialize(gold.fact_orders(frame(ctx, silver_table("orders"), where,
+                                                         snapshot_id=silver_snapshot)))
+    F, _ = api(fact)
+    counts_df = fact.groupBy(INGEST_DATE).agg(
+        F.count(F.lit(1)).cast("bigint").alias("rows_in"),
+        F.sum(F.when(~F.col("customer_known"), 1).otherwise(0)).cast("bigint").alias("unknown_customer"),
+        F.sum(F.when(~F.col("product_known"), 1).otherwise(0)).cast("bigint").alias("unknown_product"),
+    )
+    by_day = counts_by_day(ctx.engine, counts_df, {n: n for n in ("rows_in", "unknown_customer", "unknown_product")},
+                     partitions)
+    dates = [d.isoformat() for d in ctx.engine.to_arrow(fact.select("order_date").distinct())["order_date"].to_pylist() if d]
+    props, affected = tracked_dates(ctx, FACT_ORDERS, where, ctx.props(asset, keys), "order_date", dates)
+    if silver_snapshot is not None:
+        props[BUILT_FROM_SILVER] = str(silver_snapshot)
+    specs = ev.index(specs_for(asset))
+    silver_now = split_by_day(ctx.store.read(silver_table("orders").identifier, where, ("order_id", INGEST_DATE),
+                                             silver_snapshot), INGEST_DATE, partitions)
+
+    def audit(head: int) -> list[CheckOutcome]:
+        written = split_by_day(ctx.read(FACT_ORDERS, where, ("order_id", INGEST_DATE), snapshot_id=head),
+                               INGEST_DATE, partitions)
+        whole = ctx.read(FACT_ORDERS, columns=("order_id",), snapshot_id=head)
+        return [ev.unique_keys(specs["keys_unique"], whole, ("order_id",))] + per_day(partitions, lambda key: [
+            ev.equal(specs["matches_silver"], fact=written[key].num_rows, silver=silver_now[key].num_rows),
+        ]) + per_day(keys, lambda key: [ev.non_empty(specs["non_empty"], written[key].num_rows)])
+
+    write = audited_write(ctx, FACT_ORDERS, asset, keys, arrow_chunks(ctx.engine, fact, FACT_ORDERS.schema), where, props,
+                          schema_columns(FACT_ORDERS), audit)
+    counts = {**total_counts({k: v for k, v in by_day.items() if k in keys}), "rows_out": write.rows,
+              "rewritten_partitions": len(partitions)}
+    return StepResult(FACT_ORDERS, write, counts, affected, {k: v for k, v in by_day.items() if k in keys})
+
+
+def _fact_drift(ctx: StepContext, silver_snapshot: int | None) -> set[str]:
+    """Ingest dates whose fact rows differ from what silver orders gives (either side's date)."""
+    engine = ctx.engine
+    wanted = gold.fact_orders(frame(ctx, silver_table("orders"), snapshot_id=silver_snapshot))
+    F, _ = api(wanted)
+    columns = list(gold.FACT_COLUMNS)
+    fingerprint = F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in columns]))
+    now = wanted.select(F.col("order_id").alias("_id_now"), F.col(INGEST_DATE).alias("_day_now"),
+                        fingerprint.alias("_print_now"))
+    have = frame(ctx, FACT_ORDERS).select(F.col("order_id").alias("_id_have"), F.col(INGEST_DATE).alias("_day_have"),
+                                          fingerprint.alias("_print_have"))
+    joined = now.join(have, on=(F.col("_id_now") == F.col("_id_have")) & (F.col("_day_now") == F.col("_day_have")),
+                      how="full_outer")
+    differ = joined.filter(F.col("_print_now").isNull() | F.col("_print_have").isNull()
+                           | (F.col("_print_now") != F.col("_print_have")))
+    days = engine.to_arrow(differ.select(F.coalesce(F.col("_day_now"), F.col("_day_have")).alias("day")).distinct())
+    return {d.isoformat() for d in days["day"].to_pylist() if d is not None}
+
+
+def _sum(table: pa.Table, column: str):
+    return pc.sum(table[column]).as_py() if table.num_rows else 0
+
+
+def _totals(engine: Engine, df, column: str) -> dict:
+    """Row count and sum of `column` of `df` (and its ingest dates, if it has them), computed by the engine."""
+    F, _ = api(df)
+    aggregates = [F.count(F.lit(1)).alias("rows"), F.sum(column).alias("sum")]
+    if INGEST_DATE in df.columns:
+        aggregates.append(F.collect_set(F.col(INGEST_DATE).cast("string")).alias("ingest_dates"))
+    (row,) = engine.to_arrow(df.agg(*aggregates)).to_pylist()
+    return {"rows": int(row["rows"] or 0), "sum": row["sum"] if row["sum"] is not None else 0,
+            "ingest_dates": sorted(row.get("ingest_dates") or [])}
+
+
+def _fact_source(ctx: StepContext, fact_snapshot: int | None) -> int | None:
+    """The silver orders snapshot the fact at `fact_snapshot` was built from (its newest write
+    by the fact step); None, meaning silver now, if that write did not record it or it expired."""
+    recorded = next(writes_to(ctx, FACT_ORDERS, "gold/fact_orders", fact_snapshot), {}).get(BUILT_FROM_SILVER)
+    if recorded is None or not ctx.store.has_snapshot(silver_table("orders").identifier, int(recorded)):
+        return None
+    return int(recorded)
+
+
+def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
+    """Recompute the days whose orders the ingest partitions touched; nothing else."""
+    keys, asset = day_keys(days), "gold/mart_daily_sales"
+    dates = affected_dates(ctx, FACT_ORDERS, keys, "order_date")
+    ctx.ensure(MART_DAILY_SALES)
+    where = In("order_date", dates or NO_DATES)
+    fact_snapshot = ctx.store.current_snapshot_id(FACT_ORDERS.identifier)
+    fact = frame(ctx, FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
+                                          INGEST_DATE), fact_snapshot)
+    mart = ctx.engine.to_arrow(gold.daily_sales(fact.drop(INGEST_DATE)))  # aggregates: small
+    fact_totals = _totals(ctx.engine, fact, "sales_amount")
+    specs = ev.index(specs_for(asset))
+
+    def audit(head: int) -> list[CheckOutcome]:
+        written = ctx.read(MART_DAILY_SALES, where, ("orders", "sales"), snapshot_id=head)
+        # The silver the fact was built from: runs of different days interleave their steps, so
+        # silver may have moved on since (a later day's write moved or added orders) and the
+        # fact not yet; the fact's own run brings that change to the mart.
+        loaded = And(where, In(INGEST_DATE, fact_totals["ingest_dates"] or NO_DATES))
+        silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"), _fact_source(ctx, fact_snapshot))
+        F, _ = api(silver)
+        recomputed = _totals(ctx.engine, silver.select((F.col("qty") * F.col("unit_price")).alias("amount")),
+                             "amount")["sum"]
+        return [
+            ev.matching(specs["totals_match"],
+                        sales={"mart": _sum(written, "sales"), "fact": fact_totals["sum"], "silver": recomputed},
+                        orders={"mart": _sum(written, "orders"), "fact": fact_totals["rows"]}),
+            ev.non_empty(specs["non_empty"], written.num_rows),
+        ]
+
+    write = audited_write(ctx, MART_DAILY_SALES, asset, keys, conform(mart, MART_DAILY_SALES.schema), where,
+                          ctx.props(asset, keys), schema_columns(MART_DAILY_SALES), audit)
+    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact_totals["rows"], "rows_out": mart.num_rows}, dates)
+
+
+def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
+    keys, asset = day_keys(days), "gold/mart_customer_activity"
+    dates = sorted(
+        set(affected_dates(ctx, silver_table("events"), keys, "event_date"))
+        | set(affected_dates(ctx, FACT_ORDERS, keys, "order_date"))
+    )
+    ctx.ensure(MART_CUSTOMER_ACTIVITY)
+    events = frame(ctx, silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
+    fact = frame(ctx, FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
+    activity = ctx.engine.to_arrow(gold.customer_activity(events, fact))  # one row per customer and day
+    fact_totals, events_in = _totals(ctx.engine, fact, "sales_amount"), events.count()
+    where = In("activity_date", dates or NO_DATES)
+    specs = ev.index(specs_for(asset))
+
+    def audit(head: int) -> list[CheckOutcome]:
+        written = ctx.read(MART_CUSTOMER_ACTIVITY, where, ("events", "orders", "sales"), snapshot_id=head)
+        return [
+            ev.matching(specs["totals_match"],
+                        sales={"mart": _sum(written, "sales"), "fact": fact_totals["sum"]},
+                        events={"mart": _sum(written, "events"), "silver": events_in},
+                        orders={"mart": _sum(written, "orders"), "fact": fact_totals["rows"]}),
+            ev.non_empty(specs["non_empty"], written.num_rows),
+        ]
+
+    write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, keys, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
+                          where, ctx.props(asset, keys), schema_columns(MART_CUSTOMER_ACTIVITY), audit)
+    counts = {"rows_in": events_in + fact_totals["rows"], "rows_out": activity.num_rows}
+    return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, dates)

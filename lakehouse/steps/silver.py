@@ -1,0 +1,251 @@
+"""The silver step of a source: classify bronze, write silver and the quarantine, audit the accounting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, LessThan, Not, Or
+
+from lakehouse.accounting import UNCHANGED_PROP, accounting
+from lakehouse.arrowtools import conform, split_by_day
+from lakehouse.checks import evaluate as ev
+from lakehouse.checks.catalog import specs_for
+from lakehouse.checks.model import CheckOutcome
+from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.model import FLAG, SNAPSHOT
+from lakehouse.partitions import Days, covered, day_keys
+from lakehouse.readers import ROW_NUMBER
+from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
+from lakehouse.steps.context import StepContext, StepResult
+from lakehouse.steps.dates import dates_in, tracked_dates
+from lakehouse.steps.reads import arrow_chunks, schema_columns, engine_condition, frame, keyed, within
+from lakehouse.tables import QUARANTINE, TableDef, bronze_table, silver_table
+from lakehouse.transforms.bronze import INGEST_DATE
+from lakehouse.transforms.silver import (
+    DUPLICATE,
+    QUARANTINED,
+    RECORD_KEY,
+    ROW_HASH,
+    RULES,
+    SILVER,
+    SUPERSEDED,
+    UNCHANGED,
+    api,
+    classify,
+    latest_versions,
+    outcome_counts,
+    quarantine_records,
+    quarantine_rows,
+    record_keys,
+    stale_enrichment,
+    silver_rows,
+)
+
+
+def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
+    """Bronze partitions -> silver.<source> (audited) + silver.quarantine, with exact accounting per day.
+
+    Transactional sources (orders, events) are unique on their key across the table: the
+    step recomputes every key the batch holds (or held, or whose enrichment went stale)
+    from all of bronze, so the rows of other days with those keys are rewritten too.
+    Snapshot sources recompute from the batch's first day to the last landed day, so a day
+    landing out of order re-derives the changes of the days after it.
+    """
+    contract = CONTRACTS[source]
+    keys = day_keys(days)
+    target, asset, bronze_def = silver_table(source), f"silver/{source}", bronze_table(source)
+    ctx.ensure(bronze_def, target, QUARANTINE)
+    engine = ctx.engine
+    lookups = {
+        lookup.source: frame(ctx, silver_table(lookup.source), AlwaysTrue(),
+                             (lookup.key, *lookup.bring, INGEST_DATE, ROW_NUMBER))
+        for lookup in contract.lookups
+    }
+    if contract.history == SNAPSHOT:
+        span = _snapshot_span(ctx, bronze_def, keys)
+        previous = latest_versions(
+            frame(ctx, target, LessThan(INGEST_DATE, span[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER)),
+            contract.keys)
+        rows = engine.materialize(classify(frame(ctx, bronze_def, within(INGEST_DATE, span)), contract, previous,
+                                           lookups, engine.cut))
+        where = within(INGEST_DATE, span)
+        set_aside_where = within("ingest_date", span)
+        recomputed: list[str] = []
+    else:
+        key = _single_key(contract)
+        batch = within(INGEST_DATE, keys)
+        bronze = frame(ctx, bronze_def, batch)
+        recomputed = sorted(_keys_to_recompute(ctx, contract, keys, bronze, lookups))
+        wanted = engine.from_arrow(pa.table({RECORD_KEY: pa.array(recomputed, pa.string())}))
+        others = engine.materialize(
+            record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner"))
+        rows = engine.materialize(classify(_union(bronze, others.drop(RECORD_KEY)), contract, None, lookups,
+                                           engine.cut))
+        # Every row of a recomputed key is classified again, whatever day it landed on, and
+        # replaces that key's earlier rows in silver and in the quarantine. The batch's days
+        # are replaced whole; other days only for the keys that have rows there.
+        elsewhere = _elsewhere(ctx, contract, keys, wanted, others)
+        where = Or(batch, keyed(key, elsewhere)) if elsewhere else batch
+        set_aside_where = Or(within("ingest_date", keys), keyed("record_key", elsewhere)) if elsewhere else within(
+            "ingest_date", keys)
+        span = keys
+
+    F, _ = api(rows)
+    in_batch = rows.filter(engine_condition(F, within(INGEST_DATE, keys), {INGEST_DATE: pa.date32()}))
+    by_day = counts_by_day(engine, *outcome_counts(in_batch, contract), keys)
+    counts = total_counts(by_day)
+    set_aside = engine.to_arrow(quarantine_rows(rows))
+    silver = silver_rows(rows, contract)
+
+    # The quarantine is evidence, written whatever the audit decides.
+    records = quarantine_records(set_aside, source, ctx.run_id, dt.datetime.now(dt.timezone.utc))
+    props = ctx.props(asset, keys)
+    ctx.store.replace_where(
+        QUARANTINE.identifier, conform(records, QUARANTINE.schema),
+        And(EqualTo("source", source), set_aside_where), props,
+    )
+
+    written_days = [d.isoformat() for d in engine.to_arrow(silver.select(INGEST_DATE).distinct())[INGEST_DATE].to_pylist()]
+    props, touched = tracked_dates(ctx, target, where, props, INGEST_DATE,
+                              set(written_days) | set(span) | dates_in(set_aside, INGEST_DATE))
+    affected: list[str] = []
+    if contract.partition:  # the dates the batch's rows are stored under, for the marts downstream
+        column = contract.partition.column
+        new = [d.isoformat() for d in engine.to_arrow(silver.select(column).distinct())[column].to_pylist() if d]
+        props, affected = tracked_dates(ctx, target, where, props, column, new)
+    unchanged = {day: c[UNCHANGED] for day, c in counts_by_day(engine, *outcome_counts(rows, contract), span).items()}
+    if contract.history == SNAPSHOT:
+        props[UNCHANGED_PROP] = json.dumps(unchanged, sort_keys=True)
+
+    specs = ev.index(specs_for(asset))
+    quarantined_by_day = split_by_day(_rule_broken(set_aside), INGEST_DATE, keys)
+    loaded = _loaded_days(ctx, target, asset)
+
+    def audit(head: int) -> list[CheckOutcome]:
+        written = ctx.read(target, where, (*contract.keys, INGEST_DATE), snapshot_id=head)
+        whole = ctx.read(target, columns=contract.keys, snapshot_id=head) if contract.history != SNAPSHOT else None
+        # Other days this write touched are held to the law once their own run has loaded them.
+        law = accounting(ctx.store, source, [d for d in touched if d in span or d in loaded], head, unchanged)
+        out = [replace(ev.accounting_law(specs["accounting"], day, counts_of_day), partition=day)
+               for day, counts_of_day in law.items()]
+        written_by_day = split_by_day(written, INGEST_DATE, span)
+        # Transactional sources: one row per key in the whole table (one result per write);
+        # snapshots: one row per key and day, on every day the write covered.
+        if whole is not None:
+            out.append(ev.unique_keys(specs["keys_unique"], whole, contract.keys))
+        out += per_day(span, lambda day: [ev.null_keys(specs["keys_not_null"], written_by_day[day], contract.keys)] + (
+            [ev.unique_keys(specs["keys_unique"], written_by_day[day], contract.keys)] if whole is None else []))
+        return out + per_day(keys, lambda day: _silver_checks(specs, contract, by_day[day], written_by_day[day],
+                                                              quarantined_by_day[day]))
+
+    write = audited_write(ctx, target, asset, keys, arrow_chunks(engine, silver, target.schema), where, props,
+                          schema_columns(target), audit)
+    return StepResult(target, write, {**counts, "recomputed_keys": len(recomputed),
+                                      "touched_ingest_dates": len(touched)}, affected, by_day)
+
+
+def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
+    """Ingest dates a published write of `asset` covered: days whose own silver run has happened."""
+    days: set[str] = set()
+    for summary in writes_to(ctx, table, asset):
+        span = covered(summary)
+        if span:
+            first, last = dt.date.fromisoformat(span[0]), dt.date.fromisoformat(span[1])
+            days |= {(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)}
+    return days
+
+
+def _union(a, b):
+    """Rows of both bronze frames; a column one of them lacks (the files of its days predate it) is null."""
+    F, _ = api(a)
+    columns = list(dict.fromkeys([*a.columns, *b.columns]))
+
+    def pad(df):
+        return df.select(*[F.col(c) if c in df.columns else F.lit(None).cast("string").alias(c) for c in columns])
+    return pad(a).unionByName(pad(b))
+
+
+def _single_key(contract) -> str:
+    if len(contract.keys) != 1:
+        raise ValueError(f"source {contract.name}: a transactional source needs exactly one key column, "
+                         f"has {contract.keys}; declare a single (possibly combined) key column")
+    return contract.keys[0]
+
+
+def _snapshot_span(ctx: StepContext, bronze_def: TableDef, keys: list[str]) -> list[str]:
+    """The batch's days through the last landed day: a snapshot day changes how the next days compare."""
+    landed = dates_in(ctx.read(bronze_def, GreaterThan(INGEST_DATE, keys[-1]), (INGEST_DATE,)), INGEST_DATE)
+    last = max([keys[-1], *landed])
+    return day_keys([dt.date.fromisoformat(keys[0]) + dt.timedelta(days=i)
+                     for i in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(keys[0])).days + 1)])
+
+
+def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, lookups: dict) -> set[str]:
+    """Keys the batch holds, keys its earlier load left in silver or the quarantine, and stale enrichments."""
+    engine, key = ctx.engine, contract.keys[0]
+    found = set(engine.to_arrow(record_keys(bronze, contract).select(RECORD_KEY).distinct())[RECORD_KEY].to_pylist())
+    found |= set(ctx.read(silver_table(contract.name), within(INGEST_DATE, keys), (key,))[key].to_pylist())
+    earlier = ctx.read(QUARANTINE, And(EqualTo("source", contract.name), within("ingest_date", keys)), ("record_key",))
+    found |= set(earlier["record_key"].to_pylist())
+    if contract.lookups:
+        current = frame(ctx, silver_table(contract.name), AlwaysTrue())
+        found |= set(engine.to_arrow(stale_enrichment(current, contract, lookups))[RECORD_KEY].to_pylist())
+    found.discard(None)
+    return found
+
+
+def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> list[str]:
+    """The recomputed keys (`wanted`) with rows outside the batch's days: in bronze (`others`), silver or the quarantine.
+
+    Only these need a key filter next to the batch's days. Usually a handful (records
+    re-sent or corrected on another day), where the batch's own keys run to millions:
+    an Iceberg filter on every one of them made a 1M-row day take minutes to plan and delete.
+    """
+    engine, key = ctx.engine, contract.keys[0]
+    F, _ = api(wanted)
+
+    def having_rows(table: TableDef, where: BooleanExpression, column: str):
+        rows = frame(ctx, table, where, (column,)).select(F.col(column).cast("string").alias(RECORD_KEY))
+        return rows.join(wanted, on=RECORD_KEY, how="inner")
+
+    found = (others.select(RECORD_KEY)
+             .unionByName(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key))
+             .unionByName(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
+                                                      Not(within("ingest_date", keys))), "record_key")))
+    return sorted(k for k in engine.to_arrow(found.distinct())[RECORD_KEY].to_pylist() if k is not None)
+
+
+def _rule_broken(set_aside: pa.Table) -> pa.Table:
+    """Set-aside rows that broke a rule (not duplicates or superseded versions)."""
+    if set_aside.num_rows == 0:
+        return set_aside
+    aside = pc.is_in(set_aside[RULES], pa.array([DUPLICATE, SUPERSEDED]))
+    return set_aside.filter(pc.invert(aside))
+
+
+def _silver_checks(specs, contract, counts: dict[str, int], written: pa.Table, quarantined: pa.Table):
+    """One day's silver checks, from its outcome counts, its written keys and its quarantined rows."""
+    total = counts["rows_in"]
+    out = [
+        # Rows accepted, wherever they went: a snapshot day with no change, or a file re-sent in
+        # full (all duplicates), is normal; a day where nothing landed has nothing to check.
+        ev.non_empty(specs["non_empty"], written.num_rows + counts["unchanged"] + counts[DUPLICATE]
+                     + counts[SUPERSEDED]) if total else
+        CheckOutcome(specs["non_empty"], True, 0, f"no {contract.name} landed on this day"),
+        ev.counted(specs["quarantine_share"], counts[QUARANTINED], total, ev.sample_quarantined(quarantined)),
+        ev.counted(specs["duplicates"], counts[DUPLICATE], total),
+        ev.counted(specs["superseded"], counts[SUPERSEDED], total),
+    ]
+    for rule in contract.quarantine_rules():
+        out.append(ev.counted(specs[f"rule:{rule}"], counts[f"rule:{rule}"], total,
+                              ev.sample_quarantined(quarantined, rule)))
+    for name, action in contract.rules():
+        if action == FLAG:
+            out.append(ev.counted(specs[f"flag:{name}"], counts[f"flag:{name}"], total))
+    for lookup in contract.lookups:
+        out.append(ev.counted(specs[f"references:{lookup.source}"], counts[f"flag:{lookup.flag}"], counts[SILVER]))
+    return out
