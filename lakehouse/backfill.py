@@ -16,6 +16,7 @@ import dagster as dg
 
 from lakehouse.settings import Settings
 from lakehouse.tags import TRIGGER_TAG
+from lakehouse.wiring import build_definitions
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -55,8 +56,6 @@ def plan_backfill(settings: Settings, first: dt.date, last: dt.date, select: str
     rebuilds them as soon as silver changes, whereas the backfill daemon, which looks
     at a backfill every 30 seconds, would only launch them on its next pass.
     """
-    from lakehouse.wiring import build_definitions
-
     today = today or dt.datetime.now(dt.timezone.utc).date()
     if first > last:
         raise BackfillError(f"--start {first} is after --end {last}")
@@ -115,21 +114,6 @@ def _send(instance: dg.DagsterInstance, workspace, mutation: str, params: dict, 
     if launched["__typename"] != success:
         raise BackfillError(f"Dagster refused the {what} ({launched['__typename']}): {launched.get('message')}")
     return launched
-
-
-def backfilled_days(instance: dg.DagsterInstance, asset_keys) -> set[dt.date]:
-    """Days that a backfill still in progress will materialize for any of `asset_keys`."""
-    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-
-    wanted, days = set(asset_keys), set()
-    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
-        data = backfill.asset_backfill_data
-        if data is None:
-            continue
-        for target in data.target_subset.iterate_asset_partitions():
-            if target.asset_key in wanted and target.partition_key:
-                days.add(dt.date.fromisoformat(target.partition_key))
-    return days
 
 
 LAUNCH_RUN = """

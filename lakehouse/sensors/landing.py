@@ -24,7 +24,6 @@ import pyarrow as pa
 from pyiceberg.expressions import AlwaysFalse, BooleanExpression, In, IsNull, Or
 
 from lakehouse.assets.raw import raw_key
-from lakehouse.backfill import backfilled_days
 from lakehouse.iceberg import TableStore
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.resources.landing import LandingObject, LandingZone
@@ -36,6 +35,21 @@ from lakehouse.tags import LANDED_TAG, TRIGGER_TAG
 from lakehouse.transforms.bronze import IGNORED, LANDED, LIVE
 
 SENSOR_NAME = "landing_sensor"
+
+
+def backfilled_days(instance: dg.DagsterInstance, asset_keys) -> set[dt.date]:
+    """Days that a backfill still in progress will materialize for any of `asset_keys`."""
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+
+    wanted, days = set(asset_keys), set()
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+        data = backfill.asset_backfill_data
+        if data is None:
+            continue
+        for target in data.target_subset.iterate_asset_partitions():
+            if target.asset_key in wanted and target.partition_key:
+                days.add(dt.date.fromisoformat(target.partition_key))
+    return days
 
 
 @dataclass(frozen=True)
