@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+from lakehouse.contracts.declared import DeclarationError
 from lakehouse.settings import Settings, SettingsError, load_settings
 
 
@@ -304,8 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         env["LAKEHOUSE_PROFILE"] = args.profile
     try:
         settings = load_settings(env)
+        from lakehouse.contracts import CONTRACTS  # noqa: F401  the source declarations, checked here once
     except SettingsError as exc:
         print(f"lakehouse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except DeclarationError as exc:
+        print(f"lakehouse: source declaration error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     try:

@@ -98,3 +98,33 @@ def test_deployed_code_references_link_to_the_git_repository(lakehouse_env, monk
         assert all(r.url.startswith("https://github.com/acme/lakehouse/tree/release/lakehouse/") for r in references)
     urls = [r.url for r in graph.get(dg.AssetKey(["raw", "orders"])).metadata["dagster/code_references"].code_references]
     assert urls[0].split("#")[0].endswith("/lakehouse/defs/sources/orders/defs.yaml")
+
+
+def test_dg_checks_and_lists_the_project_and_names_a_wrong_declaration(lakehouse_env, tmp_path):
+    """`dg check defs` and `dg list defs` (dagster-dg-cli, [tool.dg] in pyproject.toml) see the
+    assets every declared source makes; a wrong declaration fails the check, naming it."""
+    import json
+    import shutil
+
+    from lakehouse.contracts.declared import SOURCES_DIR
+
+    dg_cli = str(Path(sys.executable).parent / "dg")
+    listed = subprocess.run([dg_cli, "list", "defs", "--json"], env=dict(os.environ), capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    keys = {a["asset_key"] for a in json.loads(listed.stdout)["assets"]}
+    assert {f"{layer}/{s}" for s in SOURCES for layer in ("raw", "bronze", "silver")} <= keys
+    assert {c["asset_key"] for c in json.loads(listed.stdout)["asset_checks"]} >= {f"silver/{s}" for s in SOURCES}
+
+    broken = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, broken)
+    text = (broken / "orders" / "defs.yaml").read_text()
+    (broken / "orders" / "defs.yaml").write_text(text.replace("keys: [order_id]", "keys: [order_no]"))
+    for sources, ok in ((SOURCES_DIR, True), (broken, False)):
+        check = subprocess.run([dg_cli, "check", "defs", "--use-active-venv"], capture_output=True, text=True,
+                               env={**os.environ, "LAKEHOUSE_SOURCES_DIR": str(sources)}, cwd=ROOT, timeout=300)
+        out = check.stdout + check.stderr
+        assert (check.returncode == 0) == ok, out[-3000:]
+        assert ("All definitions loaded successfully" in out) == ok
+        if not ok:
+            assert f"{broken}/orders/defs.yaml: key 'order_no' is not a declared column" in out

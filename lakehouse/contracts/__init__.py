@@ -11,7 +11,18 @@ from lakehouse.contracts.model import Column, SourceContract
 
 __all__ = ["Column", "SourceContract", "CONTRACTS", "DeclarationError", "contract_for", "in_dependency_order"]
 
-CONTRACTS: dict[str, SourceContract] = load_declarations()
+_loaded: dict[str, SourceContract] | None = None
+
+
+def __getattr__(name: str):
+    """`CONTRACTS`, read on first use (so a wrong declaration is an error the caller can report,
+    not an import failure of every module that names the package); one dict per process."""
+    global _loaded
+    if name == "CONTRACTS":
+        if _loaded is None:
+            _loaded = load_declarations()
+        return _loaded
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def contract_for(source: str) -> SourceContract:
