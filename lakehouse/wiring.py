@@ -12,6 +12,7 @@ from lakehouse.assets.gold import gold_assets
 from lakehouse.assets.ops import ops_specs
 from lakehouse.assets.raw import raw_specs
 from lakehouse.assets.silver import silver_assets
+from lakehouse.components import component_docs
 from lakehouse.iceberg import table_location
 from lakehouse.partitions import daily_partitions
 from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
@@ -120,6 +121,7 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
             build_failure_sensor(settings),
         ],
         schedules=[build_snapshot_schedule(snapshots)],
+        metadata=component_docs(),
         # Steps run one after another in the run's process: a process per step would pay
         # the imports and the engine session again for every asset (seconds each).
         executor=dg.in_process_executor,

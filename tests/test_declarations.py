@@ -2,6 +2,7 @@
 their tables when they change."""
 
 import dataclasses
+import json
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -129,3 +130,12 @@ def test_a_changed_declaration_evolves_the_table_and_old_rows_stay_readable(tmp_
         fresh.ensure_table("silver.orders", silver_table("orders").schema, silver_table("orders").partition_by)
     assert "silver.orders: column 'channel' is string" in str(error.value) and "Fix:" in str(error.value)
     assert store.load("silver.orders").metadata.current_schema_id == table.metadata.current_schema_id
+
+
+def test_the_ui_docs_get_the_component_schema(lakehouse_env):
+    from lakehouse.wiring import build_definitions
+
+    docs = build_definitions(lakehouse_env).metadata["plugin_component_types_json"].value
+    (entry,) = [c for namespace in docs for c in namespace["componentTypes"]]
+    assert entry["name"] == "lakehouse.components.RetailSource" and "A source of the landing zone" in entry["description"]
+    assert {"columns", "keys", "partition", "lookups"} <= set(json.loads(entry["schema"])["properties"])
