@@ -1,4 +1,5 @@
-"""Sample data for the landing zone: the four retail sources, quirks and all.
+"""Sample data for the landing zone: the four retail sources, quirks and all, and plain rows for
+any other declared source (built from its declaration, `_declared_file`).
 
 Deterministic for a seed and start date (every random choice comes from a
 `random.Random` seeded per day). `dirty=True` injects defects in known counts and
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.model import SourceContract
 from lakehouse.layout import partition_prefix
 from lakehouse.resources.landing import LandingZone
 
@@ -202,7 +205,55 @@ def generate(
         if dirty and index >= 1:
             _cross_day_defects(writer, rng, day, index, previous)
         previous = today
+        references = {"customers": [c.customer_id for c in customers], "products": [p.product_id for p in products]}
+        for contract in CONTRACTS.values():
+            if contract.name not in WRITTEN_HERE:
+                _declared_file(writer, rng, day, contract, max(1, round(200 * scale)), references)
     return report
+
+
+WRITTEN_HERE = ("orders", "customers", "products", "events")  # the sources with a hand-written generator
+_FORMATS = {"dd/MM/yyyy": "%d/%m/%Y", "MM/dd/yyyy": "%m/%d/%Y", "yyyy-MM-dd": "%Y-%m-%d", None: "%Y-%m-%d"}
+
+
+def _declared_file(writer, rng, day: dt.date, contract: SourceContract, n: int, references: dict) -> None:
+    """One clean CSV of `n` rows for a source with no generator of its own, from its declaration.
+
+    Keys are unique per day, looked-up columns take keys the looked-up source has (when it
+    is one of the retail sources), values respect the declared accepted values and bounds;
+    a column with a pattern this cannot know how to meet is left empty unless required.
+    """
+    lookups = {lk.column: references.get(lk.source, []) for lk in contract.lookups}
+    rows = []
+    for i in range(n):
+        row = []
+        for column in contract.columns:
+            low = float(column.min_value) if isinstance(column.min_value, (int, float)) else 0.0
+            low += 1 if column.min_exclusive else 0
+            high = float(column.max_value) if isinstance(column.max_value, (int, float)) else low + 9
+            if column.name in contract.keys:
+                value = f"{contract.name[:3].upper()}-{day:%Y%m%d}-{i:05d}"
+            elif lookups.get(column.name):
+                value = rng.choice(lookups[column.name])
+            elif column.accepted:
+                value = rng.choice(column.accepted)
+            elif column.type in ("int", "long"):
+                value = str(rng.randint(int(low), int(high)))
+            elif column.type.startswith("decimal"):
+                scale = int(column.type.split(",")[1].rstrip(")"))
+                value = f"{rng.uniform(low, high):.{scale}f}"
+            elif column.type == "date":
+                value = (day - dt.timedelta(days=rng.randint(0, 3))).strftime(_FORMATS.get(column.parse, "%Y-%m-%d"))
+            elif column.type == "timestamp":
+                moment = dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(seconds=rng.randint(0, 86399))
+                value = str(int(moment.timestamp() * 1000)) if column.parse == "epoch_ms" else moment.isoformat()
+            elif column.pattern and not column.required:
+                value = ""
+            else:
+                value = f"{column.name}-{rng.randint(1, 999)}"
+            row.append(value)
+        rows.append(row)
+    writer.put(contract.name, day, f"{contract.name}_{day:%Y%m%d}.csv", _csv_bytes(contract.column_names, rows), n)
 
 
 NO_REFERENCE_DAY = 3
@@ -234,7 +285,8 @@ def _cross_day_defects(writer, rng, day: dt.date, index: int, previous: dict) ->
                      "".join(json.dumps(e) + "\n" for e in events).encode(), len(events))
     writer.defect("resent_event", "events", day, key, len(events))
     if index == 1:  # what else lands in a shared bucket: a job's marker, a source nobody declared
-        for source, name in (("orders", "_SUCCESS"), ("returns", f"returns_{day:%Y%m%d}.csv")):
+        stray = next(name for name in ("returns", "refunds", "undeclared") if name not in CONTRACTS)
+        for source, name in (("orders", "_SUCCESS"), (stray, f"{stray}_{day:%Y%m%d}.csv")):
             key = writer.put(source, day, name, b"" if name == "_SUCCESS" else b"return_id,order_id\nR1,X\n")
             writer.defect("ignored_key", source, day, key, 1)
 

@@ -15,9 +15,7 @@ import pytest
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from lakehouse.contracts.declared import SOURCES_DIR
-from lakehouse.generate import generate
 from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.resources.landing import LocalLandingZone
 from lakehouse.settings import load_settings
 
 LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
@@ -53,18 +51,21 @@ def lake(tmp_path_factory):
     (sources / "returns").mkdir()
     (sources / "returns" / "defs.yaml").write_text(RETURNS)
     landing = root / "landing"
-    generate(LocalLandingZone(f"file://{landing}"), days=1, start=DAY, seed=8, scale=0.05)
+    env = {**os.environ, "LAKEHOUSE_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "home" / "dagster"),
+           "LAKEHOUSE_LANDING_URI": f"file://{landing}", "LAKEHOUSE_START_DATE": DAY.isoformat(),
+           "LAKEHOUSE_SOURCES_DIR": str(sources)}
+    env.pop("LAKEHOUSE_PROFILE", None)
+    # The generator writes every declared source: plain rows for one it has no code for.
+    made = subprocess.run([LAKEHOUSE, "generate", "--days", "1", "--start", DAY.isoformat(), "--seed", "8",
+                           "--scale", "0.05"], env=env, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-3000:]
     folder = landing / "retail" / "returns" / f"ingest_date={DAY}"
-    folder.mkdir(parents=True)
+    assert [p.name for p in folder.iterdir()] == [f"returns_{DAY:%Y%m%d}.csv"]
     rows = ["return_id,order_id,return_date,qty,reason"]
     rows += [f"r{i:04d},O{i:05d},{DAY:%d/%m/%Y},{1 + i % 3},{['Damaged', 'wrong_item', 'changed_mind'][i % 3]}"
              for i in range(40)]
     rows += ["r9001,O1,01/06/2026,many,damaged", "r9002,O2,31/02/2026,1,damaged", "r9003,O3,01/06/2026,1,lost"]
     (folder / "returns.csv").write_text("\n".join(rows) + "\n")
-    env = {**os.environ, "LAKEHOUSE_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "home" / "dagster"),
-           "LAKEHOUSE_LANDING_URI": f"file://{landing}", "LAKEHOUSE_START_DATE": DAY.isoformat(),
-           "LAKEHOUSE_SOURCES_DIR": str(sources)}
-    env.pop("LAKEHOUSE_PROFILE", None)
     done = subprocess.run([LAKEHOUSE, "run", "--timeout", "500"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return env, load_settings(env)
@@ -73,10 +74,12 @@ def lake(tmp_path_factory):
 def test_its_files_reach_bronze_silver_and_the_quarantine_partitioned_as_declared(lake):
     _, settings = lake
     store = TableStore(catalog_from_settings(settings))
-    assert store.read("bronze.returns").num_rows == 43
+    generated = 10  # round(200 * 0.05) rows, all valid
+    assert store.read("bronze.returns").num_rows == generated + 43
     silver = store.read("silver.returns")
-    assert silver.num_rows == 40 and set(silver["reason"].to_pylist()) == {"damaged", "wrong_item", "changed_mind"}
-    assert set(silver["return_id"].to_pylist()) == {f"R{i:04d}" for i in range(40)}
+    assert silver.num_rows == generated + 40
+    assert set(silver["reason"].to_pylist()) == {"damaged", "wrong_item", "changed_mind"}
+    assert {f"R{i:04d}" for i in range(40)} < set(silver["return_id"].to_pylist())
     quarantined = {json.loads(r["original"])["return_id"]: r["rules"]
                    for r in store.read("silver.quarantine").to_pylist() if r["source"] == "returns"}
     assert quarantined == {"r9001": ["qty.invalid"], "r9002": ["return_date.invalid"], "r9003": ["reason.not_accepted"]}
