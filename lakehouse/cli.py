@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     try:
         return args.func(settings, args)
+    except DeclarationError as exc:  # found once the transforms load (a derived column with no code)
+        print(f"lakehouse: source declaration error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C outside `lakehouse run`'s own handling: no traceback
         print("lakehouse: interrupted", file=sys.stderr)
         return 130

@@ -176,7 +176,7 @@ def generate(
     scale: float = 1.0,
     dirty: bool = False,
 ) -> GenerationReport:
-    """Write `days` ingest dates of all four sources into `zone`, starting at `start`.
+    """Write `days` ingest dates of every declared source into `zone`, starting at `start`.
 
     Without `start`, the last `days` days up to today (UTC), so the demo looks live.
     """
@@ -231,7 +231,9 @@ def _declared_file(writer, rng, day: dt.date, contract: SourceContract, n: int, 
             low = float(column.min_value) if isinstance(column.min_value, (int, float)) else 0.0
             low += 1 if column.min_exclusive else 0
             high = float(column.max_value) if isinstance(column.max_value, (int, float)) else low + 9
-            if column.name in contract.keys:
+            if column.name in contract.keys and column.type in ("int", "long"):
+                value = str((day - dt.date(2000, 1, 1)).days * 10_000 + i)  # unique across days while n < 10,000
+            elif column.name in contract.keys:
                 value = f"{contract.name[:3].upper()}-{day:%Y%m%d}-{i:05d}"
             elif lookups.get(column.name):
                 value = rng.choice(lookups[column.name])
@@ -246,7 +248,7 @@ def _declared_file(writer, rng, day: dt.date, contract: SourceContract, n: int, 
                 value = (day - dt.timedelta(days=rng.randint(0, 3))).strftime(_FORMATS.get(column.parse, "%Y-%m-%d"))
             elif column.type == "timestamp":
                 moment = dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(seconds=rng.randint(0, 86399))
-                value = str(int(moment.timestamp() * 1000)) if column.parse == "epoch_ms" else moment.isoformat()
+                value = str(int(moment.timestamp() * 1000))  # epoch_ms, the one timestamp format declared
             elif column.pattern and not column.required:
                 value = ""
             else:

@@ -49,6 +49,15 @@ def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
     return a == b
 
 
+def _declared_type(t: pa.DataType) -> str:
+    """An Arrow type as a declaration writes it (int, long, decimal(p,s), ...)."""
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    names = {pa.int32(): "int", pa.int64(): "long", pa.string(): "string", pa.large_string(): "string",
+             pa.date32(): "date", pa.bool_(): "boolean", pa.float64(): "double"}
+    return names.get(t, "timestamp" if pa.types.is_timestamp(t) else str(t))
+
+
 def _widens(old: pa.DataType, new: pa.DataType) -> bool:
     """Iceberg's allowed type promotions: int -> long, decimal(P, S) -> decimal(P', S) with P' > P."""
     if pa.types.is_int32(old) and pa.types.is_int64(new):
@@ -186,7 +195,7 @@ class TableStore:
             self._ensured.add(identifier)
             return
         try:
-            table = self.catalog.create_table(
+            self.catalog.create_table(
                 identifier, schema=plain_strings(schema), properties={**TABLE_PROPERTIES, **(properties or {})}
             )
         except Exception as exc:  # another process created it first
@@ -194,11 +203,9 @@ class TableStore:
                 raise
             self._ensured.add(identifier)
             return
-        partition_by = list(partition_by)
-        if partition_by:
-            with table.update_spec() as spec:
-                for column, transform in partition_by:
-                    spec.add_field(column, TRANSFORMS[transform], f"{column}_{transform}")
+        # The spec, as a change to the new table: `evolve` retries if another process that
+        # found the table a moment ago has added it first.
+        self.evolve(identifier, schema, partition_by)
         self._ensured.add(identifier)
 
     def evolve(self, identifier: str, schema: pa.Schema, partition_by: Iterable[tuple[str, str]] = ()) -> str | None:
@@ -209,6 +216,17 @@ class TableStore:
         A type that cannot be widened (Iceberg allows int -> long and a larger decimal
         precision) is refused with IncompatibleChange, before anything is changed.
         """
+        partition_by = list(partition_by)
+        for attempt in range(1, 6):
+            try:
+                return self._evolve_once(identifier, schema, partition_by)
+            except CommitFailedException:  # another process evolved (or just created) it: look again
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    def _evolve_once(self, identifier: str, schema: pa.Schema, partition_by) -> str | None:
         table = self.load(identifier)
         have = {f.name: f.type for f in plain_strings(table.schema().as_arrow())}
         declared = plain_strings(schema)
@@ -218,11 +236,11 @@ class TableStore:
             if f.name in have and not _same_type(have[f.name], f.type):
                 (widened if _widens(have[f.name], f.type) else refused).append((f.name, have[f.name], f.type))
         if refused:
-            name, old, new = refused[0]
+            name, old, new = (refused[0][0], *(_declared_type(t) for t in refused[0][1:]))
             raise IncompatibleChange(
                 f"{identifier}: column {name!r} is {old} in the table but is now declared {new}, which Iceberg "
-                f"cannot convert in place. Fix: keep the type {old} in the declaration, or declare the new type "
-                f"under a new column name (the old column stays readable).")
+                f"cannot convert in place. Fix: declare it as {old} again (in the source's defs.yaml), or declare "
+                f"the new type under a new column name (the old column stays readable).")
         spec_now = [(table.schema().find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields]
         spec_wanted = [(column, transform) for column, transform in partition_by]
         changes = [f"+{name}" for name in added] + [f"{name} {old} -> {new}" for name, old, new in widened]
@@ -230,6 +248,10 @@ class TableStore:
             changes.append(f"partitioned by {_spec_text(spec_now)} -> {_spec_text(spec_wanted)}")
         if not changes:
             return None
+        if table.current_snapshot() is None and not table.metadata.snapshots:
+            # Created a moment ago by another process, which is still adding its spec: nothing
+            # to record (that process's own commit will conflict and find the table done).
+            changes = []
         with table.transaction() as tx:
             if added or widened:
                 with tx.update_schema() as update:
@@ -242,8 +264,11 @@ class TableStore:
                     for column, transform in spec_wanted:
                         if (column, transform) not in spec_now:
                             spec.add_field(column, TRANSFORMS[transform], f"{column}_{transform}")
-            note = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: {'; '.join(changes)}"
-            tx.set_properties({"lakehouse.evolution": note})
+            if changes:
+                note = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: {'; '.join(changes)}"
+                tx.set_properties({"lakehouse.evolution": note})
+        if not changes:
+            return None
         log.warning("%s evolved to its declaration: %s", identifier, "; ".join(changes))
         return note
 

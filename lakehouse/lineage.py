@@ -24,10 +24,11 @@ import warnings
 from pathlib import Path
 
 from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.declared import SOURCES_DIR
 
 STORED = Path(__file__).with_name("column_lineage.json")
 # The code the lineage depends on; any change to it means the stored lineage may be stale.
-_SOURCES = ("lineage.py", "tables.py", "contracts/*.py", "defs/sources/*/defs.yaml", "transforms/*.py")
+_SOURCES = ("lineage.py", "tables.py", "contracts/*.py", "transforms/*.py")  # and the declarations
 
 # table identifier -> output column -> [(input table identifier, input column)]
 Lineage = dict[str, dict[str, list[tuple[str, str]]]]
@@ -38,6 +39,8 @@ def code_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(p for pattern in _SOURCES for p in root.glob(pattern)):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in sorted(SOURCES_DIR.glob("*/defs.yaml")):  # wherever LAKEHOUSE_SOURCES_DIR keeps them
+        digest.update(f"defs/sources/{path.parent.name}/defs.yaml".encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

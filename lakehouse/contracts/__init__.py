@@ -26,7 +26,8 @@ def __getattr__(name: str):
 
 
 def contract_for(source: str) -> SourceContract:
+    contracts = __getattr__("CONTRACTS")  # a module's own code does not go through its __getattr__
     try:
-        return CONTRACTS[source]
+        return contracts[source]
     except KeyError:
-        raise KeyError(f"no contract for source {source!r}; known: {', '.join(CONTRACTS)}") from None
+        raise KeyError(f"no contract for source {source!r}; known: {', '.join(contracts)}") from None

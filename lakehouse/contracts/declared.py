@@ -15,12 +15,15 @@ from pathlib import Path
 
 import yaml
 
-from lakehouse.contracts.model import EVENTS, GRAINS, SNAPSHOT, Column, Lookup, Partition, SourceContract
+from lakehouse.contracts.model import EVENTS, FLAG, GRAINS, QUARANTINE, SNAPSHOT, Column, Lookup, Partition, SourceContract
 
 # LAKEHOUSE_SOURCES_DIR: declarations kept elsewhere (read at import, before any other setting).
 SOURCES_DIR = Path(os.environ.get("LAKEHOUSE_SOURCES_DIR") or Path(__file__).resolve().parents[1] / "defs" / "sources")
 COMPONENT_TYPE = "lakehouse.components.RetailSource"
 TYPES = re.compile(r"^(string|int|long|date|timestamp|decimal\(\d+,\d+\))$")
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DATE_FORMAT = re.compile(r"^(dd|MM|yyyy|[-/. ])+$")
+RESERVED = ("quarantine", "rejected_files", "ingestion_log", "dq_results")  # tables lakehouse keeps beside the sources
 
 
 class DeclarationError(ValueError):
@@ -41,6 +44,33 @@ def _build(cls, values, where: str):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def _column_problem(column: Column) -> str | None:
+    """What is wrong with one column's declaration (None: nothing), in words that say the fix."""
+    if not NAME.match(column.name):
+        return "a column name is lower-case letters, digits and _, starting with a letter"
+    if not TYPES.match(column.type):
+        return f"type {column.type!r} is not one of string, int, long, decimal(p,s), date, timestamp"
+    if column.type == "timestamp" and column.parse != "epoch_ms":
+        return "a timestamp column needs parse: epoch_ms (the one timestamp format the transforms read)"
+    if column.type == "date" and column.parse is not None and not DATE_FORMAT.match(column.parse):
+        return f"parse {column.parse!r} is not a date format made of dd, MM, yyyy and separators (e.g. dd/MM/yyyy)"
+    if column.type not in ("date", "timestamp") and column.parse is not None:
+        return f"parse applies to date and timestamp columns, not {column.type}"
+    if column.normalize not in (None, "lower", "upper", "phone"):
+        return f"normalize {column.normalize!r} must be lower, upper or phone"
+    if column.pattern_action not in (QUARANTINE, FLAG):
+        return f"pattern_action {column.pattern_action!r} must be {QUARANTINE} or {FLAG}"
+    if column.accepted is not None and not all(isinstance(v, str) for v in column.accepted):
+        return (f"accepted values must be text; quote them in YAML (yes, no, on, off and numbers are read "
+                f"otherwise): {list(column.accepted)}")
+    if column.pattern is not None:
+        try:
+            re.compile(column.pattern)
+        except re.error as e:
+            return f"pattern {column.pattern!r} is not a regular expression ({e})"
+    return None
+
+
 def contract_from_attributes(attributes: dict, where: str) -> SourceContract:
     """A SourceContract from a RetailSource's attributes; `where` names the file in errors."""
     if not isinstance(attributes, dict):
@@ -54,12 +84,20 @@ def contract_from_attributes(attributes: dict, where: str) -> SourceContract:
         values["partition"] = _build(Partition, values["partition"], f"{where}: partition")
     contract = _build(SourceContract, values, where)
 
+    if not NAME.match(str(name)) or name in RESERVED:
+        raise DeclarationError(f"{where}: name {name!r} must be lower-case letters, digits and _ (starting with a "
+                               f"letter) and not one of {', '.join(RESERVED)}, which lakehouse tables use")
     if not contract.columns:
         raise DeclarationError(f"{where}: source {name!r} declares no columns")
+    if not contract.keys:
+        raise DeclarationError(f"{where}: keys is empty; name the column(s) that identify a record")
     for column in (*contract.columns, *contract.derived):
-        if not TYPES.match(column.type):
-            raise DeclarationError(f"{where}: column {column.name}: type {column.type!r} is not one of "
-                                   "string, int, long, decimal(p,s), date, timestamp")
+        problem = _column_problem(column)
+        if problem:
+            raise DeclarationError(f"{where}: column {column.name}: {problem}")
+    for lookup in contract.lookups:
+        if lookup.column not in contract.column_names:
+            raise DeclarationError(f"{where}: lookup column {lookup.column!r} is not a declared column of {name}")
     names = contract.column_names
     every = [*names, *(c.name for c in contract.derived)]
     if len(set(every)) != len(every):
@@ -111,6 +149,7 @@ def load_declarations(root: Path = SOURCES_DIR) -> dict[str, SourceContract]:
             if missing:
                 raise DeclarationError(f"{root / contract.name / 'defs.yaml'}: lookup on {lookup.source} names "
                                        f"column(s) {', '.join(missing)} that {lookup.source} does not declare")
+    in_dependency_order(contracts)  # refuses a cycle of lookups
     return contracts
 
 

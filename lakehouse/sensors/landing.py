@@ -105,8 +105,6 @@ def run_key(day: dt.date, files: list[Sighting]) -> str:
 BRONZE_KEYS = [dg.AssetKey(["bronze", s]) for s in SOURCES]
 
 
-
-
 def run_request(day: dt.date, files: list[Sighting]) -> dg.RunRequest:
     """Bronze of every source for the day, whichever landed: a source without files gets an
     empty partition, so the day exists downstream (a late customer file re-enriches orders)."""
