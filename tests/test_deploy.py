@@ -18,7 +18,7 @@ import pytest
 
 from lakehouse.settings import load_settings
 
-SCRIPT = Path(__file__).parents[1] / "lakehouse" / "jobs" / "run_step.py"
+SCRIPT = Path(__file__).parents[1] / "lakehouse" / "cluster" / "run_step.py"
 ROLE = "arn:aws:iam::123456789012:role/lakehouse-glue"
 
 

@@ -39,7 +39,7 @@ from lakehouse.settings import AwsSettings, load_settings
 from lakehouse.wiring import DAILY_JOB, build_definitions
 
 DAY = dt.date(2026, 3, 2)
-SCRIPT = Path(__file__).parents[1] / "lakehouse" / "jobs" / "run_step.py"
+SCRIPT = Path(__file__).parents[1] / "lakehouse" / "cluster" / "run_step.py"
 
 
 class Job:
