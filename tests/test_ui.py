@@ -198,14 +198,24 @@ def _screenshot(page, name: str, full_page: bool = False) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000, name  # a picture
 
 
-def _dismiss_welcome(page) -> None:
-    """A fresh instance greets the first visitor with a community dialog over the page."""
+def _dismiss_welcome(page, timeout: float = 15000) -> None:
+    """A fresh instance greets the first visitor with a community dialog over the page (on a busy
+    machine it can come seconds after the page)."""
     skip = page.get_by_role("button", name="Skip")
     try:
-        skip.wait_for(timeout=5000)
+        skip.wait_for(timeout=timeout)
         skip.click()
     except Exception:  # Playwright's TimeoutError: no dialog this time
         pass
+
+
+def _click(page, locator) -> None:
+    """Click, and if a late welcome dialog is in the way, dismiss it and click again."""
+    try:
+        locator.click(timeout=10000)
+    except Exception:  # Playwright's TimeoutError: something over the page took the click
+        _dismiss_welcome(page, timeout=2000)
+        locator.click()
 
 
 def test_browser_lineage_page_renders_every_layer_and_asset(ui, browser):
@@ -221,7 +231,7 @@ def test_browser_lineage_page_renders_every_layer_and_asset(ui, browser):
     _dismiss_welcome(page)
     page.get_by_text("Global asset lineage").wait_for()
     for _ in range(3):  # zoom out until the whole graph is in view
-        page.locator("[aria-label=zoom_out]").click()
+        _click(page, page.locator("[aria-label=zoom_out]"))
         page.wait_for_timeout(400)
     page.get_by_text("fact_orders", exact=True).wait_for()
     _screenshot(page, "lineage.png")
