@@ -49,3 +49,29 @@ def split_by_day(table: pa.Table, column: str, keys: list[str]) -> dict[str, pa.
         lo, hi = np.searchsorted(values, day, "left"), np.searchsorted(values, day, "right")
         out[key] = table.slice(int(lo), int(hi - lo))
     return out
+
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+# Declared column type -> Arrow type (Iceberg: string, int, long, decimal, date, timestamptz).
+_SIMPLE = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "date": pa.date32(),
+           "timestamp": UTC_TS, "boolean": pa.bool_()}
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    """A declared type name (int, long, decimal(p,s), ...) as an Arrow type."""
+    if kind in _SIMPLE:
+        return _SIMPLE[kind]
+    if kind.startswith("decimal("):
+        precision, scale = (int(x) for x in kind[len("decimal("):-1].split(","))
+        return pa.decimal128(precision, scale)
+    raise ValueError(f"unknown column type {kind!r}")
+
+
+def type_name(t: pa.DataType) -> str:
+    """The inverse of `arrow_type`: an Arrow type as a declaration writes it."""
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    names = {v: k for k, v in _SIMPLE.items()}
+    return names.get(pa.string() if pa.types.is_large_string(t) else t, str(t))

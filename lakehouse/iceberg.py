@@ -22,7 +22,7 @@ from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 
-from lakehouse.arrowtools import conform, plain_strings
+from lakehouse.arrowtools import conform, plain_strings, type_name
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,6 @@ def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
     if pa.types.is_large_string(a) or pa.types.is_large_string(b):
         return pa.types.is_string(a) or pa.types.is_string(b)
     return a == b
-
-
-def _declared_type(t: pa.DataType) -> str:
-    """An Arrow type as a declaration writes it (int, long, decimal(p,s), ...)."""
-    if pa.types.is_decimal(t):
-        return f"decimal({t.precision},{t.scale})"
-    names = {pa.int32(): "int", pa.int64(): "long", pa.string(): "string", pa.large_string(): "string",
-             pa.date32(): "date", pa.bool_(): "boolean", pa.float64(): "double"}
-    return names.get(t, "timestamp" if pa.types.is_timestamp(t) else str(t))
 
 
 def _widens(old: pa.DataType, new: pa.DataType) -> bool:
@@ -236,7 +227,7 @@ class TableStore:
             if f.name in have and not _same_type(have[f.name], f.type):
                 (widened if _widens(have[f.name], f.type) else refused).append((f.name, have[f.name], f.type))
         if refused:
-            name, old, new = (refused[0][0], *(_declared_type(t) for t in refused[0][1:]))
+            name, old, new = (refused[0][0], *(type_name(t) for t in refused[0][1:]))
             raise IncompatibleChange(
                 f"{identifier}: column {name!r} is {old} in the table but is now declared {new}, which Iceberg "
                 f"cannot convert in place. Fix: declare it as {old} again (in the source's defs.yaml), or declare "

@@ -22,26 +22,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from lakehouse.arrowtools import UTC_TS, arrow_type
+
 from lakehouse.contracts import CONTRACTS
 from lakehouse.readers import RAW_RECORD, ROW_NUMBER
 from lakehouse.transforms.bronze import INGEST_DATE, LINEAGE_DESCRIPTIONS, SOURCE_FILE, bronze_schema
 from lakehouse.transforms.gold import EVENT_COUNTS
 from lakehouse.transforms.silver import silver_columns
-
-UTC_TS = pa.timestamp("us", tz="UTC")
-
-
-def arrow_type(kind: str) -> pa.DataType:
-    """Contract type name -> Arrow type (Iceberg: string, int, long, decimal, date, timestamptz)."""
-    simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "date": pa.date32(),
-              "timestamp": UTC_TS, "boolean": pa.bool_()}
-    if kind in simple:
-        return simple[kind]
-    if kind.startswith("decimal("):
-        precision, scale = (int(x) for x in kind[len("decimal("):-1].split(","))
-        return pa.decimal128(precision, scale)
-    raise ValueError(f"unknown column type {kind!r}")
-
 
 @dataclass(frozen=True)
 class TableDef:
