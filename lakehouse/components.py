@@ -4,6 +4,12 @@
 Its fields are the YAML's schema, which Dagster shows in the UI's docs; the values are read
 into the source's contract by `lakehouse.contracts.declared`, the one reader (plain YAML, so
 transforms need no Dagster), which also checks them across sources.
+
+The component builds its source's assets: the raw landing prefix, the bronze load with its
+checks and the silver table with its checks. Loaded alone (`build_defs`, as Dagster's
+component loader does), its bronze is a step of its own; in the project's code location
+(`lakehouse/wiring.py`) the bronze of every source is one step per ingest date, so that a
+day's sources reach automation together.
 """
 
 from __future__ import annotations
@@ -12,8 +18,15 @@ from typing import Annotated, Optional
 
 import dagster as dg
 
+import yaml
+
+from lakehouse.assets.bronze import build_bronze_assets
+from lakehouse.assets.raw import raw_spec
+from lakehouse.assets.silver import build_silver_asset
 from lakehouse.contracts.declared import SOURCES_DIR, contract_from_attributes
 from lakehouse.contracts.model import Column, Lookup, Partition, SourceContract
+from lakehouse.partitions import daily_partitions
+from lakehouse.settings import Settings, load_settings
 
 
 def _as_is(context, value):  # the contract dataclasses are validated by pydantic already
@@ -49,11 +62,36 @@ class RetailSource(dg.Component, dg.Model, dg.Resolvable):
         where = str(SOURCES_DIR / self.name / "defs.yaml")
         return contract_from_attributes(self.model_dump(exclude_unset=True), where)
 
+    def raw_spec(self, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
+        return raw_spec(self.contract(), settings.landing_uri, partitions)
+
+    def silver_asset(self, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+        return build_silver_asset(self.contract(), partitions, settings.engine)
+
+    def definitions(self, settings: Settings) -> dg.Definitions:
+        """This source alone, raw to silver, under `settings`."""
+        partitions = daily_partitions(settings.start_date)
+        return dg.Definitions(assets=[
+            self.raw_spec(settings, partitions),
+            build_bronze_assets(partitions, [self.contract()], name=f"bronze_{self.name}"),
+            self.silver_asset(settings, partitions),
+        ])
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        # The project's Definitions (lakehouse/wiring.py) build every source's assets from
-        # the declarations with the run's settings; here the declaration is checked.
-        self.contract()
-        return dg.Definitions()
+        return self.definitions(load_settings())
+
+
+def declared_sources() -> list[RetailSource]:
+    """Each `defs.yaml` as its component, resolved from its attributes as Dagster's loader does.
+
+    The code location builds these itself rather than walking Dagster's component tree,
+    whose load imports every installed component library (about 1 s per process, paid by
+    each run worker); tests/test_declarations.py shows both give the same assets.
+    """
+    from lakehouse.contracts import CONTRACTS  # checked across sources first, errors naming the file
+
+    return [RetailSource.resolve_from_dict(yaml.safe_load((SOURCES_DIR / name / "defs.yaml").read_text("utf-8"))["attributes"])
+            for name in CONTRACTS]
 
 
 def component_docs() -> dict:

@@ -10,9 +10,7 @@ import dagster as dg
 from lakehouse.assets.bronze import build_bronze_assets
 from lakehouse.assets.gold import gold_assets
 from lakehouse.assets.ops import ops_specs
-from lakehouse.assets.raw import raw_specs
-from lakehouse.assets.silver import silver_assets
-from lakehouse.components import component_docs
+from lakehouse.components import component_docs, declared_sources
 from lakehouse.iceberg import table_location
 from lakehouse.partitions import daily_partitions
 from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
@@ -73,19 +71,30 @@ def _linked_to_git(assets: list, git_url: str, branch: str) -> list:
     return [link(a) if isinstance(a, dg.AssetSpec) else a for a in linked]
 
 
+def project_resources(settings: Settings, compute: Compute | None = None) -> dict:
+    """The resources every step uses, shared by the sources' components and the Python definitions."""
+    return {
+        "landing": LandingZoneResource(uri=settings.landing_uri),
+        "iceberg": IcebergResource.from_settings(settings),
+        "engine": EngineResource(name=settings.engine),
+        "compute": compute or Compute.from_settings(settings),
+    }
+
+
 def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.Definitions:
     """The project's definitions; `compute` runs silver and gold elsewhere (default: in process)."""
     partitions = daily_partitions(settings.start_date)
     partitioned_gold, dimensions = gold_assets(partitions, settings.engine)
-    bronze = build_bronze_assets(partitions)
-    daily = [bronze, *silver_assets(partitions, settings.engine), *partitioned_gold]
+    sources = declared_sources()
+    bronze = build_bronze_assets(partitions, [s.contract() for s in sources])
+    daily = [bronze, *(s.silver_asset(settings, partitions) for s in sources), *partitioned_gold]
     snapshots = dg.define_asset_job(
         SNAPSHOTS_JOB,
         selection=dg.AssetSelection.assets(*snapshot_keys()),
         description="One day's customer and product snapshots through bronze and silver.",
     )
     assets = dg.with_source_code_references(_located(
-        [*raw_specs(settings.landing_uri, partitions), *daily, *dimensions, *ops_specs()], settings))
+        [*(s.raw_spec(settings, partitions) for s in sources), *daily, *dimensions, *ops_specs()], settings))
     if settings.git_url:  # deployed: the UI links to the repository, not to files on the server
         assets = _linked_to_git(assets, settings.git_url, settings.git_branch)
     return dg.Definitions(
@@ -125,10 +134,5 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
         # Steps run one after another in the run's process: a process per step would pay
         # the imports and the engine session again for every asset (seconds each).
         executor=dg.in_process_executor,
-        resources={
-            "landing": LandingZoneResource(uri=settings.landing_uri),
-            "iceberg": IcebergResource.from_settings(settings),
-            "engine": EngineResource(name=settings.engine),
-            "compute": compute or Compute.from_settings(settings),
-        },
+        resources=project_resources(settings, compute),
     )

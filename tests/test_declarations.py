@@ -165,6 +165,31 @@ def test_the_four_retail_sources_keep_their_asset_keys_tables_and_checks(lakehou
             ("gold/dim_customer", "covers_facts")} <= checks
 
 
+def test_dagsters_component_loader_builds_each_source_like_the_code_location(lakehouse_env):
+    """`load_from_defs_folder` walks lakehouse/defs as `dg` does; each RetailSource builds its own
+    raw, bronze and silver assets and checks, the same keys, specs and checks the project has."""
+    import dagster as dg
+    from lakehouse.wiring import build_definitions, project_resources
+
+    components = dg.load_from_defs_folder(path_within_project=SOURCES_DIR.parent)
+    loaded = dg.Definitions.merge(components, dg.Definitions(resources=project_resources(lakehouse_env)))
+    loaded = loaded.resolve_asset_graph()
+    project = build_definitions(lakehouse_env).resolve_asset_graph()
+    for name in CONTRACTS:
+        for layer in ("raw", "bronze", "silver"):
+            key = dg.AssetKey([layer, name])
+            ours, theirs = loaded.get(key), project.get(key)
+            assert (theirs.partitions_def, theirs.description, theirs.owners) == \
+                (ours.partitions_def, ours.description, ours.owners), key
+            # the project adds the code references and the tables' locations, Dagster's loader the origin
+            assert ours.metadata.keys() - {"dagster/component_origin"} <= theirs.metadata.keys(), key
+            assert {c.name for c in loaded.get_check_keys_for_assets([key])} == \
+                {c.name for c in project.get_check_keys_for_assets([key])}, key
+    # alone, a source's bronze is a step of its own; in the project, one step loads every source of a day
+    assert {loaded.get(dg.AssetKey(["bronze", n])).assets_def.op.name for n in CONTRACTS} == {f"bronze_{n}" for n in CONTRACTS}
+    assert {project.get(dg.AssetKey(["bronze", n])).assets_def.op.name for n in CONTRACTS} == {"bronze"}
+
+
 @pytest.mark.parametrize("source, change, says", [
     ("events", lambda c: dataclasses.replace(c, partition=None), "partition: {column: event_date"),
     ("customers", lambda c: dataclasses.replace(c, dimension="dim_client"), "dimension 'dim_client' has no gold code"),

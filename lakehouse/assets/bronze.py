@@ -7,7 +7,7 @@ from lakehouse.assets.checks import audit_events, check_specs
 from lakehouse.assets.metadata import column_schema, table_metadata, time_travel
 from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
-from lakehouse.contracts import CONTRACTS, SourceContract
+from lakehouse.contracts import SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze
 from lakehouse.layout import shown, storable
 from lakehouse.resources import IcebergResource, LandingZoneResource
@@ -69,17 +69,17 @@ def _spec(contract: SourceContract, partitions: dg.PartitionsDefinition) -> dg.A
     )
 
 
-def build_bronze_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_bronze_assets(partitions: dg.PartitionsDefinition, contracts: list[SourceContract],
+                        name: str = "bronze") -> dg.AssetsDefinition:
     """One subsettable step for the sources of an ingest date.
 
     The materializations are reported together once every selected source is loaded, so
     the automation sensor sees the whole day at once and makes one silver-and-gold run
     for it, instead of one run per source as each finishes.
     """
-    contracts = list(CONTRACTS.values())
 
     @dg.multi_asset(
-        name="bronze",
+        name=name,
         specs=[_spec(c, partitions) for c in contracts],
         check_specs=[spec for c in contracts for spec in check_specs(f"bronze/{c.name}")],
         partitions_def=partitions,

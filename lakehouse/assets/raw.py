@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse.assets.metadata import code_reference
-from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts import SourceContract
 from lakehouse.contracts.declared import SOURCES_DIR
 from lakehouse.layout import source_prefix
 
@@ -14,21 +14,16 @@ def raw_key(source: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", source])
 
 
-def raw_specs(landing_uri: str, partitions: dg.PartitionsDefinition) -> list[dg.AssetSpec]:
-    """One per source, partitioned like bronze: the landing sensor observes each file on its ingest date."""
-    specs = []
-    for contract in CONTRACTS.values():
-        uri = f"{landing_uri.rstrip('/')}/{source_prefix(contract.name)}"
-        specs.append(
-            dg.AssetSpec(
-                key=raw_key(contract.name),
-                partitions_def=partitions,
-                description=f"{contract.description} Lands as: {contract.landed_as}.",
-                group_name="raw",
-                kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},
-                owners=[contract.owner],
-                metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>",
-                          **code_reference(SOURCES_DIR / contract.name / "defs.yaml", "name:", "declaration")},
-            )
-        )
-    return specs
+def raw_spec(contract: SourceContract, landing_uri: str, partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
+    """Partitioned like bronze: the landing sensor observes each file on its ingest date."""
+    uri = f"{landing_uri.rstrip('/')}/{source_prefix(contract.name)}"
+    return dg.AssetSpec(
+        key=raw_key(contract.name),
+        partitions_def=partitions,
+        description=f"{contract.description} Lands as: {contract.landed_as}.",
+        group_name="raw",
+        kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},
+        owners=[contract.owner],
+        metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>",
+                  **code_reference(SOURCES_DIR / contract.name / "defs.yaml", "name:", "declaration")},
+    )

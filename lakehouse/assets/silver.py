@@ -6,7 +6,7 @@ from lakehouse.assets.automation import AUTOMATION, RANGE_IN_ONE_RUN, TABLE_WRIT
 from lakehouse.assets.checks import check_specs
 from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
-from lakehouse.contracts import CONTRACTS, SourceContract
+from lakehouse.contracts import SourceContract
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.resources.compute import Compute
 from lakehouse.steps import run_silver
@@ -43,6 +43,3 @@ def build_silver_asset(contract: SourceContract, partitions, engine_name: str) -
 
     return silver
 
-
-def silver_assets(partitions, engine_name: str) -> list[dg.AssetsDefinition]:
-    return [build_silver_asset(c, partitions, engine_name) for c in CONTRACTS.values()]
