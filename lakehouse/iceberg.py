@@ -57,6 +57,35 @@ def _widens(old: pa.DataType, new: pa.DataType) -> bool:
             and new.precision > old.precision)
 
 
+DECLARED = "lakehouse.declared."  # table properties holding the declaration facts its rows were written under
+UNDECLARED = "lakehouse.undeclared"  # columns the declaration no longer has, kept in the table
+
+
+def refusal(identifier: str, schema, table_schema: pa.Schema, properties: dict[str, str],
+            declared: dict[str, str]) -> str | None:
+    """Why the table cannot follow the declaration (None: it can), naming the field and the fix.
+
+    `declared` holds facts the rows already written depend on (a silver table's keys and
+    history: its rows were de-duplicated and versioned by them); a type Iceberg cannot
+    widen in place is the other refusal.
+    """
+    for fact, value in declared.items():
+        was = properties.get(DECLARED + fact)
+        if was is not None and was != value:
+            return (f"{identifier}: its rows were written with {fact} {was!r}, and the declaration now says {value!r}. "
+                    f"The rows already there were de-duplicated and versioned by the old {fact}, so the table "
+                    f"cannot take the new one in place. Fix: declare {fact} {was!r} again in the source's defs.yaml, "
+                    f"or declare the new {fact} as a new source (a new folder and name), whose tables start empty.")
+    have = {f.name: f.type for f in plain_strings(table_schema)}
+    for f in plain_strings(schema):
+        if f.name in have and not _same_type(have[f.name], f.type) and not _widens(have[f.name], f.type):
+            old, new = type_name(have[f.name]), type_name(f.type)
+            return (f"{identifier}: column {f.name!r} is {old} in the table but is now declared {new}, which Iceberg "
+                    f"cannot convert in place. Fix: declare it as {old} again (in the source's defs.yaml), or "
+                    f"declare the new type under a new column name (the old column stays readable).")
+    return None
+
+
 def _spec_text(spec: list[tuple[str, str]]) -> str:
     return ", ".join(f"{transform}({column})" for column, transform in spec) or "nothing"
 TABLE_PROPERTIES = {
@@ -171,8 +200,10 @@ class TableStore:
         schema: pa.Schema,
         partition_by: Iterable[tuple[str, str]] = (),
         properties: dict[str, str] | None = None,
+        declared: dict[str, str] | None = None,
     ) -> None:
-        """Create the table with the schema and partition spec asked for, unless it exists.
+        """Create the table with the schema and partition spec asked for, unless it exists
+        (then `evolve` it); `declared`: facts its rows depend on, see `refusal`.
 
         PyIceberg cannot create a partitioned table straight from an Arrow schema, so
         the spec is added in a second metadata commit right after creation.
@@ -181,13 +212,15 @@ class TableStore:
             return
         namespace = identifier.split(".")[0]
         self.catalog.create_namespace_if_not_exists(namespace)
+        declared = declared or {}
         if self.catalog.table_exists(identifier):
-            self.evolve(identifier, schema, partition_by)
+            self.evolve(identifier, schema, partition_by, declared)
             self._ensured.add(identifier)
             return
         try:
             self.catalog.create_table(
-                identifier, schema=plain_strings(schema), properties={**TABLE_PROPERTIES, **(properties or {})}
+                identifier, schema=plain_strings(schema),
+                properties={**TABLE_PROPERTIES, **(properties or {}), **{DECLARED + k: v for k, v in declared.items()}},
             )
         except Exception as exc:  # another process created it first
             if "already exists" not in str(exc).lower():
@@ -196,48 +229,54 @@ class TableStore:
             return
         # The spec, as a change to the new table: `evolve` retries if another process that
         # found the table a moment ago has added it first.
-        self.evolve(identifier, schema, partition_by)
+        self.evolve(identifier, schema, partition_by, declared)
         self._ensured.add(identifier)
 
-    def evolve(self, identifier: str, schema: pa.Schema, partition_by: Iterable[tuple[str, str]] = ()) -> str | None:
+    def evolve(self, identifier: str, schema: pa.Schema, partition_by: Iterable[tuple[str, str]] = (),
+               declared: dict[str, str] | None = None) -> str | None:
         """Bring an existing table to a changed declaration: new columns, widened types and a new
         partition spec are applied (old files stay readable under the spec they were written
         with) and recorded in the table property `lakehouse.evolution`; returns what changed.
 
-        A type that cannot be widened (Iceberg allows int -> long and a larger decimal
-        precision) is refused with IncompatibleChange, before anything is changed.
+        With `declared` facts (a silver table), columns the declaration dropped are kept (old
+        rows keep their values, new rows have none) and recorded once. A change `refusal`
+        names is refused with IncompatibleChange before anything is changed.
         """
         partition_by = list(partition_by)
         for attempt in range(1, 6):
             try:
-                return self._evolve_once(identifier, schema, partition_by)
+                return self._evolve_once(identifier, schema, partition_by, declared or {})
             except CommitFailedException:  # another process evolved (or just created) it: look again
                 if attempt == 5:
                     raise
+                log.warning("%s: another process changed the table while it was being evolved; looking again "
+                            "(attempt %d of 5)", identifier, attempt + 1)
                 time.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
-    def _evolve_once(self, identifier: str, schema: pa.Schema, partition_by) -> str | None:
+    def _evolve_once(self, identifier: str, schema: pa.Schema, partition_by, declared: dict[str, str]) -> str | None:
         table = self.load(identifier)
+        if why := refusal(identifier, schema, table.schema().as_arrow(), table.properties, declared):
+            raise IncompatibleChange(why)
         have = {f.name: f.type for f in plain_strings(table.schema().as_arrow())}
-        declared = plain_strings(schema)
-        added = [f.name for f in declared if f.name not in have]
-        widened, refused = [], []
-        for f in declared:
-            if f.name in have and not _same_type(have[f.name], f.type):
-                (widened if _widens(have[f.name], f.type) else refused).append((f.name, have[f.name], f.type))
-        if refused:
-            name, old, new = (refused[0][0], *(type_name(t) for t in refused[0][1:]))
-            raise IncompatibleChange(
-                f"{identifier}: column {name!r} is {old} in the table but is now declared {new}, which Iceberg "
-                f"cannot convert in place. Fix: declare it as {old} again (in the source's defs.yaml), or declare "
-                f"the new type under a new column name (the old column stays readable).")
+        declared_schema = plain_strings(schema)
+        added = [f.name for f in declared_schema if f.name not in have]
+        widened = [(f.name, have[f.name], f.type) for f in declared_schema
+                   if f.name in have and not _same_type(have[f.name], f.type)]
         spec_now = [(table.schema().find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields]
         spec_wanted = [(column, transform) for column, transform in partition_by]
-        changes = [f"+{name}" for name in added] + [f"{name} {old} -> {new}" for name, old, new in widened]
+        changes = [f"+{name}" for name in added]
+        changes += [f"{name} {type_name(old)} -> {type_name(new)}" for name, old, new in widened]
         if spec_now != spec_wanted:
             changes.append(f"partitioned by {_spec_text(spec_now)} -> {_spec_text(spec_wanted)}")
-        if not changes:
+        properties = {DECLARED + k: v for k, v in declared.items() if table.properties.get(DECLARED + k) != v}
+        if declared:
+            dropped = ",".join(name for name in have if name not in declared_schema.names)
+            if dropped != table.properties.get(UNDECLARED, ""):
+                properties[UNDECLARED] = dropped
+                if dropped:
+                    changes.append(f"no longer declared, kept (null in new rows): {dropped.replace(',', ', ')}")
+        if not changes and not properties:
             return None
         if table.current_snapshot() is None and not table.metadata.snapshots:
             # Created a moment ago by another process, which is still adding its spec: nothing
@@ -246,7 +285,7 @@ class TableStore:
         with table.transaction() as tx:
             if added or widened:
                 with tx.update_schema() as update:
-                    update.union_by_name(declared)
+                    update.union_by_name(declared_schema)
             if spec_now != spec_wanted:
                 with tx.update_spec() as spec:
                     for (column, transform), f in zip(spec_now, table.spec().fields):
@@ -257,7 +296,9 @@ class TableStore:
                             spec.add_field(column, TRANSFORMS[transform], f"{column}_{transform}")
             if changes:
                 note = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: {'; '.join(changes)}"
-                tx.set_properties({"lakehouse.evolution": note})
+                properties["lakehouse.evolution"] = note
+            if properties:
+                tx.set_properties(properties)
         if not changes:
             return None
         log.warning("%s evolved to its declaration: %s", identifier, "; ".join(changes))

@@ -85,7 +85,7 @@ def _slices(batch: BronzeBatch):
 
 def ensure_tables(store: TableStore, source: str) -> None:
     for table in (bronze_table(source), REJECTED_FILES, INGESTION_LOG):
-        store.ensure_table(table.identifier, table.schema, table.partition_by)
+        store.ensure_table(table.identifier, table.schema, table.partition_by, declared=dict(table.declared))
 
 
 def load_bronze(

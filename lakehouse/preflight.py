@@ -127,3 +127,28 @@ def _message(uri: str, error: str, fix: str, client=None) -> str:
 def landing_problem(uri: str) -> str | None:
     """None when one page of the landing prefix can be listed; otherwise what failed and what to fix."""
     return _s3_problem(uri) if uri.startswith("s3://") else _local_problem(uri)
+
+
+def declaration_problem(settings) -> str | None:
+    """A source declaration that its existing silver table cannot follow (`iceberg.refusal`):
+    found before the daemon starts, so `lakehouse run` exits with the fix instead of every
+    step of that source failing with it. None when every table can follow its declaration.
+    """
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.contracts.declared import SOURCES_DIR
+    from lakehouse.iceberg import catalog_from_settings, refusal
+    from lakehouse.tables import silver_table
+
+    try:
+        catalog = catalog_from_settings(settings)
+        tables = {s: silver_table(s) for s in CONTRACTS}
+        existing = {s: catalog.load_table(t.identifier) for s, t in tables.items() if catalog.table_exists(t.identifier)}
+    except Exception:  # an unreachable catalog is not a declaration problem: the steps report it
+        return None
+    for source, table in existing.items():
+        declared = tables[source]
+        why = refusal(declared.identifier, declared.schema, table.schema().as_arrow(), table.properties,
+                      dict(declared.declared))
+        if why:
+            return f"source declaration {SOURCES_DIR / source / 'defs.yaml'} does not fit its table: {why} Nothing was run."
+    return None

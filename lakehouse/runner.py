@@ -37,7 +37,7 @@ from dagster._core.storage.tags import (  # Dagster's retry tags, not exported a
 
 from lakehouse.daemon_watch import lock_holder
 from lakehouse.iceberg import TableStore, catalog_from_settings
-from lakehouse.preflight import describe_landing, landing_problem
+from lakehouse.preflight import declaration_problem, describe_landing, landing_problem
 from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
 from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
 from lakehouse.sensors.scan import Cursor
@@ -846,7 +846,7 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_
     daemon = instance = None
     started = time.time()
     try:
-        if problem := landing_problem(settings.landing_uri):  # before anything starts: fail fast
+        if problem := landing_problem(settings.landing_uri) or declaration_problem(settings):  # fail fast
             return RunOutcome(summary=None, problem=problem, code=EXIT_CONFIG)
         workspace = prepare_instance(settings)
         instance = dg.DagsterInstance.from_config(str(settings.dagster_home))

@@ -18,7 +18,7 @@ one ingest date, so a replace deletes whole files and never rewrites others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
@@ -37,6 +37,9 @@ class TableDef:
     partition_by: tuple[tuple[str, str], ...]
     description: str
     column_descriptions: tuple[tuple[str, str], ...] = ()
+    # Declaration facts the rows depend on (a silver table's keys and history): recorded on
+    # the table, and a change to them refused (iceberg.refusal).
+    declared: tuple[tuple[str, str], ...] = ()
 
     def describe(self, column: str) -> str:
         return dict(self.column_descriptions).get(column, "")
@@ -142,11 +145,12 @@ def silver_table(source: str) -> TableDef:
         "one row per version (a row is written when a key's attributes change)"
         if contract.history == "snapshot" else "one row per valid record"
     )
-    return _table(
+    table = _table(
         f"silver.{source}", silver_columns(contract),
         ((contract.partition.column, contract.partition.grain),) if contract.partition else (),
         f"{contract.description} Typed, cleaned, de-duplicated: {what}.",
     )
+    return replace(table, declared=(("keys", ", ".join(contract.keys)), ("history", contract.history)))
 
 
 QUARANTINE = TableDef(

@@ -98,6 +98,13 @@ def test_invalid_yaml_and_a_foreign_type_are_refused(tmp_path):
 START = dt.date(2026, 4, 6)
 
 
+def _declare(monkeypatch, root: Path) -> None:
+    """The declarations under `root`, read by the one reader, become this process's contracts
+    (as LAKEHOUSE_SOURCES_DIR makes them at start; tests/test_new_source.py runs that way)."""
+    for name, contract in load_declarations(root).items():
+        monkeypatch.setitem(CONTRACTS, name, contract)
+
+
 def test_a_changed_declaration_evolves_the_table_and_old_rows_stay_readable(tmp_path, monkeypatch):
     landing = tmp_path / "landing"
     generate(LocalLandingZone(f"file://{landing}"), days=2, start=START, seed=4, scale=0.05)
@@ -105,16 +112,18 @@ def test_a_changed_declaration_evolves_the_table_and_old_rows_stay_readable(tmp_
                               "LAKEHOUSE_START_DATE": START.isoformat()})
     store = TableStore(catalog_from_settings(settings))
     process_day(settings, "duckdb", START)
-    before = store.read("silver.orders")
+    before, events_before = store.read("silver.orders"), store.read("silver.events")
     assert [(c.transform.__class__.__name__, c.name) for c in store.load("silver.orders").spec().fields] == \
         [("MonthTransform", "order_date_month")]
+    assert store.load("silver.orders").properties["lakehouse.declared.keys"] == "order_id"
 
-    # The declaration gains a column and stores silver by day instead of by month.
-    orders = CONTRACTS["orders"]
-    changed = dataclasses.replace(
-        orders, partition=Partition("order_date", "day"),
-        columns=(*orders.columns, Column("coupon", "string", "Discount code, when one was used.")))
-    monkeypatch.setitem(CONTRACTS, "orders", changed)
+    # The orders declaration gains a column and stores silver by day instead of by month;
+    # the events declaration drops a column gold does not use.
+    root = _copy(tmp_path)
+    _edit(root, "orders", lambda a: (a["partition"].update(grain="day"), a["columns"].append(
+        {"name": "coupon", "type": "string", "description": "Discount code, when one was used."})))
+    _edit(root, "events", lambda a: a.update(columns=[c for c in a["columns"] if c["name"] != "payload"]))
+    _declare(monkeypatch, root)
     process_day(settings, "duckdb", START + dt.timedelta(days=1))
 
     table = store.load("silver.orders")
@@ -130,16 +139,53 @@ def test_a_changed_declaration_evolves_the_table_and_old_rows_stay_readable(tmp_
     assert old.num_rows == before.num_rows and old["coupon"].null_count == old.num_rows
     assert sorted(old["order_id"].to_pylist()) == sorted(before["order_id"].to_pylist())
     assert now.num_rows > before.num_rows
+    # a dropped column is kept with its old values, empty in new rows, and the change is shown
+    events = store.read("silver.events")
+    old, new = (events.filter(pa.compute.equal(events["_ingest_date"], d)) for d in (START, START + dt.timedelta(days=1)))
+    assert sorted(old["payload"].to_pylist(), key=str) == sorted(events_before["payload"].to_pylist(), key=str)
+    assert new.num_rows and new["payload"].null_count == new.num_rows
+    dropped = store.load("silver.events").properties["lakehouse.evolution"]
+    assert "no longer declared, kept (null in new rows): payload" in dropped and dropped in render_tables(store)
 
     # A type Iceberg cannot convert in place is refused, naming the table, the column and the fix.
-    retyped = dataclasses.replace(changed, columns=tuple(
-        dataclasses.replace(c, type="int") if c.name == "channel" else c for c in changed.columns))
-    monkeypatch.setitem(CONTRACTS, "orders", retyped)
+    _edit(root, "orders", lambda a: [c.update(type="int") for c in a["columns"] if c["name"] == "channel"])
+    _declare(monkeypatch, root)
     fresh = TableStore(catalog_from_settings(settings))
     with pytest.raises(IncompatibleChange) as error:
         fresh.ensure_table("silver.orders", silver_table("orders").schema, silver_table("orders").partition_by)
     assert "silver.orders: column 'channel' is string" in str(error.value) and "Fix:" in str(error.value)
     assert store.load("silver.orders").metadata.current_schema_id == table.metadata.current_schema_id
+
+
+REFUSED = [
+    (lambda a: a.update(keys=["order_id", "customer_id"]),
+     "its rows were written with keys 'order_id', and the declaration now says 'order_id, customer_id'"),
+    (lambda a: a.update(history="snapshot"), "its rows were written with history 'events'"),
+    (lambda a: [c.update(type="int") for c in a["columns"] if c["name"] == "channel"],
+     "column 'channel' is string in the table but is now declared int"),
+]
+
+
+def test_lakehouse_run_refuses_a_declaration_its_table_cannot_follow_before_anything_runs(tmp_path, monkeypatch):
+    from lakehouse.runner import EXIT_CONFIG, run_pending
+
+    landing = tmp_path / "landing"
+    generate(LocalLandingZone(f"file://{landing}"), days=1, start=START, seed=4, scale=0.02)
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_LANDING_URI": f"file://{landing}",
+                              "LAKEHOUSE_START_DATE": START.isoformat()})
+    process_day(settings, "duckdb", START)
+    for i, (change, says) in enumerate(REFUSED):
+        root = _copy(tmp_path / str(i))
+        _edit(root, "orders", change)
+        _declare(monkeypatch, root)
+        outcome = run_pending(settings, timeout=60)
+        assert outcome.code == EXIT_CONFIG and not outcome.runs, says
+        assert f"{SOURCES_DIR / 'orders' / 'defs.yaml'} does not fit its table: silver.orders: {says}" in outcome.render()
+        assert "Fix:" in outcome.render() and "Nothing was run." in outcome.render()
+        with pytest.raises(IncompatibleChange, match=re.escape(says)):  # and a step that met it would refuse too
+            TableStore(catalog_from_settings(settings)).ensure_table(
+                "silver.orders", silver_table("orders").schema, silver_table("orders").partition_by,
+                declared=dict(silver_table("orders").declared))
 
 
 def test_the_ui_docs_get_the_component_schema(lakehouse_env):

@@ -59,7 +59,7 @@ class StepContext:
 
     def ensure(self, *tables: TableDef) -> None:
         for t in tables:
-            self.store.ensure_table(t.identifier, t.schema, t.partition_by)
+            self.store.ensure_table(t.identifier, t.schema, t.partition_by, declared=dict(t.declared))
 
     def read(self, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",), snapshot_id=None) -> pa.Table:
         self.ensure(table)
