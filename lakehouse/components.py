@@ -24,7 +24,7 @@ from lakehouse.assets.bronze import build_bronze_assets
 from lakehouse.assets.raw import raw_spec
 from lakehouse.assets.silver import build_silver_asset
 from lakehouse.contracts.declared import SOURCES_DIR, contract_from_attributes
-from lakehouse.contracts.model import Column, Lookup, Partition, SourceContract
+from lakehouse.contracts.model import Column, Landing, Lookup, Partition, SourceContract
 from lakehouse.partitions import daily_partitions
 from lakehouse.settings import Settings, load_settings
 
@@ -38,9 +38,10 @@ def _typed(annotation):
 
 
 class RetailSource(dg.Component, dg.Model, dg.Resolvable):
-    """A source of the landing zone, `<landing>/retail/<name>/ingest_date=YYYY-MM-DD/<file>`.
+    """A source of the landing zone, `<landing root>/<prefix>ingest_date=YYYY-MM-DD/<file>`.
 
-    Declares its columns (types, parse formats, rules), business keys, history, silver's
+    Declares where its files land and how they are read (prefix, formats, delimiter,
+    encoding), its columns (types, parse formats, rules), business keys, history, silver's
     partitioning, lookups and dimension. Raw, bronze and silver assets, their checks and
     tables, the landing sensor's known sources, the snapshot schedule and the dimensions
     follow from it (README, "Adding a source").
@@ -57,6 +58,7 @@ class RetailSource(dg.Component, dg.Model, dg.Resolvable):
     partition: _typed(Optional[Partition]) = None
     dimension: Optional[str] = None
     derived: _typed(list[Column]) = []
+    landing: _typed(Optional[Landing]) = None
 
     def contract(self) -> SourceContract:
         where = str(SOURCES_DIR / self.name / "defs.yaml")

@@ -255,7 +255,23 @@ def _declared_file(writer, rng, day: dt.date, contract: SourceContract, n: int, 
                 value = f"{column.name}-{rng.randint(1, 999)}"
             row.append(value)
         rows.append(row)
-    writer.put(contract.name, day, f"{contract.name}_{day:%Y%m%d}.csv", _csv_bytes(contract.column_names, rows), n)
+    extension, data = _declared_format(contract, rows)
+    writer.put(contract.name, day, f"{contract.name}_{day:%Y%m%d}.{extension}", data, n)
+
+
+def _declared_format(contract: SourceContract, rows: list[list[str]]) -> tuple[str, bytes]:
+    """(extension, bytes) in the first of the source's declared formats, with its declared options."""
+    landing = contract.landing
+    if landing.formats[0] == "csv":
+        return "csv", _csv_bytes(contract.column_names, rows, delimiter=landing.delimiter or ",",
+                                 encoding=landing.encoding or "utf-8")
+    records = [dict(zip(contract.column_names, row)) for row in rows]
+    if landing.formats[0] == "json":
+        return "ndjson", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    schema = pa.schema([(c, pa.string()) for c in contract.column_names])
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records, schema), buffer)
+    return "parquet", buffer.getvalue()
 
 
 NO_REFERENCE_DAY = 3

@@ -1,4 +1,5 @@
-"""The landing layout: `retail/<source>/ingest_date=YYYY-MM-DD/<file>`.
+"""The landing layout: `<prefix>ingest_date=YYYY-MM-DD/<file>`, where each source declares its
+prefix (`landing.prefix` in its defs.yaml; `retail/<source>/` when it does not).
 
 `<file>` is any valid S3 key segment: spaces, punctuation, accents and emoji are
 ordinary file names. Names are never normalised: `órdenes.csv` spelled in NFC and
@@ -21,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from lakehouse.contracts import CONTRACTS
+from lakehouse.contracts.model import DEFAULT_DOMAIN
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,27 @@ class LandingObject:
     last_modified: dt.datetime  # UTC
 
 
-DOMAIN = "retail"
 SOURCES = tuple(CONTRACTS)  # the declared sources (lakehouse/defs/sources/<source>/defs.yaml)
+PREFIXES = {c.prefix: c.name for c in CONTRACTS.values()}  # declared prefix -> source; none inside another
+
+
+def _parents() -> dict[str, set[str]]:
+    """Each folder above a source prefix ('' is the landing root) -> the names of its folders that lead to one."""
+    parents: dict[str, set[str]] = {}
+    for prefix in PREFIXES:
+        parts = prefix.rstrip("/").split("/")
+        for depth in range(len(parts)):
+            parents.setdefault("".join(p + "/" for p in parts[:depth]), set()).add(parts[depth])
+    return parents
+
+
+PARENTS = _parents()
 
 MAX_KEY_BYTES = 1024  # S3's limit for a whole key
 MAX_SEGMENT_BYTES = 255  # the usual file-system limit for one name
 _DATE_DIR = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-LAYOUT = f"{DOMAIN}/<source>/ingest_date=YYYY-MM-DD/<file>"
+LAYOUT = "<source prefix>ingest_date=YYYY-MM-DD/<file>"
 
 
 @dataclass(frozen=True)
@@ -57,11 +72,28 @@ class LandingKey:
 def partition_prefix(source: str, ingest_date: dt.date | str) -> str:
     """Relative prefix of one source's files for one ingest date (ends with '/')."""
     day = ingest_date if isinstance(ingest_date, str) else ingest_date.isoformat()
-    return f"{DOMAIN}/{source}/ingest_date={day}/"
+    return f"{source_prefix(source)}ingest_date={day}/"
 
 
 def source_prefix(source: str) -> str:
-    return f"{DOMAIN}/{source}/"
+    """The declared prefix; for a name no source declares, where it would be by default (retail/<name>/)."""
+    contract = CONTRACTS.get(source)
+    return contract.prefix if contract else f"{DEFAULT_DOMAIN}/{source}/"
+
+
+def _known() -> str:
+    return ", ".join(f"{source} ({prefix})" for prefix, source in PREFIXES.items())
+
+
+def outside_reason(folder: str, name: str, is_folder: bool) -> str:
+    """Why `folder + name` (a folder, or a file) holds nothing to load, `folder` being the landing
+    root ('') or a folder above the source prefixes."""
+    if folder == "":
+        tops = " and ".join(f"{top}/" for top in sorted(PARENTS[""]))
+        return f"outside {tops}; only a declared source's <prefix>ingest_date=YYYY-MM-DD/ is loaded"
+    if is_folder:
+        return f"unknown source {name!r}: {folder}{name}/ is no declared source's prefix; known: {_known()}"
+    return f"not in a source folder; known: {_known()}"
 
 
 class KeyOutsideLayout(ValueError):
@@ -113,16 +145,26 @@ def parse_date_folder(name: str) -> dt.date:
         raise KeyOutsideLayout(f"{match.group(1)!r} is not a calendar date") from None
 
 
+def _source_of(key: str) -> str | None:
+    return next((source for prefix, source in PREFIXES.items() if key.startswith(prefix)), None)
+
+
 def parse_key(key: str) -> LandingKey:
     """Parse a relative landing key or raise `KeyOutsideLayout` with the reason."""
     parts = check_key(key)
-    if len(parts) != 4:
+    source = _source_of(key)
+    if source is None:
+        folder = ""
+        for i, part in enumerate(parts):
+            if part not in PARENTS.get(folder, ()):
+                raise KeyOutsideLayout(outside_reason(folder, part, is_folder=i < len(parts) - 1))
+            folder += part + "/"
         raise KeyOutsideLayout(f"wrong depth: expected {LAYOUT}, got {len(parts)} path segments")
-    domain, source, date_dir, name = parts
-    if domain != DOMAIN:
-        raise KeyOutsideLayout(f"top-level folder {domain!r} is not {DOMAIN!r}")
-    if source not in SOURCES:
-        raise KeyOutsideLayout(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
+    rest = key[len(source_prefix(source)):].split("/")
+    if len(rest) != 2:
+        raise KeyOutsideLayout(f"wrong depth: expected {source_prefix(source)}ingest_date=YYYY-MM-DD/<file>, "
+                               f"got {len(rest)} path segment(s) after the prefix")
+    date_dir, name = rest
     day = parse_date_folder(date_dir)
     if name.startswith("."):
         raise KeyOutsideLayout(f"hidden file {name!r} (name starts with '.'): not data")
@@ -134,17 +176,27 @@ def parse_key(key: str) -> LandingKey:
 def whereabouts(key: str) -> tuple[str | None, dt.date | None]:
     """Best-effort (source folder, ingest date) of any key, for recording one that is ignored.
 
-    The source is the folder under `retail/` whatever its name (known or not); the date
-    is that of a well-formed `ingest_date=` folder below it. None where there is none.
+    The source is the declared source whose prefix the key is under, or else the unknown
+    folder found where sources' folders are (`retail/<name>/`: any name); the date is that
+    of a well-formed `ingest_date=` folder right below it. None where there is none.
     """
-    parts = key.split("/")
-    if len(parts) < 3 or parts[0] != DOMAIN or parts[1] in ("", ".", ".."):
-        return None, None
-    try:
-        day = parse_date_folder(parts[2]) if len(parts) > 3 else None
-    except KeyOutsideLayout:
-        day = None
-    return storable(parts[1]), day
+    def day_of(rest: list[str]) -> dt.date | None:
+        try:
+            return parse_date_folder(rest[0]) if len(rest) > 1 else None
+        except KeyOutsideLayout:
+            return None
+
+    source = _source_of(key)
+    if source is not None:
+        return source, day_of(key[len(source_prefix(source)):].split("/"))
+    parts, folder = key.split("/"), ""
+    for i, part in enumerate(parts):
+        if part not in PARENTS.get(folder, ()):
+            if folder == "" or i == len(parts) - 1 or part in ("", ".", ".."):
+                return None, None
+            return storable(part), day_of(parts[i + 1:])
+        folder += part + "/"
+    return None, None
 
 
 def storable(text: str) -> str:

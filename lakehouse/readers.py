@@ -27,6 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from lakehouse.contracts.model import Landing
+
 ROW_NUMBER = "_row_number"
 PARSE_ERROR = "_parse_error"
 RAW_RECORD = "_raw_record"
@@ -81,8 +83,9 @@ def canonical_names(raw_names: list[str]) -> list[str]:
     return out
 
 
-def read_file(name: str, data: bytes) -> ReadResult:
-    """Read one landed file; raises `UnreadableFile` when nothing in it can be trusted."""
+def read_file(name: str, data: bytes, landing: Landing = Landing()) -> ReadResult:
+    """Read one landed file with its source's declared formats and options (`landing:` of its
+    defs.yaml); raises `UnreadableFile` when nothing in it can be trusted."""
     lower = name.lower()
     if not data:
         raise UnreadableFile("empty file (0 bytes)")
@@ -100,6 +103,7 @@ def read_file(name: str, data: bytes) -> ReadResult:
         )
     suffix = ".gz" if compressed else ""
     if data[:4] == b"PAR1":
+        _accepted("parquet", landing)
         return _read_parquet(data, "parquet" + suffix)
     if data[:4] == b"PK\x03\x04":
         raise UnreadableFile("a zip archive (e.g. an Excel workbook) named like a data file")
@@ -113,8 +117,16 @@ def read_file(name: str, data: bytes) -> ReadResult:
         raise UnreadableFile("binary content (NUL bytes) in a text format")
     first = data.lstrip()[:1]
     if ext in JSON or (first in (b"[", b"{") and ext == ".txt"):
+        _accepted("json", landing)
         return _read_json(data, ext.lstrip(".") + suffix)
-    return _read_delimited(data, ext.lstrip(".") + suffix)
+    _accepted("csv", landing)
+    return _read_delimited(data, ext.lstrip(".") + suffix, landing)
+
+
+def _accepted(family: str, landing: Landing) -> None:
+    if family not in landing.formats:
+        raise UnreadableFile(f"a {family} file, and this source accepts {', '.join(landing.formats)} "
+                             "(landing.formats in its defs.yaml)")
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -162,9 +174,12 @@ def sniff_delimiter(sample: str) -> str:
     return best
 
 
-def _read_delimited(data: bytes, fmt: str) -> ReadResult:
-    text, encoding = _decode_sample(data[:_SNIFF_BYTES])
-    delimiter = sniff_delimiter(text)
+def _read_delimited(data: bytes, fmt: str, landing: Landing = Landing()) -> ReadResult:
+    if landing.encoding:
+        text, encoding = data[:_SNIFF_BYTES].decode(landing.encoding, errors="replace"), landing.encoding
+    else:
+        text, encoding = _decode_sample(data[:_SNIFF_BYTES])
+    delimiter = landing.delimiter or sniff_delimiter(text)
     header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
     if not header or not any(h.strip() for h in header):
         raise UnreadableFile("no header row")
@@ -195,14 +210,17 @@ def _read_delimited(data: bytes, fmt: str) -> ReadResult:
         )
 
     try:
-        try:
-            table = parse("utf8")
-        except pa.ArrowInvalid as exc:
-            if "UTF8" not in str(exc):
-                raise
-            encoding = "latin-1"  # every byte sequence is valid Latin-1, so this cannot fail on bytes
-            table = parse("latin-1")
-    except pa.ArrowInvalid as exc:
+        if landing.encoding:  # declared: no guessing, and bytes that are not of it make the file unreadable
+            table = parse(landing.encoding)
+        else:
+            try:
+                table = parse("utf8")
+            except pa.ArrowInvalid as exc:
+                if "UTF8" not in str(exc):
+                    raise
+                encoding = "latin-1"  # every byte sequence is valid Latin-1, so this cannot fail on bytes
+                table = parse("latin-1")
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not readable as delimited text: {exc}") from None
     return _with_malformed(table, [(n, err, text) for n, err, text in bad], fmt, encoding, delimiter)
 

@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import re
 import unicodedata
@@ -33,7 +34,7 @@ def test_any_s3_key_segment_is_a_file_name_kept_exactly(name):
 @pytest.mark.parametrize(
     "key, why",
     [
-        ("wholesale/orders/ingest_date=2026-03-01/a.csv", "top-level"),
+        ("wholesale/orders/ingest_date=2026-03-01/a.csv", "outside retail/"),
         ("retail/invoices/ingest_date=2026-03-01/a.csv", "unknown source"),
         ("retail/orders/date=2026-03-01/a.csv", "ingest_date=YYYY-MM-DD"),
         ("retail/orders/ingest_date=2026-02-30/a.csv", "not a calendar date"),
@@ -99,3 +100,53 @@ def test_the_local_zone_maps_keys_to_paths_only_inside_its_root(tmp_path):
     assert not (tmp_path / "outside.csv").exists()
     assert list(zone.list("/")) == [] and zone.list_level("../") == ([], [])  # listings stay inside too
     assert check_key(PREFIX + NFD)[-1] == NFD
+
+
+def test_declared_prefixes_of_any_depth_are_walked_and_everything_else_is_named(tmp_path, monkeypatch):
+    """Sources may land under prefixes of their own (landing.prefix): each key maps to the source
+    whose prefix it is under; keys anywhere else get the reason a person can act on."""
+    from lakehouse import layout
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.contracts.model import Landing
+    from lakehouse.resources.landing import LocalLandingZone
+    from lakehouse.sensors.scan import Folder, OddFolder, date_folders
+
+    prefixes = {"orders": "shop/eu/orders/", "customers": "crm/", "products": "shop/catalog/", "events": "retail/events/"}
+    for source, prefix in prefixes.items():
+        monkeypatch.setitem(CONTRACTS, source, dataclasses.replace(CONTRACTS[source], landing=Landing(prefix=prefix)))
+    monkeypatch.setattr(layout, "PREFIXES", {p: s for s, p in prefixes.items()})
+    monkeypatch.setattr(layout, "PARENTS", layout._parents())
+
+    day = dt.date(2026, 3, 1)
+    assert parse_key("shop/eu/orders/ingest_date=2026-03-01/a.csv") == layout.LandingKey("orders", day, "a.csv")
+    assert parse_key("crm/ingest_date=2026-03-01/c.csv").source == "customers"
+    assert partition_prefix("products", day) == "shop/catalog/ingest_date=2026-03-01/"
+    refused = {
+        "retail/orders/ingest_date=2026-03-01/a.csv": "unknown source 'orders': retail/orders/ is no declared",
+        "shop/us/orders/ingest_date=2026-03-01/a.csv": "unknown source 'us': shop/us/ is no declared",
+        "shop/x.csv": "not in a source folder",
+        "misc/x.csv": "outside crm/ and retail/ and shop/",
+        "shop/eu/orders/a.csv": "wrong depth",
+        "crm/ingest_date=2026-03-01/deep/c.csv": "wrong depth",
+    }
+    for key, why in refused.items():
+        with pytest.raises(KeyOutsideLayout, match=re.escape(why)):
+            parse_key(key)
+    assert whereabouts("shop/us/orders/ingest_date=2026-03-01/a.csv") == ("us", None)
+    assert whereabouts("shop/us/ingest_date=2026-03-01/a.csv") == ("us", day)
+    assert whereabouts("shop/eu/orders/ingest_date=2026-03-01/x/a.csv") == ("orders", day)
+    assert whereabouts("crm/stray.csv") == ("customers", None) and whereabouts("shop/x.csv") == (None, None)
+
+    for key in ("shop/eu/orders/ingest_date=2026-03-01/a.csv", "crm/ingest_date=2026-03-01/c.csv",
+                "shop/catalog/ingest_date=2026-03-01/p.csv", "shop/us/ingest_date=2026-03-01/a.csv",
+                "shop/x.csv", "misc/y.csv", "top.csv", "crm/ingest_date=bad/c.csv"):
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_text("a,b\n1,2\n")
+    folders, ignored = date_folders(LocalLandingZone(f"file://{tmp_path}"), day, day)
+    assert {f for f in folders if isinstance(f, Folder)} == {Folder("orders", day), Folder("customers", day),
+                                                               Folder("products", day)}
+    odd = {f.prefix: f.reason for f in folders if isinstance(f, OddFolder)}
+    assert odd.keys() == {"shop/us/", "misc/", "crm/ingest_date=bad/"}
+    assert "unknown source 'us'" in odd["shop/us/"] and "outside" in odd["misc/"]
+    assert {i.obj.key: i.reason.split(";")[0] for i in ignored} == {"top.csv": "outside crm/ and retail/ and shop/",
+                                                                     "shop/x.csv": "not in a source folder"}

@@ -23,13 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 6, 1)
 
 RETURNS = """\
-# A copy of events/defs.yaml with names changed: customer returns, one CSV a day.
+# A copy of events/defs.yaml with names changed: customer returns, one CSV a day, in a folder
+# of their own and only as CSV.
 type: lakehouse.components.RetailSource
 attributes:
   name: returns
   description: Returned order lines from the returns desk.
   landed_as: CSV with header; dd/MM/yyyy dates
   owner: team:data-platform
+  landing: {prefix: desk/returns/, formats: [csv], delimiter: ";"}
   keys: [return_id]
   history: events
   partition: {column: return_date, grain: day}
@@ -59,13 +61,19 @@ def lake(tmp_path_factory):
     made = subprocess.run([LAKEHOUSE, "generate", "--days", "1", "--start", DAY.isoformat(), "--seed", "8",
                            "--scale", "0.05"], env=env, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-3000:]
-    folder = landing / "retail" / "returns" / f"ingest_date={DAY}"
+    folder = landing / "desk" / "returns" / f"ingest_date={DAY}"
     assert [p.name for p in folder.iterdir()] == [f"returns_{DAY:%Y%m%d}.csv"]
-    rows = ["return_id,order_id,return_date,qty,reason"]
-    rows += [f"r{i:04d},O{i:05d},{DAY:%d/%m/%Y},{1 + i % 3},{['Damaged', 'wrong_item', 'changed_mind'][i % 3]}"
+    # the declared delimiter, not a sniffed one: these rows hold more commas than semicolons
+    rows = ["return_id;order_id;return_date;qty;reason"]
+    rows += [f"r{i:04d};O{i:05d},a,b;{DAY:%d/%m/%Y};{1 + i % 3};{['Damaged', 'wrong_item', 'changed_mind'][i % 3]}"
              for i in range(40)]
-    rows += ["r9001,O1,01/06/2026,many,damaged", "r9002,O2,31/02/2026,1,damaged", "r9003,O3,01/06/2026,1,lost"]
+    rows += ["r9001;O1;01/06/2026;many;damaged", "r9002;O2;31/02/2026;1;damaged", "r9003;O3;01/06/2026;1;lost"]
     (folder / "returns.csv").write_text("\n".join(rows) + "\n")
+    (folder / "returns.json").write_text('[{"return_id": "r1"}]')  # not a format this source accepts
+    # the old default place is no source's prefix any more: recorded as ignored, not loaded
+    stray = landing / "retail" / "returns" / f"ingest_date={DAY}"
+    stray.mkdir(parents=True)
+    (stray / "old.csv").write_text("return_id;order_id\nr1;O1\n")
     done = subprocess.run([LAKEHOUSE, "run", "--timeout", "500"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return env, load_settings(env)
@@ -88,6 +96,11 @@ def test_its_files_reach_bronze_silver_and_the_quarantine_partitioned_as_declare
             for f in spec.fields] == [("day", "return_date")]
     checks = {r["check_name"] for r in store.read("ops.dq_results").to_pylist() if r["asset"] == "silver/returns"}
     assert {"accounting", "keys_unique", "quarantine_share"} <= checks
+    rejected = {r["key"]: r["reason"] for r in store.read("bronze.rejected_files").to_pylist() if r["source"] == "returns"}
+    assert rejected == {f"desk/returns/ingest_date={DAY}/returns.json":
+                        "a json file, and this source accepts csv (landing.formats in its defs.yaml)"}
+    ignored = {r["key"]: r["reason"] for r in store.read("ops.ingestion_log").to_pylist() if r["status"] == "IGNORED"}
+    assert "unknown source 'returns'" in ignored[f"retail/returns/ingest_date={DAY}/old.csv"]
 
 
 def test_status_and_the_asset_graph_show_it(lake):

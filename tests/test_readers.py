@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lakehouse.contracts.model import Landing
 from lakehouse.readers import UnreadableFile, canonical_names, read_file, sniff_delimiter
 
 ROWS = [{"order_id": "1", "unit_price": "147,43"}, {"order_id": "2", "unit_price": "3.50"}]
@@ -54,6 +55,26 @@ def test_format_comes_from_content_when_extension_lies():
     assert data_rows(read_file("orders.csv", FORMATS["orders.parquet"])) == ROWS
     assert data_rows(read_file("orders.csv.gz", CSV)) == ROWS  # says gz, is not
     assert data_rows(read_file("orders.csv", gzip.compress(CSV))) == ROWS  # is gz, does not say so
+
+
+def test_a_sources_declared_formats_delimiter_and_encoding_are_used():
+    only_csv = Landing(formats=("csv",))
+    assert data_rows(read_file("orders.csv", CSV, only_csv)) == ROWS
+    for name in ("orders.json", "orders.parquet"):
+        with pytest.raises(UnreadableFile, match=f"a {name.split('.')[1]} file, and this source accepts csv"):
+            read_file(name, FORMATS[name], only_csv)
+    with pytest.raises(UnreadableFile, match="a parquet file"):  # the content decides, not the name
+        read_file("orders.csv", FORMATS["orders.parquet"], only_csv)
+    # more commas than semicolons: sniffing picks ',', the declaration says ';'
+    text = "order_id;note\n1;a,b,c\n2;d,e,f\n".encode()
+    assert data_rows(read_file("o.csv", text, Landing(delimiter=";"))) == [
+        {"order_id": "1", "note": "a,b,c"}, {"order_id": "2", "note": "d,e,f"}]
+    # cp1252's curly quote is a C1 control in Latin-1, the fallback guess
+    cp1252 = "order_id;note\n1;\u201cquoted\u201d\n".encode("cp1252")
+    assert data_rows(read_file("o.csv", cp1252, Landing(encoding="cp1252"))) == [{"order_id": "1", "note": "\u201cquoted\u201d"}]
+    assert data_rows(read_file("o.csv", cp1252))[0]["note"] != "\u201cquoted\u201d"
+    with pytest.raises(UnreadableFile, match="not readable as delimited text"):  # declared, so no guessing
+        read_file("o.csv", "order_id\n\u00e9\n".encode("latin-1"), Landing(encoding="utf-8"))
 
 
 def test_bom_crlf_and_latin1_are_normal():

@@ -8,6 +8,7 @@ loading Dagster. A mistake in a file is an error that names the file, the field 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import re
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from lakehouse.contracts.model import EVENTS, FLAG, GRAINS, QUARANTINE, SNAPSHOT, Column, Lookup, Partition, SourceContract
+from lakehouse.contracts.model import (EVENTS, FLAG, FORMATS, GRAINS, QUARANTINE, SNAPSHOT, Column, Landing, Lookup, Partition,
+                                       SourceContract)
 
 # LAKEHOUSE_SOURCES_DIR: declarations kept elsewhere (read at import, before any other setting).
 SOURCES_DIR = Path(os.environ.get("LAKEHOUSE_SOURCES_DIR") or Path(__file__).resolve().parents[1] / "defs" / "sources")
@@ -23,6 +25,7 @@ COMPONENT_TYPE = "lakehouse.components.RetailSource"
 TYPES = re.compile(r"^(string|int|long|date|timestamp|decimal\(\d+,\d+\))$")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DATE_FORMAT = re.compile(r"^(dd|MM|yyyy|[-/. ])+$")
+PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # plain folder names: safe as S3 keys and paths
 RESERVED = ("quarantine", "rejected_files", "ingestion_log", "dq_results")  # tables lakehouse keeps beside the sources
 
 
@@ -71,6 +74,25 @@ def _column_problem(column: Column) -> str | None:
     return None
 
 
+def _landing_problem(landing: Landing) -> str | None:
+    """What is wrong with a source's `landing:` (None: nothing), in words that say the fix."""
+    if landing.prefix:
+        segments = landing.prefix.split("/")
+        if not landing.prefix.endswith("/") or not all(PREFIX_SEGMENT.match(p) for p in segments[:-1]):
+            return (f"prefix {landing.prefix!r} must be folder names (letters, digits, . _ -) separated by '/' and "
+                    f"ending in '/', relative to the landing root, e.g. crm/customers/")
+    if not landing.formats or not set(landing.formats) <= set(FORMATS):
+        return f"formats {list(landing.formats)} must name one or more of {', '.join(FORMATS)}"
+    if landing.delimiter is not None and (len(landing.delimiter) != 1 or landing.delimiter in "\r\n\"'"):
+        return f"delimiter {landing.delimiter!r} must be one character (not a quote or a line break); omit it to sniff"
+    if landing.encoding is not None:
+        try:
+            codecs.lookup(landing.encoding)
+        except LookupError:
+            return f"encoding {landing.encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)"
+    return None
+
+
 def contract_from_attributes(attributes: dict, where: str) -> SourceContract:
     """A SourceContract from a RetailSource's attributes; `where` names the file in errors."""
     if not isinstance(attributes, dict):
@@ -82,6 +104,8 @@ def contract_from_attributes(attributes: dict, where: str) -> SourceContract:
     values["lookups"] = tuple(_build(Lookup, lk, f"{where}: lookups[{i}]") for i, lk in enumerate(values.get("lookups") or ()))
     if values.get("partition") is not None:
         values["partition"] = _build(Partition, values["partition"], f"{where}: partition")
+    if values.get("landing") is not None:
+        values["landing"] = _build(Landing, values["landing"], f"{where}: landing")
     contract = _build(SourceContract, values, where)
 
     if not NAME.match(str(name)) or name in RESERVED:
@@ -115,6 +139,8 @@ def contract_from_attributes(attributes: dict, where: str) -> SourceContract:
         if contract.partition.grain not in GRAINS:
             raise DeclarationError(f"{where}: partition grain {contract.partition.grain!r} must be one of "
                                    f"{', '.join(GRAINS)}")
+    if problem := _landing_problem(contract.landing):
+        raise DeclarationError(f"{where}: landing: {problem}")
     if contract.dimension and contract.history != SNAPSHOT:
         raise DeclarationError(f"{where}: a dimension is kept of snapshot sources only; set history: snapshot "
                                f"or remove dimension")
@@ -150,6 +176,12 @@ def load_declarations(root: Path = SOURCES_DIR) -> dict[str, SourceContract]:
                 raise DeclarationError(f"{root / contract.name / 'defs.yaml'}: lookup on {lookup.source} names "
                                        f"column(s) {', '.join(missing)} that {lookup.source} does not declare")
     in_dependency_order(contracts)  # refuses a cycle of lookups
+    for contract in contracts.values():
+        for other in contracts.values():
+            if other is not contract and other.prefix.startswith(contract.prefix):
+                raise DeclarationError(
+                    f"{root / other.name / 'defs.yaml'}: landing prefix {other.prefix!r} is inside {contract.name}'s "
+                    f"{contract.prefix!r}, so a file there would belong to both; give them separate folders")
     return contracts
 
 

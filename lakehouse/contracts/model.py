@@ -86,6 +86,20 @@ class Partition:
     grain: str = "month"  # day | month | year
 
 
+FORMATS = ("csv", "json", "parquet")  # csv: .csv and .txt; json: .json, .ndjson, .jsonl; each also .gz
+DEFAULT_DOMAIN = "retail"  # a source's files land under retail/<source>/ unless it declares a prefix
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a source's files land, `<prefix>ingest_date=YYYY-MM-DD/<file>`, and how they are read."""
+
+    prefix: str = ""  # under the landing root, '/'-separated, ending in '/'; "" is retail/<source>/
+    formats: tuple[str, ...] = FORMATS  # the file formats accepted; another is rejected with the reason
+    delimiter: str | None = None  # delimited text: None sniffs ',', ';', '|' or tab file by file
+    encoding: str | None = None  # delimited text: None reads UTF-8 and falls back to Latin-1
+
+
 @dataclass(frozen=True)
 class SourceContract:
     name: str
@@ -99,6 +113,12 @@ class SourceContract:
     partition: Partition | None = None  # silver's storage partitioning; none: unpartitioned
     dimension: str | None = None  # gold keeps a current-version dimension of it, gold.<dimension>
     derived: tuple[Column, ...] = ()  # columns silver computes (transforms/silver.py `derive`): name, type, description
+    landing: Landing = Landing()
+
+    @property
+    def prefix(self) -> str:
+        """Where the source's ingest-date folders are, relative to the landing root."""
+        return self.landing.prefix or f"{DEFAULT_DOMAIN}/{self.name}/"
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ the date folders (one cheap delimiter listing per source), then the files of:
   ingest date is found within one sweep cycle while a tick's cost stays bounded.
 
 Folders whose files are not loaded (unknown source, bad or out-of-range date,
-outside `retail/`) are walked with the older folders, so each file in them is found
+outside the declared sources' prefixes) are walked with the older folders, so each file in them is found
 and recorded as IGNORED within one sweep too; so are files at the wrong level and,
 in the loaded folders, keys that are unsafe or not data (see `lakehouse.layout`).
 
@@ -27,15 +27,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from lakehouse import layout
 from lakehouse.layout import (
-    DOMAIN,
-    SOURCES,
     KeyOutsideLayout,
     check_key,
     parse_date_folder,
+    outside_reason,
     parse_key,
     partition_prefix,
-    source_prefix,
     storable,
     whereabouts,
 )
@@ -80,7 +79,7 @@ class Folder:
 @dataclass(frozen=True)
 class OddFolder:
     """A folder whose files are not loaded (unknown source, bad or out-of-range date, outside
-    `retail/`). It is walked with the older folders so each of its files is recorded as
+    the declared sources' prefixes). It is walked with the older folders so each of its files is recorded as
     IGNORED, with `reason`, within one sweep."""
 
     prefix: str
@@ -134,21 +133,31 @@ def choose_folders(
 
 def date_folders(zone: LandingZone, start: dt.date, today: dt.date) -> tuple[list[Folder | OddFolder], list[Ignored]]:
     """Every folder to walk: sources' ingest-date folders within the partitions, and odd ones
-    with the reason their files are not loaded; files at the wrong level, ignored with a reason."""
-    outside = f"outside {DOMAIN}/; only {DOMAIN}/<source>/ingest_date=YYYY-MM-DD/ is loaded"
-    top_folders, top_files = zone.list_level("")
-    folders: list[Folder | OddFolder] = [OddFolder(f"{name}/", outside) for name in top_folders if name != DOMAIN]
-    ignored = [Ignored(obj, outside) for obj in top_files]
-    domain_folders, domain_files = zone.list_level(f"{DOMAIN}/")
-    known = ", ".join(SOURCES)
-    folders += [OddFolder(f"{DOMAIN}/{name}/", f"unknown source {name!r}; known: {known}")
-                for name in domain_folders if name not in SOURCES]
-    ignored += [Ignored(obj, f"not in a source folder ({known})") for obj in domain_files]
-    for source in SOURCES:
-        names, files = zone.list_level(source_prefix(source))
-        ignored += [Ignored(obj, "not in an ingest_date=YYYY-MM-DD folder") for obj in files]
+    with the reason their files are not loaded; files at the wrong level, ignored with a reason.
+
+    One delimiter listing per folder from the landing root down to each declared prefix
+    (`retail/` and `retail/<source>/` for the default prefixes), and one per prefix.
+    """
+    folders: list[Folder | OddFolder] = []
+    ignored: list[Ignored] = []
+
+    def walk(folder: str) -> None:  # the root or a folder above source prefixes
+        names, files = zone.list_level(folder)
+        ignored.extend(Ignored(obj, outside_reason(folder, obj.key, is_folder=False)) for obj in files)
         for name in names:
-            where = f"{source_prefix(source)}{name}/"
+            child = f"{folder}{name}/"
+            if child in layout.PREFIXES:
+                source_folders(layout.PREFIXES[child], child)
+            elif name in layout.PARENTS.get(folder, ()):
+                walk(child)
+            else:
+                folders.append(OddFolder(child, outside_reason(folder, name, is_folder=True)))
+
+    def source_folders(source: str, prefix: str) -> None:
+        names, files = zone.list_level(prefix)
+        ignored.extend(Ignored(obj, "not in an ingest_date=YYYY-MM-DD folder") for obj in files)
+        for name in names:
+            where = f"{prefix}{name}/"
             try:
                 day = parse_date_folder(name)
             except KeyOutsideLayout as exc:
@@ -160,6 +169,8 @@ def date_folders(zone: LandingZone, start: dt.date, today: dt.date) -> tuple[lis
                 folders.append(OddFolder(where, f"after today ({today}, UTC); loaded once that day starts"))
             else:
                 folders.append(Folder(source, day))
+
+    walk("")
     return folders, ignored
 
 

@@ -122,7 +122,7 @@ def ingest_partition(
     for obj in sorted(objects, key=lambda o: o.key):
         name = obj.key.rsplit("/", 1)[-1]
         try:
-            result = read_file(name, load(obj.key))
+            result = read_file(name, load(obj.key), contract.landing)
         except UnreadableFile as exc:
             outcomes.append(FileOutcome(obj, REJECTED, reason=exc.reason))
             continue
