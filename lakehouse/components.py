@@ -20,13 +20,12 @@ import dagster as dg
 
 import yaml
 
-from lakehouse.assets.bronze import build_bronze_assets
-from lakehouse.assets.raw import raw_spec
-from lakehouse.assets.silver import build_silver_asset
 from lakehouse.contracts.declared import SOURCES_DIR, contract_from_attributes
 from lakehouse.contracts.model import Column, Landing, Lookup, Partition, SourceContract
-from lakehouse.partitions import daily_partitions
 from lakehouse.settings import Settings, load_settings
+
+# The asset modules are imported where the assets are built: they read every declaration on
+# import, and `dg check yaml` imports this module to check each file against the schema.
 
 
 def _as_is(context, value):  # the contract dataclasses are validated by pydantic already
@@ -65,13 +64,20 @@ class RetailSource(dg.Component, dg.Model, dg.Resolvable):
         return contract_from_attributes(self.model_dump(exclude_unset=True), where)
 
     def raw_spec(self, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
+        from lakehouse.assets.raw import raw_spec
+
         return raw_spec(self.contract(), settings.landing_uri, partitions)
 
     def silver_asset(self, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+        from lakehouse.assets.silver import build_silver_asset
+
         return build_silver_asset(self.contract(), partitions, settings.engine)
 
     def definitions(self, settings: Settings) -> dg.Definitions:
         """This source alone, raw to silver, under `settings`."""
+        from lakehouse.assets.bronze import build_bronze_assets
+        from lakehouse.partitions import daily_partitions
+
         partitions = daily_partitions(settings.start_date)
         return dg.Definitions(assets=[
             self.raw_spec(settings, partitions),
