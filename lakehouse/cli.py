@@ -81,8 +81,12 @@ def cmd_demo(settings: Settings, args) -> int:
 
 def cmd_backfill(settings: Settings, args) -> int:
     from lakehouse.backfill import BackfillError, launch_backfill, plan_backfill
+    from lakehouse.preflight import declaration_problem
     from lakehouse.runner import run_pending
 
+    if problem := declaration_problem(settings):  # before the backfill is queued, not after
+        print(f"lakehouse backfill: {problem}", file=sys.stderr)
+        return 2
     try:
         request = plan_backfill(settings, args.start, args.end, args.select)
         backfill_id = launch_backfill(settings, request)

@@ -61,15 +61,21 @@ DECLARED = "lakehouse.declared."  # table properties holding the declaration fac
 UNDECLARED = "lakehouse.undeclared"  # columns the declaration no longer has, kept in the table
 
 
+def has_rows(table: Table) -> bool:
+    snapshot = table.current_snapshot()
+    summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+    return snapshot is not None and summary.get("total-records", "1") != "0"
+
+
 def refusal(identifier: str, schema, table_schema: pa.Schema, properties: dict[str, str],
-            declared: dict[str, str]) -> str | None:
+            declared: dict[str, str], rows: bool) -> str | None:
     """Why the table cannot follow the declaration (None: it can), naming the field and the fix.
 
     `declared` holds facts the rows already written depend on (a silver table's keys and
-    history: its rows were de-duplicated and versioned by them); a type Iceberg cannot
-    widen in place is the other refusal.
+    history: its rows were de-duplicated and versioned by them), so they may change while
+    the table has no `rows`; a type Iceberg cannot widen in place is the other refusal.
     """
-    for fact, value in declared.items():
+    for fact, value in declared.items() if rows else ():
         was = properties.get(DECLARED + fact)
         if was is not None and was != value:
             return (f"{identifier}: its rows were written with {fact} {was!r}, and the declaration now says {value!r}. "
@@ -256,7 +262,7 @@ class TableStore:
 
     def _evolve_once(self, identifier: str, schema: pa.Schema, partition_by, declared: dict[str, str]) -> str | None:
         table = self.load(identifier)
-        if why := refusal(identifier, schema, table.schema().as_arrow(), table.properties, declared):
+        if why := refusal(identifier, schema, table.schema().as_arrow(), table.properties, declared, has_rows(table)):
             raise IncompatibleChange(why)
         have = {f.name: f.type for f in plain_strings(table.schema().as_arrow())}
         declared_schema = plain_strings(schema)
@@ -271,11 +277,14 @@ class TableStore:
             changes.append(f"partitioned by {_spec_text(spec_now)} -> {_spec_text(spec_wanted)}")
         properties = {DECLARED + k: v for k, v in declared.items() if table.properties.get(DECLARED + k) != v}
         if declared:
-            dropped = ",".join(name for name in have if name not in declared_schema.names)
-            if dropped != table.properties.get(UNDECLARED, ""):
-                properties[UNDECLARED] = dropped
-                if dropped:
-                    changes.append(f"no longer declared, kept (null in new rows): {dropped.replace(',', ', ')}")
+            dropped = [name for name in have if name not in declared_schema.names]
+            before = [n for n in table.properties.get(UNDECLARED, "").split(",") if n]
+            if dropped != before:
+                properties[UNDECLARED] = ",".join(dropped)
+                if gone := [n for n in dropped if n not in before]:
+                    changes.append(f"no longer declared, kept (null in new rows): {', '.join(gone)}")
+                if back := [n for n in before if n not in dropped]:
+                    changes.append(f"declared again: {', '.join(back)}")
         if not changes and not properties:
             return None
         if table.current_snapshot() is None and not table.metadata.snapshots:

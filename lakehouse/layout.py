@@ -36,7 +36,14 @@ class LandingObject:
 
 
 SOURCES = tuple(CONTRACTS)  # the declared sources (lakehouse/defs/sources/<source>/defs.yaml)
-PREFIXES = {c.prefix: c.name for c in CONTRACTS.values()}  # declared prefix -> source; none inside another
+
+
+def _prefixes() -> dict[str, str]:
+    """Declared prefix -> source (the declarations refuse a prefix inside another)."""
+    return {c.prefix: c.name for c in CONTRACTS.values()}
+
+
+PREFIXES = _prefixes()
 
 
 def _parents() -> dict[str, set[str]]:
@@ -91,6 +98,11 @@ def outside_reason(folder: str, name: str, is_folder: bool) -> str:
     if folder == "":
         tops = " and ".join(f"{top}/" for top in sorted(PARENTS[""]))
         return f"outside {tops}; only a declared source's <prefix>ingest_date=YYYY-MM-DD/ is loaded"
+    if is_folder and name in CONTRACTS:  # say where it went: files still sent to an old place are common
+        return (f"{folder}{name}/ is not where {name} lands: its files go under {source_prefix(name)} "
+                f"(landing.prefix in its defs.yaml)")
+    if is_folder and name.startswith("ingest_date="):
+        return f"a date folder directly under {folder}, which is no source's prefix; known: {_known()}"
     if is_folder:
         return f"unknown source {name!r}: {folder}{name}/ is no declared source's prefix; known: {_known()}"
     return f"not in a source folder; known: {_known()}"
@@ -176,9 +188,10 @@ def parse_key(key: str) -> LandingKey:
 def whereabouts(key: str) -> tuple[str | None, dt.date | None]:
     """Best-effort (source folder, ingest date) of any key, for recording one that is ignored.
 
-    The source is the declared source whose prefix the key is under, or else the unknown
-    folder found where sources' folders are (`retail/<name>/`: any name); the date is that
-    of a well-formed `ingest_date=` folder right below it. None where there is none.
+    The source is the declared source whose prefix the key is under, or else the folder
+    found where sources' folders are (`retail/<name>/`: an unknown source, or a declared
+    one whose files now land elsewhere); the date is that of a well-formed `ingest_date=`
+    folder right below it. None where there is none.
     """
     def day_of(rest: list[str]) -> dt.date | None:
         try:
@@ -192,7 +205,7 @@ def whereabouts(key: str) -> tuple[str | None, dt.date | None]:
     parts, folder = key.split("/"), ""
     for i, part in enumerate(parts):
         if part not in PARENTS.get(folder, ()):
-            if folder == "" or i == len(parts) - 1 or part in ("", ".", ".."):
+            if folder == "" or i == len(parts) - 1 or part in ("", ".", "..") or part.startswith("ingest_date="):
                 return None, None
             return storable(part), day_of(parts[i + 1:])
         folder += part + "/"

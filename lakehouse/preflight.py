@@ -10,6 +10,7 @@ Secrets are never printed: only where boto3 found the credentials (its `method`)
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -130,25 +131,29 @@ def landing_problem(uri: str) -> str | None:
 
 
 def declaration_problem(settings) -> str | None:
-    """A source declaration that its existing silver table cannot follow (`iceberg.refusal`):
-    found before the daemon starts, so `lakehouse run` exits with the fix instead of every
-    step of that source failing with it. None when every table can follow its declaration.
+    """Every source declaration that its existing silver table cannot follow (`iceberg.refusal`):
+    found before the daemon starts or a backfill is launched, so the command exits with the
+    fix instead of every step of those sources failing with it. None when all can follow.
     """
     from lakehouse.contracts import CONTRACTS
     from lakehouse.contracts.declared import SOURCES_DIR
-    from lakehouse.iceberg import catalog_from_settings, refusal
+    from lakehouse.iceberg import catalog_from_settings, has_rows, refusal
     from lakehouse.tables import silver_table
 
+    tables = {source: silver_table(source) for source in CONTRACTS}
     try:
         catalog = catalog_from_settings(settings)
-        tables = {s: silver_table(s) for s in CONTRACTS}
         existing = {s: catalog.load_table(t.identifier) for s, t in tables.items() if catalog.table_exists(t.identifier)}
-    except Exception:  # an unreachable catalog is not a declaration problem: the steps report it
+    except Exception as exc:  # noqa: BLE001  the catalog is unreachable: not a declaration problem
+        # The steps meet the same error and report it; say here that the check was not made.
+        print(f"lakehouse: could not check the declarations against the tables ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
         return None
+    problems = []
     for source, table in existing.items():
         declared = tables[source]
         why = refusal(declared.identifier, declared.schema, table.schema().as_arrow(), table.properties,
-                      dict(declared.declared))
+                      dict(declared.declared), has_rows(table))
         if why:
-            return f"source declaration {SOURCES_DIR / source / 'defs.yaml'} does not fit its table: {why} Nothing was run."
-    return None
+            problems.append(f"source declaration {SOURCES_DIR / source / 'defs.yaml'} does not fit its table: {why}")
+    return "\n".join(problems) + "\nNothing was run." if problems else None

@@ -97,7 +97,8 @@ def read_file(name: str, data: bytes, landing: Landing = Landing()) -> ReadResul
     inner = lower[:-3] if lower.endswith(".gz") else lower
     ext = "." + inner.rsplit(".", 1)[-1] if "." in inner else ""
     if ext not in ACCEPTED:
-        accepted = " ".join(ACCEPTED)
+        families = {"csv": DELIMITED, "json": JSON, "parquet": PARQUET}
+        accepted = " ".join(e for family in landing.formats for e in families[family])
         raise UnreadableFile(
             f"unsupported format {ext or '(no extension)'!r}; accepted: {accepted} (optionally .gz)"
         )

@@ -150,7 +150,8 @@ def silver_table(source: str) -> TableDef:
         ((contract.partition.column, contract.partition.grain),) if contract.partition else (),
         f"{contract.description} Typed, cleaned, de-duplicated: {what}.",
     )
-    return replace(table, declared=(("keys", ", ".join(contract.keys)), ("history", contract.history)))
+    # keys in sorted order: declaring the same keys in another order changes nothing
+    return replace(table, declared=(("keys", ", ".join(sorted(contract.keys))), ("history", contract.history)))
 
 
 QUARANTINE = TableDef(

@@ -17,7 +17,7 @@ from lakehouse.resources import EngineResource, IcebergResource, LandingZoneReso
 from lakehouse.resources.compute import Compute
 from lakehouse.sensors.alerts import build_failure_sensor
 from lakehouse.sensors.landing import build_landing_sensor
-from lakehouse.sensors.schedules import build_snapshot_schedule, snapshot_keys
+from lakehouse.sensors.schedules import SNAPSHOT_SOURCES, build_snapshot_schedule, snapshot_keys
 from lakehouse.settings import Settings
 
 # Code references (the UI's "open source" links) are beta in 1.13 and warn on every load.
@@ -91,7 +91,7 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
     snapshots = dg.define_asset_job(
         SNAPSHOTS_JOB,
         selection=dg.AssetSelection.assets(*snapshot_keys()),
-        description="One day's customer and product snapshots through bronze and silver.",
+        description=f"One day's snapshots of {', '.join(SNAPSHOT_SOURCES)} through bronze and silver.",
     )
     assets = dg.with_source_code_references(_located(
         [*(s.raw_spec(settings, partitions) for s in sources), *daily, *dimensions, *ops_specs()], settings))
@@ -108,7 +108,8 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
             dg.define_asset_job(
                 DIMENSIONS_JOB,
                 selection=dg.AssetSelection.assets(*dimensions),
-                description="Rebuild the customer and product dimensions from silver.",
+                description=f"Rebuild the dimensions ({', '.join(k.to_user_string() for a in dimensions for k in a.keys)}) "
+                            "from silver.",
             ),
             snapshots,
         ],

@@ -82,14 +82,17 @@ def _edit(root: Path, source: str, change) -> None:
     (lambda a: a.update(landing={"delimiter": ";;"}), ["landing: delimiter ';;' must be one character"]),
     (lambda a: a.update(landing={"encoding": "klingon"}), ["landing: encoding 'klingon'", "latin-1"]),
     (lambda a: a.update(landing={"sheet": 1}), ["landing", "unknown field(s) sheet"]),
-    (lambda a: a.update(landing={"prefix": "retail/"}), ["prefix 'retail/customers/' is inside orders's 'retail/'"]),
+    (lambda a: a.update(landing={"encoding": "utf-16"}), ["landing: encoding 'utf-16'", "ASCII"]),
+    (lambda a: a.update(landing={"formats": ["json"], "delimiter": ";"}), ["apply to csv files"]),
+    (lambda a: a.update(landing={"prefix": "retail/"}), ["customers/defs.yaml and", "prefix 'retail/customers/' of "
+                                                         "customers is inside 'retail/' of orders"]),
 ])
 def test_a_wrong_declaration_names_the_file_the_field_and_the_fix(tmp_path, change, says):
     root = _copy(tmp_path)
     _edit(root, "orders", change)
     with pytest.raises(DeclarationError) as error:
         load_declarations(root)
-    assert "defs.yaml" in str(error.value) or "cycle" in str(error.value)
+    assert str(root / "orders" / "defs.yaml") in str(error.value) or "cycle" in str(error.value)
     for text in says:
         assert text in str(error.value)
 
@@ -168,14 +171,14 @@ def test_a_changed_declaration_evolves_the_table_and_old_rows_stay_readable(tmp_
 
 REFUSED = [
     (lambda a: a.update(keys=["order_id", "customer_id"]),
-     "its rows were written with keys 'order_id', and the declaration now says 'order_id, customer_id'"),
+     "its rows were written with keys 'order_id', and the declaration now says 'customer_id, order_id'"),
     (lambda a: a.update(history="snapshot"), "its rows were written with history 'events'"),
     (lambda a: [c.update(type="int") for c in a["columns"] if c["name"] == "channel"],
      "column 'channel' is string in the table but is now declared int"),
 ]
 
 
-def test_lakehouse_run_refuses_a_declaration_its_table_cannot_follow_before_anything_runs(tmp_path, monkeypatch):
+def test_lakehouse_run_refuses_a_declaration_its_table_cannot_follow_before_anything_runs(tmp_path, monkeypatch, capsys):
     from lakehouse.runner import EXIT_CONFIG, run_pending
 
     landing = tmp_path / "landing"
@@ -183,6 +186,7 @@ def test_lakehouse_run_refuses_a_declaration_its_table_cannot_follow_before_anyt
     settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_LANDING_URI": f"file://{landing}",
                               "LAKEHOUSE_START_DATE": START.isoformat()})
     process_day(settings, "duckdb", START)
+    table = TableStore(catalog_from_settings(settings)).load("silver.orders")
     for i, (change, says) in enumerate(REFUSED):
         root = _copy(tmp_path / str(i))
         _edit(root, "orders", change)
@@ -195,6 +199,32 @@ def test_lakehouse_run_refuses_a_declaration_its_table_cannot_follow_before_anyt
             TableStore(catalog_from_settings(settings)).ensure_table(
                 "silver.orders", silver_table("orders").schema, silver_table("orders").partition_by,
                 declared=dict(silver_table("orders").declared))
+        after = TableStore(catalog_from_settings(settings)).load("silver.orders")  # refused: nothing changed
+        assert (after.properties, after.metadata.current_schema_id) == (table.properties, table.metadata.current_schema_id)
+    # a backfill is refused before it is queued
+    from lakehouse.cli import main
+    for name, value in (("LAKEHOUSE_HOME", str(tmp_path / "home")), ("LAKEHOUSE_LANDING_URI", f"file://{landing}"),
+                        ("LAKEHOUSE_START_DATE", START.isoformat()), ("DAGSTER_HOME", str(settings.dagster_home))):
+        monkeypatch.setenv(name, value)
+    assert main(["backfill", "--start", START.isoformat(), "--end", START.isoformat(), "--no-wait"]) == 2
+    assert f"lakehouse backfill: source declaration {SOURCES_DIR / 'orders' / 'defs.yaml'}" in capsys.readouterr().err
+
+
+def test_keys_may_be_reordered_and_an_empty_table_takes_new_keys(tmp_path, monkeypatch):
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_START_DATE": START.isoformat()})
+    store = TableStore(catalog_from_settings(settings))
+    orders = silver_table("orders")
+    store.ensure_table(orders.identifier, orders.schema, orders.partition_by, declared=dict(orders.declared))
+    root = _copy(tmp_path)
+    _edit(root, "orders", lambda a: a.update(keys=["order_id", "customer_id"]))
+    _declare(monkeypatch, root)
+    changed = silver_table("orders")  # no rows yet: the new keys are taken and recorded
+    TableStore(catalog_from_settings(settings)).ensure_table(
+        changed.identifier, changed.schema, changed.partition_by, declared=dict(changed.declared))
+    assert store.load("silver.orders").properties["lakehouse.declared.keys"] == "customer_id, order_id"
+    _edit(root, "orders", lambda a: a.update(keys=["customer_id", "order_id"]))  # the same keys in another order
+    _declare(monkeypatch, root)
+    assert silver_table("orders").declared == changed.declared
 
 
 def test_the_ui_docs_get_the_component_schema(lakehouse_env):
@@ -234,10 +264,13 @@ def test_dagsters_component_loader_builds_each_source_like_the_code_location(lak
         for layer in ("raw", "bronze", "silver"):
             key = dg.AssetKey([layer, name])
             ours, theirs = loaded.get(key), project.get(key)
-            assert (theirs.partitions_def, theirs.description, theirs.owners) == \
-                (ours.partitions_def, ours.description, ours.owners), key
-            # the project adds the code references and the tables' locations, Dagster's loader the origin
-            assert ours.metadata.keys() - {"dagster/component_origin"} <= theirs.metadata.keys(), key
+            def seen(node):  # what the UI shows and automation uses; the project adds code links and table URIs
+                metadata = {k: v for k, v in node.metadata.items()
+                            if k not in ("dagster/component_origin", "dagster/code_references", "dagster/uri")}
+                return (node.partitions_def, node.description, node.owners, node.group_name, node.kinds, node.tags,
+                        node.parent_keys, node.automation_condition, metadata)
+
+            assert seen(ours) == seen(theirs), key
             assert {c.name for c in loaded.get_check_keys_for_assets([key])} == \
                 {c.name for c in project.get_check_keys_for_assets([key])}, key
     # alone, a source's bronze is a step of its own; in the project, one step loads every source of a day
@@ -255,3 +288,23 @@ def test_a_declaration_gold_relies_on_cannot_be_taken_away(lakehouse_env, monkey
     monkeypatch.setitem(CONTRACTS, source, change(CONTRACTS[source]))
     with pytest.raises(DeclarationError, match=re.escape(says)):
         build_definitions(lakehouse_env)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda a: a["derived"].append({"name": "margin", "type": "long", "description": "Margin."}),
+     "derived column(s) with no code: margin (events)"),
+    (lambda a: [c.update(name="ts") for c in a["columns"] if c["name"] == "timestamp"],
+     "derived column event_date is computed from timestamp, and events declares no timestamp"),
+])
+def test_a_derived_column_needs_its_code_and_the_columns_it_reads(tmp_path, change, says):
+    import os
+    import subprocess
+    import sys
+
+    root = _copy(tmp_path)
+    _edit(root, "events", change)
+    env = {**os.environ, "LAKEHOUSE_SOURCES_DIR": str(root), "LAKEHOUSE_HOME": str(tmp_path / "home")}
+    done = subprocess.run([str(Path(sys.executable).parent / "lakehouse"), "status"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.startswith("lakehouse: source declaration error:") and says in done.stderr

@@ -5,7 +5,8 @@ import hashlib
 
 import pyarrow.compute as pc
 
-from lakehouse.generate import generate
+from lakehouse.generate import WRITTEN_HERE, generate
+from lakehouse.layout import source_prefix
 from lakehouse.readers import read_file
 from lakehouse.resources.landing import LocalLandingZone
 
@@ -29,8 +30,8 @@ def test_clean_data_has_the_real_world_quirks(tmp_path):
     zone = LocalLandingZone(f"file://{tmp_path}")
     report = generate(zone, days=7, start=START, seed=1)
     keys = report.files
-    assert {k.split("/")[1] for k in keys} == {"orders", "customers", "products", "events"}
-    assert len({k.split("/")[2] for k in keys}) == 7
+    assert {k.rsplit("/", 2)[0] + "/" for k in keys} == {source_prefix(s) for s in WRITTEN_HERE}
+    assert len({k.rsplit("/", 2)[1] for k in keys}) == 7
     assert report.defects == []
     exts = {k.rsplit("/", 1)[1].split(".", 1)[1] for k in keys}
     assert {"csv", "csv.gz", "txt", "parquet", "ndjson.gz", "json"} <= exts

@@ -105,16 +105,26 @@ def test_the_local_zone_maps_keys_to_paths_only_inside_its_root(tmp_path):
 def test_declared_prefixes_of_any_depth_are_walked_and_everything_else_is_named(tmp_path, monkeypatch):
     """Sources may land under prefixes of their own (landing.prefix): each key maps to the source
     whose prefix it is under; keys anywhere else get the reason a person can act on."""
+    import shutil
+
+    import yaml
+
     from lakehouse import layout
     from lakehouse.contracts import CONTRACTS
-    from lakehouse.contracts.model import Landing
-    from lakehouse.resources.landing import LocalLandingZone
-    from lakehouse.sensors.scan import Folder, OddFolder, date_folders
+    from lakehouse.contracts.declared import SOURCES_DIR, load_declarations
+    from lakehouse.sensors.scan import Cursor, Folder, OddFolder, date_folders, scan
 
     prefixes = {"orders": "shop/eu/orders/", "customers": "crm/", "products": "shop/catalog/", "events": "retail/events/"}
+    root = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, root)
     for source, prefix in prefixes.items():
-        monkeypatch.setitem(CONTRACTS, source, dataclasses.replace(CONTRACTS[source], landing=Landing(prefix=prefix)))
-    monkeypatch.setattr(layout, "PREFIXES", {p: s for s, p in prefixes.items()})
+        path = root / source / "defs.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["attributes"]["landing"]["prefix"] = prefix
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+    for name, contract in load_declarations(root).items():
+        monkeypatch.setitem(CONTRACTS, name, contract)
+    monkeypatch.setattr(layout, "PREFIXES", layout._prefixes())
     monkeypatch.setattr(layout, "PARENTS", layout._parents())
 
     day = dt.date(2026, 3, 1)
@@ -122,8 +132,10 @@ def test_declared_prefixes_of_any_depth_are_walked_and_everything_else_is_named(
     assert parse_key("crm/ingest_date=2026-03-01/c.csv").source == "customers"
     assert partition_prefix("products", day) == "shop/catalog/ingest_date=2026-03-01/"
     refused = {
-        "retail/orders/ingest_date=2026-03-01/a.csv": "unknown source 'orders': retail/orders/ is no declared",
+        "retail/orders/ingest_date=2026-03-01/a.csv": "retail/orders/ is not where orders lands: its files go under "
+                                                      "shop/eu/orders/ (landing.prefix in its defs.yaml)",
         "shop/us/orders/ingest_date=2026-03-01/a.csv": "unknown source 'us': shop/us/ is no declared",
+        "shop/eu/ingest_date=2026-03-01/a.csv": "a date folder directly under shop/eu/, which is no source's prefix",
         "shop/x.csv": "not in a source folder",
         "misc/x.csv": "outside crm/ and retail/ and shop/",
         "shop/eu/orders/a.csv": "wrong depth",
@@ -134,19 +146,30 @@ def test_declared_prefixes_of_any_depth_are_walked_and_everything_else_is_named(
             parse_key(key)
     assert whereabouts("shop/us/orders/ingest_date=2026-03-01/a.csv") == ("us", None)
     assert whereabouts("shop/us/ingest_date=2026-03-01/a.csv") == ("us", day)
+    assert whereabouts("shop/eu/ingest_date=2026-03-01/a.csv") == (None, None)
+    assert whereabouts("retail/orders/ingest_date=2026-03-01/a.csv") == ("orders", day)  # an old place: the owner sees it
     assert whereabouts("shop/eu/orders/ingest_date=2026-03-01/x/a.csv") == ("orders", day)
     assert whereabouts("crm/stray.csv") == ("customers", None) and whereabouts("shop/x.csv") == (None, None)
 
-    for key in ("shop/eu/orders/ingest_date=2026-03-01/a.csv", "crm/ingest_date=2026-03-01/c.csv",
-                "shop/catalog/ingest_date=2026-03-01/p.csv", "shop/us/ingest_date=2026-03-01/a.csv",
-                "shop/x.csv", "misc/y.csv", "top.csv", "crm/ingest_date=bad/c.csv"):
-        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / key).write_text("a,b\n1,2\n")
-    folders, ignored = date_folders(LocalLandingZone(f"file://{tmp_path}"), day, day)
-    assert {f for f in folders if isinstance(f, Folder)} == {Folder("orders", day), Folder("customers", day),
-                                                               Folder("products", day)}
-    odd = {f.prefix: f.reason for f in folders if isinstance(f, OddFolder)}
-    assert odd.keys() == {"shop/us/", "misc/", "crm/ingest_date=bad/"}
-    assert "unknown source 'us'" in odd["shop/us/"] and "outside" in odd["misc/"]
-    assert {i.obj.key: i.reason.split(";")[0] for i in ignored} == {"top.csv": "outside crm/ and retail/ and shop/",
-                                                                     "shop/x.csv": "not in a source folder"}
+    landed = ["shop/eu/orders/ingest_date=2026-03-01/a.csv", "crm/ingest_date=2026-03-01/c.csv",
+              "shop/catalog/ingest_date=2026-03-01/p.csv", "retail/events/ingest_date=2026-03-01/e.csv"]
+    odd = ["shop/us/ingest_date=2026-03-01/a.csv", "shop/x.csv", "misc/y.csv", "top.csv", "crm/ingest_date=bad/c.csv",
+           "retail/orders/ingest_date=2026-03-01/old.csv", "shop/eu/orders/ingest_date=2026-03-01/_SUCCESS",
+           "crm/ingest_date=2026-03-01/sub/deep.csv"]
+    for key in landed + odd:
+        (tmp_path / "landing" / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "landing" / key).write_text("a,b\n1,2\n")
+    zone = LocalLandingZone(f"file://{tmp_path / 'landing'}")
+    folders, _ = date_folders(zone, day, day)
+    assert {f for f in folders if isinstance(f, Folder)} == {Folder(s, day) for s in prefixes}
+    assert {f.prefix for f in folders if isinstance(f, OddFolder)} == {"shop/us/", "misc/", "crm/ingest_date=bad/",
+                                                                        "retail/orders/"}
+    # one tick that walks every folder: each file is loaded or ignored with its reason, none is lost
+    found = scan(zone, day, day, lookback_days=1, sweep=100, cursor=Cursor())
+    assert sorted(obj.key for _, obj in found.objects) == sorted(landed)
+    ignored = {i.key: i.reason for i in found.ignored}
+    assert sorted(ignored) == sorted(odd)
+    assert "is not where orders lands" in ignored["retail/orders/ingest_date=2026-03-01/old.csv"]
+    assert "marker file" in ignored["shop/eu/orders/ingest_date=2026-03-01/_SUCCESS"]
+    assert "wrong depth" in ignored["crm/ingest_date=2026-03-01/sub/deep.csv"]
+    assert ignored["top.csv"].startswith("outside crm/ and retail/ and shop/")

@@ -63,7 +63,9 @@ def lake(tmp_path_factory):
     assert made.returncode == 0, made.stderr[-3000:]
     folder = landing / "desk" / "returns" / f"ingest_date={DAY}"
     assert [p.name for p in folder.iterdir()] == [f"returns_{DAY:%Y%m%d}.csv"]
-    # the declared delimiter, not a sniffed one: these rows hold more commas than semicolons
+    # written as declared: semicolons
+    assert (folder / f"returns_{DAY:%Y%m%d}.csv").read_text().splitlines()[0] == "return_id;order_id;return_date;qty;reason"
+    # read with the declared delimiter (the rows also hold commas)
     rows = ["return_id;order_id;return_date;qty;reason"]
     rows += [f"r{i:04d};O{i:05d},a,b;{DAY:%d/%m/%Y};{1 + i % 3};{['Damaged', 'wrong_item', 'changed_mind'][i % 3]}"
              for i in range(40)]
@@ -100,7 +102,8 @@ def test_its_files_reach_bronze_silver_and_the_quarantine_partitioned_as_declare
     assert rejected == {f"desk/returns/ingest_date={DAY}/returns.json":
                         "a json file, and this source accepts csv (landing.formats in its defs.yaml)"}
     ignored = {r["key"]: r["reason"] for r in store.read("ops.ingestion_log").to_pylist() if r["status"] == "IGNORED"}
-    assert "unknown source 'returns'" in ignored[f"retail/returns/ingest_date={DAY}/old.csv"]
+    assert ignored[f"retail/returns/ingest_date={DAY}/old.csv"] == \
+        "retail/returns/ is not where returns lands: its files go under desk/returns/ (landing.prefix in its defs.yaml)"
 
 
 def test_status_and_the_asset_graph_show_it(lake):

@@ -65,10 +65,11 @@ def test_a_sources_declared_formats_delimiter_and_encoding_are_used():
             read_file(name, FORMATS[name], only_csv)
     with pytest.raises(UnreadableFile, match="a parquet file"):  # the content decides, not the name
         read_file("orders.csv", FORMATS["orders.parquet"], only_csv)
-    # more commas than semicolons: sniffing picks ',', the declaration says ';'
-    text = "order_id;note\n1;a,b,c\n2;d,e,f\n".encode()
+    # a header with a comma in a name and European decimals: sniffing picks ',', the declaration says ';'
+    text = "id;amount, eur\n1;3,50\n2;4,75\n".encode()
+    assert sniff_delimiter(text.decode()) == ","
     assert data_rows(read_file("o.csv", text, Landing(delimiter=";"))) == [
-        {"order_id": "1", "note": "a,b,c"}, {"order_id": "2", "note": "d,e,f"}]
+        {"id": "1", "amount_eur": "3,50"}, {"id": "2", "amount_eur": "4,75"}]
     # cp1252's curly quote is a C1 control in Latin-1, the fallback guess
     cp1252 = "order_id;note\n1;\u201cquoted\u201d\n".encode("cp1252")
     assert data_rows(read_file("o.csv", cp1252, Landing(encoding="cp1252"))) == [{"order_id": "1", "note": "\u201cquoted\u201d"}]

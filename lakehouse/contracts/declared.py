@@ -90,6 +90,12 @@ def _landing_problem(landing: Landing) -> str | None:
             codecs.lookup(landing.encoding)
         except LookupError:
             return f"encoding {landing.encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)"
+        if 'a;"b"\r\n'.encode(landing.encoding) != b'a;"b"\r\n':
+            return (f"encoding {landing.encoding!r} does not write delimiters, quotes and line breaks as ASCII "
+                    f"(UTF-16 and UTF-32 do not); the readers take ASCII-compatible encodings such as utf-8, "
+                    f"latin-1, cp1252")
+    if (landing.delimiter or landing.encoding) and "csv" not in landing.formats:
+        return "delimiter and encoding apply to csv files, and formats does not list csv"
     return None
 
 
@@ -180,8 +186,9 @@ def load_declarations(root: Path = SOURCES_DIR) -> dict[str, SourceContract]:
         for other in contracts.values():
             if other is not contract and other.prefix.startswith(contract.prefix):
                 raise DeclarationError(
-                    f"{root / other.name / 'defs.yaml'}: landing prefix {other.prefix!r} is inside {contract.name}'s "
-                    f"{contract.prefix!r}, so a file there would belong to both; give them separate folders")
+                    f"{root / other.name / 'defs.yaml'} and {root / contract.name / 'defs.yaml'}: landing prefix "
+                    f"{other.prefix!r} of {other.name} is inside {contract.prefix!r} of {contract.name}, so a file "
+                    "there would belong to both; give them separate folders")
     return contracts
 
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 
 from lakehouse.checks.model import CheckOutcome
-from lakehouse.iceberg import TableStore, WriteResult
+from lakehouse.contracts.declared import SOURCES_DIR
+from lakehouse.iceberg import IncompatibleChange, TableStore, WriteResult
 from lakehouse.partitions import partition_props
 from lakehouse.resources.engine import Engine
 from lakehouse.tables import TableDef
@@ -59,7 +60,14 @@ class StepContext:
 
     def ensure(self, *tables: TableDef) -> None:
         for t in tables:
-            self.store.ensure_table(t.identifier, t.schema, t.partition_by, declared=dict(t.declared))
+            try:
+                self.store.ensure_table(t.identifier, t.schema, t.partition_by, declared=dict(t.declared))
+            except IncompatibleChange as exc:
+                if not t.declared:
+                    raise
+                source = t.identifier.split(".", 1)[1]  # a declared table: name the file to fix
+                raise IncompatibleChange(f"source declaration {SOURCES_DIR / source / 'defs.yaml'} does not fit "
+                                         f"its table: {exc}") from None
 
     def read(self, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",), snapshot_id=None) -> pa.Table:
         self.ensure(table)

@@ -31,7 +31,7 @@ import re
 
 import pyarrow as pa
 from lakehouse.contracts import CONTRACTS, SourceContract
-from lakehouse.contracts.declared import DeclarationError
+from lakehouse.contracts.declared import SOURCES_DIR, DeclarationError
 from lakehouse.contracts.model import (
     FLAG,
     IN_FUTURE,
@@ -426,14 +426,15 @@ def quarantine_records(rows: pa.Table, source: str, run_id: str, now: dt.datetim
 
 
 def _derivations(F) -> dict:
-    """The code behind a declaration's `derived` columns, by column name (custom transform logic)."""
+    """The code behind a declaration's `derived` columns, by column name (custom transform logic):
+    (the declared columns it reads, the computation)."""
     return {
-        "sales_amount": lambda: (F.col("qty") * F.col("unit_price")).cast("decimal(18,2)"),
-        "event_date": lambda: F.to_date(F.col("timestamp")),
+        "sales_amount": (("qty", "unit_price"), lambda: (F.col("qty") * F.col("unit_price")).cast("decimal(18,2)")),
+        "event_date": (("timestamp",), lambda: F.to_date(F.col("timestamp"))),
     }
 
 
-DERIVATIONS = frozenset(_derivations(None))  # the derived columns a declaration may name
+DERIVATIONS = {name: inputs for name, (inputs, _) in _derivations(None).items()}  # the names a declaration may use
 
 
 def derive(df, contract: SourceContract):
@@ -442,7 +443,7 @@ def derive(df, contract: SourceContract):
         return df
     F, _ = api(df)
     code = _derivations(F)
-    return df.select("*", *[code[c.name]().alias(c.name) for c in contract.derived])
+    return df.select("*", *[code[c.name][1]().alias(c.name) for c in contract.derived])
 
 
 _unknown = [f"{c.name} ({contract.name})" for contract in CONTRACTS.values() for c in contract.derived
@@ -451,6 +452,14 @@ if _unknown:
     raise DeclarationError(f"derived column(s) with no code: {', '.join(_unknown)}; declare only "
                            f"{', '.join(sorted(DERIVATIONS))}, or add the computation to _derivations in "
                            "lakehouse/transforms/silver.py")
+for _contract in CONTRACTS.values():  # a name means one computation: it needs the columns that computation reads
+    for _column in _contract.derived:
+        _missing = [c for c in DERIVATIONS[_column.name] if c not in _contract.column_names]
+        if _missing:
+            raise DeclarationError(
+                f"{SOURCES_DIR / _contract.name / 'defs.yaml'}: derived column {_column.name} is computed from {', '.join(DERIVATIONS[_column.name])}"
+                f", and {_contract.name} declares no {', '.join(_missing)}; declare them, or add a computation of "
+                "your own under a new name to _derivations in lakehouse/transforms/silver.py")
 
 
 def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, str]]:
