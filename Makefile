@@ -39,6 +39,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
+# The spark engine's Iceberg catalog is the same SQLite file PyIceberg uses, opened through
+# Debian's SQLite JDBC driver (DESIGN.md §9); `make test` runs that engine.
+SQLITE_JDBC := /usr/share/java/sqlite-jdbc.jar
+$(SQLITE_JDBC):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxerial-sqlite-jdbc-java >/dev/null
+
 install: $(VENV)/.installed
 
 run: install
@@ -46,7 +53,7 @@ run: install
 
 # Two workers, each test file on one worker (module fixtures are built once); -n 0 for one process.
 PYTEST_WORKERS ?= 2
-test: install $(CHROMIUM)
+test: install $(CHROMIUM) $(SQLITE_JDBC)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The crash trials at more kill moments than `make test` (two per file there), at a new seed

@@ -35,7 +35,7 @@ def process_day(settings, engine: str, day: dt.date, run_id: str = "test") -> di
 def process_dimensions(settings, engine: str, run_id: str = "test") -> None:
     store = TableStore(catalog_from_settings(settings))
     for source in DIMENSION_SOURCES:
-        with Engine(engine) as eng:
+        with Engine(engine, store.catalog) as eng:
             run_dimension(StepContext(store, eng, run_id), source)
 
 
@@ -96,7 +96,7 @@ def process_range(settings, engine: str, days: list[dt.date], run_id: str = "tes
     results = {}
     steps = [(run_silver, s) for s in DAILY_ORDER] + [(run_fact_orders,), (run_daily_sales,), (run_customer_activity,)]
     for step, *args in steps:
-        with Engine(engine) as eng:
+        with Engine(engine, store.catalog) as eng:
             result = step(StepContext(store, eng, run_id), *args, days)
         results[result.table.identifier] = result
     return results

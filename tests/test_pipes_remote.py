@@ -34,6 +34,7 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.ingest import load_bronze
 from lakehouse.resources.compute import ENTRY_SCRIPT, Compute
 from lakehouse.resources.landing import open_landing_zone
+from lakehouse.resources.spark_iceberg import EXTENSIONS, local_jars
 from lakehouse.runner import open_instance
 from lakehouse.settings import AwsSettings, load_settings
 from lakehouse.wiring import DAILY_JOB, build_definitions
@@ -52,7 +53,11 @@ class Job:
             python.parent.mkdir(parents=True)
             python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # a symlink would lose the venv
             python.chmod(0o755)
-            env = {**env, "PYSPARK_SUBMIT_ARGS": "--master local[2] --driver-memory 2g pyspark-shell"}
+            # The cluster's Iceberg runtime (Glue's --datalake-formats iceberg, EMR's classification),
+            # and the driver of the local catalog the tests share with the cluster.
+            jars = ",".join(local_jars())
+            env = {**env, "PYSPARK_SUBMIT_ARGS": f"--master local[2] --driver-memory 2g --jars {jars} "
+                                                 f"--conf spark.sql.extensions={EXTENSIONS} pyspark-shell"}
         self.log_path = workdir / "job.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)

@@ -45,8 +45,9 @@ def run(pipes, env: dict[str, str]) -> None:
     args = list(extras.get("args") or []) + ([[dt.date.fromisoformat(k) for k in keys]] if keys else [])
     pipes.log.info(f"{name} {' '.join(map(str, extras.get('args') or []))} {label(keys) if keys else ''} "
                    f"on {settings.engine}")
-    with Engine(settings.engine) as engine:
-        result = STEPS[name](StepContext(TableStore(catalog_from_settings(settings)), engine, pipes.run_id), *args)
+    store = TableStore(catalog_from_settings(settings))
+    with Engine(settings.engine, store.catalog) as engine:
+        result = STEPS[name](StepContext(store, engine, pipes.run_id), *args)
     write = result.write
     if write is not None and write.published:
         pipes.report_asset_materialization(metadata=reporting.step_metadata(result))

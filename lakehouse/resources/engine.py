@@ -19,9 +19,13 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakehouse.iceberg import CATALOG_NAME
+from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import ENGINES
 
 _sessions: dict[str, object] = {}
+_catalogs: dict[str, dict[str, str]] = {}  # the Iceberg catalog each session was given
+_jar_problems: dict[str, Exception] = {}  # why a local Spark session has no Iceberg runtime
 _lock = threading.Lock()
 _names = itertools.count()
 _spill: str | None = None
@@ -56,14 +60,42 @@ def spark_config() -> dict[str, str]:
     return dict(SPARK_CONFIG)
 
 
-def get_session(engine: str):
-    """One session per process and engine: a cold Spark session costs seconds."""
+def get_session(engine: str, catalog: dict[str, str] | None = None):
+    """One session per process and engine: a cold Spark session costs seconds.
+
+    `catalog`: the Spark settings of the Iceberg catalog the session reads the tables
+    through (`spark_iceberg.catalog_conf`). A Spark session serves one catalog, as its
+    JDBC catalog is named like PyIceberg's; asked for another (tests do), it starts anew.
+    """
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     with _lock:
+        if engine == "spark" and catalog and _catalogs.get(engine) not in (None, catalog):
+            _sessions.pop(engine).stop()
+            _catalogs.pop(engine)
         if engine not in _sessions:
             _sessions[engine] = _new_session(engine)
+        if engine == "spark" and catalog and engine not in _catalogs:
+            if engine in _jar_problems:
+                raise _jar_problems[engine]
+            for key, value in catalog.items():  # a catalog's settings may be set until its first use
+                _sessions[engine].conf.set(key, value)
+            _check_catalog(_sessions[engine])
+            _catalogs[engine] = catalog
         return _sessions[engine]
+
+
+def _check_catalog(session) -> None:
+    """Open the catalog once, so a cluster without Iceberg's runtime fails here with the fix."""
+    try:
+        session.sql(f"SHOW NAMESPACES IN {CATALOG_NAME}").collect()
+    except Exception as exc:  # py4j wraps the JVM's ClassNotFoundException and catalog errors
+        if "ClassNotFoundException" in str(exc) or "Cannot find catalog plugin class" in str(exc):
+            raise SparkCatalogError(
+                "Spark has no Iceberg runtime on its classpath: on Glue set the job argument --datalake-formats "
+                "iceberg, on EMR the iceberg-defaults classification (iceberg.enabled: true), elsewhere "
+                f"--jars {runtime_jar().name} (from the `local` extra)") from None
+        raise
 
 
 def _new_session(engine: str):
@@ -89,6 +121,11 @@ def _new_session(engine: str):
     builder = SparkSession.builder
     for key, value in spark_config().items():
         builder = builder.config(key, value)
+    if not launched_by_spark_submit():  # on Glue and EMR the cluster brings Iceberg's runtime
+        try:
+            builder = builder.config("spark.jars", ",".join(local_jars())).config("spark.sql.extensions", EXTENSIONS)
+        except SparkCatalogError as exc:  # Spark still runs; reading the tables through it says why not
+            _jar_problems["spark"] = exc
     session = builder.getOrCreate()
     atexit.register(session.stop)
     return session
@@ -162,10 +199,14 @@ class Engine:
     the end, so a long-lived process (a run of many steps) does not accumulate them.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, catalog=None):
+        """`catalog`: the PyIceberg catalog of the tables; Spark then reads them through its own
+        Iceberg runtime over the same catalog (`table`)."""
         self.name = name
-        self.session = get_session(name)
+        conf = catalog_conf(catalog.properties) if catalog is not None and name == "spark" else None
+        self.session = get_session(name, conf)
         self._duckdb = _is_sqlframe(self.session)
+        self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
         self._tables: list[str] = []
 
@@ -219,6 +260,15 @@ class Engine:
             except Exception:  # py4j wraps Hadoop's UnsupportedFileSystemException
                 return False
         return True
+
+    def table(self, identifier: str, snapshot_id: int | None = None):
+        """A lakehouse table through Spark's Iceberg catalog (at `snapshot_id`, else main's head):
+        filters on the result are pushed down to Iceberg's scan planning, and the executors
+        read the files."""
+        reader = self.session.read
+        if snapshot_id is not None:
+            reader = reader.option("snapshot-id", str(snapshot_id))
+        return reader.table(f"{CATALOG_NAME}.{identifier}")
 
     def read_parquet(self, paths: list[str], schema: pa.Schema):
         """A DataFrame over Parquet data files (an Iceberg scan's files), or empty with `schema`."""
@@ -280,5 +330,6 @@ class EngineResource(dg.ConfigurableResource):
 
     name: str = "duckdb"
 
-    def engine(self) -> Engine:
-        return Engine(self.name)
+    def engine(self, catalog=None) -> Engine:
+        """`catalog`: the tables' PyIceberg catalog, which the spark engine reads them through."""
+        return Engine(self.name, catalog)

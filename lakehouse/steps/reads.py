@@ -75,12 +75,18 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
     """Rows of `table` matching `where` (main, or `snapshot_id`), as a DataFrame the engine reads itself.
 
     No copy through Python, and on a cluster no pass through the driver: Spark reads the
-    files from S3 in its executors. The filter is applied again because a file may hold
+    table through its Iceberg catalog, its executors reading the files from S3; DuckDB reads
+    the data files PyIceberg's scan plans. The filter is applied again because a file may hold
     other rows. Files the engine cannot read (S3 from DuckDB, or a laptop's Spark), delete
     files, or a filter we cannot translate: PyIceberg reads them, with the table's S3
     endpoint and credentials.
     """
     ctx.ensure(table)
+    if ctx.engine.reads_tables:  # Spark's own Iceberg reader: planning pushes the filter down
+        df = ctx.engine.table(table.identifier, snapshot_id)
+        condition = engine_condition(api(df)[0], where, {f.name: f.type for f in table.schema})
+        if condition is not None:
+            return _select(df.filter(condition), columns)
     paths = ctx.store.data_files(table.identifier, where, snapshot_id)
     if paths == []:
         return _select(ctx.engine.read_parquet([], table.schema), columns)

@@ -1,0 +1,79 @@
+"""Spark's own Iceberg catalog over the catalog PyIceberg uses (DESIGN.md §9).
+
+The spark engine reads the lakehouse tables through Spark's Iceberg runtime, so on a
+cluster the executors read the data files and the driver only plans. Both sides must see
+one catalog: locally the SQLite file of PyIceberg's `SqlCatalog`, opened by Iceberg's JDBC
+catalog; on AWS the Glue Data Catalog with S3FileIO. Spark's catalog is named like
+PyIceberg's (`lakehouse`): the JDBC catalog keys its rows by that name.
+
+Pure settings here; the session is made in `lakehouse.resources.engine`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from lakehouse.iceberg import CATALOG_NAME
+
+SQLITE_JDBC = Path("/usr/share/java/sqlite-jdbc.jar")  # Debian's libxerial-sqlite-jdbc-java (`make test` installs it)
+EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+class SparkCatalogError(RuntimeError):
+    """The spark engine cannot open the lakehouse catalog; the message names the fix."""
+
+
+def runtime_jar() -> Path:
+    """Iceberg's Spark runtime for Spark 3.5 / Scala 2.12, from the PyPI package in the `local` extra."""
+    try:
+        from snowpark_connect_deps_iceberg import get_jars_dir
+    except ImportError:
+        raise SparkCatalogError("the spark engine needs Iceberg's Spark runtime: install the `local` extra "
+                                "(make install), which brings snowpark-connect-deps-iceberg") from None
+    return get_jars_dir() / "iceberg-spark-runtime-3.5_2.12-1.10.2.jar"
+
+
+def local_jars() -> list[str]:
+    """The jars a session started here needs (on Glue and EMR the cluster provides them)."""
+    if not SQLITE_JDBC.exists():
+        raise SparkCatalogError(f"the spark engine opens the SQLite catalog through {SQLITE_JDBC}, which is missing: "
+                                "apt-get install libxerial-sqlite-jdbc-java (make test installs it)")
+    return [str(runtime_jar()), str(SQLITE_JDBC)]
+
+
+def catalog_conf(properties: dict[str, str]) -> dict[str, str]:
+    """Spark settings of an Iceberg catalog named `lakehouse` over the one PyIceberg `properties` describe."""
+    prefix = f"spark.sql.catalog.{CATALOG_NAME}"
+    conf = {prefix: "org.apache.iceberg.spark.SparkCatalog", f"{prefix}.warehouse": properties["warehouse"],
+            # PyIceberg commits too: Spark must not serve a table's metadata from a cache.
+            f"{prefix}.cache-enabled": "false"}
+    kind = properties.get("type")
+    if kind == "sql":
+        uri = urlparse(properties["uri"])
+        if uri.scheme != "sqlite":
+            raise SparkCatalogError(f"the spark engine opens SQLite catalogs here, not {uri.scheme!r} "
+                                    f"({properties['uri']}); use the default LAKEHOUSE_CATALOG_URI")
+        path = unquote(properties["uri"].split("sqlite:///", 1)[-1])  # SQLAlchemy: sqlite:////abs/path
+        conf.update({
+            f"{prefix}.type": "jdbc",
+            f"{prefix}.uri": f"jdbc:sqlite:{path}",
+            # Without it the JDBC catalog keeps a result set open and holds SQLite's read lock,
+            # and PyIceberg's commits fail with "database is locked" (DESIGN.md §9).
+            f"{prefix}.jdbc.init-catalog-tables": "false",
+        })
+    elif kind == "glue":
+        conf.update({
+            f"{prefix}.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog",
+            f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+        })
+        if region := properties.get("glue.region") or properties.get("s3.region"):
+            conf[f"{prefix}.client.region"] = region
+        if endpoint := properties.get("s3.endpoint"):
+            conf[f"{prefix}.s3.endpoint"] = endpoint
+            conf[f"{prefix}.s3.path-style-access"] = "true"
+        if key := properties.get("s3.sse-kms-key-id"):
+            conf.update({f"{prefix}.s3.sse.type": "kms", f"{prefix}.s3.sse.key": key})
+    else:
+        raise SparkCatalogError(f"the spark engine cannot open a {kind!r} catalog; the lakehouse uses sql or glue")
+    return conf

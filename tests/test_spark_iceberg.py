@@ -1,0 +1,89 @@
+"""The spark engine reads the tables through Spark's own Iceberg runtime, over the catalog
+PyIceberg writes (DESIGN.md §9): both see each other's commits, snapshots and filters."""
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from pyiceberg.expressions import EqualTo
+
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.resources import spark_iceberg
+from lakehouse.resources.engine import Engine
+from lakehouse.resources.spark_iceberg import SparkCatalogError, catalog_conf
+from lakehouse.settings import load_settings
+from lakehouse.steps.context import StepContext
+from lakehouse.steps.reads import frame
+from lakehouse.tables import TableDef
+
+PREFIX = "spark.sql.catalog.lakehouse"
+
+
+def test_the_catalog_settings_follow_pyicebergs_catalog():
+    local = catalog_conf({"type": "sql", "uri": "sqlite:////srv/lake/catalog.db", "warehouse": "file:///srv/lake/wh"})
+    assert local == {PREFIX: "org.apache.iceberg.spark.SparkCatalog", f"{PREFIX}.type": "jdbc",
+                     f"{PREFIX}.uri": "jdbc:sqlite:/srv/lake/catalog.db", f"{PREFIX}.warehouse": "file:///srv/lake/wh",
+                     f"{PREFIX}.jdbc.init-catalog-tables": "false", f"{PREFIX}.cache-enabled": "false"}
+    glue = catalog_conf({"type": "glue", "glue.region": "eu-west-1", "warehouse": "s3://b/wh",
+                         "s3.endpoint": "http://127.0.0.1:5000", "s3.sse-kms-key-id": "arn:aws:kms:k"})
+    assert glue[f"{PREFIX}.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"
+    assert glue[f"{PREFIX}.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+    assert (glue[f"{PREFIX}.client.region"], glue[f"{PREFIX}.s3.endpoint"], glue[f"{PREFIX}.s3.sse.key"]) == \
+        ("eu-west-1", "http://127.0.0.1:5000", "arn:aws:kms:k")
+    with pytest.raises(SparkCatalogError, match="opens SQLite catalogs here, not 'postgresql'"):
+        catalog_conf({"type": "sql", "uri": "postgresql://h/db", "warehouse": "file:///w"})
+    with pytest.raises(SparkCatalogError, match="cannot open a 'rest' catalog"):
+        catalog_conf({"type": "rest", "uri": "http://h", "warehouse": "s3://w"})
+
+
+def test_a_missing_jdbc_driver_names_the_package(monkeypatch, tmp_path):
+    monkeypatch.setattr(spark_iceberg, "SQLITE_JDBC", tmp_path / "sqlite-jdbc.jar")
+    with pytest.raises(SparkCatalogError, match="apt-get install libxerial-sqlite-jdbc-java"):
+        spark_iceberg.local_jars()
+
+
+SCHEMA = pa.schema([("day", pa.date32()), ("n", pa.int64()), ("label", pa.string())])
+TABLE = TableDef("silver.probe", SCHEMA, (("day", "day"),), "probe")
+
+
+def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_path):
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home")})
+    store = TableStore(catalog_from_settings(settings))
+    store.ensure_table(TABLE.identifier, SCHEMA, TABLE.partition_by)
+    days = [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+    first = store.replace_where(TABLE.identifier, pa.table({"day": days, "n": [1, 2], "label": ["a", "b"]}, SCHEMA),
+                                EqualTo("day", "2026-03-01"), {"probe": "1"})
+    with Engine("spark", store.catalog) as engine:
+        assert engine.reads_tables
+        ctx = StepContext(store, engine, "r1")
+        whole = frame(ctx, TABLE)
+        assert sorted(r["n"] for r in whole.collect()) == [1, 2]
+        # a commit made after Spark first looked is seen (no stale catalog cache)
+        store.replace_where(TABLE.identifier, pa.table({"day": [days[1]], "n": [20], "label": ["B"]}, SCHEMA),
+                            EqualTo("day", "2026-03-02"), {"probe": "2"})
+        day2 = frame(ctx, TABLE, EqualTo("day", "2026-03-02"), columns=("n", "label"))
+        assert [tuple(r) for r in day2.collect()] == [(20, "B")]
+        # the filter reaches Iceberg's scan, which then plans only that day's file
+        plan = day2._jdf.queryExecution().executedPlan().toString()
+        assert "BatchScan lakehouse.silver.probe" in plan and "day" in plan.split("BatchScan", 1)[1]
+        old = frame(ctx, TABLE, snapshot_id=first.snapshot_id)
+        assert sorted((r["n"], r["label"]) for r in old.collect()) == [(1, "a"), (2, "b")]
+
+
+def test_a_cluster_without_icebergs_runtime_is_told_the_job_argument(tmp_path):
+    """spark-submit without the runtime (a Glue job lacking --datalake-formats iceberg): the step
+    fails at once with the setting to add, not with a JVM stack trace in the middle of a read."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from lakehouse.iceberg import catalog_from_settings\n"
+              "from lakehouse.resources.engine import Engine\n"
+              "from lakehouse.settings import load_settings\n"
+              "Engine('spark', catalog_from_settings(load_settings()))\n")
+    env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path / "home"),
+           "PYSPARK_SUBMIT_ARGS": "--master local[1] --driver-memory 1g pyspark-shell"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "SparkCatalogError: Spark has no Iceberg runtime on its classpath: on Glue set the job argument " \
+           "--datalake-formats iceberg" in done.stderr, done.stderr[-3000:]
