@@ -15,10 +15,12 @@ from lakehouse.iceberg import table_location
 from lakehouse.partitions import daily_partitions
 from lakehouse.resources import EngineResource, IcebergResource, LandingZoneResource
 from lakehouse.resources.compute import Compute
+from lakehouse.resources.engine import spark_config
 from lakehouse.sensors.alerts import build_failure_sensor
 from lakehouse.sensors.landing import build_landing_sensor
 from lakehouse.sensors.schedules import SNAPSHOT_SOURCES, build_snapshot_schedule, snapshot_keys
 from lakehouse.settings import Settings
+from dagster_pyspark import PySparkResource
 
 # Code references (the UI's "open source" links) are beta in 1.13 and warn on every load.
 warnings.filterwarnings("ignore", message="(Function `with_source_code_references`|Class `(CodeReferencesMetadataValue"
@@ -76,7 +78,8 @@ def project_resources(settings: Settings, compute: Compute | None = None) -> dic
     return {
         "landing": LandingZoneResource(uri=settings.landing_uri),
         "iceberg": IcebergResource.from_settings(settings),
-        "engine": EngineResource(name=settings.engine),
+        "engine": EngineResource(name=settings.engine, pyspark=PySparkResource(spark_config=spark_config())
+                                 if settings.engine == "spark" else None),
         "compute": compute or Compute.from_settings(settings),
     }
 

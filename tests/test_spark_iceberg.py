@@ -87,3 +87,36 @@ def test_a_cluster_without_icebergs_runtime_is_told_the_job_argument(tmp_path):
     assert done.returncode == 1
     assert "SparkCatalogError: Spark has no Iceberg runtime on its classpath: on Glue set the job argument " \
            "--datalake-formats iceberg" in done.stderr, done.stderr[-3000:]
+
+
+def test_a_dagster_run_on_the_spark_engine_gets_its_session_from_pyspark_resource(tmp_path, monkeypatch):
+    """The daily job with LAKEHOUSE_ENGINE=spark: dagster-pyspark's resource makes the one Spark
+    session (with Iceberg's runtime), the steps read through its catalog, the tables fill."""
+    from dagster_pyspark import PySparkResource
+
+    from lakehouse.generate import generate
+    from lakehouse.resources import engine as engine_module
+    from lakehouse.resources.landing import LocalLandingZone
+    from lakehouse.runner import open_instance
+    from lakehouse.wiring import DAILY_JOB, build_definitions
+
+    day = dt.date(2026, 3, 1)
+    generate(LocalLandingZone(f"file://{tmp_path / 'landing'}"), days=1, start=day, seed=3, scale=0.02)
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_ENGINE": "spark",
+                              "LAKEHOUSE_LANDING_URI": f"file://{tmp_path / 'landing'}",
+                              "LAKEHOUSE_START_DATE": day.isoformat(), "DAGSTER_HOME": str(tmp_path / "dagster")})
+    defs = build_definitions(settings)
+    resource = defs.resources["engine"]
+    assert isinstance(resource.pyspark, PySparkResource) and resource.pyspark.spark_config["spark.sql.extensions"]
+    if "spark" in engine_module._sessions:  # this test's session must be the resource's, bound to its catalog
+        engine_module._sessions.pop("spark").stop()
+        engine_module._catalogs.pop("spark", None)
+    made, new_session = [], engine_module._new_session
+    monkeypatch.setattr(engine_module, "_new_session", lambda name: made.append(name) or new_session(name))
+    with open_instance(settings) as instance:
+        result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
+            instance=instance, partition_key=day.isoformat(), raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert made == [] and engine_module._catalogs["spark"]["spark.sql.catalog.lakehouse.type"] == "jdbc"
+    assert TableStore(catalog_from_settings(settings)).read("silver.orders").num_rows > 0

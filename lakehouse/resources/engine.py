@@ -15,9 +15,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from typing import Optional
+
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dagster_pyspark import PySparkResource
 
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
@@ -55,17 +59,29 @@ def launched_by_spark_submit() -> bool:
 
 
 def spark_config() -> dict[str, str]:
+    """The Spark session's settings (here and for dagster-pyspark's PySparkResource, so both make
+    the same one session): ours, less what the cluster decides under spark-submit; started
+    here, also Iceberg's runtime and the SQLite catalog's driver (a cluster brings its own)."""
     if launched_by_spark_submit():
         return {k: v for k, v in SPARK_CONFIG.items() if k not in CLUSTER_DECIDES}
-    return dict(SPARK_CONFIG)
+    # Python workers (mapInArrow) must run this interpreter, which has pyarrow; PySpark reads
+    # only the environment for it and otherwise takes the first python3 on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    conf = dict(SPARK_CONFIG)
+    try:
+        conf.update({"spark.jars": ",".join(local_jars()), "spark.sql.extensions": EXTENSIONS})
+    except SparkCatalogError as exc:  # Spark still runs; reading the tables through it says why not
+        _jar_problems["spark"] = exc
+    return conf
 
 
-def get_session(engine: str, catalog: dict[str, str] | None = None):
+def get_session(engine: str, catalog: dict[str, str] | None = None, session=None):
     """One session per process and engine: a cold Spark session costs seconds.
 
     `catalog`: the Spark settings of the Iceberg catalog the session reads the tables
     through (`spark_iceberg.catalog_conf`). A Spark session serves one catalog, as its
     JDBC catalog is named like PyIceberg's; asked for another (tests do), it starts anew.
+    `session`: the Spark session a Dagster run's PySparkResource made (`spark_config()` too).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
@@ -73,6 +89,8 @@ def get_session(engine: str, catalog: dict[str, str] | None = None):
         if engine == "spark" and catalog and _catalogs.get(engine) not in (None, catalog):
             _sessions.pop(engine).stop()
             _catalogs.pop(engine)
+        if session is not None and _sessions.get(engine) is not session:
+            _sessions[engine] = session
         if engine not in _sessions:
             _sessions[engine] = _new_session(engine)
         if engine == "spark" and catalog and engine not in _catalogs:
@@ -114,18 +132,9 @@ def _new_session(engine: str):
         return DuckDBSession(conn=conn)
     from pyspark.sql import SparkSession
 
-    if not launched_by_spark_submit():
-        # Python workers (mapInArrow) must run this interpreter, which has pyarrow; PySpark
-        # reads only the environment for it and otherwise takes the first python3 on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in spark_config().items():
         builder = builder.config(key, value)
-    if not launched_by_spark_submit():  # on Glue and EMR the cluster brings Iceberg's runtime
-        try:
-            builder = builder.config("spark.jars", ",".join(local_jars())).config("spark.sql.extensions", EXTENSIONS)
-        except SparkCatalogError as exc:  # Spark still runs; reading the tables through it says why not
-            _jar_problems["spark"] = exc
     session = builder.getOrCreate()
     atexit.register(session.stop)
     return session
@@ -199,12 +208,12 @@ class Engine:
     the end, so a long-lived process (a run of many steps) does not accumulate them.
     """
 
-    def __init__(self, name: str, catalog=None):
+    def __init__(self, name: str, catalog=None, session=None):
         """`catalog`: the PyIceberg catalog of the tables; Spark then reads them through its own
         Iceberg runtime over the same catalog (`table`)."""
         self.name = name
         conf = catalog_conf(catalog.properties) if catalog is not None and name == "spark" else None
-        self.session = get_session(name, conf)
+        self.session = get_session(name, conf, session)
         self._duckdb = _is_sqlframe(self.session)
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
@@ -326,10 +335,13 @@ class Engine:
 
 
 class EngineResource(dg.ConfigurableResource):
-    """Which engine runs the PySpark-API transforms: `duckdb` (default) or `spark`."""
+    """Which engine runs the PySpark-API transforms: `duckdb` (default) or `spark`, whose session
+    is dagster-pyspark's PySparkResource (given with the spark engine only: it starts Spark)."""
 
     name: str = "duckdb"
+    pyspark: Optional[PySparkResource] = None
 
     def engine(self, catalog=None) -> Engine:
         """`catalog`: the tables' PyIceberg catalog, which the spark engine reads them through."""
-        return Engine(self.name, catalog)
+        session = self.pyspark.spark_session if self.pyspark is not None and self.name == "spark" else None
+        return Engine(self.name, catalog, session)
