@@ -20,7 +20,6 @@ from lakehouse.sensors.alerts import build_failure_sensor
 from lakehouse.sensors.landing import build_landing_sensor
 from lakehouse.sensors.schedules import SNAPSHOT_SOURCES, build_snapshot_schedule, snapshot_keys
 from lakehouse.settings import Settings
-from dagster_pyspark import PySparkResource
 
 # Code references (the UI's "open source" links) are beta in 1.13 and warn on every load.
 warnings.filterwarnings("ignore", message="(Function `with_source_code_references`|Class `(CodeReferencesMetadataValue"
@@ -73,13 +72,19 @@ def _linked_to_git(assets: list, git_url: str, branch: str) -> list:
     return [link(a) if isinstance(a, dg.AssetSpec) else a for a in linked]
 
 
+def _pyspark() -> dg.ConfigurableResource:
+    """The spark engine's session, dagster-pyspark's resource, with the engine's own settings."""
+    from dagster_pyspark import PySparkResource
+
+    return PySparkResource(spark_config=spark_config())
+
+
 def project_resources(settings: Settings, compute: Compute | None = None) -> dict:
     """The resources every step uses, shared by the sources' components and the Python definitions."""
     return {
         "landing": LandingZoneResource(uri=settings.landing_uri),
         "iceberg": IcebergResource.from_settings(settings),
-        "engine": EngineResource(name=settings.engine, pyspark=PySparkResource(spark_config=spark_config())
-                                 if settings.engine == "spark" else None),
+        "engine": EngineResource(name=settings.engine, pyspark=_pyspark() if settings.engine == "spark" else None),
         "compute": compute or Compute.from_settings(settings),
     }
 

@@ -21,8 +21,6 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dagster_pyspark import PySparkResource
-
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import ENGINES
@@ -339,7 +337,8 @@ class EngineResource(dg.ConfigurableResource):
     is dagster-pyspark's PySparkResource (given with the spark engine only: it starts Spark)."""
 
     name: str = "duckdb"
-    pyspark: Optional[PySparkResource] = None
+    # dagster_pyspark.PySparkResource; typed by its base so a DuckDB code location need not import it
+    pyspark: Optional[dg.ConfigurableResource] = None
 
     def engine(self, catalog=None) -> Engine:
         """`catalog`: the tables' PyIceberg catalog, which the spark engine reads them through."""
