@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lakehouse.resources.spark_iceberg import EXTENSIONS
 from lakehouse.resources.compute import EMR, EMR_SERVERLESS, ENTRY_SCRIPT, PYTHON_ARCHIVE
 from lakehouse.settings import Settings, s3_parts
 
@@ -185,7 +186,10 @@ def job_definition(settings: Settings, wheel_name: str) -> dict:
         "Command": {"Name": "glueetl", "ScriptLocation": f"{aws.artifacts_uri}/{ENTRY_SCRIPT}",
                     "PythonVersion": "3"},
         "DefaultArguments": {
+            # Iceberg's runtime (Glue 5: Iceberg 1.7) and its SQL extensions for the spark engine's
+            # reads; the script sets its catalog at run time, the same one PyIceberg uses.
             "--datalake-formats": "iceberg",
+            "--conf": f"spark.sql.extensions={EXTENSIONS}",
             # The wheel, and from PyPI its dependencies; Glue brings Spark (PySpark is an extra).
             "--additional-python-modules": f"{aws.artifacts_uri}/{wheel_name}",
             "--job-language": "python",

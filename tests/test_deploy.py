@@ -78,6 +78,7 @@ def test_dry_run_plans_apply_creates_and_a_second_apply_changes_nothing(aws_env,
     assert definition["Command"]["ScriptLocation"] == f"s3://{s3_bucket}/artifacts/run_step.py"
     arguments = definition["DefaultArguments"]
     assert arguments["--datalake-formats"] == "iceberg"
+    assert arguments["--conf"] == "spark.sql.extensions=org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
     wheel_uri = arguments["--additional-python-modules"]
     assert wheel_uri.startswith(f"s3://{s3_bucket}/artifacts/lakehouse-") and wheel_uri.endswith(".whl")
     assert definition["SecurityConfiguration"] == f"{job}-sse-s3"

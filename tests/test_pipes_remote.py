@@ -279,6 +279,9 @@ def test_a_silver_step_runs_on_emr_serverless_under_spark_submit(lakehouse_env, 
     context = decode_param(params.split("spark.emr-serverless.driverEnv.DAGSTER_PIPES_CONTEXT=")[1].split()[0])
     assert context["bucket"] == s3_bucket and context["key"].startswith("pipes/") and context["key"].endswith("/context.json")
     assert "spark.emr-serverless.driverEnv.DAGSTER_PIPES_MESSAGES=" in params
+    # Iceberg's runtime, which the image has but does not load, and its extensions
+    assert "--conf spark.jars=/usr/share/aws/iceberg/lib/iceberg-spark3-runtime.jar" in params
+    assert "--conf spark.sql.extensions=org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions" in params
     assert job["name"] == f"lakehouse silver customers {DAY}..{DAY}"
 
 
@@ -297,6 +300,8 @@ def test_a_silver_step_runs_on_its_own_emr_cluster(lakehouse_env, s3_bucket, tmp
     assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
     assert args[-1] == f"s3://{s3_bucket}/artifacts/run_step.py"
     assert "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python" in args
+    assert "spark.sql.extensions=org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions" in args
+    assert {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}} in flow["Configurations"]
     assert step["ActionOnFailure"] == "TERMINATE_CLUSTER"
     by_class = {c["Classification"]: c for c in flow["Configurations"]}
     # The Pipes bootstrap, where cluster-mode drivers (appMasterEnv) and spark-env both see it.

@@ -20,12 +20,14 @@ from typing import Any
 
 import dagster as dg
 
+from lakehouse.resources.spark_iceberg import EXTENSIONS
 from lakehouse.settings import AwsSettings, s3_parts
 
 LOCAL, GLUE, EMR_SERVERLESS, EMR = "local", "glue", "emr-serverless", "emr"
 ENTRY_SCRIPT = "run_step.py"  # `lakehouse deploy` uploads lakehouse/cluster/run_step.py under this name
 PYTHON_ARCHIVE = "lakehouse-venv.tar.gz"  # the Python environment EMR runs the script in (README)
 PIPES_CLOSED_WITH_ERROR = "[pipes] external process pipes closed with exception"
+EMR_SERVERLESS_ICEBERG_JAR = "/usr/share/aws/iceberg/lib/iceberg-spark3-runtime.jar"  # in EMR Serverless images
 
 
 @dataclass
@@ -139,6 +141,8 @@ class Compute:
         """`start_job_run` parameters; PipesEMRServerlessClient adds the Pipes bootstrap as driver env."""
         conf = self._python_conf("spark.emr-serverless.driverEnv.")
         conf.append("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=./environment/bin/python")
+        # Iceberg's Spark runtime, which EMR Serverless ships but does not load by itself.
+        conf += [f"spark.jars={EMR_SERVERLESS_ICEBERG_JAR}", f"spark.sql.extensions={EXTENSIONS}"]
         return {
             "applicationId": self.aws.emr_serverless_app,
             "executionRoleArn": self.aws.emr_role_arn,
@@ -162,7 +166,8 @@ class Compute:
         would drop its bootstrap when merging into one we pass.
         """
         submit = ["spark-submit", "--deploy-mode", "cluster"]
-        for conf in self._python_conf("spark.yarn.appMasterEnv."):
+        # The iceberg-defaults classification below puts Iceberg's runtime on the classpath.
+        for conf in [*self._python_conf("spark.yarn.appMasterEnv."), f"spark.sql.extensions={EXTENSIONS}"]:
             submit += ["--conf", conf]
         submit.append(self._artifact(ENTRY_SCRIPT))
         core = max(self.aws.emr_instances - 1, 0)
