@@ -107,10 +107,13 @@ def _check_catalog(session) -> None:
         session.sql(f"SHOW NAMESPACES IN {CATALOG_NAME}").collect()
     except Exception as exc:  # py4j wraps the JVM's ClassNotFoundException and catalog errors
         if "ClassNotFoundException" in str(exc) or "Cannot find catalog plugin class" in str(exc):
+            said = next((line.strip() for line in str(exc).splitlines() if "ClassNotFound" in line
+                         or "Cannot find catalog" in line), "")
             raise SparkCatalogError(
                 "Spark has no Iceberg runtime on its classpath: on Glue set the job argument --datalake-formats "
                 "iceberg, on EMR the iceberg-defaults classification (iceberg.enabled: true), elsewhere "
-                f"--jars {runtime_jar().name} (from the `local` extra)") from None
+                f"--jars {runtime_jar().name} (from the `local` extra); the Glue catalog also needs Iceberg's AWS "
+                f"bundle, which clusters have (Spark said: {said[:300]})") from None
         raise
 
 
