@@ -189,6 +189,14 @@ def _coalesced(chunks, rows: int = COALESCE_ROWS):
         yield pa.concat_tables(buffer)
 
 
+class BranchWriter:
+    """Data an engine writes to an audit branch itself, replacing the rows `where` matches:
+    `write(identifier, branch, where, snapshot_properties) -> WriteResult` (its rows and head)."""
+
+    def write(self, identifier: str, branch: str, where: BooleanExpression, snapshot_properties: dict[str, str]):
+        raise NotImplementedError
+
+
 class MainMoved(Exception):
     """Another writer published to main while a write was being audited: redo the write."""
 
@@ -422,7 +430,10 @@ class TableStore:
             base = table.current_snapshot()
             self._update_refs(identifier, lambda t: t.manage_snapshots().create_branch(
                 snapshot_id=base.snapshot_id, branch_name=branch).commit())
-            written = self.replace_where(identifier, data, where, snapshot_properties, evolve, branch=branch)
+            if isinstance(data, BranchWriter):  # the engine writes the branch itself (Spark's Iceberg writer)
+                written = data.write(identifier, branch, where, snapshot_properties)
+            else:
+                written = self.replace_where(identifier, data, where, snapshot_properties, evolve, branch=branch)
             table = self.catalog.load_table(identifier)
             head = table.metadata.refs[branch].snapshot_id
             outcomes = audit(table, head)

@@ -2,6 +2,7 @@
 PyIceberg writes (DESIGN.md §9): both see each other's commits, snapshots and filters."""
 
 import datetime as dt
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -120,3 +121,33 @@ def test_a_dagster_run_on_the_spark_engine_gets_its_session_from_pyspark_resourc
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     assert made == [] and engine_module._catalogs["spark"]["spark.sql.catalog.lakehouse.type"] == "jdbc"
     assert TableStore(catalog_from_settings(settings)).read("silver.orders").num_rows > 0
+
+
+def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch(tmp_path, monkeypatch):
+    """Write-audit-publish with Spark's writer: the rows go to the audit branch, a blocking check
+    fails, main does not move, and the branch keeps what Spark wrote, for a look."""
+    import sys
+
+    from lakehouse.generate import generate
+    from lakehouse.resources.landing import LocalLandingZone
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pipeline_helpers import process_day
+
+    day = dt.date(2026, 3, 1)
+    generate(LocalLandingZone(f"file://{tmp_path / 'landing'}"), days=1, start=day, seed=21, dirty=True, scale=0.2)
+    strict = tmp_path / "quality.yaml"
+    strict.write_text("assets:\n  silver/customers:\n    quarantine_share: {severity: error, max_share: 0}\n")
+    monkeypatch.setenv("LAKEHOUSE_DQ_CONFIG", str(strict))
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_START_DATE": day.isoformat(),
+                              "LAKEHOUSE_LANDING_URI": f"file://{tmp_path / 'landing'}"})
+    write = process_day(settings, "spark", day)["silver.customers"].write
+    assert not write.published
+    store = TableStore(catalog_from_settings(settings))
+    table = store.load("silver.customers")
+    assert store.read("silver.customers").num_rows == 0  # main: nothing published
+    head = table.snapshot_by_id(table.metadata.refs[write.branch].snapshot_id)
+    assert "spark.app.id" in head.summary.additional_properties and write.rows > 0
+    assert store.read("silver.customers", snapshot_id=head.snapshot_id).num_rows == write.rows
+    results = [r for r in store.read("ops.dq_results").to_pylist() if r["asset"] == "silver/customers"]
+    assert any(r["check_name"] == "quarantine_share" and not r["passed"] and not r["published"] for r in results)

@@ -16,7 +16,7 @@ from lakehouse.resources.engine import Engine
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import BUILT_FROM_SILVER, NO_DATES, StepContext, StepResult
 from lakehouse.steps.dates import tracked_dates, affected_dates
-from lakehouse.steps.reads import arrow_chunks, schema_columns, frame
+from lakehouse.steps.reads import output, schema_columns, frame
 from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table, silver_table
 from lakehouse.transforms import gold
 from lakehouse.transforms.bronze import INGEST_DATE
@@ -94,7 +94,7 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
             ev.equal(specs["matches_silver"], fact=written[key].num_rows, silver=silver_now[key].num_rows),
         ]) + per_day(keys, lambda key: [ev.non_empty(specs["non_empty"], written[key].num_rows)])
 
-    write = audited_write(ctx, FACT_ORDERS, asset, keys, arrow_chunks(ctx.engine, fact, FACT_ORDERS.schema), where, props,
+    write = audited_write(ctx, FACT_ORDERS, asset, keys, output(ctx, fact, FACT_ORDERS.schema), where, props,
                           schema_columns(FACT_ORDERS), audit)
     counts = {**total_counts({k: v for k, v in by_day.items() if k in keys}), "rows_out": write.rows,
               "rewritten_partitions": len(partitions)}

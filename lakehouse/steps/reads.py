@@ -20,6 +20,7 @@ from pyiceberg.expressions import (
 
 from lakehouse.arrowtools import conform
 from lakehouse.resources.engine import Engine
+from lakehouse.resources.spark_iceberg import SparkBranchWriter
 from lakehouse.steps.context import StepContext
 from lakehouse.tables import TableDef
 from lakehouse.transforms.silver import api
@@ -102,6 +103,14 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
 
 def _select(df, columns):
     return df if tuple(columns) == ("*",) else df.select(*columns)
+
+
+def output(ctx: StepContext, df, schema: pa.Schema):
+    """A step's rows for `audited_write`: written by Spark's own Iceberg writer when the engine
+    reads the tables through it, else Arrow chunks that PyIceberg commits."""
+    if ctx.engine.reads_tables:
+        return SparkBranchWriter(ctx.store, df, schema)
+    return arrow_chunks(ctx.engine, df, schema)
 
 
 def arrow_chunks(engine: Engine, df, schema: pa.Schema):

@@ -22,7 +22,7 @@ from lakehouse.readers import ROW_NUMBER
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import StepContext, StepResult
 from lakehouse.steps.dates import dates_in, tracked_dates
-from lakehouse.steps.reads import arrow_chunks, schema_columns, engine_condition, frame, keyed, within
+from lakehouse.steps.reads import output, schema_columns, engine_condition, frame, keyed, within
 from lakehouse.tables import QUARANTINE, TableDef, bronze_table, silver_table
 from lakehouse.transforms.bronze import INGEST_DATE
 from lakehouse.transforms.silver import (
@@ -142,7 +142,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         return out + per_day(keys, lambda day: _silver_checks(specs, contract, by_day[day], written_by_day[day],
                                                               quarantined_by_day[day]))
 
-    write = audited_write(ctx, target, asset, keys, arrow_chunks(engine, silver, target.schema), where, props,
+    write = audited_write(ctx, target, asset, keys, output(ctx, silver, target.schema), where, props,
                           schema_columns(target), audit)
     return StepResult(target, write, {**counts, "recomputed_keys": len(recomputed),
                                       "touched_ingest_dates": len(touched)}, affected, by_day)
