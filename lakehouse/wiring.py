@@ -80,12 +80,18 @@ def _pyspark() -> dg.ConfigurableResource:
 
 
 def project_resources(settings: Settings, compute: Compute | None = None) -> dict:
-    """The resources every step uses, shared by the sources' components and the Python definitions."""
+    """The resources every step uses, shared by the sources' components and the Python definitions.
+
+    The Spark session resource only where steps run here on the spark engine: it starts
+    Spark in every step's process, which a step sent to Glue or EMR does not use.
+    """
+    compute = compute or Compute.from_settings(settings)
+    local_spark = settings.engine == "spark" and compute.local
     return {
         "landing": LandingZoneResource(uri=settings.landing_uri),
         "iceberg": IcebergResource.from_settings(settings),
-        "engine": EngineResource(name=settings.engine, pyspark=_pyspark() if settings.engine == "spark" else None),
-        "compute": compute or Compute.from_settings(settings),
+        "engine": EngineResource(name=settings.engine, pyspark=_pyspark() if local_spark else None),
+        "compute": compute,
     }
 
 

@@ -71,9 +71,14 @@ def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_pat
         assert sorted((r["n"], r["label"]) for r in old.collect()) == [(1, "a"), (2, "b")]
 
 
-def test_a_cluster_without_icebergs_runtime_is_told_the_job_argument(tmp_path):
-    """spark-submit without the runtime (a Glue job lacking --datalake-formats iceberg): the step
-    fails at once with the setting to add, not with a JVM stack trace in the middle of a read."""
+@pytest.mark.parametrize("submit_args, says", [
+    (f"--conf spark.sql.extensions={spark_iceberg.EXTENSIONS}",
+     "Spark has no Iceberg runtime on its classpath: on Glue set the job argument --datalake-formats iceberg"),
+    ("--jars {jars}", "Spark's session lacks Iceberg's SQL extensions"),
+])
+def test_a_cluster_without_icebergs_runtime_or_extensions_is_told_the_job_argument(tmp_path, submit_args, says):
+    """spark-submit without the runtime (a Glue job lacking --datalake-formats iceberg) or without
+    the extensions: the step fails at once with the setting to add, not in the middle of a write."""
     import os
     import subprocess
     import sys
@@ -82,12 +87,12 @@ def test_a_cluster_without_icebergs_runtime_is_told_the_job_argument(tmp_path):
               "from lakehouse.resources.engine import Engine\n"
               "from lakehouse.settings import load_settings\n"
               "Engine('spark', catalog_from_settings(load_settings()))\n")
+    args = submit_args.format(jars=",".join(spark_iceberg.local_jars()))
     env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path / "home"),
-           "PYSPARK_SUBMIT_ARGS": "--master local[1] --driver-memory 1g pyspark-shell"}
+           "PYSPARK_SUBMIT_ARGS": f"--master local[1] --driver-memory 1g {args} pyspark-shell"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    assert "SparkCatalogError: Spark has no Iceberg runtime on its classpath: on Glue set the job argument " \
-           "--datalake-formats iceberg" in done.stderr, done.stderr[-3000:]
+    assert f"SparkCatalogError: {says}" in done.stderr, done.stderr[-3000:]
 
 
 def test_a_dagster_run_on_the_spark_engine_gets_its_session_from_pyspark_resource(tmp_path, monkeypatch):
@@ -110,8 +115,9 @@ def test_a_dagster_run_on_the_spark_engine_gets_its_session_from_pyspark_resourc
     resource = defs.resources["engine"]
     assert isinstance(resource.pyspark, PySparkResource) and resource.pyspark.spark_config["spark.sql.extensions"]
     if "spark" in engine_module._sessions:  # this test's session must be the resource's, bound to its catalog
-        engine_module._sessions.pop("spark").stop()
-        engine_module._catalogs.pop("spark", None)
+        old = engine_module._sessions.pop("spark")
+        engine_module._catalogs.pop(id(old), None)
+        old.stop()
     made, new_session = [], engine_module._new_session
     monkeypatch.setattr(engine_module, "_new_session", lambda name: made.append(name) or new_session(name))
     with open_instance(settings) as instance:
@@ -119,7 +125,8 @@ def test_a_dagster_run_on_the_spark_engine_gets_its_session_from_pyspark_resourc
             instance=instance, partition_key=day.isoformat(), raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert result.success, [e.message for e in result.all_events if e.is_failure]
-    assert made == [] and engine_module._catalogs["spark"]["spark.sql.catalog.lakehouse.type"] == "jdbc"
+    session = engine_module._sessions["spark"]
+    assert made == [] and engine_module._catalogs[id(session)]["spark.sql.catalog.lakehouse.type"] == "jdbc"
     assert TableStore(catalog_from_settings(settings)).read("silver.orders").num_rows > 0
 
 

@@ -26,7 +26,7 @@ from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, cat
 from lakehouse.settings import ENGINES
 
 _sessions: dict[str, object] = {}
-_catalogs: dict[str, dict[str, str]] = {}  # the Iceberg catalog each session was given
+_catalogs: dict[int, dict[str, str]] = {}  # the Iceberg catalog each session (by id) was given
 _jar_problems: dict[str, Exception] = {}  # why a local Spark session has no Iceberg runtime
 _lock = threading.Lock()
 _names = itertools.count()
@@ -79,30 +79,44 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
     `catalog`: the Spark settings of the Iceberg catalog the session reads the tables
     through (`spark_iceberg.catalog_conf`). A Spark session serves one catalog, as its
     JDBC catalog is named like PyIceberg's; asked for another (tests do), it starts anew.
-    `session`: the Spark session a Dagster run's PySparkResource made (`spark_config()` too).
+    `session`: the Spark session a Dagster run's PySparkResource made (`spark_config()` too);
+    it is never stopped here, and one already given another catalog is refused.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     with _lock:
-        if engine == "spark" and catalog and _catalogs.get(engine) not in (None, catalog):
-            _sessions.pop(engine).stop()
-            _catalogs.pop(engine)
-        if session is not None and _sessions.get(engine) is not session:
+        if session is not None:
             _sessions[engine] = session
+        current = _sessions.get(engine)
+        bound = _catalogs.get(id(current)) if current is not None else None
+        if engine == "spark" and catalog and bound not in (None, catalog):
+            if session is not None:
+                raise SparkCatalogError("this Spark session already reads another lakehouse catalog "
+                                        f"({bound.get(f'spark.sql.catalog.{CATALOG_NAME}.uri') or bound}); a "
+                                        "process serves one catalog")
+            _sessions.pop(engine).stop()  # ours (tests open several catalogs): start anew
+            _catalogs.pop(id(current))
         if engine not in _sessions:
             _sessions[engine] = _new_session(engine)
-        if engine == "spark" and catalog and engine not in _catalogs:
+        current = _sessions[engine]
+        if engine == "spark" and catalog and id(current) not in _catalogs:
             if engine in _jar_problems:
                 raise _jar_problems[engine]
             for key, value in catalog.items():  # a catalog's settings may be set until its first use
-                _sessions[engine].conf.set(key, value)
-            _check_catalog(_sessions[engine])
-            _catalogs[engine] = catalog
-        return _sessions[engine]
+                current.conf.set(key, value)
+            _check_catalog(current)
+            _catalogs[id(current)] = catalog
+        return current
 
 
 def _check_catalog(session) -> None:
-    """Open the catalog once, so a cluster without Iceberg's runtime fails here with the fix."""
+    """Open the catalog once, so a cluster without Iceberg's runtime or its SQL extensions fails
+    here, before any work, with the fix."""
+    if EXTENSIONS not in (session.conf.get("spark.sql.extensions", "") or ""):
+        raise SparkCatalogError(
+            f"Spark's session lacks Iceberg's SQL extensions ({EXTENSIONS}), which the writes to audit branches "
+            f"need: on Glue add the job argument --conf spark.sql.extensions={EXTENSIONS} (lakehouse deploy sets "
+            "it), on EMR the same --conf on spark-submit")
     try:
         session.sql(f"SHOW NAMESPACES IN {CATALOG_NAME}").collect()
     except Exception as exc:  # py4j wraps the JVM's ClassNotFoundException and catalog errors

@@ -87,11 +87,19 @@ def sql_literal(value, type_) -> str:
     """A PyIceberg literal's value as Spark SQL, typed like its column."""
     import pyarrow as pa
 
+    from decimal import Decimal
+
     if pa.types.is_date(type_):
         return f"DATE '{value}'" if isinstance(value, str) else f"DATE '{_date(value)}'"
-    if isinstance(value, str):
+    if isinstance(value, str):  # Spark's default escaping (spark.sql.parser.escapedStringLiterals=false)
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal) and value.is_finite():
+        return f"{value}BD"
+    raise ValueError(f"no Spark SQL literal for {value!r} of {type_}")
 
 
 def _date(days: int) -> str:
@@ -102,12 +110,15 @@ def _date(days: int) -> str:
 
 def sql_condition(where, types: dict) -> str:
     """The few PyIceberg predicates the steps write with, as a Spark SQL condition."""
-    from pyiceberg.expressions import (AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In, LessThan,
-                                       LessThanOrEqual, Not, NotNull, Or)
+    from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In,
+                                       IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn, NotNull, Or)
 
-    comparisons = {EqualTo: "=", LessThan: "<", LessThanOrEqual: "<=", GreaterThan: ">", GreaterThanOrEqual: ">="}
+    comparisons = {EqualTo: "=", NotEqualTo: "<>", LessThan: "<", LessThanOrEqual: "<=", GreaterThan: ">",
+                   GreaterThanOrEqual: ">="}
     if isinstance(where, AlwaysTrue):
         return "true"
+    if isinstance(where, AlwaysFalse):
+        return "false"
     if isinstance(where, (And, Or)):
         op = "AND" if isinstance(where, And) else "OR"
         return f"({sql_condition(where.left, types)} {op} {sql_condition(where.right, types)})"
@@ -116,11 +127,11 @@ def sql_condition(where, types: dict) -> str:
     name = where.term.name
     if type(where) in comparisons:
         return f"{_quoted(name)} {comparisons[type(where)]} {sql_literal(where.literal.value, types[name])}"
-    if isinstance(where, NotNull):
-        return f"{_quoted(name)} IS NOT NULL"
-    if isinstance(where, In):
+    if isinstance(where, (NotNull, IsNull)):
+        return f"{_quoted(name)} IS {'NOT ' if isinstance(where, NotNull) else ''}NULL"
+    if isinstance(where, (In, NotIn)):
         values = ", ".join(sql_literal(v.value, types[name]) for v in sorted(where.literals, key=lambda v: v.value))
-        return f"{_quoted(name)} IN ({values})"
+        return f"{_quoted(name)} {'NOT ' if isinstance(where, NotIn) else ''}IN ({values})"
     raise ValueError(f"no Spark SQL for the filter {where!r}")
 
 
@@ -145,15 +156,17 @@ class SparkBranchWriter(BranchWriter):
         session = self.df.sparkSession
         target = ".".join(_quoted(part) for part in (CATALOG_NAME, *identifier.split("."), f"branch_{branch}"))
         session.sql(f"DELETE FROM {target} WHERE {sql_condition(where, {f.name: f.type for f in self.schema})}")
-        columns = [F.col(_quoted(f.name)).cast(f.dataType) if f.name in self.df.columns
-                   else F.lit(None).cast(f.dataType) for f in session.table(target).schema]
-        names = [f.name for f in session.table(target).schema]
-        writer = self.df.select(*[c.alias(n) for c, n in zip(columns, names)]).writeTo(target)
+        # By name, in the table's order; no casts of ours: Spark's store assignment (ANSI for
+        # table writes) widens safely and refuses a narrowing, where a cast would null or round.
+        # A column the output lacks (kept after the declaration dropped it) is written null.
+        columns = [F.col(_quoted(f.name)) if f.name in self.df.columns else F.lit(None).cast(f.dataType).alias(f.name)
+                   for f in session.table(target).schema]
+        writer = self.df.select(*columns).writeTo(target)
         for key, value in snapshot_properties.items():
             writer = writer.option(f"snapshot-property.{key}", value)
         writer.append()
         table = self.store.load(identifier)
         head = table.snapshot_by_id(table.metadata.refs[branch].snapshot_id)
         summary = head.summary.additional_properties if head.summary else {}
-        added = int(summary.get("added-records", 0)) if summary.get("dagster.asset_key") else 0
+        added = int(summary.get("added-records", 0))  # an empty append still commits, with the properties
         return WriteResult(identifier, head.snapshot_id, added, [])
