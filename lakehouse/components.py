@@ -20,7 +20,7 @@ import dagster as dg
 
 import yaml
 
-from lakehouse.contracts.declared import SOURCES_DIR, contract_from_attributes
+from lakehouse.contracts.declared import contract_from_attributes, declaration_file
 from lakehouse.contracts.model import Column, Landing, Lookup, Partition, SourceContract
 from lakehouse.settings import Settings, load_settings
 
@@ -60,7 +60,7 @@ class RetailSource(dg.Component, dg.Model, dg.Resolvable):
     landing: _typed(Optional[Landing]) = None
 
     def contract(self) -> SourceContract:
-        where = str(SOURCES_DIR / self.name / "defs.yaml")
+        where = str(declaration_file(self.name))
         return contract_from_attributes(self.model_dump(exclude_unset=True), where)
 
     def raw_spec(self, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
@@ -98,7 +98,7 @@ def declared_sources() -> list[RetailSource]:
     """
     from lakehouse.contracts import CONTRACTS  # checked across sources first, errors naming the file
 
-    return [RetailSource.resolve_from_dict(yaml.safe_load((SOURCES_DIR / name / "defs.yaml").read_text("utf-8"))["attributes"])
+    return [RetailSource.resolve_from_dict(yaml.safe_load(declaration_file(name).read_text("utf-8"))["attributes"])
             for name in CONTRACTS]
 
 

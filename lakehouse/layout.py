@@ -161,16 +161,25 @@ def _source_of(key: str) -> str | None:
     return next((source for prefix, source in PREFIXES.items() if key.startswith(prefix)), None)
 
 
+def _off_the_tree(parts: list[str]) -> tuple[int, str] | None:
+    """Where a key under no source prefix leaves the folders that lead to one: (index of the
+    first segment that does not, the folder above it); None if it never leaves them."""
+    folder = ""
+    for i, part in enumerate(parts):
+        if part not in PARENTS.get(folder, ()):
+            return i, folder
+        folder += part + "/"
+    return None
+
+
 def parse_key(key: str) -> LandingKey:
     """Parse a relative landing key or raise `KeyOutsideLayout` with the reason."""
     parts = check_key(key)
     source = _source_of(key)
     if source is None:
-        folder = ""
-        for i, part in enumerate(parts):
-            if part not in PARENTS.get(folder, ()):
-                raise KeyOutsideLayout(outside_reason(folder, part, is_folder=i < len(parts) - 1))
-            folder += part + "/"
+        if off := _off_the_tree(parts):
+            i, folder = off
+            raise KeyOutsideLayout(outside_reason(folder, parts[i], is_folder=i < len(parts) - 1))
         raise KeyOutsideLayout(f"wrong depth: expected {LAYOUT}, got {len(parts)} path segments")
     rest = key[len(source_prefix(source)):].split("/")
     if len(rest) != 2:
@@ -202,14 +211,15 @@ def whereabouts(key: str) -> tuple[str | None, dt.date | None]:
     source = _source_of(key)
     if source is not None:
         return source, day_of(key[len(source_prefix(source)):].split("/"))
-    parts, folder = key.split("/"), ""
-    for i, part in enumerate(parts):
-        if part not in PARENTS.get(folder, ()):
-            if folder == "" or i == len(parts) - 1 or part in ("", ".", "..") or part.startswith("ingest_date="):
-                return None, None
-            return storable(part), day_of(parts[i + 1:])
-        folder += part + "/"
-    return None, None
+    parts = key.split("/")
+    off = _off_the_tree(parts)
+    if off is None:
+        return None, None
+    i, folder = off
+    part = parts[i]
+    if folder == "" or i == len(parts) - 1 or part in ("", ".", "..") or part.startswith("ingest_date="):
+        return None, None
+    return storable(part), day_of(parts[i + 1:])
 
 
 def storable(text: str) -> str:

@@ -136,7 +136,7 @@ def declaration_problem(settings) -> str | None:
     fix instead of every step of those sources failing with it. None when all can follow.
     """
     from lakehouse.contracts import CONTRACTS
-    from lakehouse.contracts.declared import SOURCES_DIR
+    from lakehouse.contracts.declared import misfit
     from lakehouse.iceberg import catalog_from_settings, has_rows, refusal
     from lakehouse.tables import silver_table
 
@@ -155,5 +155,5 @@ def declaration_problem(settings) -> str | None:
         why = refusal(declared.identifier, declared.schema, table.schema().as_arrow(), table.properties,
                       dict(declared.declared), has_rows(table))
         if why:
-            problems.append(f"source declaration {SOURCES_DIR / source / 'defs.yaml'} does not fit its table: {why}")
+            problems.append(misfit(source, why))
     return "\n".join(problems) + "\nNothing was run." if problems else None

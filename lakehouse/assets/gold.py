@@ -8,7 +8,7 @@ from lakehouse.assets.metadata import table_metadata
 from lakehouse.assets.step import partition_days, run_step
 from lakehouse.checks.catalog import GOLD_CHECKS
 from lakehouse.contracts import CONTRACTS, DeclarationError
-from lakehouse.contracts.declared import SOURCES_DIR
+from lakehouse.contracts.declared import declaration_file
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.resources.compute import Compute
 from lakehouse.steps import run_customer_activity, run_daily_sales, run_dimension, run_fact_orders
@@ -75,12 +75,12 @@ def _check_declarations() -> None:
     for source, (column, why) in NEEDS.items():
         contract = CONTRACTS.get(source)
         if contract is None or contract.partition is None or contract.partition.column != column:
-            raise DeclarationError(f"{SOURCES_DIR / source / 'defs.yaml'}: {why} needs the source declared with "
+            raise DeclarationError(f"{declaration_file(source)}: {why} needs the source declared with "
                                    f"`partition: {{column: {column}, grain: ...}}`; put it back (the grain may change)")
     coded = sorted(asset.split("/")[1] for asset in GOLD_CHECKS if asset.startswith("gold/dim_"))
     for source in DIMENSION_SOURCES:
         if CONTRACTS[source].dimension not in coded:
-            raise DeclarationError(f"{SOURCES_DIR / source / 'defs.yaml'}: dimension {CONTRACTS[source].dimension!r} "
+            raise DeclarationError(f"{declaration_file(source)}: dimension {CONTRACTS[source].dimension!r} "
                                    f"has no gold code; the dimensions are {', '.join(coded)} (a new one needs its "
                                    "checks in lakehouse/checks/catalog.py and its fact flag in lakehouse/steps/gold.py)")
 

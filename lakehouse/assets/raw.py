@@ -6,7 +6,7 @@ import dagster as dg
 
 from lakehouse.assets.metadata import code_reference
 from lakehouse.contracts import SourceContract
-from lakehouse.contracts.declared import SOURCES_DIR
+from lakehouse.contracts.declared import declaration_file
 from lakehouse.layout import source_prefix
 
 
@@ -25,5 +25,5 @@ def raw_spec(contract: SourceContract, landing_uri: str, partitions: dg.Partitio
         kinds={"s3"} if landing_uri.startswith("s3://") else {"file"},
         owners=[contract.owner],
         metadata={"dagster/uri": uri, "landing_layout": f"{uri}ingest_date=YYYY-MM-DD/<file>",
-                  **code_reference(SOURCES_DIR / contract.name / "defs.yaml", "name:", "declaration")},
+                  **code_reference(declaration_file(contract.name), "name:", "declaration")},
     )

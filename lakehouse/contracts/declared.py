@@ -29,6 +29,15 @@ PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # plain folder nam
 RESERVED = ("quarantine", "rejected_files", "ingestion_log", "dq_results")  # tables lakehouse keeps beside the sources
 
 
+def declaration_file(source: str, root: Path = SOURCES_DIR) -> Path:
+    return root / source / "defs.yaml"
+
+
+def misfit(source: str, why: str) -> str:
+    """The words for a declaration its existing table cannot follow (`iceberg.refusal` says why)."""
+    return f"source declaration {declaration_file(source)} does not fit its table: {why}"
+
+
 class DeclarationError(ValueError):
     """A source declaration that cannot be used; the message names the file, the field and the fix."""
 

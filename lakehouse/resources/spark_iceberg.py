@@ -11,8 +11,14 @@ Pure settings here; the session is made in `lakehouse.resources.engine`.
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In,
+                                   IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn, NotNull, Or)
 
 from lakehouse.iceberg import CATALOG_NAME, BranchWriter
 
@@ -85,10 +91,6 @@ def _quoted(name: str) -> str:
 
 def sql_literal(value, type_) -> str:
     """A PyIceberg literal's value as Spark SQL, typed like its column."""
-    import pyarrow as pa
-
-    from decimal import Decimal
-
     if pa.types.is_date(type_):
         return f"DATE '{value}'" if isinstance(value, str) else f"DATE '{_date(value)}'"
     if isinstance(value, str):  # Spark's default escaping (spark.sql.parser.escapedStringLiterals=false)
@@ -103,16 +105,11 @@ def sql_literal(value, type_) -> str:
 
 
 def _date(days: int) -> str:
-    import datetime as dt
-
     return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
 
 
 def sql_condition(where, types: dict) -> str:
     """The few PyIceberg predicates the steps write with, as a Spark SQL condition."""
-    from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In,
-                                       IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn, NotNull, Or)
-
     comparisons = {EqualTo: "=", NotEqualTo: "<>", LessThan: "<", LessThanOrEqual: "<=", GreaterThan: ">",
                    GreaterThanOrEqual: ">="}
     if isinstance(where, AlwaysTrue):

@@ -8,7 +8,7 @@ import pyarrow as pa
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 
 from lakehouse.checks.model import CheckOutcome
-from lakehouse.contracts.declared import SOURCES_DIR
+from lakehouse.contracts.declared import misfit
 from lakehouse.iceberg import IncompatibleChange, TableStore, WriteResult
 from lakehouse.partitions import partition_props
 from lakehouse.resources.engine import Engine
@@ -66,8 +66,7 @@ class StepContext:
                 if not t.declared:
                     raise
                 source = t.identifier.split(".", 1)[1]  # a declared table: name the file to fix
-                raise IncompatibleChange(f"source declaration {SOURCES_DIR / source / 'defs.yaml'} does not fit "
-                                         f"its table: {exc}") from None
+                raise IncompatibleChange(misfit(source, str(exc))) from None
 
     def read(self, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",), snapshot_id=None) -> pa.Table:
         self.ensure(table)

@@ -31,7 +31,7 @@ import re
 
 import pyarrow as pa
 from lakehouse.contracts import CONTRACTS, SourceContract
-from lakehouse.contracts.declared import SOURCES_DIR, DeclarationError
+from lakehouse.contracts.declared import DeclarationError, declaration_file
 from lakehouse.contracts.model import (
     FLAG,
     IN_FUTURE,
@@ -457,7 +457,7 @@ for _contract in CONTRACTS.values():  # a name means one computation: it needs t
         _missing = [c for c in DERIVATIONS[_column.name] if c not in _contract.column_names]
         if _missing:
             raise DeclarationError(
-                f"{SOURCES_DIR / _contract.name / 'defs.yaml'}: derived column {_column.name} is computed from {', '.join(DERIVATIONS[_column.name])}"
+                f"{declaration_file(_contract.name)}: derived column {_column.name} is computed from {', '.join(DERIVATIONS[_column.name])}"
                 f", and {_contract.name} declares no {', '.join(_missing)}; declare them, or add a computation of "
                 "your own under a new name to _derivations in lakehouse/transforms/silver.py")
 
