@@ -22,8 +22,11 @@ from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 
+from lakehouse import iceberg_patches
 from lakehouse.arrowtools import conform, plain_strings, type_name
 from lakehouse.settings import Settings
+
+iceberg_patches.apply()
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,11 @@ TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
     "commit.retry.num-retries": "8",
     "format-version": "2",
+    # Every commit adds a manifest, and every scan opens each one: merged once a snapshot
+    # has this many, so a table's scans (and the deletes of its rewrites) stay cheap for
+    # years of daily commits instead of growing with them (Iceberg's default is 100).
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "8",
 }
 
 
@@ -284,6 +292,8 @@ class TableStore:
         if spec_now != spec_wanted:
             changes.append(f"partitioned by {_spec_text(spec_now)} -> {_spec_text(spec_wanted)}")
         properties = {DECLARED + k: v for k, v in declared.items() if table.properties.get(DECLARED + k) != v}
+        # Tables made before a setting of ours existed get it (a user's own value is kept).
+        properties.update({k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and k not in table.properties})
         if declared:
             dropped = [name for name in have if name not in declared_schema.names]
             before = [n for n in table.properties.get(UNDECLARED, "").split(",") if n]
