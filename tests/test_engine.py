@@ -34,3 +34,24 @@ def test_arrow_round_trip_through_a_transform(engine):
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="duckdb, spark"):
         EngineResource(name="pandas").engine()
+
+
+def test_duckdb_frames_see_the_columns_sqlframe_would_find_itself(monkeypatch):
+    """Our tables' columns are given to sqlframe's catalog from DuckDB's DESCRIBE: the same types
+    its own information_schema lookup finds, for every table of the lakehouse."""
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.tables import DIMENSION_SOURCES, DQ_RESULTS, FACT_ORDERS, INGESTION_LOG, MART_CUSTOMER_ACTIVITY, \
+        MART_DAILY_SALES, QUARANTINE, REJECTED_FILES, bronze_table, dimension_table, silver_table
+
+    tables = [DQ_RESULTS, INGESTION_LOG, QUARANTINE, REJECTED_FILES, FACT_ORDERS, MART_CUSTOMER_ACTIVITY,
+              MART_DAILY_SALES, *(dimension_table(s) for s in DIMENSION_SOURCES),
+              *(f(s) for s in CONTRACTS for f in (bronze_table, silver_table))]
+    with EngineResource(name="duckdb").engine() as eng:
+        catalog = eng.session.catalog
+        for table in tables:
+            with monkeypatch.context() as m:  # no information_schema lookup of sqlframe's own
+                m.setattr(type(catalog), "listColumns", lambda *a, **k: pytest.fail("sqlframe looked the columns up"))
+                name = eng.from_arrow(table.schema.empty_table()).expression.args["from_"].this.name
+            reference = {c: t.sql(dialect="spark") for c, t in catalog.get_columns(name).items()}
+            given = {c: t.sql(dialect="spark") for c, t in catalog.get_columns_from_schema(name).items()}
+            assert given == reference and len(given) == len(table.schema), table.identifier

@@ -15,6 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import re
 from typing import Optional
 
 import dagster as dg
@@ -33,6 +34,7 @@ _names = itertools.count()
 _spill: str | None = None
 DUCKDB_MEMORY_LIMIT = "2GB"
 BATCH_ROWS = 1_000_000
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")  # a column name no dialect quotes or folds
 
 SPARK_CONFIG = {
     "spark.master": "local[2]",
@@ -243,7 +245,7 @@ class Engine:
             conn.register(f"{name}_arrow", table)
             conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "{name}_arrow"')
             self._views.append(name)
-            return self.session.table(name)
+            return self._duckdb_table(name)
         # Through Parquet rather than pandas: no size limit, exact decimals and UTC
         # timestamps. Spark reads lazily, so the file lives until the process ends.
         path = Path(_spill_dir()) / f"arrow{name}.parquet"  # Spark skips files named _*
@@ -309,7 +311,7 @@ class Engine:
                 f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
                 f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)")
             self._views.append(name)
-            return self.session.table(name)
+            return self._duckdb_table(name)
         return self.session.read.parquet(*local)
 
     def materialize(self, df):
@@ -321,8 +323,21 @@ class Engine:
             # database is in memory either way, and __exit__ drops it.
             self.session._conn.execute(f'CREATE TABLE "{name}" AS {sql}')
             self._tables.append(name)
-            return self.session.table(name)
+            return self._duckdb_table(name)
         return df.localCheckpoint(eager=True)
+
+    def _duckdb_table(self, name: str):
+        """sqlframe's DataFrame over a DuckDB table or view of ours, its columns told to sqlframe's
+        catalog from one DESCRIBE. Left to itself, sqlframe builds and plans an
+        information_schema query per table: about a tenth of a small step's time, as a step
+        makes a few dozen of these. The types are converted as sqlframe converts them."""
+        from sqlglot import exp  # with sqlframe: not for a code location that only loads definitions
+
+        described = self.session._conn.execute(f'DESCRIBE "{name}"').fetchall()
+        if all(_PLAIN.fullmatch(column) for column, *_ in described):  # else sqlframe's own quoting rules
+            self.session.catalog.add_table(name, {
+                column: exp.DataType.build(kind, dialect="duckdb").sql(dialect="spark") for column, kind, *_ in described})
+        return self.session.table(name)
 
     def cut(self, df):
         """Evaluate `df` on DuckDB, to keep sqlframe's plans shallow; Spark plans deep ones fine.
