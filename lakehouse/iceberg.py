@@ -13,20 +13,20 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pyarrow as pa
-from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 
-from lakehouse import iceberg_patches
 from lakehouse.arrowtools import conform, plain_strings, type_name
 from lakehouse.settings import Settings
 
-iceberg_patches.apply()
+if TYPE_CHECKING:  # PyIceberg's catalog and table modules cost half a second to import, which a
+    # code location loading its definitions does not need; `build_catalog` imports them.
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,11 @@ def build_catalog(
     else:
         props["type"] = "sql"
         props["uri"] = catalog_uri
+    from pyiceberg.catalog import load_catalog
+
+    from lakehouse import iceberg_patches
+
+    iceberg_patches.apply()
     return load_catalog(CATALOG_NAME, **props)
 
 

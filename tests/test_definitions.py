@@ -84,6 +84,19 @@ def test_the_transforms_load_without_dagster_or_resources():
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+def test_loading_the_code_location_imports_no_engine_catalog_or_aws_client():
+    """Every run worker and code server loads the definitions first: the engines, PyIceberg's catalog
+    and tables, boto3 and Pipes are imported by the steps that use them, not by the load."""
+    import subprocess
+    import sys
+
+    heavy = ("sqlframe", "sqlglot", "duckdb", "pyspark", "pyiceberg.catalog", "pyiceberg.table", "boto3",
+             "dagster_aws", "dagster_pyspark")
+    probe = f"import sys, lakehouse.definitions; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-3000:]
+
+
 def test_deployed_code_references_link_to_the_git_repository(lakehouse_env, monkeypatch):
     """LAKEHOUSE_GIT_URL set (a deployment): every asset's code link is a URL into the repository
     at LAKEHOUSE_GIT_BRANCH; unset (make ui), they are local files (test_asset_graph_raw_to_gold)."""

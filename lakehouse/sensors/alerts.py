@@ -1,7 +1,6 @@
 """Run-failure notifications: a short message to SNS when a topic is set, the log otherwise."""
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
-import boto3
 import dagster as dg
 
 from lakehouse.settings import Settings
@@ -53,6 +52,8 @@ def _root_message(error) -> str:
 
 def publish(topic_arn: str, subject: str, body: str) -> str:
     """Send to SNS (boto3 honours AWS_ENDPOINT_URL for a test server); returns the message id."""
+    import boto3  # here: a code location loading its definitions need not import it
+
     return boto3.client("sns").publish(TopicArn=topic_arn, Subject=subject, Message=body)["MessageId"]
 
 
