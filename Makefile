@@ -24,8 +24,14 @@ $(UV): | $(BIN)/python
 
 # The stamp re-runs the install only when the lock or pyproject.toml changes. One lock for
 # the demo and the tests: the test extras add seconds, not minutes.
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (this machine, many CI
+# images) Python would otherwise compile Dagster and the project from source in every process,
+# and `lakehouse run` starts a dozen (daemon, code server, one per run): importing the code
+# location took 2.0 s instead of 0.8 s. The project's own files are compiled too; an edited
+# one is recompiled in memory, so a stale .pyc is never used.
 $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock -e .
+	$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -r requirements.lock -e .
+	$(BIN)/python -m compileall -q lakehouse tests bench >/dev/null
 	touch $@
 
 lock: | $(UV)
