@@ -70,7 +70,10 @@ soak: install
 	LAKEHOUSE_CRASH_TRIALS=$(CRASH_TRIALS) LAKEHOUSE_CRASH_SEED=$$seed \
 		$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_crash.py tests/test_crash_more.py
 
+# small_days compares this tree with BENCH_BASELINE (default: before issue 17's per-step fixes).
+BENCH_BASELINE ?= 5f68561
 bench: install
+	$(BIN)/python bench/small_days.py --baseline $(BENCH_BASELINE)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/landing_latency.py
 	$(BIN)/python bench/backfill.py

@@ -1,0 +1,87 @@
+"""Benchmark: the fixed cost of a small day's steps, this tree against a baseline commit, in one run.
+
+    python bench/small_days.py                      # against HEAD~1
+    python bench/small_days.py --baseline 5f68561 --days 8 --rounds 2
+
+A small day (the demo's scale) is what a laptop, the demo and the test suite process, and
+there the steps' fixed costs (planning, Iceberg commits and scans) are the time, not the
+data. Each round processes --days dirty generated days one after another, in process
+(bronze, silver, the partitioned gold; tests/pipeline_helpers.process_day), once with this
+tree and once with the baseline checked out in a temporary git worktree, alternating, each
+in a fresh child process and home. Later days show whether a day's cost grows with the
+tables' history. Prints one JSON document: seconds per day, medians over the rounds, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import contextlib, datetime as dt, io, json, logging, os, sys, tempfile, time
+home = tempfile.mkdtemp(prefix="lakehouse-small-days-")
+os.environ.update(LAKEHOUSE_HOME=home, DAGSTER_HOME=home + "/dagster")
+root, n = sys.argv[1], int(sys.argv[2])
+sys.path[:0] = [root, root + "/tests"]
+logging.disable(logging.WARNING)
+from lakehouse.generate import generate
+from lakehouse.resources.landing import open_landing_zone
+from lakehouse.settings import load_settings
+import pipeline_helpers
+settings = load_settings()
+days = [dt.date(2026, 3, 10) + dt.timedelta(days=i) for i in range(n)]
+with contextlib.redirect_stdout(io.StringIO()):
+    generate(open_landing_zone(settings.landing_uri), days=n, start=days[0], seed=3, dirty=True)
+times = []
+for day in days:
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        pipeline_helpers.process_day(settings, "duckdb", day)
+    times.append(time.perf_counter() - started)
+print(json.dumps(times))
+"""
+
+
+def one_round(root: Path, days: int) -> list[float]:
+    done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(days)], capture_output=True, text=True,
+                          timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"the run in {root} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="HEAD~1", help="git revision to compare with (default HEAD~1)")
+    parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lakehouse-baseline-") as tmp:
+        baseline = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(baseline), args.baseline],
+                       check=True)
+        try:
+            runs: dict[str, list[list[float]]] = {"this tree": [], "baseline": []}
+            for _ in range(args.rounds):  # alternating, so both see the same machine noise
+                runs["this tree"].append(one_round(ROOT, args.days))
+                runs["baseline"].append(one_round(baseline, args.days))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False)
+    result = {"baseline": args.baseline, "days": args.days, "rounds": args.rounds}
+    for name, rounds in runs.items():
+        per_day = [statistics.median(r[i] for r in rounds) for i in range(args.days)]
+        result[name] = {"seconds_per_day": [round(t, 2) for t in per_day], "total": round(sum(per_day), 1),
+                        "median_day_after_the_first": round(statistics.median(per_day[1:]), 2)}
+    result["ratio_total"] = round(result["this tree"]["total"] / result["baseline"]["total"], 2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
