@@ -106,6 +106,10 @@ TABLE_PROPERTIES = {
     # years of daily commits instead of growing with them (Iceberg's default is 100).
     "commit.manifest-merge.enabled": "true",
     "commit.manifest.min-count-to-merge": "8",
+    # Spark's row-level DELETE (the spark engine's writes) rewrites files rather than adding
+    # delete files, Iceberg's default made explicit: `lakehouse query` and the steps' direct
+    # reads take the data files alone as the table.
+    "write.delete.mode": "copy-on-write",
 }
 
 

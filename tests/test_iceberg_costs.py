@@ -56,5 +56,6 @@ def test_a_table_made_before_the_merge_setting_gets_it_and_a_users_own_value_is_
     store.ensure_table("ops.old", SCHEMA)
     properties = store.load("ops.old").properties
     assert properties["commit.manifest-merge.enabled"] == "true"
+    assert properties["write.delete.mode"] == "copy-on-write"
     assert properties["commit.manifest.min-count-to-merge"] == "50"
     assert "lakehouse.evolution" not in properties  # a setting, not a change of the table's shape
