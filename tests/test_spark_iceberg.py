@@ -2,6 +2,7 @@
 PyIceberg writes (DESIGN.md §9): both see each other's commits, snapshots and filters."""
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,6 +26,14 @@ def test_the_catalog_settings_follow_pyicebergs_catalog():
     assert local == {PREFIX: "org.apache.iceberg.spark.SparkCatalog", f"{PREFIX}.type": "jdbc",
                      f"{PREFIX}.uri": "jdbc:sqlite:/srv/lake/catalog.db", f"{PREFIX}.warehouse": "file:///srv/lake/wh",
                      f"{PREFIX}.jdbc.init-catalog-tables": "false", f"{PREFIX}.cache-enabled": "false"}
+    for uri, path in (("sqlite:////srv/lake/catalog.db?check_same_thread=false", "/srv/lake/catalog.db"),
+                      ("sqlite:///lake/my%20catalog.db", f"{os.getcwd()}/lake/my catalog.db")):
+        assert catalog_conf({"type": "sql", "uri": uri, "warehouse": "file:///w"})[f"{PREFIX}.uri"] == f"jdbc:sqlite:{path}"
+    in_s3 = catalog_conf({"type": "sql", "uri": "sqlite:////c.db", "warehouse": "s3://b/wh", "s3.region": "eu-west-1",
+                          "s3.endpoint": "http://127.0.0.1:5000"})
+    assert (in_s3[f"{PREFIX}.type"], in_s3[f"{PREFIX}.io-impl"], in_s3[f"{PREFIX}.client.region"],
+            in_s3[f"{PREFIX}.s3.endpoint"]) == ("jdbc", "org.apache.iceberg.aws.s3.S3FileIO", "eu-west-1",
+                                                 "http://127.0.0.1:5000")
     glue = catalog_conf({"type": "glue", "glue.region": "eu-west-1", "warehouse": "s3://b/wh",
                          "s3.endpoint": "http://127.0.0.1:5000", "s3.sse-kms-key-id": "arn:aws:kms:k"})
     assert glue[f"{PREFIX}.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"

@@ -128,8 +128,9 @@ def _check_catalog(session) -> None:
             raise SparkCatalogError(
                 "Spark has no Iceberg runtime on its classpath: on Glue set the job argument --datalake-formats "
                 "iceberg, on EMR the iceberg-defaults classification (iceberg.enabled: true), elsewhere "
-                f"--jars {runtime_jar().name} (from the `local` extra); the Glue catalog also needs Iceberg's AWS "
-                f"bundle, which clusters have (Spark said: {said[:300]})") from None
+                f"--jars {runtime_jar().name} (from the `local` extra); the Glue catalog and an s3:// warehouse "
+                "also need Iceberg's AWS bundle (iceberg-aws-bundle), which clusters have and this project does not "
+                f"install: locally, keep the warehouse on disk for the spark engine (Spark said: {said[:300]})") from None
         raise
 
 

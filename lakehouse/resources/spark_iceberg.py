@@ -12,6 +12,7 @@ Pure settings here; the session is made in `lakehouse.resources.engine`.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -60,7 +61,10 @@ def catalog_conf(properties: dict[str, str]) -> dict[str, str]:
         if uri.scheme != "sqlite":
             raise SparkCatalogError(f"the spark engine opens SQLite catalogs here, not {uri.scheme!r} "
                                     f"({properties['uri']}); use the default LAKEHOUSE_CATALOG_URI")
-        path = unquote(properties["uri"].split("sqlite:///", 1)[-1])  # SQLAlchemy: sqlite:////abs/path
+        # SQLAlchemy's form: sqlite:////abs/path, or sqlite:///relative/path (to the working
+        # directory, made absolute here: the JVM must open the very same file); its ?options
+        # are SQLAlchemy's or the Python driver's, not the JDBC driver's.
+        path = os.path.abspath(unquote(properties["uri"].split("sqlite:///", 1)[-1].split("?", 1)[0]))
         conf.update({
             f"{prefix}.type": "jdbc",
             f"{prefix}.uri": f"jdbc:sqlite:{path}",
@@ -69,10 +73,11 @@ def catalog_conf(properties: dict[str, str]) -> dict[str, str]:
             f"{prefix}.jdbc.init-catalog-tables": "false",
         })
     elif kind == "glue":
-        conf.update({
-            f"{prefix}.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog",
-            f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
-        })
+        conf[f"{prefix}.catalog-impl"] = "org.apache.iceberg.aws.glue.GlueCatalog"
+    else:
+        raise SparkCatalogError(f"the spark engine cannot open a {kind!r} catalog; the lakehouse uses sql or glue")
+    if kind == "glue" or properties["warehouse"].startswith("s3://"):  # a local catalog may keep its files in S3
+        conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"
         if region := properties.get("glue.region") or properties.get("s3.region"):
             conf[f"{prefix}.client.region"] = region
         if endpoint := properties.get("s3.endpoint"):
@@ -80,8 +85,6 @@ def catalog_conf(properties: dict[str, str]) -> dict[str, str]:
             conf[f"{prefix}.s3.path-style-access"] = "true"
         if key := properties.get("s3.sse-kms-key-id"):
             conf.update({f"{prefix}.s3.sse.type": "kms", f"{prefix}.s3.sse.key": key})
-    else:
-        raise SparkCatalogError(f"the spark engine cannot open a {kind!r} catalog; the lakehouse uses sql or glue")
     return conf
 
 
