@@ -31,7 +31,7 @@ $(UV): | $(BIN)/python
 # one is recompiled in memory, so a stale .pyc is never used.
 $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -r requirements.lock -e .
-	$(BIN)/python -m compileall -q lakehouse tests bench >/dev/null
+	$(BIN)/python -m compileall -q lakehouse tests bench
 	touch $@
 
 lock: | $(UV)

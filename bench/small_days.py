@@ -10,6 +10,8 @@ data. Each round processes --days dirty generated days one after another, in pro
 tree and once with the baseline checked out in a temporary git worktree, alternating, each
 in a fresh child process and home. Later days show whether a day's cost grows with the
 tables' history. Prints one JSON document: seconds per day, medians over the rounds, and the ratio.
+The baseline must be in the clone's history (not a shallow clone). Where PYTHONDONTWRITEBYTECODE
+is set, the baseline's own modules are compiled in memory on first use, inside its first day.
 """
 
 from __future__ import annotations

@@ -302,7 +302,10 @@ class TableStore:
             changes.append(f"partitioned by {_spec_text(spec_now)} -> {_spec_text(spec_wanted)}")
         properties = {DECLARED + k: v for k, v in declared.items() if table.properties.get(DECLARED + k) != v}
         # Tables made before a setting of ours existed get it (a user's own value is kept).
-        properties.update({k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and k not in table.properties})
+        if missing := {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and k not in table.properties}:
+            log.info("%s: table properties set to the project's defaults: %s", identifier,
+                     ", ".join(f"{k}={v}" for k, v in missing.items()))
+            properties.update(missing)
         if declared:
             dropped = [name for name in have if name not in declared_schema.names]
             before = [n for n in table.properties.get(UNDECLARED, "").split(",") if n]

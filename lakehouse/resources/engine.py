@@ -332,12 +332,17 @@ class Engine:
         catalog from one DESCRIBE. Left to itself, sqlframe builds and plans an
         information_schema query per table: about a tenth of a small step's time, as a step
         makes a few dozen of these. The types are converted as sqlframe converts them."""
-        from sqlglot import exp  # with sqlframe: not for a code location that only loads definitions
+        from sqlframe.base.util import normalize_string  # not for a code location that only loads definitions
 
         described = self.session._conn.execute(f'DESCRIBE "{name}"').fetchall()
         if all(_PLAIN.fullmatch(column) for column, *_ in described):  # else sqlframe's own quoting rules
-            self.session.catalog.add_table(name, {
-                column: exp.DataType.build(kind, dialect="duckdb").sql(dialect="spark") for column, kind, *_ in described})
+            try:
+                columns = {column: normalize_string(kind, from_dialect="output", to_dialect="input", is_datatype=True)
+                           for column, kind, *_ in described}
+            except Exception:  # a type sqlglot cannot parse: sqlframe's own lookup decides, as before
+                columns = None
+            if columns is not None:
+                self.session.catalog.add_table(name, columns)
         return self.session.table(name)
 
     def cut(self, df):
