@@ -25,7 +25,8 @@ from pyiceberg.table.update import update_table_metadata
 CHECKED_VERSION = "0.12.0"
 log = logging.getLogger(__name__)
 
-_UNCACHED = Transaction.table_metadata  # the property as PyIceberg defines it, for the check below
+_UNCACHED = Transaction.table_metadata  # the property as PyIceberg defines it (its docstring is kept)
+_warned: list[str] = []  # the version already warned about: one warning per process, not one per catalog
 
 
 def _table_metadata(self):
@@ -43,6 +44,9 @@ def apply() -> None:
     if applied():
         return
     if pyiceberg.__version__ != CHECKED_VERSION:
+        if pyiceberg.__version__ in _warned:
+            return
+        _warned.append(pyiceberg.__version__)
         log.warning("PyIceberg %s is not %s: its Transaction.table_metadata is left uncached (lakehouse/"
                     "iceberg_patches.py), so commits are slower on tables with a long history", pyiceberg.__version__,
                     CHECKED_VERSION)
