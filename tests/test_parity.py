@@ -53,9 +53,10 @@ def test_the_fixtures_exercise_the_dirty_paths(stores):
     assert any(o["order_date"] < o["_ingest_date"] for o in orders)  # late orders
 
 
-@pytest.mark.parametrize("identifier", [f"silver.{s}" for s in CONTRACTS] + ["gold.fact_orders"])
+@pytest.mark.parametrize("identifier", [f"silver.{s}" for s in CONTRACTS]
+                         + ["gold.fact_orders", "gold.mart_daily_sales", "gold.mart_customer_activity"])
 def test_spark_writes_these_with_its_own_iceberg_writer_and_the_same_snapshot_properties(stores, identifier):
-    """On the spark engine silver and the fact are written by Spark's Iceberg writer (the executors
+    """On the spark engine silver, the fact and the marts are written by Spark's Iceberg writer (the executors
     write the files; the snapshot says which Spark application), with the properties the
     DuckDB path's PyIceberg commits carry, which the steps downstream read."""
     def writes(store):

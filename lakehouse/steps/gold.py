@@ -153,7 +153,7 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     fact_snapshot = ctx.store.current_snapshot_id(FACT_ORDERS.identifier)
     fact = frame(ctx, FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
                                           INGEST_DATE), fact_snapshot)
-    mart = ctx.engine.to_arrow(gold.daily_sales(fact.drop(INGEST_DATE)))  # aggregates: small
+    mart = ctx.engine.materialize(gold.daily_sales(fact.drop(INGEST_DATE)))  # written by the engine (`output`)
     fact_totals = _totals(ctx.engine, fact, "sales_amount")
     specs = ev.index(specs_for(asset))
 
@@ -174,9 +174,9 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
             ev.non_empty(specs["non_empty"], written.num_rows),
         ]
 
-    write = audited_write(ctx, MART_DAILY_SALES, asset, keys, conform(mart, MART_DAILY_SALES.schema), where,
+    write = audited_write(ctx, MART_DAILY_SALES, asset, keys, output(ctx, mart, MART_DAILY_SALES.schema), where,
                           ctx.props(asset, keys), schema_columns(MART_DAILY_SALES), audit)
-    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact_totals["rows"], "rows_out": mart.num_rows}, dates)
+    return StepResult(MART_DAILY_SALES, write, {"rows_in": fact_totals["rows"], "rows_out": mart.count()}, dates)
 
 
 def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
@@ -188,7 +188,7 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
     ctx.ensure(MART_CUSTOMER_ACTIVITY)
     events = frame(ctx, silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
     fact = frame(ctx, FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
-    activity = ctx.engine.to_arrow(gold.customer_activity(events, fact))  # one row per customer and day
+    activity = ctx.engine.materialize(gold.customer_activity(events, fact))  # one row per customer and day
     fact_totals, events_in = _totals(ctx.engine, fact, "sales_amount"), events.count()
     where = In("activity_date", dates or NO_DATES)
     specs = ev.index(specs_for(asset))
@@ -203,7 +203,7 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
             ev.non_empty(specs["non_empty"], written.num_rows),
         ]
 
-    write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, keys, conform(activity, MART_CUSTOMER_ACTIVITY.schema),
+    write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, keys, output(ctx, activity, MART_CUSTOMER_ACTIVITY.schema),
                           where, ctx.props(asset, keys), schema_columns(MART_CUSTOMER_ACTIVITY), audit)
-    counts = {"rows_in": events_in + fact_totals["rows"], "rows_out": activity.num_rows}
+    counts = {"rows_in": events_in + fact_totals["rows"], "rows_out": activity.count()}
     return StepResult(MART_CUSTOMER_ACTIVITY, write, counts, dates)
