@@ -55,7 +55,7 @@ def test_duckdb_frames_see_the_columns_sqlframe_would_find_itself(monkeypatch):
             reference = {c: t.sql(dialect="spark") for c, t in catalog.get_columns(name).items()}
             given = {c: t.sql(dialect="spark") for c, t in catalog.get_columns_from_schema(name).items()}
             assert given == reference and len(given) == len(table.schema), table.identifier
-        # a type sqlglot cannot parse as DuckDB spells it (nanosecond timestamps) still reads, as before
+        # nanosecond timestamps, a type sqlframe renames before sqlglot parses it, still read
         df = eng.materialize(eng.from_arrow(pa.table({"t": pa.array([dt.datetime(2026, 1, 1)], pa.timestamp("ns")),
                                                       "n": [1]})).groupBy("n").count())
         assert eng.to_arrow(df).to_pylist() == [{"n": 1, "count": 1}]

@@ -9,13 +9,12 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import re
 import shutil
 import sys
 import tempfile
 import threading
 from pathlib import Path
-
-import re
 from typing import Optional
 
 import dagster as dg
@@ -340,8 +339,8 @@ class Engine:
                 columns = {column: normalize_string(kind, from_dialect="output", to_dialect="input", is_datatype=True)
                            for column, kind, *_ in described}
             except Exception:  # a type sqlglot cannot parse: sqlframe's own lookup decides, as before
-                columns = None
-            if columns is not None:
+                pass
+            else:
                 self.session.catalog.add_table(name, columns)
         return self.session.table(name)
 
