@@ -37,14 +37,24 @@ def accounting(store: TableStore, source: str, days, silver_snapshot: int | None
     silver = store.read(silver_table(source).identifier, In(INGEST_DATE, days), (INGEST_DATE,), silver_snapshot)
     aside = store.read(QUARANTINE.identifier, And(EqualTo("source", source), In("ingest_date", days)),
                        ("ingest_date", "rules"))
-    out = {d: {"bronze": 0, **dict.fromkeys(PARTS, 0), UNCHANGED: (unchanged or {}).get(d, 0)} for d in days}
-    for table, name in ((bronze, "bronze"), (silver, SILVER)):
-        for d, n in _day_counts(table, INGEST_DATE).items():
-            out[d][name] = n
+    set_aside: dict[tuple[str, str], int] = {}
     for row in aside.to_pylist():
-        rules = row["rules"] or []
-        kind = rules[0] if rules in ([DUPLICATE], [SUPERSEDED]) else QUARANTINED
-        out[row["ingest_date"].isoformat()][kind] += 1
+        key = (row["ingest_date"].isoformat(), ",".join(row["rules"] or []))
+        set_aside[key] = set_aside.get(key, 0) + 1
+    return tally(days, _day_counts(bronze, INGEST_DATE), _day_counts(silver, INGEST_DATE), set_aside, unchanged)
+
+
+def tally(days, bronze: dict[str, int], silver: dict[str, int], set_aside: dict[tuple[str, str], int],
+          unchanged: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+    """The law's parts per day from rows per day (`bronze`, `silver`) and quarantined rows per
+    (day, rules joined by commas): counted here from the tables, or by the engine in an audit."""
+    out = {d: {"bronze": 0, **dict.fromkeys(PARTS, 0), UNCHANGED: (unchanged or {}).get(d, 0)} for d in days}
+    for counts, name in ((bronze, "bronze"), (silver, SILVER)):
+        for d, n in counts.items():
+            out[d][name] = n
+    for (d, rules), n in set_aside.items():
+        # Set aside only as a duplicate or a superseded version: counted as that, not as quarantined.
+        out[d][rules if rules in (DUPLICATE, SUPERSEDED) else QUARANTINED] += n
     return out
 
 

@@ -9,6 +9,7 @@ from lakehouse.steps.context import BUILT_FROM_SILVER
 from lakehouse.generate import generate
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.landing import LocalLandingZone
+from lakehouse.tables import DIMENSION_SOURCES, dimension_table
 from lakehouse.settings import load_settings
 from pipeline_helpers import TABLES, process_day, process_dimensions, table_rows
 
@@ -53,12 +54,14 @@ def test_the_fixtures_exercise_the_dirty_paths(stores):
     assert any(o["order_date"] < o["_ingest_date"] for o in orders)  # late orders
 
 
-@pytest.mark.parametrize("identifier", [f"silver.{s}" for s in CONTRACTS]
-                         + ["gold.fact_orders", "gold.mart_daily_sales", "gold.mart_customer_activity"])
-def test_spark_writes_these_with_its_own_iceberg_writer_and_the_same_snapshot_properties(stores, identifier):
-    """On the spark engine silver, the fact and the marts are written by Spark's Iceberg writer (the executors
-    write the files; the snapshot says which Spark application), with the properties the
-    DuckDB path's PyIceberg commits carry, which the steps downstream read."""
+@pytest.mark.parametrize("identifier, runs", [(f"silver.{s}", len(DAYS)) for s in CONTRACTS]
+                         + [(t, len(DAYS)) for t in ("gold.fact_orders", "gold.mart_daily_sales",
+                                                      "gold.mart_customer_activity")]
+                         + [(dimension_table(s).identifier, 1) for s in DIMENSION_SOURCES])
+def test_spark_writes_these_with_its_own_iceberg_writer_and_the_same_snapshot_properties(stores, identifier, runs):
+    """On the spark engine silver, the fact, the marts and the dimensions are written by Spark's Iceberg
+    writer (the executors write the files; the snapshot says which Spark application), with the
+    properties the DuckDB path's PyIceberg commits carry, which the steps downstream read."""
     def writes(store):
         table = store.load(identifier)
         return [s.summary.additional_properties for s in table.snapshots()
@@ -72,7 +75,7 @@ def test_spark_writes_these_with_its_own_iceberg_writer_and_the_same_snapshot_pr
                   if k.startswith(("dagster.", "lakehouse."))} for w in side]
         return [p for i, p in enumerate(props) if i == 0 or p != props[i - 1]]
 
-    assert len(ours(spark)) == len(spark) == len(DAYS)
+    assert len(ours(spark)) == len(spark) == runs
     assert ours(duck) == ours(spark)
 
 

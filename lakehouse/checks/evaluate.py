@@ -65,9 +65,12 @@ def _null_mask(table: pa.Table, key_columns) -> pa.Array:
 def null_keys(spec: CheckSpec, table: pa.Table, key_columns) -> CheckOutcome:
     """Rows of `table` (only the key columns are needed) with a null key."""
     rows = table.filter(_null_mask(table, key_columns))
-    return CheckOutcome(spec, rows.num_rows == 0, rows.num_rows,
-                        "ok" if not rows.num_rows else f"{rows.num_rows:,} rows with a null key",
-                        tuple(rows.slice(0, SAMPLE).to_pylist()))
+    return null_keys_found(spec, rows.num_rows, tuple(rows.slice(0, SAMPLE).to_pylist()))
+
+
+def null_keys_found(spec: CheckSpec, rows: int, sample: tuple = ()) -> CheckOutcome:
+    """`rows` rows with a null key (counted by the engine; `sample`: a few of them)."""
+    return CheckOutcome(spec, rows == 0, rows, "ok" if not rows else f"{rows:,} rows with a null key", sample)
 
 
 def unique_keys(spec: CheckSpec, table: pa.Table, key_columns) -> CheckOutcome:
@@ -77,8 +80,12 @@ def unique_keys(spec: CheckSpec, table: pa.Table, key_columns) -> CheckOutcome:
     counted = present.group_by(key_columns).aggregate([([], "count_all")])
     repeated = counted.filter(pc.greater(counted["count_all"], 1))
     extra = int(pc.sum(repeated["count_all"]).as_py() or 0) - repeated.num_rows
-    return CheckOutcome(spec, extra == 0, extra, "ok" if not extra else f"{extra:,} repeated key values",
-                        tuple(repeated.slice(0, SAMPLE).to_pylist()))
+    return repeated_keys_found(spec, extra, tuple(repeated.slice(0, SAMPLE).to_pylist()))
+
+
+def repeated_keys_found(spec: CheckSpec, extra: int, sample: tuple = ()) -> CheckOutcome:
+    """`extra` rows beyond the first of a repeated key (counted by the engine; `sample`: keys and their counts)."""
+    return CheckOutcome(spec, extra == 0, extra, "ok" if not extra else f"{extra:,} repeated key values", sample)
 
 
 def schema_drift(spec: CheckSpec, previous: dict[str, str] | None, current: dict[str, str]) -> CheckOutcome:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue, And, EqualTo, In
 
-from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 from lakehouse.checks.model import CheckOutcome
@@ -16,6 +13,7 @@ from lakehouse.resources.engine import Engine
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import BUILT_FROM_SILVER, NO_DATES, StepContext, StepResult
 from lakehouse.steps.dates import tracked_dates, affected_dates
+from lakehouse.steps.measures import WHOLE, KeyFaults, key_faults, missing_from, rows_by, totals
 from lakehouse.steps.reads import output, schema_columns, frame
 from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table, silver_table
 from lakehouse.transforms import gold
@@ -29,28 +27,26 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
     target = dimension_table(source)
     asset = target.identifier.replace(".", "/")
     ctx.ensure(target, FACT_ORDERS)
-    dim = ctx.engine.to_arrow(gold.dimension(versions, source))  # one row per key: the dimension itself
+    dim = gold.dimension(versions, source)  # one row per key: the dimension itself, written by the engine
     key = CONTRACTS[source].keys[0]
     known = "customer_known" if source == "customers" else "product_known"
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = ctx.read(target, columns=(key,), snapshot_id=head)
-        facts = ctx.read(FACT_ORDERS, EqualTo(known, True), (key,))
-        missing = pc.unique(facts[key]).to_pylist() if facts.num_rows else []
-        present = set(written[key].to_pylist())
-        missing = [k for k in missing if k not in present]
+        written = frame(ctx, target, columns=(key,), snapshot_id=head)
+        repeated = key_faults(ctx.engine, written, (key,), nulls=False).get(WHOLE, KeyFaults())
+        missing, sample = missing_from(ctx.engine, frame(ctx, FACT_ORDERS, EqualTo(known, True), (key,)), written, key)
         return [
-            ev.unique_keys(specs["keys_unique"], written, (key,)),
-            CheckOutcome(specs["covers_facts"], not missing, len(missing),
-                            "ok" if not missing else f"{len(missing)} known {key}s of the fact are not in the dimension",
-                            tuple({key: k} for k in missing[: ev.SAMPLE])),
-            ev.non_empty(specs["non_empty"], written.num_rows),
+            ev.repeated_keys_found(specs["keys_unique"], repeated.repeated, repeated.repeated_sample),
+            CheckOutcome(specs["covers_facts"], not missing, missing,
+                         "ok" if not missing else f"{missing} known {key}s of the fact are not in the dimension",
+                         sample),
+            ev.non_empty(specs["non_empty"], written.count()),
         ]
 
-    write = audited_write(ctx, target, asset, None, conform(dim, target.schema), AlwaysTrue(),
+    write = audited_write(ctx, target, asset, None, output(ctx, dim, target.schema), AlwaysTrue(),
                           ctx.props(asset, None), schema_columns(target), audit)
-    return StepResult(target, write, {"rows_in": versions.count(), "rows_out": dim.num_rows}, [])
+    return StepResult(target, write, {"rows_in": versions.count(), "rows_out": write.rows}, [])
 
 
 def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
@@ -83,16 +79,17 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     if silver_snapshot is not None:
         props[BUILT_FROM_SILVER] = str(silver_snapshot)
     specs = ev.index(specs_for(asset))
-    silver_now = split_by_day(ctx.store.read(silver_table("orders").identifier, where, ("order_id", INGEST_DATE),
-                                             silver_snapshot), INGEST_DATE, partitions)
+    silver_now = rows_by(ctx.engine, frame(ctx, silver_table("orders"), where, (INGEST_DATE,), silver_snapshot),
+                         INGEST_DATE)
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = split_by_day(ctx.read(FACT_ORDERS, where, ("order_id", INGEST_DATE), snapshot_id=head),
-                               INGEST_DATE, partitions)
-        whole = ctx.read(FACT_ORDERS, columns=("order_id",), snapshot_id=head)
-        return [ev.unique_keys(specs["keys_unique"], whole, ("order_id",))] + per_day(partitions, lambda key: [
-            ev.equal(specs["matches_silver"], fact=written[key].num_rows, silver=silver_now[key].num_rows),
-        ]) + per_day(keys, lambda key: [ev.non_empty(specs["non_empty"], written[key].num_rows)])
+        written = rows_by(ctx.engine, frame(ctx, FACT_ORDERS, where, (INGEST_DATE,), snapshot_id=head), INGEST_DATE)
+        whole = key_faults(ctx.engine, frame(ctx, FACT_ORDERS, columns=("order_id",), snapshot_id=head), ("order_id",),
+                           nulls=False).get(WHOLE, KeyFaults())
+        return [ev.repeated_keys_found(specs["keys_unique"], whole.repeated, whole.repeated_sample)] + per_day(
+            partitions, lambda key: [ev.equal(specs["matches_silver"], fact=written.get(key, 0),
+                                              silver=silver_now.get(key, 0))],
+        ) + per_day(keys, lambda key: [ev.non_empty(specs["non_empty"], written.get(key, 0))])
 
     write = audited_write(ctx, FACT_ORDERS, asset, keys, output(ctx, fact, FACT_ORDERS.schema), where, props,
                           schema_columns(FACT_ORDERS), audit)
@@ -118,10 +115,6 @@ def _fact_drift(ctx: StepContext, silver_snapshot: int | None) -> set[str]:
                            | (F.col("_print_now") != F.col("_print_have")))
     days = engine.to_arrow(differ.select(F.coalesce(F.col("_day_now"), F.col("_day_have")).alias("day")).distinct())
     return {d.isoformat() for d in days["day"].to_pylist() if d is not None}
-
-
-def _sum(table: pa.Table, column: str):
-    return pc.sum(table[column]).as_py() if table.num_rows else 0
 
 
 def _totals(engine: Engine, df, column: str) -> dict:
@@ -158,7 +151,8 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = ctx.read(MART_DAILY_SALES, where, ("orders", "sales"), snapshot_id=head)
+        written = totals(ctx.engine, frame(ctx, MART_DAILY_SALES, where, ("orders", "sales"), snapshot_id=head),
+                         "orders", "sales")
         # The silver the fact was built from: runs of different days interleave their steps, so
         # silver may have moved on since (a later day's write moved or added orders) and the
         # fact not yet; the fact's own run brings that change to the mart.
@@ -169,9 +163,9 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
                              "amount")["sum"]
         return [
             ev.matching(specs["totals_match"],
-                        sales={"mart": _sum(written, "sales"), "fact": fact_totals["sum"], "silver": recomputed},
-                        orders={"mart": _sum(written, "orders"), "fact": fact_totals["rows"]}),
-            ev.non_empty(specs["non_empty"], written.num_rows),
+                        sales={"mart": written["sales"], "fact": fact_totals["sum"], "silver": recomputed},
+                        orders={"mart": written["orders"], "fact": fact_totals["rows"]}),
+            ev.non_empty(specs["non_empty"], written["rows"]),
         ]
 
     write = audited_write(ctx, MART_DAILY_SALES, asset, keys, output(ctx, mart, MART_DAILY_SALES.schema), where,
@@ -194,13 +188,14 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = ctx.read(MART_CUSTOMER_ACTIVITY, where, ("events", "orders", "sales"), snapshot_id=head)
+        written = totals(ctx.engine, frame(ctx, MART_CUSTOMER_ACTIVITY, where, ("events", "orders", "sales"),
+                                           snapshot_id=head), "events", "orders", "sales")
         return [
             ev.matching(specs["totals_match"],
-                        sales={"mart": _sum(written, "sales"), "fact": fact_totals["sum"]},
-                        events={"mart": _sum(written, "events"), "silver": events_in},
-                        orders={"mart": _sum(written, "orders"), "fact": fact_totals["rows"]}),
-            ev.non_empty(specs["non_empty"], written.num_rows),
+                        sales={"mart": written["sales"], "fact": fact_totals["sum"]},
+                        events={"mart": written["events"], "silver": events_in},
+                        orders={"mart": written["orders"], "fact": fact_totals["rows"]}),
+            ev.non_empty(specs["non_empty"], written["rows"]),
         ]
 
     write = audited_write(ctx, MART_CUSTOMER_ACTIVITY, asset, keys, output(ctx, activity, MART_CUSTOMER_ACTIVITY.schema),

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, LessThan, Not, Or
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, In, LessThan, Not, Or
 
-from lakehouse.accounting import UNCHANGED_PROP, accounting
+from lakehouse.accounting import UNCHANGED_PROP, tally
 from lakehouse.arrowtools import conform, split_by_day
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
@@ -22,6 +22,7 @@ from lakehouse.readers import ROW_NUMBER
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import StepContext, StepResult
 from lakehouse.steps.dates import dates_in, tracked_dates
+from lakehouse.steps.measures import WHOLE, KeyFaults, key_faults, rows_by
 from lakehouse.steps.reads import output, schema_columns, engine_condition, frame, keyed, within
 from lakehouse.tables import QUARANTINE, TableDef, bronze_table, silver_table
 from lakehouse.transforms.bronze import INGEST_DATE
@@ -74,13 +75,13 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
                                            lookups, engine.cut))
         where = within(INGEST_DATE, span)
         set_aside_where = within("ingest_date", span)
-        recomputed: list[str] = []
+        recomputed = 0
     else:
         key = _single_key(contract)
         batch = within(INGEST_DATE, keys)
         bronze = frame(ctx, bronze_def, batch)
-        recomputed = sorted(_keys_to_recompute(ctx, contract, keys, bronze, lookups))
-        wanted = engine.from_arrow(pa.table({RECORD_KEY: pa.array(recomputed, pa.string())}))
+        wanted = _keys_to_recompute(ctx, contract, keys, bronze, lookups)
+        recomputed = wanted.count()
         others = engine.materialize(
             record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner"))
         rows = engine.materialize(classify(_union(bronze, others.drop(RECORD_KEY)), contract, None, lookups,
@@ -96,8 +97,8 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
 
     F, _ = api(rows)
     in_batch = rows.filter(engine_condition(F, within(INGEST_DATE, keys), {INGEST_DATE: pa.date32()}))
-    by_day = counts_by_day(engine, *outcome_counts(in_batch, contract), keys)
-    counts = total_counts(by_day)
+    by_day_counts = counts_by_day(engine, *outcome_counts(in_batch, contract), keys)
+    counts = total_counts(by_day_counts)
     set_aside = engine.to_arrow(quarantine_rows(rows))
     silver = silver_rows(rows, contract)
 
@@ -126,26 +127,52 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     loaded = _loaded_days(ctx, target, asset)
 
     def audit(head: int) -> list[CheckOutcome]:
-        written = ctx.read(target, where, (*contract.keys, INGEST_DATE), snapshot_id=head)
-        whole = ctx.read(target, columns=contract.keys, snapshot_id=head) if contract.history != SNAPSHOT else None
+        # Counted by the engine at the branch head: only counts and example rows come back.
+        written = frame(ctx, target, where, (*contract.keys, INGEST_DATE), snapshot_id=head)
+        written_rows = rows_by(engine, written, INGEST_DATE)
         # Other days this write touched are held to the law once their own run has loaded them.
-        law = accounting(ctx.store, source, [d for d in touched if d in span or d in loaded], head, unchanged)
+        law = _accounting(ctx, source, [d for d in touched if d in span or d in loaded], head, unchanged)
         out = [replace(ev.accounting_law(specs["accounting"], day, counts_of_day), partition=day)
                for day, counts_of_day in law.items()]
-        written_by_day = split_by_day(written, INGEST_DATE, span)
         # Transactional sources: one row per key in the whole table (one result per write);
         # snapshots: one row per key and day, on every day the write covered.
-        if whole is not None:
-            out.append(ev.unique_keys(specs["keys_unique"], whole, contract.keys))
-        out += per_day(span, lambda day: [ev.null_keys(specs["keys_not_null"], written_by_day[day], contract.keys)] + (
-            [ev.unique_keys(specs["keys_unique"], written_by_day[day], contract.keys)] if whole is None else []))
-        return out + per_day(keys, lambda day: _silver_checks(specs, contract, by_day[day], written_by_day[day],
-                                                              quarantined_by_day[day]))
+        by_day = key_faults(engine, written, contract.keys, by=INGEST_DATE)
+        if contract.history != SNAPSHOT:
+            whole = key_faults(engine, frame(ctx, target, AlwaysTrue(), contract.keys, snapshot_id=head),
+                               contract.keys, nulls=False).get(WHOLE, KeyFaults())
+            out.append(ev.repeated_keys_found(specs["keys_unique"], whole.repeated, whole.repeated_sample))
+
+        def key_checks(day: str) -> list[CheckOutcome]:
+            found = by_day.get(day, KeyFaults())
+            return [ev.null_keys_found(specs["keys_not_null"], found.null_rows, found.null_sample)] + (
+                [ev.repeated_keys_found(specs["keys_unique"], found.repeated, found.repeated_sample)]
+                if contract.history == SNAPSHOT else [])
+        out += per_day(span, key_checks)
+        return out + per_day(keys, lambda day: _silver_checks(specs, contract, by_day_counts[day],
+                                                              written_rows.get(day, 0), quarantined_by_day[day]))
 
     write = audited_write(ctx, target, asset, keys, output(ctx, silver, target.schema), where, props,
                           schema_columns(target), audit)
-    return StepResult(target, write, {**counts, "recomputed_keys": len(recomputed),
-                                      "touched_ingest_dates": len(touched)}, affected, by_day)
+    return StepResult(target, write, {**counts, "recomputed_keys": recomputed,
+                                      "touched_ingest_dates": len(touched)}, affected, by_day_counts)
+
+
+def _accounting(ctx: StepContext, source: str, days: list[str], silver_snapshot: int,
+                unchanged: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The accounting law's parts for `days` (`lakehouse.accounting`), counted by the engine, with
+    silver at the audit branch's head."""
+    days = sorted(days)
+    if not days:
+        return {}
+    engine, on_days = ctx.engine, In(INGEST_DATE, days)
+    bronze = rows_by(engine, frame(ctx, bronze_table(source), on_days, (INGEST_DATE,)), INGEST_DATE)
+    silver = rows_by(engine, frame(ctx, silver_table(source), on_days, (INGEST_DATE,), silver_snapshot), INGEST_DATE)
+    aside = frame(ctx, QUARANTINE, And(EqualTo("source", source), In("ingest_date", days)), ("ingest_date", "rules"))
+    F, _ = api(aside)
+    grouped = aside.groupBy(F.col("ingest_date").cast("string").alias("day"),
+                            F.concat_ws(",", F.col("rules")).alias("rules")).agg(F.count(F.lit(1)).alias("rows"))
+    set_aside = {(row["day"], row["rules"] or ""): int(row["rows"]) for row in engine.to_arrow(grouped).to_pylist()}
+    return tally(days, bronze, silver, set_aside, unchanged)
 
 
 def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
@@ -184,18 +211,24 @@ def _snapshot_span(ctx: StepContext, bronze_def: TableDef, keys: list[str]) -> l
                      for i in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(keys[0])).days + 1)])
 
 
-def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, lookups: dict) -> set[str]:
-    """Keys the batch holds, keys its earlier load left in silver or the quarantine, and stale enrichments."""
+def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, lookups: dict):
+    """Keys the batch holds, keys its earlier load left in silver or the quarantine, and stale
+    enrichments: one column of distinct record keys, kept by the engine (a day's keys run to millions)."""
     engine, key = ctx.engine, contract.keys[0]
-    found = set(engine.to_arrow(record_keys(bronze, contract).select(RECORD_KEY).distinct())[RECORD_KEY].to_pylist())
-    found |= set(ctx.read(silver_table(contract.name), within(INGEST_DATE, keys), (key,))[key].to_pylist())
-    earlier = ctx.read(QUARANTINE, And(EqualTo("source", contract.name), within("ingest_date", keys)), ("record_key",))
-    found |= set(earlier["record_key"].to_pylist())
+    F, _ = api(bronze)
+
+    def as_keys(df, column: str):
+        return df.select(F.col(column).cast("string").alias(RECORD_KEY))
+
+    found = (record_keys(bronze, contract).select(RECORD_KEY)
+             .unionByName(as_keys(frame(ctx, silver_table(contract.name), within(INGEST_DATE, keys), (key,)), key))
+             .unionByName(as_keys(frame(ctx, QUARANTINE, And(EqualTo("source", contract.name),
+                                                             within("ingest_date", keys)), ("record_key",)),
+                                  "record_key")))
     if contract.lookups:
         current = frame(ctx, silver_table(contract.name), AlwaysTrue())
-        found |= set(engine.to_arrow(stale_enrichment(current, contract, lookups))[RECORD_KEY].to_pylist())
-    found.discard(None)
-    return found
+        found = found.unionByName(stale_enrichment(current, contract, lookups).select(RECORD_KEY))
+    return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
 
 
 def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> list[str]:
@@ -227,13 +260,13 @@ def _rule_broken(set_aside: pa.Table) -> pa.Table:
     return set_aside.filter(pc.invert(aside))
 
 
-def _silver_checks(specs, contract, counts: dict[str, int], written: pa.Table, quarantined: pa.Table):
-    """One day's silver checks, from its outcome counts, its written keys and its quarantined rows."""
+def _silver_checks(specs, contract, counts: dict[str, int], written: int, quarantined: pa.Table):
+    """One day's silver checks, from its outcome counts, its written rows and its quarantined rows."""
     total = counts["rows_in"]
     out = [
         # Rows accepted, wherever they went: a snapshot day with no change, or a file re-sent in
         # full (all duplicates), is normal; a day where nothing landed has nothing to check.
-        ev.non_empty(specs["non_empty"], written.num_rows + counts["unchanged"] + counts[DUPLICATE]
+        ev.non_empty(specs["non_empty"], written + counts["unchanged"] + counts[DUPLICATE]
                      + counts[SUPERSEDED]) if total else
         CheckOutcome(specs["non_empty"], True, 0, f"no {contract.name} landed on this day"),
         ev.counted(specs["quarantine_share"], counts[QUARANTINED], total, ev.sample_quarantined(quarantined)),
