@@ -406,13 +406,15 @@ class TableStore:
             return WriteResult(identifier, ref.snapshot_id if ref else None, rows, added)
         raise AssertionError("unreachable")
 
-    def data_files(self, identifier: str, where: BooleanExpression, snapshot_id: int | None = None) -> list[str] | None:
+    def data_files(self, identifier: str, where: BooleanExpression, snapshot_id: int | None = None,
+                   table: Table | None = None) -> list[str] | None:
         """Paths of the Parquet files holding rows that may match `where` (in main, or in `snapshot_id`).
 
         None when the files alone would not be the table (delete files present), in which
-        case the caller must scan through PyIceberg.
+        case the caller must scan through PyIceberg. `table`: the table, if the caller loaded it.
         """
-        tasks = list(self.catalog.load_table(identifier).scan(row_filter=where, snapshot_id=snapshot_id).plan_files())
+        table = table if table is not None else self.catalog.load_table(identifier)
+        tasks = list(table.scan(row_filter=where, snapshot_id=snapshot_id).plan_files())
         if any(t.delete_files for t in tasks):
             return None
         return [t.file.file_path for t in tasks]

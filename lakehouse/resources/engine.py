@@ -296,23 +296,43 @@ class Engine:
             reader = reader.option("snapshot-id", str(snapshot_id))
         return reader.table(f"{CATALOG_NAME}.{identifier}")
 
-    def read_parquet(self, paths: list[str], schema: pa.Schema):
-        """A DataFrame over Parquet data files (an Iceberg scan's files), or empty with `schema`."""
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect of this engine's conditions (`lakehouse.filters`)."""
+        return "duckdb" if self._duckdb else "spark"
+
+    def read_parquet(self, paths: list[str], schema: pa.Schema, condition: str = "true", columns=("*",),
+                     keep=None):
+        """A DataFrame over Parquet data files (an Iceberg scan's files), or empty with `schema`.
+
+        `condition`: SQL in this engine's dialect that the rows must meet (a file may hold
+        others); `columns`: those to return, else every column of the files that is in `keep`
+        (the table's, as readers may add columns from the paths, such as hive-style folders).
+        """
         if not paths:
-            return self.from_arrow(schema.empty_table())
+            empty = self.from_arrow(schema.empty_table())
+            return empty if tuple(columns) == ("*",) else empty.select(*columns)
         local = [p[len("file://"):] if p.startswith("file://") else p for p in paths]
         if self._duckdb:
             # One read_parquet over the list: sqlframe's reader unions the files one by one,
             # and its plan copying makes that quadratic (a 30-day range took 40 s to plan).
-            # By name, so files written before a column was added read it as null.
-            name = f"_lh_{next(_names)}"
+            # By name, so files written before a column was added read it as null. The filter
+            # and the columns are in the view's SQL: no sqlframe operation to plan.
+            conn, name = self.session._conn, f"_lh_{next(_names)}"
             files = ", ".join("'" + p.replace("'", "''") + "'" for p in local)
-            self.session._conn.execute(
-                f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
-                f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)")
-            self._views.append(name)
+            conn.execute(f'CREATE OR REPLACE VIEW "{name}_files" AS SELECT * FROM '
+                         f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)")
+            if tuple(columns) == ("*",):
+                found = [row[0] for row in conn.execute(f'DESCRIBE "{name}_files"').fetchall()]
+                columns = [c for c in found if keep is None or c in keep]
+            listed = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+            conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {listed} FROM "{name}_files" WHERE {condition}')
+            self._views += [name, f"{name}_files"]
             return self._duckdb_table(name)
-        return self.session.read.parquet(*local)
+        df = self.session.read.parquet(*local)
+        if tuple(columns) == ("*",):
+            columns = [c for c in df.columns if keep is None or c in keep]
+        return df.filter(condition).select(*columns)
 
     def materialize(self, df):
         """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""

@@ -11,16 +11,11 @@ Pure settings here; the session is made in `lakehouse.resources.engine`.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import pyarrow as pa
-from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In,
-                                   IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn, NotNull, Or)
-
+from lakehouse.filters import quoted, sql_condition
 from lakehouse.iceberg import CATALOG_NAME, BranchWriter
 
 SQLITE_JDBC = Path("/usr/share/java/sqlite-jdbc.jar")  # Debian's libxerial-sqlite-jdbc-java (`make test` installs it)
@@ -89,50 +84,7 @@ def catalog_conf(properties: dict[str, str]) -> dict[str, str]:
 
 
 def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def sql_literal(value, type_) -> str:
-    """A PyIceberg literal's value as Spark SQL, typed like its column."""
-    if pa.types.is_date(type_):
-        return f"DATE '{value}'" if isinstance(value, str) else f"DATE '{_date(value)}'"
-    if isinstance(value, str):  # Spark's default escaping (spark.sql.parser.escapedStringLiterals=false)
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal) and value.is_finite():
-        return f"{value}BD"
-    raise ValueError(f"no Spark SQL literal for {value!r} of {type_}")
-
-
-def _date(days: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
-
-
-def sql_condition(where, types: dict) -> str:
-    """The few PyIceberg predicates the steps write with, as a Spark SQL condition."""
-    comparisons = {EqualTo: "=", NotEqualTo: "<>", LessThan: "<", LessThanOrEqual: "<=", GreaterThan: ">",
-                   GreaterThanOrEqual: ">="}
-    if isinstance(where, AlwaysTrue):
-        return "true"
-    if isinstance(where, AlwaysFalse):
-        return "false"
-    if isinstance(where, (And, Or)):
-        op = "AND" if isinstance(where, And) else "OR"
-        return f"({sql_condition(where.left, types)} {op} {sql_condition(where.right, types)})"
-    if isinstance(where, Not):
-        return f"(NOT {sql_condition(where.child, types)})"
-    name = where.term.name
-    if type(where) in comparisons:
-        return f"{_quoted(name)} {comparisons[type(where)]} {sql_literal(where.literal.value, types[name])}"
-    if isinstance(where, (NotNull, IsNull)):
-        return f"{_quoted(name)} IS {'NOT ' if isinstance(where, NotNull) else ''}NULL"
-    if isinstance(where, (In, NotIn)):
-        values = ", ".join(sql_literal(v.value, types[name]) for v in sorted(where.literals, key=lambda v: v.value))
-        return f"{_quoted(name)} {'NOT ' if isinstance(where, NotIn) else ''}IN ({values})"
-    raise ValueError(f"no Spark SQL for the filter {where!r}")
+    return quoted(name, "spark")
 
 
 class SparkBranchWriter(BranchWriter):
@@ -155,7 +107,8 @@ class SparkBranchWriter(BranchWriter):
 
         session = self.df.sparkSession
         target = ".".join(_quoted(part) for part in (CATALOG_NAME, *identifier.split("."), f"branch_{branch}"))
-        session.sql(f"DELETE FROM {target} WHERE {sql_condition(where, {f.name: f.type for f in self.schema})}")
+        condition = sql_condition(where, {f.name: f.type for f in self.schema}, "spark")
+        session.sql(f"DELETE FROM {target} WHERE {condition}")
         # By name, in the table's order; no casts of ours: Spark's store assignment (ANSI for
         # table writes) widens safely and refuses a narrowing, where a cast would null or round.
         # A column the output lacks (kept after the declaration dropped it) is written null.

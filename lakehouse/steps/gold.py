@@ -13,7 +13,7 @@ from lakehouse.resources.engine import Engine
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import BUILT_FROM_SILVER, NO_DATES, StepContext, StepResult
 from lakehouse.steps.dates import tracked_dates, affected_dates
-from lakehouse.steps.measures import WHOLE, KeyFaults, key_faults, missing_from, rows_by, totals
+from lakehouse.steps.measures import WHOLE, Keys, keys_by, missing_from, rows_by, totals
 from lakehouse.steps.reads import output, schema_columns, frame
 from lakehouse.tables import FACT_ORDERS, MART_CUSTOMER_ACTIVITY, MART_DAILY_SALES, dimension_table, silver_table
 from lakehouse.transforms import gold
@@ -34,14 +34,14 @@ def run_dimension(ctx: StepContext, source: str) -> StepResult:
 
     def audit(head: int) -> list[CheckOutcome]:
         written = frame(ctx, target, columns=(key,), snapshot_id=head)
-        repeated = key_faults(ctx.engine, written, (key,), nulls=False).get(WHOLE, KeyFaults())
+        found = keys_by(ctx.engine, written, (key,)).get(WHOLE, Keys())
         missing, sample = missing_from(ctx.engine, frame(ctx, FACT_ORDERS, EqualTo(known, True), (key,)), written, key)
         return [
-            ev.repeated_keys_found(specs["keys_unique"], repeated.repeated, repeated.repeated_sample),
+            ev.repeated_keys_found(specs["keys_unique"], found.repeated, found.repeated_sample),
             CheckOutcome(specs["covers_facts"], not missing, missing,
                          "ok" if not missing else f"{missing} known {key}s of the fact are not in the dimension",
                          sample),
-            ev.non_empty(specs["non_empty"], written.count()),
+            ev.non_empty(specs["non_empty"], found.rows),
         ]
 
     write = audited_write(ctx, target, asset, None, output(ctx, dim, target.schema), AlwaysTrue(),
@@ -84,8 +84,8 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
 
     def audit(head: int) -> list[CheckOutcome]:
         written = rows_by(ctx.engine, frame(ctx, FACT_ORDERS, where, (INGEST_DATE,), snapshot_id=head), INGEST_DATE)
-        whole = key_faults(ctx.engine, frame(ctx, FACT_ORDERS, columns=("order_id",), snapshot_id=head), ("order_id",),
-                           nulls=False).get(WHOLE, KeyFaults())
+        whole = keys_by(ctx.engine, frame(ctx, FACT_ORDERS, columns=("order_id",), snapshot_id=head),
+                        ("order_id",)).get(WHOLE, Keys())
         return [ev.repeated_keys_found(specs["keys_unique"], whole.repeated, whole.repeated_sample)] + per_day(
             partitions, lambda key: [ev.equal(specs["matches_silver"], fact=written.get(key, 0),
                                               silver=silver_now.get(key, 0))],

@@ -13,9 +13,11 @@ WHOLE = None  # the group of a measure taken over the whole DataFrame
 
 
 @dataclass(frozen=True)
-class KeyFaults:
-    """Key problems of one group: rows with a null key, rows beyond the first of a repeated key, examples."""
+class Keys:
+    """The rows of one group and their key faults: rows with a null key, rows beyond the first
+    of a repeated key, and a few examples of each."""
 
+    rows: int = 0
     null_rows: int = 0
     null_sample: tuple = ()
     repeated: int = 0
@@ -36,50 +38,44 @@ def totals(engine: Engine, df, *columns: str) -> dict:
     return {"rows": int(row["_rows"] or 0), **{c: row[c] if row[c] is not None else 0 for c in columns}}
 
 
-def key_faults(engine: Engine, df, keys, by: str | None = None, nulls: bool = True) -> dict[str | None, KeyFaults]:
-    """Null and repeated `keys` of `df`, per value of the date column `by` (else for the whole of it).
+def keys_by(engine: Engine, df, keys, by: str | None = None) -> dict[str | None, Keys]:
+    """Rows and null or repeated `keys` of `df`, per value of the date column `by` (ISO text),
+    else for the whole of it (`WHOLE`); a group without rows is absent.
 
-    Groups with no fault are absent. Two aggregates; the examples are read only for a group
-    that has faults (a failing audit), at most SAMPLE rows each.
+    One aggregate over the rows grouped by key (null keys group together); examples are read
+    only for a group with faults (a failing audit), at most SAMPLE of each kind.
     """
     F, _ = api(df)
     keys = list(keys)
-    group = [F.col(by).cast("string").alias("_group")] if by else [F.lit(None).cast("string").alias("_group")]
+    group = F.col(by).cast("string") if by else F.lit(None).cast("string")
+    per_key = df.groupBy(group.alias("_group"), *keys).agg(F.count(F.lit(1)).alias("count_all"))
     any_null = F.lit(False)
     for key in keys:
         any_null = any_null | F.col(key).isNull()
-    faults: dict[str | None, dict] = {}
-    if nulls:
-        counted = (df.filter(any_null).groupBy(*group).agg(F.count(F.lit(1)).alias("_rows")))
-        for row in engine.to_arrow(counted).to_pylist():
-            day = row["_group"]
-            sample = df.filter(any_null & _in_group(F, by, day)).select(*keys).limit(SAMPLE)
-            faults.setdefault(day, {}).update(null_rows=int(row["_rows"]),
-                                              null_sample=tuple(engine.to_arrow(sample).to_pylist()))
-    present = df.filter(~any_null)
-    per_key = present.groupBy(*group, *keys).agg(F.count(F.lit(1)).alias("count_all")).filter(F.col("count_all") > 1)
-    extra = per_key.groupBy("_group").agg((F.sum("count_all") - F.count(F.lit(1))).cast("bigint").alias("_extra"))
-    repeated = engine.to_arrow(extra).to_pylist()
-    if repeated:
-        per_key = engine.materialize(per_key)
-        for row in repeated:
-            day = row["_group"]
-            sample = (per_key.filter(_in_group(F, "_group", day) if by else F.lit(True)).select(*keys, "count_all")
-                      .orderBy(*keys).limit(SAMPLE))
-            faults.setdefault(day, {}).update(repeated=int(row["_extra"]),
-                                              repeated_sample=tuple(engine.to_arrow(sample).to_pylist()))
-    return {day: KeyFaults(**found) for day, found in faults.items()}
-
-
-def _in_group(F, column: str | None, value: str | None):
-    return F.lit(True) if column is None else F.col(column).cast("string") == F.lit(value)
+    repeated = ~any_null & (F.col("count_all") > 1)
+    summed = per_key.groupBy("_group").agg(
+        F.sum("count_all").cast("bigint").alias("rows"),
+        F.sum(F.when(any_null, F.col("count_all")).otherwise(0)).cast("bigint").alias("null_rows"),
+        F.sum(F.when(repeated, F.col("count_all") - 1).otherwise(0)).cast("bigint").alias("repeated"))
+    out: dict[str | None, Keys] = {}
+    for row in engine.to_arrow(summed).to_pylist():
+        day, found = row.pop("_group"), {k: int(v or 0) for k, v in row.items()}
+        in_group = F.lit(True) if by is None else F.col("_group") == F.lit(day)
+        if found["null_rows"]:
+            nulls = per_key.filter(in_group & any_null).select(*keys).limit(SAMPLE)
+            found["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
+        if found["repeated"]:
+            repeats = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
+            found["repeated_sample"] = tuple(engine.to_arrow(repeats).to_pylist())
+        out[day] = Keys(**found)
+    return out
 
 
 def missing_from(engine: Engine, wanted, present, key: str) -> tuple[int, tuple]:
     """Distinct non-null `key` values of `wanted` that `present` lacks: how many, and the first few."""
     F, _ = api(wanted)
-    missing = engine.materialize(wanted.select(key).filter(F.col(key).isNotNull()).distinct()
-                                 .join(present.select(key).distinct(), on=key, how="left_anti"))
-    count = missing.count()
+    missing = (wanted.select(key).filter(F.col(key).isNotNull()).distinct()
+               .join(present.select(key).distinct(), on=key, how="left_anti"))
+    count = totals(engine, missing)["rows"]
     sample = engine.to_arrow(missing.orderBy(key).limit(SAMPLE)).to_pylist() if count else []
     return count, tuple(sample)

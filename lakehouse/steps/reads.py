@@ -19,6 +19,7 @@ from pyiceberg.expressions import (
 )
 
 from lakehouse.arrowtools import conform
+from lakehouse.filters import sql_condition
 from lakehouse.resources.engine import Engine
 from lakehouse.resources.spark_iceberg import SparkBranchWriter
 from lakehouse.steps.context import StepContext
@@ -88,16 +89,18 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
         condition = engine_condition(api(df)[0], where, {f.name: f.type for f in table.schema})
         if condition is not None:
             return _select(df.filter(condition), columns)
-    paths = ctx.store.data_files(table.identifier, where, snapshot_id)
+    loaded = ctx.store.load(table.identifier)
+    paths = ctx.store.data_files(table.identifier, where, snapshot_id, loaded)
     if paths == []:
-        return _select(ctx.engine.read_parquet([], table.schema), columns)
+        return ctx.engine.read_parquet([], table.schema, columns=columns)
     if paths and ctx.engine.can_read(paths):
-        df = ctx.engine.read_parquet(paths, table.schema)
-        condition = engine_condition(api(df)[0], where, {f.name: f.type for f in table.schema})
-        if condition is not None:
-            # Readers may add columns from the file paths (hive-style partition folders): keep the table's.
-            current = {f.name for f in ctx.store.load(table.identifier).schema().fields}
-            return _select(df.select(*[c for c in df.columns if c in current]).filter(condition), columns)
+        try:
+            condition = sql_condition(where, {f.name: f.type for f in table.schema}, ctx.engine.dialect)
+        except (ValueError, KeyError):  # a predicate or column not translated: PyIceberg reads it below
+            pass
+        else:
+            return ctx.engine.read_parquet(paths, table.schema, condition, columns,
+                                           keep={f.name for f in loaded.schema().fields})
     return ctx.engine.from_arrow(ctx.store.read(table.identifier, where, tuple(columns), snapshot_id))
 
 

@@ -22,7 +22,7 @@ from lakehouse.readers import ROW_NUMBER
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import StepContext, StepResult
 from lakehouse.steps.dates import dates_in, tracked_dates
-from lakehouse.steps.measures import WHOLE, KeyFaults, key_faults, rows_by
+from lakehouse.steps.measures import WHOLE, Keys, keys_by
 from lakehouse.steps.reads import output, schema_columns, engine_condition, frame, keyed, within
 from lakehouse.tables import QUARANTINE, TableDef, bronze_table, silver_table
 from lakehouse.transforms.bronze import INGEST_DATE
@@ -128,28 +128,27 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
 
     def audit(head: int) -> list[CheckOutcome]:
         # Counted by the engine at the branch head: only counts and example rows come back.
-        written = frame(ctx, target, where, (*contract.keys, INGEST_DATE), snapshot_id=head)
-        written_rows = rows_by(engine, written, INGEST_DATE)
+        written = keys_by(engine, frame(ctx, target, where, (*contract.keys, INGEST_DATE), snapshot_id=head),
+                          contract.keys, by=INGEST_DATE)
         # Other days this write touched are held to the law once their own run has loaded them.
         law = _accounting(ctx, source, [d for d in touched if d in span or d in loaded], head, unchanged)
         out = [replace(ev.accounting_law(specs["accounting"], day, counts_of_day), partition=day)
                for day, counts_of_day in law.items()]
         # Transactional sources: one row per key in the whole table (one result per write);
         # snapshots: one row per key and day, on every day the write covered.
-        by_day = key_faults(engine, written, contract.keys, by=INGEST_DATE)
         if contract.history != SNAPSHOT:
-            whole = key_faults(engine, frame(ctx, target, AlwaysTrue(), contract.keys, snapshot_id=head),
-                               contract.keys, nulls=False).get(WHOLE, KeyFaults())
+            whole = keys_by(engine, frame(ctx, target, AlwaysTrue(), contract.keys, snapshot_id=head),
+                            contract.keys).get(WHOLE, Keys())
             out.append(ev.repeated_keys_found(specs["keys_unique"], whole.repeated, whole.repeated_sample))
 
         def key_checks(day: str) -> list[CheckOutcome]:
-            found = by_day.get(day, KeyFaults())
+            found = written.get(day, Keys())
             return [ev.null_keys_found(specs["keys_not_null"], found.null_rows, found.null_sample)] + (
                 [ev.repeated_keys_found(specs["keys_unique"], found.repeated, found.repeated_sample)]
                 if contract.history == SNAPSHOT else [])
         out += per_day(span, key_checks)
         return out + per_day(keys, lambda day: _silver_checks(specs, contract, by_day_counts[day],
-                                                              written_rows.get(day, 0), quarantined_by_day[day]))
+                                                              written.get(day, Keys()).rows, quarantined_by_day[day]))
 
     write = audited_write(ctx, target, asset, keys, output(ctx, silver, target.schema), where, props,
                           schema_columns(target), audit)
@@ -164,15 +163,21 @@ def _accounting(ctx: StepContext, source: str, days: list[str], silver_snapshot:
     days = sorted(days)
     if not days:
         return {}
-    engine, on_days = ctx.engine, In(INGEST_DATE, days)
-    bronze = rows_by(engine, frame(ctx, bronze_table(source), on_days, (INGEST_DATE,)), INGEST_DATE)
-    silver = rows_by(engine, frame(ctx, silver_table(source), on_days, (INGEST_DATE,), silver_snapshot), INGEST_DATE)
+    on_days = In(INGEST_DATE, days)
+    bronze = frame(ctx, bronze_table(source), on_days, (INGEST_DATE,))
+    F, _ = api(bronze)
+    silver = frame(ctx, silver_table(source), on_days, (INGEST_DATE,), silver_snapshot)
     aside = frame(ctx, QUARANTINE, And(EqualTo("source", source), In("ingest_date", days)), ("ingest_date", "rules"))
-    F, _ = api(aside)
-    grouped = aside.groupBy(F.col("ingest_date").cast("string").alias("day"),
-                            F.concat_ws(",", F.col("rules")).alias("rules")).agg(F.count(F.lit(1)).alias("rows"))
-    set_aside = {(row["day"], row["rules"] or ""): int(row["rows"]) for row in engine.to_arrow(grouped).to_pylist()}
-    return tally(days, bronze, silver, set_aside, unchanged)
+    # One query over the three tables: a row per (where, day) with its count.
+    parts = (bronze.select(F.lit("bronze").alias("part"), F.col(INGEST_DATE).cast("string").alias("day"))
+             .union(silver.select(F.lit("silver").alias("part"), F.col(INGEST_DATE).cast("string").alias("day")))
+             .union(aside.select(F.concat(F.lit("aside:"), F.concat_ws(",", F.col("rules"))).alias("part"),
+                                       F.col("ingest_date").cast("string").alias("day"))))
+    counted = ctx.engine.to_arrow(parts.groupBy("part", "day").agg(F.count(F.lit(1)).alias("rows"))).to_pylist()
+    bronze_rows = {r["day"]: int(r["rows"]) for r in counted if r["part"] == "bronze"}
+    silver_rows = {r["day"]: int(r["rows"]) for r in counted if r["part"] == "silver"}
+    set_aside = {(r["day"], r["part"][len("aside:"):]): int(r["rows"]) for r in counted if r["part"].startswith("aside:")}
+    return tally(days, bronze_rows, silver_rows, set_aside, unchanged)
 
 
 def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
@@ -193,7 +198,7 @@ def _union(a, b):
 
     def pad(df):
         return df.select(*[F.col(c) if c in df.columns else F.lit(None).cast("string").alias(c) for c in columns])
-    return pad(a).unionByName(pad(b))
+    return pad(a).union(pad(b))  # the same columns in the same order: by position is by name
 
 
 def _single_key(contract) -> str:
@@ -220,14 +225,15 @@ def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, look
     def as_keys(df, column: str):
         return df.select(F.col(column).cast("string").alias(RECORD_KEY))
 
+    # `union`, by position, as every part is the one key column: sqlframe's unionByName copies both plans again.
     found = (record_keys(bronze, contract).select(RECORD_KEY)
-             .unionByName(as_keys(frame(ctx, silver_table(contract.name), within(INGEST_DATE, keys), (key,)), key))
-             .unionByName(as_keys(frame(ctx, QUARANTINE, And(EqualTo("source", contract.name),
+             .union(as_keys(frame(ctx, silver_table(contract.name), within(INGEST_DATE, keys), (key,)), key))
+             .union(as_keys(frame(ctx, QUARANTINE, And(EqualTo("source", contract.name),
                                                              within("ingest_date", keys)), ("record_key",)),
                                   "record_key")))
     if contract.lookups:
         current = frame(ctx, silver_table(contract.name), AlwaysTrue())
-        found = found.unionByName(stale_enrichment(current, contract, lookups).select(RECORD_KEY))
+        found = found.union(stale_enrichment(current, contract, lookups).select(RECORD_KEY))
     return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
 
 
@@ -246,9 +252,9 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> l
         return rows.join(wanted, on=RECORD_KEY, how="inner")
 
     found = (others.select(RECORD_KEY)
-             .unionByName(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key))
-             .unionByName(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
-                                                      Not(within("ingest_date", keys))), "record_key")))
+             .union(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key))
+             .union(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
+                                                Not(within("ingest_date", keys))), "record_key")))
     return sorted(k for k in engine.to_arrow(found.distinct())[RECORD_KEY].to_pylist() if k is not None)
 
 

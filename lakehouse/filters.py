@@ -1,0 +1,72 @@
+"""The PyIceberg predicates the steps filter and delete with, as SQL text for Spark or DuckDB.
+
+Text, not DataFrame operations: Spark's DELETE takes a condition, and on the DuckDB engine a
+filter in a view's SQL costs nothing to plan, where each sqlframe operation copies its plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In,
+                                   IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn, NotNull, Or)
+
+DIALECTS = ("spark", "duckdb")
+_COMPARISONS = {EqualTo: "=", NotEqualTo: "<>", LessThan: "<", LessThanOrEqual: "<=", GreaterThan: ">",
+                GreaterThanOrEqual: ">="}
+
+
+def quoted(name: str, dialect: str) -> str:
+    """An identifier, quoted: backticks in Spark SQL, double quotes in DuckDB's."""
+    mark = "`" if dialect == "spark" else '"'
+    return mark + name.replace(mark, mark + mark) + mark
+
+
+def sql_literal(value, type_: pa.DataType, dialect: str) -> str:
+    """A PyIceberg literal's value as SQL, typed like its column (exact for decimals)."""
+    if pa.types.is_date(type_):
+        return f"DATE '{value}'" if isinstance(value, str) else f"DATE '{_date(value)}'"
+    if isinstance(value, str):
+        if dialect == "spark":  # Spark's default escaping (spark.sql.parser.escapedStringLiterals=false)
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + value.replace("'", "''") + "'"  # standard SQL: DuckDB takes backslashes as they are
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal) and value.is_finite():
+        # Spark reads 1.5 as a double without the BD suffix; DuckDB reads it as a decimal.
+        return f"{value}BD" if dialect == "spark" else f"{value}"
+    raise ValueError(f"no SQL literal for {value!r} of {type_}")
+
+
+def _date(days: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
+
+
+def sql_condition(where, types: dict[str, pa.DataType], dialect: str) -> str:
+    """`where` as a SQL condition in `dialect`; ValueError for a predicate not translated here."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"no SQL dialect {dialect!r}; one of {', '.join(DIALECTS)}")
+    if isinstance(where, AlwaysTrue):
+        return "true"
+    if isinstance(where, AlwaysFalse):
+        return "false"
+    if isinstance(where, (And, Or)):
+        op = "AND" if isinstance(where, And) else "OR"
+        return f"({sql_condition(where.left, types, dialect)} {op} {sql_condition(where.right, types, dialect)})"
+    if isinstance(where, Not):
+        return f"(NOT {sql_condition(where.child, types, dialect)})"
+    name = where.term.name
+    column = quoted(name, dialect)
+    if type(where) in _COMPARISONS:
+        return f"{column} {_COMPARISONS[type(where)]} {sql_literal(where.literal.value, types[name], dialect)}"
+    if isinstance(where, (NotNull, IsNull)):
+        return f"{column} IS {'NOT ' if isinstance(where, NotNull) else ''}NULL"
+    if isinstance(where, (In, NotIn)):
+        values = ", ".join(sql_literal(v.value, types[name], dialect)
+                           for v in sorted(where.literals, key=lambda v: v.value))
+        return f"{column} {'NOT ' if isinstance(where, NotIn) else ''}IN ({values})"
+    raise ValueError(f"no SQL for the filter {where!r}")
