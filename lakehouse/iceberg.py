@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import random
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
@@ -363,12 +364,20 @@ class TableStore:
 
         `data` is an Arrow table or a callable returning an iterator of Arrow tables
         (chunks): the first replaces, the rest append, all inside one transaction, so
-        memory is bounded by a chunk while the commit stays atomic. (PyIceberg 0.12
+        memory is bounded by a chunk while the commit stays atomic. Or a `BranchWriter`:
+        the engine writes a branch of its own (Spark's delete and append are two commits),
+        which main then takes in one checked fast-forward, and the branch is dropped. (PyIceberg 0.12
         streams only into unpartitioned tables.) Idempotent by construction: a rerun
         deletes what the last run wrote for the same filter. PyIceberg retries plain
         conflicts itself; the loop here covers a concurrent schema change or a
         concurrent write where this one deletes, which need the transaction rebuilt.
         """
+        if isinstance(data, BranchWriter):  # the engine writes a branch itself: main takes it in one step
+            branch = f"write-{uuid.uuid4().hex[:12]}"
+            written = self.audited_replace(identifier, data, where, snapshot_properties, branch, lambda t, head: [],
+                                           evolve, attempts)
+            self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
+            return WriteResult(identifier, written.snapshot_id, written.rows, written.added_columns)
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)
             before = {f.name for f in table.schema().fields}

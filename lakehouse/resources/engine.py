@@ -269,6 +269,20 @@ class Engine:
             return
         yield from _spark_chunks(df, rows)
 
+    def map_arrow(self, df, function, schema: pa.Schema):
+        """`df` with `function` (Arrow table -> Arrow table of `schema`) applied to its rows batch by batch,
+        where the rows are: in Spark's executors (`mapInArrow`), so on a cluster not on the driver;
+        on DuckDB in this process. `function` must pickle (a module-level function, a partial)."""
+        if self._duckdb:
+            done = [function(chunk) for chunk in self.to_chunks(df)]
+            return self.from_arrow(pa.concat_tables(done) if done else schema.empty_table())
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        def apply(batches):
+            for batch in batches:
+                yield from function(pa.Table.from_batches([batch])).to_batches()
+        return df.mapInArrow(apply, from_arrow_schema(schema))
+
     def can_read(self, paths: list[str]) -> bool:
         """Whether this engine reads these data files itself (else PyIceberg reads them for it).
 

@@ -31,6 +31,13 @@ def rows_by(engine: Engine, df, column: str) -> dict[str, int]:
     return {row["_group"]: int(row["_rows"]) for row in engine.to_arrow(grouped).to_pylist()}
 
 
+def distinct_dates(engine: Engine, df, column: str) -> set[str]:
+    """The distinct non-null dates of `column`, as ISO text."""
+    F, _ = api(df)
+    found = engine.to_arrow(df.select(F.col(column).cast("string").alias("_day")).distinct())
+    return {d for d in found["_day"].to_pylist() if d is not None}
+
+
 def totals(engine: Engine, df, *columns: str) -> dict:
     """Row count ("rows") and the sum of each of `columns` (0 when there are no rows), in one aggregate."""
     F, _ = api(df)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import replace
+from functools import partial
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, In, LessThan, Not, Or
 
 from lakehouse.accounting import UNCHANGED_PROP, tally
@@ -21,11 +21,11 @@ from lakehouse.partitions import Days, covered, day_keys
 from lakehouse.readers import ROW_NUMBER
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import StepContext, StepResult
-from lakehouse.steps.dates import dates_in, tracked_dates
-from lakehouse.steps.measures import WHOLE, Keys, keys_by
+from lakehouse.steps.dates import tracked_dates
+from lakehouse.steps.measures import WHOLE, Keys, distinct_dates, keys_by
 from lakehouse.steps.reads import output, schema_columns, engine_condition, frame, keyed, within
 from lakehouse.tables import QUARANTINE, TableDef, bronze_table, silver_table
-from lakehouse.transforms.bronze import INGEST_DATE
+from lakehouse.transforms.bronze import INGEST_DATE, SOURCE_FILE
 from lakehouse.transforms.silver import (
     DUPLICATE,
     QUARANTINED,
@@ -99,31 +99,30 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     in_batch = rows.filter(engine_condition(F, within(INGEST_DATE, keys), {INGEST_DATE: pa.date32()}))
     by_day_counts = counts_by_day(engine, *outcome_counts(in_batch, contract), keys)
     counts = total_counts(by_day_counts)
-    set_aside = engine.to_arrow(quarantine_rows(rows))
+    set_aside = engine.materialize(quarantine_rows(rows))
     silver = silver_rows(rows, contract)
 
-    # The quarantine is evidence, written whatever the audit decides.
-    records = quarantine_records(set_aside, source, ctx.run_id, dt.datetime.now(dt.timezone.utc))
+    # The quarantine is evidence, written whatever the audit decides; by the engine (on Spark,
+    # the executors turn the rows into records and write them).
+    now = dt.datetime.now(dt.timezone.utc)
+    records = engine.map_arrow(set_aside, partial(_quarantine_records, source, ctx.run_id, now), QUARANTINE.schema)
     props = ctx.props(asset, keys)
-    ctx.store.replace_where(
-        QUARANTINE.identifier, conform(records, QUARANTINE.schema),
-        And(EqualTo("source", source), set_aside_where), props,
-    )
+    ctx.store.replace_where(QUARANTINE.identifier, output(ctx, records, QUARANTINE.schema),
+                            And(EqualTo("source", source), set_aside_where), props)
 
-    written_days = [d.isoformat() for d in engine.to_arrow(silver.select(INGEST_DATE).distinct())[INGEST_DATE].to_pylist()]
     props, touched = tracked_dates(ctx, target, where, props, INGEST_DATE,
-                              set(written_days) | set(span) | dates_in(set_aside, INGEST_DATE))
+                                   distinct_dates(engine, silver, INGEST_DATE) | set(span)
+                                   | distinct_dates(engine, set_aside, INGEST_DATE))
     affected: list[str] = []
     if contract.partition:  # the dates the batch's rows are stored under, for the marts downstream
         column = contract.partition.column
-        new = [d.isoformat() for d in engine.to_arrow(silver.select(column).distinct())[column].to_pylist() if d]
-        props, affected = tracked_dates(ctx, target, where, props, column, new)
+        props, affected = tracked_dates(ctx, target, where, props, column, distinct_dates(engine, silver, column))
     unchanged = {day: c[UNCHANGED] for day, c in counts_by_day(engine, *outcome_counts(rows, contract), span).items()}
     if contract.history == SNAPSHOT:
         props[UNCHANGED_PROP] = json.dumps(unchanged, sort_keys=True)
 
     specs = ev.index(specs_for(asset))
-    quarantined_by_day = split_by_day(_rule_broken(set_aside), INGEST_DATE, keys)
+    quarantined_by_day = split_by_day(_quarantine_examples(engine, set_aside), INGEST_DATE, keys)
     loaded = _loaded_days(ctx, target, asset)
 
     def audit(head: int) -> list[CheckOutcome]:
@@ -210,7 +209,8 @@ def _single_key(contract) -> str:
 
 def _snapshot_span(ctx: StepContext, bronze_def: TableDef, keys: list[str]) -> list[str]:
     """The batch's days through the last landed day: a snapshot day changes how the next days compare."""
-    landed = dates_in(ctx.read(bronze_def, GreaterThan(INGEST_DATE, keys[-1]), (INGEST_DATE,)), INGEST_DATE)
+    landed = distinct_dates(ctx.engine, frame(ctx, bronze_def, GreaterThan(INGEST_DATE, keys[-1]), (INGEST_DATE,)),
+                            INGEST_DATE)
     last = max([keys[-1], *landed])
     return day_keys([dt.date.fromisoformat(keys[0]) + dt.timedelta(days=i)
                      for i in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(keys[0])).days + 1)])
@@ -258,16 +258,34 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> l
     return sorted(k for k in engine.to_arrow(found.distinct())[RECORD_KEY].to_pylist() if k is not None)
 
 
-def _rule_broken(set_aside: pa.Table) -> pa.Table:
-    """Set-aside rows that broke a rule (not duplicates or superseded versions)."""
-    if set_aside.num_rows == 0:
-        return set_aside
-    aside = pc.is_in(set_aside[RULES], pa.array([DUPLICATE, SUPERSEDED]))
-    return set_aside.filter(pc.invert(aside))
+def _quarantine_records(source: str, run_id: str, now: dt.datetime, rows: pa.Table) -> pa.Table:
+    """silver.quarantine's rows from a batch of `quarantine_rows` (run where the rows are: Spark's executors)."""
+    return conform(quarantine_records(rows, source, run_id, now), QUARANTINE.schema)
+
+
+def _quarantine_examples(engine, set_aside) -> pa.Table:
+    """The first few rows (by file and row) of every ingest date and rule among the set-aside rows that
+    broke a rule (not duplicates or superseded versions): the examples the failing checks show."""
+    F, Window = api(set_aside)
+    broken = set_aside.filter(~F.col(RULES).isin(DUPLICATE, SUPERSEDED))
+    by_rule = broken.withColumn("_rule", F.explode(F.split(F.col(RULES), ",")))
+    first = Window.partitionBy(INGEST_DATE, "_rule").orderBy(SOURCE_FILE, ROW_NUMBER)
+    examples = engine.to_arrow(by_rule.withColumn("_n", F.row_number().over(first))
+                               .filter(F.col("_n") <= ev.SAMPLE).drop("_rule", "_n"))
+    if examples.num_rows == 0:
+        return examples
+    # A row that broke several rules came once per rule: keep it once, in file and row order.
+    examples = examples.sort_by([(SOURCE_FILE, "ascending"), (ROW_NUMBER, "ascending")])
+    seen, keep = set(), []
+    for i, at in enumerate(zip(examples[SOURCE_FILE].to_pylist(), examples[ROW_NUMBER].to_pylist())):
+        if at not in seen:
+            seen.add(at)
+            keep.append(i)
+    return examples.take(keep)
 
 
 def _silver_checks(specs, contract, counts: dict[str, int], written: int, quarantined: pa.Table):
-    """One day's silver checks, from its outcome counts, its written rows and its quarantined rows."""
+    """One day's silver checks, from its outcome counts, its written rows and examples of its quarantined rows."""
     total = counts["rows_in"]
     out = [
         # Rows accepted, wherever they went: a snapshot day with no change, or a file re-sent in
