@@ -1,0 +1,65 @@
+"""On the spark engine no table's rows pass through the driver: a whole day runs with
+`spark.driver.maxResultSize` (1 MiB) below the size of the largest tables it writes.
+
+Spark refuses any action whose results exceed that limit (`collect`, `toArrow`,
+`toLocalIterator` of a partition), so the day can only succeed if the driver receives
+aggregates and a few example rows. A control in the same session shows that collecting
+the largest tables is indeed refused. (The smaller tables of this day, the quarantine, the
+marts and the dimensions, fit under the limit, so for them the proof is that they are
+written by Spark's writer: tests/test_parity.py.)
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+
+CHILD = r"""
+import datetime as dt, json, logging, sys
+logging.disable(logging.WARNING)
+from pyspark.sql import SparkSession
+from lakehouse.generate import generate
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.resources.engine import Engine, get_session, spark_config
+from lakehouse.resources.landing import open_landing_zone
+from lakehouse.settings import load_settings
+from pipeline_helpers import TABLES, process_day, process_dimensions
+
+day = dt.date(2026, 3, 2)
+settings = load_settings()
+generate(open_landing_zone(settings.landing_uri), days=1, start=day, seed=8, dirty=True, scale=float(sys.argv[1]))
+builder = SparkSession.builder
+for key, value in {**spark_config(), "spark.driver.maxResultSize": "1m"}.items():
+    builder = builder.config(key, value)
+get_session("spark", session=builder.getOrCreate())
+results = process_day(settings, "spark", day)
+process_dimensions(settings, "spark")
+store = TableStore(catalog_from_settings(settings))
+control = {}
+with Engine("spark", store.catalog) as engine:
+    for table in TABLES:
+        try:
+            engine.to_arrow(engine.table(table))
+            control[table] = "collected"
+        except Exception as exc:
+            control[table] = "refused" if "maxResultSize" in str(exc) else repr(exc)[:500]
+    sizes = {t: sum(f.file.file_size_in_bytes for f in store.load(t).scan().plan_files()) for t in TABLES}
+print(json.dumps({"control": control, "sizes": sizes,
+                  "published": {r.table.identifier: r.published for r in results.values() if hasattr(r, "table")}}))
+"""
+
+
+def test_a_day_on_spark_passes_no_table_through_the_driver(tmp_path):
+    env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster"),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", CHILD, "12"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # The limit is below the size of the largest tables: collecting one of them is refused.
+    big = ("silver.orders", "silver.events", "silver.customers", "gold.fact_orders")
+    assert {t: result["control"][t] for t in big} == dict.fromkeys(big, "refused"), result["control"]
+    assert all(result["sizes"][t] > 0 for t in result["sizes"]), result["sizes"]  # every table was written
+    assert result["published"] and all(result["published"].values()), result["published"]
