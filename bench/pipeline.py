@@ -289,7 +289,7 @@ def whole_pipeline(engine_name: str, home: Path) -> dict:
              ("fact", lambda c: run_fact_orders(c, DAY)), ("mart", lambda c: run_daily_sales(c, DAY))]
     for name, step in steps:
         start = time.perf_counter()
-        with Engine(engine_name) as eng:
+        with Engine(engine_name, store.catalog) as eng:  # Spark reads and writes through its Iceberg catalog
             step(StepContext(store, eng, "bench"))
         stages[name] = time.perf_counter() - start
     stages["total"] = sum(stages.values())
