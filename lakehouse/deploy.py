@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from lakehouse.resources.spark_iceberg import EXTENSIONS
-from lakehouse.resources.compute import EMR, EMR_SERVERLESS, ENTRY_SCRIPT, PYTHON_ARCHIVE
+from lakehouse.resources.compute import EMR, EMR_SERVERLESS, ENTRY_SCRIPT, PYTHON_ARCHIVE, spark_catalog
 from lakehouse.settings import Settings, s3_parts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -186,10 +186,12 @@ def job_definition(settings: Settings, wheel_name: str) -> dict:
         "Command": {"Name": "glueetl", "ScriptLocation": f"{aws.artifacts_uri}/{ENTRY_SCRIPT}",
                     "PythonVersion": "3"},
         "DefaultArguments": {
-            # Iceberg's runtime (Glue 5: Iceberg 1.7) and its SQL extensions for the spark engine's
-            # reads; the script sets its catalog at run time, the same one PyIceberg uses.
+            # Iceberg's runtime (Glue 5: Iceberg 1.7), its SQL extensions and the catalog PyIceberg
+            # uses (Glue, S3FileIO). Glue takes one --conf argument: further settings are chained
+            # inside its value with " --conf ", as AWS documents for Iceberg.
             "--datalake-formats": "iceberg",
-            "--conf": f"spark.sql.extensions={EXTENSIONS}",
+            "--conf": " --conf ".join([f"spark.sql.extensions={EXTENSIONS}",
+                                       *(f"{k}={v}" for k, v in spark_catalog(settings).items())]),
             # The wheel, and from PyPI its dependencies; Glue brings Spark (PySpark is an extra).
             "--additional-python-modules": f"{aws.artifacts_uri}/{wheel_name}",
             "--job-language": "python",

@@ -122,7 +122,25 @@ def build_catalog(
     aws_endpoint_url: str | None = None,
     kms_key_arn: str | None = None,
 ) -> Catalog:
-    """SQLite (or any SQL) catalog locally, the Glue Data Catalog in the aws profile.
+    """SQLite (or any SQL) catalog locally, the Glue Data Catalog in the aws profile (`catalog_properties`)."""
+    from pyiceberg.catalog import load_catalog
+
+    from lakehouse import iceberg_patches
+
+    iceberg_patches.apply()
+    return load_catalog(CATALOG_NAME, **catalog_properties(profile, catalog_uri, warehouse_uri, aws_region,
+                                                            aws_endpoint_url, kms_key_arn))
+
+
+def catalog_properties(
+    profile: str,
+    catalog_uri: str,
+    warehouse_uri: str,
+    aws_region: str | None = None,
+    aws_endpoint_url: str | None = None,
+    kms_key_arn: str | None = None,
+) -> dict[str, str]:
+    """PyIceberg's properties of the lakehouse catalog (also what Spark's catalog is set from).
 
     With a KMS key, every data and metadata file is written SSE-KMS with it. PyIceberg's
     fsspec FileIO is the one that sends the encryption headers.
@@ -143,12 +161,7 @@ def build_catalog(
     else:
         props["type"] = "sql"
         props["uri"] = catalog_uri
-    from pyiceberg.catalog import load_catalog
-
-    from lakehouse import iceberg_patches
-
-    iceberg_patches.apply()
-    return load_catalog(CATALOG_NAME, **props)
+    return props
 
 
 def table_location(profile: str, warehouse_uri: str, identifier: str) -> str:
@@ -161,14 +174,16 @@ def table_location(profile: str, warehouse_uri: str, identifier: str) -> str:
 
 
 def catalog_from_settings(settings: Settings) -> Catalog:
-    return build_catalog(
-        settings.profile,
-        settings.catalog_uri,
-        settings.warehouse_uri,
-        settings.aws_region,
-        settings.aws_endpoint_url,
-        settings.aws.kms_key_arn,
-    )
+    return build_catalog(*_catalog_settings(settings))
+
+
+def catalog_properties_from_settings(settings: Settings) -> dict[str, str]:
+    return catalog_properties(*_catalog_settings(settings))
+
+
+def _catalog_settings(settings: Settings) -> tuple:
+    return (settings.profile, settings.catalog_uri, settings.warehouse_uri, settings.aws_region,
+            settings.aws_endpoint_url, settings.aws.kms_key_arn)
 
 
 @dataclass(frozen=True)

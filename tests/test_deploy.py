@@ -78,7 +78,14 @@ def test_dry_run_plans_apply_creates_and_a_second_apply_changes_nothing(aws_env,
     assert definition["Command"]["ScriptLocation"] == f"s3://{s3_bucket}/artifacts/run_step.py"
     arguments = definition["DefaultArguments"]
     assert arguments["--datalake-formats"] == "iceberg"
-    assert arguments["--conf"] == "spark.sql.extensions=org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+    # Glue takes one --conf: the extensions, then the catalog PyIceberg uses, chained as AWS documents.
+    confs = arguments["--conf"].split(" --conf ")
+    assert confs[0] == "spark.sql.extensions=org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+    catalog = dict(c.split("=", 1) for c in confs[1:])
+    assert catalog["spark.sql.catalog.lakehouse"] == "org.apache.iceberg.spark.SparkCatalog"
+    assert catalog["spark.sql.catalog.lakehouse.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"
+    assert catalog["spark.sql.catalog.lakehouse.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+    assert catalog["spark.sql.catalog.lakehouse.warehouse"].startswith("s3://")
     wheel_uri = arguments["--additional-python-modules"]
     assert wheel_uri.startswith(f"s3://{s3_bucket}/artifacts/lakehouse-") and wheel_uri.endswith(".whl")
     assert definition["SecurityConfiguration"] == f"{job}-sse-s3"

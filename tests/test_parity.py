@@ -103,3 +103,16 @@ def test_lakehouse_query_reads_what_spark_wrote(lakes):
     header, _, values = spark.splitlines()[:3]
     shown = dict(zip(header.split(), values.split()))
     assert {name: int(shown[name].replace(",", "")) for name in read} == read, spark
+
+
+def test_spark_replaces_whole_files_in_one_commit_and_deletes_rows_only_where_a_file_splits(stores):
+    """`overwrite(where)` is one commit when the filter takes whole files (the fact: each write's files
+    hold one batch of ingest dates); the daily sales mart rewrites some days of a month whose
+    files hold other days too, which takes a row-level DELETE, then the append (both paths
+    give the DuckDB path's rows: test_both_engines_write_identical_tables)."""
+    def deletes(identifier):
+        return sum(1 for s in stores["spark"].load(identifier).snapshots()
+                   if s.summary and s.summary.operation.value == "delete")
+
+    assert deletes("gold.fact_orders") == 0
+    assert deletes("gold.mart_daily_sales") >= 1

@@ -119,11 +119,25 @@ def test_glue_compute_points_the_job_at_the_same_catalog_and_warehouse(tmp_path)
 def test_emr_serverless_compute_carries_the_application_role_and_artifacts(tmp_path):
     from lakehouse.resources.compute import Compute
 
-    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path), **AWS, "LAKEHOUSE_COMPUTE": "emr-serverless",
-                              "LAKEHOUSE_ARTIFACTS_URI": "s3://ops/artifacts/", "LAKEHOUSE_EMR_SERVERLESS_APP": "00f1",
-                              "LAKEHOUSE_EMR_ROLE_ARN": "arn:aws:iam::123456789012:role/job",
-                              "LAKEHOUSE_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/k"})
+    env = {"LAKEHOUSE_HOME": str(tmp_path), **AWS, "LAKEHOUSE_ARTIFACTS_URI": "s3://ops/artifacts/",
+           "LAKEHOUSE_EMR_SERVERLESS_APP": "00f1", "LAKEHOUSE_EMR_ROLE_ARN": "arn:aws:iam::123456789012:role/job",
+           "LAKEHOUSE_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/k"}
+    settings = load_settings({**env, "LAKEHOUSE_COMPUTE": "emr-serverless"})
     job = Compute.from_settings(settings).emr_serverless_job("fact_orders 2026-03-01..2026-03-02")
     assert (job["applicationId"], job["executionRoleArn"]) == ("00f1", "arn:aws:iam::123456789012:role/job")
     assert job["jobDriver"]["sparkSubmit"]["entryPoint"] == "s3://ops/artifacts/run_step.py"
     assert Compute.from_settings(settings).remote_settings["LAKEHOUSE_KMS_KEY_ARN"].endswith(":key/k")
+    # Spark opens the catalog PyIceberg uses (Glue, S3FileIO, SSE-KMS with the key) from the submitted settings.
+    params = job["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
+    for conf in ("spark.sql.catalog.lakehouse=org.apache.iceberg.spark.SparkCatalog",
+                 "spark.sql.catalog.lakehouse.catalog-impl=org.apache.iceberg.aws.glue.GlueCatalog",
+                 "spark.sql.catalog.lakehouse.io-impl=org.apache.iceberg.aws.s3.S3FileIO",
+                 f"spark.sql.catalog.lakehouse.warehouse={settings.warehouse_uri}",
+                 "spark.sql.catalog.lakehouse.s3.sse.type=kms",
+                 "spark.sql.catalog.lakehouse.s3.sse.key=arn:aws:kms:eu-west-1:123456789012:key/k"):
+        assert f"--conf {conf}" in params
+    emr = Compute.from_settings(load_settings({**env, "LAKEHOUSE_COMPUTE": "emr"})).emr_job_flow("fact_orders")
+    args = emr["Steps"][0]["HadoopJarStep"]["Args"]
+    assert "spark.sql.catalog.lakehouse.catalog-impl=org.apache.iceberg.aws.glue.GlueCatalog" in args
+    local = Compute.from_settings(load_settings({"LAKEHOUSE_HOME": str(tmp_path)}))
+    assert local.spark_catalog == {}  # a local SQLite catalog is opened by the step's own session

@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse.resources.spark_iceberg import EXTENSIONS
+from lakehouse.resources.spark_iceberg import EXTENSIONS, catalog_conf
 from lakehouse.settings import AwsSettings, s3_parts
 
 LOCAL, GLUE, EMR_SERVERLESS, EMR = "local", "glue", "emr-serverless", "emr"
@@ -30,6 +30,16 @@ PIPES_CLOSED_WITH_ERROR = "[pipes] external process pipes closed with exception"
 EMR_SERVERLESS_ICEBERG_JAR = "/usr/share/aws/iceberg/lib/iceberg-spark3-runtime.jar"  # in EMR Serverless images
 
 
+def spark_catalog(settings) -> dict[str, str]:
+    """The Spark settings of the lakehouse's Iceberg catalog (Glue, with S3FileIO) that a cluster
+    job is submitted with, so Spark opens the catalog PyIceberg uses from its first statement
+    (the step script sets the same at run time, `lakehouse.resources.engine.get_session`)."""
+    from lakehouse.iceberg import catalog_properties_from_settings
+
+    properties = catalog_properties_from_settings(settings)
+    return catalog_conf(properties) if properties.get("type") == "glue" else {}
+
+
 @dataclass
 class Compute:
     kind: str = LOCAL
@@ -37,6 +47,7 @@ class Compute:
     pipes_prefix: str = "dagster-pipes"
     aws: AwsSettings = field(default_factory=AwsSettings)
     remote_settings: dict | None = None  # LAKEHOUSE_* the job reads (catalog, warehouse, engine)
+    spark_catalog: dict = field(default_factory=dict)  # Spark settings of the Iceberg catalog (`spark_catalog`)
     client: Any = None  # the service's boto3 client (glue, emr-serverless or emr); default: boto3's
     s3_client: Any = None  # default: boto3's
     poll_interval: float = 5.0  # EMR Serverless status polls (Glue's client polls every 5 s, fixed)
@@ -55,7 +66,7 @@ class Compute:
         if settings.aws.kms_key_arn:
             remote["LAKEHOUSE_KMS_KEY_ARN"] = settings.aws.kms_key_arn
         return cls(kind=settings.compute, pipes_bucket=bucket, pipes_prefix=prefix or "dagster-pipes",
-                   aws=settings.aws, remote_settings=remote)
+                   aws=settings.aws, remote_settings=remote, spark_catalog=spark_catalog(settings))
 
     @property
     def local(self) -> bool:
@@ -142,7 +153,8 @@ class Compute:
         conf = self._python_conf("spark.emr-serverless.driverEnv.")
         conf.append("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=./environment/bin/python")
         # Iceberg's Spark runtime, which EMR Serverless ships but does not load by itself.
-        conf += [f"spark.jars={EMR_SERVERLESS_ICEBERG_JAR}", f"spark.sql.extensions={EXTENSIONS}"]
+        conf += [f"spark.jars={EMR_SERVERLESS_ICEBERG_JAR}", f"spark.sql.extensions={EXTENSIONS}",
+                 *(f"{k}={v}" for k, v in self.spark_catalog.items())]
         return {
             "applicationId": self.aws.emr_serverless_app,
             "executionRoleArn": self.aws.emr_role_arn,
@@ -167,7 +179,8 @@ class Compute:
         """
         submit = ["spark-submit", "--deploy-mode", "cluster"]
         # The iceberg-defaults classification below puts Iceberg's runtime on the classpath.
-        for conf in [*self._python_conf("spark.yarn.appMasterEnv."), f"spark.sql.extensions={EXTENSIONS}"]:
+        for conf in [*self._python_conf("spark.yarn.appMasterEnv."), f"spark.sql.extensions={EXTENSIONS}",
+                     *(f"{k}={v}" for k, v in self.spark_catalog.items())]:
             submit += ["--conf", conf]
         submit.append(self._artifact(ENTRY_SCRIPT))
         core = max(self.aws.emr_instances - 1, 0)

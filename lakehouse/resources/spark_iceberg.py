@@ -11,6 +11,7 @@ Pure settings here; the session is made in `lakehouse.resources.engine`.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -20,6 +21,9 @@ from lakehouse.iceberg import CATALOG_NAME, BranchWriter
 
 SQLITE_JDBC = Path("/usr/share/java/sqlite-jdbc.jar")  # Debian's libxerial-sqlite-jdbc-java (`make test` installs it)
 EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+# Iceberg's refusal of an overwrite by filter that would delete part of a data file.
+PARTIAL_FILES = "Cannot delete file where some, but not all, rows match filter"
+log = logging.getLogger(__name__)
 
 
 class SparkCatalogError(RuntimeError):
@@ -91,10 +95,13 @@ class SparkBranchWriter(BranchWriter):
     """A step's output written by Spark's own Iceberg writer to the audit branch: the executors
     write the data files, the driver commits (no row of the table passes through it).
 
-    The rows `where` matches are deleted first (row-level, copy-on-write: the steps'
-    filters need not follow file boundaries), then the output is appended with the step's
-    snapshot properties; both commits are on the audit branch, which main takes only after
-    the audit passes.
+    One commit where it can: `overwrite(where)` replaces the files the filter matches whole,
+    which it does when the filter follows the partitions (a write of whole days, the usual
+    case). Iceberg refuses it, committing nothing, when a file holds rows on both sides of
+    the filter (silver's rows of recomputed keys on other days); then the rows `where`
+    matches are deleted (row-level, copy-on-write) and the output appended, two commits.
+    Either way the commits are on the audit branch, which main takes only after the audit
+    passes, and the one holding the output carries the step's snapshot properties.
     """
 
     def __init__(self, store, df, schema):
@@ -108,7 +115,6 @@ class SparkBranchWriter(BranchWriter):
         session = self.df.sparkSession
         target = ".".join(_quoted(part) for part in (CATALOG_NAME, *identifier.split("."), f"branch_{branch}"))
         condition = sql_condition(where, {f.name: f.type for f in self.schema}, "spark")
-        session.sql(f"DELETE FROM {target} WHERE {condition}")
         # By name, in the table's order; no casts of ours: Spark's store assignment (ANSI for
         # table writes) widens safely and refuses a narrowing, where a cast would null or round.
         # A column the output lacks (kept after the declaration dropped it) is written null.
@@ -117,7 +123,14 @@ class SparkBranchWriter(BranchWriter):
         writer = self.df.select(*columns).writeTo(target)
         for key, value in snapshot_properties.items():
             writer = writer.option(f"snapshot-property.{key}", value)
-        writer.append()
+        try:
+            writer.overwrite(F.expr(condition))
+        except Exception as exc:  # py4j wraps Iceberg's ValidationException
+            if PARTIAL_FILES not in str(exc):
+                raise
+            log.info("%s: the filter splits data files; deleting the rows, then appending", identifier)
+            session.sql(f"DELETE FROM {target} WHERE {condition}")
+            writer.append()
         table = self.store.load(identifier)
         head = table.snapshot_by_id(table.metadata.refs[branch].snapshot_id)
         summary = head.summary.additional_properties if head.summary else {}
