@@ -26,8 +26,8 @@ def quoted(name: str, dialect: str) -> str:
 
 def sql_literal(value, type_: pa.DataType, dialect: str) -> str:
     """A PyIceberg literal's value as SQL, typed like its column (exact for decimals)."""
-    if pa.types.is_date(type_):
-        return f"DATE '{value}'" if isinstance(value, str) else f"DATE '{_date(value)}'"
+    if pa.types.is_date(type_):  # ISO text, checked: nothing else goes inside the quotes
+        return f"DATE '{dt.date.fromisoformat(value) if isinstance(value, str) else _date(value)}'"
     if isinstance(value, str):
         if dialect == "spark":  # Spark's default escaping (spark.sql.parser.escapedStringLiterals=false)
             return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -38,7 +38,7 @@ def sql_literal(value, type_: pa.DataType, dialect: str) -> str:
         return str(value)
     if isinstance(value, Decimal) and value.is_finite():
         # Spark reads 1.5 as a double without the BD suffix; DuckDB reads it as a decimal.
-        return f"{value}BD" if dialect == "spark" else f"{value}"
+        return f"{value:f}BD" if dialect == "spark" else f"{value:f}"  # plain digits, never 1E+2
     raise ValueError(f"no SQL literal for {value!r} of {type_}")
 
 

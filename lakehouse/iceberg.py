@@ -389,9 +389,13 @@ class TableStore:
         """
         if isinstance(data, BranchWriter):  # the engine writes a branch itself: main takes it in one step
             branch = f"write-{uuid.uuid4().hex[:12]}"
-            written = self.audited_replace(identifier, data, where, snapshot_properties, branch, lambda t, head: [],
-                                           evolve, attempts)
-            self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
+            try:  # the publish drops the branch; a failed write must not leave it behind
+                written = self.audited_replace(identifier, data, where, snapshot_properties, branch,
+                                               lambda t, head: [], evolve, attempts)
+            except Exception:
+                if branch in self.catalog.load_table(identifier).metadata.refs:
+                    self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
+                raise
             return WriteResult(identifier, written.snapshot_id, written.rows, written.added_columns)
         for attempt in range(1, attempts + 1):
             table = self.catalog.load_table(identifier)

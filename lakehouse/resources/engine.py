@@ -185,39 +185,6 @@ def _empty(df) -> pa.Table:
     return to_arrow_schema(df.schema).empty_table()
 
 
-def _spark_chunks(df, rows: int):
-    """Arrow tables from Spark, one partition at a time (`toLocalIterator`), as Arrow IPC.
-
-    The executors turn their Arrow batches into IPC blobs of about `rows` rows
-    (`mapInArrow`), so the driver receives Arrow, not Python Row objects, and keeps only
-    the partition it is reading.
-    """
-    def blob(batches) -> pa.RecordBatch:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batches[0].schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-        return pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
-
-    def to_ipc(batches):
-        buffered, count = [], 0
-        for batch in batches:
-            buffered.append(batch)
-            count += batch.num_rows
-            if count >= rows:
-                yield blob(buffered)
-                buffered, count = [], 0
-        if buffered:
-            yield blob(buffered)
-
-    produced = False
-    for row in df.mapInArrow(to_ipc, "ipc binary").toLocalIterator(prefetchPartitions=True):
-        produced = True
-        yield pa.ipc.open_stream(row.ipc).read_all()
-    if not produced:
-        yield _empty(df)
-
-
 class Engine:
     """A session plus Arrow in/out and one-time evaluation, for one step.
 
@@ -253,21 +220,24 @@ class Engine:
         return self.session.read.parquet(str(path))
 
     def to_arrow(self, df) -> pa.Table:
+        """`df`'s rows as Arrow, here: for aggregates and a few example rows (on Spark, through the driver)."""
         return to_arrow(df)
 
     def to_chunks(self, df, rows: int = BATCH_ROWS):
-        """The rows of `df` as Arrow tables of at most about `rows` rows each, produced lazily.
+        """The rows of `df` (DuckDB) as Arrow tables of at most about `rows` rows each, produced lazily,
+        never the whole DataFrame at once.
 
-        Never the whole DataFrame at once: on Spark the driver holds one partition's
-        worth at a time (a cluster's table may not fit on the driver).
+        Not on Spark: there a table's rows stay on the executors (Spark's own Iceberg writer,
+        `mapInArrow`); bringing them to the driver is what this project no longer does (it
+        ran out of the driver's memory at 5M rows, README, bench/spark_scale.py).
         """
-        if self._duckdb:
-            # A relation, not a cursor: DuckDB copies the rows once more for a cursor's Arrow output.
-            reader = self.session._conn.sql(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
-            return
-        yield from _spark_chunks(df, rows)
+        if not self._duckdb:
+            raise TypeError("the spark engine does not bring a table's rows to the driver: write it with Spark's "
+                            "own Iceberg writer (lakehouse.steps.reads.output)")
+        # A relation, not a cursor: DuckDB copies the rows once more for a cursor's Arrow output.
+        reader = self.session._conn.sql(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
 
     def map_arrow(self, df, function, schema: pa.Schema):
         """`df` with `function` (Arrow table -> Arrow table of `schema`) applied to its rows batch by batch,

@@ -41,12 +41,23 @@ def affected_dates(ctx: StepContext, table: TableDef, keys: list[str], column: s
         if not waiting:
             break
     if waiting:
-        dates |= dates_in(ctx.read(table, In(INGEST_DATE, sorted(waiting)), (column,)), column)  # not contiguous
+        dates |= _dates(ctx, table, In(INGEST_DATE, sorted(waiting)), column)  # not contiguous
     return sorted(dates)
 
 
 def tracked_dates(ctx: StepContext, table: TableDef, where, props, column: str, new_dates) -> tuple[dict, list[str]]:
     """Snapshot properties recording the dates a write touches (old and new); and those dates."""
-    old = dates_in(ctx.read(table, where, (column,)), column)
+    old = _dates(ctx, table, where, column)
     affected = sorted(old | set(new_dates))
     return {**props, AFFECTED + column: ",".join(affected)}, affected
+
+
+def _dates(ctx: StepContext, table: TableDef, where, column: str) -> set[str]:
+    """The dates of `column` among the rows `where` matches, found by the engine (only the dates
+    reach this process), or by PyIceberg for a step without an engine."""
+    if ctx.engine is None:
+        return dates_in(ctx.read(table, where, (column,)), column)
+    from lakehouse.steps.measures import distinct_dates
+    from lakehouse.steps.reads import frame
+
+    return distinct_dates(ctx.engine, frame(ctx, table, where, (column,)), column)

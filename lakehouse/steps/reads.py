@@ -21,7 +21,7 @@ from pyiceberg.expressions import (
 from lakehouse.arrowtools import conform
 from lakehouse.filters import sql_condition
 from lakehouse.resources.engine import Engine
-from lakehouse.resources.spark_iceberg import SparkBranchWriter
+from lakehouse.resources.spark_iceberg import SparkBranchWriter, SparkCatalogError
 from lakehouse.steps.context import StepContext
 from lakehouse.tables import TableDef
 from lakehouse.transforms.silver import api
@@ -109,9 +109,12 @@ def _select(df, columns):
 
 
 def output(ctx: StepContext, df, schema: pa.Schema):
-    """A step's rows for `audited_write`: written by Spark's own Iceberg writer when the engine
-    reads the tables through it, else Arrow chunks that PyIceberg commits."""
-    if ctx.engine.reads_tables:
+    """A step's rows for `audited_write` and `replace_where`: on Spark, written by Spark's own
+    Iceberg writer (the executors write the files); on DuckDB, Arrow chunks PyIceberg commits."""
+    if ctx.engine.dialect == "spark":
+        if not ctx.engine.reads_tables:
+            raise SparkCatalogError("the spark engine writes the tables through its Iceberg catalog: give the "
+                                    "Engine the lakehouse catalog (Engine('spark', store.catalog))")
         return SparkBranchWriter(ctx.store, df, schema)
     return arrow_chunks(ctx.engine, df, schema)
 
