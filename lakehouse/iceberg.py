@@ -230,6 +230,21 @@ class BranchWriter:
         raise NotImplementedError
 
 
+WRITE_BRANCH = "write-"  # the branch an engine writes an unaudited table to, named write-<UTC time>-<random>
+WRITE_BRANCH_STALE = dt.timedelta(hours=6)  # no write takes this long: such a branch was left by a crash
+
+
+def write_branch_made(ref: str) -> dt.datetime | None:
+    """When a `write-` branch was made (from its name); None for any other branch."""
+    if not ref.startswith(WRITE_BRANCH):
+        return None
+    try:
+        return dt.datetime.strptime(ref[len(WRITE_BRANCH):].split("-", 1)[0], "%Y%m%dT%H%M%S").replace(
+            tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
 class MainMoved(Exception):
     """Another writer published to main while a write was being audited: redo the write."""
 
@@ -388,7 +403,8 @@ class TableStore:
         concurrent write where this one deletes, which need the transaction rebuilt.
         """
         if isinstance(data, BranchWriter):  # the engine writes a branch itself: main takes it in one step
-            branch = f"write-{uuid.uuid4().hex[:12]}"
+            self._sweep_write_branches(identifier)
+            branch = f"{WRITE_BRANCH}{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
             try:  # the publish drops the branch; a failed write must not leave it behind
                 written = self.audited_replace(identifier, data, where, snapshot_properties, branch,
                                                lambda t, head: [], evolve, attempts)
@@ -500,6 +516,18 @@ class TableStore:
                 continue
             return WriteResult(identifier, head, written.rows, written.added_columns, branch, True, outcomes)
         raise AssertionError("unreachable")
+
+    def _sweep_write_branches(self, identifier: str) -> None:
+        """Drop the `write-` branches a process that died mid-write left (older than
+        WRITE_BRANCH_STALE): main never took them. Logged; `lakehouse status` lists any left."""
+        now = dt.datetime.now(dt.timezone.utc)
+        for ref in list(self.catalog.load_table(identifier).metadata.refs):
+            made = write_branch_made(ref)
+            if made is not None and now - made > WRITE_BRANCH_STALE:
+                log.warning("%s: dropping branch %s, left by a write that stopped midway (main never took it)",
+                            identifier, ref)
+                self._update_refs(identifier, lambda t, ref=ref: t.manage_snapshots().remove_branch(ref).commit()
+                                  if ref in t.metadata.refs else None)
 
     def _update_refs(self, identifier: str, change, attempts: int = 10) -> None:
         """Commit `change(table)`, a branch-only update, on fresh metadata until no one else commits between.

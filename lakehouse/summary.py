@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.iceberg import TableStore
+from lakehouse.iceberg import WRITE_BRANCH_STALE, TableStore, write_branch_made
 from lakehouse.layout import SOURCES, shown
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import IGNORED, INGEST_DATE, INGESTED, LIVE, REJECTED
@@ -240,6 +241,38 @@ def render_tables(store: TableStore) -> str:
                                        "last evolved to its declaration"], rows)
 
 
+def branches(store: TableStore) -> list[dict]:
+    """Every table's branches other than main, with why they are there: an audit branch is
+    kept when its write failed a blocking check (or its run is still auditing); a `write-`
+    branch lives only while the spark engine writes an unaudited table (the quarantine), so
+    one that stays was left by a write that stopped midway."""
+    out = []
+    for (namespace,) in sorted(store.catalog.list_namespaces()):
+        for _, name in sorted(store.catalog.list_tables(namespace)):
+            table = store.load(f"{namespace}.{name}")
+            for ref, target in sorted(table.metadata.refs.items()):
+                if ref == "main":
+                    continue
+                snapshot = table.snapshot_by_id(target.snapshot_id)
+                head = dt.datetime.fromtimestamp(snapshot.timestamp_ms / 1000, dt.timezone.utc) if snapshot else None
+                why = ("a write in progress, or one that stopped midway (main never took it; the table's next "
+                       f"write drops it once {WRITE_BRANCH_STALE} old)" if write_branch_made(ref) else
+                       "a write that failed a blocking check (see Checks; the next successful write of its asset "
+                       "and partition removes it), or a run still auditing")
+                out.append({"table": f"{namespace}.{name}", "branch": ref, "head": head, "why": why})
+    return out
+
+
+def render_branches(store: TableStore) -> str:
+    found = branches(store)
+    if not found:
+        return "Branches: none besides main."
+    rows = [[b["table"], b["branch"], b["head"].strftime("%Y-%m-%d %H:%M") if b["head"] else "-", b["why"]]
+            for b in found]
+    return ("Branches (readers see main; look at one with `lakehouse query --branch <branch>`):\n"
+            + format_table(["table", "branch", "head snapshot (UTC)", "why it is there"], rows))
+
+
 def last_check_results(store: TableStore) -> list[dict]:
     """The latest evaluation of every check, per asset and partition, from ops.dq_results."""
     from lakehouse.tables import DQ_RESULTS
@@ -291,7 +324,7 @@ def render_summary(store: TableStore, instance) -> str:
     """What `lakehouse run` and `lakehouse status` print."""
     return "\n\n".join(
         [render_tables(store), render_bronze_summary(store), render_ignored(store), render_accounting(store, instance),
-         render_checks(store), render_business(store)]
+         render_checks(store), render_branches(store), render_business(store)]
     )
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.expressions import EqualTo
 
-from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.iceberg import BranchWriter, TableStore, catalog_from_settings
 
 Outcome = namedtuple("Outcome", "name passed blocking")
 SCHEMA = pa.schema([("k", pa.string()), ("day", pa.string())])
@@ -73,3 +73,42 @@ def test_a_commit_to_main_during_the_audit_is_never_discarded(store):
                                    EqualTo("day", "2"), {}, "audit-r4", audit)
     assert result.published and len(calls) == 2  # redone on a branch from the new head
     assert rows(store) == ["a", "mine", "other"]
+
+
+class EngineWrites(BranchWriter):
+    """Data an engine writes to a branch itself (as Spark's writer does), here through PyIceberg."""
+
+    def __init__(self, store, data, fail=False):
+        self.store, self.data, self.fail = store, data, fail
+
+    def write(self, identifier, branch, where, snapshot_properties):
+        written = self.store.replace_where(identifier, self.data, where, snapshot_properties, branch=branch)
+        if self.fail:
+            raise RuntimeError("the engine died after writing its branch")
+        return written
+
+
+def test_an_engine_written_branch_reaches_main_in_one_step_and_a_stale_one_is_dropped_and_shown(store, caplog):
+    """An unaudited write by an engine (the quarantine on Spark) goes to a `write-` branch that
+    main takes at once. A failed write drops its branch; one left by a dead process is listed
+    by `lakehouse status` and dropped by the table's next such write once it is stale."""
+    from lakehouse.summary import branches, render_branches
+
+    head = store.load("silver.t").current_snapshot().snapshot_id
+    for name in ("write-20200101T000000-deadbeef", "audit-t-2026-03-01-abcdef12"):  # a crash's, a failed audit's
+        store.load("silver.t").manage_snapshots().create_branch(snapshot_id=head, branch_name=name).commit()
+    shown = render_branches(store)
+    assert "write-20200101T000000-deadbeef" in shown and "stopped midway" in shown and "blocking check" in shown
+
+    with pytest.raises(RuntimeError, match="engine died"):
+        store.replace_where("silver.t", EngineWrites(store, pa.table({"k": ["x"], "day": ["3"]}, schema=SCHEMA),
+                                                     fail=True), EqualTo("day", "3"), {})
+    assert rows(store) == ["a"]  # main never took the failed write
+    assert "dropping branch write-20200101T000000-deadbeef" in caplog.text
+
+    result = store.replace_where("silver.t", EngineWrites(store, pa.table({"k": ["b"], "day": ["2"]}, schema=SCHEMA)),
+                                 EqualTo("day", "2"), {"dagster.run_id": "r9"})
+    table = store.load("silver.t")
+    assert rows(store) == ["a", "b"] and table.current_snapshot().snapshot_id == result.snapshot_id
+    assert table.current_snapshot().summary["dagster.run_id"] == "r9" and result.branch is None
+    assert [b["branch"] for b in branches(store)] == ["audit-t-2026-03-01-abcdef12"]  # kept: a failed audit's
