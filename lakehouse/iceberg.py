@@ -463,6 +463,22 @@ class TableStore:
             return None
         return [t.file.file_path for t in tasks]
 
+    def takes_whole_files(self, identifier: str, where: BooleanExpression, ref: str = "main") -> bool:
+        """Whether every data file (at `ref`) that may hold rows `where` matches holds only such rows,
+        by its column metrics: then an overwrite by that filter drops whole files, which is
+        what Iceberg's overwrite by filter accepts. The check Iceberg and PyIceberg's own delete
+        make; PyIceberg's evaluator is private, so a PyIceberg upgrade must keep this test green
+        (tests/test_parity.py, both outcomes)."""
+        from pyiceberg.expressions.visitors import _StrictMetricsEvaluator
+
+        table = self.catalog.load_table(identifier)
+        head = table.metadata.refs.get(ref)
+        strict = _StrictMetricsEvaluator(table.schema(), where, case_sensitive=True)
+        for task in table.scan(row_filter=where, snapshot_id=head.snapshot_id if head else None).plan_files():
+            if task.delete_files or not strict.eval(task.file):
+                return False
+        return True
+
     def audited_replace(
         self,
         identifier: str,

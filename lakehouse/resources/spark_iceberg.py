@@ -96,10 +96,11 @@ class SparkBranchWriter(BranchWriter):
     write the data files, the driver commits (no row of the table passes through it).
 
     One commit where it can: `overwrite(where)` replaces the files the filter matches whole,
-    which it does when the filter follows the partitions (a write of whole days, the usual
-    case). Iceberg refuses it, committing nothing, when a file holds rows on both sides of
-    the filter (silver's rows of recomputed keys on other days); then the rows `where`
-    matches are deleted (row-level, copy-on-write) and the output appended, two commits.
+    which it does when the filter follows the files (a write of whole days, the usual case).
+    Iceberg refuses it, committing nothing, when a file holds rows on both sides of the
+    filter (a mart rewriting some days of a month, silver's rows of recomputed keys on
+    other days); that is checked first (`TableStore.takes_whole_files`), and then the rows
+    `where` matches are deleted (row-level, copy-on-write) and the output appended, two commits.
     Either way the commits are on the audit branch, which main takes only after the audit
     passes, and the one holding the output carries the step's snapshot properties.
     """
@@ -123,11 +124,17 @@ class SparkBranchWriter(BranchWriter):
         writer = self.df.select(*columns).writeTo(target)
         for key, value in snapshot_properties.items():
             writer = writer.option(f"snapshot-property.{key}", value)
+        # Decided before writing (PyIceberg's plan, the same metrics test as Iceberg's), so the
+        # output is not computed twice; Iceberg's own refusal remains the safety net.
+        whole = self.store.takes_whole_files(identifier, where, branch)
         try:
-            writer.overwrite(F.expr(condition))
+            if whole:
+                writer.overwrite(F.expr(condition))
         except Exception as exc:  # py4j wraps Iceberg's ValidationException
             if PARTIAL_FILES not in str(exc):
                 raise
+            whole = False
+        if not whole:
             log.info("%s: the filter splits data files; deleting the rows, then appending", identifier)
             session.sql(f"DELETE FROM {target} WHERE {condition}")
             writer.append()
