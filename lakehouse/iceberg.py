@@ -114,22 +114,15 @@ TABLE_PROPERTIES = {
 }
 
 
-def build_catalog(
-    profile: str,
-    catalog_uri: str,
-    warehouse_uri: str,
-    aws_region: str | None = None,
-    aws_endpoint_url: str | None = None,
-    kms_key_arn: str | None = None,
-) -> Catalog:
-    """SQLite (or any SQL) catalog locally, the Glue Data Catalog in the aws profile (`catalog_properties`)."""
+def build_catalog(*args, **kwargs) -> Catalog:
+    """SQLite (or any SQL) catalog locally, the Glue Data Catalog in the aws profile; the arguments
+    are `catalog_properties`'."""
     from pyiceberg.catalog import load_catalog
 
     from lakehouse import iceberg_patches
 
     iceberg_patches.apply()
-    return load_catalog(CATALOG_NAME, **catalog_properties(profile, catalog_uri, warehouse_uri, aws_region,
-                                                            aws_endpoint_url, kms_key_arn))
+    return load_catalog(CATALOG_NAME, **catalog_properties(*args, **kwargs))
 
 
 def catalog_properties(
