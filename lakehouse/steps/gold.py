@@ -9,7 +9,6 @@ from lakehouse.checks.catalog import specs_for
 from lakehouse.checks.model import CheckOutcome
 from lakehouse.contracts import CONTRACTS
 from lakehouse.partitions import Days, day_keys
-from lakehouse.resources.engine import Engine
 from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audited_write, per_day
 from lakehouse.steps.context import BUILT_FROM_SILVER, NO_DATES, StepContext, StepResult
 from lakehouse.steps.dates import tracked_dates, affected_dates
@@ -117,17 +116,6 @@ def _fact_drift(ctx: StepContext, silver_snapshot: int | None) -> set[str]:
     return {d.isoformat() for d in days["day"].to_pylist() if d is not None}
 
 
-def _totals(engine: Engine, df, column: str) -> dict:
-    """Row count and sum of `column` of `df` (and its ingest dates, if it has them), computed by the engine."""
-    F, _ = api(df)
-    aggregates = [F.count(F.lit(1)).alias("rows"), F.sum(column).alias("sum")]
-    if INGEST_DATE in df.columns:
-        aggregates.append(F.collect_set(F.col(INGEST_DATE).cast("string")).alias("ingest_dates"))
-    (row,) = engine.to_arrow(df.agg(*aggregates)).to_pylist()
-    return {"rows": int(row["rows"] or 0), "sum": row["sum"] if row["sum"] is not None else 0,
-            "ingest_dates": sorted(row.get("ingest_dates") or [])}
-
-
 def _fact_source(ctx: StepContext, fact_snapshot: int | None) -> int | None:
     """The silver orders snapshot the fact at `fact_snapshot` was built from (its newest write
     by the fact step); None, meaning silver now, if that write did not record it or it expired."""
@@ -147,7 +135,7 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     fact = frame(ctx, FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
                                           INGEST_DATE), fact_snapshot)
     mart = ctx.engine.materialize(gold.daily_sales(fact.drop(INGEST_DATE)))  # written by the engine (`output`)
-    fact_totals = _totals(ctx.engine, fact, "sales_amount")
+    fact_totals = totals(ctx.engine, fact, "sales_amount", dates=INGEST_DATE)
     specs = ev.index(specs_for(asset))
 
     def audit(head: int) -> list[CheckOutcome]:
@@ -156,14 +144,14 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
         # The silver the fact was built from: runs of different days interleave their steps, so
         # silver may have moved on since (a later day's write moved or added orders) and the
         # fact not yet; the fact's own run brings that change to the mart.
-        loaded = And(where, In(INGEST_DATE, fact_totals["ingest_dates"] or NO_DATES))
+        loaded = And(where, In(INGEST_DATE, fact_totals["dates"] or NO_DATES))
         silver = frame(ctx, silver_table("orders"), loaded, ("qty", "unit_price"), _fact_source(ctx, fact_snapshot))
         F, _ = api(silver)
-        recomputed = _totals(ctx.engine, silver.select((F.col("qty") * F.col("unit_price")).alias("amount")),
-                             "amount")["sum"]
+        recomputed = totals(ctx.engine, silver.select((F.col("qty") * F.col("unit_price")).alias("amount")),
+                            "amount")["amount"]
         return [
             ev.matching(specs["totals_match"],
-                        sales={"mart": written["sales"], "fact": fact_totals["sum"], "silver": recomputed},
+                        sales={"mart": written["sales"], "fact": fact_totals["sales_amount"], "silver": recomputed},
                         orders={"mart": written["orders"], "fact": fact_totals["rows"]}),
             ev.non_empty(specs["non_empty"], written["rows"]),
         ]
@@ -183,7 +171,7 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
     events = frame(ctx, silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
     fact = frame(ctx, FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
     activity = ctx.engine.materialize(gold.customer_activity(events, fact))  # one row per customer and day
-    fact_totals, events_in = _totals(ctx.engine, fact, "sales_amount"), events.count()
+    fact_totals, events_in = totals(ctx.engine, fact, "sales_amount"), events.count()
     where = In("activity_date", dates or NO_DATES)
     specs = ev.index(specs_for(asset))
 
@@ -192,7 +180,7 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
                                            snapshot_id=head), "events", "orders", "sales")
         return [
             ev.matching(specs["totals_match"],
-                        sales={"mart": written["sales"], "fact": fact_totals["sum"]},
+                        sales={"mart": written["sales"], "fact": fact_totals["sales_amount"]},
                         events={"mart": written["events"], "silver": events_in},
                         orders={"mart": written["orders"], "fact": fact_totals["rows"]}),
             ev.non_empty(specs["non_empty"], written["rows"]),

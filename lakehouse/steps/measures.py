@@ -38,11 +38,16 @@ def distinct_dates(engine: Engine, df, column: str) -> set[str]:
     return {d for d in found["_day"].to_pylist() if d is not None}
 
 
-def totals(engine: Engine, df, *columns: str) -> dict:
-    """Row count ("rows") and the sum of each of `columns` (0 when there are no rows), in one aggregate."""
+def totals(engine: Engine, df, *columns: str, dates: str | None = None) -> dict:
+    """Row count ("rows") and the sum of each of `columns` (0 when there are no rows), in one
+    aggregate; with `dates`, also that date column's distinct values ("dates", sorted ISO text)."""
     F, _ = api(df)
-    (row,) = engine.to_arrow(df.agg(F.count(F.lit(1)).alias("_rows"), *[F.sum(c).alias(c) for c in columns])).to_pylist()
-    return {"rows": int(row["_rows"] or 0), **{c: row[c] if row[c] is not None else 0 for c in columns}}
+    aggregates = [F.count(F.lit(1)).alias("_rows"), *[F.sum(c).alias(c) for c in columns]]
+    if dates:
+        aggregates.append(F.collect_set(F.col(dates).cast("string")).alias("_dates"))
+    (row,) = engine.to_arrow(df.agg(*aggregates)).to_pylist()
+    out = {"rows": int(row["_rows"] or 0), **{c: row[c] if row[c] is not None else 0 for c in columns}}
+    return {**out, "dates": sorted(row["_dates"] or [])} if dates else out
 
 
 def keys_by(engine: Engine, df, keys, by: str | None = None) -> dict[str | None, Keys]:
