@@ -10,12 +10,41 @@ import datetime as dt
 from decimal import Decimal
 
 import pyarrow as pa
-from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, In,
-                                   IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn, NotNull, Or)
+from pydantic import ConfigDict
+from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan,
+                                   GreaterThanOrEqual, In, IsNull, LessThan, LessThanOrEqual, Not, NotEqualTo, NotIn,
+                                   NotNull, Or)
 
 DIALECTS = ("spark", "duckdb")
 _COMPARISONS = {EqualTo: "=", NotEqualTo: "<>", LessThan: "<", LessThanOrEqual: "<=", GreaterThan: ">",
                 GreaterThanOrEqual: ">="}
+
+
+class InView(BooleanExpression):
+    """Rows whose `column` is among the values of `view`'s column `values`, a temporary view of the
+    engine's session: a semi-join, so the values stay where the engine holds them (on Spark, the
+    executors), however many, where an `In` list brings every one to this process and into the
+    plan's text. SQL only: PyIceberg cannot evaluate it (`uses_views` says when a filter has one)."""
+
+    model_config = ConfigDict(frozen=True)
+    column: str
+    view: str
+    values: str
+
+    def __init__(self, column: str, view: str, values: str) -> None:
+        super().__init__(column=column, view=view, values=values)
+
+    def __invert__(self) -> BooleanExpression:
+        return Not(self)
+
+
+def uses_views(where: BooleanExpression) -> bool:
+    """Whether `where` reads a view (`InView`): only an engine's SQL can evaluate it."""
+    if isinstance(where, InView):
+        return True
+    if isinstance(where, (And, Or)):
+        return uses_views(where.left) or uses_views(where.right)
+    return isinstance(where, Not) and uses_views(where.child)
 
 
 def quoted(name: str, dialect: str) -> str:
@@ -59,6 +88,9 @@ def sql_condition(where, types: dict[str, pa.DataType], dialect: str) -> str:
         return f"({sql_condition(where.left, types, dialect)} {op} {sql_condition(where.right, types, dialect)})"
     if isinstance(where, Not):
         return f"(NOT {sql_condition(where.child, types, dialect)})"
+    if isinstance(where, InView):
+        return (f"{quoted(where.column, dialect)} IN "
+                f"(SELECT {quoted(where.values, dialect)} FROM {quoted(where.view, dialect)})")
     name = where.term.name
     column = quoted(name, dialect)
     if type(where) in _COMPARISONS:

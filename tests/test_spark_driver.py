@@ -24,6 +24,7 @@ import datetime as dt, json, logging, sys
 logging.disable(logging.WARNING)
 from pyspark.sql import SparkSession
 from lakehouse.generate import generate
+from lakehouse.layout import partition_prefix
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.engine import Engine, get_session, spark_config
 from lakehouse.resources.landing import open_landing_zone
@@ -36,7 +37,7 @@ from pipeline_helpers import TABLES, process_day, process_dimensions
 import inspect
 from lakehouse.iceberg import TableStore as _Store
 seen = []
-_read, _from_arrow = _Store.read, Engine.from_arrow
+_read, _from_arrow, _to_arrow = _Store.read, Engine.from_arrow, Engine.to_arrow
 def in_a_step():
     return any(frame.filename.endswith(("/lakehouse/steps/silver.py", "/lakehouse/steps/gold.py"))
                for frame in inspect.stack())
@@ -49,15 +50,26 @@ def from_arrow(self, table):
     if in_a_step() and table.num_rows:
         seen.append(["Arrow handed to Spark", ",".join(table.column_names)[:80], table.num_rows])
     return _from_arrow(self, table)
-_Store.read, Engine.from_arrow = read, from_arrow
-day = dt.date(2026, 3, 2)
+def to_arrow(self, df):  # aggregates and a few examples are small; the limit is loose but far below a table
+    out = _to_arrow(self, df)
+    if in_a_step() and out.num_rows > 200:
+        seen.append(["rows brought to the driver", ",".join(out.column_names)[:80], out.num_rows])
+    return out
+_Store.read, Engine.from_arrow, Engine.to_arrow = read, from_arrow, to_arrow
+day, again = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
 settings = load_settings()
-generate(open_landing_zone(settings.landing_uri), days=1, start=day, seed=8, dirty=True, scale=float(sys.argv[1]))
+zone = open_landing_zone(settings.landing_uri)
+generate(zone, days=1, start=day, seed=8, dirty=True, scale=float(sys.argv[1]))
+# The next day the orders of the first are re-sent whole: every key of that day has rows on
+# another day (silver replaces them by a semi-join on Spark, not a list of keys on the driver).
+for found in list(zone.list(partition_prefix("orders", day))):
+    zone.put(partition_prefix("orders", again) + "resent-" + found.key.rsplit("/", 1)[1], zone.read(found.key))
 builder = SparkSession.builder
 for key, value in {**spark_config(), "spark.driver.maxResultSize": "1m"}.items():
     builder = builder.config(key, value)
 get_session("spark", session=builder.getOrCreate())
 results = process_day(settings, "spark", day)
+resent = process_day(settings, "spark", again)
 process_dimensions(settings, "spark")
 store = TableStore(catalog_from_settings(settings))
 control = {}
@@ -70,7 +82,10 @@ with Engine("spark", store.catalog) as engine:
             control[table] = "refused" if "maxResultSize" in str(exc) else repr(exc)[:500]
     sizes = {t: sum(f.file.file_size_in_bytes for f in store.load(t).scan().plan_files()) for t in TABLES}
 print(json.dumps({"control": control, "sizes": sizes, "seen": seen,
-                  "published": {r.table.identifier: r.published for r in results.values() if hasattr(r, "table")}}))
+                  "published": {f"{r.table.identifier} {n}": r.published for n, done in enumerate((results, resent))
+                                for r in done.values() if hasattr(r, "table")},
+                  "recomputed": resent["silver.orders"].counts["recomputed_keys"],
+                  "duplicates": resent["silver.orders"].counts["duplicate"]}))
 """
 
 
@@ -86,3 +101,5 @@ def test_a_day_on_spark_passes_no_table_through_the_driver(tmp_path):
     assert all(result["sizes"][t] > 0 for t in result["sizes"]), result["sizes"]  # every table was written
     assert result["seen"] == []  # no step read a table's rows into this process, nor sent rows from it
     assert result["published"] and all(result["published"].values()), result["published"]
+    # The re-sent day recomputed every key of the first day, and its rows were set aside as duplicates.
+    assert result["recomputed"] > 1000 and result["duplicates"] > 1000, result

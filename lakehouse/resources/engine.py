@@ -318,6 +318,26 @@ class Engine:
             columns = [c for c in df.columns if keep is None or c in keep]
         return df.filter(condition).select(*columns)
 
+    def members(self, column: str, values, values_column: str):
+        """A filter for rows whose `column` is one of the (non-null) values in `values`'s `values_column`.
+
+        On Spark a semi-join on a temporary view (`filters.InView`): the values stay on the
+        executors, however many, and Spark's reads and row-level DELETE take it. On DuckDB
+        an `In` list, as PyIceberg, which writes that engine's tables, evaluates its delete
+        filter in this process.
+        """
+        from pyiceberg.expressions import In
+
+        from lakehouse.filters import InView
+
+        if self._duckdb:
+            return In(column, sorted(v for v in self.to_arrow(values)[values_column].to_pylist() if v is not None))
+        name = f"_lh_{next(_names)}"
+        # Without nulls, as the DuckDB list: under a NOT, a null among the values would make IN unknown.
+        values.filter(values[values_column].isNotNull()).createOrReplaceTempView(name)
+        self._views.append(name)
+        return InView(column, name, values_column)
+
     def materialize(self, df):
         """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""
         if self._duckdb:
@@ -369,6 +389,9 @@ class Engine:
             for name in self._views:
                 conn.execute(f'DROP VIEW IF EXISTS "{name}"')
                 conn.unregister(f"{name}_arrow")
+        else:
+            for name in self._views:
+                self.session.catalog.dropTempView(name)
         self._views.clear()
         self._tables.clear()
 

@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from pyiceberg.expressions import (
-    AlwaysTrue,
-    And,
-    BooleanExpression,
-    EqualTo,
-    GreaterThan,
-    GreaterThanOrEqual,
-    In,
-    LessThan,
-    LessThanOrEqual,
-    Not,
-    NotNull,
-    Or,
-)
+from pyiceberg.expressions import (AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThanOrEqual, LessThanOrEqual,
+                                   NotNull)
 
 from lakehouse.arrowtools import conform
 from lakehouse.filters import sql_condition
@@ -24,7 +12,6 @@ from lakehouse.resources.engine import Engine
 from lakehouse.resources.spark_iceberg import SparkBranchWriter, SparkCatalogError
 from lakehouse.steps.context import StepContext
 from lakehouse.tables import TableDef
-from lakehouse.transforms.silver import api
 
 
 def within(column: str, keys: list[str]) -> BooleanExpression:
@@ -33,43 +20,15 @@ def within(column: str, keys: list[str]) -> BooleanExpression:
         GreaterThanOrEqual(column, keys[0]), LessThanOrEqual(column, keys[-1]))
 
 
-def keyed(column: str, values: list[str]) -> BooleanExpression:
-    """Rows whose `column` is one of `values`, for a delete that may also match on other columns.
+def keyed(column: str, members: BooleanExpression) -> BooleanExpression:
+    """Rows whose `column` is among some values (`members`, from `Engine.members`), for a delete that
+    may also match on other columns.
 
     PyIceberg's delete keeps every row with a null in a column its filter names without an
     IsNull/NotNull test on it (so `Or(day, In(key))` would keep a keyless row of that day):
     the NotNull makes such rows fall to the other branch.
     """
-    return And(NotNull(column), In(column, values))
-
-
-_COMPARISONS = {EqualTo: "__eq__", LessThan: "__lt__", LessThanOrEqual: "__le__", GreaterThan: "__gt__",
-                GreaterThanOrEqual: "__ge__"}
-
-
-def engine_condition(F, where: BooleanExpression, types: dict[str, pa.DataType]):
-    """`where` (the few PyIceberg predicates the steps use) as an engine column; None if unknown."""
-    if isinstance(where, AlwaysTrue):
-        return F.lit(True)
-    if isinstance(where, (And, Or)):
-        left, right = engine_condition(F, where.left, types), engine_condition(F, where.right, types)
-        if left is None or right is None:
-            return None
-        return left & right if isinstance(where, And) else left | right
-    if isinstance(where, Not):
-        inner = engine_condition(F, where.child, types)
-        return None if inner is None else ~inner
-
-    def literal(value):
-        return F.lit(value).cast("date") if pa.types.is_date(types.get(where.term.name, pa.null())) else F.lit(value)
-
-    if type(where) in _COMPARISONS:
-        return getattr(F.col(where.term.name), _COMPARISONS[type(where)])(literal(where.literal.value))
-    if isinstance(where, NotNull):
-        return F.col(where.term.name).isNotNull()
-    if isinstance(where, In):
-        return F.col(where.term.name).isin(*[literal(v.value) for v in sorted(where.literals, key=lambda v: v.value)])
-    return None
+    return And(NotNull(column), members)
 
 
 def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTrue(), columns=("*",),
@@ -79,23 +38,22 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
     No copy through Python, and on a cluster no pass through the driver: Spark reads the
     table through its Iceberg catalog, its executors reading the files from S3; DuckDB reads
     the data files PyIceberg's scan plans. The filter is applied again because a file may hold
-    other rows. Files the engine cannot read (S3 from DuckDB, or a laptop's Spark), delete
-    files, or a filter we cannot translate: PyIceberg reads them, with the table's S3
-    endpoint and credentials.
+    other rows. The filter is SQL text (`lakehouse.filters`), the same on both engines. On
+    DuckDB, files it cannot read (S3), delete files, or a filter with no SQL form: PyIceberg
+    reads them, with the table's S3 endpoint and credentials.
     """
     ctx.ensure(table)
+    types = {f.name: f.type for f in table.schema}
     if ctx.engine.reads_tables:  # Spark's own Iceberg reader: planning pushes the filter down
         df = ctx.engine.table(table.identifier, snapshot_id)
-        condition = engine_condition(api(df)[0], where, {f.name: f.type for f in table.schema})
-        if condition is not None:
-            return _select(df.filter(condition), columns)
+        return _select(df.filter(sql_condition(where, types, "spark")), columns)
     loaded = ctx.store.load(table.identifier)
     paths = ctx.store.data_files(table.identifier, where, snapshot_id, loaded)
     if paths == []:
         return ctx.engine.read_parquet([], table.schema, columns=columns)
     if paths and ctx.engine.can_read(paths):
         try:
-            condition = sql_condition(where, {f.name: f.type for f in table.schema}, ctx.engine.dialect)
+            condition = sql_condition(where, types, ctx.engine.dialect)
         except (ValueError, KeyError):  # a predicate or column not translated: PyIceberg reads it below
             pass
         else:

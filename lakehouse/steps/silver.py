@@ -23,7 +23,7 @@ from lakehouse.steps.audit import counts_by_day, total_counts, writes_to, audite
 from lakehouse.steps.context import StepContext, StepResult
 from lakehouse.steps.dates import tracked_dates
 from lakehouse.steps.measures import WHOLE, Keys, distinct_dates, keys_by
-from lakehouse.steps.reads import output, schema_columns, engine_condition, frame, keyed, within
+from lakehouse.steps.reads import output, schema_columns, frame, keyed, within
 from lakehouse.tables import QUARANTINE, TableDef, bronze_table, silver_table
 from lakehouse.transforms.bronze import INGEST_DATE, SOURCE_FILE
 from lakehouse.transforms.silver import (
@@ -90,13 +90,15 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         # replaces that key's earlier rows in silver and in the quarantine. The batch's days
         # are replaced whole; other days only for the keys that have rows there.
         elsewhere = _elsewhere(ctx, contract, keys, wanted, others)
-        where = Or(batch, keyed(key, elsewhere)) if elsewhere else batch
-        set_aside_where = Or(within("ingest_date", keys), keyed("record_key", elsewhere)) if elsewhere else within(
-            "ingest_date", keys)
+        where, set_aside_where = batch, within("ingest_date", keys)
+        if elsewhere.count():
+            where = Or(where, keyed(key, engine.members(key, elsewhere, RECORD_KEY)))
+            set_aside_where = Or(set_aside_where, keyed("record_key", engine.members("record_key", elsewhere,
+                                                                                     RECORD_KEY)))
         span = keys
 
     F, _ = api(rows)
-    in_batch = rows.filter(engine_condition(F, within(INGEST_DATE, keys), {INGEST_DATE: pa.date32()}))
+    in_batch = rows.filter(F.col(INGEST_DATE).between(F.lit(keys[0]).cast("date"), F.lit(keys[-1]).cast("date")))
     by_day_counts = counts_by_day(engine, *outcome_counts(in_batch, contract), keys)
     counts = total_counts(by_day_counts)
     set_aside = engine.materialize(quarantine_rows(rows))
@@ -237,12 +239,15 @@ def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, look
     return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
 
 
-def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> list[str]:
-    """The recomputed keys (`wanted`) with rows outside the batch's days: in bronze (`others`), silver or the quarantine.
+def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
+    """The recomputed keys (`wanted`) with rows outside the batch's days, in bronze (`others`), silver or
+    the quarantine: one column of distinct record keys, kept by the engine.
 
     Only these need a key filter next to the batch's days. Usually a handful (records
     re-sent or corrected on another day), where the batch's own keys run to millions:
     an Iceberg filter on every one of them made a 1M-row day take minutes to plan and delete.
+    But a file re-sent whole brings a whole day's keys, so they stay with the engine
+    (`Engine.members`: on Spark a semi-join, never a list on the driver).
     """
     engine, key = ctx.engine, contract.keys[0]
     F, _ = api(wanted)
@@ -255,7 +260,7 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others) -> l
              .union(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key))
              .union(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
                                                 Not(within("ingest_date", keys))), "record_key")))
-    return sorted(k for k in engine.to_arrow(found.distinct())[RECORD_KEY].to_pylist() if k is not None)
+    return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
 
 
 def _quarantine_records(source: str, run_id: str, now: dt.datetime, rows: pa.Table) -> pa.Table:
