@@ -16,7 +16,9 @@ from pyiceberg.expressions import (AlwaysFalse, AlwaysTrue, And, EqualTo, Greate
                                    NotEqualTo, NotIn, NotNull, Or)
 
 from lakehouse.filters import sql_condition, uses_views
+from lakehouse.iceberg import catalog_from_settings
 from lakehouse.resources.engine import Engine
+from lakehouse.settings import load_settings
 from lakehouse.steps.measures import WHOLE, keys_by, missing_from, totals
 
 TEXT = st.sampled_from(["a", "b", "o'brien", "back\\slash", "\\'", "", "ü", "x\"y"]) | st.text(max_size=4)
@@ -128,14 +130,15 @@ def test_each_engines_sql_of_a_predicate_keeps_the_rows_sql_logic_keeps(engine, 
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
-def test_a_filter_on_the_values_of_a_frame_keeps_the_rows_plain_python_keeps(engine):
+def test_a_filter_on_the_values_of_a_frame_keeps_the_rows_plain_python_keeps(engine, tmp_path):
     # Engine.members: on Spark a semi-join on a view (the values never reach the driver), on
     # DuckDB a list; under NOT, with nulls among the values and the rows, they must agree.
     values = pa.table({"v": pa.array(["o'brien", None, "\\'", "ü", "never"], pa.string())})
     wanted = {v for v in values["v"].to_pylist() if v is not None}
+    catalog = catalog_from_settings(load_settings({"LAKEHOUSE_HOME": str(tmp_path)})) if engine == "spark" else None
     rows = NASTY.to_pylist()
-    with Engine(engine) as eng:
-        members = eng.members("k", eng.from_arrow(values), "v")
+    with Engine(engine, catalog) as eng:
+        members, = eng.members(eng.from_arrow(values), "v", "k")
         for where, keep in [
             (And(NotNull("k"), members), lambda r: r["k"] is not None and r["k"] in wanted),
             (Or(EqualTo("day", DAYS[2].isoformat()), And(NotNull("k"), members)),
@@ -143,7 +146,11 @@ def test_a_filter_on_the_values_of_a_frame_keeps_the_rows_plain_python_keeps(eng
             (Not(members), lambda r: r["k"] is not None and r["k"] not in wanted),
         ]:
             assert _engine_selects(eng, NASTY, where) == [i for i, r in enumerate(rows) if keep(r)], where
-    assert uses_views(members) == (engine == "spark")
+        assert uses_views(members) == (engine == "spark")
+        if engine == "spark":
+            assert members.view in {t.name for t in eng.session.catalog.listTables()}
+    if engine == "spark":  # a step's views go with its engine
+        assert members.view not in {t.name for t in eng.session.catalog.listTables()}
 
 
 def _key_oracle(rows: list[dict], by: str | None) -> dict:

@@ -139,31 +139,43 @@ def test_a_dagster_run_on_the_spark_engine_gets_its_session_from_pyspark_resourc
     assert TableStore(catalog_from_settings(settings)).read("silver.orders").num_rows > 0
 
 
-def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch(tmp_path, monkeypatch):
+def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch_as_duckdb_does(tmp_path, monkeypatch):
     """Write-audit-publish with Spark's writer: the rows go to the audit branch, a blocking check
-    fails, main does not move, and the branch keeps what Spark wrote, for a look."""
+    fails, main does not move, and the branch keeps what Spark wrote, for a look; the branch's
+    rows, the quarantine and every check's result equal the DuckDB path's on the same day."""
     import sys
 
     from lakehouse.generate import generate
     from lakehouse.resources.landing import LocalLandingZone
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from pipeline_helpers import process_day
+    from pipeline_helpers import VOLATILE, process_day, table_rows
 
     day = dt.date(2026, 3, 1)
     generate(LocalLandingZone(f"file://{tmp_path / 'landing'}"), days=1, start=day, seed=21, dirty=True, scale=0.2)
     strict = tmp_path / "quality.yaml"
     strict.write_text("assets:\n  silver/customers:\n    quarantine_share: {severity: error, max_share: 0}\n")
     monkeypatch.setenv("LAKEHOUSE_DQ_CONFIG", str(strict))
-    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_START_DATE": day.isoformat(),
-                              "LAKEHOUSE_LANDING_URI": f"file://{tmp_path / 'landing'}"})
-    write = process_day(settings, "spark", day)["silver.customers"].write
-    assert not write.published
-    store = TableStore(catalog_from_settings(settings))
-    table = store.load("silver.customers")
-    assert store.read("silver.customers").num_rows == 0  # main: nothing published
-    head = table.snapshot_by_id(table.metadata.refs[write.branch].snapshot_id)
-    assert "spark.app.id" in head.summary.additional_properties and write.rows > 0
-    assert store.read("silver.customers", snapshot_id=head.snapshot_id).num_rows == write.rows
-    results = [r for r in store.read("ops.dq_results").to_pylist() if r["asset"] == "silver/customers"]
-    assert any(r["check_name"] == "quarantine_share" and not r["passed"] and not r["published"] for r in results)
+    seen = {}
+    for engine in ("spark", "duckdb"):
+        settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / engine), "LAKEHOUSE_START_DATE": day.isoformat(),
+                                  "LAKEHOUSE_LANDING_URI": f"file://{tmp_path / 'landing'}"})
+        write = process_day(settings, engine, day)["silver.customers"].write
+        assert not write.published
+        store = TableStore(catalog_from_settings(settings))
+        table = store.load("silver.customers")
+        assert store.read("silver.customers").num_rows == 0  # main: nothing published
+        head = table.snapshot_by_id(table.metadata.refs[write.branch].snapshot_id)
+        assert ("spark.app.id" in head.summary.additional_properties) == (engine == "spark") and write.rows > 0
+        branch = store.read("silver.customers", snapshot_id=head.snapshot_id)
+        assert branch.num_rows == write.rows
+        results = [r for r in store.read("ops.dq_results").to_pylist() if r["asset"] == "silver/customers"]
+        assert any(r["check_name"] == "quarantine_share" and not r["passed"] and not r["published"] for r in results)
+        seen[engine] = {
+            "branch": sorted(map(str, branch.drop_columns([c for c in VOLATILE if c in branch.column_names])
+                                 .to_pylist())),
+            "quarantine": table_rows(store, "silver.quarantine"),
+            "checks": sorted((r["partition"], r["check_name"], r["passed"], r["severity"], r["observed"],
+                              r["threshold"], r["message"], r["published"]) for r in results),
+        }
+    assert seen["spark"] == seen["duckdb"]

@@ -318,8 +318,9 @@ class Engine:
             columns = [c for c in df.columns if keep is None or c in keep]
         return df.filter(condition).select(*columns)
 
-    def members(self, column: str, values, values_column: str):
-        """A filter for rows whose `column` is one of the (non-null) values in `values`'s `values_column`.
+    def members(self, values, values_column: str, *columns: str) -> list:
+        """For each of `columns`, a filter for rows whose value there is one of the (non-null) values
+        of `values`'s `values_column`.
 
         On Spark a semi-join on a temporary view (`filters.InView`): the values stay on the
         executors, however many, and Spark's reads and row-level DELETE take it. On DuckDB
@@ -331,12 +332,16 @@ class Engine:
         from lakehouse.filters import InView
 
         if self._duckdb:
-            return In(column, sorted(v for v in self.to_arrow(values)[values_column].to_pylist() if v is not None))
+            found = sorted(v for v in self.to_arrow(values)[values_column].to_pylist() if v is not None)
+            return [In(column, found) for column in columns]
+        if not self.reads_tables:  # PyIceberg would get the view, which it cannot evaluate
+            raise SparkCatalogError("a filter on a view needs Spark's Iceberg catalog: give the Engine the "
+                                    "lakehouse catalog (Engine('spark', store.catalog))")
         name = f"_lh_{next(_names)}"
         # Without nulls, as the DuckDB list: under a NOT, a null among the values would make IN unknown.
         values.filter(values[values_column].isNotNull()).createOrReplaceTempView(name)
         self._views.append(name)
-        return InView(column, name, values_column)
+        return [InView(column, name, values_column) for column in columns]
 
     def materialize(self, df):
         """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""
@@ -391,7 +396,10 @@ class Engine:
                 conn.unregister(f"{name}_arrow")
         else:
             for name in self._views:
-                self.session.catalog.dropTempView(name)
+                try:
+                    self.session.catalog.dropTempView(name)
+                except Exception:  # a session already gone took its views along; keep the step's own error
+                    pass
         self._views.clear()
         self._tables.clear()
 

@@ -38,9 +38,10 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
     No copy through Python, and on a cluster no pass through the driver: Spark reads the
     table through its Iceberg catalog, its executors reading the files from S3; DuckDB reads
     the data files PyIceberg's scan plans. The filter is applied again because a file may hold
-    other rows. The filter is SQL text (`lakehouse.filters`), the same on both engines. On
-    DuckDB, files it cannot read (S3), delete files, or a filter with no SQL form: PyIceberg
-    reads them, with the table's S3 endpoint and credentials.
+    other rows. The filter is SQL text (`lakehouse.filters`), the same on both engines; on
+    Spark it must have one (every filter the steps make has). On DuckDB, files it cannot
+    read (S3), delete files, or a filter with no SQL form: PyIceberg reads them, with the
+    table's S3 endpoint and credentials.
     """
     ctx.ensure(table)
     types = {f.name: f.type for f in table.schema}

@@ -91,10 +91,16 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         # are replaced whole; other days only for the keys that have rows there.
         elsewhere = _elsewhere(ctx, contract, keys, wanted, others)
         where, set_aside_where = batch, within("ingest_date", keys)
-        if elsewhere.count():
-            where = Or(where, keyed(key, engine.members(key, elsewhere, RECORD_KEY)))
-            set_aside_where = Or(set_aside_where, keyed("record_key", engine.members("record_key", elsewhere,
-                                                                                     RECORD_KEY)))
+        days_elsewhere = sorted(distinct_dates(engine, elsewhere, INGEST_DATE))
+        if days_elsewhere:
+            # The days those rows are on, as a separate conjunct: a filter the engine can push
+            # down to the files (partitions) alone, where the key test (on Spark a semi-join)
+            # cannot be, and inside an Or it would leave the Or unpushed: a scan of the table.
+            on_key, on_record = engine.members(elsewhere.select(RECORD_KEY).distinct(), RECORD_KEY,
+                                               key, "record_key")
+            where = And(Or(where, In(INGEST_DATE, days_elsewhere)), Or(where, keyed(key, on_key)))
+            set_aside_where = And(Or(set_aside_where, In("ingest_date", days_elsewhere)),
+                                  Or(set_aside_where, keyed("record_key", on_record)))
         span = keys
 
     F, _ = api(rows)
@@ -241,7 +247,7 @@ def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, look
 
 def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
     """The recomputed keys (`wanted`) with rows outside the batch's days, in bronze (`others`), silver or
-    the quarantine: one column of distinct record keys, kept by the engine.
+    the quarantine: their distinct (record key, ingest date) pairs, kept by the engine.
 
     Only these need a key filter next to the batch's days. Usually a handful (records
     re-sent or corrected on another day), where the batch's own keys run to millions:
@@ -252,14 +258,15 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
     engine, key = ctx.engine, contract.keys[0]
     F, _ = api(wanted)
 
-    def having_rows(table: TableDef, where: BooleanExpression, column: str):
-        rows = frame(ctx, table, where, (column,)).select(F.col(column).cast("string").alias(RECORD_KEY))
+    def having_rows(table: TableDef, where: BooleanExpression, column: str, day: str):
+        rows = frame(ctx, table, where, (column, day)).select(F.col(column).cast("string").alias(RECORD_KEY),
+                                                              F.col(day).alias(INGEST_DATE))
         return rows.join(wanted, on=RECORD_KEY, how="inner")
 
-    found = (others.select(RECORD_KEY)
-             .union(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key))
+    found = (others.select(RECORD_KEY, INGEST_DATE)
+             .union(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key, INGEST_DATE))
              .union(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
-                                                Not(within("ingest_date", keys))), "record_key")))
+                                                Not(within("ingest_date", keys))), "record_key", "ingest_date")))
     return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
 
 
