@@ -269,10 +269,16 @@ def _check_compute(env: Mapping[str, str], profile: str) -> tuple[str, AwsSettin
     return compute, aws
 
 
+def home_dir(env: Mapping[str, str] | None = None) -> Path:
+    """LAKEHOUSE_HOME (default ./.lakehouse), absolute; not created here."""
+    env = os.environ if env is None else env
+    return Path(env.get("LAKEHOUSE_HOME") or "./.lakehouse").expanduser().resolve()
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
-    home = Path(env.get("LAKEHOUSE_HOME") or "./.lakehouse").expanduser().resolve()
+    home = home_dir(env)
     _make_dir("LAKEHOUSE_HOME", str(home), home)
     profile = _check_choice("LAKEHOUSE_PROFILE", env.get("LAKEHOUSE_PROFILE") or "local", PROFILES)
     engine = _check_choice("LAKEHOUSE_ENGINE", env.get("LAKEHOUSE_ENGINE") or "duckdb", ENGINES)

@@ -1,6 +1,7 @@
 """Column lineage: derived from the transforms, stored up to date, and what the UI is given."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,23 @@ def test_a_stale_or_missing_stored_file_is_derived_at_load_with_a_warning(tmp_pa
         assert lineage.current(stale) == derived
     with pytest.warns(UserWarning, match="missing"):
         assert lineage.current(tmp_path / "absent.json") == derived
+
+
+def test_a_derivation_is_kept_for_the_next_process_of_the_same_code(tmp_path, monkeypatch, derived):
+    # Declarations kept elsewhere have no stored file: the daemon, the code server and every run
+    # would each derive it (seconds apiece) without the copy kept under LAKEHOUSE_HOME.
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "home"))
+    keep = lineage.cached(lineage.code_digest())
+    keep.parent.mkdir(parents=True)
+    keep.write_text("{not json")  # damaged: derived again, and replaced
+    lineage.current.cache_clear()
+    with pytest.warns(UserWarning, match=f"derived at load .* and kept in {re.escape(str(keep))}"):
+        assert lineage.current(tmp_path / "absent.json") == derived
+    lineage.current.cache_clear()  # as a new process: no derivation now
+    monkeypatch.setattr(lineage, "derive", lambda: pytest.fail("derived again"))
+    with pytest.warns(UserWarning, match=f"missing, so column lineage was taken from {re.escape(str(keep))}.*lakehouse lineage --write"):
+        assert lineage.current(tmp_path / "absent.json") == derived
+    lineage.current.cache_clear()
 
 
 def test_cli_prints_a_table_and_names_the_tables_it_knows():
