@@ -38,6 +38,23 @@ class InView(BooleanExpression):
         return Not(self)
 
 
+def single_view(where: BooleanExpression) -> InView | None:
+    """The one `InView` of `where` when it has exactly one and only under And/Or (no Not): then
+    `where` = `where[view: false] OR (view AND where[view: true])` (`sql_condition`'s `view_as`),
+    whose two sides have no subquery, so an engine can push them down to the table's files."""
+    found: list[InView] = []
+
+    def walk(node) -> bool:
+        if isinstance(node, InView):
+            found.append(node)
+            return True
+        if isinstance(node, (And, Or)):
+            return walk(node.left) and walk(node.right)
+        return not (isinstance(node, Not) and uses_views(node.child))
+
+    return found[0] if walk(where) and len(set(found)) == 1 else None
+
+
 def uses_views(where: BooleanExpression) -> bool:
     """Whether `where` reads a view (`InView`): only an engine's SQL can evaluate it."""
     if isinstance(where, InView):
@@ -75,8 +92,10 @@ def _date(days: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
 
 
-def sql_condition(where, types: dict[str, pa.DataType], dialect: str) -> str:
-    """`where` as a SQL condition in `dialect`; ValueError for a predicate not translated here."""
+def sql_condition(where, types: dict[str, pa.DataType], dialect: str, view_as: bool | None = None) -> str:
+    """`where` as a SQL condition in `dialect`; ValueError for a predicate not translated here.
+
+    `view_as`: an `InView` becomes that constant instead of its subquery (see `single_view`)."""
     if dialect not in DIALECTS:
         raise ValueError(f"no SQL dialect {dialect!r}; one of {', '.join(DIALECTS)}")
     if isinstance(where, AlwaysTrue):
@@ -85,9 +104,12 @@ def sql_condition(where, types: dict[str, pa.DataType], dialect: str) -> str:
         return "false"
     if isinstance(where, (And, Or)):
         op = "AND" if isinstance(where, And) else "OR"
-        return f"({sql_condition(where.left, types, dialect)} {op} {sql_condition(where.right, types, dialect)})"
+        return (f"({sql_condition(where.left, types, dialect, view_as)} {op} "
+                f"{sql_condition(where.right, types, dialect, view_as)})")
     if isinstance(where, Not):
-        return f"(NOT {sql_condition(where.child, types, dialect)})"
+        return f"(NOT {sql_condition(where.child, types, dialect, view_as)})"
+    if isinstance(where, InView) and view_as is not None:
+        return "true" if view_as else "false"
     if isinstance(where, InView):
         return (f"{quoted(where.column, dialect)} IN "
                 f"(SELECT {quoted(where.values, dialect)} FROM {quoted(where.view, dialect)})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ _jar_problems: dict[str, Exception] = {}  # why a local Spark session has no Ice
 _lock = threading.Lock()
 _names = itertools.count()
 _spill: str | None = None
+log = logging.getLogger(__name__)
 DUCKDB_MEMORY_LIMIT = "2GB"
 BATCH_ROWS = 1_000_000
 _PLAIN = re.compile(r"[a-z_][a-z0-9_]*")  # a column name no dialect quotes or folds
@@ -387,6 +389,18 @@ class Engine:
         return self
 
     def __exit__(self, *exc) -> None:
+        try:
+            self._drop()
+        except Exception as error:
+            if exc[0] is None:
+                raise
+            # The step's own error is the one to see (a session that died took its views along).
+            log.warning("the step's temporary views and tables were not dropped: %s", error)
+        finally:
+            self._views.clear()
+            self._tables.clear()
+
+    def _drop(self) -> None:
         if self._duckdb:
             conn = self.session._conn
             for name in self._tables:
@@ -396,12 +410,7 @@ class Engine:
                 conn.unregister(f"{name}_arrow")
         else:
             for name in self._views:
-                try:
-                    self.session.catalog.dropTempView(name)
-                except Exception:  # a session already gone took its views along; keep the step's own error
-                    pass
-        self._views.clear()
-        self._tables.clear()
+                self.session.catalog.dropTempView(name)
 
 
 class EngineResource(dg.ConfigurableResource):

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from lakehouse.filters import quoted, sql_condition
+from lakehouse.filters import quoted, single_view, sql_condition
 from lakehouse.iceberg import CATALOG_NAME, BranchWriter
 
 SQLITE_JDBC = Path("/usr/share/java/sqlite-jdbc.jar")  # Debian's libxerial-sqlite-jdbc-java (`make test` installs it)
@@ -136,10 +136,26 @@ class SparkBranchWriter(BranchWriter):
             whole = False
         if not whole:
             log.info("%s: the filter splits data files; deleting the rows, then appending", identifier)
-            session.sql(f"DELETE FROM {target} WHERE {condition}")
+            self._delete(session, target, where)
             writer.append()
         table = self.store.load(identifier)
         head = table.snapshot_by_id(table.metadata.refs[branch].snapshot_id)
         summary = head.summary.additional_properties if head.summary else {}
         added = int(summary.get("added-records", 0))  # an empty append still commits, with the properties
         return WriteResult(identifier, head.snapshot_id, added, [])
+
+    def _delete(self, session, target: str, where) -> None:
+        """Delete the rows `where` matches (copy-on-write). Spark pushes no part of a condition holding
+        a subquery down to the scan, so with a view of values (`filters.single_view`) the rows are
+        deleted in two statements whose table filters are pushed down: those `where` matches
+        whatever the view holds, then, by MERGE, those of the view's values among the rest it may
+        match (a target-only condition in MERGE's ON clause prunes the files it reads)."""
+        types = {f.name: f.type for f in self.schema}
+        view = single_view(where)
+        if view is None:
+            session.sql(f"DELETE FROM {target} WHERE {sql_condition(where, types, 'spark')}")
+            return
+        session.sql(f"DELETE FROM {target} WHERE {sql_condition(where, types, 'spark', view_as=False)}")
+        session.sql(f"MERGE INTO {target} USING (SELECT DISTINCT {_quoted(view.values)} AS _lakehouse_member "
+                    f"FROM {_quoted(view.view)}) ON {_quoted(view.column)} = _lakehouse_member AND "
+                    f"{sql_condition(where, types, 'spark', view_as=True)} WHEN MATCHED THEN DELETE")

@@ -7,11 +7,15 @@ from pyiceberg.expressions import (AlwaysTrue, And, BooleanExpression, EqualTo, 
                                    NotNull)
 
 from lakehouse.arrowtools import conform
-from lakehouse.filters import sql_condition
+from lakehouse.filters import quoted, single_view, sql_condition
 from lakehouse.resources.engine import Engine
 from lakehouse.resources.spark_iceberg import SparkBranchWriter, SparkCatalogError
 from lakehouse.steps.context import StepContext
 from lakehouse.tables import TableDef
+from lakehouse.transforms.silver import api
+
+
+_MEMBER = "_lakehouse_member"  # the view's value a row matched, in `frame`'s join
 
 
 def within(column: str, keys: list[str]) -> BooleanExpression:
@@ -47,7 +51,19 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
     types = {f.name: f.type for f in table.schema}
     if ctx.engine.reads_tables:  # Spark's own Iceberg reader: planning pushes the filter down
         df = ctx.engine.table(table.identifier, snapshot_id)
-        return _select(df.filter(sql_condition(where, types, "spark")), columns)
+        view = single_view(where)
+        if view is None:
+            return _select(df.filter(sql_condition(where, types, "spark")), columns)
+        # Spark pushes no part of a filter holding a subquery down to the scan (the whole table
+        # would be read): the rows `where` keeps at most are filtered first, pushed down, then
+        # joined with the view's values to keep the rest (`single_view`).
+        F = api(df)[0]
+        wide = df.filter(sql_condition(where, types, "spark", view_as=True))
+        values = ctx.engine.session.table(quoted(view.view, "spark")).select(F.col(quoted(view.values, "spark"))
+                                                                            .alias(_MEMBER)).distinct()
+        joined = wide.join(values, wide[quoted(view.column, "spark")] == values[_MEMBER], "left")
+        kept = joined.filter(f"{sql_condition(where, types, 'spark', view_as=False)} OR {_MEMBER} IS NOT NULL")
+        return _select(kept.drop(_MEMBER), columns)
     loaded = ctx.store.load(table.identifier)
     paths = ctx.store.data_files(table.identifier, where, snapshot_id, loaded)
     if paths == []:
