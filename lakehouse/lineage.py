@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,8 @@ from lakehouse.contracts.declared import SOURCES_DIR
 
 STORED = Path(__file__).with_name("column_lineage.json")
 # The code the lineage depends on; any change to it means the stored lineage may be stale.
-_SOURCES = ("lineage.py", "tables.py", "contracts/*.py", "transforms/*.py")  # and the declarations
+_SOURCES = ("lineage.py", "tables.py", "readers.py", "arrowtools.py", "contracts/*.py",
+            "transforms/*.py")  # and the declarations
 
 # table identifier -> output column -> [(input table identifier, input column)]
 Lineage = dict[str, dict[str, list[tuple[str, str]]]]
@@ -193,10 +195,14 @@ def read(path: Path = STORED) -> tuple[str | None, Lineage]:
 
 
 def cached(digest: str) -> Path:
-    """Where the lineage derived for the code of `digest` is kept (one file per digest)."""
+    """Where the lineage derived for the code of `digest` is kept: one file per digest and per version
+    of the libraries that compile and walk the SQL (no test compares this copy with the code)."""
+    from importlib.metadata import version
+
     from lakehouse.settings import home_dir
 
-    return home_dir() / "cache" / f"column_lineage-{digest}.json"
+    libraries = "-".join(version(name) for name in ("sqlframe", "sqlglot", "duckdb"))
+    return home_dir() / "cache" / f"column_lineage-{digest}-{libraries}.json"
 
 
 @functools.lru_cache(maxsize=2)
@@ -210,7 +216,7 @@ def current(path: Path = STORED) -> Lineage:
     keep = cached(now)
     try:
         kept_digest, derived = read(keep)
-    except (OSError, ValueError, KeyError, TypeError):  # damaged: derived again and rewritten below
+    except Exception:  # missing or damaged (any shape): derived again and rewritten below
         kept_digest, derived = None, {}
     if kept_digest == now:
         how = f"taken from {keep}, derived earlier for this code"
@@ -218,14 +224,18 @@ def current(path: Path = STORED) -> Lineage:
         started = time.perf_counter()
         derived = derive()
         how = f"derived at load ({time.perf_counter() - started:.1f}s)"
-        try:  # written whole, then renamed: a process reading it never sees half a file
+        partial = None
+        try:  # written whole under a name of its own, then renamed: a reader never sees half a file
             keep.parent.mkdir(parents=True, exist_ok=True)
-            partial = keep.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps({"digest": now, "tables": _encode(derived)}) + "\n")
-            partial.replace(keep)
+            handle, partial = tempfile.mkstemp(dir=keep.parent, suffix=".tmp")
+            with os.fdopen(handle, "w") as out:
+                out.write(json.dumps({"digest": now, "tables": _encode(derived)}) + "\n")
+            os.replace(partial, keep)
             how += f" and kept in {keep}"
         except OSError as exc:
             how += f" (not kept: {exc})"
+            if partial:
+                Path(partial).unlink(missing_ok=True)
     warnings.warn(
         f"{path.name} is {'out of date with the transforms' if digest else 'missing'}, so column lineage "
         f"was {how}; run `lakehouse lineage --write` to store it.",

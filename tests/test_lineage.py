@@ -61,7 +61,8 @@ def test_lineage_follows_what_the_transforms_compute(derived):
     assert derived["gold.dim_customer"]["valid_from"] == [("silver.customers", "_ingest_date")]
 
 
-def test_a_stale_or_missing_stored_file_is_derived_at_load_with_a_warning(tmp_path, derived):
+def test_a_stale_or_missing_stored_file_is_derived_at_load_with_a_warning(tmp_path, monkeypatch, derived):
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "home"))  # no copy kept from elsewhere
     stale = tmp_path / "stale.json"
     document = json.loads(lineage.STORED.read_text())
     document["digest"] = "0" * 16
@@ -79,7 +80,7 @@ def test_a_derivation_is_kept_for_the_next_process_of_the_same_code(tmp_path, mo
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "home"))
     keep = lineage.cached(lineage.code_digest())
     keep.parent.mkdir(parents=True)
-    keep.write_text("{not json")  # damaged: derived again, and replaced
+    keep.write_text('{"digest": "x", "tables": []}')  # damaged: derived again, and replaced
     lineage.current.cache_clear()
     with pytest.warns(UserWarning, match=f"derived at load .* and kept in {re.escape(str(keep))}"):
         assert lineage.current(tmp_path / "absent.json") == derived

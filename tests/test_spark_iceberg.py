@@ -12,7 +12,7 @@ from pyiceberg.expressions import And, EqualTo, In, NotNull, Or
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources import spark_iceberg
 from lakehouse.resources.engine import Engine
-from lakehouse.resources.spark_iceberg import SparkCatalogError, catalog_conf
+from lakehouse.resources.spark_iceberg import SparkBranchWriter, SparkCatalogError, catalog_conf
 from lakehouse.settings import load_settings
 from lakehouse.steps.context import StepContext
 from lakehouse.steps.reads import frame
@@ -86,6 +86,16 @@ def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_pat
         scan = both._jdf.queryExecution().executedPlan().toString().split("BatchScan lakehouse.silver.probe", 1)[1]
         pushed = scan.split("filters=", 1)[1].split("]", 1)[0] if "filters=" in scan else ""
         assert "day" in pushed and "20513" in pushed, scan[:600]  # 2026-03-01, the day only the view's rows need
+        # Spark's writer deletes the same rows (DELETE of the days, MERGE of the view's keys), and
+        # keeps a row whose key is null on a day only the view's keys are deleted from.
+        store.replace_where(TABLE.identifier, pa.table({"day": [days[0]] * 2, "n": [1, 7], "label": ["a", None]},
+                                                       SCHEMA), EqualTo("day", "2026-03-01"), {"probe": "3"})
+        head = store.load(TABLE.identifier).current_snapshot().snapshot_id
+        store.load(TABLE.identifier).manage_snapshots().create_branch(head, "probe-write").commit()
+        nothing = engine.session.createDataFrame([], "day date, n bigint, label string")
+        SparkBranchWriter(store, nothing, SCHEMA).write(TABLE.identifier, "probe-write", keyed_days, {"probe": "4"})
+        branch = store.load(TABLE.identifier).metadata.refs["probe-write"].snapshot_id
+        assert store.read(TABLE.identifier, snapshot_id=branch).column("n").to_pylist() == [7]
         old = frame(ctx, TABLE, snapshot_id=first.snapshot_id)
         assert sorted((r["n"], r["label"]) for r in old.collect()) == [(1, "a"), (2, "b")]
 

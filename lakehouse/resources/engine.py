@@ -389,28 +389,26 @@ class Engine:
         return self
 
     def __exit__(self, *exc) -> None:
-        try:
-            self._drop()
-        except Exception as error:
-            if exc[0] is None:
-                raise
-            # The step's own error is the one to see (a session that died took its views along).
-            log.warning("the step's temporary views and tables were not dropped: %s", error)
-        finally:
-            self._views.clear()
-            self._tables.clear()
-
-    def _drop(self) -> None:
+        """Drop every temporary view and table of the step, each on its own. A failure is logged,
+        not raised: the step's writes are committed by then, and its own error (a session that
+        died takes its views along) is the one to see."""
         if self._duckdb:
             conn = self.session._conn
-            for name in self._tables:
-                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
-            for name in self._views:
-                conn.execute(f'DROP VIEW IF EXISTS "{name}"')
-                conn.unregister(f"{name}_arrow")
+            drops = [lambda name=name: conn.execute(f'DROP TABLE IF EXISTS "{name}"') for name in self._tables]
+            drops += [lambda name=name: (conn.execute(f'DROP VIEW IF EXISTS "{name}"'),
+                                         conn.unregister(f"{name}_arrow")) for name in self._views]
         else:
-            for name in self._views:
-                self.session.catalog.dropTempView(name)
+            drops = [lambda name=name: self.session.catalog.dropTempView(name) for name in self._views]
+        failed = []
+        for drop in drops:
+            try:
+                drop()
+            except Exception as error:
+                failed.append(str(error).splitlines()[0][:200])
+        if failed:
+            log.warning("%d temporary views or tables of a step were not dropped: %s", len(failed), "; ".join(failed))
+        self._views.clear()
+        self._tables.clear()
 
 
 class EngineResource(dg.ConfigurableResource):

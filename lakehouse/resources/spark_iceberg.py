@@ -155,7 +155,9 @@ class SparkBranchWriter(BranchWriter):
         if view is None:
             session.sql(f"DELETE FROM {target} WHERE {sql_condition(where, types, 'spark')}")
             return
-        session.sql(f"DELETE FROM {target} WHERE {sql_condition(where, types, 'spark', view_as=False)}")
-        session.sql(f"MERGE INTO {target} USING (SELECT DISTINCT {_quoted(view.values)} AS _lakehouse_member "
-                    f"FROM {_quoted(view.view)}) ON {_quoted(view.column)} = _lakehouse_member AND "
+        without = sql_condition(where, types, "spark", view_as=False)
+        if without != "false":
+            session.sql(f"DELETE FROM {target} WHERE {without}")
+        session.sql(f"MERGE INTO {target} AS t USING (SELECT DISTINCT {_quoted(view.values)} AS _lakehouse_member "
+                    f"FROM {_quoted(view.view)}) AS s ON t.{_quoted(view.column)} = s._lakehouse_member AND "
                     f"{sql_condition(where, types, 'spark', view_as=True)} WHEN MATCHED THEN DELETE")

@@ -59,8 +59,9 @@ def frame(ctx: StepContext, table: TableDef, where: BooleanExpression = AlwaysTr
         # joined with the view's values to keep the rest (`single_view`).
         F = api(df)[0]
         wide = df.filter(sql_condition(where, types, "spark", view_as=True))
-        values = ctx.engine.session.table(quoted(view.view, "spark")).select(F.col(quoted(view.values, "spark"))
-                                                                            .alias(_MEMBER)).distinct()
+        key_type = df.schema[view.column].dataType  # compared as the key's type: "1" and "01" are one int
+        values = ctx.engine.session.table(quoted(view.view, "spark")).select(
+            F.col(quoted(view.values, "spark")).cast(key_type).alias(_MEMBER)).distinct()
         joined = wide.join(values, wide[quoted(view.column, "spark")] == values[_MEMBER], "left")
         kept = joined.filter(f"{sql_condition(where, types, 'spark', view_as=False)} OR {_MEMBER} IS NOT NULL")
         return _select(kept.drop(_MEMBER), columns)
