@@ -33,10 +33,14 @@ def none_left(root: Path, within: float) -> list[str]:
     return [f"{pid}: {command}" for pid, command in left.items()]
 
 
-def kill_all(root: Path, where=lambda command: True) -> list[str]:
-    """SIGKILL every process of the home whose command line `where` accepts, until none is left."""
+def kill_all(root: Path, where=lambda command: True, rounds: int = 20) -> list[str]:
+    """SIGKILL every process of the home whose command line `where` accepts, until none is left.
+
+    `rounds=1` kills only what is running now: a supervisor that restarts what was killed
+    (lakehouse run restarting the daemon) would otherwise have its restart killed too.
+    """
     killed = []
-    for _ in range(20):  # a process may start another while being killed
+    for _ in range(rounds):  # a process may start another while being killed
         found = {pid: c for pid, c in processes_of(root).items() if where(c)}
         if not found:
             break

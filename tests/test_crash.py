@@ -22,7 +22,7 @@ def test_killing_only_the_daemon_is_healed_by_the_same_run(lake):
     lake.land(1)
     proc = lake.start()
     started_run_worker(lake)
-    killed = kill_all(lake.home, where=lambda command: "lakehouse.daemon_watch" in command)
+    killed = kill_all(lake.home, where=lambda command: "lakehouse.daemon_watch" in command, rounds=1)
     assert len(killed) == 1
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-6000:]
