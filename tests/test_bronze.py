@@ -143,3 +143,23 @@ def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
     assert "cust_id" in [c.name for c in meta["dagster/column_schema"].schema.columns]
     table = TableStore(catalog_from_settings(lakehouse_env)).load("bronze.orders")
     assert table.current_snapshot().summary["dagster.run_id"] == result.run_id
+
+
+def test_a_file_whose_lineage_text_passes_two_gib_is_read_whole():
+    """50M rows of a 48-byte file key are 2.4 GB of `_source_file` text, more than one Arrow string
+    array holds: here 2.2M rows of a 1,000-byte key (a long S3 key), read whole and valid."""
+    import pyarrow as pa
+
+    from lakehouse.layout import LandingObject
+    from lakehouse.transforms.bronze import ingest_partition
+
+    rows = 2_200_000
+    key = orders_key(DAY1, "x" * 950 + ".csv")
+    data = ("order_id\n" + "".join(f"{i}\n" for i in range(rows))).encode()
+    obj = LandingObject(key, len(data), "etag", dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc))
+    batch = ingest_partition(contract_for("orders"), DAY1, [obj], lambda _: data, obj.last_modified)
+    table = pa.concat_tables(batch.chunks)
+    table.validate(full=True)
+    assert table.num_rows == rows and pa.compute.sum(pa.compute.binary_length(table["_source_file"])).as_py() > 2**31
+    assert table["_source_file"].unique().to_pylist() == [key]
+    assert table["order_id"][rows - 1].as_py() == str(rows - 1) and table["_row_number"][rows - 1].as_py() == rows

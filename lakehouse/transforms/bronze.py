@@ -177,9 +177,16 @@ def combine(contract: SourceContract, batches: list[BronzeBatch]) -> BronzeBatch
     return BronzeBatch(contract.name, batches[0].ingest_date, schema, chunks, [f for b in batches for f in b.files])
 
 
-def _repeat(value, n: int, kind: pa.DataType) -> pa.Array:
-    """`value` n times, without an n-long Python list (10M-row files are normal)."""
-    return pa.repeat(pa.scalar(value, kind), n)
+REPEAT_ROWS = 1_000_000
+
+
+def _repeat(value, n: int, kind: pa.DataType) -> pa.ChunkedArray:
+    """`value` n times, without an n-long Python list (10M-row files are normal), in chunks of at
+    most REPEAT_ROWS: one `string` array holds at most 2 GiB of text, and 50M rows of a 48-byte
+    file key are more (pyarrow then writes negative offsets, and the table fails to validate)."""
+    scalar = pa.scalar(value, kind)
+    return pa.chunked_array([pa.repeat(scalar, min(REPEAT_ROWS, n - start)) for start in range(0, n, REPEAT_ROWS)],
+                            kind)
 
 
 
