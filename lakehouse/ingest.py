@@ -8,12 +8,16 @@ backfill range is one commit per table, not one per day.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, NotEqualTo
 
 from lakehouse.checks import evaluate as ev
@@ -31,6 +35,7 @@ from lakehouse.transforms.bronze import (
     IGNORED,
     INGEST_DATE,
     INGESTED,
+    SLICE_ROWS,
     BronzeBatch,
     combine,
     ingest_partition,
@@ -66,21 +71,30 @@ def list_partition(zone: LandingZone, source: str, day: dt.date) -> tuple[list[L
     return objects, ignored
 
 
-SLICE_ROWS = 1_000_000
 NOT_IGNORED = NotEqualTo("status", IGNORED)
+SPILL_BYTES = 64 * 2**20  # a read file's rows beyond this wait for the write in local Parquet, not in memory
 
 
 def _slices(batch: BronzeBatch):
-    """The batch in zero-copy slices of at most SLICE_ROWS rows, written in one commit.
-
-    PyIceberg copies what it is given while splitting it by partition; slices keep
-    that copy small even for a 10M-row file.
-    """
-    if not batch.chunks:
+    """The batch's rows in slices (`BronzeBatch.slices`), written in one commit; an empty batch
+    as one empty table in its schema."""
+    if not batch.parts:
         yield batch.schema.empty_table()
-    for chunk in batch.chunks:
-        for start in range(0, chunk.num_rows, SLICE_ROWS):
-            yield chunk.slice(start, SLICE_ROWS)
+    yield from batch.slices(SLICE_ROWS)
+
+
+def _spiller(folder: str):
+    """A `keep` for `ingest_partition`: a large file's rows go to a Parquet file in `folder` (row
+    groups of a slice each), so a day of many large files is in memory one file at a time."""
+    names = itertools.count()
+
+    def keep(table: pa.Table):
+        if table.nbytes < SPILL_BYTES:
+            return table
+        path = os.path.join(folder, f"part-{next(names)}.parquet")
+        pq.write_table(table, path, row_group_size=SLICE_ROWS)
+        return path
+    return keep
 
 
 def ensure_tables(store: TableStore, source: str) -> None:
@@ -97,6 +111,11 @@ def load_bronze(
     now: dt.datetime | None = None,
 ) -> BronzeLoad:
     """Load one ingest date, or a contiguous range of them, with one commit per table."""
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bronze-") as spill:
+        return _load(zone, store, contract, days, run_id, now, _spiller(spill))
+
+
+def _load(zone, store, contract, days, run_id, now, keep) -> BronzeLoad:
     now = now or dt.datetime.now(dt.timezone.utc)
     source, keys = contract.name, day_keys(days)
     ensure_tables(store, source)
@@ -105,7 +124,7 @@ def load_bronze(
     for key in keys:
         objects, skipped = list_partition(zone, source, dt.date.fromisoformat(key))
         ignored += skipped
-        batches.append(ingest_partition(contract, dt.date.fromisoformat(key), objects, zone.read, now))
+        batches.append(ingest_partition(contract, dt.date.fromisoformat(key), objects, zone.read, now, keep))
     for key, reason in ignored:
         log.warning("ignored %s: %s", shown(key), reason)
     batch = combine(contract, batches)

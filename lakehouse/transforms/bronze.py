@@ -2,16 +2,20 @@
 
 Files are read one at a time (each file's bytes are released before the next is
 fetched). A file that cannot be read becomes a rejection with its reason; the
-rest of the partition still loads.
+rest of the partition still loads. A read file's rows can be handed to `keep` (the I/O
+layer spills a large one to local Parquet), so a day of many large files is held in
+memory one file at a time; the lineage columns that every row of a file shares are
+added to each slice as it is written, not held for the whole file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Union
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lakehouse.arrowtools import conform
 from lakehouse.contracts import SourceContract
@@ -60,22 +64,61 @@ class FileOutcome:
     extra_columns: tuple[str, ...] = ()
 
 
+SLICE_ROWS = 1_000_000
+Rows = Union[pa.Table, str]  # a file's rows, or the path of a local Parquet file holding them
+
+
+@dataclass(frozen=True)
+class Part:
+    """One readable file's rows as read (data and reader columns), without the lineage columns
+    every row of the file shares."""
+
+    rows: Rows
+    num_rows: int
+    key: str
+    ingest_date: dt.date
+    ingested_at: dt.datetime
+
+    def slices(self, size: int) -> Iterator[pa.Table]:
+        if isinstance(self.rows, pa.Table):
+            for start in range(0, self.num_rows, size):
+                yield self.rows.slice(start, size)  # zero-copy
+        else:
+            for batch in pq.ParquetFile(self.rows).iter_batches(batch_size=size):
+                yield pa.Table.from_batches([batch])
+
+
 @dataclass
 class BronzeBatch:
     source: str
     ingest_date: dt.date
     schema: pa.Schema
-    chunks: list[pa.Table]  # one per readable file, all in `schema`
+    parts: list[Part]  # one per readable file
     files: list[FileOutcome] = field(default_factory=list)
 
     @property
     def num_rows(self) -> int:
-        return sum(c.num_rows for c in self.chunks)
+        return sum(p.num_rows for p in self.parts)
+
+    def slices(self, size: int = SLICE_ROWS) -> Iterator[pa.Table]:
+        """The rows in `schema`, lineage included, at most `size` rows at a time, file by file.
+
+        PyIceberg copies what it is given while splitting it by partition, so slices keep
+        that copy small; and a slice's repeated file key is a few MB where a 50M-row file's
+        would be 2.4 GB (more than one Arrow string array can hold)."""
+        for part in self.parts:
+            for piece in part.slices(size):
+                n = piece.num_rows
+                piece = piece.append_column(SOURCE_FILE, _repeat(part.key, n, pa.string()))
+                piece = piece.append_column(INGEST_DATE, _repeat(part.ingest_date, n, pa.date32()))
+                piece = piece.append_column(INGESTED_AT, _repeat(part.ingested_at, n, LINEAGE_TYPES[INGESTED_AT]))
+                yield conform(piece, self.schema)
 
     @property
     def table(self) -> pa.Table:
-        """All rows as one table (zero-copy concatenation of the chunks)."""
-        return pa.concat_tables(self.chunks) if self.chunks else self.schema.empty_table()
+        """All rows as one table (for tests and small batches: it holds every row)."""
+        pieces = list(self.slices())
+        return pa.concat_tables(pieces) if pieces else self.schema.empty_table()
 
     @property
     def rejected(self) -> list[FileOutcome]:
@@ -113,9 +156,11 @@ def ingest_partition(
     objects: Iterable[LandingObject],
     load: Callable[[str], bytes],
     ingested_at: dt.datetime,
+    keep: Callable[[pa.Table], Rows] = lambda table: table,
 ) -> BronzeBatch:
-    """Read every object of the partition into one bronze table plus per-file outcomes."""
-    tables: list[pa.Table] = []
+    """Read every object of the partition into bronze rows plus per-file outcomes; each read
+    file's rows go through `keep` before the next file is read."""
+    parts: list[Part] = []
     outcomes: list[FileOutcome] = []
     expected = set(contract.column_names)
     extras: dict[str, None] = {}
@@ -141,12 +186,8 @@ def ingest_partition(
             )
             continue
         extras.update(dict.fromkeys(c for c in columns if c not in expected))
-        table = result.table
-        n = table.num_rows
-        table = table.append_column(SOURCE_FILE, _repeat(obj.key, n, pa.string()))
-        table = table.append_column(INGEST_DATE, _repeat(ingest_date, n, pa.date32()))
-        table = table.append_column(INGESTED_AT, _repeat(ingested_at, n, pa.timestamp("us", tz="UTC")))
-        tables.append(table)
+        n = result.table.num_rows
+        parts.append(Part(keep(result.table), n, obj.key, ingest_date, ingested_at))
         outcomes.append(
             FileOutcome(
                 obj,
@@ -158,9 +199,8 @@ def ingest_partition(
                 extra_columns=tuple(c for c in columns if c not in expected),
             )
         )
-    schema = bronze_schema(contract, extras)
-    chunks = [conform(t, schema) for t in tables]
-    return BronzeBatch(contract.name, ingest_date, schema, chunks, outcomes)
+        del result  # the file's rows are `keep`'s now
+    return BronzeBatch(contract.name, ingest_date, bronze_schema(contract, extras), parts, outcomes)
 
 
 def combine(contract: SourceContract, batches: list[BronzeBatch]) -> BronzeBatch:
@@ -172,21 +212,13 @@ def combine(contract: SourceContract, batches: list[BronzeBatch]) -> BronzeBatch
     if len(batches) == 1:
         return batches[0]
     extras = dict.fromkeys(n for b in batches for n in b.schema.names if n not in LINEAGE_TYPES)
-    schema = bronze_schema(contract, extras)
-    chunks = [conform(c, schema) for b in batches for c in b.chunks]
-    return BronzeBatch(contract.name, batches[0].ingest_date, schema, chunks, [f for b in batches for f in b.files])
+    return BronzeBatch(contract.name, batches[0].ingest_date, bronze_schema(contract, extras),
+                       [p for b in batches for p in b.parts], [f for b in batches for f in b.files])
 
 
-REPEAT_ROWS = 1_000_000
-
-
-def _repeat(value, n: int, kind: pa.DataType) -> pa.ChunkedArray:
-    """`value` n times, without an n-long Python list (10M-row files are normal), in chunks of at
-    most REPEAT_ROWS: one `string` array holds at most 2 GiB of text, and 50M rows of a 48-byte
-    file key are more (pyarrow then writes negative offsets, and the table fails to validate)."""
-    scalar = pa.scalar(value, kind)
-    return pa.chunked_array([pa.repeat(scalar, min(REPEAT_ROWS, n - start)) for start in range(0, n, REPEAT_ROWS)],
-                            kind)
+def _repeat(value, n: int, kind: pa.DataType) -> pa.Array:
+    """`value` n times, without an n-long Python list."""
+    return pa.repeat(pa.scalar(value, kind), n)
 
 
 
