@@ -9,8 +9,9 @@ Prints one JSON document:
   hand as DuckDB SQL, run in this process; medians of --repeat runs and the ratios.
 - pipeline: landing CSV -> bronze -> silver -> gold with Iceberg writes, per engine, next to
   the same written by hand in DuckDB (CSV -> Parquet -> SQL -> Parquet) on the same file.
-- memory: peak RSS of the whole process tree for the pipeline on --memory-rows rows
-  with the duckdb engine (a child process, sampled every 50 ms).
+- memory: peak RSS of the whole process tree for the pipeline on --memory-rows rows (in
+  --memory-files CSV files) with the duckdb engine (a child process, sampled every 50 ms), and
+  the process's own peak after each stage.
 """
 
 from __future__ import annotations
@@ -255,8 +256,9 @@ def timed(fn, repeat: int) -> tuple[float, dict]:
     return statistics.median(seconds), result
 
 
-def prepare_landing(rows: int, home: Path) -> None:
-    """A landing zone with one day: the customers and products snapshots and `rows` orders in one CSV."""
+def prepare_landing(rows: int, home: Path, files: int = 1) -> None:
+    """A landing zone with one day: the customers and products snapshots and `rows` orders in
+    `files` CSV files (a large day often lands as parts)."""
     from lakehouse.generate import generate
     from lakehouse.resources.landing import open_landing_zone
     from lakehouse.settings import load_settings
@@ -267,17 +269,31 @@ def prepare_landing(rows: int, home: Path) -> None:
     root = Path(settings.landing_uri[len("file://"):])
     for key in [o.key for o in zone.list("retail/orders/")]:
         (root / key).unlink()
-    # In parts of at most PREPARE_ROWS (numpy's fixed-width strings take about 2 GB per 10M
-    # rows), each with a seed of its own, into one CSV; up to PREPARE_ROWS the file is as before.
-    with pacsv.CSVWriter(root / f"retail/orders/ingest_date={DAY}/orders_bench.csv", ORDERS_SCHEMA) as writer:
-        for part, first in enumerate(range(0, rows, PREPARE_ROWS)):
-            columns = orders_columns(min(PREPARE_ROWS, rows - first), seed=7 + part, first=first)
-            writer.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}, ORDERS_SCHEMA))
-            del columns
+    # Made in parts of at most PREPARE_ROWS (numpy's fixed-width strings take about 2 GB per 10M
+    # rows), each with a seed of its own; in one file, up to PREPARE_ROWS, the file is as before.
+    per_file, part = -(-rows // files), 0
+    for number, start in enumerate(range(0, rows, per_file)):
+        name = "orders_bench.csv" if files == 1 else f"orders_bench_{number:03d}.csv"
+        end = min(rows, start + per_file)
+        with pacsv.CSVWriter(root / f"retail/orders/ingest_date={DAY}/{name}", ORDERS_SCHEMA) as writer:
+            for first in range(start, end, PREPARE_ROWS):
+                columns = orders_columns(min(PREPARE_ROWS, end - first), seed=7 + part, first=first)
+                writer.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}, ORDERS_SCHEMA))
+                part += 1
+                del columns
 
 
-def whole_pipeline(engine_name: str, home: Path) -> dict:
-    """Landing CSV -> bronze -> silver (customers, products, orders) -> fact -> mart, with Iceberg."""
+def whole_pipeline(engine_name: str, home: Path, peaks: dict | None = None) -> dict:
+    """Landing CSV -> bronze -> silver (customers, products, orders) -> fact -> mart, with Iceberg.
+
+    `peaks`: filled with this process's peak resident memory (GB) after each stage, which shows
+    the stage that set the peak."""
+    import resource
+
+    def peak(stage: str) -> None:
+        if peaks is not None:
+            peaks[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # KiB on Linux
+
     from lakehouse.iceberg import TableStore, catalog_from_settings
     from lakehouse.ingest import load_bronze
     from lakehouse.resources.landing import open_landing_zone
@@ -292,6 +308,7 @@ def whole_pipeline(engine_name: str, home: Path) -> dict:
     for source in ("customers", "products", "orders"):
         load_bronze(zone, store, CONTRACTS[source], DAY, "bench")
     stages["bronze"] = time.perf_counter() - start
+    peak("bronze")
     steps = [("silver", lambda c: [run_silver(c, s, DAY) for s in ("customers", "products", "orders")]),
              ("fact", lambda c: run_fact_orders(c, DAY)), ("mart", lambda c: run_daily_sales(c, DAY))]
     for name, step in steps:
@@ -299,6 +316,7 @@ def whole_pipeline(engine_name: str, home: Path) -> dict:
         with Engine(engine_name, store.catalog) as eng:  # Spark reads and writes through its Iceberg catalog
             step(StepContext(store, eng, "bench"))
         stages[name] = time.perf_counter() - start
+        peak(name)
     stages["total"] = sum(stages.values())
     return {k: round(v, 2) for k, v in stages.items()}
 
@@ -326,11 +344,12 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def peak_memory(rows: int) -> dict:
-    """Run the whole pipeline on `rows` rows in a child process; sample its tree's RSS."""
+def peak_memory(rows: int, files: int = 1) -> dict:
+    """Run the whole pipeline on `rows` rows landed in `files` files in a child process; sample its tree's RSS."""
     with tempfile.TemporaryDirectory() as home:
         # The sample file is made by another process first: only the pipeline is measured.
-        subprocess.run([sys.executable, __file__, "--child-prepare", str(rows), "--home", home], check=True)
+        subprocess.run([sys.executable, __file__, "--child-prepare", str(rows), "--memory-files", str(files),
+                        "--home", home], check=True)
         proc = subprocess.Popen([sys.executable, __file__, "--child-pipeline", "--home", home],
                                 stdout=subprocess.PIPE, text=True)
         peak, stop = 0, threading.Event()
@@ -348,8 +367,9 @@ def peak_memory(rows: int) -> dict:
         sampler.join()
         if proc.returncode:
             raise SystemExit(f"memory run failed with exit code {proc.returncode}")
-    return {"rows": rows, "engine": "duckdb", "peak_rss_gb": round(peak / 2**30, 2), "target_gb": 4,
-            "stages_seconds": json.loads(out.strip().splitlines()[-1])}
+    stages = json.loads(out.strip().splitlines()[-1])
+    return {"rows": rows, "files": files, "engine": "duckdb", "peak_rss_gb": round(peak / 2**30, 2), "target_gb": 4,
+            "peak_rss_gb_after": stages.pop("peak_rss_gb_after"), "stages_seconds": stages}
 
 
 def main() -> None:
@@ -358,15 +378,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--engines", default="duckdb,spark")
     parser.add_argument("--memory-rows", type=int, default=10_000_000, help="0 to skip the memory run")
+    parser.add_argument("--memory-files", type=int, default=1, help="the memory run's orders in this many CSV files")
     parser.add_argument("--child-prepare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-pipeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_prepare:
-        prepare_landing(args.child_prepare, Path(args.home))
+        prepare_landing(args.child_prepare, Path(args.home), args.memory_files)
         return
     if args.child_pipeline:
-        print(json.dumps(whole_pipeline("duckdb", Path(args.home))))
+        stages = whole_pipeline("duckdb", Path(args.home), peaks := {})
+        print(json.dumps({**stages, "peak_rss_gb_after": peaks}))
         return
 
     engines = [e for e in args.engines.split(",") if e]
@@ -391,7 +413,7 @@ def main() -> None:
     report["target"] = ("duckdb transform, and the whole pipeline, within 1.5x of the same written by hand "
                         "in DuckDB (SQL; CSV -> Parquet -> SQL -> Parquet)")
     if args.memory_rows:
-        report["memory"] = peak_memory(args.memory_rows)
+        report["memory"] = peak_memory(args.memory_rows, args.memory_files)
     print(json.dumps(report, indent=2))
 
 
