@@ -59,3 +59,21 @@ def test_duckdb_frames_see_the_columns_sqlframe_would_find_itself(monkeypatch):
         df = eng.materialize(eng.from_arrow(pa.table({"t": pa.array([dt.datetime(2026, 1, 1)], pa.timestamp("ns")),
                                                       "n": [1]})).groupBy("n").count())
         assert eng.to_arrow(df).to_pylist() == [{"n": 1, "count": 1}]
+
+
+def test_duckdbs_step_tables_live_in_a_database_file_of_the_process_not_in_memory():
+    """With an in-memory database a step's materialized tables filled DuckDB's memory limit and a
+    50M-row day failed (bench/pipeline.py --memory-rows 50000000, README): they must be able to
+    go to disk. The file is the process's own, in its temporary folder; a step's tables are dropped at its end."""
+    import tempfile
+    from pathlib import Path
+
+    tables = "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    with EngineResource(name="duckdb").engine() as eng:
+        conn = eng.session._conn
+        ((path,),) = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+        kept = eng.materialize(eng.from_arrow(SAMPLE))
+        made = {t for (t,) in conn.execute(tables).fetchall()}
+        assert eng.to_arrow(kept).num_rows == 3 and made
+    assert path and Path(path).is_file() and Path(path).parent.parent == Path(tempfile.gettempdir())
+    assert not made & {t for (t,) in conn.execute(tables).fetchall()}
