@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BronzeLoad:
-    batch: BronzeBatch
+    batch: BronzeBatch  # its counts, schema and files; its spilled rows are gone with the load
     bronze: WriteResult  # .published False: a blocking check failed, main untouched
     ignored: list[tuple[str, str]]  # (key, why it was not read)
 
@@ -72,7 +72,7 @@ def list_partition(zone: LandingZone, source: str, day: dt.date) -> tuple[list[L
 
 
 NOT_IGNORED = NotEqualTo("status", IGNORED)
-SPILL_BYTES = 64 * 2**20  # a read file's rows beyond this wait for the write in local Parquet, not in memory
+SPILL_BYTES = 64 * 2**20  # read rows kept in memory until the write, at most; the rest wait in local Parquet
 
 
 def _slices(batch: BronzeBatch):
@@ -84,12 +84,14 @@ def _slices(batch: BronzeBatch):
 
 
 def _spiller(folder: str):
-    """A `keep` for `ingest_partition`: a large file's rows go to a Parquet file in `folder` (row
-    groups of a slice each), so a day of many large files is in memory one file at a time."""
-    names = itertools.count()
+    """A `keep` for `ingest_partition`: read files' rows stay in memory up to SPILL_BYTES in all;
+    beyond, a file's rows go to a Parquet file in `folder` (a row group per slice), so a day or a
+    range of many files is in memory one file at a time."""
+    names, held = itertools.count(), [0]
 
     def keep(table: pa.Table):
-        if table.nbytes < SPILL_BYTES:
+        if held[0] + table.nbytes <= SPILL_BYTES:
+            held[0] += table.nbytes
             return table
         path = os.path.join(folder, f"part-{next(names)}.parquet")
         pq.write_table(table, path, row_group_size=SLICE_ROWS)

@@ -77,3 +77,21 @@ def test_duckdbs_step_tables_live_in_a_database_file_of_the_process_not_in_memor
         assert eng.to_arrow(kept).num_rows == 3 and made
     assert path and Path(path).is_file() and Path(path).parent.parent == Path(tempfile.gettempdir())
     assert not made & {t for (t,) in conn.execute(tables).fetchall()}
+
+
+def test_duckdbs_database_file_does_not_keep_the_tables_of_ended_steps():
+    """A dropped table's space in the file is reused only after a checkpoint: without one, every
+    step's materialized tables stayed in the file for the life of the process (a long run's disk)."""
+    import os
+
+    sizes = []
+    for _ in range(4):
+        with EngineResource(name="duckdb").engine() as eng:
+            conn = eng.session._conn
+            conn.execute("CREATE OR REPLACE VIEW wide AS SELECT i, md5(i::varchar) || md5((i + 1)::varchar) AS s "
+                         "FROM range(1000000) t(i)")
+            assert eng.to_arrow(eng.materialize(eng._duckdb_table("wide")).groupBy().count()).num_rows == 1
+        conn.execute("DROP VIEW wide")
+        ((path,),) = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+        sizes.append(os.path.getsize(path))
+    assert sizes[-1] <= sizes[0] * 1.25, sizes

@@ -400,6 +400,11 @@ class Engine:
             drops = [lambda name=name: conn.execute(f'DROP TABLE IF EXISTS "{name}"') for name in self._tables]
             drops += [lambda name=name: (conn.execute(f'DROP VIEW IF EXISTS "{name}"'),
                                          conn.unregister(f"{name}_arrow")) for name in self._views]
+            if self._tables:
+                # A dropped table's blocks in the database file are reused only after a checkpoint,
+                # which DuckDB takes by itself only for a large write-ahead log (CREATE TABLE AS
+                # writes to the file, not the log): without one the file kept every step's tables.
+                drops.append(lambda: conn.execute("CHECKPOINT"))
         else:
             drops = [lambda name=name: self.session.catalog.dropTempView(name) for name in self._views]
         failed = []
@@ -409,7 +414,7 @@ class Engine:
             except Exception as error:
                 failed.append(str(error).splitlines()[0][:200])
         if failed:
-            log.warning("%d temporary views or tables of a step were not dropped: %s", len(failed), "; ".join(failed))
+            log.warning("%d clean-ups of a step's temporary views and tables failed: %s", len(failed), "; ".join(failed))
         self._views.clear()
         self._tables.clear()
 

@@ -71,7 +71,7 @@ Rows = Union[pa.Table, str]  # a file's rows, or the path of a local Parquet fil
 @dataclass(frozen=True)
 class Part:
     """One readable file's rows as read (data and reader columns), without the lineage columns
-    every row of the file shares."""
+    every row of the file shares. A spilled part's file lasts as long as the load that made it."""
 
     rows: Rows
     num_rows: int
@@ -84,8 +84,9 @@ class Part:
             for start in range(0, self.num_rows, size):
                 yield self.rows.slice(start, size)  # zero-copy
         else:
-            for batch in pq.ParquetFile(self.rows).iter_batches(batch_size=size):
-                yield pa.Table.from_batches([batch])
+            with pq.ParquetFile(self.rows) as spilled:
+                for batch in spilled.iter_batches(batch_size=size):
+                    yield pa.Table.from_batches([batch])
 
 
 @dataclass
