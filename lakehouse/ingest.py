@@ -12,7 +12,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, NotEqualTo
 
+from lakehouse import scratch
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 
@@ -113,7 +113,7 @@ def load_bronze(
     now: dt.datetime | None = None,
 ) -> BronzeLoad:
     """Load one ingest date, or a contiguous range of them, with one commit per table."""
-    with tempfile.TemporaryDirectory(prefix="lakehouse-bronze-") as spill:
+    with scratch.folder("bronze") as spill:
         return _load(zone, store, contract, days, run_id, now, _spiller(spill))
 
 

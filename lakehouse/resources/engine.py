@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional
@@ -22,6 +21,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakehouse import scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import ENGINES
@@ -170,7 +170,7 @@ def _is_sqlframe(obj) -> bool:
 def _spill_dir() -> str:
     global _spill
     if _spill is None:
-        _spill = tempfile.mkdtemp(prefix="lakehouse-engine-")
+        _spill = scratch.new_folder("engine")
         atexit.register(shutil.rmtree, _spill, True)
     return _spill
 
