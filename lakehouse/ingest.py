@@ -75,23 +75,16 @@ NOT_IGNORED = NotEqualTo("status", IGNORED)
 SPILL_BYTES = 64 * 2**20  # read rows kept in memory until the write, at most; the rest wait in local Parquet
 
 
-def _slices(batch: BronzeBatch):
-    """The batch's rows in slices (`BronzeBatch.slices`), written in one commit; an empty batch
-    as one empty table in its schema."""
-    if not batch.parts:
-        yield batch.schema.empty_table()
-    yield from batch.slices(SLICE_ROWS)
-
-
 def _spiller(folder: str):
     """A `keep` for `ingest_partition`: read files' rows stay in memory up to SPILL_BYTES in all;
     beyond, a file's rows go to a Parquet file in `folder` (a row group per slice), so a day or a
     range of many files is in memory one file at a time."""
-    names, held = itertools.count(), [0]
+    names, held = itertools.count(), 0
 
     def keep(table: pa.Table):
-        if held[0] + table.nbytes <= SPILL_BYTES:
-            held[0] += table.nbytes
+        nonlocal held
+        if held + table.nbytes <= SPILL_BYTES:
+            held += table.nbytes
             return table
         path = os.path.join(folder, f"part-{next(names)}.parquet")
         pq.write_table(table, path, row_group_size=SLICE_ROWS)
@@ -178,7 +171,7 @@ def _load(zone, store, contract, days, run_id, now, keep) -> BronzeLoad:
     if not batch.files:  # nothing landed: no drift, the columns stay what they were
         previous = previous_value(ctx, target, asset, COLUMNS)
         landed_columns = json.loads(previous) if previous else {c: "string" for c in contract.column_names}
-    write = audited_write(ctx, target, asset, keys, lambda: _slices(batch), where, props, landed_columns, audit,
+    write = audited_write(ctx, target, asset, keys, lambda: batch.slices(SLICE_ROWS), where, props, landed_columns, audit,
                           evolve=True)
     return BronzeLoad(batch, write, ignored)
 

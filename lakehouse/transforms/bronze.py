@@ -106,7 +106,9 @@ class BronzeBatch:
 
         PyIceberg copies what it is given while splitting it by partition, so slices keep
         that copy small; and a slice's repeated file key is a few MB where a 50M-row file's
-        would be 2.4 GB (more than one Arrow string array can hold)."""
+        would be 2.4 GB (more than one Arrow string array can hold). No files: one empty table."""
+        if not self.parts:
+            yield self.schema.empty_table()
         for part in self.parts:
             for piece in part.slices(size):
                 n = piece.num_rows
@@ -118,8 +120,7 @@ class BronzeBatch:
     @property
     def table(self) -> pa.Table:
         """All rows as one table (for tests and small batches: it holds every row)."""
-        pieces = list(self.slices())
-        return pa.concat_tables(pieces) if pieces else self.schema.empty_table()
+        return pa.concat_tables(list(self.slices()))
 
     @property
     def rejected(self) -> list[FileOutcome]:
