@@ -33,7 +33,7 @@ from lakehouse.contracts.declared import SOURCES_DIR
 
 STORED = Path(__file__).with_name("column_lineage.json")
 # The code the lineage depends on; any change to it means the stored lineage may be stale.
-_SOURCES = ("lineage.py", "tables.py", "readers.py", "arrowtools.py", "contracts/*.py",
+_SOURCES = ("lineage.py", "sqlframe_patches.py", "tables.py", "readers.py", "arrowtools.py", "contracts/*.py",
             "transforms/*.py")  # and the declarations
 
 # table identifier -> output column -> [(input table identifier, input column)]
@@ -109,6 +109,9 @@ def _derive_here() -> Lineage:
     from sqlframe.duckdb import DuckDBSession
     from sqlglot.lineage import lineage
 
+    from lakehouse import sqlframe_patches
+
+    sqlframe_patches.apply()
     conn = duckdb.connect()
     schema: dict[str, dict[str, dict[str, str]]] = {}
     for t in _input_tables():

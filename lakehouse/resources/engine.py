@@ -140,6 +140,10 @@ def _new_session(engine: str):
         import duckdb
         from sqlframe.duckdb import DuckDBSession
 
+        from lakehouse import sqlframe_patches
+
+        sqlframe_patches.apply()
+
         # A database file of this process's own, not an in-memory one. Measured: a 10M-row day
         # under a 400 MB limit fails in memory (Out of Memory, materializing the classified rows)
         # and passes with a file, no slower; in memory a 50M-row day failed under the 2 GB limit.
