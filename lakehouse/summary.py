@@ -598,6 +598,30 @@ def render_recovered(instance) -> str:
     return "\n".join([f"Recovered runs ({len(lines)}): run again automatically after their worker died:", *lines])
 
 
+def render_scratch(root: str | None = None, last: int = 5) -> str:
+    """The scratch part of `lakehouse status`: local scratch folders that processes which ended without
+    removing them (killed, out of memory) left behind, found and removed by a later process."""
+    from lakehouse.scratch import removals
+
+    found = removals(root)
+    if not found:
+        return "Scratch folders: none left behind by an ended process."
+    freed = sum(e["bytes"] for e in found if e["removed"])
+    rows = [[e["at"].replace("T", " ")[:16], e["folder"], e["pid"], _bytes(e["bytes"]),
+             "removed" if e["removed"] else "could not be removed: remove it by hand"] for e in found[-last:]]
+    return (f"Scratch folders left behind by processes that ended without removing them: {len(found)} found, "
+            f"{_bytes(freed)} freed (the last {len(rows)}):\n"
+            + format_table(["found (UTC)", "folder", "process", "size", "outcome"], rows))
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
 def render_stuck_work(store: TableStore, instance, items: list[Stuck] | None = None) -> str:
     """The stuck-work part of `lakehouse status` and `lakehouse run` (`items`: stuck_work's, if at hand)."""
     items = stuck_work(store, instance) if items is None else items
