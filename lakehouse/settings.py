@@ -72,6 +72,7 @@ class Settings:
     aws: AwsSettings = AwsSettings()
     git_url: str | None = None  # the UI links code to this repository instead of local files
     git_branch: str = "main"
+    duckdb_memory_limit: str = "1GB"  # DuckDB spills to disk beyond it (README, Memory)
 
     @property
     def landing_is_s3(self) -> bool:
@@ -172,6 +173,16 @@ def _check_int(name: str, value: str, low: int, high: int) -> int:
     if number is None or not low <= number <= high:
         raise SettingsError(f"{name}={value!r} is not a whole number from {low} to {high}; set it to one")
     return number
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def _check_size(name: str, value: str) -> str:
+    if not _SIZE.match(value.strip()) or float(re.match(r"[\d.]+", value.strip()).group()) <= 0:
+        raise SettingsError(f"{name}={value!r} is not an amount of memory; use a number and a unit, such as 1GB "
+                            "or 512MB")
+    return value.strip()
 
 
 _SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
@@ -320,4 +331,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         aws=aws,
         git_url=_check_git_url(env.get("LAKEHOUSE_GIT_URL")),
         git_branch=env.get("LAKEHOUSE_GIT_BRANCH") or "main",
+        duckdb_memory_limit=_check_size("LAKEHOUSE_DUCKDB_MEMORY", env.get("LAKEHOUSE_DUCKDB_MEMORY") or "1GB"),
     )

@@ -90,7 +90,8 @@ def project_resources(settings: Settings, compute: Compute | None = None) -> dic
     return {
         "landing": LandingZoneResource(uri=settings.landing_uri),
         "iceberg": IcebergResource.from_settings(settings),
-        "engine": EngineResource(name=settings.engine, pyspark=_pyspark() if local_spark else None),
+        "engine": EngineResource(name=settings.engine, duckdb_memory_limit=settings.duckdb_memory_limit,
+                                 pyspark=_pyspark() if local_spark else None),
         "compute": compute,
     }
 

@@ -120,3 +120,21 @@ def test_duckdb_runs_what_sqlframe_could_not_with_compiled_sqlglot():
         {"xs": [1, 2], "k": "a", "tens": [10, 20], "big": [2]},
         {"xs": None, "k": "b", "tens": None, "big": None},
     ]
+
+
+def test_duckdbs_memory_limit_is_the_settings_and_follows_it_within_the_process(tmp_path):
+    """LAKEHOUSE_DUCKDB_MEMORY reaches the process's one DuckDB session through the Dagster resource."""
+    from lakehouse.resources.engine import DUCKDB_MEMORY_LIMIT
+    from lakehouse.settings import load_settings
+    from lakehouse.wiring import project_resources
+
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DUCKDB_MEMORY": "512MB"})
+    assert project_resources(settings)["engine"].duckdb_memory_limit == "512MB"
+
+    def limit(eng):
+        return eng.session._conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    with EngineResource(name="duckdb", duckdb_memory_limit="512MB").engine() as eng:
+        assert limit(eng) == "488.2 MiB"  # DuckDB shows it in binary units
+    with EngineResource(name="duckdb").engine() as eng:
+        assert DUCKDB_MEMORY_LIMIT == "1GB" and limit(eng) == "953.6 MiB"

@@ -15,12 +15,15 @@ def test_defaults_live_under_lakehouse_home(tmp_path):
     assert s.warehouse_uri == f"file://{tmp_path}/warehouse"
     assert s.dagster_home == tmp_path / "dagster"
     assert (tmp_path / "landing").is_dir()
+    assert s.duckdb_memory_limit == "1GB"
 
 
 def test_values_are_normalised(tmp_path):
     s = load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_ENGINE": " Spark ",
                        "LAKEHOUSE_LANDING_URI": "s3://bucket/some/prefix/"})
     assert s.engine == "spark"
+    assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DUCKDB_MEMORY": " 512MiB "}).duckdb_memory_limit \
+        == "512MiB"
     assert s.landing_uri == "s3://bucket/some/prefix" and s.landing_is_s3
 
 
@@ -58,6 +61,9 @@ AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehou
         ({"LAKEHOUSE_ARTIFACTS_URI": "s3:/ops"}, ["LAKEHOUSE_ARTIFACTS_URI", "s3://bucket/prefix"]),
         ({"LAKEHOUSE_GIT_URL": "git@github.com:acme/lakehouse.git"}, ["LAKEHOUSE_GIT_URL", "https://github.com/"]),
         ({"LAKEHOUSE_GIT_URL": "https://bitbucket.org/acme/lake"}, ["LAKEHOUSE_GIT_URL", "GitHub and GitLab"]),
+        ({"LAKEHOUSE_DUCKDB_MEMORY": "lots"}, ["LAKEHOUSE_DUCKDB_MEMORY", "1GB or 512MB"]),
+        ({"LAKEHOUSE_DUCKDB_MEMORY": "2"}, ["LAKEHOUSE_DUCKDB_MEMORY", "a number and a unit"]),
+        ({"LAKEHOUSE_DUCKDB_MEMORY": "0GB"}, ["LAKEHOUSE_DUCKDB_MEMORY"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):

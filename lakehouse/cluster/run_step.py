@@ -46,7 +46,7 @@ def run(pipes, env: dict[str, str]) -> None:
     pipes.log.info(f"{name} {' '.join(map(str, extras.get('args') or []))} {label(keys) if keys else ''} "
                    f"on {settings.engine}")
     store = TableStore(catalog_from_settings(settings))
-    with Engine(settings.engine, store.catalog) as engine:
+    with Engine(settings.engine, store.catalog, memory_limit=settings.duckdb_memory_limit) as engine:
         result = STEPS[name](StepContext(store, engine, pipes.run_id), *args)
     write = result.write
     if write is not None and write.published:
