@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 _PREFIX = "lakehouse-"
 RECORD = f"{_PREFIX}scratch-removed.jsonl"  # beside the folders: a JSON line per folder found left behind
+RECORD_BYTES, RECORD_KEEP = 256_000, 500  # the record's size at which it keeps only its last lines
 _swept = False
 
 
@@ -46,29 +48,55 @@ def folder(kind: str):
 
 def remove_left_behind(root: str | None = None) -> list[str]:
     """Remove the scratch folders of processes that no longer exist (in `root`, default the system's
-    temporary folder), each recorded there; returns them."""
+    temporary folder), each recorded there; returns them. Never raises: sweeping is housekeeping,
+    not a reason for a step to fail (a failure is said in the log)."""
+    root_path = Path(root or tempfile.gettempdir())
+    try:
+        return _sweep(root_path)
+    except Exception as error:
+        log.warning("could not look for the scratch folders of ended processes in %s: %s", root_path, error)
+        return []
+
+
+def _sweep(root: Path) -> list[str]:
     import psutil
 
-    removed = []
-    root = Path(root or tempfile.gettempdir())
-    stuck = {e["folder"] for e in removals(root) if not e["removed"]}  # recorded once, not at every sweep
+    removed, stuck = [], None
     for path in root.glob(f"{_PREFIX}*-*-*"):
         parts = path.name.split("-")
         if len(parts) < 4 or not parts[2].isdigit() or not path.is_dir() or psutil.pid_exists(int(parts[2])):
             continue
-        size = _size(path)
-        shutil.rmtree(path, ignore_errors=True)
-        gone = not path.exists()  # else another user's, say: left, and said
-        if gone or str(path) not in stuck:
-            _record(root, {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "folder": str(path),
-                           "pid": int(parts[2]), "bytes": size, "removed": gone})
+        # Claimed by one rename, so that of two processes sweeping at once only one takes it (and
+        # records it); named as this process's, it is swept again if this one dies midway.
+        claimed = root / f"{_PREFIX}sweep-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:  # another process took it
+            continue
+        except OSError:  # another user's folder, say: tried where it is
+            claimed = path
+        size = _size(claimed)
+        shutil.rmtree(claimed, ignore_errors=True)
+        gone = not claimed.exists()
+        if not gone and claimed != path:
+            with contextlib.suppress(OSError):
+                claimed.rename(path)
         if not gone:
+            stuck = {e["folder"] for e in removals(root) if not e["removed"]} if stuck is None else stuck
+            if str(path) not in stuck:  # recorded once, not at every process's sweep
+                _record(root, _entry(path, parts[2], size, False))
             log.warning("could not remove %s, the scratch folder of process %s, which no longer runs", path, parts[2])
             continue
+        _record(root, _entry(path, parts[2], size, True))
         removed.append(str(path))
         log.warning("removed %s (%d bytes), the scratch folder of process %s, which ended without removing it",
                     path, size, parts[2])
     return removed
+
+
+def _entry(path: Path, pid: str, size: int, removed: bool) -> dict:
+    return {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "folder": str(path),
+            "pid": int(pid), "bytes": size, "removed": removed}
 
 
 def _size(path: Path) -> int:
@@ -81,23 +109,36 @@ def _size(path: Path) -> int:
 
 
 def _record(root: Path, entry: dict) -> None:
+    """Append `entry`; past RECORD_BYTES the record keeps its last RECORD_KEEP lines (one atomic replace)."""
     path = root / RECORD
     try:
         with path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(entry) + "\n")
+        if path.stat().st_size > RECORD_BYTES:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+            fresh = root / f"{RECORD}.{os.getpid()}"
+            fresh.write_text("".join(lines[-RECORD_KEEP:]), encoding="utf-8")
+            os.replace(fresh, path)
     except OSError as error:
         log.warning("could not record the removal of %s in %s: %s", entry["folder"], path, error)
 
 
-def removals(root: str | None = None) -> list[dict]:
-    """The recorded scratch folders found left behind, oldest first (damaged lines skipped)."""
+_FIELDS = {"at": str, "folder": str, "pid": int, "bytes": int, "removed": bool}
+
+
+def removals(root: str | Path | None = None) -> list[dict]:
+    """The recorded scratch folders found left behind, oldest first (damaged lines skipped; an
+    unreadable record is said in the log and reads as none)."""
     path = Path(root or tempfile.gettempdir()) / RECORD
-    if not path.exists():
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    except OSError as error:
+        log.warning("could not read %s: %s", path, error)
         return []
     found = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         with contextlib.suppress(ValueError):
             entry = json.loads(line)
-            if isinstance(entry, dict) and {"at", "folder", "pid", "bytes", "removed"} <= entry.keys():
+            if isinstance(entry, dict) and all(type(entry.get(k)) is t for k, t in _FIELDS.items()):
                 found.append(entry)
     return found

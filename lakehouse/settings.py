@@ -72,7 +72,7 @@ class Settings:
     aws: AwsSettings = AwsSettings()
     git_url: str | None = None  # the UI links code to this repository instead of local files
     git_branch: str = "main"
-    duckdb_memory_limit: str = "1GB"  # DuckDB spills to disk beyond it (README, Memory)
+    duckdb_memory_limit: str = "1GB"  # DuckDB spills to disk beyond it (README, Benchmarks)
 
     @property
     def landing_is_s3(self) -> bool:
@@ -175,13 +175,23 @@ def _check_int(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_DUCKDB_MEMORY = 64 * 10**6  # below it a step's first query runs out of memory
+
+
+def memory_bytes(name: str, value: str) -> int:
+    """`value` (such as 1GB or 512MiB) in bytes; a SettingsError naming `name` if it is not a usable limit."""
+    found = _SIZE.match(value.strip())
+    size = float(found.group(1)) * _UNITS[found.group(2).lower()] if found else 0
+    if not found or not MIN_DUCKDB_MEMORY <= size <= 10**15:
+        raise SettingsError(f"{name}={value!r} is not an amount of memory from 64MB to 1000TB; use a number and a "
+                            "unit, such as 1GB or 512MB")
+    return int(size)
 
 
 def _check_size(name: str, value: str) -> str:
-    if not _SIZE.match(value.strip()) or float(re.match(r"[\d.]+", value.strip()).group()) <= 0:
-        raise SettingsError(f"{name}={value!r} is not an amount of memory; use a number and a unit, such as 1GB "
-                            "or 512MB")
+    memory_bytes(name, value)
     return value.strip()
 
 

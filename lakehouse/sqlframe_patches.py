@@ -1,25 +1,32 @@
-"""Two adjustments that let sqlframe 4.10 run on sqlglot's compiled build (sqlglotc).
+"""Three adjustments that let sqlframe 4.10 run on sqlglot's compiled build (sqlglotc).
 
 sqlframe plans every DataFrame operation by copying and generating sqlglot trees: half of
-a small day's time (py-spy, README), and sqlglotc, sqlglot's own mypyc build, does it
-several times faster. sqlframe does not support it, for two reasons fixed here:
+a small day's time (py-spy: 52% of four small days), and sqlglotc, sqlglot's own mypyc
+build, makes a small day 30% faster (README, Benchmarks). sqlframe does not support it, for
+three reasons fixed here (a reviewer compared about 400 functions' SQL with the pure-Python
+sqlglot's):
 
-- For DuckDB 2 sqlframe subclasses sqlglot's DuckDB generator, only to write lambdas as
-  `lambda x: ...` (DuckDB 2 no longer reads `x -> ...`), and a compiled class cannot be
-  instantiated through a Python subclass. The same rule is applied here by a dialect
-  (which stays a Python class) before generating.
+- A compiled class cannot be instantiated through a Python subclass, and sqlframe has two:
+  - for DuckDB 2 it subclasses sqlglot's DuckDB generator, only to write lambdas as
+    `lambda x: ...` (DuckDB 2 no longer reads `x -> ...`); the same rule is applied here
+    by a dialect (which stays a Python class) before generating;
+  - it subclasses sqlglot's type annotator to give a map lookup (`m['k']`) its value's
+    type, for any bracket (`getItem`, `element_at`); here a wrapper does it after the
+    annotator's pass.
 - The compiled `to_column` checks its declared return type, so `col("*")`, which sqlframe
   (and PySpark's own `select("*", ...)` idiom) relies on, raises where the Python build
-  returns a star. Where the compiled check fails, the Python build's answer is given.
+  returns a star. Where the compiled check fails, the Python build's steps are taken.
 
-Both are the same with the pure-Python sqlglot, so the project behaves alike with or
-without sqlglotc; applied when a DuckDB session is made (`resources/engine.py`, `lineage.py`).
+All three behave the same with the pure-Python sqlglot, so the project does too with or
+without sqlglotc. Applied when a DuckDB session is made (`resources/engine.py`, `lineage.py`);
+a sqlframe without the names replaced here is refused, not silently left unpatched.
 """
 
 from __future__ import annotations
 
 import sqlglot.expressions as exp
 from sqlglot.dialects import DuckDB
+from sqlglot.optimizer.annotate_types import TypeAnnotator
 
 
 class ColonLambdaDuckDB(DuckDB):
@@ -27,31 +34,60 @@ class ColonLambdaDuckDB(DuckDB):
 
     def generate(self, expression, copy=True, **opts):
         if any(not node.args.get("colon") for node in expression.find_all(exp.Lambda)):
-            expression = expression.copy()
+            expression = expression.copy()  # never the caller's tree
             for node in expression.find_all(exp.Lambda):
                 node.set("colon", True)
             copy = False
         return super().generate(expression, copy=copy, **opts)
 
 
+class ContainerTypes:
+    """sqlframe's ContainerTypeAnnotator (`sqlframe/base/transforms.py`) by wrapping sqlglot's annotator:
+    after its pass, a bracket on a map takes the map's value type, innermost first so that
+    chained lookups keep their container types."""
+
+    def __init__(self, *args, **kwargs):
+        self._annotator = TypeAnnotator(*args, **kwargs)
+
+    def annotate(self, expression):
+        expression = self._annotator.annotate(expression)
+        for bracket in reversed(list(expression.find_all(exp.Bracket))):  # breadth-first, reversed: inner first
+            container = bracket.this.type
+            if container is not None and container.is_type(exp.DataType.Type.MAP) and len(container.expressions) > 1:
+                bracket.type = container.expressions[1]
+        return expression
+
+
 _COMPILED_TO_COLUMN = exp.to_column
 
 
 def to_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
-    """sqlglot's `to_column`; a path it parses to a node other than a column (`*`) is returned as parsed."""
+    """sqlglot's `to_column`; a path it parses to a node other than a column (`*`) is returned as
+    parsed, as the Python build does."""
     try:
         return _COMPILED_TO_COLUMN(sql_path, quoted=quoted, dialect=dialect, copy=copy, **kwargs)
     except TypeError:
         if not isinstance(sql_path, str):
             raise
-        node = exp.maybe_parse(sql_path, dialect=dialect)
+        node = exp.maybe_parse(sql_path, into=exp.Column, dialect=dialect)
         for key, value in kwargs.items():
             node.set(key, value)
+        if quoted:
+            for identifier in node.find_all(exp.Identifier):
+                identifier.set("quoted", True)
         return node
 
 
 def apply() -> None:
+    import sqlframe
+    import sqlframe.base.dataframe as dataframe
     import sqlframe.duckdb.session as duckdb_session
 
+    for module, name in ((duckdb_session, "_DuckDBV2"), (dataframe, "ContainerTypeAnnotator")):
+        if not hasattr(module, name):
+            raise RuntimeError(f"sqlframe {getattr(sqlframe, '__version__', '?')} has no {module.__name__}.{name}, "
+                               "which lakehouse/sqlframe_patches.py replaces: check that module against this "
+                               "sqlframe, or install the version in requirements.lock")
     duckdb_session._DuckDBV2 = ColonLambdaDuckDB
+    dataframe.ContainerTypeAnnotator = ContainerTypes
     exp.to_column = to_column

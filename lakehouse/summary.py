@@ -600,17 +600,22 @@ def render_recovered(instance) -> str:
 
 def render_scratch(root: str | None = None, last: int = 5) -> str:
     """The scratch part of `lakehouse status`: local scratch folders that processes which ended without
-    removing them (killed, out of memory) left behind, found and removed by a later process."""
+    removing them (killed, out of memory) left behind, found by a later process: every one it could
+    not remove that is still there, and the last few removed."""
+    import os
+
     from lakehouse.scratch import removals
 
     found = removals(root)
     if not found:
         return "Scratch folders: none left behind by an ended process."
     freed = sum(e["bytes"] for e in found if e["removed"])
+    left = [e for e in found if not e["removed"] and os.path.isdir(e["folder"])]
+    shown = left + [e for e in found if e["removed"]][-last:]
     rows = [[e["at"].replace("T", " ")[:16], e["folder"], e["pid"], _bytes(e["bytes"]),
-             "removed" if e["removed"] else "could not be removed: remove it by hand"] for e in found[-last:]]
+             "removed" if e["removed"] else "could not be removed: remove it by hand"] for e in shown]
     return (f"Scratch folders left behind by processes that ended without removing them: {len(found)} found, "
-            f"{_bytes(freed)} freed (the last {len(rows)}):\n"
+            f"{_bytes(freed)} freed; {len(left)} still there:\n"
             + format_table(["found (UTC)", "folder", "process", "size", "outcome"], rows))
 
 

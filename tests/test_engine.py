@@ -107,11 +107,21 @@ def test_sqlframe_plans_with_sqlglots_compiled_build():
 
 
 def test_duckdb_runs_what_sqlframe_could_not_with_compiled_sqlglot():
-    """The two gaps `lakehouse.sqlframe_patches` fills: lambdas in DuckDB 2's form (sqlframe's own
-    generator subclass cannot be made over the compiled one), and `select("*", ...)`."""
+    """The gaps `lakehouse.sqlframe_patches` fills: lambdas in DuckDB 2's form (sqlframe's own
+    generator subclass cannot be made over the compiled one), brackets (its type annotator
+    subclass neither), and `select("*", ...)`; through `materialize` and `to_chunks` too."""
     from sqlframe.duckdb import functions as F
 
     with EngineResource(name="duckdb").engine() as eng:
+        maps = eng.from_arrow(pa.table({"m": pa.array([[("a", {"x": 1})], [("b", {"x": 2})]],
+                                                      pa.map_(pa.string(), pa.map_(pa.string(), pa.int64()))),
+                                        "xs": [[5, 6], [7]]}))
+        looked = eng.materialize(maps.select(maps["m"]["a"]["x"].alias("ax"), F.element_at("xs", 1).alias("first"),
+                                             maps["xs"].getItem(0).alias("zeroth"),
+                                             F.transform("xs", lambda x: x + 1).alias("plus")))
+        got = [row for chunk in eng.to_chunks(looked) for row in chunk.to_pylist()]
+        assert sorted(got, key=lambda r: r["first"]) == [{"ax": 1, "first": 5, "zeroth": 5, "plus": [6, 7]},
+                                                         {"ax": None, "first": 7, "zeroth": 7, "plus": [8]}]
         df = eng.from_arrow(pa.table({"xs": [[1, 2], None, []], "k": ["a", "b", "c"]}))
         out = eng.to_arrow(df.select("*", F.transform(F.col("xs"), lambda x: x * 10).alias("tens"),
                                      F.filter(F.col("xs"), lambda x: x > 1).alias("big"))
@@ -125,7 +135,7 @@ def test_duckdb_runs_what_sqlframe_could_not_with_compiled_sqlglot():
 def test_duckdbs_memory_limit_is_the_settings_and_follows_it_within_the_process(tmp_path):
     """LAKEHOUSE_DUCKDB_MEMORY reaches the process's one DuckDB session through the Dagster resource."""
     from lakehouse.resources.engine import DUCKDB_MEMORY_LIMIT
-    from lakehouse.settings import load_settings
+    from lakehouse.settings import SettingsError, load_settings
     from lakehouse.wiring import project_resources
 
     settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DUCKDB_MEMORY": "512MB"})
@@ -136,5 +146,9 @@ def test_duckdbs_memory_limit_is_the_settings_and_follows_it_within_the_process(
 
     with EngineResource(name="duckdb", duckdb_memory_limit="512MB").engine() as eng:
         assert limit(eng) == "488.2 MiB"  # DuckDB shows it in binary units
-    with EngineResource(name="duckdb").engine() as eng:
+    with EngineResource(name="duckdb").engine() as eng:  # no setting given: as the process has it
+        assert limit(eng) == "488.2 MiB"
+    with EngineResource(name="duckdb", duckdb_memory_limit=DUCKDB_MEMORY_LIMIT).engine() as eng:
         assert DUCKDB_MEMORY_LIMIT == "1GB" and limit(eng) == "953.6 MiB"
+    with pytest.raises(SettingsError, match="not an amount of memory"):
+        EngineResource(name="duckdb", duckdb_memory_limit="1GB'; DROP TABLE x; --").engine()

@@ -3,6 +3,7 @@
 import logging
 import os
 import subprocess
+import sys
 
 from lakehouse import scratch
 from lakehouse.summary import render_scratch
@@ -54,3 +55,66 @@ def test_a_scratch_folder_is_named_by_its_process_and_removed_after_its_block():
     with scratch.folder("bronze") as path:
         assert os.path.isdir(path) and os.path.basename(path).startswith(f"lakehouse-bronze-{os.getpid()}-")
     assert not os.path.exists(path)
+
+
+def test_a_folder_still_left_stays_shown_however_many_are_removed_after_it(tmp_path, monkeypatch):
+    dead = ended_pid()
+    stuck = tmp_path / f"lakehouse-engine-{dead}-stuck"
+    stuck.mkdir()
+    real = scratch.shutil.rmtree
+    monkeypatch.setattr(scratch.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    scratch.remove_left_behind(str(tmp_path))
+    monkeypatch.setattr(scratch.shutil, "rmtree", real)
+    (tmp_path / "elsewhere").mkdir()
+    stuck.rename(tmp_path / "elsewhere" / stuck.name)  # out of the sweep's way, still not removed
+    for i in range(7):
+        (tmp_path / f"lakehouse-bronze-{dead}-{i}").mkdir()
+    scratch.remove_left_behind(str(tmp_path))
+    (tmp_path / "elsewhere" / stuck.name).rename(stuck)
+    shown = render_scratch(str(tmp_path))
+    assert "8 found" in shown and "1 still there" in shown and str(stuck) in shown
+    assert shown.count("removed") - shown.count("could not be removed") == 5  # the last five removed
+    real(stuck)
+    assert "0 still there" in render_scratch(str(tmp_path))  # removed by hand: no longer asked for
+
+
+def test_a_damaged_or_unreadable_record_never_stops_a_sweep_or_status(tmp_path):
+    dead = ended_pid()
+    record = tmp_path / scratch.RECORD
+    record.write_text('{"at": null, "folder": "x", "pid": 1, "bytes": 1, "removed": true}\n'
+                      '{"at": "2026-12-04T10:00:00+00:00", "folder": "y", "pid": 2, "bytes": "12", "removed": true}\n'
+                      'not json\n\n[1, 2]\n')
+    assert scratch.removals(str(tmp_path)) == []
+    assert render_scratch(str(tmp_path)) == "Scratch folders: none left behind by an ended process."
+    record.unlink()
+    record.mkdir()  # unreadable, unwritable
+    (tmp_path / f"lakehouse-engine-{dead}-a").mkdir()
+    assert scratch.remove_left_behind(str(tmp_path)) == [str(tmp_path / f"lakehouse-engine-{dead}-a")]
+    assert render_scratch(str(tmp_path)) == "Scratch folders: none left behind by an ended process."
+
+
+def test_two_processes_sweeping_at_once_remove_and_record_each_folder_once(tmp_path):
+    dead = ended_pid()
+    for i in range(150):  # enough files that the two sweeps overlap
+        (tmp_path / f"lakehouse-engine-{dead}-{i}" / "duckdb").mkdir(parents=True)
+        for j in range(20):
+            (tmp_path / f"lakehouse-engine-{dead}-{i}" / "duckdb" / f"{j}.tmp").write_bytes(b"x" * 5)
+    sweep = f"from lakehouse import scratch; print(len(scratch.remove_left_behind({str(tmp_path)!r})))"
+    procs = [subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    counts = [int(p.communicate(timeout=120)[0]) for p in procs]
+    entries = scratch.removals(str(tmp_path))
+    assert sum(counts) == 150 == len(entries) == len({e["folder"] for e in entries})
+    assert all(e["removed"] and e["bytes"] == 100 for e in entries)
+    assert not [p for p in tmp_path.iterdir() if p.name != scratch.RECORD]
+
+
+def test_the_record_keeps_its_last_lines_once_it_is_large(tmp_path, monkeypatch):
+    monkeypatch.setattr(scratch, "RECORD_BYTES", 2000)
+    monkeypatch.setattr(scratch, "RECORD_KEEP", 5)
+    dead = ended_pid()
+    for i in range(30):
+        (tmp_path / f"lakehouse-engine-{dead}-{i:02d}").mkdir()
+        scratch.remove_left_behind(str(tmp_path))
+    entries = scratch.removals(str(tmp_path))
+    assert 5 <= len(entries) < 30 and entries[-1]["folder"].endswith("-29")
+    assert (tmp_path / scratch.RECORD).stat().st_size <= 2000 + 200

@@ -63,7 +63,9 @@ AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehou
         ({"LAKEHOUSE_GIT_URL": "https://bitbucket.org/acme/lake"}, ["LAKEHOUSE_GIT_URL", "GitHub and GitLab"]),
         ({"LAKEHOUSE_DUCKDB_MEMORY": "lots"}, ["LAKEHOUSE_DUCKDB_MEMORY", "1GB or 512MB"]),
         ({"LAKEHOUSE_DUCKDB_MEMORY": "2"}, ["LAKEHOUSE_DUCKDB_MEMORY", "a number and a unit"]),
-        ({"LAKEHOUSE_DUCKDB_MEMORY": "0GB"}, ["LAKEHOUSE_DUCKDB_MEMORY"]),
+        ({"LAKEHOUSE_DUCKDB_MEMORY": "0GB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "from 64MB"]),
+        ({"LAKEHOUSE_DUCKDB_MEMORY": "1KB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "from 64MB"]),
+        ({"LAKEHOUSE_DUCKDB_MEMORY": "10000000000TB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "to 1000TB"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):

@@ -172,8 +172,11 @@ def _limit_memory(conn, limit: str) -> None:
     Measured on a 10M-row day (bench/pipeline.py): the process peaked at 3.55 GiB under
     2GB and 2.75 GiB under 1GB, silver taking 84 s and 95 s; small days never reach either.
     """
+    from lakehouse.settings import memory_bytes
+
     if _memory_limits.get(id(conn)) != limit:
-        conn.execute(f"SET memory_limit = '{limit}'")
+        memory_bytes("the DuckDB memory limit", limit)  # checked here too: it goes into SQL
+        conn.execute(f"SET memory_limit = '{limit.strip()}'")
         _memory_limits[id(conn)] = limit
 
 
@@ -212,15 +215,16 @@ class Engine:
     the end, so a long-lived process (a run of many steps) does not accumulate them.
     """
 
-    def __init__(self, name: str, catalog=None, session=None, memory_limit: str = DUCKDB_MEMORY_LIMIT):
+    def __init__(self, name: str, catalog=None, session=None, memory_limit: str | None = None):
         """`catalog`: the PyIceberg catalog of the tables; Spark then reads them through its own
         Iceberg runtime over the same catalog (`table`). `memory_limit`: DuckDB's, for the
-        process's one DuckDB session (LAKEHOUSE_DUCKDB_MEMORY)."""
+        process's one DuckDB session (LAKEHOUSE_DUCKDB_MEMORY); None leaves it as it is
+        (DUCKDB_MEMORY_LIMIT for a new session)."""
         self.name = name
         conf = catalog_conf(catalog.properties) if catalog is not None and name == "spark" else None
         self.session = get_session(name, conf, session)
         self._duckdb = _is_sqlframe(self.session)
-        if self._duckdb:
+        if self._duckdb and memory_limit is not None:
             _limit_memory(self.session._conn, memory_limit)
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
@@ -442,7 +446,7 @@ class EngineResource(dg.ConfigurableResource):
     is dagster-pyspark's PySparkResource (given with the spark engine only: it starts Spark)."""
 
     name: str = "duckdb"
-    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT
+    duckdb_memory_limit: Optional[str] = None  # LAKEHOUSE_DUCKDB_MEMORY; None: as the process has it
     # dagster_pyspark.PySparkResource; typed by its base so a DuckDB code location need not import it
     pyspark: Optional[dg.ConfigurableResource] = None
 
