@@ -141,8 +141,8 @@ def test_duckdbs_memory_limit_is_the_settings_and_follows_it_within_the_process(
     settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DUCKDB_MEMORY": "512MB"})
     assert project_resources(settings)["engine"].duckdb_memory_limit == "512MB"
 
-    def limit(eng):
-        return eng.session._conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    def limit(eng):  # fetchall: DuckDB 2 refuses other work on a connection with an unfinished result
+        return eng.session._conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
     with EngineResource(name="duckdb", duckdb_memory_limit="512MB").engine() as eng:
         assert limit(eng) == "488.2 MiB"  # DuckDB shows it in binary units
