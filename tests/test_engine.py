@@ -152,3 +152,18 @@ def test_duckdbs_memory_limit_is_the_settings_and_follows_it_within_the_process(
         assert DUCKDB_MEMORY_LIMIT == "1GB" and limit(eng) == "953.6 MiB"
     with pytest.raises(SettingsError, match="not an amount of memory"):
         EngineResource(name="duckdb", duckdb_memory_limit="1GB'; DROP TABLE x; --").engine()
+
+
+def test_a_step_that_stops_reading_midway_leaves_the_connection_usable_for_the_next():
+    """The process's DuckDB connection is shared by its steps: a write that failed midway through
+    `to_chunks`, or an execute() result left unread, must not make every later step fail."""
+    with EngineResource(name="duckdb").engine() as eng:
+        df = eng.from_arrow(pa.table({"n": list(range(50_000))}))
+        with pytest.raises(RuntimeError, match="the write failed"):
+            for _ in eng.to_chunks(df, rows=1000):
+                raise RuntimeError("the write failed")
+        assert eng.to_arrow(df.filter(df["n"] < 3)).num_rows == 3
+    with EngineResource(name="duckdb").engine() as eng:  # a step that made no table: its end runs no SQL
+        eng.session._conn.execute("SELECT * FROM range(10)").fetchone()  # unread rows left behind
+    with EngineResource(name="duckdb").engine() as eng:
+        assert eng.to_arrow(eng.from_arrow(SAMPLE)).num_rows == 3  # registering Arrow failed here

@@ -224,8 +224,12 @@ class Engine:
         conf = catalog_conf(catalog.properties) if catalog is not None and name == "spark" else None
         self.session = get_session(name, conf, session)
         self._duckdb = _is_sqlframe(self.session)
-        if self._duckdb and memory_limit is not None:
-            _limit_memory(self.session._conn, memory_limit)
+        if self._duckdb:
+            # A result of an earlier step's execute() left unread would make DuckDB 2 refuse this step's
+            # every query on the process's one connection; a no-op otherwise.
+            self.session._conn.abort()
+            if memory_limit is not None:
+                _limit_memory(self.session._conn, memory_limit)
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
         self._tables: list[str] = []
@@ -263,8 +267,13 @@ class Engine:
                             "own Iceberg writer (lakehouse.steps.reads.output)")
         # A relation, not a cursor: DuckDB copies the rows once more for a cursor's Arrow output.
         reader = self.session._conn.sql(df.sql(dialect="duckdb", pretty=False, optimize=False)).to_arrow_reader(rows)
-        for batch in reader:
-            yield pa.Table.from_batches([batch])
+        try:
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+        finally:
+            # Left open (a write that failed midway), the reader holds the process's one connection:
+            # DuckDB 2 refuses every later query on it, so every later step of the process would fail.
+            reader.close()
 
     def map_arrow(self, df, function, schema: pa.Schema):
         """`df` with `function` (Arrow table -> Arrow table of `schema`) applied to its rows batch by batch,
