@@ -226,8 +226,11 @@ class Engine:
         self._duckdb = _is_sqlframe(self.session)
         if self._duckdb:
             # A result of an earlier step's execute() left unread would make DuckDB 2 refuse this step's
-            # every query on the process's one connection; a no-op otherwise.
-            self.session._conn.abort()
+            # every query on the process's one connection; a no-op otherwise (and DuckDB 1, which
+            # pyproject allows, has no abort: there a new query replaced an unread result).
+            abort = getattr(self.session._conn, "abort", None)
+            if abort is not None:
+                abort()
             if memory_limit is not None:
                 _limit_memory(self.session._conn, memory_limit)
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
