@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lakehouse.contracts import CONTRACTS  # noqa: E402
 from lakehouse.generate import master_data  # noqa: E402
-from lakehouse.resources.engine import DUCKDB_MEMORY_LIMIT, Engine  # noqa: E402
-from lakehouse.settings import memory_bytes  # noqa: E402
+from lakehouse.resources.engine import Engine  # noqa: E402
+from lakehouse.settings import duckdb_memory_limit  # noqa: E402
 from lakehouse.transforms import gold  # noqa: E402
 from lakehouse.transforms.bronze import LINEAGE_TYPES  # noqa: E402
 from lakehouse.transforms.silver import classify, outcome_counts, quarantine_rows, silver_rows  # noqa: E402
@@ -107,18 +107,10 @@ def lookup_tables(seed: int = 7) -> tuple[pa.Table, pa.Table]:
     )
 
 
-def settings_limit() -> str:
-    """DuckDB's memory limit, LAKEHOUSE_DUCKDB_MEMORY as the engine's setting: ours and the hand-written
-    baseline both run under it."""
-    limit = os.environ.get("LAKEHOUSE_DUCKDB_MEMORY") or DUCKDB_MEMORY_LIMIT
-    memory_bytes("LAKEHOUSE_DUCKDB_MEMORY", limit)
-    return limit.strip()
-
-
 def engine_transform(engine_name: str, bronze: pa.Table, customers: pa.Table, products: pa.Table) -> dict:
     """The orders transform through our PySpark-API code; returns output sizes and total."""
     contract = CONTRACTS["orders"]
-    with Engine(engine_name, memory_limit=settings_limit()) as eng:
+    with Engine(engine_name, memory_limit=duckdb_memory_limit()) as eng:
         lookups = {"customers": eng.from_arrow(customers), "products": eng.from_arrow(products)}
         rows = eng.materialize(classify(eng.from_arrow(bronze), contract, None, lookups, eng.cut))
         counts_df, labels = outcome_counts(rows, contract)  # one row: the bench has one ingest date
@@ -185,7 +177,7 @@ def baseline_transform(bronze: pa.Table, customers: pa.Table, products: pa.Table
     """The same transform, written by hand as DuckDB SQL, under the engine's memory limit."""
     conn = duckdb.connect()
     try:
-        conn.execute(f"SET memory_limit = '{settings_limit()}'")
+        conn.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         conn.register("bronze", bronze)
         conn.register("customers", customers)
         conn.register("products", products)
@@ -229,7 +221,7 @@ def baseline_pipeline(home: Path, customers: pa.Table, products: pa.Table) -> di
     stages, start = {}, time.perf_counter()
     conn = duckdb.connect()
     try:
-        conn.execute(f"SET memory_limit = '{settings_limit()}'")
+        conn.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         conn.execute(f"SET temp_directory = '{out / 'spill'}'")
         conn.execute("SET preserve_insertion_order = false")
         conn.register("customers", customers)
@@ -323,7 +315,8 @@ def whole_pipeline(engine_name: str, home: Path, peaks: dict | None = None) -> d
              ("fact", lambda c: run_fact_orders(c, DAY)), ("mart", lambda c: run_daily_sales(c, DAY))]
     for name, step in steps:
         start = time.perf_counter()
-        with Engine(engine_name, store.catalog, memory_limit=settings_limit()) as eng:  # Spark reads and writes through its Iceberg catalog
+        # Spark reads and writes through its Iceberg catalog
+        with Engine(engine_name, store.catalog, memory_limit=duckdb_memory_limit()) as eng:
             step(StepContext(store, eng, "bench"))
         stages[name] = time.perf_counter() - start
         peak(name)

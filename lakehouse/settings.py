@@ -19,6 +19,7 @@ PROFILES = ("local", "aws")
 ENGINES = ("duckdb", "spark")
 COMPUTES = ("local", "glue", "emr-serverless", "emr")  # where silver and gold steps run (resources/compute.py)
 GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
+DUCKDB_MEMORY_LIMIT = "1GB"  # LAKEHOUSE_DUCKDB_MEMORY's default
 
 
 def s3_parts(uri: str) -> tuple[str, str]:
@@ -72,7 +73,7 @@ class Settings:
     aws: AwsSettings = AwsSettings()
     git_url: str | None = None  # the UI links code to this repository instead of local files
     git_branch: str = "main"
-    duckdb_memory_limit: str = "1GB"  # DuckDB spills to disk beyond it (README, Benchmarks)
+    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT  # DuckDB spills to disk beyond it (README, Benchmarks)
 
     @property
     def landing_is_s3(self) -> bool:
@@ -190,9 +191,12 @@ def memory_bytes(name: str, value: str) -> int:
     return int(size)
 
 
-def _check_size(name: str, value: str) -> str:
-    memory_bytes(name, value)
-    return value.strip()
+def duckdb_memory_limit(env: Mapping[str, str] | None = None) -> str:
+    """LAKEHOUSE_DUCKDB_MEMORY (default DUCKDB_MEMORY_LIMIT), checked."""
+    env = os.environ if env is None else env
+    value = (env.get("LAKEHOUSE_DUCKDB_MEMORY") or DUCKDB_MEMORY_LIMIT).strip()
+    memory_bytes("LAKEHOUSE_DUCKDB_MEMORY", value)
+    return value
 
 
 _SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
@@ -341,5 +345,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         aws=aws,
         git_url=_check_git_url(env.get("LAKEHOUSE_GIT_URL")),
         git_branch=env.get("LAKEHOUSE_GIT_BRANCH") or "main",
-        duckdb_memory_limit=_check_size("LAKEHOUSE_DUCKDB_MEMORY", env.get("LAKEHOUSE_DUCKDB_MEMORY") or "1GB"),
+        duckdb_memory_limit=duckdb_memory_limit(env),
     )

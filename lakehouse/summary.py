@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass
 
@@ -602,8 +603,6 @@ def render_scratch(root: str | None = None, last: int = 5) -> str:
     """The scratch part of `lakehouse status`: local scratch folders that processes which ended without
     removing them (killed, out of memory) left behind, found by a later process: every one it could
     not remove that is still there, and the last few removed."""
-    import os
-
     from lakehouse.scratch import removals
 
     found = removals(root)

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from lakehouse import scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
-from lakehouse.settings import ENGINES
+from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes
 
 _sessions: dict[str, object] = {}
 _catalogs: dict[int, dict[str, str]] = {}  # the Iceberg catalog each session (by id) was given
@@ -34,7 +34,6 @@ _names = itertools.count()
 _spill: str | None = None
 _memory_limits: dict[int, str] = {}  # the memory limit set on each DuckDB connection (by id)
 log = logging.getLogger(__name__)
-DUCKDB_MEMORY_LIMIT = "1GB"  # the default of LAKEHOUSE_DUCKDB_MEMORY (settings.py)
 BATCH_ROWS = 1_000_000
 _PLAIN = re.compile(r"[a-z_][a-z0-9_]*")  # a column name no dialect quotes or folds
 
@@ -172,8 +171,6 @@ def _limit_memory(conn, limit: str) -> None:
     Measured on a 10M-row day (bench/pipeline.py): the process peaked at 3.55 GiB under
     2GB and 2.75 GiB under 1GB, silver taking 84 s and 95 s; small days never reach either.
     """
-    from lakehouse.settings import memory_bytes
-
     if _memory_limits.get(id(conn)) != limit:
         memory_bytes("the DuckDB memory limit", limit)  # checked here too: it goes into SQL
         conn.execute(f"SET memory_limit = '{limit.strip()}'")
