@@ -63,3 +63,56 @@ def test_an_input_written_by_a_run_without_the_asset_does_not_count():
     _run([upstream], instance, partition_key="2026-05-05")
     _run([upstream], instance, partition_key="2026-05-07")
     assert _true_for(InputWrittenWithThisAsset(), instance) == {"2026-05-04"}
+
+
+def test_the_dimensions_wait_for_the_run_that_wrote_their_inputs_and_only_for_it():
+    """A day's run writes silver/customers before silver/products: asked for as each input was
+    written, the dimensions were two runs one after the other (the demo's test in
+    test_pipeline.py sees them as one run now). They wait for the run that last wrote their
+    input, and only for it: a later run writing silver (the next landing) does not hold them back."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+
+    from lakehouse.assets.automation import DIMENSION_AUTOMATION, InputsRunEnded
+
+    assert "inputs_run_ended" in {c.name for c in DIMENSION_AUTOMATION.children}
+    silver = [dg.AssetSpec(["silver", s]) for s in ("customers", "products")]
+
+    @dg.asset(key=["gold", "dim_customer"], deps=[silver[0]], automation_condition=InputsRunEnded())
+    def dim_customer() -> None:
+        pass
+
+    @dg.asset(key=["gold", "dim_product"], deps=[silver[1]], automation_condition=InputsRunEnded())
+    def dim_product() -> None:
+        pass
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def free() -> set[str]:
+        result = dg.evaluate_automation_conditions(defs=[*silver, dim_customer, dim_product], instance=instance)
+        return {r.key.path[1] for r in result.results if r.true_subset.size}
+
+    def run(run_id: str) -> dg.DagsterRun:
+        return instance.add_run(dg.DagsterRun(job_name="day", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
+                                              asset_selection=frozenset(s.key for s in silver)))
+
+    def written(spec: dg.AssetSpec, run_id: str) -> None:
+        instance.report_dagster_event(DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="day",
+            event_specific_data=StepMaterializationData(dg.AssetMaterialization(spec.key))), run_id=run_id)
+
+    def ended(day_run: dg.DagsterRun) -> None:
+        instance.delete_run(day_run.run_id)  # also its events: written again under the ended run
+        instance.add_run(day_run.with_status(dg.DagsterRunStatus.SUCCESS))
+
+    assert free() == {"dim_customer", "dim_product"}  # inputs never written: nothing to wait for
+    day = run("d1")
+    written(silver[0], "d1")
+    assert free() == {"dim_product"}
+    written(silver[1], "d1")
+    assert free() == set()  # the day's run is still going
+    ended(day)
+    for spec in silver:
+        written(spec, "d1")
+    assert free() == {"dim_customer", "dim_product"}  # in the same tick: one run
+    run("d2")  # the next day's run, which has written neither input yet
+    assert free() == {"dim_customer", "dim_product"}

@@ -63,11 +63,42 @@ INPUTS_PASSED = AC.all_deps_match(
 ).with_label("inputs passed their blocking checks, or run first in the same run")
 AUTOMATION = FOLLOW_INPUTS & INPUTS_PASSED
 
-# The unpartitioned dimensions read whatever silver has published. `any_deps_missing` would
-# hold them back while any day since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
+class InputsRunEnded(dg.AutomationCondition):
+    """True once the runs that last wrote the asset's inputs have ended.
+
+    For the dimensions: a day's run writes silver/customers, then silver/products, then
+    gold. eager() alone asked for dim_customer as soon as its input was written and for
+    dim_product a tick later: two runs, one after the other, each a process (about 5 s of a
+    one-day `lakehouse run` on a laptop). Waiting for the run that wrote the input, both are
+    asked for in the same tick after it: one run. Only that run is waited for, not later
+    ones, so a steady stream of landings cannot hold the dimensions back.
+    """
+
+    @property
+    def name(self) -> str:
+        return "inputs_run_ended"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        subset = context.candidate_subset
+        if subset.is_empty:
+            return dg.AutomationResult(context, subset)
+        instance = context.asset_graph_view.instance
+        writers = {event.run_id for key in context.asset_graph.get(context.key).parent_keys
+                   if (event := instance.get_latest_materialization_event(key)) is not None and event.run_id}
+        going = writers and any(run.status in IN_PROGRESS
+                                for run in instance.get_runs(dg.RunsFilter(run_ids=sorted(writers))))
+        return dg.AutomationResult(context, context.get_empty_subset() if going else subset)
+
+
+IN_PROGRESS = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
+
+# The unpartitioned dimensions read whatever silver has published, once the run that wrote
+# it has ended (so both are one run). `any_deps_missing` would hold them back while any day
+# since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
 DIMENSION_AUTOMATION = (AC.eager().without(~AC.any_deps_missing())
                         .replace("executed_with_root_target", InputWrittenWithThisAsset())
-                        .with_label("after any silver snapshot"))
+                        & InputsRunEnded()).with_label("after any silver snapshot, once its run has ended")
 
 # A backfill over a range of days is one run: each step reads, transforms and writes the
 # whole range at once (one engine session, one Iceberg commit per table). One run also
