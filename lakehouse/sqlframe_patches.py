@@ -1,4 +1,5 @@
-"""Three adjustments that let sqlframe 4.10 run on sqlglot's compiled build (sqlglotc).
+"""Adjustments to sqlframe 4.10: three let it run on sqlglot's compiled build (sqlglotc), three
+remove copying it throws away.
 
 sqlframe plans every DataFrame operation by copying and generating sqlglot trees: half of
 a small day's time (py-spy: 52% of four small days), and sqlglotc, sqlglot's own mypyc
@@ -27,18 +28,34 @@ four small days) at about 7% of a small day's time; the SQL it generates is unch
   (a new expression, every operation), so each operation copied the old query tree once for nothing;
 - a DataFrame's step into a CTE copied the query with all its CTEs only to drop them;
 - `dialect_to_string`, on every `F.*` call, rebuilt sqlglot's map of dialects, which tries
-  to import every dialect module while a dialect of ours (below) is registered. Applied when a DuckDB session is made (`resources/engine.py`, `lineage.py`);
-a sqlframe without the names replaced here is refused, not silently left unpatched.
+  to import every dialect module while a dialect of ours (below) is registered.
+
+Applied when a DuckDB session is made (`resources/engine.py`, `lineage.py`). A sqlframe
+without the names replaced here is refused, not silently left unpatched; the last three
+replace sqlframe's own functions whole, so they are applied only to the code they were
+checked against (a digest of its source), and skipped with a warning on any other.
 """
 
 from __future__ import annotations
 
 import copy as _copy
+import hashlib
+import inspect
+import logging
 from uuid import uuid4
 
 import sqlglot.expressions as exp
 from sqlglot.dialects import DuckDB
 from sqlglot.optimizer.annotate_types import TypeAnnotator
+
+log = logging.getLogger(__name__)
+# sha256 (first 16 hex digits) of the source of each function replaced whole, in sqlframe 4.10.0.
+CHECKED_SOURCES = {
+    "BaseDataFrame.copy": "2de6c5a36e1ad478",
+    "BaseDataFrame._create_cte_from_expression": "09bc32ff1d081865",
+    "BaseDataFrame._convert_leaf_to_cte": "75697e414274bda2",  # the only caller of the one above
+    "dialect_to_string": "0eecc424df2d6c73",
+}
 
 
 class ColonLambdaDuckDB(DuckDB):
@@ -137,9 +154,7 @@ def apply() -> None:
     import sqlframe.base.util as util
     import sqlframe.duckdb.session as duckdb_session
 
-    for module, name in ((duckdb_session, "_DuckDBV2"), (dataframe, "ContainerTypeAnnotator"),
-                         (util, "dialect_to_string"), (dataframe.BaseDataFrame, "copy"),
-                         (dataframe.BaseDataFrame, "_create_cte_from_expression")):
+    for module, name in ((duckdb_session, "_DuckDBV2"), (dataframe, "ContainerTypeAnnotator")):
         if not hasattr(module, name):
             raise RuntimeError(f"sqlframe {getattr(sqlframe, '__version__', '?')} has no {module.__name__}.{name}, "
                                "which lakehouse/sqlframe_patches.py replaces: check that module against this "
@@ -147,9 +162,33 @@ def apply() -> None:
     duckdb_session._DuckDBV2 = ColonLambdaDuckDB
     dataframe.ContainerTypeAnnotator = ContainerTypes
     exp.to_column = to_column
-    frame = dataframe.BaseDataFrame
-    if getattr(util.dialect_to_string, "__wrapped__", None) is None:  # apply() runs for every session
-        util.dialect_to_string = _remembered(util.dialect_to_string)
-    if getattr(frame._create_cte_from_expression, "__wrapped__", None) is None:
-        frame._create_cte_from_expression = _cte_without_copying_ctes(frame._create_cte_from_expression)
+    _save_copies(dataframe.BaseDataFrame, util)
+
+
+_saving_checked = False
+
+
+def _save_copies(frame, util) -> None:
+    """The three replacements that save copies, once per process, where sqlframe's code is the one checked."""
+    global _saving_checked
+    if _saving_checked:
+        return
+    _saving_checked = True
+    found = {name: _digest(util if name == "dialect_to_string" else frame, name) for name in CHECKED_SOURCES}
+    changed = [name for name, digest in found.items() if digest != CHECKED_SOURCES[name]]
+    if changed:
+        log.warning("sqlframe's %s differ from the code lakehouse/sqlframe_patches.py was checked against: its "
+                    "copy savings are not applied (planning is slower, results the same)", ", ".join(changed))
+        return
+    util.dialect_to_string = _remembered(util.dialect_to_string)
+    frame._create_cte_from_expression = _cte_without_copying_ctes(frame._create_cte_from_expression)
+    copy_frame.__wrapped__ = frame.copy
     frame.copy = copy_frame
+
+
+def _digest(owner, name: str) -> str | None:
+    """The digest of the source of `owner`'s `name` (qualified by its class), None where there is none."""
+    try:
+        return hashlib.sha256(inspect.getsource(getattr(owner, name.rsplit(".", 1)[-1])).encode()).hexdigest()[:16]
+    except (AttributeError, OSError, TypeError):
+        return None

@@ -504,6 +504,9 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
         elif record is not None:
             why = retrying(record) or (f"run {record.dagster_run.run_id[:8]} {record.dagster_run.status.value}: "
                                        f"{first_error(instance, record.dagster_run.run_id).splitlines()[0]}")
+        elif (writer := _active_writer(instance, lag.input)) is not None:
+            why = (f"waiting for run {writer[:8]}, which wrote {lag.input}, to end: automation then rebuilds the "
+                   "dimensions in one run (InputsRunEnded)")
         else:
             why = ("not rebuilt since: automation rebuilds it on its next tick while a daemon runs (`lakehouse "
                    "run` or `make ui`); once `lakehouse run` has ended, its request was lost (a crash at the "
@@ -634,3 +637,14 @@ def render_stuck_work(store: TableStore, instance, items: list[Stuck] | None = N
     lines = [f"Stuck work ({len(items)}): landed but not yet in silver, or runs waiting for long:"]
     lines += [f"- {s.subject} {s.partition}: {s.state}: {s.why}" for s in items]
     return "\n".join(lines)
+
+
+def _active_writer(instance: dg.DagsterInstance, asset: str) -> str | None:
+    """The id of the run that last wrote `asset` (`silver/customers`) if it has not ended yet."""
+    import dagster as dg
+
+    from lakehouse.runner import ACTIVE
+
+    event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(asset))
+    run = instance.get_run_by_id(event.run_id) if event is not None and event.run_id else None
+    return run.run_id if run is not None and run.status in ACTIVE else None

@@ -65,11 +65,11 @@ def test_an_input_written_by_a_run_without_the_asset_does_not_count():
     assert _true_for(InputWrittenWithThisAsset(), instance) == {"2026-05-04"}
 
 
-def test_the_dimensions_wait_for_the_run_that_wrote_their_inputs_and_only_for_it():
+def test_the_dimensions_wait_for_the_run_that_last_wrote_their_inputs_to_end():
     """A day's run writes silver/customers before silver/products: asked for as each input was
     written, the dimensions were two runs one after the other (the demo's test in
-    test_pipeline.py sees them as one run now). They wait for the run that last wrote their
-    input, and only for it: a later run writing silver (the next landing) does not hold them back."""
+    test_pipeline.py sees them as one run now). Each waits for the run that last wrote its
+    input, until it has ended (succeeded or failed); a run that has not written it does not count."""
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 
     from lakehouse.assets.automation import DIMENSION_AUTOMATION, InputsRunEnded
@@ -114,5 +114,11 @@ def test_the_dimensions_wait_for_the_run_that_wrote_their_inputs_and_only_for_it
     for spec in silver:
         written(spec, "d1")
     assert free() == {"dim_customer", "dim_product"}  # in the same tick: one run
-    run("d2")  # the next day's run, which has written neither input yet
+    next_day = run("d2")  # the next day's run, which has written neither input yet
     assert free() == {"dim_customer", "dim_product"}
+    written(silver[0], "d2")  # it wrote customers: dim_customer waits for it, dim_product does not
+    assert free() == {"dim_product"}
+    instance.delete_run(next_day.run_id)
+    instance.add_run(next_day.with_status(dg.DagsterRunStatus.FAILURE))
+    written(silver[0], "d2")
+    assert free() == {"dim_customer", "dim_product"}  # a failed run has ended too

@@ -140,11 +140,7 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
     import sqlframe.base.dataframe as dataframe
     import sqlframe.base.util as util
     from sqlframe.duckdb import functions as F
-    from sqlglot.helper import object_to_dict
-
-    def own_copy(self, **kwargs):  # sqlframe 4.10's BaseDataFrame.copy
-        kwargs["join_on_uuid"] = "x"
-        return self.__class__(**object_to_dict(self, **kwargs))
+    from lakehouse import sqlframe_patches
 
     def query(df, other):
         out = (df.filter(F.col("n") > 0).withColumn("m", F.col("n") * 2).select("k", "m")
@@ -158,20 +154,46 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
         copies.append(sum(1 for _ in self.walk()))
         return counting(self, memo)
 
+    looked_up = []
+    lookup = sqlframe_patches._remembered(lambda dialect: looked_up.append(dialect) or "duckdb")
+    assert [lookup(1), lookup(2), lookup(3.0)] == ["duckdb"] * 3 and looked_up == [1, 3.0]  # once per class
     with EngineResource(name="duckdb").engine() as eng:
-        assert util.dialect_to_string(eng.session.execution_dialect) == util.dialect_to_string.__wrapped__(
-            eng.session.execution_dialect)
+        dialect = eng.session.execution_dialect
+        assert util.dialect_to_string(dialect) == util.dialect_to_string.__wrapped__(dialect)
         df = eng.from_arrow(pa.table({"k": ["a", "b"], "n": [1, 2]}))
         other = eng.from_arrow(pa.table({"k": ["a"], "w": [3]}))
         monkeypatch.setattr(exp.Expression, "__deepcopy__", count)
         ours, ours_copies = query(df, other), sum(copies)
         copies.clear()
         create = dataframe.BaseDataFrame._create_cte_from_expression
-        monkeypatch.setattr(dataframe.BaseDataFrame, "copy", own_copy)
+        monkeypatch.setattr(dataframe.BaseDataFrame, "copy", sqlframe_patches.copy_frame.__wrapped__)
         monkeypatch.setattr(dataframe.BaseDataFrame, "_create_cte_from_expression", create.__wrapped__)
         theirs, their_copies = query(df, other), sum(copies)
     assert ours == theirs and "GROUP BY" in ours
     assert ours_copies < their_copies * 0.9, (ours_copies, their_copies)  # 2,648 nodes against 3,321
+
+
+def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not_checked_against(caplog, monkeypatch):
+    """The savings replace sqlframe's functions whole: on another sqlframe's code they are not applied."""
+    from lakehouse import sqlframe_patches
+
+    class Frame:  # stands in for a sqlframe whose copy() changed
+        def copy(self, **kwargs):
+            return self
+
+    class Util:
+        @staticmethod
+        def dialect_to_string(dialect):
+            return "duckdb"
+
+    for name in ("_create_cte_from_expression", "_convert_leaf_to_cte"):
+        setattr(Frame, name, getattr(__import__("sqlframe.base.dataframe", fromlist=["x"]).BaseDataFrame, name))
+    monkeypatch.setattr(sqlframe_patches, "_saving_checked", False)
+    copy, to_string = Frame.copy, Util.dialect_to_string
+    with caplog.at_level("WARNING", logger="lakehouse.sqlframe_patches"):
+        sqlframe_patches._save_copies(Frame, Util)
+    assert Frame.copy is copy and Util.dialect_to_string is to_string
+    assert "BaseDataFrame.copy, dialect_to_string differ" in caplog.text
 
 
 def test_duckdbs_memory_limit_is_the_settings_and_follows_it_within_the_process(tmp_path):

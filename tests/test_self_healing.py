@@ -200,3 +200,26 @@ def test_a_dimension_left_older_than_its_silver_input_is_shown_and_asked_for_onc
         # Asked once: the queued run is the answer now, and status says it waits for it.
         assert lagging_dimensions(instance)[0].run.dagster_run.run_id == run.run_id
         assert not ask_for_lost(instance, workspace, set(), lines.append)
+
+
+def test_a_dimension_waiting_for_the_run_that_wrote_its_input_says_so(lakehouse_env):
+    """While the day's run that wrote silver/customers goes on, the dimension is older than its input
+    on purpose (InputsRunEnded): status names that run, not a lost request."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+
+    from lakehouse.iceberg import TableStore, catalog_from_settings
+    from lakehouse.summary import stuck_work
+
+    prepare_instance(lakehouse_env)
+    with open_instance(lakehouse_env) as instance:
+        dim, silver = dg.AssetKey(["gold", "dim_customer"]), dg.AssetKey(["silver", "customers"])
+        instance.report_runless_asset_event(dg.AssetMaterialization(dim))
+        day = instance.add_run(dg.DagsterRun(job_name="day", run_id="0a1b2c3d-day", status=dg.DagsterRunStatus.STARTED,
+                                             asset_selection=frozenset({silver})))
+        instance.report_dagster_event(DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="day",
+            event_specific_data=StepMaterializationData(dg.AssetMaterialization(silver, partition="2026-05-05"))),
+            run_id=day.run_id)
+        [stuck] = [s for s in stuck_work(TableStore(catalog_from_settings(lakehouse_env)), instance)
+                   if s.subject == "gold/dim_customer"]
+        assert "waiting for run 0a1b2c3d, which wrote silver/customers, to end" in stuck.why, stuck.why

@@ -3,6 +3,7 @@
 import warnings
 
 import dagster as dg
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES  # queued to canceling, as Dagster counts them
 
 AC = dg.AutomationCondition
 
@@ -70,8 +71,9 @@ class InputsRunEnded(dg.AutomationCondition):
     gold. eager() alone asked for dim_customer as soon as its input was written and for
     dim_product a tick later: two runs, one after the other, each a process (about 5 s of a
     one-day `lakehouse run` on a laptop). Waiting for the run that wrote the input, both are
-    asked for in the same tick after it: one run. Only that run is waited for, not later
-    ones, so a steady stream of landings cannot hold the dimensions back.
+    asked for in the same tick after it: one run. A run that failed has ended too. While
+    runs writing silver follow each other without a pause, the dimensions wait for whichever
+    last wrote their input (as eager() itself waits while a run plans to write it).
     """
 
     @property
@@ -85,13 +87,10 @@ class InputsRunEnded(dg.AutomationCondition):
         instance = context.asset_graph_view.instance
         writers = {event.run_id for key in context.asset_graph.get(context.key).parent_keys
                    if (event := instance.get_latest_materialization_event(key)) is not None and event.run_id}
-        going = writers and any(run.status in IN_PROGRESS
+        going = writers and any(run.status in NOT_FINISHED_STATUSES
                                 for run in instance.get_runs(dg.RunsFilter(run_ids=sorted(writers))))
         return dg.AutomationResult(context, context.get_empty_subset() if going else subset)
 
-
-IN_PROGRESS = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
 
 # The unpartitioned dimensions read whatever silver has published, once the run that wrote
 # it has ended (so both are one run). `any_deps_missing` would hold them back while any day
