@@ -464,6 +464,7 @@ class Daemon:
         self._env.setdefault("DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS", "300")
         self._log = self.log_path.open("ab")
         self.earlier: list[int] = []  # process groups of daemons this one replaced (their runs may still work)
+        self.ended_cleanly = False  # set by stop(): the whole group ended on SIGTERM
         self._launch()
         self.stopped = self.killed = False
 
@@ -558,6 +559,7 @@ class Daemon:
         if self.killed:
             how = "killed with SIGKILL on a second signal"
         self.stopped = True
+        self.ended_cleanly = how == "stopped on SIGTERM"
         self._log.close()
         os.close(self.watch_fd)
         return (f"dagster-daemon (pid {self.pid}) with its code server and runs {how} "
@@ -915,6 +917,8 @@ def _stop(daemon: Daemon | None, instance, settings: Settings, started: float, e
     echo(daemon.stop())
     if instance is None or not ran:
         return
+    if daemon.ended_cleanly:  # its last heartbeats are not a killed daemon's: the next command must not say so
+        instance.wipe_daemon_heartbeats()
     # A run's process marks the run failed when SIGTERM interrupts it; one that had no time to
     # (killed, or still starting) would stay "in progress" forever and hold every later wait.
     # Queued runs stay queued: the next daemon starts them.

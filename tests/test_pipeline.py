@@ -80,6 +80,8 @@ def test_demo_twice_through_the_instance_is_idempotent(lakehouse_env):
     second = demo(env)
     extra = [(r.run_id[:8], r.status.value, dict(r.tags)) for r in instance.get_runs()[: len(instance.get_runs()) - len(runs)]]
     assert "nothing to do" in second and not extra, f"{second}\nruns started by the second demo: {extra}"
+    # The first demo's daemon stopped cleanly: the second does not take its heartbeat for a killed daemon's.
+    assert "heartbeat" not in second, second
     assert bronze_summary(store) == summary
     # The same report (the last line counts this command's runs: none the second time).
     assert second.split("Bronze, per source")[1].rsplit("lakehouse run:", 1)[0] == \
