@@ -68,10 +68,10 @@ class InputsRunEnded(dg.AutomationCondition):
     """True once the runs that last wrote the asset's inputs have ended.
 
     For the dimensions: a day's run writes silver/customers, then silver/products, then
-    gold. eager() alone asked for dim_customer as soon as its input was written and for
-    dim_product a tick later: two runs, one after the other, each a process (about 5 s of a
-    one-day `lakehouse run` on a laptop). Waiting for the run that wrote the input, both are
-    asked for in the same tick after it: one run. A run that failed has ended too. While
+    gold. eager() alone asked for each as soon as its own input was written: when a tick fell
+    between the two writes, two runs one after the other, each a process (a one-day
+    `lakehouse run` once took 43 s with three runs, 27-31 s with two). Waiting for the run
+    that wrote the input, both are asked for in the same tick after it: always one run. A run that failed has ended too. While
     runs writing silver follow each other without a pause, the dimensions wait for whichever
     last wrote their input (as eager() itself waits while a run plans to write it).
     """
