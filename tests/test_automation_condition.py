@@ -67,7 +67,7 @@ def test_an_input_written_by_a_run_without_the_asset_does_not_count():
 
 def test_the_dimensions_wait_for_the_run_that_last_wrote_their_inputs_to_end():
     """A day's run writes silver/customers before silver/products: asked for as each input was
-    written, the dimensions were two runs one after the other (the demo's test in
+    written, the dimensions were two runs when a tick fell between the writes (the demo's test in
     test_pipeline.py sees them as one run now). Each waits for the run that last wrote its
     input, until it has ended (succeeded or failed); a run that has not written it does not count."""
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
