@@ -464,7 +464,7 @@ class Daemon:
         self._env.setdefault("DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS", "300")
         self._log = self.log_path.open("ab")
         self.earlier: list[int] = []  # process groups of daemons this one replaced (their runs may still work)
-        self.ended_cleanly = False  # set by stop(): the whole group ended on SIGTERM
+        self.ended_cleanly = False  # set by stop(): the daemon process ended on SIGTERM (its group may not have)
         self._launch()
         self.stopped = self.killed = False
 
@@ -542,13 +542,16 @@ class Daemon:
         if self.stopped:
             return ""
         begun = time.monotonic()
-        how = f"had exited (code {self.proc.returncode})" if not self.alive() else ""
+        was_alive = self.alive()
+        how = f"had exited (code {self.proc.returncode})" if not was_alive else ""
+        daemon_ended = False  # the daemon itself (whose heartbeats these are) ended on SIGTERM, before any SIGKILL
         try:
             if self._group_alive():
                 os.killpg(self.pid, signal.SIGTERM)
                 how = how or "stopped on SIGTERM"
                 while self._group_alive() and time.monotonic() - begun < grace:
                     time.sleep(0.1)
+                daemon_ended = was_alive and self.proc.poll() is not None
                 if self._group_alive():
                     os.killpg(self.pid, signal.SIGKILL)
                     how = f"killed with SIGKILL after {grace:.0f}s"
@@ -559,7 +562,7 @@ class Daemon:
         if self.killed:
             how = "killed with SIGKILL on a second signal"
         self.stopped = True
-        self.ended_cleanly = how == "stopped on SIGTERM"
+        self.ended_cleanly = daemon_ended and not self.killed
         self._log.close()
         os.close(self.watch_fd)
         return (f"dagster-daemon (pid {self.pid}) with its code server and runs {how} "
@@ -917,8 +920,6 @@ def _stop(daemon: Daemon | None, instance, settings: Settings, started: float, e
     echo(daemon.stop())
     if instance is None or not ran:
         return
-    if daemon.ended_cleanly:  # its last heartbeats are not a killed daemon's: the next command must not say so
-        instance.wipe_daemon_heartbeats()
     # A run's process marks the run failed when SIGTERM interrupts it; one that had no time to
     # (killed, or still starting) would stay "in progress" forever and hold every later wait.
     # Queued runs stay queued: the next daemon starts them.
@@ -929,6 +930,14 @@ def _stop(daemon: Daemon | None, instance, settings: Settings, started: float, e
             instance.report_run_failed(current, "stopped together with the dagster-daemon that `lakehouse run` "
                                                 "started, before it ended")
             echo(f"  run {run.run_id[:8]} {describe(current)}: marked failed (it was {current.status.value})")
+    # The heartbeats of a daemon that ended on SIGTERM are not a killed daemon's: the next command must not
+    # say so. Not while another daemon holds the lock (it took over, and its heartbeats are the ones there).
+    if daemon.ended_cleanly and lock_holder(daemon.dagster_home) is None:
+        try:
+            instance.wipe_daemon_heartbeats()
+        except Exception as error:  # a busy instance: not worth failing the command for
+            echo(f"Could not clear the stopped daemon's heartbeats ({str(error).splitlines()[0][:200]}): the next "
+                 "`lakehouse run` may take them for a killed daemon's")
 
 
 def _runs_since(instance: dg.DagsterInstance, started: float) -> list[dg.DagsterRun]:

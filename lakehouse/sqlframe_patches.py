@@ -21,7 +21,7 @@ sqlglot's):
 All three behave the same with the pure-Python sqlglot, so the project does too with or
 without sqlglotc.
 
-Three more remove copying and lookups whose results sqlframe throws away, measured (py-spy,
+Three more remove copies, and a lookup, whose results sqlframe throws away, measured (py-spy,
 four small days) at about 7% of a small day's time; the SQL it generates is unchanged:
 
 - `BaseDataFrame.copy(**kwargs)` deep-copied every attribute, then replaced those in `kwargs`
@@ -171,7 +171,7 @@ _saving_checked = False
 def _save_copies(frame, util) -> None:
     """The three replacements that save copies, once per process, where sqlframe's code is the one checked."""
     global _saving_checked
-    if _saving_checked:
+    if _saving_checked or frame.copy is copy_frame:
         return
     _saving_checked = True
     found = {name: _digest(util if name == "dialect_to_string" else frame, name) for name in CHECKED_SOURCES}
@@ -190,5 +190,5 @@ def _digest(owner, name: str) -> str | None:
     """The digest of the source of `owner`'s `name` (qualified by its class), None where there is none."""
     try:
         return hashlib.sha256(inspect.getsource(getattr(owner, name.rsplit(".", 1)[-1])).encode()).hexdigest()[:16]
-    except (AttributeError, OSError, TypeError):
+    except (AttributeError, OSError, TypeError, ValueError):  # ValueError: a loop of __wrapped__
         return None

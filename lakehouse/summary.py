@@ -642,9 +642,8 @@ def render_stuck_work(store: TableStore, instance, items: list[Stuck] | None = N
 def _active_writer(instance: dg.DagsterInstance, asset: str) -> str | None:
     """The id of the run that last wrote `asset` (`silver/customers`) if it has not ended yet."""
     import dagster as dg
-
-    from lakehouse.runner import ACTIVE
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES  # as InputsRunEnded counts them
 
     event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(asset))
     run = instance.get_run_by_id(event.run_id) if event is not None and event.run_id else None
-    return run.run_id if run is not None and run.status in ACTIVE else None
+    return run.run_id if run is not None and run.status in NOT_FINISHED_STATUSES else None

@@ -70,8 +70,9 @@ class InputsRunEnded(dg.AutomationCondition):
     For the dimensions: a day's run writes silver/customers, then silver/products, then
     gold. eager() alone asked for each as soon as its own input was written: when a tick fell
     between the two writes, two runs one after the other, each a process (a one-day
-    `lakehouse run` once took 43 s with three runs, 27-31 s with two). Waiting for the run
-    that wrote the input, both are asked for in the same tick after it: always one run. A run that failed has ended too. While
+    `lakehouse run` once made three runs, four others two). Waiting for the run
+    that wrote the input, both are asked for in the same tick after it: one run, when one
+    run wrote both inputs (a landed day's). A run that failed has ended too. While
     runs writing silver follow each other without a pause, the dimensions wait for whichever
     last wrote their input (as eager() itself waits while a run plans to write it).
     """
