@@ -359,6 +359,7 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
     import dagster as dg
     from pyiceberg.expressions import EqualTo
 
+    from lakehouse.assets.automation import unfinished_runs
     from lakehouse.contracts import CONTRACTS
     from lakehouse.runner import ACTIVE, describe, first_error, retry_pending
     from lakehouse.tables import DQ_RESULTS
@@ -504,9 +505,9 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
         elif record is not None:
             why = retrying(record) or (f"run {record.dagster_run.run_id[:8]} {record.dagster_run.status.value}: "
                                        f"{first_error(instance, record.dagster_run.run_id).splitlines()[0]}")
-        elif (writer := _active_writer(instance, lag.input)) is not None:
-            why = (f"waiting for run {writer[:8]}, which wrote {lag.input}, to end: automation then rebuilds the "
-                   "dimensions in one run (InputsRunEnded)")
+        elif unfinished_runs(instance, {lag.writer} - {None}):
+            why = (f"waiting for run {lag.writer[:8]}, which wrote {lag.input}, to end: automation then rebuilds "
+                   "the dimensions in one run (InputsRunEnded)")
         else:
             why = ("not rebuilt since: automation rebuilds it on its next tick while a daemon runs (`lakehouse "
                    "run` or `make ui`); once `lakehouse run` has ended, its request was lost (a crash at the "
@@ -539,6 +540,7 @@ class Lag:
     asset: str  # e.g. gold/dim_customer
     input: str  # the silver asset materialized after it
     run: object | None  # the latest run record that targets `asset`, made after that input changed
+    writer: str | None = None  # the run that wrote that input (none for a runless write)
 
 
 def lagging_dimensions(instance) -> list[Lag]:
@@ -564,7 +566,7 @@ def lagging_dimensions(instance) -> list[Lag]:
         since = dt.datetime.fromtimestamp(changed.timestamp, dt.timezone.utc)
         runs = instance.get_run_records(dg.RunsFilter(created_after=since), limit=200)
         run = next((r for r in runs if dim_key in (r.dagster_run.asset_selection or ())), None)
-        out.append(Lag(dim_key.to_user_string(), input_key.to_user_string(), run))
+        out.append(Lag(dim_key.to_user_string(), input_key.to_user_string(), run, changed.run_id or None))
     return out
 
 
@@ -638,12 +640,3 @@ def render_stuck_work(store: TableStore, instance, items: list[Stuck] | None = N
     lines += [f"- {s.subject} {s.partition}: {s.state}: {s.why}" for s in items]
     return "\n".join(lines)
 
-
-def _active_writer(instance: dg.DagsterInstance, asset: str) -> str | None:
-    """The id of the run that last wrote `asset` (`silver/customers`) if it has not ended yet."""
-    import dagster as dg
-    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES  # as InputsRunEnded counts them
-
-    event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(asset))
-    run = instance.get_run_by_id(event.run_id) if event is not None and event.run_id else None
-    return run.run_id if run is not None and run.status in NOT_FINISHED_STATUSES else None

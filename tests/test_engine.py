@@ -175,6 +175,8 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
 
 def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not_checked_against(caplog, monkeypatch):
     """The savings replace sqlframe's functions whole: on another sqlframe's code they are not applied."""
+    from sqlframe.base.dataframe import BaseDataFrame
+
     from lakehouse import sqlframe_patches
 
     class Frame:  # stands in for a sqlframe whose copy() changed
@@ -187,7 +189,7 @@ def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not
             return "duckdb"
 
     for name in ("_create_cte_from_expression", "_convert_leaf_to_cte"):
-        setattr(Frame, name, getattr(__import__("sqlframe.base.dataframe", fromlist=["x"]).BaseDataFrame, name))
+        setattr(Frame, name, getattr(BaseDataFrame, name))
     monkeypatch.setattr(sqlframe_patches, "_saving_checked", False)
     copy, to_string = Frame.copy, Util.dialect_to_string
     with caplog.at_level("WARNING", logger="lakehouse.sqlframe_patches"):

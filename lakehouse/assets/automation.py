@@ -88,9 +88,17 @@ class InputsRunEnded(dg.AutomationCondition):
         instance = context.asset_graph_view.instance
         writers = {event.run_id for key in context.asset_graph.get(context.key).parent_keys
                    if (event := instance.get_latest_materialization_event(key)) is not None and event.run_id}
-        going = writers and any(run.status in NOT_FINISHED_STATUSES
-                                for run in instance.get_runs(dg.RunsFilter(run_ids=sorted(writers))))
+        going = unfinished_runs(instance, writers)
         return dg.AutomationResult(context, context.get_empty_subset() if going else subset)
+
+
+def unfinished_runs(instance: dg.DagsterInstance, run_ids) -> list[str]:
+    """The ids, among `run_ids`, of runs not ended yet (queued to canceling, as Dagster counts them);
+    `lakehouse status` says the same of a dimension waiting on one."""
+    if not run_ids:
+        return []
+    return [run.run_id for run in instance.get_runs(dg.RunsFilter(run_ids=sorted(run_ids)))
+            if run.status in NOT_FINISHED_STATUSES]
 
 
 # The unpartitioned dimensions read whatever silver has published, once the run that wrote
