@@ -20,6 +20,11 @@ ENGINES = ("duckdb", "spark")
 COMPUTES = ("local", "glue", "emr-serverless", "emr")  # where silver and gold steps run (resources/compute.py)
 GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
 DUCKDB_MEMORY_LIMIT = "1GB"  # LAKEHOUSE_DUCKDB_MEMORY's default
+# LAKEHOUSE_SPARK_JAVA_OPTIONS's default: the JVM of a Spark session started on this machine
+# compiles with C1 only. Measured (README, Engines): three small days and the dimensions took
+# 95 s of CPU and 61.5 s, half of the CPU in C2's compiler threads; with these options 57 s of
+# CPU and 55 s. A long local run on millions of rows may want C2 back: set the variable empty.
+SPARK_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
 
 def s3_parts(uri: str) -> tuple[str, str]:
@@ -74,6 +79,7 @@ class Settings:
     git_url: str | None = None  # the UI links code to this repository instead of local files
     git_branch: str = "main"
     duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT  # DuckDB spills to disk beyond it (README, Benchmarks)
+    spark_java_options: str = SPARK_JAVA_OPTIONS  # the local Spark driver's JVM (not a cluster's)
 
     @property
     def landing_is_s3(self) -> bool:
@@ -196,6 +202,20 @@ def duckdb_memory_limit(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     value = (env.get("LAKEHOUSE_DUCKDB_MEMORY") or DUCKDB_MEMORY_LIMIT).strip()
     memory_bytes("LAKEHOUSE_DUCKDB_MEMORY", value)
+    return value
+
+
+def spark_java_options(env: Mapping[str, str] | None = None) -> str:
+    """LAKEHOUSE_SPARK_JAVA_OPTIONS (default SPARK_JAVA_OPTIONS; set but empty: none), checked."""
+    env = os.environ if env is None else env
+    value = env.get("LAKEHOUSE_SPARK_JAVA_OPTIONS")
+    value = SPARK_JAVA_OPTIONS if value is None else value.strip()
+    wrong = [option for option in value.split() if not option.startswith("-")]
+    if wrong or "\n" in value:
+        what = repr(wrong[0]) if wrong else "a line break"
+        raise SettingsError(f"LAKEHOUSE_SPARK_JAVA_OPTIONS={value!r} is not a list of JVM options ({what} is not one); "
+                            f"give options separated by spaces, such as {SPARK_JAVA_OPTIONS!r}, or set it empty for "
+                            "the JVM's defaults")
     return value
 
 
@@ -346,4 +366,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         git_url=_check_git_url(env.get("LAKEHOUSE_GIT_URL")),
         git_branch=env.get("LAKEHOUSE_GIT_BRANCH") or "main",
         duckdb_memory_limit=duckdb_memory_limit(env),
+        spark_java_options=spark_java_options(env),
     )

@@ -36,7 +36,7 @@ from lakehouse.resources.compute import ENTRY_SCRIPT, Compute
 from lakehouse.resources.landing import open_landing_zone
 from lakehouse.resources.spark_iceberg import EXTENSIONS, local_jars
 from lakehouse.runner import open_instance
-from lakehouse.settings import AwsSettings, load_settings
+from lakehouse.settings import SPARK_JAVA_OPTIONS, AwsSettings, load_settings
 from lakehouse.wiring import DAILY_JOB, build_definitions
 
 DAY = dt.date(2026, 3, 2)
@@ -54,9 +54,11 @@ class Job:
             python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # a symlink would lose the venv
             python.chmod(0o755)
             # The cluster's Iceberg runtime (Glue's --datalake-formats iceberg, EMR's classification),
-            # and the driver of the local catalog the tests share with the cluster.
+            # and the driver of the local catalog the tests share with the cluster; the quick-starting
+            # JVM a local session gets (a cluster's is its own business).
             jars = ",".join(local_jars())
             env = {**env, "PYSPARK_SUBMIT_ARGS": f"--master local[2] --driver-memory 2g --jars {jars} "
+                                                 f"--driver-java-options {shlex.quote(SPARK_JAVA_OPTIONS)} "
                                                  f"--conf spark.sql.extensions={EXTENSIONS} pyspark-shell"}
         self.log_path = workdir / "job.log"
         self._log = open(self.log_path, "wb")

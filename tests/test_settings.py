@@ -16,6 +16,7 @@ def test_defaults_live_under_lakehouse_home(tmp_path):
     assert s.dagster_home == tmp_path / "dagster"
     assert (tmp_path / "landing").is_dir()
     assert s.duckdb_memory_limit == "1GB"
+    assert s.spark_java_options == "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
 
 def test_values_are_normalised(tmp_path):
@@ -25,6 +26,8 @@ def test_values_are_normalised(tmp_path):
     assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DUCKDB_MEMORY": " 512MiB "}).duckdb_memory_limit \
         == "512MiB"
     assert s.landing_uri == "s3://bucket/some/prefix" and s.landing_is_s3
+    # Set but empty: the JVM's own defaults (C2 back, for a long local run).
+    assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_JAVA_OPTIONS": " "}).spark_java_options == ""
 
 
 AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehouse",
@@ -66,6 +69,7 @@ AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehou
         ({"LAKEHOUSE_DUCKDB_MEMORY": "0GB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "from 64MB"]),
         ({"LAKEHOUSE_DUCKDB_MEMORY": "1KB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "from 64MB"]),
         ({"LAKEHOUSE_DUCKDB_MEMORY": "10000000000TB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "to 1000TB"]),
+        ({"LAKEHOUSE_SPARK_JAVA_OPTIONS": "-Xmx2g C1"}, ["LAKEHOUSE_SPARK_JAVA_OPTIONS", "'C1' is not one"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):

@@ -13,7 +13,7 @@ from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources import spark_iceberg
 from lakehouse.resources.engine import Engine
 from lakehouse.resources.spark_iceberg import SparkBranchWriter, SparkCatalogError, catalog_conf
-from lakehouse.settings import load_settings
+from lakehouse.settings import SPARK_JAVA_OPTIONS, load_settings
 from lakehouse.steps.context import StepContext
 from lakehouse.steps.reads import frame
 from lakehouse.tables import TableDef
@@ -65,6 +65,9 @@ def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_pat
                                 EqualTo("day", "2026-03-01"), {"probe": "1"})
     with Engine("spark", store.catalog) as engine:
         assert engine.reads_tables
+        # The JVM this machine started runs with LAKEHOUSE_SPARK_JAVA_OPTIONS (its default here).
+        jvm = engine.session.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+        assert set(SPARK_JAVA_OPTIONS.split()) <= set(jvm.getInputArguments()), list(jvm.getInputArguments())
         ctx = StepContext(store, engine, "r1")
         whole = frame(ctx, TABLE)
         assert sorted(r["n"] for r in whole.collect()) == [1, 2]
@@ -114,11 +117,12 @@ def test_a_cluster_without_icebergs_runtime_or_extensions_is_told_the_job_argume
 
     script = ("from lakehouse.iceberg import catalog_from_settings\n"
               "from lakehouse.resources.engine import Engine\n"
-              "from lakehouse.settings import load_settings\n"
+              "from lakehouse.settings import SPARK_JAVA_OPTIONS, load_settings\n"
               "Engine('spark', catalog_from_settings(load_settings()))\n")
     args = submit_args.format(jars=",".join(spark_iceberg.local_jars()))
     env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path / "home"),
-           "PYSPARK_SUBMIT_ARGS": f"--master local[1] --driver-memory 1g {args} pyspark-shell"}
+           "PYSPARK_SUBMIT_ARGS": f"--master local[1] --driver-memory 1g --driver-java-options "
+                                  f"'{SPARK_JAVA_OPTIONS}' {args} pyspark-shell"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert f"SparkCatalogError: {says}" in done.stderr, done.stderr[-3000:]

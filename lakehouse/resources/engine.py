@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from lakehouse import scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
-from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes
+from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_java_options
 
 _sessions: dict[str, object] = {}
 _catalogs: dict[int, dict[str, str]] = {}  # the Iceberg catalog each session (by id) was given
@@ -51,7 +51,8 @@ SPARK_CONFIG = {
     "spark.driver.memory": "4g",
 }
 # Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes.
-CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled")
+CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled",
+                   "spark.driver.extraJavaOptions")
 
 
 def launched_by_spark_submit() -> bool:
@@ -62,13 +63,16 @@ def launched_by_spark_submit() -> bool:
 def spark_config() -> dict[str, str]:
     """The Spark session's settings (here and for dagster-pyspark's PySparkResource, so both make
     the same one session): ours, less what the cluster decides under spark-submit; started
-    here, also Iceberg's runtime and the SQLite catalog's driver (a cluster brings its own)."""
+    here, also Iceberg's runtime, the SQLite catalog's driver (a cluster brings its own) and
+    LAKEHOUSE_SPARK_JAVA_OPTIONS."""
     if launched_by_spark_submit():
         return {k: v for k, v in SPARK_CONFIG.items() if k not in CLUSTER_DECIDES}
     # Python workers (mapInArrow) must run this interpreter, which has pyarrow; PySpark reads
     # only the environment for it and otherwise takes the first python3 on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = dict(SPARK_CONFIG)
+    if java_options := spark_java_options():  # LAKEHOUSE_SPARK_JAVA_OPTIONS, for the JVM this starts
+        conf["spark.driver.extraJavaOptions"] = java_options
     try:
         conf.update({"spark.jars": ",".join(local_jars()), "spark.sql.extensions": EXTENSIONS})
     except SparkCatalogError as exc:  # Spark still runs; reading the tables through it says why not
