@@ -21,9 +21,10 @@ COMPUTES = ("local", "glue", "emr-serverless", "emr")  # where silver and gold s
 GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
 DUCKDB_MEMORY_LIMIT = "1GB"  # LAKEHOUSE_DUCKDB_MEMORY's default
 # LAKEHOUSE_SPARK_JAVA_OPTIONS's default: the JVM of a Spark session started on this machine
-# compiles with C1 only. Measured (README, Engines): three small days and the dimensions took
-# 95 s of CPU and 61.5 s, half of the CPU in C2's compiler threads; with these options 57 s of
-# CPU and 55 s. A long local run on millions of rows may want C2 back: set the variable empty.
+# compiles with C1 only. Measured (bench/spark_jvm.py, README Engines): three small days and the
+# dimensions took 97.5 s of the JVM's CPU, about half in C2's compiler threads, and 67.8 s with
+# these options, in the same wall time. A long local run on millions of rows may want C2 back:
+# set the variable empty.
 SPARK_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
 

@@ -1,0 +1,87 @@
+"""Benchmark: a local Spark session's JVM options, LAKEHOUSE_SPARK_JAVA_OPTIONS's default against
+the JVM's own defaults, in one run.
+
+    python bench/spark_jvm.py                  # 3 small days and the dimensions, 2 rounds
+    python bench/spark_jvm.py --days 2 --rounds 3
+
+Each round processes --days dirty generated days (the demo's scale) and the dimensions on the
+spark engine, in process (tests/pipeline_helpers), in a fresh child process and home: once
+with the default options and once with none (Java's C1 then C2), alternating. It counts the
+CPU time of the child's JVM (with its Python workers) and the wall time of the steps. Prints
+one JSON document: medians over the rounds and the ratios (default / JVM defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import contextlib, datetime as dt, io, json, logging, os, sys, tempfile, time
+import psutil
+home = tempfile.mkdtemp(prefix="lakehouse-spark-jvm-")
+os.environ.update(LAKEHOUSE_HOME=home, DAGSTER_HOME=home + "/dagster")
+root, n = sys.argv[1], int(sys.argv[2])
+sys.path[:0] = [root, root + "/tests"]
+logging.disable(logging.WARNING)
+from lakehouse.generate import generate
+from lakehouse.resources.landing import open_landing_zone
+from lakehouse.settings import load_settings
+import pipeline_helpers
+settings = load_settings()
+days = [dt.date(2026, 3, 10) + dt.timedelta(days=i) for i in range(n)]
+with contextlib.redirect_stdout(io.StringIO()):
+    generate(open_landing_zone(settings.landing_uri), days=n, start=days[0], seed=3, dirty=True)
+started = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()):
+    for day in days:
+        pipeline_helpers.process_day(settings, "spark", day)
+    pipeline_helpers.process_dimensions(settings, "spark")
+wall = time.perf_counter() - started
+cpu = 0.0
+for child in psutil.Process().children(recursive=True):
+    with contextlib.suppress(psutil.Error):
+        cpu += sum(child.cpu_times()[:2])
+print(json.dumps({"wall_s": wall, "jvm_cpu_s": cpu}))
+"""
+
+
+def one_round(java_options: str, days: int) -> dict:
+    env = {**os.environ, "LAKEHOUSE_SPARK_JAVA_OPTIONS": java_options}
+    done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(days)], capture_output=True, text=True,
+                          timeout=1800, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"the run with LAKEHOUSE_SPARK_JAVA_OPTIONS={java_options!r} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from lakehouse.settings import SPARK_JAVA_OPTIONS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {"default": [], "jvm_defaults": []}
+    for _ in range(args.rounds):
+        runs["default"].append(one_round(SPARK_JAVA_OPTIONS, args.days))
+        runs["jvm_defaults"].append(one_round("", args.days))
+    medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in ("wall_s", "jvm_cpu_s")}
+               for name, rounds in runs.items()}
+    print(json.dumps({
+        "days": args.days, "rounds": args.rounds, "default_options": SPARK_JAVA_OPTIONS, "medians": medians,
+        "ratio_jvm_cpu": round(medians["default"]["jvm_cpu_s"] / medians["jvm_defaults"]["jvm_cpu_s"], 2),
+        "ratio_wall": round(medians["default"]["wall_s"] / medians["jvm_defaults"]["wall_s"], 2),
+        "rounds_detail": runs,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
