@@ -29,7 +29,9 @@ import sys
 import threading
 
 log = logging.getLogger(__name__)
-PRELOAD = ["lakehouse.definitions", "lakehouse.steps", "duckdb", "sqlframe.duckdb", "pyiceberg.catalog.sql"]
+# What a run imports: Dagster's run entry point, the code location, the steps and their engines.
+PRELOAD = ["dagster._grpc.impl", "lakehouse.definitions", "lakehouse.steps", "lakehouse.ingest", "lakehouse.iceberg",
+           "duckdb", "sqlframe.duckdb", "pyiceberg.catalog.sql", "pyiceberg.table", "pyarrow.dataset", "pandas"]
 # sha256 (first 16 hex digits) of the source of the server's methods that set and use its
 # start method, in Dagster 1.13.
 CHECKED_SOURCES = {"DagsterApiServer.__init__": "820bb029ed1f1260", "DagsterApiServer.StartRun": "ec53adf5e40c9c7c"}

@@ -1,0 +1,128 @@
+"""Benchmark: the CPU and wall time of one `lakehouse run`, this tree against a baseline commit, in one run.
+
+    python bench/run_cpu.py                          # against HEAD~1, 2 days, 2 rounds
+    python bench/run_cpu.py --baseline 5f68561 --days 1 --rounds 3
+
+What the test suite and a laptop pay for each `lakehouse run` is mostly not the data: the
+CLI, the daemon, the code server and a process per run. Each round generates --days dirty
+days (the demo's scale) into a fresh home and runs `lakehouse run` once, with this tree and
+with the baseline checked out in a temporary git worktree (on PYTHONPATH, so every process
+the run starts imports it), alternating. The CPU is summed over every process whose
+environment points at that home, read from /proc every 0.2 s (a process is counted at its
+last reading, so the last 0.2 s of a short one can be missed), by kind of process.
+Prints one JSON document: medians over the rounds and the ratios (this tree / baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
+GENERATE = r"""
+import datetime as dt, sys
+from lakehouse.generate import generate
+from lakehouse.resources.landing import open_landing_zone
+from lakehouse.settings import load_settings
+settings = load_settings()
+generate(open_landing_zone(settings.landing_uri), days=int(sys.argv[1]), start=dt.date(2026, 3, 10), seed=3, dirty=True)
+"""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def kind(command: str) -> str:
+    if "forkserver" in command or "spawn_main" in command:
+        return "run workers"
+    if "api grpc" in command:
+        return "code server"
+    if "dagster-daemon" in command:
+        return "daemon"
+    if "bin/lakehouse run" in command:
+        return "lakehouse run"
+    return "other"
+
+
+def sample(marker: bytes, seen: dict, stop: threading.Event) -> None:
+    """{(pid, start time): [command, CPU seconds]} of the home's processes, until `stop`."""
+    while not stop.is_set():
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                fields = stat[stat.rfind(")") + 2:].split()
+                key = (entry.name, fields[19])
+                if key not in seen:
+                    if not any(marker in v for v in (entry / "environ").read_bytes().split(b"\0")):
+                        continue
+                    seen[key] = [(entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"), 0.0]
+                seen[key][1] = (int(fields[11]) + int(fields[12])) / TICK
+            except (OSError, IndexError):
+                continue
+        time.sleep(0.2)
+
+
+def one_round(root: Path, days: int) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="lakehouse-run-cpu-"))
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "LAKEHOUSE_START_DATE": "2026-03-10"}
+    env.pop("LAKEHOUSE_PROFILE", None)
+    env["PYTHONPATH"] = str(root)
+    subprocess.run([sys.executable, "-c", GENERATE, str(days)], env=env, check=True, capture_output=True, timeout=600)
+    seen: dict = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=sample, args=(f"LAKEHOUSE_HOME={home}".encode(), seen, stop))
+    watcher.start()
+    started = time.perf_counter()
+    done = subprocess.run([LAKEHOUSE, "run"], env=env, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - started
+    time.sleep(0.5)
+    stop.set()
+    watcher.join()
+    if done.returncode != 0:
+        raise SystemExit(f"lakehouse run ({root}) failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    by_kind = collections.Counter()
+    for command, cpu in seen.values():
+        by_kind[kind(command)] += cpu
+    return {"wall_s": round(wall, 2), "cpu_s": round(sum(by_kind.values()), 2),
+            "by_kind": {k: round(v, 2) for k, v in by_kind.most_common()}, "last_line": done.stdout.strip().splitlines()[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="HEAD~1")
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    worktree = Path(tempfile.mkdtemp(prefix="lakehouse-baseline-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.baseline], check=True,
+                   capture_output=True)
+    runs: dict[str, list[dict]] = {"this_tree": [], "baseline": []}
+    try:
+        for _ in range(args.rounds):
+            runs["this_tree"].append(one_round(ROOT, args.days))
+            runs["baseline"].append(one_round(worktree, args.days))
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True)
+    medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in ("wall_s", "cpu_s")}
+               for name, rounds in runs.items()}
+    print(json.dumps({
+        "baseline": args.baseline, "days": args.days, "rounds": args.rounds, "medians": medians,
+        "ratio_cpu": round(medians["this_tree"]["cpu_s"] / medians["baseline"]["cpu_s"], 2),
+        "ratio_wall": round(medians["this_tree"]["wall_s"] / medians["baseline"]["wall_s"], 2),
+        "rounds_detail": runs,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
