@@ -6,8 +6,10 @@
 What the test suite and a laptop pay for each `lakehouse run` is mostly not the data: the
 CLI, the daemon, the code server and a process per run. Each round generates --days dirty
 days (the demo's scale) into a fresh home and runs `lakehouse run` once, with this tree and
-with the baseline checked out in a temporary git worktree (on PYTHONPATH, so every process
-the run starts imports it), alternating. The CPU is summed over every process whose
+with the baseline checked out in a temporary git worktree, alternating. Each side runs in its
+own folder with that folder on PYTHONPATH: a process started with `python -m` (the daemon,
+the code server and its runs) puts its working folder first, so PYTHONPATH alone would
+leave them on whatever tree the bench was started from. The CPU is summed over every process whose
 environment points at that home, read from /proc every 0.2 s (a process is counted at its
 last reading, so the last 0.2 s of a short one can be missed), by kind of process.
 Prints one JSON document: medians over the rounds and the ratios (this tree / baseline).
@@ -41,7 +43,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def kind(command: str) -> str:
-    if "forkserver" in command or "spawn_main" in command:
+    if "spawn_main" in command:
         return "run workers"
     if "api grpc" in command:
         return "code server"
@@ -78,13 +80,14 @@ def one_round(root: Path, days: int) -> dict:
            "LAKEHOUSE_START_DATE": "2026-03-10"}
     env.pop("LAKEHOUSE_PROFILE", None)
     env["PYTHONPATH"] = str(root)
-    subprocess.run([sys.executable, "-c", GENERATE, str(days)], env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
+                   timeout=600)
     seen: dict = {}
     stop = threading.Event()
     watcher = threading.Thread(target=sample, args=(f"LAKEHOUSE_HOME={home}".encode(), seen, stop))
     watcher.start()
     started = time.perf_counter()
-    done = subprocess.run([LAKEHOUSE, "run"], env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run([LAKEHOUSE, "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - started
     time.sleep(0.5)
     stop.set()

@@ -26,24 +26,6 @@ def processes_of(root: Path) -> dict[int, str]:
     return found
 
 
-FORKSERVER = "multiprocessing.forkserver import main"  # the command line of the code server's forkserver and its forks
-
-
-def run_workers(root: Path) -> dict[int, str]:
-    """{pid: command line} of the home's run workers: forks of the code server's forkserver
-    (lakehouse/run_workers.py), or processes spawned by multiprocessing where that is not applied."""
-    found = processes_of(root)
-    workers = {}
-    for pid, command in found.items():
-        try:
-            parent = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if "spawn_main" in command or (FORKSERVER in command and FORKSERVER in found.get(parent, "")):
-            workers[pid] = command
-    return workers
-
-
 def none_left(root: Path, within: float) -> list[str]:
     deadline = time.monotonic() + within
     while (left := processes_of(root)) and time.monotonic() < deadline:

@@ -153,3 +153,17 @@ def test_emr_serverless_compute_carries_the_application_role_and_artifacts(tmp_p
     assert "spark.sql.catalog.lakehouse.catalog-impl=org.apache.iceberg.aws.glue.GlueCatalog" in args
     local = Compute.from_settings(load_settings({"LAKEHOUSE_HOME": str(tmp_path)}))
     assert local.spark_catalog == {}  # a local SQLite catalog is opened by the step's own session
+
+
+def test_spark_java_options_go_to_a_jvm_started_here_and_never_to_a_clusters(monkeypatch):
+    from lakehouse.resources.engine import spark_config
+
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS", raising=False)
+    assert spark_config()["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+    monkeypatch.setenv("LAKEHOUSE_SPARK_JAVA_OPTIONS", "")  # the JVM's own defaults
+    assert "spark.driver.extraJavaOptions" not in spark_config()
+    monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS")
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master yarn pyspark-shell")  # spark-submit on a cluster started us
+    assert "spark.driver.extraJavaOptions" not in spark_config()

@@ -51,8 +51,7 @@ SPARK_CONFIG = {
     "spark.driver.memory": "4g",
 }
 # Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes.
-CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled",
-                   "spark.driver.extraJavaOptions")
+CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled")
 
 
 def launched_by_spark_submit() -> bool:
