@@ -100,9 +100,6 @@ ACTIVE = {
 }
 RUN_SWEEP_PREFIXES = "10000"  # older date folders listed per tick while `lakehouse run` waits (the maximum)
 PROGRESS_SECONDS = 10  # `lakehouse run` says how many runs are queued and running at most this often
-# Between two looks at the instance (a look is a dozen storage queries, about 60 ms of CPU):
-# half the 2 s tick, so a run's end or a tick is seen within a second.
-LOOK_SECONDS = 1.0
 RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
 LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
 FIRST_TICK_SECONDS = 180  # no landing tick by then: the code location did not load, or the sensor is off
@@ -769,7 +766,7 @@ def wait_until_quiescent(
             after = ("runs in progress are stopped with the daemon; `lakehouse status` lists what is left"
                      if daemon is not None else "runs keep going in the daemon already running (see `make ui`)")
             return runs, f"still busy after {timeout:.0f}s (--timeout); {after}", None
-        pause(LOOK_SECONDS)
+        pause(0.5)
 
 
 class Stopped(BaseException):
