@@ -10,24 +10,24 @@ with the baseline checked out in a temporary git worktree, alternating. Each sid
 own folder with that folder on PYTHONPATH: a process started with `python -m` (the daemon,
 the code server and its runs) puts its working folder first, so PYTHONPATH alone would
 leave them on whatever tree the bench was started from. The CPU is summed over every process whose
-environment points at that home, read from /proc every 0.2 s (a process is counted at its
-last reading, so the last 0.2 s of a short one can be missed), by kind of process.
+environment points at that home, read every 0.2 s (bench/proc_cpu.py; a process is counted
+at its last reading, so the last 0.2 s of a short one can be missed), by kind of process.
 Prints one JSON document: medians over the rounds and the ratios (this tree / baseline).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from proc_cpu import CpuWatch  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
@@ -39,7 +39,6 @@ from lakehouse.settings import load_settings
 settings = load_settings()
 generate(open_landing_zone(settings.landing_uri), days=int(sys.argv[1]), start=dt.date(2026, 3, 10), seed=3, dirty=True)
 """
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def kind(command: str) -> str:
@@ -54,26 +53,6 @@ def kind(command: str) -> str:
     return "other"
 
 
-def sample(marker: bytes, seen: dict, stop: threading.Event) -> None:
-    """{(pid, start time): [command, CPU seconds]} of the home's processes, until `stop`."""
-    while not stop.is_set():
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                fields = stat[stat.rfind(")") + 2:].split()
-                key = (entry.name, fields[19])
-                if key not in seen:
-                    if not any(marker in v for v in (entry / "environ").read_bytes().split(b"\0")):
-                        continue
-                    seen[key] = [(entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"), 0.0]
-                seen[key][1] = (int(fields[11]) + int(fields[12])) / TICK
-            except (OSError, IndexError):
-                continue
-        time.sleep(0.2)
-
-
 def one_round(root: Path, days: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix="lakehouse-run-cpu-"))
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
@@ -82,21 +61,13 @@ def one_round(root: Path, days: int) -> dict:
     env["PYTHONPATH"] = str(root)
     subprocess.run([sys.executable, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
                    timeout=600)
-    seen: dict = {}
-    stop = threading.Event()
-    watcher = threading.Thread(target=sample, args=(f"LAKEHOUSE_HOME={home}".encode(), seen, stop))
-    watcher.start()
-    started = time.perf_counter()
-    done = subprocess.run([LAKEHOUSE, "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
-    wall = time.perf_counter() - started
-    time.sleep(0.5)
-    stop.set()
-    watcher.join()
+    with CpuWatch(lambda process: process.environ().get("LAKEHOUSE_HOME") == str(home), 0.2) as watch:
+        started = time.perf_counter()
+        done = subprocess.run([LAKEHOUSE, "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
+        wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"lakehouse run ({root}) failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    by_kind = collections.Counter()
-    for command, cpu in seen.values():
-        by_kind[kind(command)] += cpu
+    by_kind = watch.by_kind(kind)
     return {"wall_s": round(wall, 2), "cpu_s": round(sum(by_kind.values()), 2),
             "by_kind": {k: round(v, 2) for k, v in by_kind.most_common()}, "last_line": done.stdout.strip().splitlines()[-1]}
 

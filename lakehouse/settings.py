@@ -80,7 +80,9 @@ class Settings:
     git_url: str | None = None  # the UI links code to this repository instead of local files
     git_branch: str = "main"
     duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT  # DuckDB spills to disk beyond it (README, Benchmarks)
-    spark_java_options: str = SPARK_JAVA_OPTIONS  # the local Spark driver's JVM (not a cluster's)
+    # The local Spark driver's JVM (not a cluster's); checked here at load, read by spark_config() through
+    # spark_java_options(), which has no settings object (dagster-pyspark's resource and get_session call it).
+    spark_java_options: str = SPARK_JAVA_OPTIONS
 
     @property
     def landing_is_s3(self) -> bool:

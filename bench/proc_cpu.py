@@ -1,0 +1,58 @@
+"""The CPU time of the processes a bench starts, read with psutil while it runs.
+
+For the benches that count what a `lakehouse run` or the test suite costs across every
+process they start (the CLI, the daemon, the code server, run workers, JVMs), most of which
+exit before the bench could ask for their children's times.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import psutil
+
+
+class CpuWatch:
+    """Reads, every `interval` seconds until the `with` block ends, the command line and CPU
+    seconds of each process `wanted` accepts. A process counts at its last reading: the last
+    `interval` of a short one can be missed."""
+
+    def __init__(self, wanted, interval: float):
+        self.wanted, self.interval = wanted, interval
+        self.seen: dict[tuple[int, float], list] = {}  # (pid, start time) -> [command, CPU seconds]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> CpuWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()  # what is still there at the end
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._read()
+
+    def _read(self) -> None:
+        for process in psutil.process_iter():
+            try:
+                key = (process.pid, process.create_time())  # a reused pid is another process
+                if key not in self.seen:
+                    if not self.wanted(process):
+                        continue
+                    self.seen[key] = [" ".join(process.cmdline()), 0.0]
+                times = process.cpu_times()
+                self.seen[key][1] = times.user + times.system
+            except psutil.Error:  # gone meanwhile, or not ours to read
+                continue
+
+    def by_kind(self, kind) -> collections.Counter:
+        """CPU seconds summed by `kind(command line)`."""
+        totals = collections.Counter()
+        for command, cpu in self.seen.values():
+            totals[kind(command)] += cpu
+        return totals
