@@ -392,38 +392,45 @@ def backfills_in_progress(instance: dg.DagsterInstance) -> list:
     return list(instance.get_backfills(filters=BulkActionsFilter(statuses=busy)))
 
 
-def _instigator(instance: dg.DagsterInstance, name: str):
-    return next((s for s in instance.all_instigator_state() if s.instigator_name == name), None)
+def instigators(instance: dg.DagsterInstance) -> dict:
+    """Every sensor's and schedule's state by name, read once: `lakehouse run` looks at several
+    sensors twice a second, and each read deserializes every state, automation's cursor included."""
+    return {state.instigator_name: state for state in instance.all_instigator_state()}
 
 
-def _landing_cursor(instance: dg.DagsterInstance) -> Cursor | None:
-    state = _instigator(instance, LANDING_SENSOR)
+def _instigator(instance: dg.DagsterInstance, name: str, states: dict | None = None):
+    return (states if states is not None else instigators(instance)).get(name)
+
+
+def _landing_cursor(instance: dg.DagsterInstance, states: dict | None = None) -> Cursor | None:
+    state = _instigator(instance, LANDING_SENSOR, states)
     text = getattr(state.instigator_data if state else None, "cursor", None)
     return Cursor.loads(text) if text else None
 
 
-def sweep_cycles(instance: dg.DagsterInstance) -> int:
+def sweep_cycles(instance: dg.DagsterInstance, states: dict | None = None) -> int:
     """Completed landing sweeps so far (-1 before the sensor's first tick)."""
-    cursor = _landing_cursor(instance)
+    cursor = _landing_cursor(instance, states)
     return cursor.cycles if cursor else -1
 
 
-def swept_since(instance: dg.DagsterInstance, since: float, cycles_then: int) -> bool:
+def swept_since(instance: dg.DagsterInstance, since: float, cycles_then: int, states: dict | None = None) -> bool:
     """Whether the landing sensor has listed every folder after `since` (when it had `cycles_then` sweeps).
 
     Under `lakehouse run` one tick lists them all, so one tick that began after `since` is
     enough; with sweeps spread over ticks (LAKEHOUSE_LANDING_SWEEP_PREFIXES) it takes two
     more completed sweeps, the first of which may have begun before `since`.
     """
-    cursor = _landing_cursor(instance)
+    cursor = _landing_cursor(instance, states)
     if cursor is None:
         return False
-    return (cursor.whole and ticks_since(instance, LANDING_SENSOR, since) > 0) or cursor.cycles >= cycles_then + 2
+    return ((cursor.whole and ticks_since(instance, LANDING_SENSOR, since, states) > 0)
+            or cursor.cycles >= cycles_then + 2)
 
 
-def ticks_since(instance: dg.DagsterInstance, name: str, since: float) -> int:
+def ticks_since(instance: dg.DagsterInstance, name: str, since: float, states: dict | None = None) -> int:
     """Completed ticks of a sensor that started at or after `since`."""
-    state = _instigator(instance, name)
+    state = _instigator(instance, name, states)
     if state is None:
         return 0
     ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=10)
@@ -577,12 +584,13 @@ def _error_text(error) -> str:
     return " ".join((root.message or error.message).split())
 
 
-def failed_tick(instance: dg.DagsterInstance, since: float) -> tuple[str, object] | None:
+def failed_tick(instance: dg.DagsterInstance, since: float, states: dict | None = None) -> tuple[str, object] | None:
     """The first failed tick of a watched sensor that started at or after `since`, with its sensor name."""
     from dagster._core.scheduler.instigation import TickStatus
 
+    states = states if states is not None else instigators(instance)
     for name in WATCHED_SENSORS:
-        state = _instigator(instance, name)
+        state = states.get(name)
         if state is None:
             continue
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=1,
@@ -592,12 +600,13 @@ def failed_tick(instance: dg.DagsterInstance, since: float) -> tuple[str, object
     return None
 
 
-def stopped_sensors(instance: dg.DagsterInstance) -> list[str]:
+def stopped_sensors(instance: dg.DagsterInstance, states: dict | None = None) -> list[str]:
     """Watched sensors someone stopped (in the UI): `lakehouse run` would wait for their ticks forever."""
     from dagster._core.scheduler.instigation import InstigatorStatus
 
+    states = states if states is not None else instigators(instance)
     return [name for name in WATCHED_SENSORS
-            if (state := _instigator(instance, name)) is not None and state.status == InstigatorStatus.STOPPED]
+            if (state := states.get(name)) is not None and state.status == InstigatorStatus.STOPPED]
 
 
 def tick_failure(name: str, tick, landing_uri: str | None, log_path: Path | None) -> tuple[str, int]:
@@ -724,18 +733,19 @@ def wait_until_quiescent(
         if took_lock is not None:  # only a daemon of ours runs: its retries are ours to watch
             rescue_lost_retries(instance, since_left.timestamp(), asked, echo)
         runs, active = look()
-        if failed := failed_tick(instance, started):
+        states = instigators(instance)  # one read per look, for every check below
+        if failed := failed_tick(instance, started, states):
             problem, code = tick_failure(*failed, landing_uri, log_path)
             return runs, problem, code
-        if stopped := stopped_sensors(instance):
+        if stopped := stopped_sensors(instance, states):
             return runs, (f"{', '.join(stopped)} stopped on this instance (someone stopped it in the UI), so "
                           "nothing would be left to wait for: start it again under Automation in the UI"), EXIT_FAILED
         if active or len(runs) != seen:
             idle_since, seen = None, len(runs)
         elif idle_since is None:
-            idle_since, idle_cycles = time.time(), sweep_cycles(instance)
-        elif (idle_cycles >= 0 and swept_since(instance, idle_since, idle_cycles)
-              and all(ticks_since(instance, name, idle_since) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
+            idle_since, idle_cycles = time.time(), sweep_cycles(instance, states)
+        elif (idle_cycles >= 0 and swept_since(instance, idle_since, idle_cycles, states)
+              and all(ticks_since(instance, name, idle_since, states) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
             # Look again: a tick that ended after the first look may have made a run,
             # and it is visible now that the tick is.
             runs, active = look()
@@ -747,7 +757,7 @@ def wait_until_quiescent(
                 return runs, None, None
             idle_since, seen = None, len(runs)
         elif idle_cycles < 0:
-            idle_cycles = sweep_cycles(instance)  # the landing sensor has not ticked yet
+            idle_cycles = sweep_cycles(instance, states)  # the landing sensor has not ticked yet
         if daemon is not None and not daemon.alive():
             if len(daemon.earlier) >= DAEMON_RESTARTS:
                 return runs, (f"dagster-daemon exited (code {daemon.proc.returncode}), for the "
@@ -758,7 +768,8 @@ def wait_until_quiescent(
                  f"restart {len(daemon.earlier)} of at most {DAEMON_RESTARTS}")
             orphans_checked, took_lock = False, None
             continue
-        if idle_cycles < 0 and not ticks_since(instance, LANDING_SENSOR, started) and time.monotonic() > first_tick_by:
+        if (idle_cycles < 0 and not ticks_since(instance, LANDING_SENSOR, started, states)
+                and time.monotonic() > first_tick_by):
             tail = f"; its log ends:\n{daemon.tail()}" if daemon is not None else ""
             return runs, (f"no {LANDING_SENSOR} tick in {FIRST_TICK_SECONDS}s: the daemon did not load the code "
                           f"location (`dagster definitions validate -m lakehouse.definitions` shows why){tail}"), None
