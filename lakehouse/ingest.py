@@ -8,6 +8,7 @@ backfill range is one commit per table, not one per day.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -29,6 +30,7 @@ from lakehouse.iceberg import TableStore, WriteResult
 from lakehouse.layout import KeyOutsideLayout, parse_key, partition_prefix, shown
 from lakehouse.resources.landing import LandingObject, LandingZone
 from lakehouse.partitions import Days, day_keys
+from lakehouse.readers import ReadResult
 from lakehouse.steps import COLUMNS, StepContext, previous_value, audited_write, per_day, within
 from lakehouse.tables import INGESTION_LOG, REJECTED_FILES, bronze_table
 from lakehouse.transforms.bronze import (
@@ -76,19 +78,38 @@ SPILL_BYTES = 64 * 2**20  # read rows kept in memory until the write, at most; t
 
 
 def _spiller(folder: str):
-    """A `keep` for `ingest_partition`: read files' rows stay in memory up to SPILL_BYTES in all;
-    beyond, a file's rows go to a Parquet file in `folder` (a row group per slice), so a day or a
-    range of many files is in memory one file at a time."""
+    """A `keep` for `ingest_partition`: read rows stay in memory up to SPILL_BYTES in all; past
+    that, a file's slices go to a Parquet file in `folder` as they are read (a row group per
+    slice), so a day of many files, or one of many GB, is in memory a slice at a time. A file
+    found unreadable part-way leaves nothing behind: its slices so far are dropped."""
     names, held = itertools.count(), 0
 
-    def keep(table: pa.Table):
+    def keep(result: ReadResult):
         nonlocal held
-        if held + table.nbytes <= SPILL_BYTES:
-            held += table.nbytes
-            return table
-        path = os.path.join(folder, f"part-{next(names)}.parquet")
-        pq.write_table(table, path, row_group_size=SLICE_ROWS)
-        return path
+        kept, size, writer, path = [], 0, None, None
+        try:
+            for table in result.batches():
+                if writer is None and held + size + table.nbytes <= SPILL_BYTES:
+                    kept.append(table)
+                    size += table.nbytes
+                    continue
+                if writer is None:
+                    path = os.path.join(folder, f"part-{next(names)}.parquet")
+                    writer = pq.ParquetWriter(path, result.schema)
+                    for earlier in kept:
+                        writer.write_table(earlier, row_group_size=SLICE_ROWS)
+                    kept, size = [], 0
+                writer.write_table(table, row_group_size=SLICE_ROWS)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+                os.remove(path)
+            raise
+        if writer is not None:
+            writer.close()
+            return path
+        held += size
+        return pa.concat_tables([result.schema.empty_table(), *kept])
     return keep
 
 
@@ -107,10 +128,10 @@ def load_bronze(
 ) -> BronzeLoad:
     """Load one ingest date, or a contiguous range of them, with one commit per table."""
     with scratch.folder("bronze") as spill:
-        return _load(zone, store, contract, days, run_id, now, _spiller(spill))
+        return _load(zone, store, contract, days, run_id, now, _spiller(spill), spill)
 
 
-def _load(zone, store, contract, days, run_id, now, keep) -> BronzeLoad:
+def _load(zone, store, contract, days, run_id, now, keep, folder) -> BronzeLoad:
     now = now or dt.datetime.now(dt.timezone.utc)
     source, keys = contract.name, day_keys(days)
     ensure_tables(store, source)
@@ -119,7 +140,8 @@ def _load(zone, store, contract, days, run_id, now, keep) -> BronzeLoad:
     for key in keys:
         objects, skipped = list_partition(zone, source, dt.date.fromisoformat(key))
         ignored += skipped
-        batches.append(ingest_partition(contract, dt.date.fromisoformat(key), objects, zone.read, now, keep))
+        fetch = functools.partial(zone.fetch, folder=folder)
+        batches.append(ingest_partition(contract, dt.date.fromisoformat(key), objects, fetch, now, keep))
     for key, reason in ignored:
         log.warning("ignored %s: %s", shown(key), reason)
     batch = combine(contract, batches)

@@ -1,6 +1,7 @@
-"""Turn the bytes of one landed file into an Arrow table of strings.
+"""Turn one landed file (bytes in memory, or a local file read a block at a time) into Arrow
+slices of strings.
 
-Pure: no I/O beyond the bytes given. Accepts `.csv`, `.txt` (delimiter sniffed
+No I/O beyond the bytes or the local file given. Accepts `.csv`, `.txt` (delimiter sniffed
 among `, ; | tab`), `.json` (array or NDJSON), `.ndjson`, `.jsonl`, `.parquet`,
 any of them gzipped; format is decided by content first, extension second.
 UTF-8 with or without BOM, Latin-1 and CRLF are normal input.
@@ -13,13 +14,15 @@ instead of silently dropped.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
+import os
 import re
 import zlib
-from dataclasses import dataclass
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -50,17 +53,43 @@ class UnreadableFile(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
 class ReadResult:
-    table: pa.Table  # canonical string columns + _row_number, _parse_error, _raw_record
-    format: str  # e.g. "csv", "ndjson.gz", "parquet"
-    encoding: str | None
-    delimiter: str | None
-    malformed: int  # records kept with _parse_error set
+    """A file's rows (canonical string columns + `_row_number`, `_parse_error`, `_raw_record`), as
+    slices read one after another: a multi-GB CSV is never in memory whole.
+
+    What is known before any row (format, columns) is set at once; `rows` and `malformed` count
+    the slices as they pass. A file found unreadable part-way raises `UnreadableFile` from
+    `batches()`: whoever keeps the slices drops those it has (bronze rejects the whole file)."""
+
+    def __init__(self, columns: list[str], format: str, encoding: str | None, delimiter: str | None,
+                 batches: Iterator[pa.Table]):
+        self.data_columns, self.format, self.encoding, self.delimiter = columns, format, encoding, delimiter
+        self.schema = pa.schema([pa.field(c, pa.string()) for c in columns]
+                                + [pa.field(ROW_NUMBER, pa.int64()), pa.field(PARSE_ERROR, pa.string()),
+                                   pa.field(RAW_RECORD, pa.string())])
+        self.rows = self.malformed = 0
+        self._batches, self._table = batches, None
+
+    def batches(self) -> Iterator[pa.Table]:
+        """The rows in record order, a slice at a time (the file is read once: after `table`,
+        this is that table)."""
+        if self._table is not None:
+            yield self._table
+            return
+        if self._batches is None:
+            raise RuntimeError("a file's slices are read once")
+        batches, self._batches = self._batches, None
+        for table in batches:
+            self.rows += table.num_rows
+            self.malformed += table.num_rows - table.column(PARSE_ERROR).null_count
+            yield table
 
     @property
-    def data_columns(self) -> list[str]:
-        return [c for c in self.table.column_names if c not in READER_COLUMNS]
+    def table(self) -> pa.Table:
+        """Every row at once (small files, tests): the slices are read on first use."""
+        if self._table is None:
+            self._table = pa.concat_tables([self.schema.empty_table(), *self.batches()])
+        return self._table
 
 
 def canonical_name(raw: str, position: int) -> str:
@@ -84,16 +113,28 @@ def canonical_names(raw_names: list[str]) -> list[str]:
 
 
 def read_file(name: str, data: bytes, landing: Landing = Landing()) -> ReadResult:
-    """Read one landed file with its source's declared formats and options (`landing:` of its
-    defs.yaml); raises `UnreadableFile` when nothing in it can be trusted."""
+    """Read one landed file held in memory, every row at once; raises `UnreadableFile` when
+    nothing in it can be trusted."""
+    result = _read(name, _Source(data=data), landing)
+    result.table  # noqa: B018 - read now, so an unreadable file raises here
+    return result
+
+
+def read_path(name: str, path: str, landing: Landing = Landing()) -> ReadResult:
+    """Read the landed file `name` from the local file `path`, with its source's declared formats
+    and options (`landing:` of its defs.yaml). Delimited text streams: `batches()` reads it a
+    block at a time, so a file of any size takes memory in proportion to a block. JSON and
+    Parquet are read whole."""
+    return _read(name, _Source(path=path), landing)
+
+
+def _read(name: str, source: _Source, landing: Landing) -> ReadResult:
     lower = name.lower()
-    if not data:
+    if source.size == 0:
         raise UnreadableFile("empty file (0 bytes)")
-    compressed = data[:2] == b"\x1f\x8b"
-    if compressed:
-        data = _gunzip(data)
-        if not data:
-            raise UnreadableFile("empty file (0 bytes after gunzip)")
+    head = source.head(_SNIFF_BYTES)
+    if source.compressed and not head:
+        raise UnreadableFile("empty file (0 bytes after gunzip)")
     inner = lower[:-3] if lower.endswith(".gz") else lower
     ext = "." + inner.rsplit(".", 1)[-1] if "." in inner else ""
     if ext not in ACCEPTED:
@@ -102,26 +143,27 @@ def read_file(name: str, data: bytes, landing: Landing = Landing()) -> ReadResul
         raise UnreadableFile(
             f"unsupported format {ext or '(no extension)'!r}; accepted: {accepted} (optionally .gz)"
         )
-    suffix = ".gz" if compressed else ""
-    if data[:4] == b"PAR1":
+    suffix = ".gz" if source.compressed else ""
+    if head[:4] == b"PAR1":
         _accepted("parquet", landing)
-        return _read_parquet(data, "parquet" + suffix)
-    if data[:4] == b"PK\x03\x04":
+        return _read_parquet(source.read_all(), "parquet" + suffix)
+    if head[:4] == b"PK\x03\x04":
         raise UnreadableFile("a zip archive (e.g. an Excel workbook) named like a data file")
     if ext in PARQUET:
         raise UnreadableFile("named .parquet but the content is not Parquet (no PAR1 magic)")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data.strip():
-        raise UnreadableFile("file holds only whitespace")
-    if b"\x00" in data[:_SNIFF_BYTES]:
+    if head.startswith(_BOM):
+        source.skip, head = len(_BOM), head[len(_BOM):]
+    if b"\x00" in head:
         raise UnreadableFile("binary content (NUL bytes) in a text format")
-    first = data.lstrip()[:1]
+    first = head.lstrip()[:1]
     if ext in JSON or (first in (b"[", b"{") and ext == ".txt"):
         _accepted("json", landing)
+        data = source.read_all()
+        if not data.strip():
+            raise UnreadableFile("file holds only whitespace")
         return _read_json(data, ext.lstrip(".") + suffix)
     _accepted("csv", landing)
-    return _read_delimited(data, ext.lstrip(".") + suffix, landing)
+    return _read_delimited(source, head, ext.lstrip(".") + suffix, landing)
 
 
 def _accepted(family: str, landing: Landing) -> None:
@@ -130,15 +172,62 @@ def _accepted(family: str, landing: Landing) -> None:
                              "(landing.formats in its defs.yaml)")
 
 
-def _gunzip(data: bytes) -> bytes:
+_BOM = b"\xef\xbb\xbf"
+_CHUNK = 8 << 20  # bytes read at a time by the check that comes before a delimited file's rows
+BLOCK_BYTES = 16 << 20  # text parsed into one slice of rows
+
+
+class _Source:
+    """A landed file's bytes, from memory or a local file, gunzipped as they are read."""
+
+    def __init__(self, data: bytes | None = None, path: str | None = None):
+        self.data, self.path, self.skip = data, path, 0  # skip: a byte-order mark's bytes
+        if path is not None:
+            with open(path, "rb") as handle:
+                magic = handle.read(2)
+            self.size = os.path.getsize(path)
+        else:
+            magic, self.size = data[:2], len(data)
+        self.compressed = magic == b"\x1f\x8b"
+        if self.compressed and data is not None:
+            self.data = _gunzip(data)
+
+    def open(self) -> BinaryIO:
+        """The (gunzipped) bytes from the start, past any byte-order mark."""
+        if self.data is not None:
+            handle = io.BytesIO(self.data)
+        else:
+            handle = gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb")
+        _guarded(handle.read, self.skip)
+        return handle
+
+    def head(self, n: int) -> bytes:
+        with self.open() as handle:
+            return _guarded(handle.read, n)
+
+    def chunks(self) -> Iterator[bytes]:
+        with self.open() as handle:
+            while chunk := _guarded(handle.read, _CHUNK):
+                yield chunk
+
+    def read_all(self) -> bytes:
+        return self.data[self.skip:] if self.data is not None else b"".join(self.chunks())
+
+
+def _guarded(read, n: int) -> bytes:
+    """`read(n)`, a broken gzip stream said in words a user can act on."""
     try:
-        return gzip.decompress(data)
+        return read(n)
     except EOFError:
         raise UnreadableFile(
             "truncated gzip: the stream ends before its end marker (upload cut short?)"
         ) from None
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise UnreadableFile(f"corrupt gzip: {exc}") from None
+
+
+def _gunzip(data: bytes) -> bytes:
+    return _guarded(lambda _: gzip.decompress(data), 0)
 
 
 # --- delimited text -----------------------------------------------------------------
@@ -175,84 +264,135 @@ def sniff_delimiter(sample: str) -> str:
     return best
 
 
-def _read_delimited(data: bytes, fmt: str, landing: Landing = Landing()) -> ReadResult:
-    if landing.encoding:
-        text, encoding = data[:_SNIFF_BYTES].decode(landing.encoding, errors="replace"), landing.encoding
-    else:
-        text, encoding = _decode_sample(data[:_SNIFF_BYTES])
+def _encoding_of(source: _Source, declared: str | None) -> str:
+    """The whole file's encoding, decided before any row is read (a slice already handed on
+    cannot be taken back): the declared one, which every byte must be valid in, else UTF-8 if
+    every byte is, else Latin-1 (valid for any byte). Also refuses a file of only whitespace."""
+    decoder = codecs.getincrementaldecoder(declared or "utf-8")()
+    valid, content = True, False
+    for chunk in source.chunks():
+        content = content or bool(chunk.strip())
+        if valid:
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                if declared:
+                    raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
+                valid = False
+        if content and not valid:
+            break
+    if not content:
+        raise UnreadableFile("file holds only whitespace")
+    if valid:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            if declared:
+                raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
+            valid = False
+    return declared or ("utf-8" if valid else "latin-1")
+
+
+def _read_delimited(source: _Source, head: bytes, fmt: str, landing: Landing = Landing()) -> ReadResult:
+    encoding = _encoding_of(source, landing.encoding)
+    text = head.decode(encoding, errors="replace") if encoding != "utf-8" else _decode_sample(head)[0]
     delimiter = landing.delimiter or sniff_delimiter(text)
     header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
     if not header or not any(h.strip() for h in header):
         raise UnreadableFile("no header row")
     names = canonical_names(header)
-    bad: list[tuple[int | None, str]] = []
+    return ReadResult(names, fmt, encoding, delimiter, _delimited_rows(source, names, delimiter, encoding))
+
+
+def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding: str) -> Iterator[pa.Table]:
+    bad: list[tuple[int | None, str, str]] = []
 
     def on_invalid(row) -> str:
-        bad.append(
-            (row.number, f"expected {row.expected_columns} fields, got {row.actual_columns}", row.text)
-        )
+        bad.append((row.number, f"expected {row.expected_columns} fields, got {row.actual_columns}", row.text))
         return "skip"
 
-    def parse(enc: str) -> pa.Table:
-        bad.clear()
-        return pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1, encoding=enc, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-
-    try:
-        if landing.encoding:  # declared: no guessing, and bytes that are not of it make the file unreadable
-            table = parse(landing.encoding)
-        else:
-            try:
-                table = parse("utf8")
-            except pa.ArrowInvalid as exc:
-                if "UTF8" not in str(exc):
-                    raise
-                encoding = "latin-1"  # every byte sequence is valid Latin-1, so this cannot fail on bytes
-                table = parse("latin-1")
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise UnreadableFile(f"not readable as delimited text: {exc}") from None
-    return _with_malformed(table, [(n, err, text) for n, err, text in bad], fmt, encoding, delimiter)
+    with source.open() as handle:
+        try:
+            reader = pacsv.open_csv(
+                handle,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding, use_threads=False,
+                                               block_size=BLOCK_BYTES),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                                 invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+            yield from _numbered(_tables(reader), names, bad)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise UnreadableFile(f"not readable as delimited text: {exc}") from None
 
 
-def _with_malformed(table, bad, fmt, encoding, delimiter) -> ReadResult:
-    """Interleave malformed records at their position and number every record from 1.
+def _tables(reader) -> Iterator[pa.Table]:
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        yield pa.Table.from_batches([batch])
 
-    pyarrow reports a bad row's physical number with the header as row 1, so record
-    ordinal = number - 1; good rows take the remaining ordinals in order.
+
+def _numbered(tables: Iterator[pa.Table], names: list[str], bad: list[tuple[int | None, str, str]]
+              ) -> Iterator[pa.Table]:
+    """Number every record from 1 in file order, the malformed ones (`bad`, as pyarrow reports
+    them while parsing) among the rest at their place, a slice at a time.
+
+    pyarrow gives a bad record's number with the header as 1, so its ordinal is number - 1;
+    good rows take the remaining ordinals in order. A slice's bad records have all been reported
+    when it arrives (blocks are parsed in order), so its good rows' ordinals are known then; its
+    bad records go out with it, and those pyarrow could not number go last.
     """
-    total = table.num_rows + len(bad)
-    bad_ordinals = []
-    for i, (number, _, _) in enumerate(bad):
-        ordinal = number - 1 if number and 1 <= number - 1 <= total else None
-        bad_ordinals.append(ordinal)
-    taken = np.array(sorted({o for o in bad_ordinals if o is not None}), dtype=np.int64)
-    free = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), taken, assume_unique=True)
-    good_numbers = free[: table.num_rows]
-    leftovers = iter(free[table.num_rows :].tolist())
-    bad_ordinals = [o if o is not None else next(leftovers) for o in bad_ordinals]
-    table = table.append_column(ROW_NUMBER, pa.array(good_numbers, pa.int64()))
-    table = table.append_column(PARSE_ERROR, pa.nulls(table.num_rows, pa.string()))
-    table = table.append_column(RAW_RECORD, pa.nulls(table.num_rows, pa.string()))
-    if bad:
-        rows = {name: pa.nulls(len(bad), pa.string()) for name in table.column_names}
-        rows[ROW_NUMBER] = pa.array(bad_ordinals, pa.int64())
-        rows[PARSE_ERROR] = pa.array([err for _, err, _ in bad], pa.string())
-        rows[RAW_RECORD] = pa.array([text for _, _, text in bad], pa.string())
+    waiting: dict[int, tuple[str, str]] = {}  # ordinal -> (error, text): reported, not yet written
+    unnumbered: list[tuple[str, str]] = []
+    next_ordinal, good, reported = 1, 0, 0
+
+    def take_reported() -> None:
+        nonlocal reported
+        for number, error, text in bad:
+            if number and number - 1 >= next_ordinal and number - 1 not in waiting:
+                waiting[number - 1] = (error, text)
+            else:
+                unnumbered.append((error, text))
+        reported += len(bad)
+        bad.clear()
+
+    def with_bad(table: pa.Table, ordinals: np.ndarray, until: int) -> pa.Table:
+        table = table.append_column(ROW_NUMBER, pa.array(ordinals, pa.int64()))
+        table = table.append_column(PARSE_ERROR, pa.nulls(table.num_rows, pa.string()))
+        table = table.append_column(RAW_RECORD, pa.nulls(table.num_rows, pa.string()))
+        due = sorted(o for o in waiting if o <= until)
+        if not due:
+            return table
+        rows = {name: pa.nulls(len(due), pa.string()) for name in table.column_names}
+        rows[ROW_NUMBER] = pa.array(due, pa.int64())
+        rows[PARSE_ERROR] = pa.array([waiting[o][0] for o in due], pa.string())
+        rows[RAW_RECORD] = pa.array([waiting.pop(o)[1] for o in due], pa.string())
         table = pa.concat_tables([table, pa.table(rows, schema=table.schema)])
-        table = table.take(pc.sort_indices(table, [(ROW_NUMBER, "ascending")]))
-    return ReadResult(table, fmt, encoding, delimiter, len(bad))
+        return table.take(pc.sort_indices(table, [(ROW_NUMBER, "ascending")]))
+
+    for table in tables:
+        take_reported()
+        n = table.num_rows
+        taken = np.array(sorted(o for o in waiting if o >= next_ordinal), dtype=np.int64)
+        span = np.arange(next_ordinal, next_ordinal + n + len(taken), dtype=np.int64)
+        ordinals = np.setdiff1d(span, taken, assume_unique=True)[:n]
+        until = int(ordinals[-1]) if n else next_ordinal - 1
+        yield with_bad(table, ordinals, until)
+        next_ordinal, good = until + 1, good + n
+    take_reported()
+    total = good + reported
+    for ordinal in [o for o in waiting if o > total]:  # a number past the end: placed with the unnumbered
+        unnumbered.append(waiting.pop(ordinal))
+    free = np.setdiff1d(np.arange(next_ordinal, total + 1, dtype=np.int64),
+                        np.array(sorted(waiting), dtype=np.int64), assume_unique=True)
+    for ordinal, (error, text) in zip(free.tolist(), unnumbered):
+        waiting[ordinal] = (error, text)
+    if waiting:
+        yield with_bad(pa.table({name: pa.array([], pa.string()) for name in names}), np.array([], np.int64), total)
 
 
 # --- JSON ---------------------------------------------------------------------------
@@ -323,9 +463,7 @@ def _read_json(data: bytes, fmt: str) -> ReadResult:
     arrays[ROW_NUMBER] = pa.array([r[0] for r in records], pa.int64())
     arrays[PARSE_ERROR] = pa.array([r[2] for r in records], pa.string())
     arrays[RAW_RECORD] = pa.array([r[3] for r in records], pa.string())
-    table = pa.table(arrays)
-    malformed = sum(1 for r in records if r[2] is not None)
-    return ReadResult(table, fmt, encoding, None, malformed)
+    return _whole(pa.table(arrays), names, fmt, encoding)
 
 
 # --- Parquet ------------------------------------------------------------------------
@@ -349,5 +487,9 @@ def _read_parquet(data: bytes, fmt: str) -> ReadResult:
     columns[ROW_NUMBER] = pa.array(np.arange(1, n + 1, dtype=np.int64))
     columns[PARSE_ERROR] = pa.nulls(n, pa.string())
     columns[RAW_RECORD] = pa.nulls(n, pa.string())
-    table = pa.table(columns)
-    return ReadResult(table, fmt, None, None, 0)
+    return _whole(pa.table(columns), names, fmt, None)
+
+
+def _whole(table: pa.Table, names: list[str], fmt: str, encoding: str | None) -> ReadResult:
+    """A file read whole (JSON, Parquet) as a result of one slice."""
+    return ReadResult(names, fmt, encoding, None, iter([table]))

@@ -1,5 +1,6 @@
 """Bronze on real Iceberg tables (SQLite catalog, local warehouse) from a local landing zone."""
 
+import contextlib
 import datetime as dt
 import gzip
 import os
@@ -159,7 +160,8 @@ def test_a_file_whose_lineage_text_passes_two_gib_is_read_whole():
     key = orders_key(DAY1, "x" * 950 + ".csv")
     data = ("order_id\n" + "".join(f"{i}\n" for i in range(rows))).encode()
     obj = LandingObject(key, len(data), "etag", dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc))
-    batch = ingest_partition(contract_for("orders"), DAY1, [obj], lambda _: data, obj.last_modified)
+    batch = ingest_partition(contract_for("orders"), DAY1, [obj], lambda _: contextlib.nullcontext(data),
+                             obj.last_modified)
     text, seen, last = 0, 0, None
     for piece in batch.slices(250_000):  # as the write takes them (a slice at a time: little memory)
         piece.validate(full=True)
@@ -191,7 +193,7 @@ def test_a_range_of_spilled_files_loads_every_row_with_its_lineage_and_leaves_no
 
     def watched(folder):
         keep = spiller(folder)
-        return lambda table: spilled.append(keep(table)) or spilled[-1]
+        return lambda result: spilled.append(keep(result)) or spilled[-1]
     monkeypatch.setattr(ingest, "SPILL_BYTES", 0)
     monkeypatch.setattr(ingest, "SLICE_ROWS", 2)
     monkeypatch.setattr(ingest, "_spiller", watched)
@@ -226,9 +228,58 @@ def test_read_rows_stay_in_memory_up_to_the_spill_limit_in_all_then_wait_in_parq
 
     from lakehouse import ingest
 
-    table = pa.table({"order_id": [f"O{i}" for i in range(1000)]})
+    from lakehouse.readers import read_file
+
+    text = ("order_id\n" + "".join(f"O{i}\n" for i in range(1000))).encode()
+    table = read_file("o.csv", text).table
     monkeypatch.setattr(ingest, "SPILL_BYTES", int(table.nbytes * 2.5))
     keep = ingest._spiller(str(tmp_path))
-    kept = [keep(table) for _ in range(4)]
-    assert kept[0] is table and kept[1] is table and all(isinstance(k, str) for k in kept[2:])
+    kept = [keep(read_file("o.csv", text)) for _ in range(4)]
+    assert kept[0].equals(table) and kept[1].equals(table) and all(isinstance(k, str) for k in kept[2:])
     assert pq.read_table(kept[2]).equals(table) and kept[2] != kept[3]
+
+
+def test_a_file_found_unreadable_part_way_leaves_no_rows_and_no_spill(tmp_path, monkeypatch):
+    """Its slices so far (in memory or spilled) are dropped, the file is rejected with the reason,
+    and the limit still counts only what was kept."""
+    import pyarrow as pa
+
+    from lakehouse import ingest
+    from lakehouse.readers import ReadResult, UnreadableFile, read_file
+
+    good = read_file("o.csv", ("order_id\n" + "".join(f"O{i}\n" for i in range(1000))).encode())
+
+    def breaking(result):
+        def slices():
+            yield from result.batches()
+            raise UnreadableFile("not readable as delimited text: broken at byte 9000")
+        return ReadResult(result.data_columns, "csv", "utf-8", ",", slices())
+
+    monkeypatch.setattr(ingest, "SPILL_BYTES", int(good.table.nbytes * 1.5))
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    keep = ingest._spiller(str(folder))
+    for spilling in (False, True):  # the first fits the limit; with two slices the second spills
+        result = read_file("o.csv", ("order_id\n" + "".join(f"O{i}\n" for i in range(1000))).encode())
+        twice = ReadResult(result.data_columns, "csv", "utf-8", ",", iter([result.table, result.table]))
+        with pytest.raises(UnreadableFile, match="broken at byte 9000"):
+            keep(breaking(twice if spilling else result))
+        assert list(folder.iterdir()) == []
+    assert isinstance(keep(good), pa.Table)  # nothing of the broken files counted against the limit
+
+    zone = LocalLandingZone(f"file://{tmp_path / 'landing'}")
+    zone.put(orders_key(DAY1, "a.csv"), HEADER.encode() + b"A1,01/03/2026,C1,P1,1,9.99,web\n")
+    zone.put(orders_key(DAY1, "b.csv"), HEADER.encode() + b"B1,01/03/2026,C1,P1,1,9.99,web\n")
+    from lakehouse.transforms.bronze import REJECTED, ingest_partition
+
+    objects = list(zone.list(orders_key(DAY1, "")))
+    real, calls = ingest._spiller(str(folder)), []
+
+    def keep(result):  # the second file (b.csv, in key order) breaks part-way
+        calls.append(result)
+        return real(breaking(result) if len(calls) == 2 else result)
+    batch = ingest_partition(contract_for("orders"), DAY1, objects, lambda key: zone.fetch(key, str(folder)),
+                             dt.datetime.now(dt.timezone.utc), keep)
+    assert [(f.obj.key.rsplit("/", 1)[1], f.status, f.reason) for f in batch.files] == [
+        ("a.csv", "INGESTED", None), ("b.csv", REJECTED, "not readable as delimited text: broken at byte 9000")]
+    assert batch.table["order_id"].to_pylist() == ["A1"] and list(folder.iterdir()) == []

@@ -187,3 +187,17 @@ def test_odd_local_file_names_are_refused_not_crashed_on(lakehouse_env):
     load = load_bronze(zone, store_of(lakehouse_env), CONTRACTS["orders"], DAY, "run-1")
     assert load.bronze.rows == 2 and len(load.ignored) == 4
     assert "new\\x0aline.csv" in render_ignored(store_of(lakehouse_env))
+
+
+def test_a_fetched_file_is_the_objects_bytes_on_local_disk_and_a_download_is_removed_after(landing, tmp_path):
+    """Bronze reads a landed file from local disk a block at a time: a local zone's own file, an S3
+    object downloaded as a stream into the load's scratch folder, removed after, even on an error."""
+    _, zone = landing
+    key, scratch = PREFIX + NFD, tmp_path / "scratch"
+    scratch.mkdir()
+    zone.put(key, orders(first=0, n=500))
+    with zone.fetch(key, str(scratch)) as path:
+        assert open(path, "rb").read() == orders(first=0, n=500)
+    with pytest.raises(RuntimeError), zone.fetch(key, str(scratch)) as path:
+        raise RuntimeError("the read failed")
+    assert os.path.exists(path) == isinstance(zone, LocalLandingZone) and list(scratch.iterdir()) == []

@@ -9,9 +9,13 @@ its root.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -40,6 +44,23 @@ class LandingZone:
         raise NotImplementedError
 
     def read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def fetch(self, key: str, folder: str) -> Iterator[str]:
+        """A local file holding the object's bytes, for as long as the block lasts: bronze reads a
+        file from disk a block at a time, never whole in memory. Here (S3) it is downloaded into
+        `folder` as a stream and removed after."""
+        path = os.path.join(folder, f"fetched-{uuid.uuid4().hex}")
+        try:
+            with open(path, "wb") as out:
+                self.download(key, out)
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    def download(self, key: str, out) -> None:
         raise NotImplementedError
 
     def put(self, key: str, data: bytes) -> None:
@@ -113,6 +134,11 @@ class LocalLandingZone(LandingZone):
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    @contextlib.contextmanager
+    def fetch(self, key: str, folder: str) -> Iterator[str]:
+        """The file itself: nothing to download."""
+        yield str(self._path(key))
+
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +206,10 @@ class S3LandingZone(LandingZone):
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def download(self, key: str, out) -> None:
+        body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+        shutil.copyfileobj(body, out, 8 << 20)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)

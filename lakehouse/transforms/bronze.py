@@ -1,18 +1,18 @@
 """Bronze: every landed file of one source and ingest date, as strings, with lineage.
 
-Files are read one at a time (each file's bytes are released before the next is
-fetched). A file that cannot be read becomes a rejection with its reason; the
-rest of the partition still loads. A read file's rows can be handed to `keep` (the I/O
-layer spills a large one to local Parquet), so a day of many large files is held in
-memory one file at a time; the lineage columns that every row of a file shares are
-added to each slice as it is written, not held for the whole file.
+Files are read one at a time, each a block at a time from a local file (S3's are
+downloaded first). A file that cannot be read becomes a rejection with its reason; the
+rest of the partition still loads. A file's rows are handed to `keep` slice by slice (the
+I/O layer spills them to local Parquet past a limit), so a day of any number of files of
+any size is held in memory a block at a time; the lineage columns that every row of a
+file shares are added to each slice as it is written, not held for the whole file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Union
+from typing import Callable, ContextManager, Iterable, Iterator, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +20,15 @@ import pyarrow.parquet as pq
 from lakehouse.arrowtools import conform
 from lakehouse.contracts import SourceContract
 from lakehouse.layout import LandingObject
-from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER, UnreadableFile, read_file
+from lakehouse.readers import (
+    PARSE_ERROR,
+    RAW_RECORD,
+    ROW_NUMBER,
+    ReadResult,
+    UnreadableFile,
+    read_file,
+    read_path,
+)
 
 SOURCE_FILE = "_source_file"
 INGEST_DATE = "_ingest_date"
@@ -156,12 +164,14 @@ def ingest_partition(
     contract: SourceContract,
     ingest_date: dt.date,
     objects: Iterable[LandingObject],
-    load: Callable[[str], bytes],
+    fetch: Callable[[str], ContextManager[str | bytes]],
     ingested_at: dt.datetime,
-    keep: Callable[[pa.Table], Rows] = lambda table: table,
+    keep: Callable[[ReadResult], Rows] = lambda result: result.table,
 ) -> BronzeBatch:
-    """Read every object of the partition into bronze rows plus per-file outcomes; each read
-    file's rows go through `keep` before the next file is read."""
+    """Read every object of the partition into bronze rows plus per-file outcomes. `fetch(key)`
+    gives the file (a local path, read a block at a time, or bytes); `keep` takes its rows,
+    slice by slice, before the next file is fetched. A file found unreadable part-way is
+    rejected whole: `keep` drops what it had of it."""
     parts: list[Part] = []
     outcomes: list[FileOutcome] = []
     expected = set(contract.column_names)
@@ -169,39 +179,31 @@ def ingest_partition(
     for obj in sorted(objects, key=lambda o: o.key):
         name = obj.key.rsplit("/", 1)[-1]
         try:
-            result = read_file(name, load(obj.key), contract.landing)
+            with fetch(obj.key) as got:
+                result = (read_file(name, got, contract.landing) if isinstance(got, bytes)
+                          else read_path(name, got, contract.landing))
+                columns = result.data_columns
+                if not expected.intersection(columns):
+                    outcomes.append(FileOutcome(obj, REJECTED, format=result.format, reason=(
+                        f"none of the {contract.name} columns ({', '.join(contract.column_names)}) in header {columns}")))
+                    continue
+                rows = keep(result)
         except UnreadableFile as exc:
             outcomes.append(FileOutcome(obj, REJECTED, reason=exc.reason))
             continue
-        columns = result.data_columns
-        if not expected.intersection(columns):
-            outcomes.append(
-                FileOutcome(
-                    obj,
-                    REJECTED,
-                    format=result.format,
-                    reason=(
-                        f"none of the {contract.name} columns "
-                        f"({', '.join(contract.column_names)}) in header {columns}"
-                    ),
-                )
-            )
-            continue
         extras.update(dict.fromkeys(c for c in columns if c not in expected))
-        n = result.table.num_rows
-        parts.append(Part(keep(result.table), n, obj.key, ingest_date, ingested_at))
+        parts.append(Part(rows, result.rows, obj.key, ingest_date, ingested_at))
         outcomes.append(
             FileOutcome(
                 obj,
                 INGESTED,
-                rows=n,
+                rows=result.rows,
                 malformed_rows=result.malformed,
                 format=result.format,
                 missing_columns=tuple(c for c in contract.column_names if c not in columns),
                 extra_columns=tuple(c for c in columns if c not in expected),
             )
         )
-        del result  # the file's rows are `keep`'s now
     return BronzeBatch(contract.name, ingest_date, bronze_schema(contract, extras), parts, outcomes)
 
 
