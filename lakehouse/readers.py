@@ -35,7 +35,6 @@ from lakehouse.contracts.model import Landing
 ROW_NUMBER = "_row_number"
 PARSE_ERROR = "_parse_error"
 RAW_RECORD = "_raw_record"
-READER_COLUMNS = (ROW_NUMBER, PARSE_ERROR, RAW_RECORD)
 
 DELIMITED = (".csv", ".txt")
 JSON = (".json", ".ndjson", ".jsonl")
@@ -270,26 +269,18 @@ def _encoding_of(source: _Source, declared: str | None) -> str:
     every byte is, else Latin-1 (valid for any byte). Also refuses a file of only whitespace."""
     decoder = codecs.getincrementaldecoder(declared or "utf-8")()
     valid, content = True, False
-    for chunk in source.chunks():
-        content = content or bool(chunk.strip())
-        if valid:
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                if declared:
-                    raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
-                valid = False
-        if content and not valid:
-            break
+    try:
+        for chunk in source.chunks():
+            content = content or bool(chunk.strip())
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)  # a multi-byte character cut by the end
+    except UnicodeDecodeError as exc:
+        if declared:
+            raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
+        valid = False
+        content = content or any(chunk.strip() for chunk in source.chunks())
     if not content:
         raise UnreadableFile("file holds only whitespace")
-    if valid:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            if declared:
-                raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
-            valid = False
     return declared or ("utf-8" if valid else "latin-1")
 
 
@@ -322,18 +313,9 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
                 convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                      strings_can_be_null=False, quoted_strings_can_be_null=False),
             )
-            yield from _numbered(_tables(reader), names, bad)
+            yield from _numbered((pa.Table.from_batches([batch]) for batch in reader), names, bad)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise UnreadableFile(f"not readable as delimited text: {exc}") from None
-
-
-def _tables(reader) -> Iterator[pa.Table]:
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        yield pa.Table.from_batches([batch])
 
 
 def _numbered(tables: Iterator[pa.Table], names: list[str], bad: list[tuple[int | None, str, str]]
