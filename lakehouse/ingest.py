@@ -7,6 +7,7 @@ backfill range is one commit per table, not one per day.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -86,7 +87,7 @@ def _spiller(folder: str):
 
     def keep(result: ReadResult):
         nonlocal held
-        kept, size, writer, path = [], 0, None, None
+        kept, size, writer, path, done = [], 0, None, None, False
         try:
             for table in result.batches():
                 if writer is None and held + size + table.nbytes <= SPILL_BYTES:
@@ -100,13 +101,16 @@ def _spiller(folder: str):
                         writer.write_table(earlier, row_group_size=SLICE_ROWS)
                     kept, size = [], 0
                 writer.write_table(table, row_group_size=SLICE_ROWS)
-        except BaseException:
             if writer is not None:
                 writer.close()
-                os.remove(path)
-            raise
+            done = True
+        finally:
+            if not done and path is not None:  # unreadable part-way, or the disk is full
+                with contextlib.suppress(Exception):
+                    writer.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
         if writer is not None:
-            writer.close()
             return path
         held += size
         return pa.concat_tables([result.schema.empty_table(), *kept])

@@ -15,12 +15,14 @@ instead of silently dropped.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
 import json
 import os
 import re
+import weakref
 import zlib
 from typing import BinaryIO, Iterator
 
@@ -131,7 +133,7 @@ def _read(name: str, source: _Source, landing: Landing) -> ReadResult:
     lower = name.lower()
     if source.size == 0:
         raise UnreadableFile("empty file (0 bytes)")
-    head = source.head(_SNIFF_BYTES)
+    head = source.head(_SNIFF_BYTES + len(_BOM))
     if source.compressed and not head:
         raise UnreadableFile("empty file (0 bytes after gunzip)")
     inner = lower[:-3] if lower.endswith(".gz") else lower
@@ -152,6 +154,7 @@ def _read(name: str, source: _Source, landing: Landing) -> ReadResult:
         raise UnreadableFile("named .parquet but the content is not Parquet (no PAR1 magic)")
     if head.startswith(_BOM):
         source.skip, head = len(_BOM), head[len(_BOM):]
+    head = head[:_SNIFF_BYTES]
     if b"\x00" in head:
         raise UnreadableFile("binary content (NUL bytes) in a text format")
     first = head.lstrip()[:1]
@@ -177,28 +180,38 @@ BLOCK_BYTES = 16 << 20  # text parsed into one slice of rows
 
 
 class _Source:
-    """A landed file's bytes, from memory or a local file, gunzipped as they are read."""
+    """A landed file's bytes, from memory or a local file, gunzipped as they are read.
+
+    A local file is opened once: every pass (the sniff, the encoding check, the rows) reads
+    the same file, even if the landing zone's copy is replaced meanwhile."""
 
     def __init__(self, data: bytes | None = None, path: str | None = None):
-        self.data, self.path, self.skip = data, path, 0  # skip: a byte-order mark's bytes
+        self.data, self.skip = data, 0  # skip: a byte-order mark's bytes
         if path is not None:
-            with open(path, "rb") as handle:
-                magic = handle.read(2)
-            self.size = os.path.getsize(path)
+            self._fd = os.open(path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+            magic, self.size = os.pread(self._fd, 2, 0), os.fstat(self._fd).st_size
         else:
             magic, self.size = data[:2], len(data)
         self.compressed = magic == b"\x1f\x8b"
         if self.compressed and data is not None:
             self.data = _gunzip(data)
 
-    def open(self) -> BinaryIO:
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
         """The (gunzipped) bytes from the start, past any byte-order mark."""
         if self.data is not None:
-            handle = io.BytesIO(self.data)
+            handle = raw = io.BytesIO(self.data)
         else:
-            handle = gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb")
-        _guarded(handle.read, self.skip)
-        return handle
+            raw = os.fdopen(os.dup(self._fd), "rb")  # a duplicate shares the offset: passes take turns
+            raw.seek(0)
+            handle = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
+        try:
+            _guarded(handle.read, self.skip)
+            yield handle
+        finally:
+            handle.close()
+            raw.close()
 
     def head(self, n: int) -> bytes:
         with self.open() as handle:
@@ -217,16 +230,45 @@ def _guarded(read, n: int) -> bytes:
     """`read(n)`, a broken gzip stream said in words a user can act on."""
     try:
         return read(n)
-    except EOFError:
-        raise UnreadableFile(
-            "truncated gzip: the stream ends before its end marker (upload cut short?)"
-        ) from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise UnreadableFile(f"corrupt gzip: {exc}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise _gzip_problem(exc) from None
+
+
+def _gzip_problem(exc: Exception) -> UnreadableFile:
+    if isinstance(exc, EOFError):
+        return UnreadableFile("truncated gzip: the stream ends before its end marker (upload cut short?)")
+    return UnreadableFile(f"corrupt gzip: {exc}")
 
 
 def _gunzip(data: bytes) -> bytes:
     return _guarded(lambda _: gzip.decompress(data), 0)
+
+
+class _NoTrailingCR:
+    """A stream whose reads never split a CR LF: Arrow's CSV reader drops the line feed of a
+    quoted CR LF that a block boundary splits (apache/arrow issue 51368; the whole-file reader
+    had it too, at every 1 MB), so such a CR waits for the next read and arrives with its LF."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.held, self.closed = raw, b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        whole = n is None or n < 0
+        wanted = -1 if whole else max(n - len(self.held), 0)
+        data, self.held = self.held + (_guarded(self.raw.read, wanted) if wanted else b""), b""
+        if not whole and len(data) > n:
+            data, self.held = data[:n], data[n:]
+        if len(data) > 1 and data.endswith(b"\r"):
+            self.held = self.held or _guarded(self.raw.read, 1)
+            if self.held.startswith(b"\n"):  # a CR LF would be split: the CR goes out with its LF
+                data, self.held = data[:-1], b"\r" + self.held
+        return data
+
+    def close(self) -> None:
+        self.closed = True
 
 
 # --- delimited text -----------------------------------------------------------------
@@ -266,19 +308,24 @@ def sniff_delimiter(sample: str) -> str:
 def _encoding_of(source: _Source, declared: str | None) -> str:
     """The whole file's encoding, decided before any row is read (a slice already handed on
     cannot be taken back): the declared one, which every byte must be valid in, else UTF-8 if
-    every byte is, else Latin-1 (valid for any byte). Also refuses a file of only whitespace."""
+    every byte is, else Latin-1 (valid for any byte). Reads to the end, so a broken gzip or a
+    file of only whitespace is refused here."""
     decoder = codecs.getincrementaldecoder(declared or "utf-8")()
+
+    def decodes(chunk: bytes, final: bool = False) -> bool:
+        try:
+            decoder.decode(chunk, final)
+            return True
+        except UnicodeDecodeError as exc:
+            if declared:
+                raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
+            return False
+
     valid, content = True, False
-    try:
-        for chunk in source.chunks():
-            content = content or bool(chunk.strip())
-            decoder.decode(chunk)
-        decoder.decode(b"", final=True)  # a multi-byte character cut by the end
-    except UnicodeDecodeError as exc:
-        if declared:
-            raise UnreadableFile(f"not readable as delimited text: not valid {declared} ({exc.reason})") from None
-        valid = False
-        content = content or any(chunk.strip() for chunk in source.chunks())
+    for chunk in source.chunks():
+        content = content or bool(chunk.strip())
+        valid = valid and decodes(chunk)
+    valid = valid and decodes(b"", final=True)  # a multi-byte character cut by the end
     if not content:
         raise UnreadableFile("file holds only whitespace")
     return declared or ("utf-8" if valid else "latin-1")
@@ -305,7 +352,7 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
     with source.open() as handle:
         try:
             reader = pacsv.open_csv(
-                handle,
+                _NoTrailingCR(handle),
                 read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding, use_threads=False,
                                                block_size=BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
@@ -316,6 +363,8 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
             yield from _numbered((pa.Table.from_batches([batch]) for batch in reader), names, bad)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise UnreadableFile(f"not readable as delimited text: {exc}") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # checked before, so only if it changed since
+            raise _gzip_problem(exc) from None
 
 
 def _numbered(tables: Iterator[pa.Table], names: list[str], bad: list[tuple[int | None, str, str]]

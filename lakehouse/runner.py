@@ -395,7 +395,10 @@ def backfills_in_progress(instance: dg.DagsterInstance) -> list:
 def instigators(instance: dg.DagsterInstance) -> dict:
     """Every sensor's and schedule's state by name, read once: `lakehouse run` looks at several
     sensors twice a second, and each read deserializes every state, automation's cursor included."""
-    return {state.instigator_name: state for state in instance.all_instigator_state()}
+    states: dict = {}
+    for state in instance.all_instigator_state():
+        states.setdefault(state.instigator_name, state)  # the first of a name, as a lookup by name found
+    return states
 
 
 def _instigator(instance: dg.DagsterInstance, name: str, states: dict | None = None):
@@ -733,7 +736,7 @@ def wait_until_quiescent(
         if took_lock is not None:  # only a daemon of ours runs: its retries are ours to watch
             rescue_lost_retries(instance, since_left.timestamp(), asked, echo)
         runs, active = look()
-        states = instigators(instance)  # one read per look, for every check below
+        now, states = time.time(), instigators(instance)  # one read per look, for every check below
         if failed := failed_tick(instance, started, states):
             problem, code = tick_failure(*failed, landing_uri, log_path)
             return runs, problem, code
@@ -743,7 +746,7 @@ def wait_until_quiescent(
         if active or len(runs) != seen:
             idle_since, seen = None, len(runs)
         elif idle_since is None:
-            idle_since, idle_cycles = time.time(), sweep_cycles(instance, states)
+            idle_since, idle_cycles = now, sweep_cycles(instance, states)  # `now`: before the states were read
         elif (idle_cycles >= 0 and swept_since(instance, idle_since, idle_cycles, states)
               and all(ticks_since(instance, name, idle_since, states) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
             # Look again: a tick that ended after the first look may have made a run,

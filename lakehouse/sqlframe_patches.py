@@ -54,6 +54,11 @@ CHECKED_SOURCES = {
     "BaseDataFrame.copy": "2de6c5a36e1ad478",
     "BaseDataFrame._create_cte_from_expression": "09bc32ff1d081865",
     "BaseDataFrame._convert_leaf_to_cte": "75697e414274bda2",  # the only caller of the one above
+    # Not replaced, but `leaf_to_cte` relies on them: the first returns a copy (so its query is the
+    # call's own to change in place), the other two build new nodes from it.
+    "BaseDataFrame._resolve_pending_hints": "4c56c60888651c8c",
+    "BaseDataFrame._add_ctes_to_expression": "9d967ddb751f8b1b",
+    "BaseDataFrame._get_outer_select_columns": "fee7e1fe760c711e",
     "dialect_to_string": "0eecc424df2d6c73",
 }
 

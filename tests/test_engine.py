@@ -172,6 +172,15 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
                             dataframe.BaseDataFrame._convert_leaf_to_cte.__wrapped__)
         theirs, their_copies = query(df, other), sum(copies)
     assert ours == theirs and "GROUP BY" in ours
+    # A step into a CTE changes its own copy of the query in place: nothing it returns is a node of the frame before.
+    monkeypatch.undo()
+    assert dataframe.BaseDataFrame._convert_leaf_to_cte is sqlframe_patches.leaf_to_cte
+    joined = df.join(other, on="k", how="left").hint("broadcast")
+    before = joined.sql(dialect="duckdb", pretty=False, optimize=False)
+    stepped = joined._convert_leaf_to_cte()
+    assert not {id(node) for node in stepped.expression.walk()} & {id(node) for node in joined.expression.walk()}
+    stepped.expression.set("limit", exp.Limit(expression=exp.Literal.number(1)))
+    assert joined.sql(dialect="duckdb", pretty=False, optimize=False) == before
     assert ours_copies < their_copies * 0.7, (ours_copies, their_copies)  # 2,064 nodes against 3,321
 
 
@@ -190,7 +199,8 @@ def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not
         def dialect_to_string(dialect):
             return "duckdb"
 
-    for name in ("_create_cte_from_expression", "_convert_leaf_to_cte"):
+    for name in ("_create_cte_from_expression", "_convert_leaf_to_cte", "_resolve_pending_hints",
+                 "_add_ctes_to_expression", "_get_outer_select_columns"):
         setattr(Frame, name, getattr(BaseDataFrame, name))
     monkeypatch.setattr(sqlframe_patches, "_saving_checked", False)
     copy, to_string, to_cte = Frame.copy, Util.dialect_to_string, Frame._convert_leaf_to_cte

@@ -208,8 +208,8 @@ class S3LandingZone(LandingZone):
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
 
     def download(self, key: str, out) -> None:
-        body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
-        shutil.copyfileobj(body, out, 8 << 20)
+        with contextlib.closing(self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]) as body:
+            shutil.copyfileobj(body, out, 8 << 20)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)

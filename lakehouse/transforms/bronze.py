@@ -1,11 +1,12 @@
 """Bronze: every landed file of one source and ingest date, as strings, with lineage.
 
-Files are read one at a time, each a block at a time from a local file (S3's are
-downloaded first). A file that cannot be read becomes a rejection with its reason; the
-rest of the partition still loads. A file's rows are handed to `keep` slice by slice (the
-I/O layer spills them to local Parquet past a limit), so a day of any number of files of
-any size is held in memory a block at a time; the lineage columns that every row of a
-file shares are added to each slice as it is written, not held for the whole file.
+Files are read one at a time, delimited text a block at a time from a local file (S3's are
+downloaded first; JSON and Parquet are read whole). A file that cannot be read becomes a
+rejection with its reason; the rest of the partition still loads. A file's rows are handed
+to `keep` slice by slice (the I/O layer keeps up to a limit in memory and spills the rest to
+local Parquet), so a day of CSV files of any number and size takes memory up to that limit
+plus a block; the lineage columns that every row of a file shares are added to each slice
+as it is written, not held for the whole file.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def ingest_partition(
     expected = set(contract.column_names)
     extras: dict[str, None] = {}
     for obj in sorted(objects, key=lambda o: o.key):
-        name = obj.key.rsplit("/", 1)[-1]
+        name, result = obj.key.rsplit("/", 1)[-1], None
         try:
             with fetch(obj.key) as got:
                 result = (read_file(name, got, contract.landing) if isinstance(got, bytes)
@@ -189,7 +190,7 @@ def ingest_partition(
                     continue
                 rows = keep(result)
         except UnreadableFile as exc:
-            outcomes.append(FileOutcome(obj, REJECTED, reason=exc.reason))
+            outcomes.append(FileOutcome(obj, REJECTED, format=result and result.format, reason=exc.reason))
             continue
         extras.update(dict.fromkeys(c for c in columns if c not in expected))
         parts.append(Part(rows, result.rows, obj.key, ingest_date, ingested_at))
