@@ -190,7 +190,7 @@ def ingest_partition(
                     continue
                 rows = keep(result)
         except UnreadableFile as exc:
-            outcomes.append(FileOutcome(obj, REJECTED, format=result and result.format, reason=exc.reason))
+            outcomes.append(FileOutcome(obj, REJECTED, format=result.format if result else None, reason=exc.reason))
             continue
         extras.update(dict.fromkeys(c for c in columns if c not in expected))
         parts.append(Part(rows, result.rows, obj.key, ingest_date, ingested_at))
