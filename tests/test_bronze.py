@@ -134,12 +134,19 @@ def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
     renamed = HEADER.replace("customer_id", "cust_id")
     zone.put(orders_key(DAY1, "a.csv"), (renamed + "O1,01/03/2026,C1,P1,2,9.99,web\n1,2\n").encode())
     zone.put(orders_key(DAY1, "empty.csv"), b"")
+    zone.put(orders_key(DAY1, "b.csv"), (HEADER + "O2,01/03/2026,C1,P1,1,9.99,Müller\n").encode("latin-1"))
     defs = build_definitions(lakehouse_env)
     asset = defs.resolve_assets_def(dg.AssetKey(["bronze", "orders"]))
     result = dg.materialize([asset], partition_key=DAY1.isoformat())
     meta = next(m for m in result.asset_materializations_for_node("bronze") if m.asset_key.path == ["bronze", "orders"]).metadata
-    assert meta["dagster/row_count"].value == 2
+    assert meta["dagster/row_count"].value == 3
     assert meta["files_rejected"].value == 1 and meta["malformed_rows"].value == 1
+    # Each file's outcome, with the encoding it was read in: Latin-1 undeclared is said to be a guess.
+    outcomes = {line.split(" | ")[0].strip("| `"): line.split(" | ")[1:]
+                for line in meta["file_outcomes"].value.splitlines()[2:]}
+    assert outcomes[orders_key(DAY1, "a.csv")][:5] == ["INGESTED", "2", "1", "csv", "utf-8"]
+    assert outcomes[orders_key(DAY1, "b.csv")][:5] == ["INGESTED", "1", "0", "csv", "latin-1 (guessed: not UTF-8)"]
+    assert outcomes[orders_key(DAY1, "empty.csv")][:5] == ["REJECTED", "0", "0", "", ""]
     assert meta["missing_columns"].value == {"customer_id": [orders_key(DAY1, "a.csv")]}
     assert meta["dagster/table_name"].value == "lakehouse.bronze.orders"
     assert "cust_id" in [c.name for c in meta["dagster/column_schema"].schema.columns]

@@ -23,13 +23,20 @@ def _cell(text: str, code: bool = False) -> str:
     return f"{fence} {cell} {fence}"
 
 
+def _encoding(outcome, contract: SourceContract) -> str:
+    """A delimited file's encoding; Latin-1 undeclared is a guess (its bytes are not UTF-8), said so."""
+    if outcome.encoding == "latin-1" and not contract.landing.encoding:
+        return "latin-1 (guessed: not UTF-8)"
+    return outcome.encoding or ""
+
+
 def _metadata(load: BronzeLoad, contract: SourceContract) -> dict:
     batch = load.batch
     files = dg.MetadataValue.md(
-        "| file | status | rows | malformed | format | reason |\n|---|---|---|---|---|---|\n"
+        "| file | status | rows | malformed | format | encoding | reason |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(
             f"| {_cell(f.obj.key, code=True)} | {f.status} | {f.rows} | {f.malformed_rows} | {f.format or ''} "
-            f"| {_cell(f.reason or '')} |"
+            f"| {_encoding(f, contract)} | {_cell(f.reason or '')} |"
             for f in batch.files
         )
     )

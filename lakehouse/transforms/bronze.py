@@ -69,6 +69,7 @@ class FileOutcome:
     malformed_rows: int = 0
     format: str | None = None
     reason: str | None = None
+    encoding: str | None = None  # of delimited text: declared, or UTF-8, or Latin-1 when it is not UTF-8
     missing_columns: tuple[str, ...] = ()
     extra_columns: tuple[str, ...] = ()
 
@@ -201,6 +202,7 @@ def ingest_partition(
                 rows=result.rows,
                 malformed_rows=result.malformed,
                 format=result.format,
+                encoding=result.encoding,
                 missing_columns=tuple(c for c in contract.column_names if c not in columns),
                 extra_columns=tuple(c for c in columns if c not in expected),
             )
