@@ -67,7 +67,7 @@ def main() -> int:
 
     from lakehouse.generate import generate
     from lakehouse.resources.landing import open_landing_zone
-    from lakehouse.runner import Daemon, prepare_instance, run_pending, sweep_cycles
+    from lakehouse.runner import Daemon, instigators, prepare_instance, run_pending, sweep_cycles
     from lakehouse.settings import load_settings
     from lakehouse.wiring import DAILY_JOB, build_definitions
 
@@ -86,7 +86,7 @@ def main() -> int:
     daemon = Daemon(settings, workspace)
     rounds = []
     try:
-        while sweep_cycles(instance) < 0 or not daemon.alive():
+        while sweep_cycles(instigators(instance)) < 0 or not daemon.alive():
             time.sleep(0.2)
         for version in range(1, args.rounds + 1):
             rounds.append(_round(instance, zone, key, orders_file(args.rows, version, day), day.isoformat()))

@@ -87,7 +87,7 @@ def _spiller(folder: str):
 
     def keep(result: ReadResult):
         nonlocal held
-        kept, size, writer, path, done = [], 0, None, None, False
+        kept, size, writer, path = [], 0, None, None
         try:
             for table in result.batches():
                 if writer is None and held + size + table.nbytes <= SPILL_BYTES:
@@ -103,13 +103,13 @@ def _spiller(folder: str):
                 writer.write_table(table, row_group_size=SLICE_ROWS)
             if writer is not None:
                 writer.close()
-            done = True
-        finally:
-            if not done and path is not None:  # unreadable part-way, or the disk is full
+        except BaseException:  # unreadable part-way, or the disk is full: nothing of the file stays
+            if path is not None:
                 with contextlib.suppress(Exception):
                     writer.close()
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
+            raise
         if writer is not None:
             return path
         held += size

@@ -226,22 +226,25 @@ class _Source:
         return self.data[self.skip:] if self.data is not None else b"".join(self.chunks())
 
 
-def _guarded(read, n: int) -> bytes:
-    """`read(n)`, a broken gzip stream said in words a user can act on."""
+@contextlib.contextmanager
+def _gzip_errors() -> Iterator[None]:
+    """A broken gzip stream, said in words a user can act on."""
     try:
+        yield
+    except EOFError:
+        raise UnreadableFile("truncated gzip: the stream ends before its end marker (upload cut short?)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise UnreadableFile(f"corrupt gzip: {exc}") from None
+
+
+def _guarded(read, n: int) -> bytes:
+    with _gzip_errors():
         return read(n)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise _gzip_problem(exc) from None
-
-
-def _gzip_problem(exc: Exception) -> UnreadableFile:
-    if isinstance(exc, EOFError):
-        return UnreadableFile("truncated gzip: the stream ends before its end marker (upload cut short?)")
-    return UnreadableFile(f"corrupt gzip: {exc}")
 
 
 def _gunzip(data: bytes) -> bytes:
-    return _guarded(lambda _: gzip.decompress(data), 0)
+    with _gzip_errors():
+        return gzip.decompress(data)
 
 
 class _NoTrailingCR:
@@ -349,7 +352,7 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
         bad.append((row.number, f"expected {row.expected_columns} fields, got {row.actual_columns}", row.text))
         return "skip"
 
-    with source.open() as handle:
+    with source.open() as handle, _gzip_errors():  # gzip was checked before: only if it changed since
         try:
             reader = pacsv.open_csv(
                 _NoTrailingCR(handle),
@@ -363,8 +366,6 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
             yield from _numbered((pa.Table.from_batches([batch]) for batch in reader), names, bad)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise UnreadableFile(f"not readable as delimited text: {exc}") from None
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # checked before, so only if it changed since
-            raise _gzip_problem(exc) from None
 
 
 def _numbered(tables: Iterator[pa.Table], names: list[str], bad: list[tuple[int | None, str, str]]

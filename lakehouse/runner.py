@@ -401,39 +401,35 @@ def instigators(instance: dg.DagsterInstance) -> dict:
     return states
 
 
-def _instigator(instance: dg.DagsterInstance, name: str, states: dict | None = None):
-    return (states if states is not None else instigators(instance)).get(name)
-
-
-def _landing_cursor(instance: dg.DagsterInstance, states: dict | None = None) -> Cursor | None:
-    state = _instigator(instance, LANDING_SENSOR, states)
+def _landing_cursor(states: dict) -> Cursor | None:
+    state = states.get(LANDING_SENSOR)
     text = getattr(state.instigator_data if state else None, "cursor", None)
     return Cursor.loads(text) if text else None
 
 
-def sweep_cycles(instance: dg.DagsterInstance, states: dict | None = None) -> int:
-    """Completed landing sweeps so far (-1 before the sensor's first tick)."""
-    cursor = _landing_cursor(instance, states)
+def sweep_cycles(states: dict) -> int:
+    """Completed landing sweeps so far (-1 before the sensor's first tick), from `instigators()`."""
+    cursor = _landing_cursor(states)
     return cursor.cycles if cursor else -1
 
 
-def swept_since(instance: dg.DagsterInstance, since: float, cycles_then: int, states: dict | None = None) -> bool:
+def swept_since(instance: dg.DagsterInstance, since: float, cycles_then: int, states: dict) -> bool:
     """Whether the landing sensor has listed every folder after `since` (when it had `cycles_then` sweeps).
 
     Under `lakehouse run` one tick lists them all, so one tick that began after `since` is
     enough; with sweeps spread over ticks (LAKEHOUSE_LANDING_SWEEP_PREFIXES) it takes two
     more completed sweeps, the first of which may have begun before `since`.
     """
-    cursor = _landing_cursor(instance, states)
+    cursor = _landing_cursor(states)
     if cursor is None:
         return False
     return ((cursor.whole and ticks_since(instance, LANDING_SENSOR, since, states) > 0)
             or cursor.cycles >= cycles_then + 2)
 
 
-def ticks_since(instance: dg.DagsterInstance, name: str, since: float, states: dict | None = None) -> int:
+def ticks_since(instance: dg.DagsterInstance, name: str, since: float, states: dict) -> int:
     """Completed ticks of a sensor that started at or after `since`."""
-    state = _instigator(instance, name, states)
+    state = states.get(name)
     if state is None:
         return 0
     ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=10)
@@ -587,11 +583,10 @@ def _error_text(error) -> str:
     return " ".join((root.message or error.message).split())
 
 
-def failed_tick(instance: dg.DagsterInstance, since: float, states: dict | None = None) -> tuple[str, object] | None:
+def failed_tick(instance: dg.DagsterInstance, since: float, states: dict) -> tuple[str, object] | None:
     """The first failed tick of a watched sensor that started at or after `since`, with its sensor name."""
     from dagster._core.scheduler.instigation import TickStatus
 
-    states = states if states is not None else instigators(instance)
     for name in WATCHED_SENSORS:
         state = states.get(name)
         if state is None:
@@ -603,11 +598,10 @@ def failed_tick(instance: dg.DagsterInstance, since: float, states: dict | None 
     return None
 
 
-def stopped_sensors(instance: dg.DagsterInstance, states: dict | None = None) -> list[str]:
+def stopped_sensors(states: dict) -> list[str]:
     """Watched sensors someone stopped (in the UI): `lakehouse run` would wait for their ticks forever."""
     from dagster._core.scheduler.instigation import InstigatorStatus
 
-    states = states if states is not None else instigators(instance)
     return [name for name in WATCHED_SENSORS
             if (state := states.get(name)) is not None and state.status == InstigatorStatus.STOPPED]
 
@@ -740,13 +734,13 @@ def wait_until_quiescent(
         if failed := failed_tick(instance, started, states):
             problem, code = tick_failure(*failed, landing_uri, log_path)
             return runs, problem, code
-        if stopped := stopped_sensors(instance, states):
+        if stopped := stopped_sensors(states):
             return runs, (f"{', '.join(stopped)} stopped on this instance (someone stopped it in the UI), so "
                           "nothing would be left to wait for: start it again under Automation in the UI"), EXIT_FAILED
         if active or len(runs) != seen:
             idle_since, seen = None, len(runs)
         elif idle_since is None:
-            idle_since, idle_cycles = now, sweep_cycles(instance, states)  # `now`: before the states were read
+            idle_since, idle_cycles = now, sweep_cycles(states)  # `now`: before the states were read
         elif (idle_cycles >= 0 and swept_since(instance, idle_since, idle_cycles, states)
               and all(ticks_since(instance, name, idle_since, states) for name in (AUTOMATION_SENSOR, FAILURE_SENSOR))):
             # Look again: a tick that ended after the first look may have made a run,
@@ -760,7 +754,7 @@ def wait_until_quiescent(
                 return runs, None, None
             idle_since, seen = None, len(runs)
         elif idle_cycles < 0:
-            idle_cycles = sweep_cycles(instance, states)  # the landing sensor has not ticked yet
+            idle_cycles = sweep_cycles(states)  # the landing sensor has not ticked yet
         if daemon is not None and not daemon.alive():
             if len(daemon.earlier) >= DAEMON_RESTARTS:
                 return runs, (f"dagster-daemon exited (code {daemon.proc.returncode}), for the "

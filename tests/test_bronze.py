@@ -154,7 +154,7 @@ def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
     assert table.current_snapshot().summary["dagster.run_id"] == result.run_id
 
 
-def test_a_file_whose_lineage_text_passes_two_gib_is_read_whole():
+def test_a_file_whose_lineage_text_passes_two_gib_is_read_whole(tmp_path):
     """50M rows of a 48-byte file key are 2.4 GB of `_source_file` text, more than one Arrow string
     array holds (it failed with negative offsets): here 2.2M rows of a 1,000-byte key (a long S3
     key), read whole and valid."""
@@ -167,7 +167,9 @@ def test_a_file_whose_lineage_text_passes_two_gib_is_read_whole():
     key = orders_key(DAY1, "x" * 950 + ".csv")
     data = ("order_id\n" + "".join(f"{i}\n" for i in range(rows))).encode()
     obj = LandingObject(key, len(data), "etag", dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc))
-    batch = ingest_partition(contract_for("orders"), DAY1, [obj], lambda _: contextlib.nullcontext(data),
+    landed = tmp_path / "landed.csv"
+    landed.write_bytes(data)
+    batch = ingest_partition(contract_for("orders"), DAY1, [obj], lambda _: contextlib.nullcontext(str(landed)),
                              obj.last_modified)
     text, seen, last = 0, 0, None
     for piece in batch.slices(250_000):  # as the write takes them (a slice at a time: little memory)

@@ -27,7 +27,6 @@ from lakehouse.readers import (
     ROW_NUMBER,
     ReadResult,
     UnreadableFile,
-    read_file,
     read_path,
 )
 
@@ -166,12 +165,12 @@ def ingest_partition(
     contract: SourceContract,
     ingest_date: dt.date,
     objects: Iterable[LandingObject],
-    fetch: Callable[[str], ContextManager[str | bytes]],
+    fetch: Callable[[str], ContextManager[str]],
     ingested_at: dt.datetime,
     keep: Callable[[ReadResult], Rows] = lambda result: result.table,
 ) -> BronzeBatch:
     """Read every object of the partition into bronze rows plus per-file outcomes. `fetch(key)`
-    gives the file (a local path, read a block at a time, or bytes); `keep` takes its rows,
+    gives the file's local path (read a block at a time); `keep` takes its rows,
     slice by slice, before the next file is fetched. A file found unreadable part-way is
     rejected whole: `keep` drops what it had of it."""
     parts: list[Part] = []
@@ -181,9 +180,8 @@ def ingest_partition(
     for obj in sorted(objects, key=lambda o: o.key):
         name, result = obj.key.rsplit("/", 1)[-1], None
         try:
-            with fetch(obj.key) as got:
-                result = (read_file(name, got, contract.landing) if isinstance(got, bytes)
-                          else read_path(name, got, contract.landing))
+            with fetch(obj.key) as path:
+                result = read_path(name, path, contract.landing)
                 columns = result.data_columns
                 if not expected.intersection(columns):
                     outcomes.append(FileOutcome(obj, REJECTED, format=result.format, reason=(
