@@ -224,8 +224,8 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
       unchanged ones.
     lookups: source name -> DataFrame of that source's versions (key, brought columns,
       `_ingest_date`); each row is enriched with the version current on its ingest date.
-    cut: called on intermediate results; `Engine.cut` evaluates them on DuckDB, where
-      sqlframe's planning cost grows with the square of a plan's depth.
+    cut: called on intermediate results; `Engine.cut` puts them behind a view on DuckDB,
+      where sqlframe's planning cost grows with the square of a plan's depth.
     """
     F, Window = api(bronze)
     landed = [c for c in bronze.columns if c not in LINEAGE and c not in _BRONZE_ONLY]
