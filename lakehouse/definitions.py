@@ -3,7 +3,9 @@
 Settings are read (and validated) here, when Dagster loads the code location.
 """
 
+from lakehouse import run_workers
 from lakehouse.settings import load_settings
 from lakehouse.wiring import build_definitions
 
 defs = build_definitions(load_settings())
+run_workers.install()  # in a code server with local runs only: they fork from a warm process (see that module)

@@ -26,6 +26,31 @@ def processes_of(root: Path) -> dict[int, str]:
     return found
 
 
+FORKSERVER = "multiprocessing.forkserver import main"  # the command line of the code server's forkserver and its forks
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def run_workers(root: Path) -> dict[int, str]:
+    """{pid: command line} of the home's run workers: forks of the code server's forkserver
+    (lakehouse/run_workers.py), or processes spawned by multiprocessing where that is not applied."""
+    found = processes_of(root)
+    return {pid: command for pid, command in found.items()
+            if "spawn_main" in command or (FORKSERVER in command and FORKSERVER in found.get(parent_of(pid), ""))}
+
+
+def forkservers(root: Path) -> dict[int, str]:
+    """{pid: command line} of the home's forkservers (a child of a code server, not of another forkserver)."""
+    found = processes_of(root)
+    return {pid: command for pid, command in found.items()
+            if FORKSERVER in command and "api grpc" in found.get(parent_of(pid), "")}
+
+
 def none_left(root: Path, within: float) -> list[str]:
     deadline = time.monotonic() + within
     while (left := processes_of(root)) and time.monotonic() < deadline:

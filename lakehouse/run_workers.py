@@ -1,0 +1,221 @@
+"""Run workers forked from a preloaded process of the code server, instead of started cold.
+
+A Dagster code server starts each run in a new Python process (multiprocessing's "spawn"),
+which imports Dagster, this project and its engines and builds the definitions again before
+the run's first step: about 2 s of CPU, and of a landed file's wait for gold, for every run.
+Here a code server whose runs are processes of this machine (the instance's run launcher is
+the local one: `lakehouse run`, `make ui`) starts them from multiprocessing's "forkserver"
+instead: one process, started when the code location loads, imports them once (PRELOAD), and
+each run is a fork of it. The forkserver only imports; it starts no thread, engine or
+connection, so its forks are as clean as a spawned process. It is a child of the code
+server, in the daemon's process group: stopping the group stops it and its forks, as before.
+
+What multiprocessing's forkserver gets wrong for long runs, and what is done about it:
+- A run worker's exit status reaches the code server through the forkserver. If the
+  forkserver ends first (killed alone, or by the SIGTERM that stops the group, which it
+  does not survive), multiprocessing reports every live worker as ended with code 255, and
+  Dagster would fail runs that still work. `_Popen` follows such a worker by its process id
+  (and start time) instead, until it has really ended.
+- The forkserver ignores a module it cannot import, and fails every launch if an import
+  raises anything else. So the preload is checked once with a child (`_verify`) before the
+  first run uses it; if that fails, runs are spawned as Dagster does, and a warning says why.
+
+Dagster has no setting for the run worker's start method (the server sets "spawn" in its
+constructor), so `install()` replaces that attribute of its server class, and only for the
+code it was checked against (digests of the methods that set and use it, and of the
+standard library's poll it refines); anything else keeps Dagster's spawn, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from multiprocessing import context as mp_context
+from multiprocessing import forkserver, popen_forkserver
+
+log = logging.getLogger(__name__)
+# What a run imports: Dagster's run entry point, the code location, the steps and their engines.
+PRELOAD = ["dagster._grpc.impl", "lakehouse.definitions", "lakehouse.steps", "lakehouse.ingest", "lakehouse.iceberg",
+           "duckdb", "sqlframe.duckdb", "pyiceberg.catalog.sql", "pyiceberg.table", "pyarrow.dataset", "pandas"]
+LOCAL_LAUNCHERS = ("LocalRunLauncher", "DefaultRunLauncher")  # runs as processes of the code server
+VERIFY_SECONDS = 120.0  # the first run waits at most this long for the check, then is spawned
+# sha256 (first 16 hex digits) of the source this module relies on: Dagster 1.13's server
+# (where it sets, uses and checks its start method) and Python 3.11's forkserver poll.
+CHECKED_SOURCES = {
+    "DagsterApiServer.__init__": "820bb029ed1f1260",
+    "DagsterApiServer.StartRun": "ec53adf5e40c9c7c",
+    "DagsterApiServer._check_for_orphaned_runs": "ca20cb95e58102d7",
+    "Popen.poll": "ce9e84f657617ffd",
+}
+ORPHANED_EXIT = 255  # what multiprocessing says of a worker whose exit status was lost (unknown)
+
+
+class _Popen(popen_forkserver.Popen):
+    """multiprocessing's forkserver Popen, except when the forkserver ends before the worker:
+    then the worker is followed by its process id, not reported as ended (see the module)."""
+
+    _followed_since: float | None = None
+
+    def _launch(self, process_obj):
+        super()._launch(process_obj)
+        self._started = _start_time(self.pid)
+
+    def poll(self, flag=os.WNOHANG):
+        if self.returncode is None and self._followed_since is None:
+            from multiprocessing.connection import wait
+
+            if not wait([self.sentinel], 0 if flag == os.WNOHANG else None):
+                return None
+            try:
+                self.returncode = forkserver.read_signed(self.sentinel)
+            except (OSError, EOFError):  # the forkserver ended, and with it the exit status
+                self._followed_since = time.time()
+                log.warning("the run workers' forkserver ended before run worker pid %s; following it by its id",
+                            self.pid)
+        while self.returncode is None and self._followed_since is not None:
+            if not _alive(self.pid, self._started):
+                self.returncode = ORPHANED_EXIT
+            elif flag == os.WNOHANG:
+                return None
+            else:
+                time.sleep(0.2)
+        return self.returncode
+
+
+class _Process(mp_context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _Popen(process_obj)
+
+
+class _Context(mp_context.ForkServerContext):
+    Process = _Process
+
+
+def _start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Whether the process `pid`, started at `started`, still runs (a newer process with the id is not it)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class _Decision:
+    """The context runs start from: the forkserver once `_verify` passed, else spawn. Decided
+    once, in a thread started at install, so a code server's first run does not wait for it."""
+
+    def __init__(self):
+        self.context = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def get(self):
+        if not self.done.wait(VERIFY_SECONDS):
+            self._set(None, f"the run workers' forkserver was not ready within {VERIFY_SECONDS:.0f}s")
+        return self.context
+
+    def decide(self) -> None:
+        try:
+            problem = _verify(_Context(), PRELOAD)
+        except Exception as exc:  # the forkserver could not start, or died in its preload
+            problem = f"the forkserver failed: {type(exc).__name__}: {exc}"
+        self._set(None if problem else _Context(), problem)
+
+    def _set(self, context, why: str | None) -> None:
+        """The first decision stands (a check that ends after the first run gave up on it changes nothing)."""
+        with self._lock:
+            if self.context is not None:
+                return
+            if context is None:
+                log.warning("%s: runs are spawned as Dagster starts them (about 2 s slower each)", why)
+                context = multiprocessing.get_context("spawn")
+            self.context = context
+            self.done.set()
+
+
+def _verify(context, modules: list[str]) -> str | None:
+    """Start one child from the forkserver; None if it had every preloaded module, else why not."""
+    forkserver.set_forkserver_preload(modules)
+    child = context.Process(target=_has_modules, args=(modules,), name="lakehouse-forkserver-check")
+    child.start()
+    child.join(VERIFY_SECONDS)
+    if child.exitcode == 0:
+        return None
+    if child.exitcode is None:
+        child.kill()
+        return f"the forkserver's first child did not end within {VERIFY_SECONDS:.0f}s"
+    return f"the forkserver could not import everything it preloads ({', '.join(modules)}; exit code {child.exitcode})"
+
+
+def _has_modules(modules: list[str]) -> None:
+    missing = [m for m in modules if m not in sys.modules]
+    if missing:
+        print(f"not preloaded: {', '.join(missing)}", file=sys.stderr)
+        sys.exit(3)
+
+
+_decision: _Decision | None = None
+
+
+def in_code_server() -> bool:
+    """True in a Dagster code server process (`dagster api grpc`, started by the daemon or the UI)."""
+    return sys.argv[1:3] == ["api", "grpc"] and "dagster._grpc.server" in sys.modules
+
+
+def local_launcher(argv: list[str]) -> bool:
+    """Whether the code server's instance (its --instance-ref) launches runs as its own processes."""
+    try:
+        ref = json.loads(argv[argv.index("--instance-ref") + 1])
+        return ref["run_launcher_data"]["class_name"] in LOCAL_LAUNCHERS
+    except (ValueError, IndexError, KeyError, TypeError):
+        return False  # no instance given: a code server deployed on its own (ECS, Kubernetes)
+
+
+def install() -> bool:
+    """In a code server of an instance with local runs: its runs start from a preloaded forkserver
+    (once checked). True when applied."""
+    global _decision
+    if _decision is not None or not in_code_server() or not local_launcher(sys.argv):
+        return _decision is not None
+    from dagster._grpc import server
+
+    owners = {"DagsterApiServer": server.DagsterApiServer, "Popen": popen_forkserver.Popen}
+    found = {name: digest(owners[name.split(".")[0]], name) for name in CHECKED_SOURCES}
+    changed = [name for name, value in found.items() if value != CHECKED_SOURCES[name]]
+    if changed:
+        log.warning("%s differ from the code lakehouse/run_workers.py was checked against: runs are spawned as "
+                    "Dagster starts them (about 2 s slower each)", ", ".join(changed))
+        return False
+    _decision = decision = _Decision()
+    # A data descriptor on the class wins over the attribute the constructor already set.
+    server.DagsterApiServer._mp_ctx = property(lambda self: decision.get(), lambda self, value: None)
+    threading.Thread(target=decision.decide, name="lakehouse-forkserver", daemon=True).start()
+    return True
+
+
+def digest(owner, name: str) -> str | None:
+    """The digest of the source of `owner`'s `name` (qualified by its class), None where there is none."""
+    try:
+        source = inspect.getsource(getattr(owner, name.rsplit(".", 1)[-1]))
+    except (AttributeError, OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -1,0 +1,92 @@
+"""Run workers forked from the code server's preloaded forkserver (lakehouse/run_workers.py).
+
+Each case runs in a Python process of its own: multiprocessing's forkserver and its preload
+belong to the process, and these tests kill it or give it a broken preload.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from lakehouse import run_workers
+
+FOLLOW = textwrap.dedent("""
+    import json, os, signal, sys, time
+    from multiprocessing import forkserver, get_context
+    from lakehouse import run_workers
+
+    ours = sys.argv[1] == "ours"
+    forkserver.set_forkserver_preload(["json"])
+    context = run_workers._Context() if ours else get_context("forkserver")
+    worker = context.Process(target=time.sleep, args=(3,))
+    began = time.monotonic()
+    worker.start()
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+    time.sleep(0.5)
+    alive_after_kill = worker.is_alive()
+    worker.join(30)
+    print(json.dumps({"alive_after_kill": alive_after_kill, "exitcode": worker.exitcode,
+                      "ended_after": round(time.monotonic() - began, 1)}))
+""")
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=180)
+
+
+def test_a_worker_outliving_its_forkserver_is_followed_by_its_id_not_reported_ended():
+    """The forkserver killed under a live worker: multiprocessing alone says the worker ended
+    (code 255), which would fail a run that still works; ours waits for the worker itself."""
+    plain = json.loads(run(FOLLOW, "plain").stdout)
+    assert plain["alive_after_kill"] is False and plain["exitcode"] == 255  # the fault this module mends
+    done = run(FOLLOW, "ours")
+    ours = json.loads(done.stdout)
+    assert ours["alive_after_kill"] is True, done.stderr
+    assert ours["ended_after"] >= 3.0 and ours["exitcode"] == run_workers.ORPHANED_EXIT
+    assert "following it by its id" in done.stderr
+
+
+def test_a_preload_the_forkserver_cannot_import_is_found_before_any_run():
+    """Python's forkserver skips a module it cannot import; the check says so, and runs are then spawned."""
+    script = ("import sys; from lakehouse import run_workers as r; "
+              "print(r._verify(r._Context(), ['lakehouse.settings', 'lakehouse_no_such_module']))")
+    done = run(script)
+    assert "could not import everything it preloads" in done.stdout, done.stdout + done.stderr
+    script = "from lakehouse import run_workers as r; print(r._verify(r._Context(), ['lakehouse.settings']))"
+    assert run(script).stdout.strip() == "None"
+
+
+def test_a_failed_check_falls_back_to_spawn_with_a_warning():
+    script = textwrap.dedent("""
+        import logging
+        from lakehouse import run_workers as r
+        logging.basicConfig(level=logging.WARNING)
+        r.PRELOAD = ["lakehouse_no_such_module"]
+        decision = r._Decision()
+        decision.decide()
+        print(decision.get().get_start_method())
+    """)
+    done = run(script)
+    assert done.stdout.strip() == "spawn", done.stderr
+    assert "could not import everything it preloads" in done.stderr and "runs are spawned" in done.stderr
+
+
+def test_only_a_code_server_of_local_runs_forks_them():
+    local = {"run_launcher_data": {"class_name": "LocalRunLauncher", "module_name": "lakehouse.launcher"}}
+    ecs = {"run_launcher_data": {"class_name": "EcsRunLauncher", "module_name": "dagster_aws.ecs"}}
+    assert run_workers.local_launcher(["api", "grpc", "--instance-ref", json.dumps(local)])
+    assert not run_workers.local_launcher(["api", "grpc", "--instance-ref", json.dumps(ecs)])
+    assert not run_workers.local_launcher(["api", "grpc", "-m", "lakehouse.definitions"])
+    assert not run_workers.install()  # pytest is no code server
+
+
+def test_the_code_it_replaces_is_the_code_it_was_checked_against():
+    """A Dagster or Python upgrade that changes these is caught here (install() would fall back to spawn)."""
+    from multiprocessing import popen_forkserver
+
+    from dagster._grpc import server
+
+    owners = {"DagsterApiServer": server.DagsterApiServer, "Popen": popen_forkserver.Popen}
+    assert {n: run_workers.digest(owners[n.split(".")[0]], n) for n in run_workers.CHECKED_SOURCES} \
+        == run_workers.CHECKED_SOURCES
