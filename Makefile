@@ -57,10 +57,11 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/lakehouse demo
 
-# Two workers, each test file on one worker (module fixtures are built once); -n 0 for one process.
+# Two workers, each test file on one worker (module fixtures are built once), the longest files
+# first (tests/conftest.py, LONGEST_FIRST); -n 0 for one process.
 PYTEST_WORKERS ?= 2
 test: install $(CHROMIUM) $(SQLITE_JDBC)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The crash trials at more kill moments than `make test` (two per file there), at a new seed
 # each time; the seed is printed with every trial, and LAKEHOUSE_CRASH_SEED=<seed> replays one.
