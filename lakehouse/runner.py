@@ -111,23 +111,29 @@ WATCHED_SENSORS = (LANDING_SENSOR, AUTOMATION_SENSOR, FAILURE_SENSOR)
 
 def prepare_instance(settings: Settings) -> Path:
     """Write dagster.yaml (queued runs, one per partition at a time) and a workspace; migrate storage."""
+    import fcntl
+
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    text = config.read_text() if config.exists() else ""
-    if text.startswith(INSTANCE_MARK) and "run_monitoring" not in text:  # ours, from before self-healing
-        (home / "dagster.yaml.before-run-monitoring").write_text(text)
-        print(f"lakehouse: {config} was written by an older version; rewritten with run monitoring and retries "
-              "(the old file is kept beside it as dagster.yaml.before-run-monitoring)", file=sys.stderr)
-        text = ""
-    if not text:
-        config.write_text(INSTANCE_YAML)
-    workspace = home / "workspace.yaml"
-    workspace.write_text(WORKSPACE_YAML)
-    # Create the storage now: a daemon and this process creating it at once race on the schema.
-    instance = dg.DagsterInstance.from_config(str(home))
-    _start_retry_cursors(instance)
-    instance.dispose()
+    # Two commands started at once on a new home would race on creating the storage's tables
+    # (SQLite's "table runs already exists"): one prepares, the other waits, then finds it done.
+    with open(home / ".prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        config = home / "dagster.yaml"
+        text = config.read_text() if config.exists() else ""
+        if text.startswith(INSTANCE_MARK) and "run_monitoring" not in text:  # ours, from before self-healing
+            (home / "dagster.yaml.before-run-monitoring").write_text(text)
+            print(f"lakehouse: {config} was written by an older version; rewritten with run monitoring and retries "
+                  "(the old file is kept beside it as dagster.yaml.before-run-monitoring)", file=sys.stderr)
+            text = ""
+        if not text:
+            config.write_text(INSTANCE_YAML)
+        workspace = home / "workspace.yaml"
+        workspace.write_text(WORKSPACE_YAML)
+        # Create the storage now: a daemon and this process creating it at once race on the schema.
+        instance = dg.DagsterInstance.from_config(str(home))
+        _start_retry_cursors(instance)
+        instance.dispose()
     return workspace
 
 

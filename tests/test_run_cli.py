@@ -147,3 +147,20 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     assert not left, "left running after SIGKILL of lakehouse run:\n" + "\n".join(left)
     log = (lakehouse_env.home / "logs" / "daemon.log").read_text()
     assert "is gone: stopping the daemon, its code server and its runs" in log
+
+
+PREPARE = "from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; " \
+          "prepare_instance(load_settings())"
+
+
+def test_two_commands_preparing_a_new_instance_at_once_both_succeed(tmp_path, monkeypatch):
+    """Two `lakehouse run` started at once on a new home: one creates the instance's storage, the
+    other waits for it (a race on SQLite's tables gave a traceback before)."""
+    for attempt in range(4):
+        home = tmp_path / f"home{attempt}"
+        env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+        procs = [subprocess.Popen([sys.executable, "-c", PREPARE], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+        assert (home / "dagster" / "history" / "runs.db").exists()
