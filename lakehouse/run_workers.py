@@ -6,9 +6,11 @@ the run's first step: about 2 s of CPU, and of a landed file's wait for gold, fo
 Here a code server whose runs are processes of this machine (the instance's run launcher is
 the local one: `lakehouse run`, `make ui`) starts them from multiprocessing's "forkserver"
 instead: one process, started when the code location loads, imports them once (PRELOAD), and
-each run is a fork of it. The forkserver only imports; it starts no thread, engine or
-connection, so its forks are as clean as a spawned process. It is a child of the code
+each run is a fork of it. The forkserver only imports; it opens no engine, connection or
+catalog, so its forks start as clean as a spawned process. It is a child of the code
 server, in the daemon's process group: stopping the group stops it and its forks, as before.
+A fork ends with `os._exit`, so `atexit` does not run there: what a run must clean up at its
+end is registered with multiprocessing's finalizers instead (`lakehouse.resources.engine`).
 
 What multiprocessing's forkserver gets wrong for long runs, and what is done about it:
 - A run worker's exit status reaches the code server through the forkserver. If the
@@ -19,6 +21,7 @@ What multiprocessing's forkserver gets wrong for long runs, and what is done abo
 - The forkserver ignores a module it cannot import, and fails every launch if an import
   raises anything else. So the preload is checked once with a child (`_verify`) before the
   first run uses it; if that fails, runs are spawned as Dagster does, and a warning says why.
+  Once the forkserver has ended, later runs are spawned too (`_Decision`).
 
 Dagster has no setting for the run worker's start method (the server sets "spawn" in its
 constructor), so `install()` replaces that attribute of its server class, and only for the
@@ -45,7 +48,8 @@ log = logging.getLogger(__name__)
 PRELOAD = ["dagster._grpc.impl", "lakehouse.definitions", "lakehouse.steps", "lakehouse.ingest", "lakehouse.iceberg",
            "duckdb", "sqlframe.duckdb", "pyiceberg.catalog.sql", "pyiceberg.table", "pyarrow.dataset", "pandas"]
 LOCAL_LAUNCHERS = ("LocalRunLauncher", "DefaultRunLauncher")  # runs as processes of the code server
-VERIFY_SECONDS = 120.0  # the first run waits at most this long for the check, then is spawned
+VERIFY_SECONDS = 120.0  # the check's child must end within this
+FIRST_RUN_WAIT = 20.0  # a run launched before the check ended waits at most this long, then is spawned
 # sha256 (first 16 hex digits) of the source this module relies on: Dagster 1.13's server
 # (where it sets, uses and checks its start method) and Python 3.11's forkserver poll.
 CHECKED_SOURCES = {
@@ -59,34 +63,55 @@ ORPHANED_EXIT = 255  # what multiprocessing says of a worker whose exit status w
 
 class _Popen(popen_forkserver.Popen):
     """multiprocessing's forkserver Popen, except when the forkserver ends before the worker:
-    then the worker is followed by its process id, not reported as ended (see the module)."""
+    then the worker is followed by its process id, not reported as ended (see the module).
 
-    _followed_since: float | None = None
+    Thread-safe (Dagster polls a run's process from two threads: the exit status is read
+    from a pipe once), and `wait(timeout)` keeps its timeout while following."""
+
+    def __init__(self, process_obj):
+        self._lock = threading.Lock()
+        self._following = False
+        super().__init__(process_obj)
 
     def _launch(self, process_obj):
         super()._launch(process_obj)
         self._started = _start_time(self.pid)
 
     def poll(self, flag=os.WNOHANG):
-        if self.returncode is None and self._followed_since is None:
-            from multiprocessing.connection import wait
+        return self._poll_once() if flag == os.WNOHANG else self.wait()
 
-            if not wait([self.sentinel], 0 if flag == os.WNOHANG else None):
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self._poll_once()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
                 return None
-            try:
-                self.returncode = forkserver.read_signed(self.sentinel)
-            except (OSError, EOFError):  # the forkserver ended, and with it the exit status
-                self._followed_since = time.time()
-                log.warning("the run workers' forkserver ended before run worker pid %s; following it by its id",
-                            self.pid)
-        while self.returncode is None and self._followed_since is not None:
+            time.sleep(0.1)
+        return code
+
+    def _poll_once(self):
+        from multiprocessing.connection import wait
+
+        with self._lock:
+            if self.returncode is not None:
+                return self.returncode
+            if not self._following:
+                if not wait([self.sentinel], 0):
+                    return None
+                try:
+                    self.returncode = forkserver.read_signed(self.sentinel)
+                    return self.returncode
+                except (OSError, EOFError):  # the forkserver ended, and with it the exit status
+                    self._following = True
+                    log.warning("the run workers' forkserver ended before run worker pid %s; following it by its "
+                                "id", self.pid)
             if not _alive(self.pid, self._started):
                 self.returncode = ORPHANED_EXIT
-            elif flag == os.WNOHANG:
-                return None
-            else:
-                time.sleep(0.2)
-        return self.returncode
+            return self.returncode
+
+    def _send_signal(self, sig):
+        if self._following and not _alive(self.pid, self._started):
+            return  # ended: the id may be another process's by now
+        super()._send_signal(sig)
 
 
 class _Process(mp_context.ForkServerProcess):
@@ -114,14 +139,22 @@ def _alive(pid: int, started: float | None) -> bool:
 
     try:
         process = psutil.Process(pid)
-        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
+        # Within a second, not equal: psutil derives the start time from the boot time, which
+        # moves when the wall clock is stepped. A new process taking the id that soon is not a risk.
+        return (started is not None and abs(process.create_time() - started) < 1.0
+                and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
 
 class _Decision:
-    """The context runs start from: the forkserver once `_verify` passed, else spawn. Decided
-    once, in a thread started at install, so a code server's first run does not wait for it."""
+    """The context runs start from: the forkserver once `_verify` passed, else spawn.
+
+    Checked in a thread started at install. A run launched before the check ends waits for
+    it, at most FIRST_RUN_WAIT (Dagster's call to start a run gives up after 60 s), then is
+    spawned, and so are all later runs. Once the forkserver has ended (killed), later runs are
+    spawned too: multiprocessing would start another one unchecked, importing everything while
+    the code server holds the lock that its other calls wait for."""
 
     def __init__(self):
         self.context = None
@@ -129,8 +162,14 @@ class _Decision:
         self._lock = threading.Lock()
 
     def get(self):
-        if not self.done.wait(VERIFY_SECONDS):
-            self._set(None, f"the run workers' forkserver was not ready within {VERIFY_SECONDS:.0f}s")
+        if not self.done.wait(FIRST_RUN_WAIT):
+            self._set(None, f"the run workers' forkserver was not ready within {FIRST_RUN_WAIT:.0f}s")
+        if isinstance(self.context, _Context) and not _forkserver_alive():
+            with self._lock:
+                if isinstance(self.context, _Context):
+                    log.warning("the run workers' forkserver has ended: runs from now on are spawned as Dagster "
+                                "starts them (about 2 s slower each)")
+                    self.context = multiprocessing.get_context("spawn")
         return self.context
 
     def decide(self) -> None:
@@ -150,6 +189,16 @@ class _Decision:
                 context = multiprocessing.get_context("spawn")
             self.context = context
             self.done.set()
+
+
+def _forkserver_alive() -> bool:
+    import psutil
+
+    pid = forkserver._forkserver._forkserver_pid
+    try:  # a child of this process: ended and not yet reaped, it is a zombie
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _verify(context, modules: list[str]) -> str | None:

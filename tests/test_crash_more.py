@@ -66,6 +66,8 @@ def test_a_stop_mid_run_stops_every_process_and_a_forkserver_killed_mid_run_fail
     assert proc.returncode == 143, out[-6000:]
     assert not none_left(lake.home, within=10), "left running after SIGTERM"
 
+    log = lake.home / "logs" / "daemon.log"  # the code server's warnings end up there too
+    before = log.stat().st_size
     proc = lake.start()
     run_id, pid = started_run_worker(lake)
     assert FORKSERVER in run_workers(lake.home).get(pid, ""), processes_of(lake.home)
@@ -79,5 +81,8 @@ def test_a_stop_mid_run_stops_every_process_and_a_forkserver_killed_mid_run_fail
     mine = [line for line in out.splitlines() if f"run {run_id[:8]} " in line]
     assert mine and all("SUCCESS" in line and "FAILURE" not in line for line in mine), "\n".join(mine) or out[-6000:]
     assert f"of run {run_id[:8]})" not in out, out[-6000:]
+    with log.open("rb") as f:  # the worker outlived the forkserver, and was followed by its id
+        f.seek(before)
+        assert f"before run worker pid {pid}; following it by its id" in f.read().decode(errors="replace")
     assert not none_left(lake.home, within=30)
     assert_same_tables(lake, "a stop mid-run, then the forkserver killed mid-run")

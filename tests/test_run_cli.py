@@ -153,14 +153,20 @@ PREPARE = "from lakehouse.runner import prepare_instance; from lakehouse.setting
           "prepare_instance(load_settings())"
 
 
-def test_two_commands_preparing_a_new_instance_at_once_both_succeed(tmp_path, monkeypatch):
+def test_a_command_preparing_an_instance_waits_for_another_preparing_it(tmp_path):
     """Two `lakehouse run` started at once on a new home: one creates the instance's storage, the
     other waits for it (a race on SQLite's tables gave a traceback before)."""
-    for attempt in range(4):
-        home = tmp_path / f"home{attempt}"
-        env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-        procs = [subprocess.Popen([sys.executable, "-c", PREPARE], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-        outs = [p.communicate(timeout=120)[0] for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
-        assert (home / "dagster" / "history" / "runs.db").exists()
+    import fcntl
+
+    home = tmp_path / "home"
+    (home / "dagster").mkdir(parents=True)
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    with open(home / "dagster" / ".prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another command is preparing it
+        proc = subprocess.Popen([sys.executable, "-c", PREPARE], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        time.sleep(5)
+        assert proc.poll() is None and not (home / "dagster" / "history" / "runs.db").exists()
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out
+    assert (home / "dagster" / "history" / "runs.db").exists()

@@ -5,9 +5,13 @@ belong to the process, and these tests kill it or give it a broken preload.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import pytest
 
 from lakehouse import run_workers
 
@@ -32,7 +36,40 @@ FOLLOW = textwrap.dedent("""
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=180)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=180, env=env)
+
+
+def engine_scratch(out: str) -> None:
+    """A run's use of the DuckDB engine, in a worker; writes where its scratch folder was."""
+    import pyarrow as pa
+
+    from lakehouse.resources import engine
+
+    with engine.Engine("duckdb") as eng:
+        assert eng.to_arrow(eng.from_arrow(pa.table({"a": [1, 2]}))).num_rows == 2
+    Path(out).write_text(engine._spill)
+
+
+@pytest.mark.parametrize("start", ["ours", "spawn"])
+def test_a_worker_removes_its_scratch_folder_when_it_ends(tmp_path, start):
+    """A fork ends with os._exit, which skips atexit: the engine's clean-up (its DuckDB file and
+    spill folder) is a multiprocessing finalizer, which runs at the end of a fork and of a spawn."""
+    out = tmp_path / "scratch.txt"
+    script = textwrap.dedent(f"""
+        import multiprocessing, sys
+        from lakehouse import run_workers
+        import test_run_workers
+        context = run_workers._Context() if "{start}" == "ours" else multiprocessing.get_context("spawn")
+        worker = context.Process(target=test_run_workers.engine_scratch, args=(sys.argv[1],))
+        worker.start()
+        worker.join(120)
+        print(worker.exitcode)
+    """)
+    done = run(script, str(out))
+    assert done.stdout.strip() == "0", done.stderr
+    folder = Path(out.read_text())
+    assert folder.name.startswith("lakehouse-engine-") and not folder.exists(), folder
 
 
 def test_a_worker_outliving_its_forkserver_is_followed_by_its_id_not_reported_ended():

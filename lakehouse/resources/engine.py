@@ -156,7 +156,7 @@ def _new_session(engine: str):
         conn.execute(f"SET temp_directory = '{_spill_dir()}/duckdb'")
         conn.execute("SET preserve_insertion_order = false")
         # duckdb prints "nanobind: leaked ..." at exit for open connections; close ours.
-        atexit.register(conn.close)
+        at_exit(conn.close, priority=2)
         return DuckDBSession(conn=conn)
     from pyspark.sql import SparkSession
 
@@ -164,8 +164,21 @@ def _new_session(engine: str):
     for key, value in spark_config().items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    atexit.register(session.stop)
+    atexit.register(session.stop)  # a run's Spark session is dagster-pyspark's, which stops it itself
     return session
+
+
+def at_exit(function, *args, priority: int) -> None:
+    """Call `function(*args)` when this process ends, higher priorities first.
+
+    Through multiprocessing's finalizers, not `atexit`: a run worker forked from the code
+    server's forkserver (lakehouse/run_workers.py) ends with `os._exit`, which skips `atexit`,
+    while multiprocessing runs its finalizers at the end of any process it started, and
+    through `atexit` in others. A fork does not inherit its parent's (they are cleared).
+    """
+    from multiprocessing import util
+
+    util.Finalize(None, function, args=args, exitpriority=priority)
 
 
 def _limit_memory(conn, limit: str) -> None:
@@ -189,7 +202,7 @@ def _spill_dir() -> str:
     global _spill
     if _spill is None:
         _spill = scratch.new_folder("engine")
-        atexit.register(shutil.rmtree, _spill, True)
+        at_exit(shutil.rmtree, _spill, True, priority=1)  # after the connection to the database file in it
     return _spill
 
 
@@ -412,7 +425,7 @@ class Engine:
                 self.session.catalog.add_table(name, columns)
         return self.session.table(name)
 
-    def cut(self, df):
+    def cut(self, df, reused: bool = False):
         """`df` behind a DuckDB view, to keep sqlframe's plans shallow; Spark plans deep ones fine.
 
         sqlframe copies a DataFrame's whole expression tree on every operation, so a
@@ -422,10 +435,14 @@ class Engine:
         its columns) to the database file. Measured (bench/pipeline.py, 10M rows): the
         orders transform 88.6 s with tables, 60.1 s with views. A view is evaluated each
         time a query names it, so a cut result must be deterministic (the windows over it
-        order by a unique key). Spark's optimizer sees through the plan: there `cut` changes nothing.
+        order by a unique key); `reused`: the next query reads it more than once, so DuckDB
+        evaluates it once, into a table. Spark's optimizer sees through the plan: there `cut`
+        changes nothing.
         """
         if not self._duckdb:
             return df
+        if reused:
+            return self.materialize(df)
         name = f"_lh_{next(_names)}"
         self.session._conn.execute(f'CREATE VIEW "{name}" AS {df.sql(dialect="duckdb", pretty=False, optimize=False)}')
         self._views.append(name)

@@ -210,7 +210,8 @@ def silver_columns(contract: SourceContract) -> list[tuple[str, str, str]]:
     return cols
 
 
-def classify(bronze, contract: SourceContract, previous=None, lookups: dict | None = None, cut=lambda df: df):
+def classify(bronze, contract: SourceContract, previous=None, lookups: dict | None = None,
+             cut=lambda df, reused=False: df):
     """Type, validate, de-duplicate and enrich one batch of bronze rows.
 
     Returns every row with `_outcome`, `_rules` and `_flags`; `silver_rows` and
@@ -224,8 +225,9 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
       unchanged ones.
     lookups: source name -> DataFrame of that source's versions (key, brought columns,
       `_ingest_date`); each row is enriched with the version current on its ingest date.
-    cut: called on intermediate results; `Engine.cut` puts them behind a view on DuckDB,
-      where sqlframe's planning cost grows with the square of a plan's depth.
+    cut: called on intermediate results (`reused=True` for one the next step reads twice);
+      `Engine.cut` puts them behind a view on DuckDB (a table when reused), where
+      sqlframe's planning cost grows with the square of a plan's depth.
     """
     F, Window = api(bronze)
     landed = [c for c in bronze.columns if c not in LINEAGE and c not in _BRONZE_ONLY]
@@ -272,7 +274,7 @@ def classify(bronze, contract: SourceContract, previous=None, lookups: dict | No
         window = Window.partitionBy("_valid", INGEST_DATE, *contract.keys).orderBy(
             F.col(SOURCE_FILE).desc(), F.col(ROW_NUMBER).desc())
         ranked = cut(ranked.select("*", F.row_number().over(window).alias("_rank"),
-                                   F.col(CONTENT).alias(ROW_HASH)))
+                                   F.col(CONTENT).alias(ROW_HASH)), reused=True)  # joined with itself below
         ranked = ranked.join(_prior_hashes(ranked, contract.keys, previous), on=_same_version(F, contract.keys),
                              how="left")
         same = F.col("_prior_hash").isNotNull() & (F.col("_prior_hash") == F.col(ROW_HASH))
