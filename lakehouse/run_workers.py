@@ -31,8 +31,6 @@ standard library's poll it refines); anything else keeps Dagster's spawn, with a
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import logging
 import multiprocessing
@@ -42,6 +40,8 @@ import threading
 import time
 from multiprocessing import context as mp_context
 from multiprocessing import forkserver, popen_forkserver
+
+from lakehouse import checked_code
 
 log = logging.getLogger(__name__)
 # What a run imports: Dagster's run entry point, the code location, the steps and their engines.
@@ -245,15 +245,12 @@ def install() -> bool:
     global _decision
     if _decision is not None or not in_code_server() or not local_launcher(sys.argv):
         return _decision is not None
-    from dagster._grpc import server
-
-    owners = {"DagsterApiServer": server.DagsterApiServer, "Popen": popen_forkserver.Popen}
-    found = {name: digest(owners[name.split(".")[0]], name) for name in CHECKED_SOURCES}
-    changed = [name for name, value in found.items() if value != CHECKED_SOURCES[name]]
-    if changed:
+    if changed := checked_code.changed(CHECKED_SOURCES, owner_of):
         log.warning("%s differ from the code lakehouse/run_workers.py was checked against: runs are spawned as "
                     "Dagster starts them (about 2 s slower each)", ", ".join(changed))
         return False
+    from dagster._grpc import server
+
     _decision = decision = _Decision()
     # A data descriptor on the class wins over the attribute the constructor already set.
     server.DagsterApiServer._mp_ctx = property(lambda self: decision.get(), lambda self, value: None)
@@ -261,10 +258,8 @@ def install() -> bool:
     return True
 
 
-def digest(owner, name: str) -> str | None:
-    """The digest of the source of `owner`'s `name` (qualified by its class), None where there is none."""
-    try:
-        source = inspect.getsource(getattr(owner, name.rsplit(".", 1)[-1]))
-    except (AttributeError, OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+def owner_of(name: str):
+    """The class holding a function of CHECKED_SOURCES."""
+    from dagster._grpc import server
+
+    return {"DagsterApiServer": server.DagsterApiServer, "Popen": popen_forkserver.Popen}[name.split(".")[0]]

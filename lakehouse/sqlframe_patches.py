@@ -39,14 +39,14 @@ checked against (a digest of its source), and skipped with a warning on any othe
 from __future__ import annotations
 
 import copy as _copy
-import hashlib
-import inspect
 import logging
 from uuid import uuid4
 
 import sqlglot.expressions as exp
 from sqlglot.dialects import DuckDB
 from sqlglot.optimizer.annotate_types import TypeAnnotator
+
+from lakehouse import checked_code
 
 log = logging.getLogger(__name__)
 # sha256 (first 16 hex digits) of the source of each function replaced whole, in sqlframe 4.10.0.
@@ -209,8 +209,7 @@ def _save_copies(frame, util) -> None:
     if _saving_checked or frame.copy is copy_frame:
         return
     _saving_checked = True
-    found = {name: _digest(util if name == "dialect_to_string" else frame, name) for name in CHECKED_SOURCES}
-    changed = [name for name, digest in found.items() if digest != CHECKED_SOURCES[name]]
+    changed = checked_code.changed(CHECKED_SOURCES, lambda name: util if name == "dialect_to_string" else frame)
     if changed:
         log.warning("sqlframe's %s differ from the code lakehouse/sqlframe_patches.py was checked against: its "
                     "copy savings are not applied (planning is slower, results the same)", ", ".join(changed))
@@ -221,11 +220,3 @@ def _save_copies(frame, util) -> None:
     frame._convert_leaf_to_cte = leaf_to_cte
     copy_frame.__wrapped__ = frame.copy
     frame.copy = copy_frame
-
-
-def _digest(owner, name: str) -> str | None:
-    """The digest of the source of `owner`'s `name` (qualified by its class), None where there is none."""
-    try:
-        return hashlib.sha256(inspect.getsource(getattr(owner, name.rsplit(".", 1)[-1])).encode()).hexdigest()[:16]
-    except (AttributeError, OSError, TypeError, ValueError):  # ValueError: a loop of __wrapped__
-        return None
