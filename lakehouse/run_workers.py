@@ -163,13 +163,9 @@ class _Decision:
 
     def get(self):
         if not self.done.wait(FIRST_RUN_WAIT):
-            self._set(None, f"the run workers' forkserver was not ready within {FIRST_RUN_WAIT:.0f}s")
-        if isinstance(self.context, _Context) and not _forkserver_alive():
-            with self._lock:
-                if isinstance(self.context, _Context):
-                    log.warning("the run workers' forkserver has ended: runs from now on are spawned as Dagster "
-                                "starts them (about 2 s slower each)")
-                    self.context = multiprocessing.get_context("spawn")
+            self._set(None, None, f"the run workers' forkserver was not ready within {FIRST_RUN_WAIT:.0f}s")
+        if isinstance(forked := self.context, _Context) and not _forkserver_alive():
+            self._set(forked, None, "the run workers' forkserver has ended")
         return self.context
 
     def decide(self) -> None:
@@ -177,15 +173,17 @@ class _Decision:
             problem = _verify(_Context(), PRELOAD)
         except Exception as exc:  # the forkserver could not start, or died in its preload
             problem = f"the forkserver failed: {type(exc).__name__}: {exc}"
-        self._set(None if problem else _Context(), problem)
+        self._set(None, None if problem else _Context(), problem)
 
-    def _set(self, context, why: str | None) -> None:
-        """The first decision stands (a check that ends after the first run gave up on it changes nothing)."""
+    def _set(self, current, context, why: str | None) -> None:
+        """`context` (None: spawn, said with `why`) if the context is still `current`: the first
+        decision stands (a check that ends after the first run gave up on it changes nothing),
+        and only the forkserver is given up for spawn."""
         with self._lock:
-            if self.context is not None:
+            if self.context is not current:
                 return
             if context is None:
-                log.warning("%s: runs are spawned as Dagster starts them (about 2 s slower each)", why)
+                log.warning("%s: runs are spawned as Dagster starts them from now on (about 2 s slower each)", why)
                 context = multiprocessing.get_context("spawn")
             self.context = context
             self.done.set()

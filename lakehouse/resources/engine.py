@@ -398,14 +398,17 @@ class Engine:
     def materialize(self, df):
         """Evaluate `df` once; later queries on the result reuse it (cache() is a no-op in sqlframe)."""
         if self._duckdb:
-            name = f"_lh_{next(_names)}"
-            sql = df.sql(dialect="duckdb", pretty=False, optimize=False)
             # A plain table: sqlframe's catalog does not see DuckDB's temp schema. The
             # database is this process's own file (spilled beyond the memory limit), and __exit__ drops it.
-            self.session._conn.execute(f'CREATE TABLE "{name}" AS {sql}')
-            self._tables.append(name)
-            return self._duckdb_table(name)
+            return self._named(df, "TABLE", self._tables)
         return df.localCheckpoint(eager=True)
+
+    def _named(self, df, kind: str, made: list[str]):
+        """`df` as a DuckDB table or view of ours (`kind`), listed in `made` for __exit__ to drop."""
+        name = f"_lh_{next(_names)}"
+        self.session._conn.execute(f'CREATE {kind} "{name}" AS {df.sql(dialect="duckdb", pretty=False, optimize=False)}')
+        made.append(name)
+        return self._duckdb_table(name)
 
     def _duckdb_table(self, name: str):
         """sqlframe's DataFrame over a DuckDB table or view of ours, its columns told to sqlframe's
@@ -441,12 +444,7 @@ class Engine:
         """
         if not self._duckdb:
             return df
-        if reused:
-            return self.materialize(df)
-        name = f"_lh_{next(_names)}"
-        self.session._conn.execute(f'CREATE VIEW "{name}" AS {df.sql(dialect="duckdb", pretty=False, optimize=False)}')
-        self._views.append(name)
-        return self._duckdb_table(name)
+        return self.materialize(df) if reused else self._named(df, "VIEW", self._views)
 
     def __enter__(self) -> "Engine":
         return self
