@@ -3,9 +3,11 @@ cached, and manifests are merged, so years of daily commits do not each copy and
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pytest
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import EqualTo, In
 from pyiceberg.table import update as table_update
 
 import lakehouse.iceberg_patches as patches
@@ -98,3 +100,52 @@ def test_a_table_made_before_the_merge_setting_gets_it_and_a_users_own_value_is_
     assert properties["write.delete.mode"] == "copy-on-write"
     assert properties["commit.manifest.min-count-to-merge"] == "50"
     assert "lakehouse.evolution" not in properties  # a setting, not a change of the table's shape
+
+
+@pytest.mark.parametrize("transform", ["identity", "day", "month", "bucket"])
+@pytest.mark.parametrize("rows", [
+    {"ts": [dt.datetime(2026, 5, 1, h, tzinfo=dt.timezone.utc) for h in (1, 5, 23)], "k": ["a", "a", "a"]},
+    {"ts": [dt.datetime(2026, 5, d, tzinfo=dt.timezone.utc) for d in (1, 2, 2)], "k": ["a", "b", "a"]},
+    {"ts": [None, None], "k": [None, None]},
+    {"ts": [None, dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)], "k": ["a", None]},
+])
+def test_rows_of_one_partition_are_handed_on_under_the_key_pyiceberg_makes(transform, rows):
+    """The shortcut's partitions (keys, rows) equal PyIceberg's own, for one partition or several."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform, MonthTransform
+    from pyiceberg.types import NestedField, StringType, TimestamptzType
+
+    assert patches.applied()
+    schema = Schema(NestedField(1, "ts", TimestamptzType()), NestedField(2, "k", StringType()))
+    made = {"identity": IdentityTransform(), "day": DayTransform(), "month": MonthTransform(),
+            "bucket": BucketTransform(4)}[transform]
+    spec = PartitionSpec(PartitionField(1, 1000, made, "p_ts"), PartitionField(2, 1001, IdentityTransform(), "p_k"))
+    table = pa.table(rows, schema=pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("k", pa.string())]))
+
+    def parts(function):
+        return sorted(((p.partition_key.partition, p.arrow_table_partition.to_pylist()) for p in
+                       function(spec, schema, table)), key=str)
+
+    assert parts(patches._one_partition) == parts(patches._SPLIT)
+    assert parts(patches._one_partition) and all(p.partition_key.partition_spec is spec for p in patches._one_partition(
+        spec, schema, table))
+
+
+def test_a_partitioned_write_of_one_day_and_of_several_reads_back_whole(store):
+    """Through a real table partitioned by day: a write of one day (the shortcut) and one of
+    three (PyIceberg's split) are each stored under their days, one data file per day."""
+    schema = pa.schema([("day", pa.date32()), ("n", pa.int64())])
+    store.ensure_table("ops.p", schema, [("day", "identity")])
+
+    def rows(*days):
+        return pa.table({"day": [d for d in days for _ in range(3)], "n": list(range(3 * len(days)))}, schema=schema)
+
+    one, three = [dt.date(2026, 5, 1)], [dt.date(2026, 5, d) for d in (2, 3, 4)]
+    store.replace_where("ops.p", rows(*one), EqualTo("day", "2026-05-01"), {})
+    store.replace_where("ops.p", rows(*three), In("day", ["2026-05-02", "2026-05-03", "2026-05-04"]), {})
+    table = store.load("ops.p")
+    files = {f.file.partition[0]: f.file.record_count for f in table.scan().plan_files()}
+    assert files == {(d - dt.date(1970, 1, 1)).days: 3 for d in one + three}, files
+    for d in one + three:
+        assert table.scan(row_filter=EqualTo("day", d.isoformat())).to_arrow().num_rows == 3
