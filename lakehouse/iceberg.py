@@ -461,7 +461,7 @@ class TableStore:
         by its column metrics: then an overwrite by that filter drops whole files, which is
         what Iceberg's overwrite by filter accepts. The check Iceberg and PyIceberg's own delete
         make; PyIceberg's evaluator is private, so a PyIceberg upgrade must keep this test green
-        (tests/test_parity.py, both outcomes)."""
+        (tests/test_oracle.py, both outcomes)."""
         from pyiceberg.expressions.visitors import _StrictMetricsEvaluator
 
         from lakehouse.filters import uses_views

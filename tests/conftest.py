@@ -69,7 +69,6 @@ LONGEST_FIRST = [
     "test_crash.py",  # 161
     "test_pipeline.py",  # 146
     "test_sensors_e2e.py",  # 129
-    "test_parity.py",  # 108
     "test_pipes_remote.py",  # 105
     "test_backfill.py",  # 87
     "test_silver_gold.py",  # 83

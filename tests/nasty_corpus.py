@@ -86,6 +86,7 @@ def write_corpus(root: Path) -> None:
         ["O1", d(d1), "C1", "P1", "2", "10.50", "web"],               # duplicate of day 1
         ["O2", d(d2), "C2", "P2", "3", "3.99", "store"],              # correction
         ["O6", d(d2), "C1", "P2", "1", "3.99", "web"],
+        ["", d(d2), "C1", "P1", "1", "1.00", "web"],                 # no order id: quarantined
     ]).encode())
     put(root, "orders", d2, unicodedata.normalize("NFD", "órdenes.csv"), delimited(ORDER_HEADER, [
         ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile"],
@@ -100,9 +101,14 @@ def write_corpus(root: Path) -> None:
         [["C1", "Ann", "Lee", "ann@example.com", "+442079460018", "East"],
          ["C2", "Bob", "Ray", "bob@example.com", "555 0100 99", "South"],
          ["C9", "Zoë", "Kim", "zoe@example.com", "", "West"]], newline="\r\n")).encode("utf-8"))
-    put(root, "orders", d3, "orders;semi.txt", delimited(ORDER_HEADER, [
-        ["O8", d(d3), "C1", "P1", "1", "12,50", "WEB"],
-        ["O9", d(d3), "C2", "P3", "2", "7,00", "store"],             # P3 never arrives
+    # Its header has drifted: a column added (coupon), customer_id under a declared alias.
+    drifted = [*ORDER_HEADER[:2], "Cust ID", *ORDER_HEADER[3:], "coupon"]
+    put(root, "orders", d3, "orders;semi.txt", delimited(drifted, [
+        ["O8", d(d3), "C1", "P1", "1", "12,50", "WEB", "SPRING"],
+        ["O9", d(d3), "C2", "P3", "2", "7,00", "store", ""],         # P3 never arrives
+        ["O12", d(d3), "", "P1", "1", "1,00", "web", ""],            # no customer: quarantined
+        ["O13", d(d3), "C7", "P2", "3", "3,99", "mobile", ""],       # C7 never arrives
+        ["O14", d(d3), "c9", "P1", "1", "12,50", "web", "SPRING"],
     ], delimiter=";").encode())
     # Day 4: only products, as Parquet: P1 changes category.
     buf = io.BytesIO()
@@ -115,6 +121,8 @@ def write_corpus(root: Path) -> None:
         ["O6", d(d2), "C9", "P2", "1", "3.99", "web"],                # correction: C9 now
         ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile"],            # duplicate
         ["O10", d(d5), "C9", "P2", "2", "3.99", "store"],
+        ["O11", "31/02/2026", "C1", "P1", "1", "1.00", "web"],       # no such date: quarantined
+        ["O15", d(d5), "C1", "P2", "2", "3.99", "mobile"],
     ]).encode("latin-1"))
     put(root, "customers", d5, "kunden_ä.csv", delimited(
         ["customer_id", "first_name", "last_name", "email", "phone", "region"],

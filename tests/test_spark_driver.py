@@ -8,20 +8,31 @@ in the driver's process or Arrow sent from it to Spark, is recorded during the s
 gold steps and must not happen. A control in the same session shows that collecting
 the largest tables is indeed refused. (The smaller tables of this day, the quarantine, the
 marts and the dimensions, fit under the limit, so for them the proof is that they are
-written by Spark's writer: tests/test_parity.py.)
+written by Spark's writer: tests/test_oracle.py.)
+
+The same landing zone is then processed on DuckDB, and every silver and gold table must be
+the same row for row: the engines' parity on a generated day with every kind of defect the
+generator makes, at a size where values of every sort occur (the oracle tests compare them
+on the hand-written nasty corpus).
 """
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.settings import load_settings
+from pipeline_helpers import TABLES, process_day, process_dimensions, table_rows
+
 TESTS = Path(__file__).parent
 
 CHILD = r"""
 import datetime as dt, json, logging, sys
 logging.disable(logging.WARNING)
+DAY, AGAIN = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
 from pyspark.sql import SparkSession
 from lakehouse.generate import generate
 from lakehouse.layout import partition_prefix
@@ -56,7 +67,7 @@ def to_arrow(self, df):  # aggregates and a few examples are small; the limit is
         seen.append(["rows brought to the driver", ",".join(out.column_names)[:80], out.num_rows])
     return out
 _Store.read, Engine.from_arrow, Engine.to_arrow = read, from_arrow, to_arrow
-day, again = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+day, again = DAY, AGAIN
 settings = load_settings()
 zone = open_landing_zone(settings.landing_uri)
 generate(zone, days=1, start=day, seed=8, dirty=True, scale=float(sys.argv[1]))
@@ -103,3 +114,16 @@ def test_a_day_on_spark_passes_no_table_through_the_driver(tmp_path):
     assert result["published"] and all(result["published"].values()), result["published"]
     # The re-sent day recomputed every key of the first day, and its rows were set aside as duplicates.
     assert result["recomputed"] > 1000 and result["duplicates"] > 1000, result
+
+    # The same days on DuckDB: the same tables.
+    spark = TableStore(catalog_from_settings(load_settings(env)))
+    duck_settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "duckdb"),
+                                   "LAKEHOUSE_LANDING_URI": load_settings(env).landing_uri})
+    for day in (dt.date(2026, 3, 2), dt.date(2026, 3, 3)):
+        process_day(duck_settings, "duckdb", day)
+    process_dimensions(duck_settings, "duckdb")
+    duck = TableStore(catalog_from_settings(duck_settings))
+    for table in TABLES:
+        rows = table_rows(duck, table)
+        assert rows, f"{table} is empty: the comparison would prove nothing"
+        assert rows == table_rows(spark, table), table
