@@ -123,7 +123,7 @@ def test_same_bronze_tables_from_local_disk_and_from_s3(tmp_path, monkeypatch, s
         generate(open_landing_zone(settings.landing_uri), days=6, start=START, seed=5, dirty=True)
         bronze = [dg.AssetKey(["bronze", source]) for source in SOURCES]  # what is compared: bronze only
         # One run over the six days, as a backfill loads them: the same readers and landing zone
-        # as six daily runs, in a quarter of the time (daily runs are compared with a range's
+        # as six daily runs, in a third of the time (daily runs are compared with a range's
         # in tests/test_backfill.py).
         execute_range(settings, START, START + dt.timedelta(days=5), selection=bronze)
         results[name] = TableStore(catalog_from_settings(settings))

@@ -250,8 +250,8 @@ def test_a_fact_that_disagrees_with_the_silver_it_was_built_from_blocks_the_mart
 
 def test_the_fact_step_of_one_day_rebuilds_another_days_partition_that_drifted_from_silver(lake):
     """The drift comparison covers the days outside the step's own: a fact row changed behind
-    the pipeline's back, a row removed and a row added (a run that failed between its silver
-    and fact writes leaves such a fact) are found and that day is rebuilt from silver."""
+    the pipeline's back, a row removed, a row added (a run that failed between its silver and
+    fact writes leaves such a fact): each is found, and that day is rebuilt from silver."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyiceberg.expressions import EqualTo as Eq
@@ -260,16 +260,22 @@ def test_the_fact_step_of_one_day_rebuilds_another_days_partition_that_drifted_f
     tampered, own = DAYS[1].isoformat(), DAYS[4]
     want = table_rows(store, "gold.fact_orders")
     fact = store.read("gold.fact_orders", Eq("_ingest_date", tampered))
-    assert fact.num_rows >= 3
-    changed = fact.set_column(fact.schema.get_field_index("qty"), "qty",
-                              pc.add(fact["qty"], pa.scalar(1, fact.schema.field("qty").type)))
-    broken = pa.concat_tables([changed.slice(1), fact.slice(2, 1).set_column(
-        fact.schema.get_field_index("order_id"), "order_id", pa.array(["NOT-IN-SILVER"], fact.schema.field("order_id").type))])
-    store.replace_where("gold.fact_orders", broken, Eq("_ingest_date", tampered), {"dagster.asset_key": "gold/fact_orders"})
-    assert table_rows(store, "gold.fact_orders") != want
-    with Engine("duckdb") as eng:
-        result = run_fact_orders(StepContext(store, eng, "heal-other"), [own])
-    assert result.published and result.counts["rewritten_partitions"] == 2, result.counts
-    assert table_rows(store, "gold.fact_orders") == want
+    assert fact.num_rows >= 2
+    qty = fact.schema.get_field_index("qty")
+    stranger = fact.slice(0, 1).set_column(fact.schema.get_field_index("order_id"), "order_id",
+                                           pa.array(["NOT-IN-SILVER"], fact.schema.field("order_id").type))
+    tampers = {
+        "a changed row": fact.set_column(qty, "qty", pc.add(fact["qty"], pa.scalar(1, fact.schema.field("qty").type))),
+        "a removed row": fact.slice(1),
+        "an added row": pa.concat_tables([fact, stranger]),
+    }
+    for what, broken in tampers.items():
+        store.replace_where("gold.fact_orders", broken, Eq("_ingest_date", tampered),
+                            {"dagster.asset_key": "gold/fact_orders"})
+        assert table_rows(store, "gold.fact_orders") != want, what
+        with Engine("duckdb") as eng:
+            result = run_fact_orders(StepContext(store, eng, "heal-other"), [own])
+        assert result.published and result.counts["rewritten_partitions"] == 2, (what, result.counts)
+        assert table_rows(store, "gold.fact_orders") == want, what
     with Engine("duckdb") as eng:  # nothing drifts now: the step rewrites its own day only
         assert run_fact_orders(StepContext(store, eng, "again"), [own]).counts["rewritten_partitions"] == 1

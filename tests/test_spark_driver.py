@@ -28,11 +28,12 @@ from lakehouse.settings import load_settings
 from pipeline_helpers import TABLES, process_day, process_dimensions, table_rows
 
 TESTS = Path(__file__).parent
+DAYS = (dt.date(2026, 3, 2), dt.date(2026, 3, 3))  # a day, and the next with its orders re-sent
 
 CHILD = r"""
 import datetime as dt, json, logging, sys
 logging.disable(logging.WARNING)
-DAY, AGAIN = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+DAY, AGAIN = (dt.date.fromisoformat(a) for a in sys.argv[2:4])
 from pyspark.sql import SparkSession
 from lakehouse.generate import generate
 from lakehouse.layout import partition_prefix
@@ -103,7 +104,8 @@ print(json.dumps({"control": control, "sizes": sizes, "seen": seen,
 def test_a_day_on_spark_passes_no_table_through_the_driver(tmp_path):
     env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster"),
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", CHILD, "12"], env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-c", CHILD, "12", *(d.isoformat() for d in DAYS)], env=env,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     # The limit is below the size of the largest tables: collecting one of them is refused.
@@ -119,7 +121,7 @@ def test_a_day_on_spark_passes_no_table_through_the_driver(tmp_path):
     spark = TableStore(catalog_from_settings(load_settings(env)))
     duck_settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "duckdb"),
                                    "LAKEHOUSE_LANDING_URI": load_settings(env).landing_uri})
-    for day in (dt.date(2026, 3, 2), dt.date(2026, 3, 3)):
+    for day in DAYS:
         process_day(duck_settings, "duckdb", day)
     process_dimensions(duck_settings, "duckdb")
     duck = TableStore(catalog_from_settings(duck_settings))

@@ -54,8 +54,8 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     A silver write of day D can move a key's row to or from another ingest date, or
     re-enrich rows of other days (a re-sent or corrected order, a late customer). So
     besides D, every partition where the fact no longer matches silver is rewritten:
-    found by comparing the two whole tables (one engine join), which also heals a fact
-    left behind by a run that failed between the silver and the fact write.
+    found by comparing the fact's other ingest dates with silver's (one engine join), which
+    also heals a fact left behind by a run that failed between the silver and the fact write.
     """
     keys, asset = day_keys(days), "gold/fact_orders"
     ctx.ensure(FACT_ORDERS, silver_table("orders"))
