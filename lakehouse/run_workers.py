@@ -35,6 +35,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -169,24 +170,52 @@ class _Decision:
         return self.context
 
     def decide(self) -> None:
+        stopped = None
         try:
             problem = _verify(_Context(), PRELOAD)
         except Exception as exc:  # the forkserver could not start, or died in its preload
             problem = f"the forkserver failed: {type(exc).__name__}: {exc}"
-        self._set(None, None if problem else _Context(), problem)
+            if stopped := _stopped_by(forkserver._forkserver._forkserver_pid):
+                # The stop of the daemon's process group (a `lakehouse run` ending soon after it
+                # began): not a fault, and no run will start here.
+                problem = f"the forkserver was stopped by {stopped} before its check ended"
+        self._set(None, None if problem else _Context(), problem, quiet=stopped is not None)
 
-    def _set(self, current, context, why: str | None) -> None:
+    def _set(self, current, context, why: str | None, quiet: bool = False) -> None:
         """`context` (None: spawn, said with `why`) if the context is still `current`: the first
         decision stands (a check that ends after the first run gave up on it changes nothing),
-        and only the forkserver is given up for spawn."""
+        and only the forkserver is given up for spawn. `quiet`: said as information, not a warning."""
         with self._lock:
             if self.context is not current:
                 return
             if context is None:
-                log.warning("%s: runs are spawned as Dagster starts them from now on (about 2 s slower each)", why)
+                (log.info if quiet else log.warning)(
+                    "%s: runs are spawned as Dagster starts them from now on (about 2 s slower each)", why)
                 context = multiprocessing.get_context("spawn")
             self.context = context
             self.done.set()
+
+
+def _stopped_by(pid: int | None, wait: float = 1.0) -> str | None:
+    """The name of the stopping signal (SIGTERM, SIGINT, SIGHUP) that ended child `pid`, else None.
+
+    Looked at without reaping it (WNOWAIT): multiprocessing reaps its forkserver itself. Its
+    pipe can close a moment before it has ended, so an end is waited for up to `wait` s."""
+    if pid is None:
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return None
+        if info is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if info is None or info.si_code not in (os.CLD_KILLED, os.CLD_DUMPED):
+        return None
+    stop = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    return signal.Signals(info.si_status).name if info.si_status in stop else None
 
 
 def _forkserver_alive() -> bool:

@@ -59,7 +59,7 @@ def s3_bucket(s3_endpoint, monkeypatch):
 
 
 # The test files that take longest, longest first (seconds in a CI run of 1cc025e, where the
-# durations add up to about 1,870 s). With `--dist loadfile` a worker is handed the next file
+# durations add up to about 1,870 s, unless said otherwise). With `--dist loadfile` a worker is handed the next file
 # as it nears the end of its last: left to the end (pytest-xdist orders files by their number
 # of tests, and these have few), one of them keeps one worker busy while the other has nothing
 # left to do.
@@ -70,12 +70,12 @@ LONGEST_FIRST = [
     "test_pipeline.py",  # 146
     "test_sensors_e2e.py",  # 129
     "test_pipes_remote.py",  # 105
+    "test_spark_driver.py",  # 88 at 0c64785, since it also loads its days on DuckDB to compare
     "test_backfill.py",  # 87
     "test_silver_gold.py",  # 83
     "test_spark_iceberg.py",  # 71
     "test_ui.py",  # 65
     "test_new_source.py",  # 61
-    "test_spark_driver.py",  # 56
     "test_quality.py",  # 55
 ]
 

@@ -123,3 +123,31 @@ def test_the_code_it_replaces_is_the_code_it_was_checked_against():
     from lakehouse import checked_code
 
     assert checked_code.changed(run_workers.CHECKED_SOURCES, run_workers.owner_of) == []
+
+
+def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure():
+    """`lakehouse run` stopping soon after it began sends SIGTERM to the forkserver while its check
+    runs: that is said as information, and a forkserver that died otherwise is still a warning."""
+    script = textwrap.dedent("""
+        import logging, os, signal, subprocess, sys, time
+        from multiprocessing import forkserver
+        from lakehouse import run_workers as r
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            os.kill(child.pid, sig)
+            forkserver._forkserver._forkserver_pid = child.pid
+            def cut_short(context, modules):
+                raise EOFError("unexpected EOF")
+            r._verify = cut_short
+            decision = r._Decision()
+            decision.decide()
+            assert decision.get().get_start_method() == "spawn"
+            assert child.wait(5) == -sig  # not reaped by the look at how it ended
+    """)
+    done = run(script)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "runs are spawned" in line]
+    assert lines[0].startswith("INFO the forkserver was stopped by SIGTERM before its check ended"), lines
+    assert lines[1].startswith("WARNING the forkserver failed: EOFError: unexpected EOF"), lines
+    assert len(lines) == 2, lines
