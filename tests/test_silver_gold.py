@@ -234,7 +234,7 @@ def test_a_fact_that_disagrees_with_the_silver_it_was_built_from_blocks_the_mart
     day = DAYS[2]
     fact = store.read("gold.fact_orders", Eq("_ingest_date", day.isoformat()))
     wrong = fact.set_column(fact.schema.get_field_index("sales_amount"), "sales_amount",
-                            pc.multiply(fact["sales_amount"], 2))
+                            pc.multiply(fact["sales_amount"], 2).cast(fact.schema.field("sales_amount").type))
     silver_now = store.load("silver.orders").current_snapshot().snapshot_id
     store.replace_where("gold.fact_orders", wrong, Eq("_ingest_date", day.isoformat()),
                         {"dagster.asset_key": "gold/fact_orders", BUILT_FROM_SILVER: str(silver_now)})
