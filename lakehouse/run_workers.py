@@ -196,36 +196,37 @@ class _Decision:
             self.done.set()
 
 
-def _stopped_by(pid: int | None, wait: float = 1.0) -> str | None:
-    """The name of the stopping signal (SIGTERM, SIGINT, SIGHUP) that ended child `pid`, else None.
+GONE = "gone"  # _end_of: not a child of this process (never, or reaped)
+STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
-    Looked at without reaping it (WNOWAIT): multiprocessing reaps its forkserver itself. Its
-    pipe can close a moment before it has ended, so an end is waited for up to `wait` s."""
+
+def _end_of(pid: int | None, wait: float = 0.0):
+    """How child `pid` ended, as `os.waitid` tells it without reaping it (multiprocessing reaps
+    its forkserver itself); None while it runs; GONE if it is not (or no longer) a child of
+    ours. Its pipe can close a moment before it has ended: an end is waited for up to `wait` s."""
     if pid is None:
-        return None
+        return GONE
     deadline = time.monotonic() + wait
     while True:
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return None
+            return GONE
         if info is not None or time.monotonic() > deadline:
-            break
+            return info
         time.sleep(0.05)
-    if info is None or info.si_code not in (os.CLD_KILLED, os.CLD_DUMPED):
+
+
+def _stopped_by(pid: int | None) -> str | None:
+    """The name of the stopping signal (STOPPING) that ended child `pid`, else None."""
+    info = _end_of(pid, wait=1.0)
+    if not isinstance(info, os.waitid_result) or info.si_code not in (os.CLD_KILLED, os.CLD_DUMPED):
         return None
-    stop = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-    return signal.Signals(info.si_status).name if info.si_status in stop else None
+    return signal.Signals(info.si_status).name if info.si_status in STOPPING else None
 
 
 def _forkserver_alive() -> bool:
-    import psutil
-
-    pid = forkserver._forkserver._forkserver_pid
-    try:  # a child of this process: ended and not yet reaped, it is a zombie
-        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    return _end_of(forkserver._forkserver._forkserver_pid) is None
 
 
 def _verify(context, modules: list[str]) -> str | None:
