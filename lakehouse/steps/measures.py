@@ -50,17 +50,22 @@ def totals(engine: Engine, df, *columns: str, dates: str | None = None) -> dict:
     return {**out, "dates": sorted(row["_dates"] or [])} if dates else out
 
 
-def keys_by(engine: Engine, df, keys, by: str | None = None) -> dict[str | None, Keys]:
+def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = True) -> dict[str | None, Keys]:
     """Rows and null or repeated `keys` of `df`, per value of the date column `by` (ISO text),
     else for the whole of it (`WHOLE`); a group without rows is absent.
 
     One aggregate over the rows grouped by key (null keys group together); examples are read
-    only for a group with faults (a failing audit), at most SAMPLE of each kind.
+    only for a group with faults (a failing audit), at most SAMPLE of each kind. Without
+    `repeats` (where another measure holds the keys unique) the rows are not grouped by key,
+    the costly part on millions of keys, and `repeated` is 0.
     """
     F, _ = api(df)
     keys = list(keys)
     group = F.col(by).cast("string") if by else F.lit(None).cast("string")
-    per_key = df.groupBy(group.alias("_group"), *keys).agg(F.count(F.lit(1)).alias("count_all"))
+    if repeats:
+        per_key = df.groupBy(group.alias("_group"), *keys).agg(F.count(F.lit(1)).alias("count_all"))
+    else:  # every row its own group of one: the same sums below, without the hash table of keys
+        per_key = df.select(group.alias("_group"), *keys, F.lit(1).alias("count_all"))
     any_null = F.lit(False)
     for key in keys:
         any_null = any_null | F.col(key).isNull()
@@ -74,7 +79,7 @@ def keys_by(engine: Engine, df, keys, by: str | None = None) -> dict[str | None,
         day, found = row.pop("_group"), {k: int(v or 0) for k, v in row.items()}
         in_group = F.lit(True) if by is None else F.col("_group") == F.lit(day)
         if found["null_rows"]:
-            nulls = per_key.filter(in_group & any_null).select(*keys).limit(SAMPLE)
+            nulls = per_key.filter(in_group & any_null).select(*keys).distinct().limit(SAMPLE)
             found["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
         if found["repeated"]:
             repeats = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
