@@ -8,6 +8,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 from pyiceberg.expressions import EqualTo, In
+from pyiceberg.serializers import FromByteStream
 from pyiceberg.table import update as table_update
 
 import lakehouse.iceberg_patches as patches
@@ -69,6 +70,28 @@ def test_the_cached_metadata_is_what_pyiceberg_computes_at_every_stage_of_a_tran
     assert len(same(later).snapshots) == 2 and same(later).properties["a"] == "1"
 
 
+def test_a_metadata_file_is_parsed_once_and_every_load_still_sees_the_current_one(store, lakehouse_env, monkeypatch):
+    assert patches.applied()
+    parsed, read = [], patches._READ
+    monkeypatch.setattr(patches, "_READ", lambda f, encoding: parsed.append(f.location) or read(f, encoding))
+    monkeypatch.setattr(patches, "_parsed", patches.OrderedDict())
+    store.ensure_table("ops.t", SCHEMA)
+    first = [store.load("ops.t") for _ in range(5)]
+    assert len(parsed) == 1 and len({id(t.metadata) for t in first}) == 1  # one parse for five loads
+    other = TableStore(catalog_from_settings(lakehouse_env))  # another writer, with a catalog of its own
+    other.replace_where("ops.t", _rows("d1", 4), EqualTo("day", "d1"), {"by": "other"})
+    table = store.load("ops.t")  # the catalog names the new file: it is read, not the kept one
+    assert len(parsed) == 2 and parsed[1] == table.metadata_location != first[0].metadata_location
+    assert table.current_snapshot().summary["by"] == "other" and table.scan().to_arrow().num_rows == 4
+    with table.io.new_input(table.metadata_location).open() as stream:  # PyIceberg's own parse, equal
+        assert FromByteStream.table_metadata(stream) == table.metadata
+    for i in range(patches.METADATA_FILES + 5):  # the oldest parsed files are let go
+        store.replace_where("ops.t", _rows("d1", 1), EqualTo("day", "d1"), {"i": str(i)})
+        store.load("ops.t")
+    assert len(patches._parsed) == patches.METADATA_FILES
+    assert store.load("ops.t").current_snapshot().summary["i"] == str(patches.METADATA_FILES + 4)
+
+
 def test_manifests_are_merged_so_scans_open_a_bounded_number(store):
     store.ensure_table("ops.t", SCHEMA)
     for i in range(40):  # a new day each time: without merging, 40 manifests
@@ -85,10 +108,12 @@ def test_another_pyiceberg_is_left_uncached_with_a_warning(monkeypatch, caplog):
 
     monkeypatch.setattr(Transaction, "table_metadata", patches._UNCACHED)
     monkeypatch.setattr(patches.iceberg_arrow, "_determine_partitions", patches._SPLIT)
+    monkeypatch.setattr(patches.FromInputFile, "table_metadata", staticmethod(patches._READ))
     monkeypatch.setattr(pyiceberg, "__version__", "0.13.0")
     patches.apply()
     patches.apply()
     assert not patches.applied() and patches.iceberg_arrow._determine_partitions is patches._SPLIT
+    assert patches.FromInputFile.table_metadata is patches._READ
     assert caplog.text.count("PyIceberg 0.13.0 is not 0.12.0") == 1
 
 
