@@ -1,10 +1,12 @@
 """Both engines take Arrow in and give the same Arrow back through the PySpark API."""
 
 import datetime as dt
+import re
 import decimal
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from lakehouse.resources import EngineResource
 
@@ -140,6 +142,7 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
     import sqlframe.base.dataframe as dataframe
     import sqlframe.base.util as util
     from sqlframe.duckdb import functions as F
+    from sqlglot.dialects import DuckDB
     from lakehouse import sqlframe_patches
 
     def query(df, other):
@@ -160,6 +163,9 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
     with EngineResource(name="duckdb").engine() as eng:
         dialect = eng.session.execution_dialect
         assert util.dialect_to_string(dialect) == util.dialect_to_string.__wrapped__(dialect)
+        for each in (DuckDB(), sqlframe_patches.ColonLambdaDuckDB()):  # a fresh lookup: from the loaded dialects
+            assert sqlframe_patches._remembered(util.dialect_to_string.__wrapped__)(each) \
+                == util.dialect_to_string.__wrapped__(each)
         df = eng.from_arrow(pa.table({"k": ["a", "b"], "n": [1, 2]}))
         other = eng.from_arrow(pa.table({"k": ["a"], "w": [3]}))
         monkeypatch.setattr(exp.Expression, "__deepcopy__", count)
@@ -182,6 +188,96 @@ def test_sqlframes_planning_copies_less_and_writes_the_same_sql_as_its_own_code(
     stepped.expression.set("limit", exp.Limit(expression=exp.Literal.number(1)))
     assert joined.sql(dialect="duckdb", pretty=False, optimize=False) == before
     assert ours_copies < their_copies * 0.7, (ours_copies, their_copies)  # 2,064 nodes against 3,321
+
+
+PLAIN = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5))
+NESTED = st.recursive(PLAIN, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.one_of(st.text(max_size=3), st.integers(0, 3)), inner, max_size=4),
+    st.tuples(inner, inner)), max_leaves=12)
+
+
+def _containers(x) -> list:
+    """Every dict and list inside `x` (itself included)."""
+    found, stack = [], [x]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)):
+            found.append(item)
+        if isinstance(item, dict):
+            stack += list(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack += list(item)
+    return found
+
+
+@given(x=NESTED)
+@hsettings(max_examples=300, deadline=None)
+def test_the_short_deepcopy_equals_pythons_and_shares_no_container_with_its_input(x):
+    import copy
+
+    from lakehouse.sqlframe_patches import flat_deepcopy
+
+    got = flat_deepcopy(x)
+    assert got == copy.deepcopy(x) and repr(got) == repr(copy.deepcopy(x))  # repr: same types (1 == 1.0 == True)
+    assert not {id(c) for c in _containers(got)} & {id(c) for c in _containers(x)}
+
+
+def test_sqlglot_nodes_copied_the_short_way_are_the_nodes_pythons_deepcopy_makes(monkeypatch):
+    """Positions, comments and types survive the copy, and sqlframe writes the same SQL with it as without."""
+    import copy
+
+    import sqlglot
+    import sqlglot.expressions.core as core
+    from sqlglot.optimizer.annotate_types import annotate_types
+    from sqlframe.duckdb import functions as F
+
+    from lakehouse import sqlframe_patches
+
+    sql = ("/* head */ SELECT a.x AS y, CAST(b.z AS DECIMAL(18, 2)) /* money */, SUM(a.q) FROM t AS a "
+           "JOIN u AS b ON a.id = b.id WHERE a.q > 3 AND b.s LIKE 'x%' GROUP BY 1, 2")
+    parsed = annotate_types(sqlglot.parse_one(sql, dialect="duckdb"))
+
+    def described(tree):
+        return [(type(n).__name__, n.meta, n.comments, n.type and n.type.sql(), n.sql("duckdb")) for n in tree.walk()]
+
+    def planned():
+        with EngineResource(name="duckdb").engine() as eng:
+            df = eng.from_arrow(pa.table({"k": ["a", "b"], "n": [1, 2], "d": [dt.date(2026, 1, 1)] * 2}))
+            out = (df.filter(F.col("n") > 0).withColumn("m", F.col("n").cast("decimal(18,2)") * 2)
+                   .groupBy("k").agg(F.sum("m").alias("s"), F.max("d").alias("last")).orderBy("k"))
+            text, names = out.sql(dialect="duckdb", pretty=False, optimize=False), {}
+            # The same SQL but for the input's name (one per process) and the CTE names hashed from it.
+            text = re.sub(r'"(t\d+|_lh_\d+)"', lambda m: names.setdefault(m.group(1), f'"n{len(names)}"'), text)
+            return text, eng.to_arrow(out).to_pylist()
+
+    short_sql = planned()
+    assert core.deepcopy is sqlframe_patches.flat_deepcopy  # installed with the engine's session
+    short = described(parsed.copy())
+    assert any(n.meta for n in parsed.walk()) and any(n.comments for n in parsed.walk())
+    monkeypatch.setattr(core, "deepcopy", copy.deepcopy)
+    assert described(parsed.copy()) == short and planned() == short_sql
+
+
+def test_a_process_planning_a_query_loads_only_the_sqlglot_dialects_it_uses():
+    """sqlframe's name lookup of a dialect imported all of sqlglot's (about 30) in every process."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import pyarrow as pa
+from lakehouse.resources.engine import Engine
+from lakehouse.transforms.silver import api
+with Engine("duckdb") as eng:
+    df = eng.from_arrow(pa.table({"k": ["a", "b"], "n": [1, 2]}))
+    F, _ = api(df)
+    assert eng.to_arrow(df.groupBy("k").agg(F.min("n").alias("m"))).num_rows == 2
+print(sorted(m for m in sys.modules if m.startswith("sqlglot.dialects.")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = eval(done.stdout.strip().splitlines()[-1])
+    assert "sqlglot.dialects.duckdb" in loaded and "sqlglot.dialects.snowflake" not in loaded, loaded
 
 
 def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not_checked_against(caplog, monkeypatch):
