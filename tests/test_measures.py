@@ -19,7 +19,7 @@ from lakehouse.filters import InView, single_view, sql_condition, uses_views
 from lakehouse.iceberg import catalog_from_settings
 from lakehouse.resources.engine import Engine
 from lakehouse.settings import load_settings
-from lakehouse.steps.measures import WHOLE, keys_by, missing_from, totals
+from lakehouse.steps.measures import WHOLE, dates_of, distinct_dates, keys_by, missing_from, totals
 
 TEXT = st.sampled_from(["a", "b", "o'brien", "back\\slash", "\\'", "", "ü", "x\"y"]) | st.text(max_size=4)
 SCHEMA = pa.schema([pa.field("k", pa.string()), pa.field("day", pa.date32()),
@@ -214,6 +214,16 @@ def test_key_faults_counted_by_duckdb_equal_plain_python(rows, by, repeats):
         assert _measured(eng, table, by, repeats) == expected
 
 
+@given(parts=st.lists(ROWS, min_size=1, max_size=4))
+@hsettings(max_examples=40, deadline=None)
+def test_the_dates_of_several_frames_in_one_query_equal_plain_python(parts):
+    tables = [pa.Table.from_pylist(rows, schema=SCHEMA) for rows in parts]
+    with Engine("duckdb") as eng:
+        found = dates_of(eng, {f"p{i}": (eng.from_arrow(t), "day") for i, t in enumerate(tables)})
+        assert found == {f"p{i}": {r["day"].isoformat() for r in rows if r["day"]} for i, rows in enumerate(parts)}
+        assert distinct_dates(eng, eng.from_arrow(tables[0]), "day") == found["p0"]
+
+
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_key_faults_come_with_examples_and_totals_with_sums(engine):
     rows = NASTY.to_pylist() + [NASTY.to_pylist()[0]] * 2 + [NASTY.to_pylist()[3]]
@@ -231,6 +241,9 @@ def test_key_faults_come_with_examples_and_totals_with_sums(engine):
         assert sums == {"rows": len(rows), "amount": sum(r["amount"] for r in rows if r["amount"] is not None),
                         "n": sum(r["n"] for r in rows if r["n"] is not None)}
         assert totals(eng, eng.from_arrow(table.slice(0, 0)), "amount") == {"rows": 0, "amount": 0}
+        assert dates_of(eng, {"all": (eng.from_arrow(table), "day"), "none": (eng.from_arrow(table.slice(0, 0)), "day"),
+                              "first": (eng.from_arrow(table.slice(0, 1)), "day")}) == {
+            "all": {r["day"].isoformat() for r in rows if r["day"]}, "none": set(), "first": {DAYS[0].isoformat()}}
         wanted = eng.from_arrow(pa.table({"k": ["a", "b", "b", None, "c", "d"]}))
         present = eng.from_arrow(pa.table({"k": ["b", "x"]}))
         assert missing_from(eng, wanted, present, "k") == (3, ({"k": "a"}, {"k": "c"}, {"k": "d"}))

@@ -45,11 +45,34 @@ def affected_dates(ctx: StepContext, table: TableDef, keys: list[str], column: s
     return sorted(dates)
 
 
-def tracked_dates(ctx: StepContext, table: TableDef, where, props, column: str, new_dates) -> tuple[dict, list[str]]:
-    """Snapshot properties recording the dates a write touches (old and new); and those dates."""
-    old = _dates(ctx, table, where, column)
-    affected = sorted(old | set(new_dates))
-    return {**props, AFFECTED + column: ",".join(affected)}, affected
+def tracked_dates(ctx: StepContext, table: TableDef, where, props, new: dict[str, list]) -> tuple[dict, dict]:
+    """Snapshot properties recording, for each date column of `new`, the dates a write touches: those
+    of the rows it replaces (`where`) and the new ones; and those dates, sorted, by column.
+
+    `new[column]` lists the new dates: sets of them, and (DataFrame, date column) pairs whose
+    dates the engine finds, with the old ones, in one query.
+    """
+    dates: dict[str, set[str]] = {column: set() for column in new}
+    parts = {}
+    for column, sources in new.items():
+        for i, source in enumerate(sources):
+            if isinstance(source, tuple):
+                parts[(column, i)] = source
+            else:
+                dates[column] |= set(source)
+    if ctx.engine is None:
+        for column in new:
+            dates[column] |= dates_in(ctx.read(table, where, (column,)), column)
+    else:
+        from lakehouse.steps.measures import dates_of
+        from lakehouse.steps.reads import frame
+
+        old = frame(ctx, table, where, tuple(new))
+        parts.update({(column, "old"): (old, column) for column in new})
+        for (column, _), found in dates_of(ctx.engine, parts).items():
+            dates[column] |= found
+    affected = {column: sorted(found) for column, found in dates.items()}
+    return {**props, **{AFFECTED + column: ",".join(days) for column, days in affected.items()}}, affected
 
 
 def _dates(ctx: StepContext, table: TableDef, where, column: str) -> set[str]:

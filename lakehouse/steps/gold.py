@@ -73,8 +73,9 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     )
     by_day = counts_by_day(ctx.engine, counts_df, {n: n for n in ("rows_in", "unknown_customer", "unknown_product")},
                      partitions)
-    dates = [d.isoformat() for d in ctx.engine.to_arrow(fact.select("order_date").distinct())["order_date"].to_pylist() if d]
-    props, affected = tracked_dates(ctx, FACT_ORDERS, where, ctx.props(asset, keys), "order_date", dates)
+    props, dates = tracked_dates(ctx, FACT_ORDERS, where, ctx.props(asset, keys),
+                                 {"order_date": [(fact, "order_date")]})
+    affected = dates["order_date"]
     if silver_snapshot is not None:
         props[BUILT_FROM_SILVER] = str(silver_snapshot)
     specs = ev.index(specs_for(asset))

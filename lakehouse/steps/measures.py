@@ -33,9 +33,24 @@ def rows_by(engine: Engine, df, column: str) -> dict[str, int]:
 
 def distinct_dates(engine: Engine, df, column: str) -> set[str]:
     """The distinct non-null dates of `column`, as ISO text."""
-    F, _ = api(df)
-    found = engine.to_arrow(df.select(F.col(column).cast("string").alias("_day")).distinct())
-    return {d for d in found["_day"].to_pylist() if d is not None}
+    return dates_of(engine, {column: (df, column)})[column]
+
+
+def dates_of(engine: Engine, parts: dict) -> dict:
+    """The distinct non-null dates of each part, a (DataFrame, date column), as ISO text, by part:
+    one query for all of them (on Spark one job, not one each)."""
+    names = list(parts)
+    F, _ = api(parts[names[0]][0])
+    union = None
+    for i, name in enumerate(names):
+        df, column = parts[name]
+        one = df.select(F.lit(i).alias("_part"), F.col(column).cast("string").alias("_day"))
+        union = one if union is None else union.union(one)  # by position: the same two columns
+    found = engine.to_arrow(union.filter(F.col("_day").isNotNull()).distinct())
+    out: dict = {name: set() for name in names}
+    for i, day in zip(found["_part"].to_pylist(), found["_day"].to_pylist()):
+        out[names[i]].add(day)
+    return out
 
 
 def totals(engine: Engine, df, *columns: str, dates: str | None = None) -> dict:

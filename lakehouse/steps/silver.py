@@ -118,15 +118,15 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     ctx.store.replace_where(QUARANTINE.identifier, output(ctx, records, QUARANTINE.schema),
                             And(EqualTo("source", source), set_aside_where), props)
 
-    props, touched = tracked_dates(ctx, target, where, props, INGEST_DATE,
-                                   distinct_dates(engine, silver, INGEST_DATE) | set(span)
-                                   | distinct_dates(engine, set_aside, INGEST_DATE))
-    affected: list[str] = []
-    if contract.partition:  # the dates the batch's rows are stored under, for the marts downstream
-        column = contract.partition.column
-        props, affected = tracked_dates(ctx, target, where, props, column, distinct_dates(engine, silver, column))
-    unchanged = {day: c[UNCHANGED] for day, c in counts_by_day(engine, *outcome_counts(rows, contract), span).items()}
+    # The dates the batch's rows are stored under (a partition column), for the marts downstream.
+    column = contract.partition.column if contract.partition else None
+    props, dates = tracked_dates(ctx, target, where, props, {
+        INGEST_DATE: [set(span), (silver, INGEST_DATE), (set_aside, INGEST_DATE)],
+        **({column: [(silver, column)]} if column else {})})
+    touched, affected = dates[INGEST_DATE], dates.get(column, [])
+    unchanged: dict[str, int] = {}  # only a snapshot source's row can be unchanged (`classify`)
     if contract.history == SNAPSHOT:
+        unchanged = {day: c[UNCHANGED] for day, c in counts_by_day(engine, *outcome_counts(rows, contract), span).items()}
         props[UNCHANGED_PROP] = json.dumps(unchanged, sort_keys=True)
 
     specs = ev.index(specs_for(asset))
