@@ -99,6 +99,10 @@ ACTIVE = {
     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
 }
 RUN_SWEEP_PREFIXES = "10000"  # older date folders listed per tick while `lakehouse run` waits (the maximum)
+# Between looks at the instance (each a dozen storage queries): a run's end is seen at most this
+# late; the daemon's ticks, every RUN_SENSOR_INTERVAL, decide when the work is done. A signal
+# interrupts the wait at once.
+LOOK_SECONDS = 1.0
 PROGRESS_SECONDS = 10  # `lakehouse run` says how many runs are queued and running at most this often
 RUN_SENSOR_INTERVAL = "2"  # seconds between ticks while `lakehouse run` waits on the daemon
 LIVE_HEARTBEAT_SECONDS = 70  # daemons post a heartbeat every 30 s
@@ -780,7 +784,7 @@ def wait_until_quiescent(
             after = ("runs in progress are stopped with the daemon; `lakehouse status` lists what is left"
                      if daemon is not None else "runs keep going in the daemon already running (see `make ui`)")
             return runs, f"still busy after {timeout:.0f}s (--timeout); {after}", None
-        pause(0.5)
+        pause(LOOK_SECONDS)
 
 
 class Stopped(BaseException):
