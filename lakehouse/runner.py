@@ -404,7 +404,7 @@ def backfills_in_progress(instance: dg.DagsterInstance) -> list:
 
 def instigators(instance: dg.DagsterInstance) -> dict:
     """Every sensor's and schedule's state by name, read once: `lakehouse run` looks at several
-    sensors twice a second, and each read deserializes every state, automation's cursor included."""
+    sensors every second, and each read deserializes every state, automation's cursor included."""
     states: dict = {}
     for state in instance.all_instigator_state():
         states.setdefault(state.instigator_name, state)  # the first of a name, as a lookup by name found

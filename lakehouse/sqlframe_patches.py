@@ -1,5 +1,5 @@
 """Adjustments to sqlframe 4.10: three let it run on sqlglot's compiled build (sqlglotc), three
-remove copying it throws away.
+remove copying it throws away; and sqlglot's own node copy, shortened for the whole process.
 
 sqlframe plans every DataFrame operation by copying and generating sqlglot trees: half of
 a small day's time (py-spy: 52% of four small days), and sqlglotc, sqlglot's own mypyc
@@ -30,6 +30,10 @@ four small days) at about 7% of a small day's time; the SQL it generates is unch
 - `dialect_to_string`, on every `F.*` call, rebuilt sqlglot's map of dialects, which tries
   to import every dialect module while a dialect of ours (below) is registered; here a
   dialect's name is looked up once, among those already loaded.
+
+And sqlglot's node copy hands each node's position, comments and type to `copy.deepcopy`:
+`flat_deepcopy` (below) stands in for it in sqlglot's expression module, which names it as a
+global (`sqlglot.expressions.core.deepcopy`, read at each call by its compiled build too).
 
 Applied when a DuckDB session is made (`resources/engine.py`, `lineage.py`). A sqlframe
 without the names replaced here is refused, not silently left unpatched; the last three
@@ -183,7 +187,8 @@ def _remembered(dialect_to_string):
         kind = type(dialect)
         if kind not in names:
             # As sqlframe's own map of class to name does, the last name a class is registered under.
-            loaded = [name for name, cls in list(Dialect._classes.items()) if cls is kind]
+            registry = getattr(Dialect, "_classes", {})  # sqlglot's own, private: without it, sqlframe's lookup
+            loaded = [name for name, cls in list(registry.items()) if cls is kind]
             names[kind] = loaded[-1] if loaded else dialect_to_string(dialect)
         return names[kind]
     lookup.__wrapped__ = dialect_to_string

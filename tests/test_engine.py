@@ -252,7 +252,12 @@ def test_sqlglot_nodes_copied_the_short_way_are_the_nodes_pythons_deepcopy_makes
 
     short_sql = planned()
     assert core.deepcopy is sqlframe_patches.flat_deepcopy  # installed with the engine's session
+    calls = []
+    monkeypatch.setattr(core, "deepcopy", lambda x, memo=None: calls.append(type(x)) or
+                        sqlframe_patches.flat_deepcopy(x, memo))
     short = described(parsed.copy())
+    assert dict in calls  # the compiled copy reads the module's name at each call: positions go through it
+    monkeypatch.undo()
     assert any(n.meta for n in parsed.walk()) and any(n.comments for n in parsed.walk())
     monkeypatch.setattr(core, "deepcopy", copy.deepcopy)
     assert described(parsed.copy()) == short and planned() == short_sql

@@ -224,6 +224,42 @@ def test_the_dates_of_several_frames_in_one_query_equal_plain_python(parts):
         assert distinct_dates(eng, eng.from_arrow(tables[0]), "day") == found["p0"]
 
 
+def test_tracked_dates_are_the_replaced_rows_and_the_new_ones_of_every_column_in_one_query(lakehouse_env, monkeypatch):
+    """Sets, frames (one of them given twice) and the rows the write replaces, per date column;
+    a frame with no engine to find its dates is refused, not recorded as none."""
+    from pyiceberg.expressions import AlwaysTrue, EqualTo
+
+    import lakehouse.steps.measures as measures
+    from lakehouse.iceberg import TableStore, catalog_from_settings
+    from lakehouse.steps.context import AFFECTED, StepContext
+    from lakehouse.steps.dates import tracked_dates
+    from lakehouse.tables import TableDef
+
+    store = TableStore(catalog_from_settings(lakehouse_env))
+    schema = pa.schema([("k", pa.string()), ("day", pa.date32()), ("other", pa.date32())])
+    table = TableDef("ops.dated", schema, (), "dates of a test")
+    store.ensure_table(table.identifier, schema)
+    old = pa.Table.from_pylist([{"k": "a", "day": DAYS[0], "other": DAYS[2]}, {"k": "b", "day": DAYS[1], "other": None}],
+                               schema=schema)
+    store.replace_where(table.identifier, old, AlwaysTrue(), {})
+    queries = []
+    monkeypatch.setattr(measures, "dates_of", lambda eng, parts, real=measures.dates_of: queries.append(parts) or
+                        real(eng, parts))
+    with Engine("duckdb", store.catalog) as eng:
+        new = eng.from_arrow(pa.Table.from_pylist([{"k": "c", "day": DAYS[2], "other": DAYS[0]}], schema=schema))
+        props, dates = tracked_dates(StepContext(store, eng, "r"), table, EqualTo("k", "a"), {"x": "1"},
+                                     {"day": [{"2026-02-01"}, (new, "day"), (new, "other")], "other": [(new, "other")]})
+    replaced = {"day": DAYS[0].isoformat(), "other": DAYS[2].isoformat()}  # row "a" only: `where`
+    assert dates == {"day": sorted({"2026-02-01", replaced["day"], DAYS[2].isoformat(), DAYS[0].isoformat()}),
+                     "other": sorted({replaced["other"], DAYS[0].isoformat()})}
+    assert props == {"x": "1", AFFECTED + "day": ",".join(dates["day"]), AFFECTED + "other": ",".join(dates["other"])}
+    assert len(queries) == 1  # every column, the new frames and the replaced rows: one query
+    with pytest.raises(ValueError, match="without an engine"):
+        tracked_dates(StepContext(store, None, "r"), table, AlwaysTrue(), {}, {"day": [(new, "day")]})
+    _, without = tracked_dates(StepContext(store, None, "r"), table, AlwaysTrue(), {}, {"day": [{"2026-02-01"}]})
+    assert without == {"day": sorted({"2026-02-01", DAYS[0].isoformat(), DAYS[1].isoformat()})}
+
+
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_key_faults_come_with_examples_and_totals_with_sums(engine):
     rows = NASTY.to_pylist() + [NASTY.to_pylist()[0]] * 2 + [NASTY.to_pylist()[3]]

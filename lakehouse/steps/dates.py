@@ -61,6 +61,8 @@ def tracked_dates(ctx: StepContext, table: TableDef, where, props, new: dict[str
             else:
                 dates[column] |= set(source)
     if ctx.engine is None:
+        if parts:  # a DataFrame's dates need the engine that made it: never recorded as none
+            raise ValueError(f"tracked_dates of {table.identifier}: DataFrames given to a step without an engine")
         for column in new:
             dates[column] |= dates_in(ctx.read(table, where, (column,)), column)
     else:

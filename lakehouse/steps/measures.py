@@ -15,7 +15,8 @@ WHOLE = None  # the group of a measure taken over the whole DataFrame
 @dataclass(frozen=True)
 class Keys:
     """The rows of one group and their key faults: rows with a null key, rows beyond the first
-    of a repeated key, and a few examples of each."""
+    of a repeated key, and a few examples of each. Measured without repeats (`keys_by`'s
+    `repeats=False`), `repeated` is 0: not looked for, not found absent."""
 
     rows: int = 0
     null_rows: int = 0
@@ -40,6 +41,8 @@ def dates_of(engine: Engine, parts: dict) -> dict:
     """The distinct non-null dates of each part, a (DataFrame, date column), as ISO text, by part:
     one query for all of them (on Spark one job, not one each)."""
     names = list(parts)
+    if not names:
+        return {}
     F, _ = api(parts[names[0]][0])
     union = None
     for i, name in enumerate(names):
@@ -97,8 +100,8 @@ def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = Tru
             nulls = per_key.filter(in_group & any_null).select(*keys).distinct().limit(SAMPLE)
             found["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
         if found["repeated"]:
-            repeats = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
-            found["repeated_sample"] = tuple(engine.to_arrow(repeats).to_pylist())
+            examples = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
+            found["repeated_sample"] = tuple(engine.to_arrow(examples).to_pylist())
         out[day] = Keys(**found)
     return out
 

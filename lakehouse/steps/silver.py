@@ -120,9 +120,10 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
 
     # The dates the batch's rows are stored under (a partition column), for the marts downstream.
     column = contract.partition.column if contract.partition else None
-    props, dates = tracked_dates(ctx, target, where, props, {
-        INGEST_DATE: [set(span), (silver, INGEST_DATE), (set_aside, INGEST_DATE)],
-        **({column: [(silver, column)]} if column else {})})
+    new: dict[str, list] = {INGEST_DATE: [set(span), (silver, INGEST_DATE), (set_aside, INGEST_DATE)]}
+    if column:
+        new.setdefault(column, []).append((silver, column))  # added to, where the column is the ingest date
+    props, dates = tracked_dates(ctx, target, where, props, new)
     touched, affected = dates[INGEST_DATE], dates.get(column, [])
     unchanged: dict[str, int] = {}  # only a snapshot source's row can be unchanged (`classify`)
     if contract.history == SNAPSHOT:
