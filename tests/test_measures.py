@@ -269,9 +269,9 @@ def test_key_faults_come_with_examples_and_totals_with_sums(engine):
         whole = keys_by(eng, eng.from_arrow(table), ("k", "n"))[WHOLE]
         assert whole.repeated == 2 and whole.repeated_sample == ({"k": "o'brien", "n": 1, "count_all": 3},)
         assert whole.null_rows == 3 and len(whole.null_sample) == 2  # the distinct null keys, at most SAMPLE
-        unsorted = keys_by(eng, eng.from_arrow(table), ("k", "n"), repeats=False)[WHOLE]
-        assert (unsorted.rows, unsorted.null_rows, unsorted.repeated, unsorted.repeated_sample) == (len(rows), 3, 0, ())
-        assert sorted(map(str, unsorted.null_sample)) == sorted(map(str, whole.null_sample))
+        ungrouped = keys_by(eng, eng.from_arrow(table), ("k", "n"), repeats=False)[WHOLE]
+        assert (ungrouped.rows, ungrouped.null_rows, ungrouped.repeated, ungrouped.repeated_sample) == (len(rows), 3, 0, ())
+        assert sorted(map(str, ungrouped.null_sample)) == sorted(map(str, whole.null_sample))
         assert keys_by(eng, eng.from_arrow(table.slice(0, 0)), ("k",)) == {}
         sums = totals(eng, eng.from_arrow(table), "amount", "n")
         assert sums == {"rows": len(rows), "amount": sum(r["amount"] for r in rows if r["amount"] is not None),
