@@ -44,6 +44,7 @@ checked against (a digest of its source), and skipped with a warning on any othe
 from __future__ import annotations
 
 import copy as _copy
+import hashlib
 import logging
 from uuid import uuid4
 
@@ -67,6 +68,7 @@ CHECKED_SOURCES = {
     "BaseDataFrame._add_ctes_to_expression": "9d967ddb751f8b1b",
     "BaseDataFrame._get_outer_select_columns": "fee7e1fe760c711e",
     "dialect_to_string": "0eecc424df2d6c73",
+    "BaseDataFrame._create_hash_from_expression": "a2482d098e36cb34",
 }
 
 
@@ -177,6 +179,19 @@ def leaf_to_cte(self, sequence_id=None, name=None):
     return df.copy(expression=new_expression, sequence_id=sequence_id)
 
 
+def cte_name(self, expression):
+    """sqlframe's `_create_hash_from_expression` with a name that does not collide: a CTE's name
+    is a digest of its SQL, and sqlframe keeps one CTE per name in a query and points every
+    reference at it. Its name was `t` and the first 8 decimal digits of a CRC32 of the SQL
+    (about 3e7 names), so two different CTEs of one query could share it and be merged, an
+    error where their columns differed (seen once, in a silver step's query) and wrong rows
+    where they did not. Here: the first 16 hex digits of a SHA-256."""
+    from sqlframe.base.session import _BaseSession
+
+    value = expression.sql(dialect=_BaseSession().input_dialect).encode("utf-8")
+    return self.session._normalize_string(f"t{hashlib.sha256(value).hexdigest()[:16]}")
+
+
 def _remembered(dialect_to_string):
     """sqlframe's `dialect_to_string`, each dialect class's name looked up once, among the dialects
     loaded so far where it is one of them (the session's own always is): sqlframe's first imports
@@ -278,6 +293,8 @@ def _save_copies(frame, util) -> None:
         log.warning("sqlframe's %s differ from the code lakehouse/sqlframe_patches.py was checked against: its "
                     "copy savings are not applied (planning is slower, results the same)", ", ".join(changed))
         return
+    cte_name.__wrapped__ = frame._create_hash_from_expression
+    frame._create_hash_from_expression = cte_name
     util.dialect_to_string = _remembered(util.dialect_to_string)
     frame._create_cte_from_expression = _cte_without_copying_ctes(frame._create_cte_from_expression)
     leaf_to_cte.__wrapped__ = frame._convert_leaf_to_cte

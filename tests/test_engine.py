@@ -247,7 +247,7 @@ def test_sqlglot_nodes_copied_the_short_way_are_the_nodes_pythons_deepcopy_makes
                    .groupBy("k").agg(F.sum("m").alias("s"), F.max("d").alias("last")).orderBy("k"))
             text, names = out.sql(dialect="duckdb", pretty=False, optimize=False), {}
             # The same SQL but for the input's name (one per process) and the CTE names hashed from it.
-            text = re.sub(r'"(t\d+|_lh_\d+)"', lambda m: names.setdefault(m.group(1), f'"n{len(names)}"'), text)
+            text = re.sub(r'"(t[0-9a-f]+|_lh_\d+)"', lambda m: names.setdefault(m.group(1), f'"n{len(names)}"'), text)
             return text, eng.to_arrow(out).to_pylist()
 
     short_sql = planned()
@@ -261,6 +261,24 @@ def test_sqlglot_nodes_copied_the_short_way_are_the_nodes_pythons_deepcopy_makes
     assert any(n.meta for n in parsed.walk()) and any(n.comments for n in parsed.walk())
     monkeypatch.setattr(core, "deepcopy", copy.deepcopy)
     assert described(parsed.copy()) == short and planned() == short_sql
+
+
+def test_two_different_ctes_never_share_a_name():
+    """sqlframe names a CTE by a digest of its SQL and merges CTEs of one name: its 8-digit CRC32
+    prefix gave these two queries one name (found by search), ours does not."""
+    import sqlglot.expressions as exp
+    from sqlframe.base.dataframe import BaseDataFrame
+
+    from lakehouse import sqlframe_patches
+
+    with EngineResource(name="duckdb").engine() as eng:
+        frame = eng.from_arrow(pa.table({"x": [1]}))
+        assert BaseDataFrame._create_hash_from_expression is sqlframe_patches.cte_name
+        first, second = (exp.select(exp.Literal.number(n).as_("x")) for n in (4846, 19350))
+        theirs = sqlframe_patches.cte_name.__wrapped__
+        assert theirs(frame, first) == theirs(frame, second)  # one name for two queries
+        assert sqlframe_patches.cte_name(frame, first) != sqlframe_patches.cte_name(frame, second)
+        assert sqlframe_patches.cte_name(frame, first) == sqlframe_patches.cte_name(frame, first.copy())
 
 
 def test_a_process_planning_a_query_loads_only_the_sqlglot_dialects_it_uses():
@@ -303,6 +321,8 @@ def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not
     for name in ("_create_cte_from_expression", "_convert_leaf_to_cte", "_resolve_pending_hints",
                  "_add_ctes_to_expression", "_get_outer_select_columns"):
         setattr(Frame, name, getattr(BaseDataFrame, name))
+    Frame._create_hash_from_expression = getattr(sqlframe_patches.cte_name, "__wrapped__",
+                                                 BaseDataFrame._create_hash_from_expression)  # sqlframe's own
     monkeypatch.setattr(sqlframe_patches, "_saving_checked", False)
     copy, to_string, to_cte = Frame.copy, Util.dialect_to_string, Frame._convert_leaf_to_cte
     with caplog.at_level("WARNING", logger="lakehouse.sqlframe_patches"):
