@@ -26,3 +26,15 @@ def changed(checked: dict[str, str], owner_of: Callable[[str], object]) -> list[
     """The names of `checked` (name -> digest) whose source is not the one checked; `owner_of(name)`
     is the class or module that holds it."""
     return [name for name, digest in checked.items() if source_digest(owner_of(name), name) != digest]
+
+
+_warned: set[str] = set()
+
+
+def warn_once(log, message: str, *args) -> None:
+    """`log.warning(message, *args)`, once per process for each message and arguments: a fallback is
+    said when first taken, not at every session or catalog."""
+    said = message % args if args else message
+    if said not in _warned:
+        _warned.add(said)
+        log.warning(message, *args)

@@ -53,6 +53,8 @@ from pyiceberg.table import Transaction
 from pyiceberg.table.update import update_table_metadata
 from pyiceberg.typedef import UTF8
 
+from lakehouse import checked_code
+
 CHECKED_VERSION = "0.12.0"
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,6 @@ _READ = FromInputFile.table_metadata  # PyIceberg's own reader of a metadata fil
 # threads (Dagster's, PyIceberg's pools): a dict's get and set are atomic, and two threads that
 # both parse the same new file keep equal results.
 _parsed: dict = {}
-_warned: list[str] = []  # the version already warned about: one warning per process, not one per catalog
 
 
 def _table_metadata(self):
@@ -110,14 +111,11 @@ def apply() -> None:
     if applied():
         return
     if pyiceberg.__version__ != CHECKED_VERSION:
-        if pyiceberg.__version__ in _warned:
-            return
-        _warned.append(pyiceberg.__version__)
-        log.warning("PyIceberg %s is not %s: its Transaction.table_metadata is left uncached, rows are "
-                    "filtered into partitions even where they are all of one, and metadata files are parsed on "
-                    "every table load (lakehouse/iceberg_patches.py), so commits are slower on tables with a long "
-                    "history, large writes take longer and so do table loads", pyiceberg.__version__,
-                    CHECKED_VERSION)
+        checked_code.warn_once(
+            log, "PyIceberg %s is not %s: its Transaction.table_metadata is left uncached, rows are filtered into "
+            "partitions even where they are all of one, and metadata files are parsed on every table load "
+            "(lakehouse/iceberg_patches.py), so commits are slower on tables with a long history, large writes take "
+            "longer and so do table loads", pyiceberg.__version__, CHECKED_VERSION)
         return
     Transaction.table_metadata = property(_table_metadata, doc=_UNCACHED.__doc__)
     iceberg_arrow._determine_partitions = _one_partition

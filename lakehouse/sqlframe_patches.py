@@ -35,10 +35,14 @@ And sqlglot's node copy hands each node's position, comments and type to `copy.d
 `flat_deepcopy` (below) stands in for it in sqlglot's expression module, which names it as a
 global (`sqlglot.expressions.core.deepcopy`, read at each call by its compiled build too).
 
+And one fix: sqlframe's CTE names could collide, merging two different CTEs of a query
+(`cte_name`).
+
 Applied when a DuckDB session is made (`resources/engine.py`, `lineage.py`). A sqlframe
-without the names replaced here is refused, not silently left unpatched; the last three
-replace sqlframe's own functions whole, so they are applied only to the code they were
-checked against (a digest of its source), and skipped with a warning on any other.
+without the names replaced here is refused, not silently left unpatched, and so is one whose
+CTE naming is not the code the fix was checked against (a digest of its source); the copy
+savings replace sqlframe's own functions whole, so they are applied only to the code they
+were checked against, and skipped with a warning on any other.
 """
 
 from __future__ import annotations
@@ -68,8 +72,9 @@ CHECKED_SOURCES = {
     "BaseDataFrame._add_ctes_to_expression": "9d967ddb751f8b1b",
     "BaseDataFrame._get_outer_select_columns": "fee7e1fe760c711e",
     "dialect_to_string": "0eecc424df2d6c73",
-    "BaseDataFrame._create_hash_from_expression": "a2482d098e36cb34",
 }
+# The CTE naming fix (`cte_name`): a correctness fix, so a sqlframe whose naming differs is refused.
+CHECKED_NAMING = {"BaseDataFrame._create_hash_from_expression": "a2482d098e36cb34"}
 
 
 class ColonLambdaDuckDB(DuckDB):
@@ -255,8 +260,23 @@ def apply() -> None:
     duckdb_session._DuckDBV2 = ColonLambdaDuckDB
     dataframe.ContainerTypeAnnotator = ContainerTypes
     exp.to_column = to_column
+    _name_ctes(dataframe.BaseDataFrame, getattr(sqlframe, "__version__", "?"))
     _save_copies(dataframe.BaseDataFrame, util)
     _flat_copies()
+
+
+def _name_ctes(frame, version: str) -> None:
+    """`cte_name` in place of sqlframe's CTE naming, once per process; a sqlframe whose naming is not the
+    code checked is refused: its names may collide, and a collision merges two CTEs (wrong rows)."""
+    if frame._create_hash_from_expression is cte_name:
+        return
+    if checked_code.changed(CHECKED_NAMING, lambda name: frame):
+        raise RuntimeError(f"sqlframe {version}'s BaseDataFrame._create_hash_from_expression is not the code "
+                           "lakehouse/sqlframe_patches.py checked (sqlframe 4.10.0's, whose CTE names collide): check "
+                           "whether this sqlframe's CTE names can still collide and update CHECKED_NAMING, or install "
+                           "the version in requirements.lock")
+    cte_name.__wrapped__ = frame._create_hash_from_expression
+    frame._create_hash_from_expression = cte_name
 
 
 def _flat_copies() -> None:
@@ -267,16 +287,11 @@ def _flat_copies() -> None:
     if current is flat_deepcopy:
         return
     if current is not _copy.deepcopy:
-        if "flat" not in _warned:
-            _warned.append("flat")
-            log.warning("sqlglot's expressions no longer copy through copy.deepcopy (sqlglot.expressions.core."
-                        "deepcopy is %r): lakehouse/sqlframe_patches.py's shorter copy is not applied (planning is "
-                        "slower, results the same)", current)
+        checked_code.warn_once(log, "sqlglot's expressions no longer copy through copy.deepcopy (sqlglot.expressions."
+                               "core.deepcopy is %r): lakehouse/sqlframe_patches.py's shorter copy is not applied "
+                               "(planning is slower, results the same)", current)
         return
     core.deepcopy = flat_deepcopy
-
-
-_warned: list[str] = []
 
 
 _saving_checked = False
@@ -293,8 +308,6 @@ def _save_copies(frame, util) -> None:
         log.warning("sqlframe's %s differ from the code lakehouse/sqlframe_patches.py was checked against: its "
                     "copy savings are not applied (planning is slower, results the same)", ", ".join(changed))
         return
-    cte_name.__wrapped__ = frame._create_hash_from_expression
-    frame._create_hash_from_expression = cte_name
     util.dialect_to_string = _remembered(util.dialect_to_string)
     frame._create_cte_from_expression = _cte_without_copying_ctes(frame._create_cte_from_expression)
     leaf_to_cte.__wrapped__ = frame._convert_leaf_to_cte

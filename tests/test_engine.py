@@ -303,6 +303,30 @@ print(sorted(m for m in sys.modules if m.startswith("sqlglot.dialects.")))
     assert "sqlglot.dialects.duckdb" in loaded and "sqlglot.dialects.snowflake" not in loaded, loaded
 
 
+def test_a_sqlframe_whose_cte_naming_was_not_checked_is_refused():
+    """The CTE-name fix is a correctness fix: on a sqlframe whose naming differs from the checked
+    code the DuckDB engine refuses to plan (its names might still collide) rather than warn."""
+    from sqlframe.base.dataframe import BaseDataFrame
+
+    from lakehouse import sqlframe_patches
+
+    class Frame:  # stands in for a sqlframe whose CTE naming changed
+        def _create_hash_from_expression(self, expression):
+            return "t1"
+
+    theirs = Frame._create_hash_from_expression
+    with pytest.raises(RuntimeError, match=r"sqlframe 9\.9's BaseDataFrame._create_hash_from_expression.*CHECKED_NAMING"):
+        sqlframe_patches._name_ctes(Frame, "9.9")
+    assert Frame._create_hash_from_expression is theirs
+
+    class Checked:  # sqlframe 4.10's own naming: replaced
+        _create_hash_from_expression = getattr(sqlframe_patches.cte_name, "__wrapped__",
+                                               BaseDataFrame._create_hash_from_expression)
+
+    sqlframe_patches._name_ctes(Checked, "4.10.0")
+    assert Checked._create_hash_from_expression is sqlframe_patches.cte_name
+
+
 def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not_checked_against(caplog, monkeypatch):
     """The savings replace sqlframe's functions whole: on another sqlframe's code they are not applied."""
     from sqlframe.base.dataframe import BaseDataFrame
@@ -321,8 +345,6 @@ def test_sqlframes_copy_savings_are_skipped_with_a_warning_on_code_they_were_not
     for name in ("_create_cte_from_expression", "_convert_leaf_to_cte", "_resolve_pending_hints",
                  "_add_ctes_to_expression", "_get_outer_select_columns"):
         setattr(Frame, name, getattr(BaseDataFrame, name))
-    Frame._create_hash_from_expression = getattr(sqlframe_patches.cte_name, "__wrapped__",
-                                                 BaseDataFrame._create_hash_from_expression)  # sqlframe's own
     monkeypatch.setattr(sqlframe_patches, "_saving_checked", False)
     copy, to_string, to_cte = Frame.copy, Util.dialect_to_string, Frame._convert_leaf_to_cte
     with caplog.at_level("WARNING", logger="lakehouse.sqlframe_patches"):

@@ -109,12 +109,15 @@ def test_manifests_are_merged_so_scans_open_a_bounded_number(store):
 
 def test_another_pyiceberg_is_left_uncached_with_a_warning(monkeypatch, caplog):
     import pyiceberg
+
+    from lakehouse import checked_code
     from pyiceberg.table import Transaction
 
     monkeypatch.setattr(Transaction, "table_metadata", patches._UNCACHED)
     monkeypatch.setattr(patches.iceberg_arrow, "_determine_partitions", patches._SPLIT)
     monkeypatch.setattr(patches.FromInputFile, "table_metadata", staticmethod(patches._READ))
     monkeypatch.setattr(pyiceberg, "__version__", "0.13.0")
+    monkeypatch.setattr(checked_code, "_warned", set())  # said once per process: as if in a new one
     patches.apply()
     patches.apply()
     assert not patches.applied() and patches.iceberg_arrow._determine_partitions is patches._SPLIT

@@ -64,7 +64,7 @@ def tracked_dates(ctx: StepContext, table: TableDef, where, props, new: dict[str
         if parts:  # a DataFrame's dates need the engine that made it: never recorded as none
             raise ValueError(f"tracked_dates of {table.identifier}: DataFrames given to a step without an engine")
         for column in new:
-            dates[column] |= dates_in(ctx.read(table, where, (column,)), column)
+            dates[column] |= _dates(ctx, table, where, column)
     else:
         from lakehouse.steps.measures import dates_of
         from lakehouse.steps.reads import frame
