@@ -505,6 +505,13 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
         elif record is not None:
             why = retrying(record) or (f"run {record.dagster_run.run_id[:8]} {record.dagster_run.status.value}: "
                                        f"{first_error(instance, record.dagster_run.run_id).splitlines()[0]}")
+        elif (writer := instance.get_run_by_id(lag.writer) if lag.writer else None) is not None and \
+                dg.AssetKey.from_user_string(lag.asset) in (writer.asset_selection or ()):
+            # A landed day's run writes silver, then the dimensions after the fact (assets/gold.py).
+            why = (f"run {lag.writer[:8]}, which wrote {lag.input}, rebuilds it after the fact" if writer.status in ACTIVE
+                   else f"run {lag.writer[:8]} wrote {lag.input} and ended {writer.status.value} before rebuilding it: "
+                        "automation does not ask for it again (the run targeted it); `lakehouse run` asks for it when "
+                        "it ends, or materialize it in the UI")
         elif unfinished_runs(instance, {lag.writer} - {None}):
             why = (f"waiting for run {lag.writer[:8]}, which wrote {lag.input}, to end: automation then rebuilds "
                    "the dimensions in one run (InputsRunEnded)")

@@ -129,7 +129,7 @@ def build_definitions(settings: Settings, compute: Compute | None = None) -> dg.
             snapshots,
         ],
         sensors=[
-            build_landing_sensor(settings, list(bronze.keys), [k for a in daily for k in a.keys]),
+            build_landing_sensor(settings, list(bronze.keys), [k for a in [*daily, *dimensions] for k in a.keys]),
             # Silver and gold follow bronze through their automation conditions (eager,
             # gated on blocking checks). Running by default: a fresh instance would
             # otherwise leave it stopped and nothing past bronze would ever run.

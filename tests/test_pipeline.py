@@ -66,15 +66,16 @@ def test_demo_twice_through_the_instance_is_idempotent(lakehouse_env):
     runs = instance.get_runs()
     assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Seven days landed at once: one run takes them from bronze to gold over the range (as a
-    # backfill runs it); automation builds the dimensions and has no day left to redo.
-    landing = [r for r in runs if r.tags.get("dagster/sensor_name") == "landing_sensor"]
-    assert [sorted(run_days(r)) for r in landing] == [sorted(days)]
-    assert {k.path[0] for k in landing[0].asset_selection} == {"bronze", "silver", "gold"}
-    others = [r for r in runs if r not in landing]
-    assert all(r.tags.get("dagster/sensor_name") == "automation_sensor" and not run_days(r) for r in others)
-    # Both dimensions in one run, once the day's run has ended (not a run each as their inputs were written).
-    assert [sorted(k.to_user_string() for k in r.asset_selection) for r in others] == [
-        ["gold/dim_customer", "gold/dim_product"]]
+    # backfill runs it), the dimensions included; automation has nothing left to do.
+    assert len(runs) == 1 and runs[0].tags.get("dagster/sensor_name") == "landing_sensor", [r.tags for r in runs]
+    assert sorted(run_days(runs[0])) == sorted(days)
+    selected = {k.to_user_string() for k in runs[0].asset_selection}
+    assert {k.split("/")[0] for k in selected} == {"bronze", "silver", "gold"}
+    assert {"gold/dim_customer", "gold/dim_product", "gold/fact_orders"} <= selected
+    # The dimensions come last, so their covers_facts check reads the fact this run wrote.
+    order = [r.event_log_entry.dagster_event.asset_key.to_user_string() for r in instance.get_records_for_run(
+        runs[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000).records]
+    assert set(order[-2:]) == {"gold/dim_customer", "gold/dim_product"}, order
 
     # The generator writes the same bytes again: same ETags, so the sensor starts nothing.
     second = demo(env)

@@ -53,3 +53,33 @@ def test_a_partition_blocked_by_a_failed_check_names_the_check_and_its_audit_bra
     assert f"lakehouse backfill --start {DAY} --end {DAY} --select 'key:silver/orders+'" in why
     assert text.startswith("Stuck work (3):") and f"- silver/orders {DAY}: in bronze, not in silver: {why}" in text
     assert isinstance(items[0], Stuck)
+
+
+def test_a_dimension_its_days_run_wrote_silver_for_but_did_not_rebuild_says_why(lakehouse_env, monkeypatch):
+    """A landed day's run also rebuilds the dimensions, after the fact; when it ends without doing
+    so, automation will not ask for them (the run targeted them): status says so, and what to do."""
+    import dagster as dg
+
+    import lakehouse.assets.gold as gold_assets
+
+    def broken(ctx, source):
+        raise RuntimeError("dimension step broken for this test")
+
+    store = TableStore(catalog_from_settings(lakehouse_env))
+    generate(LocalLandingZone(lakehouse_env.landing_uri), days=1, start=DAY, seed=7, scale=0.05)
+    monkeypatch.setattr(gold_assets, "run_dimension", broken)
+    defs = build_definitions(lakehouse_env)
+    day_run = [k for k in defs.resolve_job_def(DAILY_JOB).asset_layer.executable_asset_keys]
+    dims = [dg.AssetKey(["gold", "dim_customer"]), dg.AssetKey(["gold", "dim_product"])]
+    with open_instance(lakehouse_env) as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, partition_key=str(DAY), run_config=QUIET, asset_selection=[*day_run, *dims],
+            raise_on_error=False)
+        assert not result.success
+        items = [s for s in stuck_work(store, instance) if s.subject.startswith("gold/dim_")]
+    run = result.run_id[:8]
+    assert [(s.subject, s.state) for s in items] == [("gold/dim_customer", "older than silver/customers"),
+                                                     ("gold/dim_product", "older than silver/products")]
+    for item in items:
+        assert item.why.startswith(f"run {run} wrote silver/") and "ended FAILURE before rebuilding it" in item.why
+        assert "`lakehouse run` asks for it" in item.why

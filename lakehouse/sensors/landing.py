@@ -254,11 +254,13 @@ def _log_filter(found: Scan) -> BooleanExpression:
 
 
 def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> list[dg.RunRequest]:
-    """One run per span of consecutive landed days, from bronze to gold.
+    """One run per span of consecutive landed days, from bronze to gold, the dimensions included.
 
-    A second run for silver and gold would pay a run's start (a process, the imports, the
-    engine session) again and wait for an automation tick; a run per day would pay every
-    step's fixed cost once per day. A span of several days (a backlog, a first load) is
+    A second run for silver and gold, or for the dimensions, would pay a run's start (a
+    process, the imports, the engine session) again and wait for an automation tick; a run
+    per day would pay every step's fixed cost once per day. The dimensions, unpartitioned,
+    come last in the run (`assets/gold.py`, AFTER_THE_FACT), and automation does not ask for
+    them again: their inputs were written by a run that also targeted them. A span of several days (a backlog, a first load) is
     one run over the range, as a backfill runs it (the assets' single-run backfill policy).
     The sensor leaves out the days whose files a run was already made for (`asked_before`).
     Inside a run a failed blocking check of a step skips the steps after it, as between
@@ -292,7 +294,8 @@ def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> 
 
 def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
                          day_keys: list[dg.AssetKey] | None = None) -> dg.SensorDefinition:
-    """`day_keys`: what a landed day's run materializes, bronze and everything partitioned after it.
+    """`day_keys`: what a landed day's run materializes: bronze, everything partitioned after it, and
+    the dimensions built from silver.
 
     See `through_gold` for the runs a tick asks for.
     """
@@ -306,7 +309,7 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
         description=(
             "Lists the landing zone's recent ingest-date folders (and a rolling sweep of older ones), "
             "records new or changed files in ops.ingestion_log and asks for one run per span of consecutive "
-            "ingest dates, from bronze of all four sources to gold, keyed by "
+            "ingest dates, from bronze of all four sources to gold and the dimensions, keyed by "
             "the files' keys and ETags. Keys it does not load (off the "
             "layout, unsafe, hidden or markers) are recorded there as IGNORED with the reason."
         ),
