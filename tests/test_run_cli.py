@@ -170,3 +170,35 @@ def test_a_command_preparing_an_instance_waits_for_another_preparing_it(tmp_path
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 0, out
     assert (home / "dagster" / "history" / "runs.db").exists()
+
+
+def test_a_process_group_of_only_ended_processes_is_not_waited_for():
+    """Stopping waits until the daemon's process group has ended. Its code server and runs, once
+    the daemon has gone, are reaped by the system's init, which in a container may take seconds
+    or never happen: an ended, unreaped process (a zombie) does not count as running."""
+    from lakehouse.runner import group_alive
+
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _zombie(ended.pid) and time.monotonic() < deadline:  # ended; not reaped (no wait yet)
+            time.sleep(0.05)
+        assert _zombie(ended.pid)
+        os.killpg(ended.pid, 0)  # the group still exists for the operating system
+        assert not group_alive(ended.pid)
+        assert group_alive(running.pid)
+    finally:
+        running.kill()
+        running.wait()
+        ended.wait()
+    assert not group_alive(running.pid) and not group_alive(ended.pid)
+
+
+def _zombie(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
