@@ -3,7 +3,8 @@
 sqlframe's copy savings (`sqlframe_patches.py`) and the forked run workers (`run_workers.py`)
 replace functions of sqlframe, Dagster and Python, or rely on how they work inside. Each
 keeps the digests of those functions' source as it read them; on any other version the
-replacement is skipped, with a warning, and the project works as it would without it.
+replacement is skipped, with a warning, and the project works as it would without it. One
+is refused instead: sqlframe's CTE naming, whose replacement is a correctness fix.
 """
 
 from __future__ import annotations

@@ -103,8 +103,8 @@ def main(argv: list[str]) -> int:
         # each hop of a backfill (silver, then gold) would wait that long while `lakehouse run`
         # waits on it. Its loop reads this module constant when the daemon starts.
         # Likewise the sensor and automation daemons wait at least 5 s between passes (module
-        # constants too): every hop of a landed day (bronze, then silver and gold, then the
-        # dimensions) would wait for the next pass.
+        # constants too): every hop (a landed day's run, then the ticks that find nothing left,
+        # or the automation's runs after a backfill) would wait for the next pass.
         # Dagster's retries of runs whose worker died wait for its event-log consumer, which
         # passes every 5 s (read from the environment when its module loads, hence first).
         os.environ.setdefault("DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS", loop)

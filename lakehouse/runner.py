@@ -322,8 +322,11 @@ def rescue_lost_retries(instance: dg.DagsterInstance, since: float, asked: set[s
 def ask_for_lost(instance: dg.DagsterInstance, workspace: Path, asked: set[str], echo=print) -> bool:
     """Ask once for each dimension left older than its silver input with no run made for it since.
 
-    Automation asks for a dimension after every silver change; this covers a request lost
-    anyway (a crash trial once ended with a stale dimension). Returns whether it asked.
+    A landed day's run rebuilds the dimensions after the silver it wrote, and automation asks
+    for them after any other silver change; this covers a request lost anyway (a crash trial
+    once ended with a stale dimension) and a day's run that ended before their step
+    (`lagging_dimensions`: a run that reached their step is reported, not asked again).
+    Returns whether it asked.
     """
     from lakehouse.backfill import launch_materialization
     from lakehouse.summary import lagging_dimensions
@@ -466,12 +469,15 @@ def group_alive(group: int) -> bool:
         os.killpg(group, 0)
     except (ProcessLookupError, PermissionError):  # PermissionError: the id now another user's group
         return False
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except (psutil.Error, OSError):  # ended meanwhile
-            continue
+    # Twice: a scan lists the processes there were when it began, so a child forked during it
+    # (a run launched at that moment) is only seen by the next one.
+    for _ in range(2):
+        for process in psutil.process_iter():
+            try:
+                if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                    return True
+            except (psutil.Error, OSError):  # ended meanwhile
+                continue
     return False
 
 

@@ -271,6 +271,11 @@ def _name_ctes(frame, version: str) -> None:
     if frame._create_hash_from_expression is cte_name:
         return
     if checked_code.changed(CHECKED_NAMING, lambda name: frame):
+        if checked_code.source_digest(frame, next(iter(CHECKED_NAMING))) is None:
+            raise RuntimeError(f"sqlframe {version}'s BaseDataFrame._create_hash_from_expression has no readable source "
+                               "(installed without .py files?), so lakehouse/sqlframe_patches.py cannot check that its "
+                               "CTE-name fix replaces the code it was written for: install sqlframe with its sources, "
+                               "the version in requirements.lock")
         raise RuntimeError(f"sqlframe {version}'s BaseDataFrame._create_hash_from_expression is not the code "
                            "lakehouse/sqlframe_patches.py checked (sqlframe 4.10.0's, whose CTE names collide): check "
                            "whether this sqlframe's CTE names can still collide and update CHECKED_NAMING, or install "

@@ -508,10 +508,15 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
         elif (writer := instance.get_run_by_id(lag.writer) if lag.writer else None) is not None and \
                 dg.AssetKey.from_user_string(lag.asset) in (writer.asset_selection or ()):
             # A landed day's run writes silver, then the dimensions after the fact (assets/gold.py).
-            why = (f"run {lag.writer[:8]}, which wrote {lag.input}, rebuilds it after the fact" if writer.status in ACTIVE
-                   else f"run {lag.writer[:8]} wrote {lag.input} and ended {writer.status.value} before rebuilding it: "
-                        "automation does not ask for it again (the run targeted it); `lakehouse run` asks for it when "
-                        "it ends, or materialize it in the UI")
+            if writer.status in ACTIVE:
+                why = f"run {lag.writer[:8]}, which wrote {lag.input}, rebuilds it after the fact"
+            elif retry_pending(writer, instance):
+                why = (f"run {lag.writer[:8]} wrote {lag.input} and ended {writer.status.value} before rebuilding it; "
+                       "its automatic retry does")
+            else:
+                why = (f"run {lag.writer[:8]} wrote {lag.input} and ended {writer.status.value} before rebuilding it: "
+                       "automation does not ask for it again (the run targeted it); `lakehouse run` asks for it when "
+                       "it ends (with a daemon of its own), or materialize it in the UI")
         elif unfinished_runs(instance, {lag.writer} - {None}):
             why = (f"waiting for run {lag.writer[:8]}, which wrote {lag.input}, to end: automation then rebuilds "
                    "the dimensions in one run (InputsRunEnded)")
@@ -553,8 +558,10 @@ class Lag:
 def lagging_dimensions(instance) -> list[Lag]:
     """Dimensions whose latest materialization is older than their silver input's latest one.
 
-    Automation rebuilds a dimension after every silver change; one still older once nothing
-    runs had its request lost (seen once after crash trials) or its run failed.
+    A landed day's run rebuilds a dimension after the silver it wrote, automation after any
+    other silver change; one still older once nothing runs had its request lost (seen once
+    after crash trials), its run failed, or the day's run ended before its step. `run`: the
+    run made for it since, or the day's run that reached its step; None when none did.
     """
     import datetime as dt
 
@@ -573,8 +580,20 @@ def lagging_dimensions(instance) -> list[Lag]:
         since = dt.datetime.fromtimestamp(changed.timestamp, dt.timezone.utc)
         runs = instance.get_run_records(dg.RunsFilter(created_after=since), limit=200)
         run = next((r for r in runs if dim_key in (r.dagster_run.asset_selection or ())), None)
+        if run is None and changed.run_id and _reached(instance, changed.run_id, dim_key):
+            run = next(iter(instance.get_run_records(dg.RunsFilter(run_ids=[changed.run_id]), limit=1)), None)
         out.append(Lag(dim_key.to_user_string(), input_key.to_user_string(), run, changed.run_id or None))
     return out
+
+
+def _reached(instance, run_id: str, key) -> bool:
+    """Whether run `run_id` started the step of asset `key` (a landed day's run writes silver, then
+    the dimensions): then that run is the dimension's own, its outcome to report and not to ask again."""
+    import dagster as dg
+
+    step = "__".join(key.path)
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START, limit=1000).records
+    return any(r.event_log_entry.step_key == step for r in records)
 
 
 def _duration(seconds: float) -> str:

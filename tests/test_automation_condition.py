@@ -122,3 +122,24 @@ def test_the_dimensions_wait_for_the_run_that_last_wrote_their_inputs_to_end():
     instance.add_run(next_day.with_status(dg.DagsterRunStatus.FAILURE))
     written(silver[0], "d2")
     assert free() == {"dim_customer", "dim_product"}  # a failed run has ended too
+
+
+def test_an_unpartitioned_asset_in_a_days_run_is_given_no_day():
+    """A landed day's run also rebuilds the dimensions; Dagster gives their steps the run's days
+    too. Those days must not reach the step's label or a cluster's arguments (Pipes), where
+    `run_dimension` takes none."""
+    from lakehouse.assets.step import partition_label
+    from lakehouse.partitions import label
+
+    seen = {}
+
+    @dg.asset(partitions_def=DAYS)
+    def day(context) -> None:
+        seen["day"] = partition_label(context)
+
+    @dg.asset(deps=[day])
+    def whole(context) -> None:
+        seen["whole"] = (partition_label(context), context.has_partition_key)
+
+    assert dg.materialize([day, whole], partition_key="2026-05-04", instance=dg.DagsterInstance.ephemeral()).success
+    assert seen == {"day": label(["2026-05-04"]), "whole": (None, True)}

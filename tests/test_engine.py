@@ -319,6 +319,15 @@ def test_a_sqlframe_whose_cte_naming_was_not_checked_is_refused():
         sqlframe_patches._name_ctes(Frame, "9.9")
     assert Frame._create_hash_from_expression is theirs
 
+    namespace: dict = {}
+    exec("def naming(self, expression):\n    return 't1'\n", namespace)  # a function without a source file
+
+    class Compiled:  # stands in for a sqlframe installed without its .py files
+        _create_hash_from_expression = namespace["naming"]
+
+    with pytest.raises(RuntimeError, match="has no readable source"):
+        sqlframe_patches._name_ctes(Compiled, "4.10.0")
+
     class Checked:  # sqlframe 4.10's own naming: replaced
         _create_hash_from_expression = getattr(sqlframe_patches.cte_name, "__wrapped__",
                                                BaseDataFrame._create_hash_from_expression)

@@ -55,12 +55,17 @@ def test_a_partition_blocked_by_a_failed_check_names_the_check_and_its_audit_bra
     assert isinstance(items[0], Stuck)
 
 
-def test_a_dimension_its_days_run_wrote_silver_for_but_did_not_rebuild_says_why(lakehouse_env, monkeypatch):
-    """A landed day's run also rebuilds the dimensions, after the fact; when it ends without doing
-    so, automation will not ask for them (the run targeted them): status says so, and what to do."""
+def test_a_dimension_its_days_run_failed_or_did_not_reach_says_why_and_only_a_lost_one_is_asked_for(
+        lakehouse_env, monkeypatch):
+    """A landed day's run also rebuilds the dimensions, after the fact. When their step failed, status
+    shows that run's error and `lakehouse run` does not ask again (a failed step is reported, never
+    retried); when the run ended before their step, automation will not ask for them (the run
+    targeted them): status says so, and `lakehouse run` asks for them (lagging_dimensions)."""
     import dagster as dg
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 
     import lakehouse.assets.gold as gold_assets
+    from lakehouse.summary import lagging_dimensions
 
     def broken(ctx, source):
         raise RuntimeError("dimension step broken for this test")
@@ -69,7 +74,7 @@ def test_a_dimension_its_days_run_wrote_silver_for_but_did_not_rebuild_says_why(
     generate(LocalLandingZone(lakehouse_env.landing_uri), days=1, start=DAY, seed=7, scale=0.05)
     monkeypatch.setattr(gold_assets, "run_dimension", broken)
     defs = build_definitions(lakehouse_env)
-    day_run = [k for k in defs.resolve_job_def(DAILY_JOB).asset_layer.executable_asset_keys]
+    day_run = list(defs.resolve_job_def(DAILY_JOB).asset_layer.executable_asset_keys)
     dims = [dg.AssetKey(["gold", "dim_customer"]), dg.AssetKey(["gold", "dim_product"])]
     with open_instance(lakehouse_env) as instance:
         result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
@@ -77,9 +82,23 @@ def test_a_dimension_its_days_run_wrote_silver_for_but_did_not_rebuild_says_why(
             raise_on_error=False)
         assert not result.success
         items = [s for s in stuck_work(store, instance) if s.subject.startswith("gold/dim_")]
+        assert [lag.run.dagster_run.run_id for lag in lagging_dimensions(instance)] == [result.run_id] * 2
+
+        # A run that wrote silver/customers and ended before the dimensions' step (cancelled, say).
+        cut = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="cut-run-0001",
+                                             status=dg.DagsterRunStatus.CANCELED, asset_selection=frozenset(
+                                                 [*day_run, *dims])))
+        instance.report_dagster_event(DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="__ASSET_JOB",
+            event_specific_data=StepMaterializationData(dg.AssetMaterialization(
+                ["silver", "customers"], partition=str(DAY)))), run_id=cut.run_id)
+        lags = {lag.asset: lag for lag in lagging_dimensions(instance)}
+        cut_items = [s for s in stuck_work(store, instance) if s.subject == "gold/dim_customer"]
     run = result.run_id[:8]
     assert [(s.subject, s.state) for s in items] == [("gold/dim_customer", "older than silver/customers"),
                                                      ("gold/dim_product", "older than silver/products")]
-    for item in items:
-        assert item.why.startswith(f"run {run} wrote silver/") and "ended FAILURE before rebuilding it" in item.why
-        assert "`lakehouse run` asks for it" in item.why
+    for item in items:  # the step's own error, from the run that reached it
+        assert item.why.startswith(f"run {run} FAILURE: step gold__dim_") and "broken for this test" in item.why
+    assert lags["gold/dim_customer"].run is None and lags["gold/dim_product"].run is not None  # lost: asked for
+    assert cut_items[0].why.startswith("run cut-run- wrote silver/customers and ended CANCELED before rebuilding it")
+    assert "`lakehouse run` asks for it" in cut_items[0].why

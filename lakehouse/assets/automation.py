@@ -67,12 +67,13 @@ AUTOMATION = FOLLOW_INPUTS & INPUTS_PASSED
 class InputsRunEnded(dg.AutomationCondition):
     """True once the runs that last wrote the asset's inputs have ended.
 
-    For the dimensions: a day's run writes silver/customers, then silver/products, then
-    gold. eager() alone asked for each as soon as its own input was written: when a tick fell
-    between the two writes, two runs one after the other, each a process (a one-day
-    `lakehouse run` once made three runs, four others two). Waiting for the run
-    that wrote the input, both are asked for in the same tick after it: one run, when one
-    run wrote both inputs (a landed day's). A run that failed has ended too. While
+    For the dimensions, after silver changes made outside a landed day's run (which rebuilds
+    them itself, sensors/landing.py): a backfill writes silver/customers, then
+    silver/products. eager() alone asked for each as soon as its own input was written: when
+    a tick fell between the two writes, two runs one after the other, each a process (a
+    one-day `lakehouse run` once made three runs, four others two). Waiting for the run that
+    wrote the input, both are asked for in the same tick after it: one run, when one run wrote
+    both inputs. A run that failed has ended too. While
     runs writing silver follow each other without a pause, the dimensions wait for whichever
     last wrote their input (as eager() itself waits while a run plans to write it).
     """
@@ -102,7 +103,10 @@ def unfinished_runs(instance: dg.DagsterInstance, run_ids) -> list[str]:
 
 
 # The unpartitioned dimensions read whatever silver has published, once the run that wrote
-# it has ended (so both are one run). `any_deps_missing` would hold them back while any day
+# it has ended (so both are one run). A silver write by a run that also targeted them (a
+# landed day's) does not count, as for silver and gold: that run rebuilds them. If it ends
+# before their step (cancelled, out of retries), they stay behind silver, as a day's gold
+# then does: `lakehouse status` lists them, and `lakehouse run` asks for them (ask_for_lost). `any_deps_missing` would hold them back while any day
 # since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
 DIMENSION_AUTOMATION = (AC.eager().without(~AC.any_deps_missing())
                         .replace("executed_with_root_target", InputWrittenWithThisAsset())

@@ -18,6 +18,9 @@ OWNER = "team:analytics-engineering"
 # A landed day's run (sensors/landing.py) also rebuilds the dimensions: Dagster's in-process
 # executor takes the ready step of highest priority, so they come after the fact, and their
 # covers_facts check reads the fact the same run wrote, as when they were a run after it.
+# The priority also orders the claims on the lakehouse_tables pool: while other runs' steps
+# wait for it, a run's dimensions wait behind them (with a backlog of separate days, the
+# dimensions of each come after the other runs' steps).
 AFTER_THE_FACT = {"dagster/priority": "-1"}
 
 

@@ -16,6 +16,10 @@ def partition_days(context) -> list[dt.date]:
 
 
 def partition_label(context) -> str | None:
+    """The run's day or days, for a partitioned asset; None for an unpartitioned one (a dimension),
+    which a landed day's run also materializes: Dagster gives it the run's days too."""
+    if context.assets_def.partitions_def is None:
+        return None
     if context.has_partition_key or context.has_partition_key_range:
         return label(list(context.partition_keys))
     return None

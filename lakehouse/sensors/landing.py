@@ -254,7 +254,7 @@ def _log_filter(found: Scan) -> BooleanExpression:
 
 
 def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> list[dg.RunRequest]:
-    """One run per span of consecutive landed days, from bronze to gold, the dimensions included.
+    """One run per span of consecutive landed days, bronze to gold and the dimensions.
 
     A second run for silver and gold, or for the dimensions, would pay a run's start (a
     process, the imports, the engine session) again and wait for an automation tick; a run
