@@ -260,8 +260,9 @@ def through_gold(requests: list[dg.RunRequest], day_keys: list[dg.AssetKey]) -> 
     process, the imports, the engine session) again and wait for an automation tick; a run
     per day would pay every step's fixed cost once per day. The dimensions, unpartitioned,
     come last in the run (`assets/gold.py`, AFTER_THE_FACT), and automation does not ask for
-    them again: their inputs were written by a run that also targeted them. A span of several days (a backlog, a first load) is
-    one run over the range, as a backfill runs it (the assets' single-run backfill policy).
+    them again: their inputs were written by a run that also targeted them. A span of
+    several days (a backlog, a first load) is one run over the range, as a backfill runs it
+    (the assets' single-run backfill policy).
     The sensor leaves out the days whose files a run was already made for (`asked_before`).
     Inside a run a failed blocking check of a step skips the steps after it, as between
     runs. Days not next to each other are separate runs: a range run writes every day it
