@@ -508,7 +508,7 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
         elif (writer := instance.get_run_by_id(lag.writer) if lag.writer else None) is not None and \
                 dg.AssetKey.from_user_string(lag.asset) in (writer.asset_selection or ()):
             # A landed day's run writes silver, then the dimensions after the fact (assets/gold.py).
-            if writer.status in ACTIVE:
+            if writer.status in ACTIVE - {dg.DagsterRunStatus.CANCELING}:
                 why = f"run {lag.writer[:8]}, which wrote {lag.input}, rebuilds it after the fact"
             elif retry_pending(writer, instance):
                 why = (f"run {lag.writer[:8]} wrote {lag.input} and ended {writer.status.value} before rebuilding it; "
@@ -551,7 +551,9 @@ def stuck_work(store: TableStore, instance, now=None, stuck_after: float = STUCK
 class Lag:
     asset: str  # e.g. gold/dim_customer
     input: str  # the silver asset materialized after it
-    run: object | None  # the latest run record that targets `asset`, made after that input changed
+    # The latest run record that targets `asset`, made after that input changed; else the run that
+    # wrote the input, when it ran `asset`'s step to its own end (a landed day's run, `_reached`).
+    run: object | None
     writer: str | None = None  # the run that wrote that input (none for a runless write)
 
 
@@ -587,13 +589,22 @@ def lagging_dimensions(instance) -> list[Lag]:
 
 
 def _reached(instance, run_id: str, key) -> bool:
-    """Whether run `run_id` started the step of asset `key` (a landed day's run writes silver, then
-    the dimensions): then that run is the dimension's own, its outcome to report and not to ask again."""
+    """Whether run `run_id` ran the step of asset `key` to its own end (a landed day's run writes
+    silver, then the dimensions): it succeeded, or failed by itself (a failed check, an error),
+    not stopped (cancelled, its process killed). Then that run is the dimension's own, its outcome
+    to report and not to ask again; a step stopped midway is asked for again, as one never reached."""
     import dagster as dg
 
     step = "__".join(key.path)
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START, limit=1000).records
-    return any(r.event_log_entry.step_key == step for r in records)
+    for kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+        for record in instance.get_records_for_run(run_id, of_type=kind, limit=1000).records:
+            entry = record.event_log_entry
+            if entry.step_key != step:
+                continue
+            data = entry.dagster_event.step_failure_data if kind == dg.DagsterEventType.STEP_FAILURE else None
+            if data is None or data.error is None or "Interrupted" not in (data.error.cls_name or ""):
+                return True
+    return False
 
 
 def _duration(seconds: float) -> str:

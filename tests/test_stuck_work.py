@@ -62,7 +62,8 @@ def test_a_dimension_its_days_run_failed_or_did_not_reach_says_why_and_only_a_lo
     retried); when the run ended before their step, automation will not ask for them (the run
     targeted them): status says so, and `lakehouse run` asks for them (lagging_dimensions)."""
     import dagster as dg
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepFailureData, StepMaterializationData
+    from dagster._utils.error import SerializableErrorInfo
 
     import lakehouse.assets.gold as gold_assets
     from lakehouse.summary import lagging_dimensions
@@ -92,6 +93,12 @@ def test_a_dimension_its_days_run_failed_or_did_not_reach_says_why_and_only_a_lo
             event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="__ASSET_JOB",
             event_specific_data=StepMaterializationData(dg.AssetMaterialization(
                 ["silver", "customers"], partition=str(DAY)))), run_id=cut.run_id)
+        # Its dimension step was stopped midway (the cancel interrupted it): not a failure of its own.
+        instance.report_dagster_event(DagsterEvent(
+            event_type_value=DagsterEventType.STEP_FAILURE.value, job_name="__ASSET_JOB", step_key="gold__dim_customer",
+            event_specific_data=StepFailureData(error=SerializableErrorInfo(
+                "interrupted", [], "DagsterExecutionInterruptedError"), user_failure_data=None)), run_id=cut.run_id)
+        assert instance.get_records_for_run(cut.run_id, of_type=DagsterEventType.STEP_FAILURE).records
         lags = {lag.asset: lag for lag in lagging_dimensions(instance)}
         cut_items = [s for s in stuck_work(store, instance) if s.subject == "gold/dim_customer"]
     run = result.run_id[:8]
