@@ -1000,12 +1000,12 @@ def _records(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[Ru
 
 def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
     """Why a run failed: its first failed step and that step's error, or the run's own failure."""
-    from lakehouse.sensors.alerts import step_failures
+    from lakehouse.sensors.alerts import interrupted, step_failures
 
     failures = step_failures(instance, run_id)
     if failures:
         step, error = failures[0]
-        if error.strip().endswith("DagsterExecutionInterruptedError"):
+        if interrupted(error):
             error = "interrupted (its process was stopped: the daemon was stopped or the run terminated)"
         return f"step {step} failed: {error.strip()}"
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records

@@ -270,8 +270,10 @@ def _name_ctes(frame, version: str) -> None:
     code checked is refused: its names may collide, and a collision merges two CTEs (wrong rows)."""
     if frame._create_hash_from_expression is cte_name:
         return
-    if checked_code.changed(CHECKED_NAMING, lambda name: frame):
-        if checked_code.source_digest(frame, next(iter(CHECKED_NAMING))) is None:
+    (name, digest), = CHECKED_NAMING.items()
+    found = checked_code.source_digest(frame, name)
+    if found != digest:
+        if found is None:
             raise RuntimeError(f"sqlframe {version}'s BaseDataFrame._create_hash_from_expression has no readable source "
                                "(installed without .py files?), so lakehouse/sqlframe_patches.py cannot check that its "
                                "CTE-name fix replaces the code it was written for: install sqlframe with its sources, "

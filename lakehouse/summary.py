@@ -595,16 +595,12 @@ def _reached(instance, run_id: str, key) -> bool:
     to report and not to ask again; a step stopped midway is asked for again, as one never reached."""
     import dagster as dg
 
+    from lakehouse.sensors.alerts import interrupted, step_failures
+
     step = "__".join(key.path)
-    for kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-        for record in instance.get_records_for_run(run_id, of_type=kind, limit=1000).records:
-            entry = record.event_log_entry
-            if entry.step_key != step:
-                continue
-            data = entry.dagster_event.step_failure_data if kind == dg.DagsterEventType.STEP_FAILURE else None
-            if data is None or data.error is None or "Interrupted" not in (data.error.cls_name or ""):
-                return True
-    return False
+    done = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS, limit=1000).records
+    return (any(r.event_log_entry.step_key == step for r in done)
+            or any(failed == step and not interrupted(error) for failed, error in step_failures(instance, run_id)))
 
 
 def _duration(seconds: float) -> str:

@@ -97,7 +97,8 @@ def test_a_dimension_its_days_run_failed_or_did_not_reach_says_why_and_only_a_lo
         instance.report_dagster_event(DagsterEvent(
             event_type_value=DagsterEventType.STEP_FAILURE.value, job_name="__ASSET_JOB", step_key="gold__dim_customer",
             event_specific_data=StepFailureData(error=SerializableErrorInfo(
-                "interrupted", [], "DagsterExecutionInterruptedError"), user_failure_data=None)), run_id=cut.run_id)
+                "dagster._core.errors.DagsterExecutionInterruptedError\n", [], "DagsterExecutionInterruptedError"),
+                user_failure_data=None)), run_id=cut.run_id)
         assert instance.get_records_for_run(cut.run_id, of_type=DagsterEventType.STEP_FAILURE).records
         lags = {lag.asset: lag for lag in lagging_dimensions(instance)}
         cut_items = [s for s in stuck_work(store, instance) if s.subject == "gold/dim_customer"]

@@ -42,6 +42,12 @@ def step_failures(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, 
     return out
 
 
+def interrupted(error: str) -> bool:
+    """Whether a step's error (from `step_failures`) is Dagster's for a step stopped from outside
+    (the run terminated, its process signalled), not one of the step's own."""
+    return error.strip().endswith("DagsterExecutionInterruptedError")
+
+
 def _root_message(error) -> str:
     """The error a person can act on: Dagster wraps an exception from our code in its own."""
     root = error
