@@ -145,8 +145,8 @@ def kill_trials(lake: Lake, seed: int) -> None:
                 time.sleep(0.1)
             time.sleep(rng.uniform(0.0, 6.0))
             # A worker that ended in the meantime (a short run, or a fast machine's): the kill waits
-            # for the next one (the dimensions' run follows the day's), so it still hits work in
-            # flight however loaded the machine is; if none comes in 20 s, what is left is killed.
+            # for the next one (a retry, or a run a tick made meanwhile), so it hits work in flight
+            # when there is more; if none comes in 20 s, what is left is killed.
             waited = time.monotonic()
             while not run_workers(lake.home) and time.monotonic() - waited < 20 and proc.poll() is None:
                 time.sleep(0.05)

@@ -106,8 +106,9 @@ def unfinished_runs(instance: dg.DagsterInstance, run_ids) -> list[str]:
 # it has ended (so both are one run). A silver write by a run that also targeted them (a
 # landed day's) does not count, as for silver and gold: that run rebuilds them. If it ends
 # before their step (cancelled, out of retries), they stay behind silver, as a day's gold
-# then does: `lakehouse status` lists them, and `lakehouse run` asks for them (ask_for_lost). `any_deps_missing` would hold them back while any day
-# since LAKEHOUSE_START_DATE has no snapshot, so it is left out.
+# then does: `lakehouse status` lists them, and `lakehouse run` asks for them (ask_for_lost).
+# `any_deps_missing` would hold them back while any day since LAKEHOUSE_START_DATE has no
+# snapshot, so it is left out.
 DIMENSION_AUTOMATION = (AC.eager().without(~AC.any_deps_missing())
                         .replace("executed_with_root_target", InputWrittenWithThisAsset())
                         & InputsRunEnded()).with_label("after any silver snapshot, once its run has ended")
