@@ -3,9 +3,11 @@
 Settings are read (and validated) here, when Dagster loads the code location.
 """
 
-from lakehouse import run_workers
+from lakehouse import dagster_patches, run_workers
 from lakehouse.settings import load_settings
 from lakehouse.wiring import build_definitions
 
 defs = build_definitions(load_settings())
+if run_workers.in_code_server():  # each sensor tick makes an instance: alembic's scripts are read once (see that module)
+    dagster_patches.install()
 run_workers.install()  # in a code server with local runs only: they fork from a warm process (see that module)

@@ -122,7 +122,33 @@ def build_catalog(*args, **kwargs) -> Catalog:
     from lakehouse import iceberg_patches
 
     iceberg_patches.apply()
-    return load_catalog(CATALOG_NAME, **catalog_properties(*args, **kwargs))
+    props: dict = catalog_properties(*args, **kwargs)
+    if props["type"] == "glue":
+        props["botocore_session"] = _botocore_session()
+    return load_catalog(CATALOG_NAME, **props)
+
+
+_loader = None
+
+
+def _botocore_session():
+    """A new botocore session for a Glue catalog, sharing this process's loader of botocore's model files.
+
+    PyIceberg's GlueCatalog makes a boto3 session of its own per catalog, and each new session
+    parses botocore's Glue and endpoint models again: about 0.2 s of CPU for each catalog, which
+    every step on AWS builds (py-spy of tests/test_pipeline.py's aws profile test: 5.5 of its
+    57 s). The loader only reads those files and caches what it parsed; credentials, region
+    and endpoint are still resolved by each session, as before.
+    """
+    global _loader
+    import botocore.session
+
+    session = botocore.session.Session()
+    if _loader is None:
+        _loader = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _loader)
+    return session
 
 
 def catalog_properties(

@@ -1,0 +1,72 @@
+"""Dagster's SQLite storages, made without parsing alembic's migration scripts each time.
+
+Each DagsterInstance on SQLite storage checks its databases' schema revision against the
+head revision of Dagster's migration scripts (`check_alembic_revision`, in
+dagster/_core/storage/sql.py): for its run and schedule storages, and for each event-log
+shard it opens first. Alembic finds that head by importing every script, each time. A code
+server makes an instance for every sensor tick that reads it, and under `lakehouse run`
+three sensors tick every 2 s: in a two-day run (py-spy of every process, 23 s), the code
+server spent 1.5 s of CPU there, about 30 ms an instance. The scripts are files of the
+installed Dagster and do not change while a process runs, so here the head revision of a
+script location is found once per process; the database's own revision is still read each time.
+
+Installed in a code server, when it loads the code location (`lakehouse.definitions`); not
+in other processes that load it, which make an instance or two and would only pay the
+import of Dagster's storage modules with the definitions (half a second). Only on the
+Dagster whose function was checked; on another one it is left as it is, with a warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from lakehouse import checked_code
+
+log = logging.getLogger(__name__)
+
+# The function replaced, and the modules that hold it under its name (imported from sql.py).
+MODULES = (
+    "dagster._core.storage.sql",
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    "dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log",
+)
+CHECKED_SOURCES = {"check_alembic_revision": "0cda7bdd1df027ec"}
+
+_heads: dict[str, str | None] = {}
+_replaced = None  # Dagster's own function, once replaced
+
+
+def check_alembic_revision(alembic_config, conn):
+    """Dagster's `check_alembic_revision`, with the scripts' head revision read once per script location."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage import sql
+
+    with sql._alembic_lock:
+        db_revision = MigrationContext.configure(conn).get_current_revision()
+        where = alembic_config.get_main_option("script_location")
+        if where not in _heads:
+            _heads[where] = ScriptDirectory.from_config(alembic_config).as_revision_number("head")
+        return db_revision, _heads[where]
+
+
+def install() -> bool:
+    """Put `check_alembic_revision` in place in every module of MODULES; False where Dagster's differs."""
+    modules = [importlib.import_module(name) for name in MODULES]
+    sql = modules[0]
+    if sql.check_alembic_revision is check_alembic_revision:
+        return True
+    if changed := checked_code.changed(CHECKED_SOURCES, lambda name: sql):
+        checked_code.warn_once(log, "Dagster's %s is not the one checked (lakehouse/dagster_patches.py): each new "
+                               "Dagster instance reads alembic's migration scripts again, as Dagster does",
+                               ", ".join(changed))
+        return False
+    global _replaced
+    _replaced = original = sql.check_alembic_revision
+    for module in modules:
+        if getattr(module, "check_alembic_revision", None) is original:
+            module.check_alembic_revision = check_alembic_revision
+    return True
