@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, NotEqualTo
 
-from lakehouse import scratch
+from lakehouse import collector, scratch
 from lakehouse.checks import evaluate as ev
 from lakehouse.checks.catalog import specs_for
 
@@ -131,6 +131,7 @@ def load_bronze(
     now: dt.datetime | None = None,
 ) -> BronzeLoad:
     """Load one ingest date, or a contiguous range of them, with one commit per table."""
+    collector.tune()
     with scratch.folder("bronze") as spill:
         return _load(zone, store, contract, days, run_id, now, _spiller(spill), spill)
 

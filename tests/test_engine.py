@@ -397,3 +397,26 @@ def test_a_step_that_stops_reading_midway_leaves_the_connection_usable_for_the_n
         eng.session._conn.execute("SELECT * FROM range(10)").fetchone()  # unread rows left behind
     with EngineResource(name="duckdb").engine() as eng:
         assert eng.to_arrow(eng.from_arrow(SAMPLE)).num_rows == 3  # registering Arrow failed here
+
+
+@pytest.mark.parametrize("preset", [None, (1000, 5, 5)])
+def test_a_process_that_makes_a_session_collects_cycles_less_often_unless_told_otherwise(preset):
+    """lakehouse/collector.py: Python's default thresholds cost a tenth of a small day's time."""
+    import json
+    import subprocess
+    import sys
+
+    from lakehouse.collector import THRESHOLDS
+
+    code = ("import gc, json\n"
+            + (f"gc.set_threshold(*{preset})\n" if preset else "")
+            + "from lakehouse.resources.engine import Engine\n"
+            "before = gc.get_threshold()\n"
+            "with Engine('duckdb') as engine:\n"
+            "    engine.to_arrow(engine.from_arrow(__import__('pyarrow').table({'n': [1]})))\n"
+            "print(json.dumps([before, gc.get_threshold()]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == list(preset or (700, 10, 10))
+    assert after == list(preset or THRESHOLDS)

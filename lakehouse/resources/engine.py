@@ -21,7 +21,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse import scratch
+from lakehouse import collector, scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_java_options
@@ -139,6 +139,7 @@ def _check_catalog(session) -> None:
 
 
 def _new_session(engine: str):
+    collector.tune()  # a process that makes a session plans steps
     if engine == "duckdb":
         import duckdb
         from sqlframe.duckdb import DuckDBSession
