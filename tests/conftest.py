@@ -9,7 +9,12 @@ import uuid
 
 import pytest
 
+from lakehouse import collector
 from lakehouse.settings import load_settings
+
+# A test worker runs steps, and Dagster in process, for its whole life: the thresholds a process
+# that runs steps sets at its first session (lakehouse/collector.py), from the start.
+collector.tune()
 
 _LAKEHOUSE_VARS = [v for v in os.environ if v.startswith("LAKEHOUSE_")] + ["DAGSTER_HOME"]
 
