@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python bench/landing_latency.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/spark_scale.py
+	$(BIN)/python bench/bookkeeping.py
 
 # The UI and daemon on 127.0.0.1:3000 (LAKEHOUSE_UI_URL); an instance with no runs gets the demo first.
 ui: install

@@ -5,13 +5,13 @@ head revision of Dagster's migration scripts (`check_alembic_revision`, in
 dagster/_core/storage/sql.py): for its run and schedule storages, and for each event-log
 shard it opens first. Alembic finds that head by importing every script, each time. A code
 server makes an instance for every sensor tick that reads it, and under `lakehouse run`
-three sensors tick every 2 s: in a two-day run (py-spy of every process, 23 s), the code
-server spent 1.5 s of CPU there, about 30 ms an instance. The scripts are files of the
+three sensors tick every 2 s: most of the instance's cost, and 1.5 s of the code server's
+CPU in a two-day run (py-spy; figures in README, Benchmarks). The scripts are files of the
 installed Dagster and do not change while a process runs, so here the head revision of a
 script location is found once per process; the database's own revision is still read each time.
 
 Installed in a code server, when it loads the code location (`lakehouse.definitions`); not
-in other processes that load it, which make an instance or two and would only pay the
+in other processes that load it (`install` decides), which make an instance or two and would only pay the
 import of Dagster's storage modules with the definitions (half a second). Only on the
 Dagster whose function was checked; on another one it is left as it is, with a warning.
 """
@@ -54,9 +54,21 @@ def check_alembic_revision(alembic_config, conn):
 
 
 def install() -> bool:
-    """Put `check_alembic_revision` in place in every module of MODULES; False where Dagster's differs."""
-    modules = [importlib.import_module(name) for name in MODULES]
-    sql = modules[0]
+    """In a code server: `check_alembic_revision` in place in every module of MODULES. False elsewhere,
+    and where Dagster's function or its modules are not the ones checked."""
+    from lakehouse import run_workers
+
+    if not run_workers.in_code_server():
+        return False
+    try:
+        modules = [importlib.import_module(name) for name in MODULES]
+        sql = modules[0]
+        sql.check_alembic_revision  # noqa: B018  (a Dagster without it is another Dagster)
+    except (ImportError, AttributeError) as error:
+        checked_code.warn_once(log, "Dagster's storage modules are not the ones checked (lakehouse/dagster_patches.py: "
+                               "%s): each new Dagster instance reads alembic's migration scripts again, as Dagster "
+                               "does", error)
+        return False
     if sql.check_alembic_revision is check_alembic_revision:
         return True
     if changed := checked_code.changed(CHECKED_SOURCES, lambda name: sql):

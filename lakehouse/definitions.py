@@ -8,6 +8,5 @@ from lakehouse.settings import load_settings
 from lakehouse.wiring import build_definitions
 
 defs = build_definitions(load_settings())
-if run_workers.in_code_server():  # each sensor tick makes an instance: alembic's scripts are read once (see that module)
-    dagster_patches.install()
+dagster_patches.install()  # in a code server, whose every sensor tick makes an instance (see that module)
 run_workers.install()  # in a code server with local runs only: they fork from a warm process (see that module)

@@ -123,31 +123,36 @@ def build_catalog(*args, **kwargs) -> Catalog:
 
     iceberg_patches.apply()
     props: dict = catalog_properties(*args, **kwargs)
-    if props["type"] == "glue":
-        props["botocore_session"] = _botocore_session()
-    return load_catalog(CATALOG_NAME, **props)
+    if props["type"] != "glue":
+        return load_catalog(CATALOG_NAME, **props)
+    catalog = load_catalog(CATALOG_NAME, **props, botocore_session=_botocore_session())
+    # Read by GlueCatalog's constructor only; left in its properties, it would ride along into
+    # every FileIO the catalog makes (which could then no longer be pickled).
+    catalog.properties.pop("botocore_session", None)
+    # boto3 adds its data folder to its session's loader, the shared one: kept once, in order.
+    paths = _botocore_loader.search_paths
+    paths[:] = list(dict.fromkeys(paths))
+    return catalog
 
 
-_loader = None
+_botocore_loader = None
 
 
 def _botocore_session():
     """A new botocore session for a Glue catalog, sharing this process's loader of botocore's model files.
 
     PyIceberg's GlueCatalog makes a boto3 session of its own per catalog, and each new session
-    parses botocore's Glue and endpoint models again: about 0.2 s of CPU for each catalog, which
-    every step on AWS builds (py-spy of tests/test_pipeline.py's aws profile test: 5.5 of its
-    57 s). The loader only reads those files and caches what it parsed; credentials, region
-    and endpoint are still resolved by each session, as before.
+    parsed botocore's Glue and endpoint models again, for every catalog a step builds (figures
+    in README, Benchmarks). Credentials, region and endpoint are still resolved by each session.
     """
-    global _loader
+    global _botocore_loader
     import botocore.session
 
     session = botocore.session.Session()
-    if _loader is None:
-        _loader = session.get_component("data_loader")
+    if _botocore_loader is None:
+        _botocore_loader = session.get_component("data_loader")
     else:
-        session.register_component("data_loader", _loader)
+        session.register_component("data_loader", _botocore_loader)
     return session
 
 

@@ -190,17 +190,22 @@ def test_a_partitioned_write_of_one_day_and_of_several_reads_back_whole(store):
 
 def test_glue_catalogs_share_the_parsed_botocore_models_and_each_resolves_its_own_credentials(monkeypatch):
     """Every step on AWS builds a Glue catalog; PyIceberg's own session per catalog parsed
-    botocore's models each time (about 0.17 s of CPU a catalog). The parsed models are shared;
-    credentials are still each session's, so a changed environment is seen."""
+    botocore's models each time (README, Benchmarks). The parsed models are shared; credentials
+    and region are still each session's, so a changed environment is seen."""
     from lakehouse.iceberg import build_catalog
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     catalogs = []
-    for key in ("first-key", "second-key"):
+    for key, region in (("first-key", "us-east-1"), ("second-key", "eu-west-1"), ("third-key", "eu-west-1")):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-        catalogs.append(build_catalog("aws", "", "s3://bucket/warehouse", "us-east-1"))
-    first, second = (c.glue for c in catalogs)
-    assert first._loader is second._loader
-    assert first._request_signer._credentials.access_key == "first-key"
-    assert second._request_signer._credentials.access_key == "second-key"
+        catalogs.append(build_catalog("aws", "", "s3://bucket/warehouse", region))
+        if key == "second-key":
+            paths = list(catalogs[-1].glue._loader.search_paths)
+    clients = [c.glue for c in catalogs]
+    assert clients[0]._loader is clients[1]._loader is clients[2]._loader
+    assert [c._request_signer._credentials.access_key for c in clients] == ["first-key", "second-key", "third-key"]
+    assert [c.meta.region_name for c in clients] == ["us-east-1", "eu-west-1", "eu-west-1"]
+    # boto3 adds its data folder to the loader per session: the shared search path does not grow.
+    assert clients[2]._loader.search_paths == paths and len(set(paths)) == len(paths)
+    # The session object is the constructor's only: not handed on to the catalog's FileIO.
+    assert all("botocore_session" not in c.properties for c in catalogs)

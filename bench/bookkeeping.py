@@ -1,0 +1,90 @@
+"""Benchmark: CPU of the bookkeeping around the steps, Dagster's and PyIceberg's own way against ours, in one run.
+
+    python bench/bookkeeping.py --repeat 20
+
+- a Dagster instance on SQLite storage, made as a code server makes one per sensor tick:
+  Dagster's own alembic check, then with `lakehouse/dagster_patches.py` installed;
+- a Glue catalog, as every step on AWS builds one: PyIceberg's own boto3 session, then
+  `lakehouse.iceberg.build_catalog` (botocore's parsed models shared); no AWS call is made;
+- one event stored in Dagster's SQLite event log (a log line, an asset materialization):
+  Dagster's own code only, for scale (a two-day run stores about 430 events).
+Prints one JSON document: milliseconds of CPU (process time) per operation, medians of
+--rounds rounds of --repeat operations each, and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+
+def cpu_ms(operation, repeat: int, rounds: int) -> float:
+    operation()  # the first call may import and parse what later ones reuse
+    samples = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(repeat):
+            operation()
+        samples.append((time.process_time() - started) / repeat * 1000)
+    return round(statistics.median(samples), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="lakehouse-bookkeeping-")
+    os.environ.update(DAGSTER_HOME=home, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1")
+    with open(os.path.join(home, "dagster.yaml"), "w") as f:
+        f.write("telemetry:\n  enabled: false\n")
+
+    import dagster as dg
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    from pyiceberg.catalog import load_catalog
+
+    from lakehouse import dagster_patches, run_workers
+    from lakehouse.iceberg import CATALOG_NAME, build_catalog, catalog_properties
+
+    def instance():
+        dg.DagsterInstance.get().dispose()
+
+    out: dict = {"repeat": args.repeat, "rounds": args.rounds}
+    dagsters = cpu_ms(instance, args.repeat, args.rounds)
+    run_workers.in_code_server = lambda: True  # as in a code server, where it is installed
+    assert dagster_patches.install()
+    ours = cpu_ms(instance, args.repeat, args.rounds)
+    out["instance_ms"] = {"dagster": dagsters, "ours": ours, "ratio": round(ours / dagsters, 2)}
+
+    glue = ("aws", "", "s3://bench/warehouse", "us-east-1")
+    pyicebergs = cpu_ms(lambda: load_catalog(CATALOG_NAME, **catalog_properties(*glue)), args.repeat, args.rounds)
+    ours = cpu_ms(lambda: build_catalog(*glue), args.repeat, args.rounds)
+    out["glue_catalog_ms"] = {"pyiceberg": pyicebergs, "ours": ours, "ratio": round(ours / pyicebergs, 2)}
+
+    storage = SqliteEventLogStorage(os.path.join(home, "events"))
+
+    def log_line():
+        storage.store_event(EventLogEntry(error_info=None, level=20, user_message="a line", run_id="r",
+                                          timestamp=time.time()))
+
+    def materialization():
+        event = DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="j",
+                             event_specific_data=StepMaterializationData(
+                                 dg.AssetMaterialization(asset_key="a", partition="2026-03-10")))
+        storage.store_event(EventLogEntry(error_info=None, level=20, user_message="", run_id="r",
+                                          timestamp=time.time(), dagster_event=event, job_name="j"))
+
+    out["event_store_ms"] = {"log line": cpu_ms(log_line, args.repeat * 5, args.rounds),
+                             "asset materialization": cpu_ms(materialization, args.repeat * 5, args.rounds)}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
