@@ -5,8 +5,8 @@ head revision of Dagster's migration scripts (`check_alembic_revision`, in
 dagster/_core/storage/sql.py): for its run and schedule storages, and for each event-log
 shard it opens first. Alembic finds that head by importing every script, each time. A code
 server makes an instance for every sensor tick that reads it, and under `lakehouse run`
-three sensors tick every 2 s: most of the instance's cost, and 1.5 s of the code server's
-CPU in a two-day run (py-spy; figures in README, Benchmarks). The scripts are files of the
+three sensors tick every 2 s. Finding the head was most of an instance's cost, and 1.5 s of
+the code server's CPU in a two-day run (py-spy; figures in README, Benchmarks). The scripts are files of the
 installed Dagster and do not change while a process runs, so here the head revision of a
 script location is found once per process; the database's own revision is still read each time.
 

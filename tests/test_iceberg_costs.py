@@ -209,3 +209,4 @@ def test_glue_catalogs_share_the_parsed_botocore_models_and_each_resolves_its_ow
     assert clients[2]._loader.search_paths == paths and len(set(paths)) == len(paths)
     # The session object is the constructor's only: not handed on to the catalog's FileIO.
     assert all("botocore_session" not in c.properties for c in catalogs)
+    assert "botocore_session" not in catalogs[0]._load_file_io(location="s3://bucket/warehouse/t").properties
