@@ -6,14 +6,16 @@ dagster/_core/storage/sql.py): for its run and schedule storages, and for each e
 shard it opens first. Alembic finds that head by importing every script, each time. A code
 server makes an instance for every sensor tick that reads it, and under `lakehouse run`
 three sensors tick every 2 s. Finding the head was most of an instance's cost, and 1.5 s of
-the code server's CPU in a two-day run (py-spy; figures in README, Benchmarks). The scripts are files of the
-installed Dagster and do not change while a process runs, so here the head revision of a
-script location is found once per process; the database's own revision is still read each time.
+the code server's CPU in a two-day run (py-spy; figures in README, Benchmarks). The scripts
+are files of the installed Dagster and do not change while a process runs, so here the head
+revision of a script location is found once per process; the database's own revision is
+still read each time.
 
 Installed in a code server, when it loads the code location (`lakehouse.definitions`); not
-in other processes that load it (`install` decides), which make an instance or two and would only pay the
-import of Dagster's storage modules with the definitions (half a second). Only on the
-Dagster whose function was checked; on another one it is left as it is, with a warning.
+in other processes that load it (`install` decides), which make an instance or two and
+would only pay the import of Dagster's storage modules with the definitions (half a
+second). Only on the Dagster whose function was checked; on another one it is left as it
+is, with a warning.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ MODULES = (
 CHECKED_SOURCES = {"check_alembic_revision": "0cda7bdd1df027ec"}
 
 _heads: dict[str, str | None] = {}
-_replaced = None  # Dagster's own function, once replaced
 
 
 def check_alembic_revision(alembic_config, conn):
@@ -62,22 +63,20 @@ def install() -> bool:
         return False
     try:
         modules = [importlib.import_module(name) for name in MODULES]
-        sql = modules[0]
-        sql.check_alembic_revision  # noqa: B018  (a Dagster without it is another Dagster)
-    except (ImportError, AttributeError) as error:
+    except ImportError as error:
         checked_code.warn_once(log, "Dagster's storage modules are not the ones checked (lakehouse/dagster_patches.py: "
                                "%s): each new Dagster instance reads alembic's migration scripts again, as Dagster "
                                "does", error)
         return False
-    if sql.check_alembic_revision is check_alembic_revision:
+    sql = modules[0]
+    if getattr(sql, "check_alembic_revision", None) is check_alembic_revision:
         return True
-    if changed := checked_code.changed(CHECKED_SOURCES, lambda name: sql):
+    if changed := checked_code.changed(CHECKED_SOURCES, lambda name: sql):  # a missing function counts too
         checked_code.warn_once(log, "Dagster's %s is not the one checked (lakehouse/dagster_patches.py): each new "
                                "Dagster instance reads alembic's migration scripts again, as Dagster does",
                                ", ".join(changed))
         return False
-    global _replaced
-    _replaced = original = sql.check_alembic_revision
+    original = sql.check_alembic_revision
     for module in modules:
         if getattr(module, "check_alembic_revision", None) is original:
             module.check_alembic_revision = check_alembic_revision

@@ -23,7 +23,6 @@ def code_server(monkeypatch):
         if hasattr(module, "check_alembic_revision"):
             monkeypatch.setattr(module, "check_alembic_revision", module.check_alembic_revision)
     monkeypatch.setattr(dagster_patches, "_heads", {})
-    monkeypatch.setattr(dagster_patches, "_replaced", dagster_patches._replaced)
     monkeypatch.setattr(checked_code, "_warned", set())
     monkeypatch.setattr(run_workers, "in_code_server", lambda: True)
 
