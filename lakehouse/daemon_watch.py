@@ -95,6 +95,8 @@ def take_lock(dagster_home) -> object:
 
 def main(argv: list[str]) -> int:
     fd, command = int(argv[1]), argv[2:]
+    # The group's stop is SIGTERM: not blocked here, nor in the code server and runs, which inherit this mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     threading.Thread(target=_watch, args=(fd, os.getppid()), name="lakehouse-run-watchdog", daemon=True).start()
     lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
     if loop := os.environ.get(LOOP_SECONDS_VAR):

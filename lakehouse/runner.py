@@ -836,8 +836,12 @@ class _Signals:
         self.interruptible = False
         self.active = threading.current_thread() is threading.main_thread()  # handlers live in the main thread
         self.previous = {s: signal.signal(s, self._raise) for s in self.NAMES} if self.active else {}
+        self.blocked: set = set()
         if self.active:
             _Signals.current = self
+            # A parent may have blocked them (the mask is inherited); blocked, they would reach neither
+            # this command nor the daemon's group it starts, and a stop would wait for the SIGKILL.
+            self.blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, self.NAMES) & set(self.NAMES)
 
     def _raise(self, signum, frame):
         if self.interruptible:
@@ -866,6 +870,8 @@ class _Signals:
     def restore(self) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+        if self.blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.blocked)
         if _Signals.current is self:
             _Signals.current = None
 

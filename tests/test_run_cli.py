@@ -27,9 +27,12 @@ def closed_port() -> int:
         return sock.getsockname()[1]  # free once closed: nothing listens there
 
 
-def start_run(*args) -> subprocess.Popen:
+def start_run(*args, blocked: bool = False) -> subprocess.Popen:
+    """`lakehouse run`; `blocked`: started with SIGINT and SIGTERM blocked, a mask its parent passed on."""
+    def block():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     return subprocess.Popen([LAKEHOUSE, "run", *args], env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
+                            stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=block if blocked else None)
 
 
 def read_until(proc: subprocess.Popen, wanted, timeout: float) -> list[str]:
@@ -103,8 +106,10 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     report = generate(LocalLandingZone(lakehouse_env.landing_uri), days=1, start=day, seed=5, scale=0.05)
 
     # SIGTERM as soon as the landing sensor asked for the bronze run: the daemon, its code
-    # server and the run's process (if launched yet) all stop, and so does the command.
-    proc = start_run()
+    # server and the run's process (if launched yet) all stop, and so does the command. Both
+    # commands here start with SIGTERM blocked, as a parent's mask can leave it: the command
+    # and its daemon unblock it, else the stop would wait for the watchdog's SIGKILL.
+    proc = start_run(blocked=True)
     try:
         read_until(proc, lambda line: " queued, " in line, timeout=120)  # the progress count: a run was asked for
         assert processes_of(tmp_path)  # what is about to be stopped
@@ -133,7 +138,7 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     assert f"{orders} file(s) landed, not in bronze" in line and f"run {run_id}" in line, stuck
 
     # SIGKILL cannot be caught: the daemon's watchdog sees the command gone and stops the group.
-    proc = start_run()
+    proc = start_run(blocked=True)
     try:
         read_until(proc, lambda line: line.startswith("Started dagster-daemon"), timeout=60)
         deadline = time.monotonic() + 90
