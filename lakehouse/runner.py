@@ -868,10 +868,12 @@ class _Signals:
                 signal.signal(s, kill)
 
     def restore(self) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
+        """The caller's mask, then its handlers (blocked first: a signal in between stays pending).
+        Threads started meanwhile keep the signals unblocked; only this thread's mask is restored."""
         if self.blocked:
             signal.pthread_sigmask(signal.SIG_BLOCK, self.blocked)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
         if _Signals.current is self:
             _Signals.current = None
 

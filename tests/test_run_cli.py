@@ -27,12 +27,19 @@ def closed_port() -> int:
         return sock.getsockname()[1]  # free once closed: nothing listens there
 
 
+STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
 def start_run(*args, blocked: bool = False) -> subprocess.Popen:
-    """`lakehouse run`; `blocked`: started with SIGINT and SIGTERM blocked, a mask its parent passed on."""
-    def block():
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    return subprocess.Popen([LAKEHOUSE, "run", *args], env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=block if blocked else None)
+    """`lakehouse run`; `blocked`: with SIGINT and SIGTERM blocked, as a parent's mask can pass them on
+    (blocked in this thread around the start: the child inherits the starting thread's mask)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS) if blocked else None
+    try:
+        return subprocess.Popen([LAKEHOUSE, "run", *args], env=dict(os.environ), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1)
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def read_until(proc: subprocess.Popen, wanted, timeout: float) -> list[str]:
@@ -106,9 +113,8 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     report = generate(LocalLandingZone(lakehouse_env.landing_uri), days=1, start=day, seed=5, scale=0.05)
 
     # SIGTERM as soon as the landing sensor asked for the bronze run: the daemon, its code
-    # server and the run's process (if launched yet) all stop, and so does the command. Both
-    # commands here start with SIGTERM blocked, as a parent's mask can leave it: the command
-    # and its daemon unblock it, else the stop would wait for the watchdog's SIGKILL.
+    # server and the run's process (if launched yet) all stop, and so does the command, started
+    # with SIGTERM blocked (README, the stop).
     proc = start_run(blocked=True)
     try:
         read_until(proc, lambda line: " queued, " in line, timeout=120)  # the progress count: a run was asked for
@@ -138,7 +144,7 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     assert f"{orders} file(s) landed, not in bronze" in line and f"run {run_id}" in line, stuck
 
     # SIGKILL cannot be caught: the daemon's watchdog sees the command gone and stops the group.
-    proc = start_run(blocked=True)
+    proc = start_run()
     try:
         read_until(proc, lambda line: line.startswith("Started dagster-daemon"), timeout=60)
         deadline = time.monotonic() + 90
@@ -152,6 +158,30 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
     assert not left, "left running after SIGKILL of lakehouse run:\n" + "\n".join(left)
     log = (lakehouse_env.home / "logs" / "daemon.log").read_text()
     assert "is gone: stopping the daemon, its code server and its runs" in log
+
+
+DAEMON_MASK = r"""
+import os, signal, sys
+def blocked():  # the stop signals blocked in this (the main) thread
+    mask = int(next(line for line in open("/proc/self/status") if line.startswith("SigBlk:")).split()[1], 16)
+    return sorted(s.name for s in (signal.SIGINT, signal.SIGTERM) if mask >> (s - 1) & 1)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # as a parent's mask can leave them
+print(blocked())
+import dagster._daemon.cli as cli
+cli.main = lambda: print(blocked()) or 0  # Dagster's daemon command, which daemon_watch runs last
+from lakehouse import daemon_watch
+read, write = os.pipe()
+sys.exit(daemon_watch.main(["daemon_watch", str(read), "dagster-daemon", "run"]))
+"""
+
+
+def test_the_daemon_unblocks_the_stop_signals_a_parent_blocked(tmp_path):
+    """The daemon's group is stopped with SIGTERM, so `daemon_watch` unblocks it before Dagster's daemon
+    starts (its code server and runs inherit that mask), whoever started it (`make ui` does too)."""
+    done = subprocess.run([sys.executable, "-c", DAEMON_MASK], env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['SIGINT', 'SIGTERM']", "[]"], done.stdout + done.stderr
 
 
 PREPARE = "from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; " \

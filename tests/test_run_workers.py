@@ -135,7 +135,7 @@ def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure()
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         # The child takes the signals' default actions and says so before it is signalled: a
         # mask or disposition inherited from the test worker must not keep it alive.
-        ready = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+        ready = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
                  "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM}); print('ready', flush=True); time.sleep(60)")
         for sig in (signal.SIGTERM, signal.SIGKILL):
             child = subprocess.Popen([sys.executable, "-c", ready], stdout=subprocess.PIPE, text=True)
