@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lakehouse.daemon_watch import unblock_stops
+
+    unblock_stops("lakehouse")
     args = build_parser().parse_args(argv)
     env = dict(os.environ)
     if getattr(args, "profile", None):

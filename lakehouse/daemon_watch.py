@@ -27,6 +27,19 @@ import threading
 import time
 
 GRACE_SECONDS = 20
+STOPS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def unblock_stops(who: str) -> None:
+    """SIGINT and SIGTERM unblocked in this process and what it starts, said on stderr if they were blocked.
+
+    A signal mask is inherited across fork and exec, so a parent that blocked them would leave
+    `lakehouse` deaf to a stop, and the daemon's group (stopped with SIGTERM) waiting for the SIGKILL."""
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS) & STOPS
+    if blocked:
+        sys.stderr.write(f"{who}: {' and '.join(sorted(s.name for s in blocked))} came blocked from the process "
+                         "that started it; unblocked, so that a stop reaches it and what it starts\n")
+        sys.stderr.flush()
 
 
 def _watch(fd: int, parent: int) -> None:
@@ -95,8 +108,7 @@ def take_lock(dagster_home) -> object:
 
 def main(argv: list[str]) -> int:
     fd, command = int(argv[1]), argv[2:]
-    # The group's stop is SIGTERM: not blocked here, nor in the code server and runs, which inherit this mask.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    unblock_stops("lakehouse daemon")  # the group's stop is SIGTERM; the code server and runs inherit this mask
     threading.Thread(target=_watch, args=(fd, os.getppid()), name="lakehouse-run-watchdog", daemon=True).start()
     lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
     if loop := os.environ.get(LOOP_SECONDS_VAR):

@@ -836,12 +836,8 @@ class _Signals:
         self.interruptible = False
         self.active = threading.current_thread() is threading.main_thread()  # handlers live in the main thread
         self.previous = {s: signal.signal(s, self._raise) for s in self.NAMES} if self.active else {}
-        self.blocked: set = set()
         if self.active:
             _Signals.current = self
-            # A parent may have blocked them (the mask is inherited); blocked, they would reach neither
-            # this command nor the daemon's group it starts, and a stop would wait for the SIGKILL.
-            self.blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, self.NAMES) & set(self.NAMES)
 
     def _raise(self, signum, frame):
         if self.interruptible:
@@ -868,10 +864,6 @@ class _Signals:
                 signal.signal(s, kill)
 
     def restore(self) -> None:
-        """The caller's mask, then its handlers (blocked first: a signal in between stays pending).
-        Threads started meanwhile keep the signals unblocked; only this thread's mask is restored."""
-        if self.blocked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, self.blocked)
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         if _Signals.current is self:

@@ -129,6 +129,7 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
         [run] = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "landing_sensor"}))
     run_id = run.run_id[:8]
     assert proc.returncode == 143, out + err
+    assert "SIGINT and SIGTERM came blocked from the process that started it; unblocked" in err, err
     assert "Traceback" not in out + err
     assert "SIGTERM received: stopping dagster-daemon and the runs it started" in out
     assert "with its code server and runs stopped on SIGTERM" in out
@@ -182,6 +183,7 @@ def test_the_daemon_unblocks_the_stop_signals_a_parent_blocked(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["['SIGINT', 'SIGTERM']", "[]"], done.stdout + done.stderr
+    assert "lakehouse daemon: SIGINT and SIGTERM came blocked" in done.stderr, done.stderr
 
 
 PREPARE = "from lakehouse.runner import prepare_instance; from lakehouse.settings import load_settings; " \
