@@ -6,6 +6,9 @@
   Dagster's own alembic check, then with `lakehouse/dagster_patches.py` installed;
 - a Glue catalog, as every step on AWS builds one: PyIceberg's own boto3 session, then
   `lakehouse.iceberg.build_catalog` (botocore's parsed models shared); no AWS call is made;
+- one overwrite commit on a table already 300 snapshots long (a year of daily writes, unexpired):
+  PyIceberg's own metadata update, which deep-copies the whole metadata, then ours
+  (`lakehouse/iceberg_patches.py`, change 4);
 - one event stored in Dagster's SQLite event log (a log line, an asset materialization):
   Dagster's own code only, for scale (a two-day run stores about 430 events).
 Prints one JSON document: milliseconds of CPU (process time) per operation, medians of
@@ -32,6 +35,41 @@ def cpu_ms(operation, repeat: int, rounds: int) -> float:
             operation()
         samples.append((time.process_time() - started) / repeat * 1000)
     return round(statistics.median(samples), 2)
+
+
+def commit_ms(home: str, repeat: int, rounds: int, history: int = 300) -> dict:
+    """CPU of one overwrite commit at `history` snapshots, PyIceberg's metadata update against ours."""
+    import pyarrow as pa
+    from pyiceberg.expressions import EqualTo
+
+    from lakehouse import iceberg_patches
+    from lakehouse.iceberg import TableStore, catalog_from_settings
+    from lakehouse.settings import load_settings
+
+    settings = load_settings({"LAKEHOUSE_HOME": os.path.join(home, "lake"), "LAKEHOUSE_LANDING_URI": f"file://{home}/landing"})
+    store = TableStore(catalog_from_settings(settings))  # installs the PyIceberg changes
+    schema = pa.schema([("day", pa.string()), ("n", pa.int64())])
+    store.ensure_table("ops.history", schema)
+    days = iter(range(10**9))
+
+    def commit():
+        day = f"d{next(days)}"
+        store.replace_where("ops.history", pa.table({"day": [day] * 3, "n": [1, 2, 3]}, schema=schema),
+                            EqualTo("day", day), {})
+
+    def use(update):
+        iceberg_patches._updated_metadata = update
+        for module in iceberg_patches._updater_modules():
+            module.update_table_metadata = update
+
+    for _ in range(history):
+        commit()
+    ours = iceberg_patches._updated_metadata
+    use(iceberg_patches._UPDATE)
+    pyicebergs = cpu_ms(commit, repeat, rounds)  # first: ours then runs on a longer history, not a shorter one
+    use(ours)
+    mine = cpu_ms(commit, repeat, rounds)
+    return {"snapshots": history, "pyiceberg": pyicebergs, "ours": mine, "ratio": round(mine / pyicebergs, 2)}
 
 
 def main() -> None:
@@ -69,6 +107,8 @@ def main() -> None:
     pyicebergs = cpu_ms(lambda: load_catalog(CATALOG_NAME, **catalog_properties(*glue)), args.repeat, args.rounds)
     ours = cpu_ms(lambda: build_catalog(*glue), args.repeat, args.rounds)
     out["glue_catalog_ms"] = {"pyiceberg": pyicebergs, "ours": ours, "ratio": round(ours / pyicebergs, 2)}
+
+    out["commit_ms"] = commit_ms(home, args.repeat, args.rounds)
 
     storage = SqliteEventLogStorage(os.path.join(home, "events"))
 

@@ -1,4 +1,4 @@
-"""Three changes to PyIceberg 0.12.0 that our commits and steps need, applied when `lakehouse.iceberg`
+"""Four changes to PyIceberg 0.12.0 that our commits and steps need, applied when `lakehouse.iceberg`
 builds a catalog.
 
 1. A transaction's metadata, replayed once per change instead of on every read.
@@ -36,7 +36,15 @@ PyIceberg replaces, never changes, on every update; its dicts and lists (propert
 snapshots) are not frozen, and nothing here or in PyIceberg changes them in place (a test
 checks that loads and commits leave a shared one as it was).
 
-All three only for the version they were checked against: another one is left as it is, with
+4. A metadata update not deep-copied. `update_table_metadata` (a transaction's replay, and
+every catalog commit) ends by deep-copying its result, every snapshot and schema through
+pydantic, so that a later change in place to the new metadata could not reach the one it was
+made from. PyIceberg's updates never change metadata in place (each builds new lists and dicts
+through `model_copy(update=...)`), and change 3 already relies on that for the metadata that
+loads share. The copy was 9% of a small day's steps (cProfile, four days of the oracle's
+corpus), growing with the table's history. Here the function is PyIceberg's, less that copy.
+
+All four only for the version they were checked against: another one is left as it is, with
 a warning.
 """
 
@@ -50,7 +58,7 @@ from pyiceberg.io import pyarrow as iceberg_arrow
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
 from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import Transaction
-from pyiceberg.table.update import update_table_metadata
+from pyiceberg.table import update as table_update
 from pyiceberg.typedef import UTF8
 
 from lakehouse import checked_code
@@ -61,6 +69,7 @@ log = logging.getLogger(__name__)
 _UNCACHED = Transaction.table_metadata  # the property as PyIceberg defines it (its docstring is kept)
 _SPLIT = iceberg_arrow._determine_partitions  # PyIceberg's own, for rows of several partitions
 _READ = FromInputFile.table_metadata  # PyIceberg's own reader of a metadata file
+_UPDATE = table_update.update_table_metadata  # PyIceberg's own, which deep-copies its result
 # A table's folder -> (location, encoding, TableMetadata) of its last file parsed. Used from several
 # threads (Dagster's, PyIceberg's pools): a dict's get and set are atomic, and two threads that
 # both parse the same new file keep equal results.
@@ -72,9 +81,33 @@ def _table_metadata(self):
     cached = self.__dict__.get("_lakehouse_metadata")
     if cached is not None and cached[0] is inputs[0] and cached[1] is inputs[1]:
         return cached[2]
-    metadata = update_table_metadata(*inputs)
+    metadata = _updated_metadata(*inputs)
     self.__dict__["_lakehouse_metadata"] = (*inputs, metadata)  # holds the inputs, so ids cannot be reused
     return metadata
+
+
+def _updated_metadata(base_metadata, updates, enforce_validation=False, metadata_location=None):
+    """PyIceberg 0.12.0's `update_table_metadata`, line for line, less its last deep copy (change 4)."""
+    import datetime as dt
+
+    from pyiceberg.table.metadata import TableMetadataUtil
+    from pyiceberg.utils.datetime import datetime_to_millis
+
+    context = table_update._TableMetadataUpdateContext()
+    new_metadata = base_metadata
+    for update in updates:
+        new_metadata = table_update._apply_table_update(update, new_metadata, context)
+    if context.has_changes():
+        if metadata_location:
+            new_metadata = table_update._update_table_metadata_log(new_metadata, metadata_location,
+                                                                  base_metadata.last_updated_ms)
+        if base_metadata.last_updated_ms == new_metadata.last_updated_ms:
+            new_metadata = new_metadata.model_copy(update={"last_updated_ms": datetime_to_millis(dt.datetime.now().astimezone())})
+    new_metadata.spec().check_compatible(new_metadata.schema())
+    new_metadata.sort_order().check_compatible(new_metadata.schema())
+    if enforce_validation:
+        return TableMetadataUtil.parse_obj(new_metadata.model_dump())
+    return new_metadata  # PyIceberg: new_metadata.model_copy(deep=True)
 
 
 def _metadata_file(input_file, encoding: str = UTF8):
@@ -107,21 +140,31 @@ def _one_partition(spec, schema, arrow_table):
 
 
 def apply() -> None:
-    """Install all three, once, on the PyIceberg version they were checked against."""
+    """Install all four, once, on the PyIceberg version they were checked against."""
     if applied():
         return
     if pyiceberg.__version__ != CHECKED_VERSION:
         checked_code.warn_once(
             log, "PyIceberg %s is not %s: its Transaction.table_metadata is left uncached, rows are filtered into "
             "partitions even where they are all of one, and metadata files are parsed on every table load "
-            "(lakehouse/iceberg_patches.py), so commits are slower on tables with a long history, large writes take "
-            "longer and so do table loads", pyiceberg.__version__, CHECKED_VERSION)
+            "and every metadata update deep-copied (lakehouse/iceberg_patches.py), so commits are slower on tables "
+            "with a long history, large writes take longer and so do table loads", pyiceberg.__version__, CHECKED_VERSION)
         return
     Transaction.table_metadata = property(_table_metadata, doc=_UNCACHED.__doc__)
     iceberg_arrow._determine_partitions = _one_partition
     FromInputFile.table_metadata = staticmethod(_metadata_file)
+    for module in _updater_modules():  # where PyIceberg imported it by name: its catalogs' commits
+        module.update_table_metadata = _updated_metadata
+
+
+def _updater_modules() -> tuple:
+    import pyiceberg.catalog
+    import pyiceberg.table
+
+    return table_update, pyiceberg.table, pyiceberg.catalog
 
 
 def applied() -> bool:
     return (Transaction.table_metadata.fget is _table_metadata and iceberg_arrow._determine_partitions is _one_partition
-            and FromInputFile.table_metadata is _metadata_file)
+            and FromInputFile.table_metadata is _metadata_file
+            and all(m.update_table_metadata is _updated_metadata for m in _updater_modules()))

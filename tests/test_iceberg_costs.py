@@ -9,7 +9,6 @@ import pyarrow as pa
 import pytest
 from pyiceberg.expressions import EqualTo, In
 from pyiceberg.serializers import FromByteStream
-from pyiceberg.table import update as table_update
 
 import lakehouse.iceberg_patches as patches
 from lakehouse.iceberg import TABLE_PROPERTIES, TableStore, catalog_from_settings
@@ -32,8 +31,8 @@ def test_a_commit_replays_the_staged_updates_a_fixed_number_of_times(store, monk
     for i in range(30):
         store.replace_where("ops.t", _rows(f"d{i}", 3), EqualTo("day", f"d{i}"), {"i": str(i)})
     calls = []
-    real = table_update.update_table_metadata
-    monkeypatch.setattr(patches, "update_table_metadata", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = patches._updated_metadata
+    monkeypatch.setattr(patches, "_updated_metadata", lambda *a, **k: calls.append(1) or real(*a, **k))
     store.replace_where("ops.t", _rows("d3", 5), EqualTo("day", "d3"), {"i": "again"})
     # Without the cache, PyIceberg 0.12 replays (and deep-copies the metadata) on every read of
     # Transaction.table_metadata: 30+ times for this one overwrite.
@@ -50,7 +49,7 @@ def test_the_cached_metadata_is_what_pyiceberg_computes_at_every_stage_of_a_tran
     table = store.load("ops.t")
 
     def same(tx):
-        cached, replayed = tx.table_metadata, table_update.update_table_metadata(tx._table.metadata, tx._updates)
+        cached, replayed = tx.table_metadata, patches._UPDATE(tx._table.metadata, tx._updates)  # PyIceberg's own
         assert cached is tx.table_metadata  # cached while nothing changes
         assert cached.model_dump(exclude={"last_updated_ms"}) == replayed.model_dump(exclude={"last_updated_ms"})
         return cached
@@ -68,6 +67,29 @@ def test_the_cached_metadata_is_what_pyiceberg_computes_at_every_stage_of_a_tran
     table.refresh()
     later = table.transaction()
     assert len(same(later).snapshots) == 2 and same(later).properties["a"] == "1"
+
+
+def test_a_metadata_update_shares_what_it_did_not_change_and_leaves_what_it_was_given_as_it_was(store):
+    """Change 4: no deep copy of an update's result. It equals PyIceberg's own (which copies), it shares
+    the snapshots it did not change, and the metadata it was made from stays as it was through the commit."""
+    assert all(m.update_table_metadata is patches._updated_metadata for m in patches._updater_modules())
+    store.ensure_table("ops.t", SCHEMA)
+    store.replace_where("ops.t", _rows("d1", 3), EqualTo("day", "d1"), {"i": "1"})
+    table = store.load("ops.t")
+    base, before = table.metadata, table.metadata.model_dump()
+    tx = table.transaction()
+    tx.set_properties({"a": "1"})
+    tx.append(_rows("d2", 2))
+    ours, theirs = patches._updated_metadata(base, tx._updates), patches._UPDATE(base, tx._updates)
+    assert ours.model_dump(exclude={"last_updated_ms"}) == theirs.model_dump(exclude={"last_updated_ms"})
+    assert ours.snapshots[0] is base.snapshots[0] and theirs.snapshots[0] is not base.snapshots[0]
+    assert len(ours.snapshots) == 2 and ours.properties["a"] == "1" and "a" not in base.properties
+    tx.commit_transaction()
+    assert base.model_dump() == before
+    committed = store.load("ops.t")
+    with committed.io.new_input(committed.metadata_location).open() as stream:  # the file written, as PyIceberg parses it
+        assert FromByteStream.table_metadata(stream) == committed.metadata
+    assert committed.scan().to_arrow().num_rows == 5 and committed.properties["a"] == "1"
 
 
 def test_a_metadata_file_is_parsed_once_and_every_load_still_sees_the_current_one(store, lakehouse_env, monkeypatch):
@@ -116,12 +138,15 @@ def test_another_pyiceberg_is_left_uncached_with_a_warning(monkeypatch, caplog):
     monkeypatch.setattr(Transaction, "table_metadata", patches._UNCACHED)
     monkeypatch.setattr(patches.iceberg_arrow, "_determine_partitions", patches._SPLIT)
     monkeypatch.setattr(patches.FromInputFile, "table_metadata", staticmethod(patches._READ))
+    for module in patches._updater_modules():
+        monkeypatch.setattr(module, "update_table_metadata", patches._UPDATE)
     monkeypatch.setattr(pyiceberg, "__version__", "0.13.0")
     monkeypatch.setattr(checked_code, "_warned", set())  # said once per process: as if in a new one
     patches.apply()
     patches.apply()
     assert not patches.applied() and patches.iceberg_arrow._determine_partitions is patches._SPLIT
     assert patches.FromInputFile.table_metadata is patches._READ
+    assert all(m.update_table_metadata is patches._UPDATE for m in patches._updater_modules())
     assert caplog.text.count("PyIceberg 0.13.0 is not 0.12.0") == 1
 
 
