@@ -6,13 +6,27 @@ and Python, or rely on how they work inside. Each
 keeps the digests of those functions' source as it read them; on any other version the
 replacement is skipped, with a warning, and the project works as it would without it. One
 is refused instead: sqlframe's CTE naming, whose replacement is a correctness fix.
+
+A fallback (a replacement skipped, the run workers spawned instead of forked) is slower, not
+wrong, but not silent either: besides the log, it is recorded in the lakehouse home
+(`fallbacks.jsonl`), which `lakehouse status` and the end of `lakehouse run` show. Where the
+process has no home (a step on Glue or EMR), its log is the record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
+import os
+import sys
+import time
+from pathlib import Path
 from typing import Callable
+
+FALLBACKS = "fallbacks.jsonl"  # in LAKEHOUSE_HOME: a JSON line per fallback a process took
+_FIELDS = {"at": float, "pid": int, "process": str, "message": str}
+_log = logging.getLogger(__name__)
 
 
 def source_digest(owner, name: str) -> str | None:
@@ -34,9 +48,55 @@ _warned: set[str] = set()
 
 
 def warn_once(log, message: str, *args) -> None:
-    """`log.warning(message, *args)`, once per process for each message and arguments: a fallback is
-    said when first taken, not at every session or catalog."""
+    """`log.warning(message, *args)` and `record_fallback`, once per process for each message and
+    arguments: a fallback is said when first taken, not at every session or catalog."""
     said = message % args if args else message
     if said not in _warned:
         _warned.add(said)
         log.warning(message, *args)
+        record_fallback(said)
+
+
+def _home() -> Path | None:
+    from lakehouse.settings import home_dir
+
+    home = home_dir()
+    return home if home.is_dir() else None  # not made here: a process with no lakehouse home records nothing
+
+
+def _process() -> str:
+    """What this process is, in a few words: `lakehouse run`, `dagster api grpc` (a code server)..."""
+    first = sys.argv[0] if sys.argv else ""
+    name = os.path.basename(first) if first not in ("", "-c") else f"{os.path.basename(sys.executable)} {first}".strip()
+    return " ".join([name, *sys.argv[1:3]])[:60]
+
+
+def record_fallback(message: str) -> None:
+    """Append `message` to the home's fallback record, for `lakehouse status`; a failure to write it is logged."""
+    from lakehouse import records
+
+    if (home := _home()) is None:
+        return
+    try:
+        records.append(home / FALLBACKS, {"at": time.time(), "pid": os.getpid(), "process": _process(),
+                                          "message": message})
+    except OSError as error:
+        _log.warning("could not record a fallback in %s: %s", home / FALLBACKS, error)
+
+
+def fallbacks(home: Path, since: float | None = None) -> list[dict]:
+    """The recorded fallbacks of `home` (since `since`, a time.time()), one per message: the last
+    time it was taken, by which process, and how many times (processes) in all."""
+    from lakehouse import records
+
+    try:
+        entries = records.read(home / FALLBACKS, _FIELDS)
+    except OSError as error:
+        _log.warning("could not read %s: %s", home / FALLBACKS, error)
+        return []
+    by_message: dict[str, dict] = {}
+    for entry in entries:
+        if since is None or entry["at"] >= since:
+            seen = by_message.get(entry["message"])
+            by_message[entry["message"]] = {**entry, "times": (seen["times"] if seen else 0) + 1}
+    return sorted(by_message.values(), key=lambda e: e["at"])

@@ -106,7 +106,14 @@ def cmd_backfill(settings: Settings, args) -> int:
 def cmd_status(settings: Settings, args) -> int:
     from lakehouse.iceberg import TableStore, catalog_from_settings
     from lakehouse.runner import open_instance
-    from lakehouse.summary import render_all_checks, render_recovered, render_scratch, render_stuck_work, render_summary
+    from lakehouse.summary import (
+        render_all_checks,
+        render_fallbacks,
+        render_recovered,
+        render_scratch,
+        render_stuck_work,
+        render_summary,
+    )
 
     store = TableStore(catalog_from_settings(settings))
     if args.checks:
@@ -114,7 +121,7 @@ def cmd_status(settings: Settings, args) -> int:
         return 0
     with open_instance(settings) as instance:
         print(render_summary(store, instance) + "\n\n" + render_stuck_work(store, instance) + "\n\n"
-              + render_recovered(instance) + "\n\n" + render_scratch())
+              + render_recovered(instance) + "\n\n" + render_scratch() + "\n\n" + render_fallbacks(settings.home))
     return 0
 
 

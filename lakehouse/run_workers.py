@@ -191,8 +191,8 @@ class _Decision:
             if self.context is not current:
                 return
             if context is None:
-                (log.info if quiet else log.warning)(
-                    "%s: runs are spawned as Dagster starts them from now on (about 2 s slower each)", why)
+                said = "%s: runs are spawned as Dagster starts them from now on (about 2 s slower each)"
+                log.info(said, why) if quiet else checked_code.warn_once(log, said, why)
                 context = multiprocessing.get_context("spawn")
             self.context = context
             self.done.set()
@@ -276,8 +276,8 @@ def install() -> bool:
     if _decision is not None or not in_code_server() or not local_launcher(sys.argv):
         return _decision is not None
     if changed := checked_code.changed(CHECKED_SOURCES, owner_of):
-        log.warning("%s differ from the code lakehouse/run_workers.py was checked against: runs are spawned as "
-                    "Dagster starts them (about 2 s slower each)", ", ".join(changed))
+        checked_code.warn_once(log, "%s differ from the code lakehouse/run_workers.py was checked against: runs are "
+                               "spawned as Dagster starts them (about 2 s slower each)", ", ".join(changed))
         return False
     from dagster._grpc import server
 

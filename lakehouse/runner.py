@@ -42,7 +42,7 @@ from lakehouse.sensors.alerts import SENSOR_NAME as FAILURE_SENSOR
 from lakehouse.sensors.landing import SENSOR_NAME as LANDING_SENSOR
 from lakehouse.sensors.scan import Cursor
 from lakehouse.settings import Settings
-from lakehouse.summary import render_stuck_work, render_summary, stuck_work
+from lakehouse.summary import render_fallbacks, render_stuck_work, render_summary, stuck_work
 from lakehouse.tags import TRIGGER_TAG
 from lakehouse.wiring import AUTOMATION_SENSOR
 
@@ -189,6 +189,7 @@ class RunOutcome:
     code: int | None = None  # the exit code a problem calls for (EXIT_CONFIG, 128 + signal); else from the runs
     stuck: str = ""  # summary.render_stuck_work: what landed but is not in silver, and why
     stuck_count: int = 0
+    fallbacks: str = ""  # summary.render_fallbacks: slower paths taken by its processes, if any
 
     @property
     def ok(self) -> bool:
@@ -214,7 +215,8 @@ class RunOutcome:
             lines.append("nothing to do: no new or changed files landed (run `lakehouse generate` or upload files)")
         if self.summary is None:  # stopped early: the problem is the whole story
             return "\n".join(lines + [self.verdict()])
-        return "\n".join([*lines, "", self.summary, *([""] + [self.stuck] if self.stuck else []), "", self.verdict()])
+        return "\n".join([*lines, "", self.summary, *([""] + [self.stuck] if self.stuck else []),
+                          *([""] + [self.fallbacks] if self.fallbacks else []), "", self.verdict()])
 
     def verdict(self) -> str:
         """The last line(s): what went wrong and the exit code, so the end of a long output says it."""
@@ -946,6 +948,7 @@ def run_pending(settings: Settings, timeout: float = 1800, echo=print, backfill_
     outcome.summary = render_summary(store, instance)
     stuck = stuck_work(store, instance)
     outcome.stuck, outcome.stuck_count = render_stuck_work(store, instance, stuck), len(stuck)
+    outcome.fallbacks = render_fallbacks(settings.home, since=started)
     instance.dispose()
     return outcome
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import secrets
@@ -20,10 +19,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lakehouse import records
+
 log = logging.getLogger(__name__)
 _PREFIX = "lakehouse-"
 RECORD = f"{_PREFIX}scratch-removed.jsonl"  # beside the folders: a JSON line per folder found left behind
-RECORD_BYTES, RECORD_KEEP = 256_000, 500  # the record's size at which it keeps only its last lines
 _swept = False
 
 
@@ -109,16 +109,9 @@ def _size(path: Path) -> int:
 
 
 def _record(root: Path, entry: dict) -> None:
-    """Append `entry`; past RECORD_BYTES the record keeps its last RECORD_KEEP lines (one atomic replace)."""
     path = root / RECORD
     try:
-        with path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(entry) + "\n")
-        if path.stat().st_size > RECORD_BYTES:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-            fresh = root / f"{RECORD}.{os.getpid()}"
-            fresh.write_text("".join(lines[-RECORD_KEEP:]), encoding="utf-8")
-            os.replace(fresh, path)
+        records.append(path, entry)
     except OSError as error:
         log.warning("could not record the removal of %s in %s: %s", entry["folder"], path, error)
 
@@ -131,14 +124,7 @@ def removals(root: str | Path | None = None) -> list[dict]:
     unreadable record is said in the log and reads as none)."""
     path = Path(root or tempfile.gettempdir()) / RECORD
     try:
-        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return records.read(path, _FIELDS)
     except OSError as error:
         log.warning("could not read %s: %s", path, error)
         return []
-    found = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            if isinstance(entry, dict) and all(type(entry.get(k)) is t for k, t in _FIELDS.items()):
-                found.append(entry)
-    return found

@@ -312,8 +312,9 @@ def _save_copies(frame, util) -> None:
     _saving_checked = True
     changed = checked_code.changed(CHECKED_SOURCES, lambda name: util if name == "dialect_to_string" else frame)
     if changed:
-        log.warning("sqlframe's %s differ from the code lakehouse/sqlframe_patches.py was checked against: its "
-                    "copy savings are not applied (planning is slower, results the same)", ", ".join(changed))
+        checked_code.warn_once(log, "sqlframe's %s differ from the code lakehouse/sqlframe_patches.py was checked "
+                               "against: its copy savings are not applied (planning is slower, results the same)",
+                               ", ".join(changed))
         return
     util.dialect_to_string = _remembered(util.dialect_to_string)
     frame._create_cte_from_expression = _cte_without_copying_ctes(frame._create_cte_from_expression)

@@ -656,6 +656,23 @@ def render_scratch(root: str | None = None, last: int = 5) -> str:
             + format_table(["found (UTC)", "folder", "process", "size", "outcome"], rows))
 
 
+def render_fallbacks(home, since: float | None = None) -> str:
+    """The fallbacks part of `lakehouse status` (every one recorded) and of `lakehouse run` (`since` it
+    began; "" when none): library code our replacements were not applied to, run workers spawned
+    instead of forked. Slower, never wrong; each message says why and what to install."""
+    from lakehouse.checked_code import fallbacks
+
+    found = fallbacks(home, since)
+    if not found:
+        return "" if since is not None else (
+            "Fallbacks to slower paths: none recorded (every replacement of library code applies, and run "
+            "workers start from the preloaded forkserver).")
+    rows = [[dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), e["times"],
+             e["process"], e["message"]] for e in found]
+    return (f"Fallbacks to slower paths (results the same), {len(found)} kind(s); each says why and what to install:\n"
+            + format_table(["last (UTC)", "processes", "last taken by", "what"], rows))
+
+
 def _bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from lakehouse import collector
+from lakehouse import checked_code, collector
 from lakehouse.settings import load_settings
 
 # A test worker runs steps, and Dagster in process, for its whole life: the thresholds a process
@@ -17,6 +17,14 @@ from lakehouse.settings import load_settings
 collector.tune()
 
 _LAKEHOUSE_VARS = [v for v in os.environ if v.startswith("LAKEHOUSE_")] + ["DAGSTER_HOME"]
+
+
+@pytest.fixture(autouse=True)
+def fallbacks_stay_in_test_homes(monkeypatch, tmp_path_factory):
+    """Fallbacks that tests take on purpose are recorded only in homes under the tests' temporary
+    folder, never in the home the Makefile exports (lakehouse/checked_code.py)."""
+    real, base = checked_code._home, tmp_path_factory.getbasetemp().resolve()
+    monkeypatch.setattr(checked_code, "_home", lambda: home if (home := real()) and base in home.parents else None)
 
 
 @pytest.fixture

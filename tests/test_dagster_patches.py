@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -62,13 +65,23 @@ def test_instances_find_the_head_revision_once_and_it_is_alembics(tmp_path, monk
         assert dagster_patches.check_alembic_revision(config, conn) == (head, head)
 
 
-def test_another_dagster_is_left_as_it_is_with_a_warning(monkeypatch, caplog, code_server):
+def test_another_dagster_is_left_as_it_is_with_a_warning_that_status_shows(monkeypatch, caplog, code_server,
+                                                                          lakehouse_env):
     monkeypatch.setattr(dagster_patches, "CHECKED_SOURCES", {"check_alembic_revision": "0" * 16})
     with caplog.at_level(logging.WARNING, logger=dagster_patches.__name__):
         assert not dagster_patches.install()
+        assert not dagster_patches.install()  # said and recorded once per process
     assert sqlite_run_storage.check_alembic_revision is sql.check_alembic_revision
     assert sql.check_alembic_revision is not dagster_patches.check_alembic_revision
-    assert "reads alembic's migration scripts again" in caplog.text
+    assert caplog.text.count("reads alembic's migration scripts again") == 1
+    # Not only in a log: recorded in the home, and shown by `lakehouse status` (a process of its own).
+    recorded, = checked_code.fallbacks(lakehouse_env.home)
+    assert "check_alembic_revision is not the one checked" in recorded["message"] and recorded["times"] == 1
+    status = subprocess.run([str(Path(sys.executable).parent / "lakehouse"), "status"], capture_output=True,
+                            text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    shown = status.stdout[status.stdout.index("Fallbacks to slower paths"):]
+    assert "1 kind(s)" in shown and "reads alembic's migration scripts again" in shown, shown
 
 
 def test_a_dagster_without_those_modules_loads_the_code_location_with_a_warning(monkeypatch, caplog, code_server):

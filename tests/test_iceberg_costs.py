@@ -129,7 +129,7 @@ def test_manifests_are_merged_so_scans_open_a_bounded_number(store):
     assert sorted(table.scan().to_arrow().column("day").to_pylist()) == sorted(f"d{i}" for i in range(40) for _ in range(2))
 
 
-def test_another_pyiceberg_is_left_uncached_with_a_warning(monkeypatch, caplog):
+def test_another_pyiceberg_is_left_uncached_with_a_warning_recorded_for_status(monkeypatch, caplog, lakehouse_env):
     import pyiceberg
 
     from lakehouse import checked_code
@@ -148,6 +148,8 @@ def test_another_pyiceberg_is_left_uncached_with_a_warning(monkeypatch, caplog):
     assert patches.FromInputFile.table_metadata is patches._READ
     assert all(m.update_table_metadata is patches._UPDATE for m in patches._updater_modules())
     assert caplog.text.count("PyIceberg 0.13.0 is not 0.12.0") == 1
+    recorded, = checked_code.fallbacks(lakehouse_env.home)
+    assert recorded["message"].startswith("PyIceberg 0.13.0 is not 0.12.0")
 
 
 def test_a_table_made_before_the_merge_setting_gets_it_and_a_users_own_value_is_kept(store):

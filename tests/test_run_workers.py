@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import run_workers
+from lakehouse import checked_code, run_workers
 
 FOLLOW = textwrap.dedent("""
     import json, os, signal, sys, time
@@ -35,8 +35,10 @@ FOLLOW = textwrap.dedent("""
 """)
 
 
-def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+def run(script: str, *args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    """`script` in a new Python; `home`: its LAKEHOUSE_HOME, where its fallbacks are recorded (else none)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+           "LAKEHOUSE_HOME": str(home or Path(os.devnull) / "no-home")}
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=180, env=env)
 
 
@@ -94,7 +96,7 @@ def test_a_preload_the_forkserver_cannot_import_is_found_before_any_run():
     assert run(script).stdout.strip() == "None"
 
 
-def test_a_failed_check_falls_back_to_spawn_with_a_warning():
+def test_a_failed_check_falls_back_to_spawn_with_a_warning_recorded_for_status(tmp_path):
     script = textwrap.dedent("""
         import logging
         from lakehouse import run_workers as r
@@ -104,9 +106,11 @@ def test_a_failed_check_falls_back_to_spawn_with_a_warning():
         decision.decide()
         print(decision.get().get_start_method())
     """)
-    done = run(script)
+    done = run(script, home=tmp_path)
     assert done.stdout.strip() == "spawn", done.stderr
     assert "could not import everything it preloads" in done.stderr and "runs are spawned" in done.stderr
+    recorded, = checked_code.fallbacks(tmp_path)
+    assert recorded["message"].startswith("the forkserver could not import everything it preloads"), recorded
 
 
 def test_only_a_code_server_of_local_runs_forks_them():
@@ -125,7 +129,7 @@ def test_the_code_it_replaces_is_the_code_it_was_checked_against():
     assert checked_code.changed(run_workers.CHECKED_SOURCES, run_workers.owner_of) == []
 
 
-def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure():
+def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure(tmp_path):
     """`lakehouse run` stopping soon after it began sends SIGTERM to the forkserver while its check
     runs: that is said as information, and a forkserver that died otherwise is still a warning."""
     script = textwrap.dedent("""
@@ -150,8 +154,10 @@ def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure()
             assert decision.get().get_start_method() == "spawn"
             assert child.wait(5) == -sig  # not reaped by the look at how it ended
     """)
-    done = run(script)
+    done = run(script, home=tmp_path)
     assert done.returncode == 0, done.stderr
+    # Only the failure is a fallback to record: the stop ends the code server, no run is spawned.
+    assert [f["message"].split(":")[0] for f in checked_code.fallbacks(tmp_path)] == ["the forkserver failed"]
     lines = [line for line in done.stderr.splitlines() if "runs are spawned" in line]
     assert lines[0].startswith("INFO the forkserver was stopped by SIGTERM before its check ended"), lines
     assert lines[1].startswith("WARNING the forkserver failed: EOFError: unexpected EOF"), lines

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from lakehouse import scratch
+from lakehouse import records, scratch
 from lakehouse.summary import render_scratch
 
 
@@ -109,8 +109,8 @@ def test_two_processes_sweeping_at_once_remove_and_record_each_folder_once(tmp_p
 
 
 def test_the_record_keeps_its_last_lines_once_it_is_large(tmp_path, monkeypatch):
-    monkeypatch.setattr(scratch, "RECORD_BYTES", 2000)
-    monkeypatch.setattr(scratch, "RECORD_KEEP", 5)
+    monkeypatch.setattr(records, "RECORD_BYTES", 2000)
+    monkeypatch.setattr(records, "RECORD_KEEP", 5)
     dead = ended_pid()
     for i in range(30):
         (tmp_path / f"lakehouse-engine-{dead}-{i:02d}").mkdir()

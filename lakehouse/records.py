@@ -1,0 +1,36 @@
+"""Append-only JSON-line records that `lakehouse status` shows (scratch folders removed, fallbacks
+taken): written by any process, each line one small append, kept to their last lines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+RECORD_BYTES, RECORD_KEEP = 256_000, 500  # a record's size at which it keeps only its last lines
+
+
+def append(path: Path, entry: dict) -> None:
+    """Append `entry` as one line (a single write, so lines of several processes do not interleave);
+    past RECORD_BYTES the record keeps its last RECORD_KEEP lines (one atomic replace). Raises OSError."""
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(entry) + "\n")
+    if path.stat().st_size > RECORD_BYTES:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        fresh = path.with_name(f"{path.name}.{os.getpid()}")
+        fresh.write_text("".join(lines[-RECORD_KEEP:]), encoding="utf-8")
+        os.replace(fresh, path)
+
+
+def read(path: Path, fields: dict[str, type]) -> list[dict]:
+    """The entries of the record at `path`, oldest first: those with every field of `fields` (name ->
+    type); damaged lines are skipped. None there: []. Raises OSError."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    found = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and all(type(entry.get(k)) is t for k, t in fields.items()):
+                found.append(entry)
+    return found
