@@ -9,8 +9,9 @@ is refused instead: sqlframe's CTE naming, whose replacement is a correctness fi
 
 A fallback (a replacement skipped, the run workers spawned instead of forked) is slower, not
 wrong, but not silent either: besides the log, it is recorded in the lakehouse home
-(`fallbacks.jsonl`), which `lakehouse status` and the end of `lakehouse run` show. Where the
-process has no home (a step on Glue or EMR), its log is the record.
+(`fallbacks.jsonl`), which `lakehouse status` (the last RECENT_DAYS) and the end of `lakehouse
+run` (those since it began) show. A step on Glue or EMR has no lakehouse home that outlives
+its job: it sends those it took to the Dagster run's log through Pipes (`cluster/run_step.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 FALLBACKS = "fallbacks.jsonl"  # in LAKEHOUSE_HOME: a JSON line per fallback a process took
+RECENT_DAYS = 7  # `lakehouse status` lists the fallbacks taken this recently (a fixed install stops adding them)
 _FIELDS = {"at": float, "pid": int, "process": str, "message": str}
 _log = logging.getLogger(__name__)
 
@@ -84,16 +86,17 @@ def record_fallback(message: str) -> None:
         _log.warning("could not record a fallback in %s: %s", home / FALLBACKS, error)
 
 
+def said() -> list[str]:
+    """The fallbacks this process has taken (each said once), for a process whose home does not last."""
+    return sorted(_warned)
+
+
 def fallbacks(home: Path, since: float | None = None) -> list[dict]:
     """The recorded fallbacks of `home` (since `since`, a time.time()), one per message: the last
-    time it was taken, by which process, and how many times (processes) in all."""
+    time it was taken, by which process, and how many times (processes) in all. Raises OSError."""
     from lakehouse import records
 
-    try:
-        entries = records.read(home / FALLBACKS, _FIELDS)
-    except OSError as error:
-        _log.warning("could not read %s: %s", home / FALLBACKS, error)
-        return []
+    entries = records.read(home / FALLBACKS, _FIELDS)
     by_message: dict[str, dict] = {}
     for entry in entries:
         if since is None or entry["at"] >= since:

@@ -70,6 +70,8 @@ _UNCACHED = Transaction.table_metadata  # the property as PyIceberg defines it (
 _SPLIT = iceberg_arrow._determine_partitions  # PyIceberg's own, for rows of several partitions
 _READ = FromInputFile.table_metadata  # PyIceberg's own reader of a metadata file
 _UPDATE = table_update.update_table_metadata  # PyIceberg's own, which deep-copies its result
+# Change 4 copies PyIceberg's function and uses its private helpers: its source as checked.
+CHECKED_UPDATE = {"update_table_metadata": "cdfaa6553c2f4d68"}
 # A table's folder -> (location, encoding, TableMetadata) of its last file parsed. Used from several
 # threads (Dagster's, PyIceberg's pools): a dict's get and set are atomic, and two threads that
 # both parse the same new file keep equal results.
@@ -81,7 +83,7 @@ def _table_metadata(self):
     cached = self.__dict__.get("_lakehouse_metadata")
     if cached is not None and cached[0] is inputs[0] and cached[1] is inputs[1]:
         return cached[2]
-    metadata = _updated_metadata(*inputs)
+    metadata = table_update.update_table_metadata(*inputs)  # ours where change 4 applies
     self.__dict__["_lakehouse_metadata"] = (*inputs, metadata)  # holds the inputs, so ids cannot be reused
     return metadata
 
@@ -153,6 +155,11 @@ def apply() -> None:
     Transaction.table_metadata = property(_table_metadata, doc=_UNCACHED.__doc__)
     iceberg_arrow._determine_partitions = _one_partition
     FromInputFile.table_metadata = staticmethod(_metadata_file)
+    if checked_code.changed(CHECKED_UPDATE, lambda name: table_update):
+        checked_code.warn_once(log, "PyIceberg's update_table_metadata is not the one lakehouse/iceberg_patches.py "
+                               "checked: each metadata update is deep-copied, as PyIceberg does, so commits are "
+                               "slower on tables with a long history")
+        return
     for module in _updater_modules():  # where PyIceberg imported it by name: its catalogs' commits
         module.update_table_metadata = _updated_metadata
 
@@ -165,6 +172,6 @@ def _updater_modules() -> tuple:
 
 
 def applied() -> bool:
+    """Changes 1 to 3 (change 4 also checks PyIceberg's source, and is left out with a warning where it differs)."""
     return (Transaction.table_metadata.fget is _table_metadata and iceberg_arrow._determine_partitions is _one_partition
-            and FromInputFile.table_metadata is _metadata_file
-            and all(m.update_table_metadata is _updated_metadata for m in _updater_modules()))
+            and FromInputFile.table_metadata is _metadata_file)

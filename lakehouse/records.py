@@ -4,6 +4,7 @@ taken): written by any process, each line one small append, kept to their last l
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -12,15 +13,21 @@ RECORD_BYTES, RECORD_KEEP = 256_000, 500  # a record's size at which it keeps on
 
 
 def append(path: Path, entry: dict) -> None:
-    """Append `entry` as one line (a single write, so lines of several processes do not interleave);
-    past RECORD_BYTES the record keeps its last RECORD_KEEP lines (one atomic replace). Raises OSError."""
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(entry) + "\n")
-    if path.stat().st_size > RECORD_BYTES:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-        fresh = path.with_name(f"{path.name}.{os.getpid()}")
-        fresh.write_text("".join(lines[-RECORD_KEEP:]), encoding="utf-8")
-        os.replace(fresh, path)
+    """Append `entry` as one line; past RECORD_BYTES the record keeps its last RECORD_KEEP lines (one
+    atomic replace). Under a lock beside the record (a file that is never replaced), so a line
+    appended while another process trims is not lost with the file it went to. Raises OSError."""
+    with path.with_name(f"{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry) + "\n")
+        if path.stat().st_size > RECORD_BYTES:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+            fresh = path.with_name(f"{path.name}.{os.getpid()}")
+            try:
+                fresh.write_text("".join(lines[-RECORD_KEEP:]), encoding="utf-8")
+                os.replace(fresh, path)
+            finally:
+                fresh.unlink(missing_ok=True)
 
 
 def read(path: Path, fields: dict[str, type]) -> list[dict]:

@@ -295,8 +295,9 @@ def _flat_copies() -> None:
         return
     if current is not _copy.deepcopy:
         checked_code.warn_once(log, "sqlglot's expressions no longer copy through copy.deepcopy (sqlglot.expressions."
-                               "core.deepcopy is %r): lakehouse/sqlframe_patches.py's shorter copy is not applied "
-                               "(planning is slower, results the same)", current)
+                               "core.deepcopy is %s.%s): lakehouse/sqlframe_patches.py's shorter copy is not applied "
+                               "(planning is slower, results the same)", getattr(current, "__module__", "?"),
+                               getattr(current, "__qualname__", type(current).__name__))
         return
     core.deepcopy = flat_deepcopy
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -657,19 +658,22 @@ def render_scratch(root: str | None = None, last: int = 5) -> str:
 
 
 def render_fallbacks(home, since: float | None = None) -> str:
-    """The fallbacks part of `lakehouse status` (every one recorded) and of `lakehouse run` (`since` it
-    began; "" when none): library code our replacements were not applied to, run workers spawned
-    instead of forked. Slower, never wrong; each message says why and what to install."""
-    from lakehouse.checked_code import fallbacks
+    """The fallbacks part of `lakehouse status` (those of the last RECENT_DAYS) and of `lakehouse run`
+    (`since` it began; "" when none): library code our replacements were not applied to, run workers
+    spawned instead of forked. Slower, never wrong; each message says why."""
+    from lakehouse.checked_code import FALLBACKS, RECENT_DAYS, fallbacks
 
-    found = fallbacks(home, since)
+    recent = since is None
+    try:
+        found = fallbacks(home, time.time() - RECENT_DAYS * 86400 if recent else since)
+    except OSError as error:
+        return f"Fallbacks to slower paths: could not read {home / FALLBACKS}: {error}"
     if not found:
-        return "" if since is not None else (
-            "Fallbacks to slower paths: none recorded (every replacement of library code applies, and run "
-            "workers start from the preloaded forkserver).")
+        return f"Fallbacks to slower paths: none recorded in the last {RECENT_DAYS} days." if recent else ""
     rows = [[dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), e["times"],
              e["process"], e["message"]] for e in found]
-    return (f"Fallbacks to slower paths (results the same), {len(found)} kind(s); each says why and what to install:\n"
+    when = f"in the last {RECENT_DAYS} days" if recent else "since this command began"
+    return (f"Fallbacks to slower paths (results the same) {when}, {len(found)} kind(s), each with why:\n"
             + format_table(["last (UTC)", "processes", "last taken by", "what"], rows))
 
 

@@ -21,8 +21,9 @@ _LAKEHOUSE_VARS = [v for v in os.environ if v.startswith("LAKEHOUSE_")] + ["DAGS
 
 @pytest.fixture(autouse=True)
 def fallbacks_stay_in_test_homes(monkeypatch, tmp_path_factory):
-    """Fallbacks that tests take on purpose are recorded only in homes under the tests' temporary
-    folder, never in the home the Makefile exports (lakehouse/checked_code.py)."""
+    """Fallbacks that tests take on purpose in their own process are recorded only in homes under the
+    tests' temporary folder, not in the home the Makefile exports (lakehouse/checked_code.py); a
+    test's child process that takes one is given a home of the test's (tests/test_run_workers.py)."""
     real, base = checked_code._home, tmp_path_factory.getbasetemp().resolve()
     monkeypatch.setattr(checked_code, "_home", lambda: home if (home := real()) and base in home.parents else None)
 

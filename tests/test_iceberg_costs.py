@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.expressions import EqualTo, In
 from pyiceberg.serializers import FromByteStream
+from pyiceberg.table import update as table_update
 
 import lakehouse.iceberg_patches as patches
 from lakehouse.iceberg import TABLE_PROPERTIES, TableStore, catalog_from_settings
@@ -31,8 +32,8 @@ def test_a_commit_replays_the_staged_updates_a_fixed_number_of_times(store, monk
     for i in range(30):
         store.replace_where("ops.t", _rows(f"d{i}", 3), EqualTo("day", f"d{i}"), {"i": str(i)})
     calls = []
-    real = patches._updated_metadata
-    monkeypatch.setattr(patches, "_updated_metadata", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = table_update.update_table_metadata
+    monkeypatch.setattr(table_update, "update_table_metadata", lambda *a, **k: calls.append(1) or real(*a, **k))
     store.replace_where("ops.t", _rows("d3", 5), EqualTo("day", "d3"), {"i": "again"})
     # Without the cache, PyIceberg 0.12 replays (and deep-copies the metadata) on every read of
     # Transaction.table_metadata: 30+ times for this one overwrite.
@@ -72,8 +73,8 @@ def test_the_cached_metadata_is_what_pyiceberg_computes_at_every_stage_of_a_tran
 def test_a_metadata_update_shares_what_it_did_not_change_and_leaves_what_it_was_given_as_it_was(store):
     """Change 4: no deep copy of an update's result. It equals PyIceberg's own (which copies), it shares
     the snapshots it did not change, and the metadata it was made from stays as it was through the commit."""
-    assert all(m.update_table_metadata is patches._updated_metadata for m in patches._updater_modules())
     store.ensure_table("ops.t", SCHEMA)
+    assert all(m.update_table_metadata is patches._updated_metadata for m in patches._updater_modules())
     store.replace_where("ops.t", _rows("d1", 3), EqualTo("day", "d1"), {"i": "1"})
     table = store.load("ops.t")
     base, before = table.metadata, table.metadata.model_dump()

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import boto3
 import dagster as dg
 import pyarrow.compute as pc
 
+from lakehouse import checked_code
 from lakehouse.generate import generate
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.resources.landing import LocalLandingZone
@@ -47,9 +49,9 @@ def done(runs, day: str) -> set[str]:
     return out
 
 
-def run(settings):
+def run(settings, echo=lambda line: None):
     """The outcome, and (assets, comma-separated, and partition; status) of each run it made."""
-    outcome = run_pending(settings, timeout=600, echo=lambda line: None)
+    outcome = run_pending(settings, timeout=600, echo=echo)
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         runs = set()
         for record in outcome.runs:
@@ -106,10 +108,15 @@ def test_uploads_reach_gold_through_ticks_once_per_file_version_and_failures_rea
         assert [o.partition_key for o in seen] == [day] * len(landed)
         assert sorted(o.asset_observation.metadata["key"].value for o in seen) == landed
 
-    # The same bytes again (a retried upload): nothing runs.
+    # The same bytes again (a retried upload): nothing runs. A fallback to a slower path that a
+    # process of this home takes meanwhile (here: this one, as the daemon starts) is listed at the end.
     aws_cp(source.root / orders_key, orders_url, s3_endpoint)
-    outcome, runs = run(settings)
+    fallback = "a test's fallback to a slower path"
+    outcome, runs = run(settings, echo=lambda line: checked_code.warn_once(logging.getLogger(__name__), fallback))
     assert outcome.ok and outcome.runs == [], outcome.render()
+    shown = outcome.render()
+    assert fallback in shown[shown.index("Fallbacks to slower paths"):], shown[-3000:]
+    assert shown.splitlines()[-1].startswith("lakehouse run: done"), shown[-3000:]
 
     # New content under the same key: bronze, silver and gold for that day again, no duplicates.
     lines = source.read(orders_key).decode().splitlines(keepends=True)
@@ -118,6 +125,7 @@ def test_uploads_reach_gold_through_ticks_once_per_file_version_and_failures_rea
     aws_cp(fewer, orders_url, s3_endpoint)
     outcome, runs = run(settings)
     assert outcome.ok, outcome.render()
+    assert "Fallbacks to slower paths" not in outcome.render()  # only those taken since this run began
     # a landed day loads every source's bronze, and takes it to gold
     assert (",".join(sorted([*ALL_BRONZE.split(","), *DAY_GOLD])) + " " + day, "SUCCESS") in runs
     assert {"silver/orders", "gold/fact_orders", "gold/mart_daily_sales"} <= done(runs, day)

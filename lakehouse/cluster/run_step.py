@@ -27,7 +27,7 @@ from dagster_pipes import (
 
 def run(pipes, env: dict[str, str]) -> None:
     """Run the step named in the extras and report it through `pipes`."""
-    from lakehouse import reporting
+    from lakehouse import checked_code, reporting
     from lakehouse.assets.checks import blocked_message, dagster_name
     from lakehouse.checks.evaluate import across_partitions
     from lakehouse.iceberg import TableStore, catalog_from_settings
@@ -48,6 +48,8 @@ def run(pipes, env: dict[str, str]) -> None:
     store = TableStore(catalog_from_settings(settings))
     with Engine(settings.engine, store.catalog, memory_limit=settings.duckdb_memory_limit) as engine:
         result = STEPS[name](StepContext(store, engine, pipes.run_id), *args)
+    for fallback in checked_code.said():  # this machine's home ends with the job: the run's log keeps them
+        pipes.log.warning(f"fallback to a slower path on the cluster: {fallback}")
     write = result.write
     if write is not None and write.published:
         pipes.report_asset_materialization(metadata=reporting.step_metadata(result))
