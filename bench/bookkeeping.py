@@ -57,17 +57,15 @@ def commit_ms(home: str, repeat: int, rounds: int, history: int = 300) -> dict:
         store.replace_where("ops.history", pa.table({"day": [day] * 3, "n": [1, 2, 3]}, schema=schema),
                             EqualTo("day", day), {})
 
-    def use(update):
-        iceberg_patches._updated_metadata = update
+    def use(update):  # where PyIceberg and change 1 look it up
         for module in iceberg_patches._updater_modules():
             module.update_table_metadata = update
 
     for _ in range(history):
         commit()
-    ours = iceberg_patches._updated_metadata
     use(iceberg_patches._UPDATE)
     pyicebergs = cpu_ms(commit, repeat, rounds)  # first: ours then runs on a longer history, not a shorter one
-    use(ours)
+    use(iceberg_patches._updated_metadata)
     mine = cpu_ms(commit, repeat, rounds)
     return {"snapshots": history, "pyiceberg": pyicebergs, "ours": mine, "ratio": round(mine / pyicebergs, 2)}
 

@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from lakehouse import records
+from lakehouse.settings import home_dir
+
 FALLBACKS = "fallbacks.jsonl"  # in LAKEHOUSE_HOME: a JSON line per fallback a process took
 RECENT_DAYS = 7  # `lakehouse status` lists the fallbacks taken this recently (a fixed install stops adding them)
 _FIELDS = {"at": float, "pid": int, "process": str, "message": str}
@@ -60,8 +63,6 @@ def warn_once(log, message: str, *args) -> None:
 
 
 def _home() -> Path | None:
-    from lakehouse.settings import home_dir
-
     home = home_dir()
     return home if home.is_dir() else None  # not made here: a process with no lakehouse home records nothing
 
@@ -75,8 +76,6 @@ def _process() -> str:
 
 def record_fallback(message: str) -> None:
     """Append `message` to the home's fallback record, for `lakehouse status`; a failure to write it is logged."""
-    from lakehouse import records
-
     if (home := _home()) is None:
         return
     try:
@@ -94,8 +93,6 @@ def said() -> list[str]:
 def fallbacks(home: Path, since: float | None = None) -> list[dict]:
     """The recorded fallbacks of `home` (since `since`, a time.time()), one per message: the last
     time it was taken, by which process, and how many times (processes) in all. Raises OSError."""
-    from lakehouse import records
-
     entries = records.read(home / FALLBACKS, _FIELDS)
     by_message: dict[str, dict] = {}
     for entry in entries:

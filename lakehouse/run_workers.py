@@ -192,7 +192,10 @@ class _Decision:
                 return
             if context is None:
                 said = "%s: runs are spawned as Dagster starts them from now on (about 2 s slower each)"
-                log.info(said, why) if quiet else checked_code.warn_once(log, said, why)
+                if quiet:
+                    log.info(said, why)
+                else:
+                    checked_code.warn_once(log, said, why)
                 context = multiprocessing.get_context("spawn")
             self.context = context
             self.done.set()
