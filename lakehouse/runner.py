@@ -86,6 +86,11 @@ run_retries:
   enabled: true
   max_retries: 2                    # a run whose worker died is run again, at most twice
   retry_on_asset_or_op_failure: false  # a failed check or step is reported, never retried
+# Dagster's freshness daemon evaluates each asset's FreshnessPolicy on every iteration. This
+# project declares none (a source's freshness is one of its own asset checks), so the daemon
+# only queried every asset and recorded "not applicable" for each. Turn it on with a policy.
+freshness:
+  enabled: false
 """
 WORKSPACE_YAML = """\
 load_from:

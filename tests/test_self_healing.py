@@ -38,6 +38,10 @@ def test_the_local_instance_config_has_run_monitoring_retries_and_the_worker_che
         assert instance.run_retries_max_retries == 2 and not instance.run_retries_retry_on_asset_or_op_failure
         assert 0 < instance.run_monitoring_settings["poll_interval_seconds"] <= 10
         assert 60 <= instance.run_monitoring_start_timeout_seconds <= 180
+        # No asset declares a FreshnessPolicy: Dagster's freshness daemon would only record
+        # "not applicable" for every asset of every new home.
+        assert "FRESHNESS_DAEMON" not in instance.get_required_daemon_types()
+        assert "SENSOR" in instance.get_required_daemon_types()
 
 
 def test_an_instance_config_written_by_an_older_version_is_upgraded_and_kept(lakehouse_env, capsys):
@@ -63,6 +67,7 @@ def test_the_deployment_instance_config_is_valid_and_heals(tmp_path, monkeypatch
     config, _ = dagster_instance_config(str(tmp_path))
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
     assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
+    assert config["freshness"] == {"enabled": False}  # no asset declares a FreshnessPolicy
     assert config["run_launcher"]["class"] == "EcsRunLauncher"  # its worker check is what monitoring needs
     from dagster_aws.ecs import EcsRunLauncher
 
