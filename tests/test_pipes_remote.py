@@ -289,8 +289,21 @@ def test_a_silver_step_runs_on_emr_serverless_under_spark_submit(lakehouse_env, 
 
 def test_a_silver_step_runs_on_its_own_emr_cluster(lakehouse_env, s3_bucket, tmp_path):
     store = load_day(lakehouse_env)
-    compute = remote_compute("emr", StandInEMR, s3_bucket, tmp_path, lakehouse_env, engine="duckdb")
-    assert_reported_back(store, *materialize(lakehouse_env, compute, ["silver/customers"]))
+    # The job's process takes a fallback to a slower path as it starts (through checked_code, as
+    # every fallback does): the cluster's machine ends with the job, so the run's log must say it.
+    started = tmp_path / "job_start"
+    started.mkdir()
+    (started / "sitecustomize.py").write_text(
+        "import logging\nfrom lakehouse import checked_code\n"
+        "checked_code.warn_once(logging.getLogger('job'), 'a stand-in fallback, taken on the cluster')\n")
+    path = os.pathsep.join(p for p in (str(started), os.environ.get("PYTHONPATH")) if p)
+    compute = remote_compute("emr", StandInEMR, s3_bucket, tmp_path, lakehouse_env, engine="duckdb",
+                             extra_env={"PYTHONPATH": path})
+    result, events, records = materialize(lakehouse_env, compute, ["silver/customers"])
+    assert_reported_back(store, result, events, records)
+    with open_instance(lakehouse_env) as instance:
+        said = [e.user_message for e in instance.all_logs(result.run_id) if "slower path" in e.user_message]
+    assert said == ["fallback to a slower path on the cluster: a stand-in fallback, taken on the cluster"], said
 
     (flow,) = compute.client.submitted
     assert flow["ReleaseLabel"] == "emr-7.5.0" and flow["Applications"] == [{"Name": "Spark"}]
