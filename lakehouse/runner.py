@@ -88,7 +88,7 @@ run_retries:
   retry_on_asset_or_op_failure: false  # a failed check or step is reported, never retried
 # Dagster's freshness daemon evaluates each asset's FreshnessPolicy on every iteration. This
 # project declares none (a source's freshness is one of its own asset checks), so the daemon
-# only queried every asset and recorded "not applicable" for each. Turn it on with a policy.
+# would only query every asset and record "not applicable" for each. Turn it on with a policy.
 freshness:
   enabled: false
 """

@@ -253,6 +253,26 @@ def failure_text(events) -> str:
     return str(failure.step_failure_data.error.to_string())
 
 
+FALLBACK_SAID = "fallback to a slower path on the cluster: a stand-in fallback, taken on the cluster"
+
+
+def fallback_at_start(tmp_path) -> dict:
+    """The environment of a job whose process takes a fallback to a slower path as it starts
+    (through checked_code, as every fallback does): the cluster's machine ends with the job, so
+    the run's log must say it."""
+    started = tmp_path / "job_start"
+    started.mkdir()
+    (started / "sitecustomize.py").write_text(
+        "import logging\nfrom lakehouse import checked_code\n"
+        "checked_code.warn_once(logging.getLogger('job'), 'a stand-in fallback, taken on the cluster')\n")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(started), os.environ.get("PYTHONPATH")) if p)}
+
+
+def fallbacks_said(settings, result) -> list[str]:
+    with open_instance(settings) as instance:
+        return [e.user_message for e in instance.all_logs(result.run_id) if "slower path" in e.user_message]
+
+
 def strict_quality(tmp_path) -> dict:
     """A quality config under which any quarantined customer blocks the publish."""
     strict = tmp_path / "quality.yaml"
@@ -289,21 +309,11 @@ def test_a_silver_step_runs_on_emr_serverless_under_spark_submit(lakehouse_env, 
 
 def test_a_silver_step_runs_on_its_own_emr_cluster(lakehouse_env, s3_bucket, tmp_path):
     store = load_day(lakehouse_env)
-    # The job's process takes a fallback to a slower path as it starts (through checked_code, as
-    # every fallback does): the cluster's machine ends with the job, so the run's log must say it.
-    started = tmp_path / "job_start"
-    started.mkdir()
-    (started / "sitecustomize.py").write_text(
-        "import logging\nfrom lakehouse import checked_code\n"
-        "checked_code.warn_once(logging.getLogger('job'), 'a stand-in fallback, taken on the cluster')\n")
-    path = os.pathsep.join(p for p in (str(started), os.environ.get("PYTHONPATH")) if p)
     compute = remote_compute("emr", StandInEMR, s3_bucket, tmp_path, lakehouse_env, engine="duckdb",
-                             extra_env={"PYTHONPATH": path})
+                             extra_env=fallback_at_start(tmp_path))
     result, events, records = materialize(lakehouse_env, compute, ["silver/customers"])
     assert_reported_back(store, result, events, records)
-    with open_instance(lakehouse_env) as instance:
-        said = [e.user_message for e in instance.all_logs(result.run_id) if "slower path" in e.user_message]
-    assert said == ["fallback to a slower path on the cluster: a stand-in fallback, taken on the cluster"], said
+    assert fallbacks_said(lakehouse_env, result) == [FALLBACK_SAID]
 
     (flow,) = compute.client.submitted
     assert flow["ReleaseLabel"] == "emr-7.5.0" and flow["Applications"] == [{"Name": "Spark"}]
@@ -347,6 +357,19 @@ def test_a_failed_remote_step_fails_the_dagster_step_with_the_scripts_error(lake
     text = failure_text(events)
     assert f"{kind} job for silver customers" in text and "blocking check(s) failed" in text
     assert "quarantine_share" in text
+
+
+def test_a_remote_step_that_raises_still_sends_its_fallbacks_to_the_runs_log(lakehouse_env, s3_bucket, tmp_path):
+    """The job's catalog is not a database: the step raises on the cluster, after the job took a fallback."""
+    (not_a_database := tmp_path / "catalog.db").write_text("not a database\n")
+    compute = remote_compute("emr", StandInEMR, s3_bucket, tmp_path, lakehouse_env, engine="duckdb",
+                             extra_env={**fallback_at_start(tmp_path),
+                                        "LAKEHOUSE_CATALOG_URI": f"sqlite:///{not_a_database}"})
+    result, events, records = materialize(lakehouse_env, compute, ["silver/customers"])
+    assert not result.success and not records
+    text = failure_text(events)
+    assert "emr job for silver customers" in text and "not a database" in text, text
+    assert fallbacks_said(lakehouse_env, result) == [FALLBACK_SAID]
 
 
 @pytest.mark.parametrize("kind", ["emr-serverless", "emr"])

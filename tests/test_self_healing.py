@@ -38,10 +38,15 @@ def test_the_local_instance_config_has_run_monitoring_retries_and_the_worker_che
         assert instance.run_retries_max_retries == 2 and not instance.run_retries_retry_on_asset_or_op_failure
         assert 0 < instance.run_monitoring_settings["poll_interval_seconds"] <= 10
         assert 60 <= instance.run_monitoring_start_timeout_seconds <= 180
-        # No asset declares a FreshnessPolicy: Dagster's freshness daemon would only record
-        # "not applicable" for every asset of every new home.
+        # Dagster's freshness daemon is off because no asset declares a FreshnessPolicy (it would
+        # only record "not applicable" for each): one declared would never be evaluated.
         assert "FRESHNESS_DAEMON" not in instance.get_required_daemon_types()
         assert "SENSOR" in instance.get_required_daemon_types()
+    from lakehouse.definitions import defs
+
+    nodes = defs.resolve_asset_graph().asset_nodes
+    assert nodes and not [n.key for n in nodes if n.freshness_policy_or_from_metadata], \
+        "an asset declares a FreshnessPolicy: turn on `freshness` in lakehouse/runner.py and deploy/dagster.yaml"
 
 
 def test_an_instance_config_written_by_an_older_version_is_upgraded_and_kept(lakehouse_env, capsys):

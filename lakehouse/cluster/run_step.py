@@ -45,11 +45,13 @@ def run(pipes, env: dict[str, str]) -> None:
     args = list(extras.get("args") or []) + ([[dt.date.fromisoformat(k) for k in keys]] if keys else [])
     pipes.log.info(f"{name} {' '.join(map(str, extras.get('args') or []))} {label(keys) if keys else ''} "
                    f"on {settings.engine}")
-    store = TableStore(catalog_from_settings(settings))
-    with Engine(settings.engine, store.catalog, memory_limit=settings.duckdb_memory_limit) as engine:
-        result = STEPS[name](StepContext(store, engine, pipes.run_id), *args)
-    for fallback in checked_code.said():  # this machine's home ends with the job: the run's log keeps them
-        pipes.log.warning(f"fallback to a slower path on the cluster: {fallback}")
+    try:
+        store = TableStore(catalog_from_settings(settings))
+        with Engine(settings.engine, store.catalog, memory_limit=settings.duckdb_memory_limit) as engine:
+            result = STEPS[name](StepContext(store, engine, pipes.run_id), *args)
+    finally:  # also when the step raises: this machine's home ends with the job, the run's log keeps them
+        for fallback in checked_code.said():
+            pipes.log.warning(f"fallback to a slower path on the cluster: {fallback}")
     write = result.write
     if write is not None and write.published:
         pipes.report_asset_materialization(metadata=reporting.step_metadata(result))
