@@ -220,8 +220,8 @@ class RunOutcome:
             lines.append("nothing to do: no new or changed files landed (run `lakehouse generate` or upload files)")
         if self.summary is None:  # stopped early: the problem is the whole story
             return "\n".join(lines + [self.verdict()])
-        return "\n".join([*lines, "", self.summary, *([""] + [self.stuck] if self.stuck else []),
-                          *([""] + [self.fallbacks] if self.fallbacks else []), "", self.verdict()])
+        parts = [self.summary, *(part for part in (self.stuck, self.fallbacks) if part), self.verdict()]
+        return "\n".join([*lines, *(line for part in parts for line in ("", part))])
 
     def verdict(self) -> str:
         """The last line(s): what went wrong and the exit code, so the end of a long output says it."""

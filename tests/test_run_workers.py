@@ -124,7 +124,6 @@ def test_only_a_code_server_of_local_runs_forks_them():
 
 def test_the_code_it_replaces_is_the_code_it_was_checked_against():
     """A Dagster or Python upgrade that changes these is caught here (install() would fall back to spawn)."""
-
     assert checked_code.changed(run_workers.CHECKED_SOURCES, run_workers.owner_of) == []
 
 
