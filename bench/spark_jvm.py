@@ -1,14 +1,16 @@
-"""Benchmark: a local Spark session's JVM options, LAKEHOUSE_SPARK_JAVA_OPTIONS's default against
-the JVM's own defaults, in one run.
+"""Benchmark: a local Spark session's defaults against the alternative, in one run: the JVM's
+options (LAKEHOUSE_SPARK_JAVA_OPTIONS's default against the JVM's own defaults) or Spark's code
+generation (LAKEHOUSE_SPARK_CODEGEN's default, off, against on).
 
-    python bench/spark_jvm.py                  # 3 small days and the dimensions, 2 rounds
+    python bench/spark_jvm.py                      # JVM options: 3 small days and the dimensions, 2 rounds
+    python bench/spark_jvm.py --compare codegen    # code generation off (the default) against on
     python bench/spark_jvm.py --days 2 --rounds 3
 
 Each round processes --days dirty generated days (the demo's scale) and the dimensions on the
 spark engine, in process (tests/pipeline_helpers), in a fresh child process and home: once
-with the default options and once with none (Java's C1 then C2), alternating. It counts the
-CPU time of the child's JVM (with its Python workers) and the wall time of the steps. Prints
-one JSON document: medians over the rounds and the ratios (default / JVM defaults).
+with the project's default and once with the alternative, alternating. It counts the CPU time
+of the child's JVM (with its Python workers) and the wall time of the steps. Prints one JSON
+document: medians over the rounds and the ratios (default / alternative).
 """
 
 from __future__ import annotations
@@ -53,12 +55,12 @@ print(json.dumps({"wall_s": wall, "jvm_cpu_s": cpu}))
 """
 
 
-def one_round(java_options: str, days: int) -> dict:
-    env = {**os.environ, "LAKEHOUSE_SPARK_JAVA_OPTIONS": java_options}
+def one_round(setting: dict[str, str], days: int) -> dict:
+    env = {**os.environ, **setting}
     done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(days)], capture_output=True, text=True,
                           timeout=1800, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"the run with LAKEHOUSE_SPARK_JAVA_OPTIONS={java_options!r} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"the run with {setting} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -66,19 +68,27 @@ def main() -> None:
     from lakehouse.settings import SPARK_JAVA_OPTIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=("options", "codegen"), default="options",
+                        help="the JVM's options (default) or Spark's code generation")
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {"default": [], "jvm_defaults": []}
-    for _ in range(args.rounds):
-        runs["default"].append(one_round(SPARK_JAVA_OPTIONS, args.days))
-        runs["jvm_defaults"].append(one_round("", args.days))
+    # Each side names the one setting it changes; the other stays at the project's default.
+    sides = {"options": {"default": {"LAKEHOUSE_SPARK_JAVA_OPTIONS": SPARK_JAVA_OPTIONS},
+                         "jvm_defaults": {"LAKEHOUSE_SPARK_JAVA_OPTIONS": ""}},
+             "codegen": {"default": {"LAKEHOUSE_SPARK_CODEGEN": "false"},
+                         "codegen_on": {"LAKEHOUSE_SPARK_CODEGEN": "true"}}}[args.compare]
+    other_name = next(name for name in sides if name != "default")
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for _ in range(args.rounds):  # alternating, so both see the same machine noise
+        for name, setting in sides.items():
+            runs[name].append(one_round(setting, args.days))
     medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in ("wall_s", "jvm_cpu_s")}
                for name, rounds in runs.items()}
     print(json.dumps({
-        "days": args.days, "rounds": args.rounds, "default_options": SPARK_JAVA_OPTIONS, "medians": medians,
-        "ratio_jvm_cpu": round(medians["default"]["jvm_cpu_s"] / medians["jvm_defaults"]["jvm_cpu_s"], 2),
-        "ratio_wall": round(medians["default"]["wall_s"] / medians["jvm_defaults"]["wall_s"], 2),
+        "compare": args.compare, "days": args.days, "rounds": args.rounds, "sides": sides, "medians": medians,
+        "ratio_jvm_cpu": round(medians["default"]["jvm_cpu_s"] / medians[other_name]["jvm_cpu_s"], 2),
+        "ratio_wall": round(medians["default"]["wall_s"] / medians[other_name]["wall_s"], 2),
         "rounds_detail": runs,
     }, indent=2))
 

@@ -26,6 +26,13 @@ DUCKDB_MEMORY_LIMIT = "1GB"  # LAKEHOUSE_DUCKDB_MEMORY's default
 # these options, in the same wall time. A long local run on millions of rows may want C2 back:
 # set the variable empty.
 SPARK_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+# LAKEHOUSE_SPARK_CODEGEN's default: our steps on a Spark session started on this machine have
+# their queries interpreted, without Java generated and compiled for each (resources/engine.py,
+# NO_CODEGEN; README, Engines). Small days run hundreds of short queries, and compiling their code
+# was about a third of the JVM's samples: a quarter less of the JVM's CPU on small days
+# (bench/spark_jvm.py --compare codegen). A cluster's session (spark-submit) keeps Spark's code
+# generation, which large data needs.
+SPARK_CODEGEN = False
 
 
 def s3_parts(uri: str) -> tuple[str, str]:
@@ -83,6 +90,7 @@ class Settings:
     # The local Spark driver's JVM (not a cluster's); checked here at load, read by spark_config() through
     # spark_java_options(), which has no settings object (dagster-pyspark's resource and get_session call it).
     spark_java_options: str = SPARK_JAVA_OPTIONS
+    spark_codegen: bool = SPARK_CODEGEN  # the same, through spark_codegen()
 
     @property
     def landing_is_s3(self) -> bool:
@@ -220,6 +228,17 @@ def spark_java_options(env: Mapping[str, str] | None = None) -> str:
                             f"give options separated by spaces, such as {SPARK_JAVA_OPTIONS!r}, or set it empty for "
                             "the JVM's defaults")
     return value
+
+
+def spark_codegen(env: Mapping[str, str] | None = None) -> bool:
+    """LAKEHOUSE_SPARK_CODEGEN (default SPARK_CODEGEN): whether a Spark session started here generates code."""
+    env = os.environ if env is None else env
+    value = (env.get("LAKEHOUSE_SPARK_CODEGEN") or ("true" if SPARK_CODEGEN else "false")).strip().lower()
+    if value not in ("true", "false"):
+        raise SettingsError(f"LAKEHOUSE_SPARK_CODEGEN={value!r} is neither true nor false; set it true for Spark's "
+                            "code generation in a Spark session started here (a long local run of millions of rows), "
+                            "or false (the default) for small days")
+    return value == "true"
 
 
 _SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
@@ -370,4 +389,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         git_branch=env.get("LAKEHOUSE_GIT_BRANCH") or "main",
         duckdb_memory_limit=duckdb_memory_limit(env),
         spark_java_options=spark_java_options(env),
+        spark_codegen=spark_codegen(env),
     )

@@ -151,8 +151,8 @@ def test_a_filter_on_the_values_of_a_frame_keeps_the_rows_plain_python_keeps(eng
         ]:
             assert _engine_selects(eng, NASTY, where) == [i for i, r in enumerate(rows) if keep(r)], where
         assert uses_views(members) == (engine == "spark")
-        if engine == "spark":
-            assert members.view in {t.name for t in eng.session.catalog.listTables()}
+        if engine == "spark":  # by SQL: within a step Spark's catalog API fails (resources/engine.py, NO_CODEGEN)
+            assert members.view in {r.viewName for r in eng.session.sql("SHOW VIEWS").collect()}
     if engine == "spark":  # a step's views go with its engine
         assert members.view not in {t.name for t in eng.session.catalog.listTables()}
 

@@ -17,6 +17,7 @@ def test_defaults_live_under_lakehouse_home(tmp_path):
     assert (tmp_path / "landing").is_dir()
     assert s.duckdb_memory_limit == "1GB"
     assert s.spark_java_options == "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+    assert s.spark_codegen is False
 
 
 def test_values_are_normalised(tmp_path):
@@ -28,6 +29,7 @@ def test_values_are_normalised(tmp_path):
     assert s.landing_uri == "s3://bucket/some/prefix" and s.landing_is_s3
     # Set but empty: the JVM's own defaults (C2 back, for a long local run).
     assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_JAVA_OPTIONS": " "}).spark_java_options == ""
+    assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_CODEGEN": " True "}).spark_codegen is True
 
 
 AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehouse",
@@ -70,6 +72,7 @@ AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehou
         ({"LAKEHOUSE_DUCKDB_MEMORY": "1KB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "from 64MB"]),
         ({"LAKEHOUSE_DUCKDB_MEMORY": "10000000000TB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "to 1000TB"]),
         ({"LAKEHOUSE_SPARK_JAVA_OPTIONS": "-Xmx2g C1"}, ["LAKEHOUSE_SPARK_JAVA_OPTIONS", "'C1' is not one"]),
+        ({"LAKEHOUSE_SPARK_CODEGEN": "yes"}, ["LAKEHOUSE_SPARK_CODEGEN", "neither true nor false", "set it true"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):
@@ -167,3 +170,4 @@ def test_spark_java_options_go_to_a_jvm_started_here_and_never_to_a_clusters(mon
     monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS")
     monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master yarn pyspark-shell")  # spark-submit on a cluster started us
     assert "spark.driver.extraJavaOptions" not in spark_config()
+

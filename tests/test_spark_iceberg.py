@@ -79,6 +79,9 @@ def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_pat
         # the filter reaches Iceberg's scan, which then plans only that day's file
         plan = day2._jdf.queryExecution().executedPlan().toString()
         assert "BatchScan lakehouse.silver.probe" in plan and "day" in plan.split("BatchScan", 1)[1]
+        # A step on a session started here interprets its queries (LAKEHOUSE_SPARK_CODEGEN's default):
+        # no stage of the plan is generated code (Spark marks those "*(n)"), nor are its expressions.
+        assert "*(" not in plan and engine.session.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN", plan
         # A key filter on a view of values (silver's keys elsewhere) beside the days those keys are on:
         # the days still reach Iceberg's scan (Spark pushes no part of a filter holding a subquery).
         on_label, = engine.members(engine.from_arrow(pa.table({"v": ["a"]})), "v", "label")
@@ -203,3 +206,33 @@ def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch_as_d
                               r["threshold"], r["message"], r["published"]) for r in results),
         }
     assert seen["spark"] == seen["duckdb"]
+
+
+def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(tmp_path, monkeypatch):
+    """LAKEHOUSE_SPARK_CODEGEN: off (the default), a step's queries on a session started here are
+    interpreted, and Spark's settings are back when the step ends, so code sharing the session
+    (a user's asset on dagster-pyspark's session) gets Spark's code generation and its catalog API,
+    whose decoder fails interpreted; on, a step leaves Spark's code generation alone."""
+    from lakehouse.resources.engine import NO_CODEGEN
+
+    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home")})
+    store = TableStore(catalog_from_settings(settings))
+    rows = pa.table({"day": [dt.date(2026, 3, 1)], "n": [1], "label": ["a"]}, SCHEMA)
+
+    def plan_and_settings():
+        with Engine("spark", store.catalog) as engine:
+            df = engine.from_arrow(rows).groupBy("day").count()
+            assert df.collect()[0]["count"] == 1
+            inside = {key: engine.session.conf.get(key) for key in NO_CODEGEN}
+            plan = df._jdf.queryExecution().executedPlan().toString()
+        return engine.session, inside, plan
+
+    spark_defaults = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"}
+    monkeypatch.delenv("LAKEHOUSE_SPARK_CODEGEN", raising=False)
+    session, inside, plan = plan_and_settings()
+    assert inside == NO_CODEGEN and "*(" not in plan, plan
+    assert {key: session.conf.get(key) for key in NO_CODEGEN} == spark_defaults
+    session.catalog.listTables()  # Spark's catalog API works again outside the step
+    monkeypatch.setenv("LAKEHOUSE_SPARK_CODEGEN", "true")
+    session, inside, plan = plan_and_settings()
+    assert inside == spark_defaults and "*(" in plan, plan

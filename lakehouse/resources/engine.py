@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from lakehouse import collector, scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
-from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_java_options
+from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_codegen, spark_java_options
 
 _sessions: dict[str, object] = {}
 _catalogs: dict[int, dict[str, str]] = {}  # the Iceberg catalog each session (by id) was given
@@ -50,6 +50,14 @@ SPARK_CONFIG = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "4g",
 }
+# While a step of ours runs on a session started here (not under spark-submit), unless
+# LAKEHOUSE_SPARK_CODEGEN: Spark interprets each query's plan and expressions instead of generating
+# Java and compiling it (Janino) per query, which on small days costs more than the query itself.
+# factoryMode is Spark's own switch between generated and interpreted expressions
+# (SQLConf.CODEGEN_FACTORY_MODE, internal); both give the same rows. Only for the step: Spark 3.5's
+# interpreted decoder of its catalog's case classes fails (`spark.catalog.listTables()`: "argument
+# type mismatch"), which our steps never call but code sharing the session may.
+NO_CODEGEN = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 # Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes.
 CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled")
 
@@ -250,6 +258,11 @@ class Engine:
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
         self._tables: list[str] = []
+        self._restore: dict[str, str | None] = {}  # session settings this step changed, and their values before
+        if not self._duckdb and not launched_by_spark_submit() and not spark_codegen():
+            for key, value in NO_CODEGEN.items():
+                self._restore[key] = self.session.conf.get(key, None)
+                self.session.conf.set(key, value)
 
     def from_arrow(self, table: pa.Table):
         """An Arrow table as a DataFrame of this engine."""
@@ -476,6 +489,15 @@ class Engine:
             log.warning("%d clean-ups of a step's temporary views and tables failed: %s", len(failed), "; ".join(failed))
         self._views.clear()
         self._tables.clear()
+        for key, value in self._restore.items():  # in the order set; Engines nest, each restores its own
+            try:
+                if value is None:
+                    self.session.conf.unset(key)
+                else:
+                    self.session.conf.set(key, value)
+            except Exception as error:  # a session that died has nothing left to restore
+                log.warning("restoring the Spark session's %s after a step failed: %s", key, str(error).splitlines()[0][:200])
+        self._restore.clear()
 
 
 class EngineResource(dg.ConfigurableResource):
