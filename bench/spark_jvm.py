@@ -73,11 +73,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    # Each side names the one setting it changes; the other stays at the project's default.
-    sides = {"options": {"default": {"LAKEHOUSE_SPARK_JAVA_OPTIONS": SPARK_JAVA_OPTIONS},
-                         "jvm_defaults": {"LAKEHOUSE_SPARK_JAVA_OPTIONS": ""}},
-             "codegen": {"default": {"LAKEHOUSE_SPARK_CODEGEN": "false"},
-                         "codegen_on": {"LAKEHOUSE_SPARK_CODEGEN": "true"}}}[args.compare]
+    # Both sides pin both settings: the compared one differs, the other is the project's default.
+    defaults = {"LAKEHOUSE_SPARK_JAVA_OPTIONS": SPARK_JAVA_OPTIONS, "LAKEHOUSE_SPARK_CODEGEN": "false"}
+    sides = {"options": {"default": defaults, "jvm_defaults": {**defaults, "LAKEHOUSE_SPARK_JAVA_OPTIONS": ""}},
+             "codegen": {"default": defaults, "codegen_on": {**defaults, "LAKEHOUSE_SPARK_CODEGEN": "true"}}}[args.compare]
     other_name = next(name for name in sides if name != "default")
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     for _ in range(args.rounds):  # alternating, so both see the same machine noise

@@ -26,12 +26,8 @@ DUCKDB_MEMORY_LIMIT = "1GB"  # LAKEHOUSE_DUCKDB_MEMORY's default
 # these options, in the same wall time. A long local run on millions of rows may want C2 back:
 # set the variable empty.
 SPARK_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
-# LAKEHOUSE_SPARK_CODEGEN's default: our steps on a Spark session started on this machine have
-# their queries interpreted, without Java generated and compiled for each (resources/engine.py,
-# NO_CODEGEN; README, Engines). Small days run hundreds of short queries, and compiling their code
-# was about a third of the JVM's samples: a quarter less of the JVM's CPU on small days
-# (bench/spark_jvm.py --compare codegen). A cluster's session (spark-submit) keeps Spark's code
-# generation, which large data needs.
+# LAKEHOUSE_SPARK_CODEGEN's default: our steps on a local Spark session interpret their queries
+# (resources/engine.py, NO_CODEGEN, says why and how; measured in README, Engines).
 SPARK_CODEGEN = False
 
 

@@ -56,7 +56,8 @@ SCHEMA = pa.schema([("day", pa.date32()), ("n", pa.int64()), ("label", pa.string
 TABLE = TableDef("silver.probe", SCHEMA, (("day", "day"),), "probe")
 
 
-def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_path):
+def test_spark_reads_what_pyiceberg_commits_at_any_snapshot_with_filters(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAKEHOUSE_SPARK_CODEGEN", raising=False)  # its default: a step's queries are interpreted
     settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home")})
     store = TableStore(catalog_from_settings(settings))
     store.ensure_table(TABLE.identifier, SCHEMA, TABLE.partition_by)
@@ -208,31 +209,40 @@ def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch_as_d
     assert seen["spark"] == seen["duckdb"]
 
 
-def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(tmp_path, monkeypatch):
+def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(monkeypatch):
     """LAKEHOUSE_SPARK_CODEGEN: off (the default), a step's queries on a session started here are
-    interpreted, and Spark's settings are back when the step ends, so code sharing the session
-    (a user's asset on dagster-pyspark's session) gets Spark's code generation and its catalog API,
-    whose decoder fails interpreted; on, a step leaves Spark's code generation alone."""
+    interpreted, and Spark's settings are back when the step ends (nested steps too), so code sharing
+    the session (a user's asset on dagster-pyspark's session) gets Spark's code generation and its
+    catalog API, whose decoder fails interpreted; on, a step leaves Spark's code generation alone."""
     from lakehouse.resources.engine import NO_CODEGEN
 
-    settings = load_settings({"LAKEHOUSE_HOME": str(tmp_path / "home")})
-    store = TableStore(catalog_from_settings(settings))
     rows = pa.table({"day": [dt.date(2026, 3, 1)], "n": [1], "label": ["a"]}, SCHEMA)
 
+    def settings_of(session):
+        return {key: session.conf.get(key) for key in NO_CODEGEN}
+
     def plan_and_settings():
-        with Engine("spark", store.catalog) as engine:
+        with Engine("spark") as engine:  # the worker's session, whichever catalog it reads
             df = engine.from_arrow(rows).groupBy("day").count()
             assert df.collect()[0]["count"] == 1
-            inside = {key: engine.session.conf.get(key) for key in NO_CODEGEN}
-            plan = df._jdf.queryExecution().executedPlan().toString()
-        return engine.session, inside, plan
+            return engine.session, settings_of(engine.session), df._jdf.queryExecution().executedPlan().toString()
 
     spark_defaults = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"}
     monkeypatch.delenv("LAKEHOUSE_SPARK_CODEGEN", raising=False)
     session, inside, plan = plan_and_settings()
     assert inside == NO_CODEGEN and "*(" not in plan, plan
-    assert {key: session.conf.get(key) for key in NO_CODEGEN} == spark_defaults
+    assert settings_of(session) == spark_defaults
     session.catalog.listTables()  # Spark's catalog API works again outside the step
+    # A value set on the session before is the one put back, through nested steps.
+    session.conf.set("spark.sql.codegen.wholeStage", "true")
+    try:
+        with Engine("spark") as outer:
+            with Engine("spark") as inner:
+                assert settings_of(inner.session) == NO_CODEGEN
+            assert settings_of(outer.session) == NO_CODEGEN
+        assert session.conf.get("spark.sql.codegen.wholeStage", None) == "true"
+    finally:
+        session.conf.unset("spark.sql.codegen.wholeStage")
     monkeypatch.setenv("LAKEHOUSE_SPARK_CODEGEN", "true")
     session, inside, plan = plan_and_settings()
     assert inside == spark_defaults and "*(" in plan, plan

@@ -258,11 +258,18 @@ class Engine:
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
         self._tables: list[str] = []
-        self._restore: dict[str, str | None] = {}  # session settings this step changed, and their values before
+        # Session settings this step changed, and their values before. Steps run one at a time in a
+        # process (the in-process executor), so Engines on one session nest and each restores its own;
+        # two threads' overlapping steps could leave the other's settings behind.
+        self._restore: dict[str, str | None] = {}
         if not self._duckdb and not launched_by_spark_submit() and not spark_codegen():
-            for key, value in NO_CODEGEN.items():
-                self._restore[key] = self.session.conf.get(key, None)
-                self.session.conf.set(key, value)
+            try:
+                for key, value in NO_CODEGEN.items():
+                    self._restore[key] = self.session.conf.get(key, None)
+                    self.session.conf.set(key, value)
+            except Exception:
+                self._put_back()  # __exit__ never runs for an Engine that failed to open
+                raise
 
     def from_arrow(self, table: pa.Table):
         """An Arrow table as a DataFrame of this engine."""
@@ -464,9 +471,9 @@ class Engine:
         return self
 
     def __exit__(self, *exc) -> None:
-        """Drop every temporary view and table of the step, each on its own. A failure is logged,
-        not raised: the step's writes are committed by then, and its own error (a session that
-        died takes its views along) is the one to see."""
+        """Drop every temporary view and table of the step, each on its own, and put back the Spark
+        session's settings the step changed. A failure is logged, not raised: the step's writes are
+        committed by then, and its own error (a session that died takes its views along) is the one to see."""
         if self._duckdb:
             conn = self.session._conn
             drops = [lambda name=name: conn.execute(f'DROP TABLE IF EXISTS "{name}"') for name in self._tables]
@@ -489,7 +496,11 @@ class Engine:
             log.warning("%d clean-ups of a step's temporary views and tables failed: %s", len(failed), "; ".join(failed))
         self._views.clear()
         self._tables.clear()
-        for key, value in self._restore.items():  # in the order set; Engines nest, each restores its own
+        self._put_back()
+
+    def _put_back(self) -> None:
+        """The session's settings this step changed, as they were (unset: Spark's default)."""
+        for key, value in self._restore.items():
             try:
                 if value is None:
                     self.session.conf.unset(key)
