@@ -227,11 +227,13 @@ def spark_java_options(env: Mapping[str, str] | None = None) -> str:
 
 
 def spark_codegen(env: Mapping[str, str] | None = None) -> bool:
-    """LAKEHOUSE_SPARK_CODEGEN (default SPARK_CODEGEN): whether a Spark session started here generates code."""
+    """LAKEHOUSE_SPARK_CODEGEN (default SPARK_CODEGEN), checked: whether our steps on a Spark session
+    started here use Spark's code generation."""
     env = os.environ if env is None else env
-    value = (env.get("LAKEHOUSE_SPARK_CODEGEN") or ("true" if SPARK_CODEGEN else "false")).strip().lower()
+    raw = env.get("LAKEHOUSE_SPARK_CODEGEN") or ("true" if SPARK_CODEGEN else "false")
+    value = raw.strip().lower()
     if value not in ("true", "false"):
-        raise SettingsError(f"LAKEHOUSE_SPARK_CODEGEN={value!r} is neither true nor false; set it true for Spark's "
+        raise SettingsError(f"LAKEHOUSE_SPARK_CODEGEN={raw!r} is neither true nor false; set it true for Spark's "
                             "code generation in a Spark session started here (a long local run of millions of rows), "
                             "or false (the default) for small days")
     return value == "true"
