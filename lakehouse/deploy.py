@@ -79,13 +79,23 @@ def build_wheel(out_dir: Path) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(PROJECT_ROOT / name, source / name)
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out_dir), str(source)],
-        capture_output=True, text=True)
+    result = subprocess.run(wheel_command(source, out_dir), capture_output=True, text=True)
     wheels = sorted(out_dir.glob("lakehouse-*.whl"))
     if result.returncode != 0 or not wheels:
         raise DeployError(f"building the wheel failed:\n{result.stderr.strip()[-2000:]}")
     return wheels[-1]
+
+
+def wheel_command(source: Path, out_dir: Path) -> list[str]:
+    """uv's build where `make install` put it (next to this Python), else pip's. Both build with
+    the project's own backend (setuptools) in an isolated environment; uv keeps that environment
+    in its cache, where pip makes it anew and installs setuptools into it for every wheel: 2.3 s
+    against 7.9 s a wheel on the 2-core machine (README, Deploy)."""
+    uv = Path(sys.executable).with_name("uv")
+    if uv.is_file():
+        return [str(uv), "build", "--wheel", "--quiet", "--python", sys.executable, "--out-dir", str(out_dir),
+                str(source)]
+    return [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out_dir), str(source)]
 
 
 def content_digest(path: Path) -> str:

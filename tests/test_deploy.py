@@ -114,6 +114,24 @@ def test_dry_run_plans_apply_creates_and_a_second_apply_changes_nothing(aws_env,
     assert list(changed.values()) == ["update"] and "NumberOfWorkers" in bigger.stdout, bigger.stdout
 
 
+def test_the_wheel_is_the_same_built_by_uv_or_by_pip(tmp_path, monkeypatch):
+    """deploy builds with the uv `make install` put next to the interpreter, else with pip: the
+    same wheel, member for member (deploy compares wheels by that digest)."""
+    from lakehouse import deploy
+
+    assert Path(deploy.wheel_command(tmp_path, tmp_path)[0]).name == "uv"  # this venv's, from the Makefile
+    fast = deploy.build_wheel(tmp_path / "uv")
+    real, choose = sys.executable, deploy.wheel_command
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # a Python with no uv beside it
+    command = choose(tmp_path, tmp_path)
+    assert command[:4] == [sys.executable, "-m", "pip", "wheel"], command
+    # pip's command as chosen there, run by this interpreter (the one that has pip)
+    monkeypatch.setattr(deploy, "wheel_command", lambda source, out: [real, *choose(source, out)[1:]])
+    slow = deploy.build_wheel(tmp_path / "pip")
+    assert fast.name == slow.name and deploy.content_digest(fast) == deploy.content_digest(slow)
+    assert "lakehouse/cluster/run_step.py" in zipfile.ZipFile(fast).namelist()
+
+
 def test_deploy_names_what_is_missing(aws_env):
     local = lakehouse(aws_env, "deploy", "--profile", "local", "--dry-run")
     assert local.returncode == 2 and "--profile aws" in local.stderr and "Traceback" not in local.stderr
