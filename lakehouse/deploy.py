@@ -13,6 +13,7 @@ A second `--apply` with nothing changed has nothing to do.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import subprocess
 import sys
@@ -22,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lakehouse import checked_code
 from lakehouse.resources.spark_iceberg import EXTENSIONS
 from lakehouse.resources.compute import EMR, EMR_SERVERLESS, ENTRY_SCRIPT, PYTHON_ARCHIVE, spark_catalog
 from lakehouse.settings import Settings, s3_parts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve().parent / "cluster" / "run_step.py"
+log = logging.getLogger(__name__)
 DIGEST = "lakehouse-sha256"  # S3 object metadata: the digest of what was uploaded
 GLUE_VERSION = "5.0"
 MAX_CONCURRENT_RUNS = 32  # one run per asset and partition range at a time; Dagster's queue limits the rest
@@ -87,14 +90,16 @@ def build_wheel(out_dir: Path) -> Path:
 
 
 def wheel_command(source: Path, out_dir: Path) -> list[str]:
-    """uv's build where `make install` put it (next to this Python), else pip's. Both build with
-    the project's own backend (setuptools) in an isolated environment; uv keeps that environment
-    in its cache, where pip makes it anew and installs setuptools into it for every wheel: 2.3 s
-    against 7.9 s a wheel on the 2-core machine (README, Deploy)."""
+    """uv's build where `make install` put it (next to this Python), else pip's, said as a slower
+    path. Both build with the project's own backend (setuptools) in an isolated environment; uv
+    keeps that environment in its cache, where pip makes it anew and installs setuptools into it
+    for every wheel: about a third of pip's time (README, Deploy)."""
     uv = Path(sys.executable).with_name("uv")
     if uv.is_file():
         return [str(uv), "build", "--wheel", "--quiet", "--python", sys.executable, "--out-dir", str(out_dir),
                 str(source)]
+    checked_code.warn_once(log, "no uv beside %s (`make install` puts one there): the wheel is built with pip, "
+                           "about three times slower", sys.executable)
     return [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out_dir), str(source)]
 
 

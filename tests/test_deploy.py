@@ -7,6 +7,7 @@ and the entry script and creates the Glue security configuration and job; a seco
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_dry_run_plans_apply_creates_and_a_second_apply_changes_nothing(aws_env,
     assert list(changed.values()) == ["update"] and "NumberOfWorkers" in bigger.stdout, bigger.stdout
 
 
-def test_the_wheel_is_the_same_built_by_uv_or_by_pip(tmp_path, monkeypatch):
+def test_the_wheel_is_the_same_built_by_uv_or_by_pip(tmp_path, monkeypatch, caplog):
     """deploy builds with the uv `make install` put next to the interpreter, else with pip: the
     same wheel, member for member (deploy compares wheels by that digest)."""
     from lakehouse import deploy
@@ -123,8 +124,10 @@ def test_the_wheel_is_the_same_built_by_uv_or_by_pip(tmp_path, monkeypatch):
     fast = deploy.build_wheel(tmp_path / "uv")
     real, choose = sys.executable, deploy.wheel_command
     monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # a Python with no uv beside it
-    command = choose(tmp_path, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="lakehouse.deploy"):
+        command = choose(tmp_path, tmp_path)
     assert command[:4] == [sys.executable, "-m", "pip", "wheel"], command
+    assert "the wheel is built with pip" in caplog.text  # a slower path, said (and recorded for `lakehouse status`)
     # pip's command as chosen there, run by this interpreter (the one that has pip)
     monkeypatch.setattr(deploy, "wheel_command", lambda source, out: [real, *choose(source, out)[1:]])
     slow = deploy.build_wheel(tmp_path / "pip")
