@@ -10,7 +10,11 @@
   PyIceberg's own metadata update, which deep-copies the whole metadata, then ours
   (`lakehouse/iceberg_patches.py`, change 4);
 - one event stored in Dagster's SQLite event log (a log line, an asset materialization):
-  Dagster's own code only, for scale (a two-day run stores about 430 events).
+  Dagster's own code only, for scale (a two-day run stores about 430 events);
+- the code location's definitions built (`build_definitions`, which tests call again and again):
+  each declaration parsed by PyYAML's pure-Python loader and resolved again every time, then
+  ours (libyaml, `lakehouse/yamltext.py`; the components resolved once per process for the same
+  declarations, `lakehouse/components.py`).
 Prints one JSON document: milliseconds of CPU (process time) per operation, medians of
 --rounds rounds of --repeat operations each, and the ratios. Each side's rounds run in one
 block, theirs first (ours replaces their function in place for the rest of the process).
@@ -123,6 +127,25 @@ def main() -> None:
 
     out["event_store_ms"] = {"log line": cpu_ms(log_line, args.repeat * 5, args.rounds),
                              "asset materialization": cpu_ms(materialization, args.repeat * 5, args.rounds)}
+    import yaml
+
+    from lakehouse import components, yamltext
+    from lakehouse.settings import load_settings
+    from lakehouse.wiring import build_definitions
+
+    settings = load_settings({"LAKEHOUSE_HOME": home})
+
+    def parsed_and_resolved_each_time():
+        components._resolved.cache_clear()
+        build_definitions(settings)
+
+    ours_load, yamltext.load = yamltext.load, yaml.safe_load
+    try:
+        before = cpu_ms(parsed_and_resolved_each_time, args.repeat, args.rounds)
+    finally:
+        yamltext.load = ours_load
+    ours = cpu_ms(lambda: build_definitions(settings), args.repeat, args.rounds)
+    out["definitions_ms"] = {"pure_python_yaml_each_time": before, "ours": ours, "ratio": round(ours / before, 2)}
     print(json.dumps(out, indent=2))
 
 

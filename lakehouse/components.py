@@ -14,12 +14,12 @@ day's sources reach automation together.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Optional
 
 import dagster as dg
 
-import yaml
-
+from lakehouse import yamltext
 from lakehouse.contracts.declared import contract_from_attributes, declaration_file
 from lakehouse.contracts.model import Column, Landing, Lookup, Partition, SourceContract
 from lakehouse.settings import Settings, load_settings
@@ -98,8 +98,16 @@ def declared_sources() -> list[RetailSource]:
     """
     from lakehouse.contracts import CONTRACTS  # checked across sources first, errors naming the file
 
-    return [RetailSource.resolve_from_dict(yaml.safe_load(declaration_file(name).read_text("utf-8"))["attributes"])
-            for name in CONTRACTS]
+    return list(_resolved(tuple(declaration_file(name).read_text("utf-8") for name in CONTRACTS)))
+
+
+@lru_cache(maxsize=4)
+def _resolved(texts: tuple[str, ...]) -> tuple[RetailSource, ...]:
+    """The components of these declarations' texts, resolved once per process for the same texts:
+    Dagster's resolution writes each document out as YAML and parses it again to locate its
+    errors (pure-Python PyYAML), about half of `build_definitions`, which tests call again and
+    again. The components are only read."""
+    return tuple(RetailSource.resolve_from_dict(yamltext.load(text)["attributes"]) for text in texts)
 
 
 def component_docs() -> dict:

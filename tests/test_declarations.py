@@ -3,6 +3,7 @@ their tables when they change."""
 
 import dataclasses
 import json
+import logging
 import re
 import datetime as dt
 import shutil
@@ -35,6 +36,29 @@ def test_every_folder_is_one_source_and_the_component_reads_it_the_same_way():
     # the component's schema (shown in the UI's docs) has every field of a contract
     schema = RetailSource.get_model_cls().model_json_schema()
     assert set(schema["properties"]) == {f.name for f in dataclasses.fields(type(CONTRACTS["orders"]))}
+
+
+def test_declarations_are_parsed_as_pyyaml_does_and_resolved_again_when_they_change(tmp_path, monkeypatch, caplog):
+    from lakehouse import components, yamltext
+    from lakehouse.checks.config import DEFAULT_PATH
+
+    # libyaml, PyYAML's C parser: the same documents as its pure-Python loader
+    texts = [p.read_text() for p in [*sorted(SOURCES_DIR.glob("*/defs.yaml")), DEFAULT_PATH]]
+    assert all(yamltext.load(text) == yaml.safe_load(text) for text in texts)
+    with monkeypatch.context() as m, caplog.at_level(logging.WARNING, logger="lakehouse.yamltext"):
+        m.delattr(yaml, "CSafeLoader")  # a PyYAML built without libyaml: the same, said as a slower path
+        assert all(yamltext.load(text) == yaml.safe_load(text) for text in texts)
+    assert "without libyaml" in caplog.text
+
+    # The components are resolved once for the same declarations, and again for changed ones.
+    first = components.declared_sources()
+    assert [s.contract() for s in first] == [CONTRACTS[name] for name in CONTRACTS]
+    assert all(a is b for a, b in zip(first, components.declared_sources()))
+    root = _copy(tmp_path)
+    _edit(root, "orders", lambda a: a["columns"].append({"name": "coupon", "type": "string", "description": "A code."}))
+    monkeypatch.setattr(components, "declaration_file", lambda name: root / name / "defs.yaml")
+    orders = next(s for s in components.declared_sources() if s.contract().name == "orders")
+    assert orders.contract().column_names[-1] == "coupon" and "coupon" not in CONTRACTS["orders"].column_names
 
 
 def test_lookups_come_before_the_sources_that_use_them():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from lakehouse import yamltext
 from lakehouse.checks.model import ERROR, WARN, CheckSpec
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "contracts" / "quality.yaml"
@@ -20,7 +21,7 @@ class QualityConfigError(ValueError):
 
 def _load(path: Path) -> dict:
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yamltext.load(path.read_text()) or {}
     except OSError as exc:
         raise QualityConfigError(f"{OVERRIDE_VARIABLE}: cannot read {path} ({exc.strerror})") from None
     except yaml.YAMLError as exc:

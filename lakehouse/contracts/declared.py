@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from lakehouse import yamltext
 from lakehouse.contracts.model import (EVENTS, FLAG, FORMATS, GRAINS, QUARANTINE, SNAPSHOT, Column, Landing, Lookup, Partition,
                                        SourceContract)
 
@@ -168,7 +169,7 @@ def load_declarations(root: Path = SOURCES_DIR) -> dict[str, SourceContract]:
     for path in sorted(root.glob("*/defs.yaml")):
         where = str(path)
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = yamltext.load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             raise DeclarationError(f"{where}: not valid YAML: {e}") from None
         if not isinstance(document, dict) or document.get("type") != COMPONENT_TYPE:
