@@ -115,8 +115,14 @@ def component_docs() -> dict:
 
     Dagster 1.13 puts this entry on definitions loaded through its component tree, which
     this project does not use at load (the tree costs about 2 s per load, paid by every run
-    worker); the entry is built here the same way, for this one component.
+    worker); the entry is built here the same way, for this one component, once per process
+    (its JSON schema and example YAML were a quarter of `build_definitions`).
     """
+    return dict(_component_docs())
+
+
+@lru_cache(maxsize=1)
+def _component_docs() -> dict:
     from dagster.components.core.snapshot import get_package_entry_snap
     from dagster_shared.serdes.objects.package_entry import EnvRegistryKey, json_for_all_components
 
