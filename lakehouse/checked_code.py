@@ -7,8 +7,9 @@ keeps the digests of those functions' source as it read them; on any other versi
 replacement is skipped, with a warning, and the project works as it would without it. One
 is refused instead: sqlframe's CTE naming, whose replacement is a correctness fix.
 
-A fallback (a replacement skipped, the run workers spawned instead of forked) is slower, not
-wrong, but not silent either: besides the log, it is recorded in the lakehouse home
+A fallback (a replacement skipped, the run workers spawned instead of forked; also deploy's
+wheel built by pip where uv is missing, and YAML parsed without libyaml) is slower, not wrong,
+but not silent either: besides the log, it is recorded in the lakehouse home
 (`fallbacks.jsonl`), which `lakehouse status` (the last RECENT_DAYS) and the end of `lakehouse
 run` (those since it began) show. A step on Glue or EMR has no lakehouse home that outlives
 its job: it sends those it took to the Dagster run's log through Pipes (`cluster/run_step.py`).

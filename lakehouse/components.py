@@ -106,7 +106,7 @@ def _resolved(texts: tuple[str, ...]) -> tuple[RetailSource, ...]:
     """The components of these declarations' texts, resolved once per process for the same texts:
     Dagster's resolution writes each document out as YAML and parses it again to locate its
     errors (pure-Python PyYAML), about half of `build_definitions`, which tests call again and
-    again. The components are only read."""
+    again. The components are shared: callers read them, never change them."""
     return tuple(RetailSource.resolve_from_dict(yamltext.load(text)["attributes"]) for text in texts)
 
 
@@ -116,7 +116,8 @@ def component_docs() -> dict:
     Dagster 1.13 puts this entry on definitions loaded through its component tree, which
     this project does not use at load (the tree costs about 2 s per load, paid by every run
     worker); the entry is built here the same way, for this one component, once per process
-    (its JSON schema and example YAML were a quarter of `build_definitions`).
+    (its JSON schema and example YAML were a quarter of `build_definitions`); each call gets a dict
+    of its own around the one shared, unchanged value.
     """
     return dict(_component_docs())
 

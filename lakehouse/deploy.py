@@ -89,18 +89,18 @@ def build_wheel(out_dir: Path) -> Path:
     return wheels[-1]
 
 
-def wheel_command(source: Path, out_dir: Path) -> list[str]:
-    """uv's build where `make install` put it (next to this Python), else pip's, said as a slower
-    path. Both build with the project's own backend (setuptools) in an isolated environment; uv
-    keeps that environment in its cache, where pip makes it anew and installs setuptools into it
-    for every wheel: about a third of pip's time (README, Deploy)."""
-    uv = Path(sys.executable).with_name("uv")
+def wheel_command(source: Path, out_dir: Path, python: str | None = None) -> list[str]:
+    """uv's build where `make install` put it (next to `python`, this interpreter by default), else
+    pip's, said as a slower path. Both build with the project's own backend (setuptools, pinned in
+    pyproject.toml) in an isolated environment; uv keeps setuptools in its cache, where pip
+    downloads and installs it anew for every wheel: about a third of pip's time (README, Deploy)."""
+    python = python or sys.executable
+    uv = Path(python).with_name("uv")
     if uv.is_file():
-        return [str(uv), "build", "--wheel", "--quiet", "--python", sys.executable, "--out-dir", str(out_dir),
-                str(source)]
+        return [str(uv), "build", "--wheel", "--quiet", "--python", python, "--out-dir", str(out_dir), str(source)]
     checked_code.warn_once(log, "no uv beside %s (`make install` puts one there): the wheel is built with pip, "
-                           "about three times slower", sys.executable)
-    return [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out_dir), str(source)]
+                           "about three times slower", python)
+    return [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out_dir), str(source)]
 
 
 def content_digest(path: Path) -> str:

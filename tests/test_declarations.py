@@ -39,12 +39,16 @@ def test_every_folder_is_one_source_and_the_component_reads_it_the_same_way():
 
 
 def test_declarations_are_parsed_as_pyyaml_does_and_resolved_again_when_they_change(tmp_path, monkeypatch, caplog):
-    from lakehouse import components, yamltext
+    from lakehouse import checked_code, components, yamltext
     from lakehouse.checks.config import DEFAULT_PATH
 
     # libyaml, PyYAML's C parser: the same documents as its pure-Python loader
+    assert yaml.__with_libyaml__, "PyYAML without libyaml: install its wheel from PyPI"
+    monkeypatch.setattr(checked_code, "_warned", set())
     texts = [p.read_text() for p in [*sorted(SOURCES_DIR.glob("*/defs.yaml")), DEFAULT_PATH]]
-    assert all(yamltext.load(text) == yaml.safe_load(text) for text in texts)
+    with caplog.at_level(logging.WARNING, logger="lakehouse.yamltext"):
+        assert all(yamltext.load(text) == yaml.safe_load(text) for text in texts)
+    assert "without libyaml" not in caplog.text  # the C loader was used
     with monkeypatch.context() as m, caplog.at_level(logging.WARNING, logger="lakehouse.yamltext"):
         m.delattr(yaml, "CSafeLoader")  # a PyYAML built without libyaml: the same, said as a slower path
         assert all(yamltext.load(text) == yaml.safe_load(text) for text in texts)
@@ -59,6 +63,9 @@ def test_declarations_are_parsed_as_pyyaml_does_and_resolved_again_when_they_cha
     monkeypatch.setattr(components, "declaration_file", lambda name: root / name / "defs.yaml")
     orders = next(s for s in components.declared_sources() if s.contract().name == "orders")
     assert orders.contract().column_names[-1] == "coupon" and "coupon" not in CONTRACTS["orders"].column_names
+    # the UI's docs of the component: made once, a dict of its own for each caller
+    docs = components.component_docs()
+    assert docs == components.component_docs() and docs is not components.component_docs()
 
 
 def test_lookups_come_before_the_sources_that_use_them():

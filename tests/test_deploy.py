@@ -118,18 +118,20 @@ def test_dry_run_plans_apply_creates_and_a_second_apply_changes_nothing(aws_env,
 def test_the_wheel_is_the_same_built_by_uv_or_by_pip(tmp_path, monkeypatch, caplog):
     """deploy builds with the uv `make install` put next to the interpreter, else with pip: the
     same wheel, member for member (deploy compares wheels by that digest)."""
-    from lakehouse import deploy
+    from lakehouse import checked_code, deploy
 
-    assert Path(deploy.wheel_command(tmp_path, tmp_path)[0]).name == "uv"  # this venv's, from the Makefile
+    command = deploy.wheel_command(tmp_path, tmp_path)
+    assert Path(command[0]).name == "uv", f"no uv beside {sys.executable}: `make install` puts it there ({command})"
     fast = deploy.build_wheel(tmp_path / "uv")
-    real, choose = sys.executable, deploy.wheel_command
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # a Python with no uv beside it
+    # A Python with no uv beside it: pip, said as a slower path.
+    elsewhere, choose = str(tmp_path / "bin" / "python"), deploy.wheel_command
+    monkeypatch.setattr(checked_code, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="lakehouse.deploy"):
-        command = choose(tmp_path, tmp_path)
-    assert command[:4] == [sys.executable, "-m", "pip", "wheel"], command
-    assert "the wheel is built with pip" in caplog.text  # a slower path, said (and recorded for `lakehouse status`)
-    # pip's command as chosen there, run by this interpreter (the one that has pip)
-    monkeypatch.setattr(deploy, "wheel_command", lambda source, out: [real, *choose(source, out)[1:]])
+        command = choose(tmp_path, tmp_path, python=elsewhere)
+    assert command[:4] == [elsewhere, "-m", "pip", "wheel"], command
+    assert "the wheel is built with pip" in caplog.text  # and recorded for `lakehouse status` (checked_code)
+    # that command, run by this interpreter (which has pip)
+    monkeypatch.setattr(deploy, "wheel_command", lambda source, out: [sys.executable, *choose(source, out, elsewhere)[1:]])
     slow = deploy.build_wheel(tmp_path / "pip")
     assert fast.name == slow.name and deploy.content_digest(fast) == deploy.content_digest(slow)
     assert "lakehouse/cluster/run_step.py" in zipfile.ZipFile(fast).namelist()
