@@ -146,6 +146,7 @@ def main() -> None:
         before = cpu_ms(parsed_and_resolved_each_time, args.repeat, args.rounds)
     finally:
         yamltext.load = ours_load
+
     def first_in_a_process():  # what a code server or a run worker pays: libyaml, nothing cached yet
         components._resolved.cache_clear()
         components._component_docs.cache_clear()

@@ -19,6 +19,7 @@ def load(text: str):
     loader = getattr(yaml, "CSafeLoader", None)
     if loader is None:
         checked_code.warn_once(log, "PyYAML was built without libyaml: YAML is parsed by its slower pure-Python "
-                                    "loader (reinstall its wheel from PyPI: `uv pip install --reinstall --only-binary pyyaml pyyaml`)")
+                                    "loader (reinstall its wheel from PyPI: "
+                                    "`uv pip install --reinstall --only-binary pyyaml pyyaml`)")
         loader = yaml.SafeLoader
     return yaml.load(text, Loader=loader)  # noqa: S506 (CSafeLoader and SafeLoader are the safe loaders)
