@@ -99,6 +99,33 @@ def test_duckdbs_database_file_does_not_keep_the_tables_of_ended_steps():
     assert sizes[-1] <= sizes[0] * 1.25, sizes
 
 
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_a_failed_clean_up_or_restore_after_a_step_is_recorded_not_only_logged(engine, tmp_path, monkeypatch, caplog):
+    """The step's writes are committed by then, so the failure is not raised; it is recorded in the
+    home's fallbacks (shown by `lakehouse status` and `lakehouse run`), as each engine refuses it."""
+    from lakehouse import checked_code
+    from lakehouse.summary import render_fallbacks
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setattr(checked_code, "_warned", set())
+    with EngineResource(name=engine).engine() as eng:
+        eng.to_arrow(eng.from_arrow(SAMPLE))
+        if engine == "duckdb":  # a name the step listed as its view is a table: DuckDB refuses DROP VIEW
+            eng.session._conn.execute('CREATE TABLE "_lh_not_a_view" AS SELECT 1 AS x')
+            eng._views.append("_lh_not_a_view")
+        else:  # a setting the step would put back that Spark refuses to change in a running session
+            eng._restore["spark.sql.extensions"] = "org.example.Extensions"
+    if engine == "duckdb":
+        eng.session._conn.execute('DROP TABLE "_lh_not_a_view"')
+        said = "1 clean-up(s) of a step's temporary views and tables failed"
+    else:
+        said = "restoring the Spark session's spark.sql.extensions after a step failed"
+    assert eng._views == [] and eng._restore == {}  # the other clean-ups and restores went on
+    assert said in caplog.text
+    shown = render_fallbacks(tmp_path)
+    assert said in shown and "1 kind(s)" in shown, shown
+
+
 def test_sqlframe_plans_with_sqlglots_compiled_build():
     """The install brings sqlglotc (half of a small day is sqlframe's planning, several times faster compiled):
     a missing or pure-Python sqlglot would slow every step without failing one."""

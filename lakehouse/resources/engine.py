@@ -21,7 +21,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse import collector, scratch
+from lakehouse import checked_code, collector, scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_codegen, spark_java_options
@@ -492,8 +492,10 @@ class Engine:
                 drop()
             except Exception as error:
                 failed.append(str(error).splitlines()[0][:200])
-        if failed:
-            log.warning("%d clean-ups of a step's temporary views and tables failed: %s", len(failed), "; ".join(failed))
+        if failed:  # recorded, not only logged: the leftovers hold the process's DuckDB file until it ends
+            checked_code.warn_once(log, "%d clean-up(s) of a step's temporary views and tables failed (they stay "
+                                   "until the process ends, taking space in its DuckDB file): %s", len(failed),
+                                   "; ".join(failed))
         self._views.clear()
         self._tables.clear()
         self._put_back()
@@ -507,7 +509,10 @@ class Engine:
                 else:
                     self.session.conf.set(key, value)
             except Exception as error:  # a session that died has nothing left to restore
-                log.warning("restoring the Spark session's %s after a step failed: %s", key, str(error).splitlines()[0][:200])
+                # Recorded, not only logged: a session left interpreting its queries is slower from here on.
+                checked_code.warn_once(log, "restoring the Spark session's %s after a step failed (later queries "
+                                       "of this process's session keep the step's setting): %s", key,
+                                       str(error).splitlines()[0][:200])
         self._restore.clear()
 
 
