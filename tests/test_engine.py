@@ -290,6 +290,44 @@ def test_sqlglot_nodes_copied_the_short_way_are_the_nodes_pythons_deepcopy_makes
     assert described(parsed.copy()) == short and planned() == short_sql
 
 
+def test_column_names_and_types_parsed_once_give_what_sqlglot_and_sqlframe_give_each_time():
+    """`to_column` hands out copies of one parse per name and dialect, and `_input_type` one
+    conversion per DuckDB type and session: equal to a fresh parse, never the same node twice."""
+    import sqlglot.expressions as exp
+    from sqlframe.base.util import normalize_string
+    from sqlglot.dialects import DuckDB, Spark
+
+    from lakehouse import sqlframe_patches
+    from lakehouse.resources import engine as engine_module
+
+    duck, spark = DuckDB(), Spark()
+    for name in ("order_id", "t.order_id", "`Cust ID`", '"Cust ID"', "*", "x.y.z"):
+        for dialect in (duck, spark, None):
+            for quoted in (None, True):
+                fresh = sqlframe_patches._parsed_column(name, quoted=quoted, dialect=dialect)
+                first = sqlframe_patches.to_column(name, quoted=quoted, dialect=dialect)
+                again = sqlframe_patches.to_column(name, quoted=quoted, dialect=dialect)
+                assert first == fresh and again == fresh and first is not again, (name, dialect, quoted)
+                assert first.sql() == fresh.sql()
+                first.set("this", exp.to_identifier("changed"))  # a caller's change reaches no later call
+                assert sqlframe_patches.to_column(name, quoted=quoted, dialect=dialect) == fresh
+    # A dialect object of its own (its settings may differ) is parsed for anew, not taken for another's.
+    other = DuckDB()
+    sqlframe_patches.to_column("order_id", dialect=other)
+    assert sqlframe_patches._PARSED_COLUMNS[("order_id", None, id(other))][0] is other
+    assert sqlframe_patches.to_column(exp.column("a")) == exp.column("a")  # a node: not remembered
+    with EngineResource(name="duckdb").engine() as eng:
+        for kind in ("VARCHAR", "BIGINT", "DECIMAL(12,2)", "TIMESTAMP WITH TIME ZONE", "DATE", "VARCHAR[]",
+                     "MAP(VARCHAR, BIGINT)", "STRUCT(a INTEGER, b VARCHAR)", "BOOLEAN", "DOUBLE"):
+            want = normalize_string(kind, from_dialect="output", to_dialect="input", is_datatype=True)
+            assert engine_module._input_type(eng.session, kind) == want
+            assert engine_module._input_type(eng.session, kind) == want  # from the memo
+            assert engine_module._input_types[(id(eng.session), kind)][0] is eng.session
+        with pytest.raises(Exception):  # what sqlglot cannot parse is raised each time, not remembered
+            engine_module._input_type(eng.session, "NOT A TYPE (((")
+        assert (id(eng.session), "NOT A TYPE (((") not in engine_module._input_types
+
+
 def test_two_different_ctes_never_share_a_name():
     """sqlframe names a CTE by a digest of its SQL and merges CTEs of one name: its 8-digit CRC32
     prefix gave these two queries one name (found by search), ours does not."""

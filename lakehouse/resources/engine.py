@@ -202,6 +202,24 @@ def _limit_memory(conn, limit: str) -> None:
         _memory_limits[id(conn)] = limit
 
 
+_input_types: dict = {}  # (id(session), DuckDB type) -> (session, the type as sqlframe's input): `_input_type`
+
+
+def _input_type(session, kind: str) -> str:
+    """A DuckDB column type as sqlframe converts it for its catalog, converted once per session:
+    sqlglot parses and writes the type each time, and a step tells sqlframe of a few dozen tables
+    of the same few types (a parse per column: about 2% of a small day). The session is kept in the
+    value, so its id is not reused."""
+    from sqlframe.base.util import normalize_string  # not for a code location that only loads definitions
+
+    key = (id(session), kind)
+    found = _input_types.get(key)
+    if found is None or found[0] is not session:
+        found = _input_types[key] = (session, normalize_string(kind, from_dialect="output", to_dialect="input",
+                                                                is_datatype=True))
+    return found[1]
+
+
 def _is_sqlframe(obj) -> bool:
     """True for sqlframe sessions and DataFrames (the DuckDB engine)."""
     return type(obj).__module__.startswith("sqlframe")
@@ -436,13 +454,10 @@ class Engine:
         catalog from one DESCRIBE. Left to itself, sqlframe builds and plans an
         information_schema query per table: about a tenth of a small step's time, as a step
         makes a few dozen of these. The types are converted as sqlframe converts them."""
-        from sqlframe.base.util import normalize_string  # not for a code location that only loads definitions
-
         described = self.session._conn.execute(f'DESCRIBE "{name}"').fetchall()
         if all(_PLAIN.fullmatch(column) for column, *_ in described):  # else sqlframe's own quoting rules
             try:
-                columns = {column: normalize_string(kind, from_dialect="output", to_dialect="input", is_datatype=True)
-                           for column, kind, *_ in described}
+                columns = {column: _input_type(self.session, kind) for column, kind, *_ in described}
             except Exception:  # a type sqlglot cannot parse: sqlframe's own lookup decides, as before
                 pass
             else:

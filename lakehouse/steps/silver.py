@@ -207,7 +207,8 @@ def _union(a, b):
     columns = list(dict.fromkeys([*a.columns, *b.columns]))
 
     def pad(df):
-        return df.select(*[F.col(c) if c in df.columns else F.lit(None).cast("string").alias(c) for c in columns])
+        have = set(df.columns)  # sqlframe copies the whole query for each look at `columns`
+        return df.select(*[F.col(c) if c in have else F.lit(None).cast("string").alias(c) for c in columns])
     return pad(a).union(pad(b))  # the same columns in the same order: by position is by name
 
 
