@@ -660,7 +660,8 @@ def render_scratch(root: str | None = None, last: int = 5) -> str:
 def render_fallbacks(home, since: float | None = None) -> str:
     """The fallbacks part of `lakehouse status` (those of the last RECENT_DAYS) and of `lakehouse run`
     (`since` it began; "" when none): library code our replacements were not applied to, run workers
-    spawned instead of forked. Slower, never wrong; each message says why."""
+    spawned instead of forked, what a step's end could not undo. Slower, or holding disk space until
+    the process ends, never wrong; each message says why."""
     from lakehouse.checked_code import FALLBACKS, RECENT_DAYS, fallbacks
 
     recent = since is None

@@ -101,29 +101,56 @@ def test_duckdbs_database_file_does_not_keep_the_tables_of_ended_steps():
 
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_a_failed_clean_up_or_restore_after_a_step_is_recorded_not_only_logged(engine, tmp_path, monkeypatch, caplog):
-    """The step's writes are committed by then, so the failure is not raised; it is recorded in the
-    home's fallbacks (shown by `lakehouse status` and `lakehouse run`), as each engine refuses it."""
+    """The step's writes are committed by then, so the failure is not raised; the others go on, and
+    it is recorded in the home's fallbacks (shown by `lakehouse status` and `lakehouse run`) under
+    one message per kind, as each engine refuses it."""
+    from lakehouse import checked_code
+    from lakehouse.resources.engine import LEFTOVERS, NO_CODEGEN, get_session
+    from lakehouse.summary import render_fallbacks
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setattr(checked_code, "_warned", set())
+    if engine == "spark":
+        settings_before = {key: get_session("spark").conf.get(key, None) for key in NO_CODEGEN}
+    with EngineResource(name=engine).engine() as eng:
+        eng.to_arrow(eng.from_arrow(SAMPLE))
+        made = list(eng._views)
+        if engine == "duckdb":  # first, a name the step listed as its view that is a table: DuckDB refuses DROP VIEW
+            eng.session._conn.execute('CREATE TABLE "_lh_not_a_view" AS SELECT 1 AS x')
+            eng._views.insert(0, "_lh_not_a_view")
+        else:  # first, a setting to put back that Spark refuses to change in a running session
+            eng._restore = {"spark.sql.extensions": "org.example.Extensions", **eng._restore}
+    if engine == "duckdb":
+        views = {name for (name,) in eng.session._conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        eng.session._conn.execute('DROP TABLE "_lh_not_a_view"')
+        assert made and not set(made) & views, views  # the step's own views were dropped after the failure
+        said, detail = LEFTOVERS["duckdb"], "1 clean-up(s) of a step's temporary views and tables failed"
+    else:
+        assert {key: eng.session.conf.get(key, None) for key in NO_CODEGEN} == settings_before  # put back after it
+        said, detail = LEFTOVERS["setting"], "could not put back the Spark session's spark.sql.extensions"
+    assert detail in caplog.text  # the names and errors are in the log
+    shown = render_fallbacks(tmp_path)
+    assert said in shown and "1 kind(s)" in shown, shown
+
+
+def test_a_write_that_failed_midway_does_not_stop_its_steps_clean_up(tmp_path, monkeypatch):
+    """A step whose write failed while it read its rows in chunks leaves a result unread on the
+    process's one connection: its end still drops its views and tables, and records nothing."""
     from lakehouse import checked_code
     from lakehouse.summary import render_fallbacks
 
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
     monkeypatch.setattr(checked_code, "_warned", set())
-    with EngineResource(name=engine).engine() as eng:
-        eng.to_arrow(eng.from_arrow(SAMPLE))
-        if engine == "duckdb":  # a name the step listed as its view is a table: DuckDB refuses DROP VIEW
-            eng.session._conn.execute('CREATE TABLE "_lh_not_a_view" AS SELECT 1 AS x')
-            eng._views.append("_lh_not_a_view")
-        else:  # a setting the step would put back that Spark refuses to change in a running session
-            eng._restore["spark.sql.extensions"] = "org.example.Extensions"
-    if engine == "duckdb":
-        eng.session._conn.execute('DROP TABLE "_lh_not_a_view"')
-        said = "1 clean-up(s) of a step's temporary views and tables failed"
-    else:
-        said = "restoring the Spark session's spark.sql.extensions after a step failed"
-    assert eng._views == [] and eng._restore == {}  # the other clean-ups and restores went on
-    assert said in caplog.text
-    shown = render_fallbacks(tmp_path)
-    assert said in shown and "1 kind(s)" in shown, shown
+    with EngineResource(name="duckdb").engine() as eng:
+        rows = eng.materialize(eng.from_arrow(pa.table({"n": list(range(50_000))})))
+        names = list(eng._views) + list(eng._tables)
+        with pytest.raises(RuntimeError, match="the write failed"):
+            for _ in eng.to_chunks(rows, rows=1000):
+                raise RuntimeError("the write failed")
+    left = {name for (name,) in eng.session._conn.execute(
+        "SELECT view_name FROM duckdb_views() UNION ALL SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert len(names) == 2 and not set(names) & left, left
+    assert render_fallbacks(tmp_path, since=0) == ""
 
 
 def test_sqlframe_plans_with_sqlglots_compiled_build():

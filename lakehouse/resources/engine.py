@@ -202,7 +202,19 @@ def _limit_memory(conn, limit: str) -> None:
         _memory_limits[id(conn)] = limit
 
 
+# What a step's end could not undo, one message per kind (the log has the names and errors): recorded
+# with the fallbacks (`checked_code`), as slower or holding disk space, never wrong.
+LEFTOVERS = {
+    "duckdb": "a step's temporary DuckDB views or tables could not all be dropped (the log says which and why): "
+              "they keep their space in the process's DuckDB file until the process ends; results are the same",
+    "spark": "a step's temporary Spark views could not all be dropped (the log says which and why): a live session "
+             "keeps them until the process ends, one that died took them along; results are the same",
+    "setting": "a Spark setting a step changed could not be put back (the log says which and why): a live session "
+               "goes on with the step's setting (queries interpreted: slower on large data), one that died has "
+               "nothing to put back; results are the same",
+}
 _input_types: dict = {}  # (id(session), DuckDB type) -> (session, the type as sqlframe's input): `_input_type`
+_INPUT_TYPES_LIMIT = 10_000  # distinct types (a STRUCT's names its fields, from the data): beyond it, start again
 
 
 def _input_type(session, kind: str) -> str:
@@ -215,6 +227,8 @@ def _input_type(session, kind: str) -> str:
     key = (id(session), kind)
     found = _input_types.get(key)
     if found is None or found[0] is not session:
+        if len(_input_types) >= _INPUT_TYPES_LIMIT:
+            _input_types.clear()
         found = _input_types[key] = (session, normalize_string(kind, from_dialect="output", to_dialect="input",
                                                                 is_datatype=True))
     return found[1]
@@ -487,8 +501,10 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         """Drop every temporary view and table of the step, each on its own, and put back the Spark
-        session's settings the step changed. A failure is logged, not raised: the step's writes are
-        committed by then, and its own error (a session that died takes its views along) is the one to see."""
+        session's settings the step changed. A failure is not raised: the step's writes are committed
+        by then, and its own error (a session that died takes its views along) is the one to see. It
+        is logged with the names and errors, and recorded under one message per kind (`LEFTOVERS`),
+        which `lakehouse status` and `lakehouse run` show with the fallbacks."""
         if self._duckdb:
             conn = self.session._conn
             drops = [lambda name=name: conn.execute(f'DROP TABLE IF EXISTS "{name}"') for name in self._tables]
@@ -507,10 +523,9 @@ class Engine:
                 drop()
             except Exception as error:
                 failed.append(str(error).splitlines()[0][:200])
-        if failed:  # recorded, not only logged: the leftovers hold the process's DuckDB file until it ends
-            checked_code.warn_once(log, "%d clean-up(s) of a step's temporary views and tables failed (they stay "
-                                   "until the process ends, taking space in its DuckDB file): %s", len(failed),
-                                   "; ".join(failed))
+        if failed:
+            log.warning("%d clean-up(s) of a step's temporary views and tables failed: %s", len(failed), "; ".join(failed))
+            checked_code.warn_once(log, LEFTOVERS["duckdb" if self._duckdb else "spark"])
         self._views.clear()
         self._tables.clear()
         self._put_back()
@@ -523,11 +538,10 @@ class Engine:
                     self.session.conf.unset(key)
                 else:
                     self.session.conf.set(key, value)
-            except Exception as error:  # a session that died has nothing left to restore
-                # Recorded, not only logged: a session left interpreting its queries is slower from here on.
-                checked_code.warn_once(log, "restoring the Spark session's %s after a step failed (later queries "
-                                       "of this process's session keep the step's setting): %s", key,
-                                       str(error).splitlines()[0][:200])
+            except Exception as error:
+                log.warning("could not put back the Spark session's %s after a step: %s", key,
+                            str(error).splitlines()[0][:200])
+                checked_code.warn_once(log, LEFTOVERS["setting"])
         self._restore.clear()
 
 
