@@ -220,7 +220,7 @@ _INPUT_TYPES_LIMIT = 10_000  # distinct types (a STRUCT's names its fields, from
 def _input_type(session, kind: str) -> str:
     """A DuckDB column type as sqlframe converts it for its catalog, converted once per session:
     sqlglot parses and writes the type each time, and a step tells sqlframe of a few dozen tables
-    of the same few types (a parse per column: about 2% of a small day). The session is kept in the
+    of the same few types (a parse per column: about 1% of a tiny day's CPU, py-spy). The session is kept in the
     value, so its id is not reused."""
     from sqlframe.base.util import normalize_string  # not for a code location that only loads definitions
 
