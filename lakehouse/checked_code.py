@@ -12,8 +12,9 @@ wheel built by pip where uv is missing, YAML parsed without libyaml, and a step'
 views or Spark settings its engine could not clean up or put back) is slower, or holds disk
 space until the process ends, never wrong, but not silent either: besides the log, it is
 recorded in the lakehouse home (`fallbacks.jsonl`), which `lakehouse status` (the last
-RECENT_DAYS) and the end of `lakehouse run` (those since it began) show. A step on Glue or EMR has no lakehouse home that outlives
-its job: it sends those it took to the Dagster run's log through Pipes (`cluster/run_step.py`).
+RECENT_DAYS) and the end of `lakehouse run` (those since it began) show. A step on Glue or EMR
+has no lakehouse home that outlives its job: it sends those it took to the Dagster run's log
+through Pipes (`cluster/run_step.py`).
 """
 
 from __future__ import annotations
