@@ -110,7 +110,20 @@ _COMPILED_TO_COLUMN = exp.to_column
 
 
 _PARSED_COLUMNS: dict = {}  # (path, quoted, id(dialect)) -> (dialect, node): see `to_column`
-_PARSED_LIMIT = 10_000  # distinct names; beyond it the memo starts again (names come from data, too)
+MEMO_LIMIT = 10_000  # entries of a `remembered` table; beyond it the table starts again (names come from data)
+
+
+def remembered(table: dict, key: tuple, owner, make):
+    """`make()` once for `key` (which ends with `id(owner)`) while `owner` is the object it was made
+    for: kept beside the value, so its id cannot be reused for another. Hand-written rather than
+    `functools.lru_cache`, which would key by the owner's own equality: sqlglot's dialects are
+    equal by class, whatever their settings."""
+    found = table.get(key)
+    if found is None or found[0] is not owner:
+        if len(table) >= MEMO_LIMIT:
+            table.clear()
+        found = table[key] = (owner, make())
+    return found[1]
 
 
 def to_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
@@ -124,13 +137,8 @@ def to_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
     its id is not reused), as a dialect's settings may change how it parses."""
     if kwargs or not isinstance(sql_path, str):
         return _parsed_column(sql_path, quoted, dialect, copy, **kwargs)
-    key = (sql_path, quoted, id(dialect))
-    found = _PARSED_COLUMNS.get(key)
-    if found is None or found[0] is not dialect:
-        if len(_PARSED_COLUMNS) >= _PARSED_LIMIT:
-            _PARSED_COLUMNS.clear()
-        found = _PARSED_COLUMNS[key] = (dialect, _parsed_column(sql_path, quoted, dialect, copy))
-    return found[1].copy()
+    return remembered(_PARSED_COLUMNS, (sql_path, quoted, id(dialect)), dialect,
+                      lambda: _parsed_column(sql_path, quoted, dialect, copy)).copy()
 
 
 def _parsed_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):

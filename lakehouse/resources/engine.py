@@ -214,24 +214,18 @@ LEFTOVERS = {
                "nothing to put back; results are the same",
 }
 _input_types: dict = {}  # (id(session), DuckDB type) -> (session, the type as sqlframe's input): `_input_type`
-_INPUT_TYPES_LIMIT = 10_000  # distinct types (a STRUCT's names its fields, from the data): beyond it, start again
 
 
 def _input_type(session, kind: str) -> str:
     """A DuckDB column type as sqlframe converts it for its catalog, converted once per session:
     sqlglot parses and writes the type each time, and a step tells sqlframe of a few dozen tables
-    of the same few types (a parse per column: about 1% of a tiny day's CPU, py-spy). The session is kept in the
-    value, so its id is not reused."""
+    of the same few types (a parse per column: about 1% of a tiny day's CPU, py-spy)."""
     from sqlframe.base.util import normalize_string  # not for a code location that only loads definitions
 
-    key = (id(session), kind)
-    found = _input_types.get(key)
-    if found is None or found[0] is not session:
-        if len(_input_types) >= _INPUT_TYPES_LIMIT:
-            _input_types.clear()
-        found = _input_types[key] = (session, normalize_string(kind, from_dialect="output", to_dialect="input",
-                                                                is_datatype=True))
-    return found[1]
+    from lakehouse.sqlframe_patches import remembered
+
+    return remembered(_input_types, (id(session), kind), session, lambda: normalize_string(
+        kind, from_dialect="output", to_dialect="input", is_datatype=True))
 
 
 def _is_sqlframe(obj) -> bool:

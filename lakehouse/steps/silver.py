@@ -204,12 +204,12 @@ def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
 def _union(a, b):
     """Rows of both bronze frames; a column one of them lacks (the files of its days predate it) is null."""
     F, _ = api(a)
-    columns = list(dict.fromkeys([*a.columns, *b.columns]))
+    a_has, b_has = a.columns, b.columns  # once each: sqlframe copies the whole query for each look
+    columns = list(dict.fromkeys([*a_has, *b_has]))
 
-    def pad(df):
-        have = set(df.columns)  # sqlframe copies the whole query for each look at `columns`
-        return df.select(*[F.col(c) if c in have else F.lit(None).cast("string").alias(c) for c in columns])
-    return pad(a).union(pad(b))  # the same columns in the same order: by position is by name
+    def pad(df, has):
+        return df.select(*[F.col(c) if c in has else F.lit(None).cast("string").alias(c) for c in columns])
+    return pad(a, set(a_has)).union(pad(b, set(b_has)))  # the same columns in the same order: by position is by name
 
 
 def _single_key(contract) -> str:
