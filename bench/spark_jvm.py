@@ -5,6 +5,7 @@ generation (LAKEHOUSE_SPARK_CODEGEN's default, off, against on).
     python bench/spark_jvm.py                      # JVM options: 3 small days and the dimensions, 2 rounds
     python bench/spark_jvm.py --compare codegen    # code generation off (the default) against on
     python bench/spark_jvm.py --days 2 --rounds 3
+    python bench/spark_jvm.py --options "-XX:+UseSerialGC"   # the default against other JVM options
 
 Each round processes --days dirty generated days (the demo's scale) and the dimensions on the
 spark engine, in process (tests/pipeline_helpers), in a fresh child process and home: once
@@ -70,12 +71,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", choices=("options", "codegen"), default="options",
                         help="the JVM's options (default) or Spark's code generation")
+    parser.add_argument("--options", default="",
+                        help="with --compare options: the JVM options to compare the default with (else the JVM's own)")
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     # Both sides pin both settings: the compared one differs, the other is the project's default.
     defaults = {"LAKEHOUSE_SPARK_JAVA_OPTIONS": SPARK_JAVA_OPTIONS, "LAKEHOUSE_SPARK_CODEGEN": "false"}
-    sides = {"options": {"default": defaults, "jvm_defaults": {**defaults, "LAKEHOUSE_SPARK_JAVA_OPTIONS": ""}},
+    sides = {"options": {"default": defaults, "other_options" if args.options else "jvm_defaults":
+                                                 {**defaults, "LAKEHOUSE_SPARK_JAVA_OPTIONS": args.options}},
              "codegen": {"default": defaults, "codegen_on": {**defaults, "LAKEHOUSE_SPARK_CODEGEN": "true"}}}[args.compare]
     other_name = next(name for name in sides if name != "default")
     runs: dict[str, list[dict]] = {name: [] for name in sides}
