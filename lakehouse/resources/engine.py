@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from lakehouse import checked_code, collector, scratch
 from lakehouse.iceberg import CATALOG_NAME
+from lakehouse.plans import LIMIT, Plan, plan_of, render
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_codegen, spark_java_options
 
@@ -213,6 +214,7 @@ LEFTOVERS = {
                "goes on with the step's setting (queries interpreted: slower on large data), one that died has "
                "nothing to put back; results are the same",
 }
+_plans: dict = {}  # (id(session), key and input columns) -> (session, plans.Plan): `Engine.planned`
 _input_types: dict = {}  # (id(session), DuckDB type) -> (session, the type as sqlframe's input): `_input_type`
 
 
@@ -284,6 +286,8 @@ class Engine:
         self.reads_tables = conf is not None  # Spark's Iceberg catalog is there: `table` works
         self._views: list[str] = []
         self._tables: list[str] = []
+        self._bare: dict[int, tuple] = {}  # id(frame) -> (frame, its view's name, its columns): `_duckdb_table`'s
+        self._made: list | None = None  # while `planned` records: the (kind, SELECT, name) `_named` ran
         # Session settings this step changed, and their values before. Steps run one at a time in a
         # process (the in-process executor), so Engines on one session nest and each restores its own;
         # two threads' overlapping steps could leave the other's settings behind.
@@ -452,10 +456,78 @@ class Engine:
 
     def _named(self, df, kind: str, made: list[str]):
         """`df` as a DuckDB table or view of ours (`kind`), listed in `made` for __exit__ to drop."""
-        name = f"_lh_{next(_names)}"
-        self.session._conn.execute(f'CREATE {kind} "{name}" AS {df.sql(dialect="duckdb", pretty=False, optimize=False)}')
-        made.append(name)
+        sql = df.sql(dialect="duckdb", pretty=False, optimize=False)
+        name = self._create(kind, sql, made)
+        if self._made is not None:  # `planned` is recording a transform's statements
+            self._made.append((kind, sql, name))
         return self._duckdb_table(name)
+
+    def _create(self, kind: str, sql: str, made: list[str]) -> str:
+        name = f"_lh_{next(_names)}"
+        self.session._conn.execute(f'CREATE {kind} "{name}" AS {sql}')
+        made.append(name)
+        return name
+
+    def planned(self, key: tuple, frames: dict, transform):
+        """`transform(frames)`, a DataFrame; on DuckDB a view whose SQL is built once per process for
+        the same `key` and the same columns (names and types, in order) of each of `frames` (slot
+        name -> DataFrame or None), and afterwards filled in with the new frames' views
+        (`lakehouse.plans`).
+
+        `transform` must be pure: its SQL depends only on `key` (which must name everything else it
+        uses, such as a source's contract) and on its frames' columns, never on their rows (nothing
+        collected inside); it reaches tables only through `frames` and this Engine's `cut` and
+        `materialize`, which it may call. A transform whose SQL names any other view of ours is
+        planned each time, recorded as a slower path. On Spark, which plans a query itself, it is
+        `transform(frames)`.
+        """
+        if not self._duckdb:
+            return transform(frames)
+        if self._made is not None:
+            raise RuntimeError("Engine.planned does not nest: a planned transform's own steps are recorded with it")
+        names, given, shape = [], {}, [key]
+        for slot, df in frames.items():
+            if df is None:
+                given[slot], columns = None, None
+            else:  # behind a view of its own: the view's name fills the slot
+                given[slot], name, columns = self._as_view(df)
+                names.append(name)
+            shape.append((slot, columns))
+        shape = tuple(shape)
+        found = _plans.get((id(self.session), shape))
+        if found is not None and found[0] is self.session:
+            return self._replay(found[1], names)
+        self._made = []
+        try:
+            sql = transform(given).sql(dialect="duckdb", pretty=False, optimize=False)
+            plan = plan_of(names, self._made, sql)
+        finally:
+            self._made = None
+        if plan is None:
+            checked_code.warn_once(log, "a transform's SQL reads a view it was not given: it is planned again at "
+                                        "each call instead of once per process (slower); results are the same")
+        else:
+            if len(_plans) >= LIMIT:
+                _plans.clear()
+            _plans[(id(self.session), shape)] = (self.session, plan)
+        return self._duckdb_table(self._create("VIEW", sql, self._views))
+
+    def _as_view(self, df) -> tuple:
+        """(a frame over a view of `df`'s rows, the view's name, its columns): `df` itself where it is
+        one of this Engine's frames over a view or table, else a new view of it."""
+        bare = self._bare.get(id(df))
+        if bare is None or bare[0] is not df:
+            df = self._named(df, "VIEW", self._views)
+            bare = self._bare[id(df)]
+        return bare
+
+    def _replay(self, plan: Plan, names: list[str]):
+        """A recorded transform's statements again, on the views `names`: its intermediates, then a
+        view of its result."""
+        names = list(names)
+        for kind, shape in plan.made:
+            names.append(self._create(kind, render(shape, names), self._tables if kind == "TABLE" else self._views))
+        return self._duckdb_table(self._create("VIEW", render(plan.result, names), self._views))
 
     def _duckdb_table(self, name: str):
         """sqlframe's DataFrame over a DuckDB table or view of ours, its columns told to sqlframe's
@@ -470,7 +542,9 @@ class Engine:
                 pass
             else:
                 self.session.catalog.add_table(name, columns)
-        return self.session.table(name)
+        frame = self.session.table(name)
+        self._bare[id(frame)] = (frame, name, tuple((column, kind) for column, kind, *_ in described))
+        return frame
 
     def cut(self, df, reused: bool = False):
         """`df` behind a DuckDB view, to keep sqlframe's plans shallow; Spark plans deep ones fine.

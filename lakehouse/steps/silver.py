@@ -71,8 +71,8 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         previous = latest_versions(
             frame(ctx, target, LessThan(INGEST_DATE, span[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER)),
             contract.keys)
-        rows = engine.materialize(classify(frame(ctx, bronze_def, within(INGEST_DATE, span)), contract, previous,
-                                           lookups, engine.cut))
+        rows = engine.materialize(_classified(engine, contract, frame(ctx, bronze_def, within(INGEST_DATE, span)),
+                                              previous, lookups))
         where = within(INGEST_DATE, span)
         set_aside_where = within("ingest_date", span)
         recomputed = 0
@@ -84,8 +84,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         recomputed = wanted.count()
         others = engine.materialize(
             record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner"))
-        rows = engine.materialize(classify(_union(bronze, others.drop(RECORD_KEY)), contract, None, lookups,
-                                           engine.cut))
+        rows = engine.materialize(_classified(engine, contract, _union(bronze, others.drop(RECORD_KEY)), None, lookups))
         # Every row of a recomputed key is classified again, whatever day it landed on, and
         # replaces that key's earlier rows in silver and in the quarantine. The batch's days
         # are replaced whole; other days only for the keys that have rows there.
@@ -199,6 +198,15 @@ def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
             first, last = dt.date.fromisoformat(span[0]), dt.date.fromisoformat(span[1])
             days |= {(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)}
     return days
+
+
+def _classified(engine, contract, bronze, previous, lookups: dict):
+    """`classify`, its SQL built once per process for a source and the same input columns (`Engine.planned`):
+    the same every day but for the views it reads, and 13% of a small day's CPU when built each time."""
+    frames = {"bronze": bronze, "previous": previous, **{f"lookup:{source}": df for source, df in lookups.items()}}
+    return engine.planned(("classify", contract), frames, lambda given: classify(
+        given["bronze"], contract, given["previous"], {source: given[f"lookup:{source}"] for source in lookups},
+        engine.cut))
 
 
 def _union(a, b):
