@@ -488,11 +488,12 @@ class Engine:
         names, given, shape = [], {}, [key]
         for slot, df in frames.items():
             if df is None:
-                given[slot], columns = None, None
+                given[slot], columns, same = None, None, None
             else:  # behind a view of its own: the view's name fills the slot
                 given[slot], name, columns = self._as_view(df)
+                same = names.index(name) if name in names else None  # a frame given twice: the same view twice
                 names.append(name)
-            shape.append((slot, columns))
+            shape.append((slot, columns, same))
         shape = tuple(shape)
         found = _plans.get((id(self.session), shape))
         if found is not None and found[0] is self.session:

@@ -27,9 +27,13 @@ class Keys:
 
 def rows_by(engine: Engine, df, column: str) -> dict[str, int]:
     """Rows of `df` per value of `column` (a date), keyed by its ISO text."""
-    F, _ = api(df)
-    grouped = df.groupBy(F.col(column).cast("string").alias("_group")).agg(F.count(F.lit(1)).alias("_rows"))
+    grouped = engine.planned(("rows_by", column), {"df": df}, lambda given: _rows_by(given["df"], column))
     return {row["_group"]: int(row["_rows"]) for row in engine.to_arrow(grouped).to_pylist()}
+
+
+def _rows_by(df, column: str):
+    F, _ = api(df)
+    return df.groupBy(F.col(column).cast("string").alias("_group")).agg(F.count(F.lit(1)).alias("_rows"))
 
 
 def distinct_dates(engine: Engine, df, column: str) -> set[str]:
@@ -39,33 +43,45 @@ def distinct_dates(engine: Engine, df, column: str) -> set[str]:
 
 def dates_of(engine: Engine, parts: dict) -> dict:
     """The distinct non-null dates of each part, a (DataFrame, date column), as ISO text, by part:
-    one query for all of them (on Spark one job, not one each)."""
+    one query for all of them (on Spark one job, not one each), its SQL built once per process
+    for the same columns (`Engine.planned`)."""
     names = list(parts)
     if not names:
         return {}
-    F, _ = api(parts[names[0]][0])
-    union = None
-    for i, name in enumerate(names):
-        df, column = parts[name]
-        one = df.select(F.lit(i).alias("_part"), F.col(column).cast("string").alias("_day"))
-        union = one if union is None else union.union(one)  # by position: the same two columns
-    found = engine.to_arrow(union.filter(F.col("_day").isNotNull()).distinct())
+    columns = tuple(column for _, column in parts.values())
+    frames = {f"part{i}": df for i, (df, _) in enumerate(parts.values())}
+    found = engine.to_arrow(engine.planned(("dates_of", columns), frames, lambda given: _dates(list(given.values()),
+                                                                                                  columns)))
     out: dict = {name: set() for name in names}
     for i, day in zip(found["_part"].to_pylist(), found["_day"].to_pylist()):
         out[names[i]].add(day)
     return out
 
 
+def _dates(frames: list, columns: tuple):
+    F, _ = api(frames[0])
+    union = None
+    for i, (df, column) in enumerate(zip(frames, columns)):
+        one = df.select(F.lit(i).alias("_part"), F.col(column).cast("string").alias("_day"))
+        union = one if union is None else union.union(one)  # by position: the same two columns
+    return union.filter(F.col("_day").isNotNull()).distinct()
+
+
 def totals(engine: Engine, df, *columns: str, dates: str | None = None) -> dict:
     """Row count ("rows") and the sum of each of `columns` (0 when there are no rows), in one
     aggregate; with `dates`, also that date column's distinct values ("dates", sorted ISO text)."""
+    (row,) = engine.to_arrow(engine.planned(("totals", columns, dates), {"df": df},
+                                            lambda given: _totals(given["df"], columns, dates))).to_pylist()
+    out = {"rows": int(row["_rows"] or 0), **{c: row[c] if row[c] is not None else 0 for c in columns}}
+    return {**out, "dates": sorted(row["_dates"] or [])} if dates else out
+
+
+def _totals(df, columns: tuple, dates: str | None):
     F, _ = api(df)
     aggregates = [F.count(F.lit(1)).alias("_rows"), *[F.sum(c).alias(c) for c in columns]]
     if dates:
         aggregates.append(F.collect_set(F.col(dates).cast("string")).alias("_dates"))
-    (row,) = engine.to_arrow(df.agg(*aggregates)).to_pylist()
-    out = {"rows": int(row["_rows"] or 0), **{c: row[c] if row[c] is not None else 0 for c in columns}}
-    return {**out, "dates": sorted(row["_dates"] or [])} if dates else out
+    return df.agg(*aggregates)
 
 
 def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = True) -> dict[str | None, Keys]:
@@ -77,8 +93,30 @@ def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = Tru
     `repeats` (where another measure holds the keys unique) the rows are not grouped by key,
     the costly part on millions of keys, and `repeated` is 0.
     """
-    F, _ = api(df)
     keys = list(keys)
+    summed = engine.planned(("keys_by", tuple(keys), by, repeats), {"df": df},
+                            lambda given: _per_key(given["df"], keys, by, repeats)[3])
+    out: dict[str | None, Keys] = {}
+    faulty = None  # built only for a group with faults
+    for row in engine.to_arrow(summed).to_pylist():
+        day, found = row.pop("_group"), {k: int(v or 0) for k, v in row.items()}
+        if found["null_rows"] or found["repeated"]:
+            F, _ = api(df)
+            per_key, any_null, repeated, _ = faulty = faulty or _per_key(df, keys, by, repeats)
+            in_group = F.lit(True) if by is None else F.col("_group") == F.lit(day)
+        if found["null_rows"]:
+            nulls = per_key.filter(in_group & any_null).select(*keys).distinct().limit(SAMPLE)
+            found["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
+        if found["repeated"]:
+            examples = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
+            found["repeated_sample"] = tuple(engine.to_arrow(examples).to_pylist())
+        out[day] = Keys(**found)
+    return out
+
+
+def _per_key(df, keys: list[str], by: str | None, repeats: bool):
+    """(rows per key and group, the null-key condition, the repeated-key condition, their sums per group)."""
+    F, _ = api(df)
     group = F.col(by).cast("string") if by else F.lit(None).cast("string")
     if repeats:
         per_key = df.groupBy(group.alias("_group"), *keys).agg(F.count(F.lit(1)).alias("count_all"))
@@ -92,18 +130,7 @@ def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = Tru
         F.sum("count_all").cast("bigint").alias("rows"),
         F.sum(F.when(any_null, F.col("count_all")).otherwise(0)).cast("bigint").alias("null_rows"),
         F.sum(F.when(repeated, F.col("count_all") - 1).otherwise(0)).cast("bigint").alias("repeated"))
-    out: dict[str | None, Keys] = {}
-    for row in engine.to_arrow(summed).to_pylist():
-        day, found = row.pop("_group"), {k: int(v or 0) for k, v in row.items()}
-        in_group = F.lit(True) if by is None else F.col("_group") == F.lit(day)
-        if found["null_rows"]:
-            nulls = per_key.filter(in_group & any_null).select(*keys).distinct().limit(SAMPLE)
-            found["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
-        if found["repeated"]:
-            examples = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
-            found["repeated_sample"] = tuple(engine.to_arrow(examples).to_pylist())
-        out[day] = Keys(**found)
-    return out
+    return per_key, any_null, repeated, summed
 
 
 def missing_from(engine: Engine, wanted, present, key: str) -> tuple[int, tuple]:

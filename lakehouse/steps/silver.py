@@ -173,20 +173,26 @@ def _accounting(ctx: StepContext, source: str, days: list[str], silver_snapshot:
     if not days:
         return {}
     on_days = In(INGEST_DATE, days)
-    bronze = frame(ctx, bronze_table(source), on_days, (INGEST_DATE,))
-    F, _ = api(bronze)
-    silver = frame(ctx, silver_table(source), on_days, (INGEST_DATE,), silver_snapshot)
-    aside = frame(ctx, QUARANTINE, And(EqualTo("source", source), In("ingest_date", days)), ("ingest_date", "rules"))
-    # One query over the three tables: a row per (where, day) with its count.
-    parts = (bronze.select(F.lit("bronze").alias("part"), F.col(INGEST_DATE).cast("string").alias("day"))
-             .union(silver.select(F.lit("silver").alias("part"), F.col(INGEST_DATE).cast("string").alias("day")))
-             .union(aside.select(F.concat(F.lit("aside:"), F.concat_ws(",", F.col("rules"))).alias("part"),
-                                       F.col("ingest_date").cast("string").alias("day"))))
-    counted = ctx.engine.to_arrow(parts.groupBy("part", "day").agg(F.count(F.lit(1)).alias("rows"))).to_pylist()
+    frames = {"bronze": frame(ctx, bronze_table(source), on_days, (INGEST_DATE,)),
+              "silver": frame(ctx, silver_table(source), on_days, (INGEST_DATE,), silver_snapshot),
+              "aside": frame(ctx, QUARANTINE, And(EqualTo("source", source), In("ingest_date", days)),
+                             ("ingest_date", "rules"))}
+    counted = ctx.engine.to_arrow(ctx.engine.planned(("accounting",), frames, _accounting_counts)).to_pylist()
     bronze_rows = {r["day"]: int(r["rows"]) for r in counted if r["part"] == "bronze"}
     silver_rows = {r["day"]: int(r["rows"]) for r in counted if r["part"] == "silver"}
     set_aside = {(r["day"], r["part"][len("aside:"):]): int(r["rows"]) for r in counted if r["part"].startswith("aside:")}
     return tally(days, bronze_rows, silver_rows, set_aside, unchanged)
+
+
+def _accounting_counts(frames: dict):
+    """One query over the three tables: a row per (where, day) with its count."""
+    bronze, silver, aside = frames["bronze"], frames["silver"], frames["aside"]
+    F, _ = api(bronze)
+    parts = (bronze.select(F.lit("bronze").alias("part"), F.col(INGEST_DATE).cast("string").alias("day"))
+             .union(silver.select(F.lit("silver").alias("part"), F.col(INGEST_DATE).cast("string").alias("day")))
+             .union(aside.select(F.concat(F.lit("aside:"), F.concat_ws(",", F.col("rules"))).alias("part"),
+                                 F.col("ingest_date").cast("string").alias("day"))))
+    return parts.groupBy("part", "day").agg(F.count(F.lit(1)).alias("rows"))
 
 
 def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
@@ -239,22 +245,30 @@ def _snapshot_span(ctx: StepContext, bronze_def: TableDef, keys: list[str]) -> l
 def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, lookups: dict):
     """Keys the batch holds, keys its earlier load left in silver or the quarantine, and stale
     enrichments: one column of distinct record keys, kept by the engine (a day's keys run to millions)."""
-    engine, key = ctx.engine, contract.keys[0]
-    F, _ = api(bronze)
+    key = contract.keys[0]
+    frames = {"bronze": bronze,
+              "silver": frame(ctx, silver_table(contract.name), within(INGEST_DATE, keys), (key,)),
+              "aside": frame(ctx, QUARANTINE, And(EqualTo("source", contract.name), within("ingest_date", keys)),
+                             ("record_key",)),
+              "current": frame(ctx, silver_table(contract.name), AlwaysTrue()) if contract.lookups else None,
+              **{f"lookup:{source}": df for source, df in lookups.items()}}
+    return ctx.engine.materialize(ctx.engine.planned(("keys_to_recompute", contract), frames, lambda given: _keys_in(
+        given, contract, {source: given[f"lookup:{source}"] for source in lookups})))
+
+
+def _keys_in(frames: dict, contract, lookups: dict):
+    F, _ = api(frames["bronze"])
 
     def as_keys(df, column: str):
         return df.select(F.col(column).cast("string").alias(RECORD_KEY))
 
     # `union`, by position, as every part is the one key column: sqlframe's unionByName copies both plans again.
-    found = (record_keys(bronze, contract).select(RECORD_KEY)
-             .union(as_keys(frame(ctx, silver_table(contract.name), within(INGEST_DATE, keys), (key,)), key))
-             .union(as_keys(frame(ctx, QUARANTINE, And(EqualTo("source", contract.name),
-                                                             within("ingest_date", keys)), ("record_key",)),
-                                  "record_key")))
-    if contract.lookups:
-        current = frame(ctx, silver_table(contract.name), AlwaysTrue())
-        found = found.union(stale_enrichment(current, contract, lookups).select(RECORD_KEY))
-    return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
+    found = (record_keys(frames["bronze"], contract).select(RECORD_KEY)
+             .union(as_keys(frames["silver"], contract.keys[0]))
+             .union(as_keys(frames["aside"], "record_key")))
+    if frames["current"] is not None:
+        found = found.union(stale_enrichment(frames["current"], contract, lookups).select(RECORD_KEY))
+    return found.filter(F.col(RECORD_KEY).isNotNull()).distinct()
 
 
 def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
@@ -267,19 +281,26 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
     But a file re-sent whole brings a whole day's keys, so they stay with the engine
     (`Engine.members`: on Spark a semi-join, never a list on the driver).
     """
-    engine, key = ctx.engine, contract.keys[0]
+    key = contract.keys[0]
+    frames = {"wanted": wanted, "others": others,
+              "silver": frame(ctx, silver_table(contract.name), Not(within(INGEST_DATE, keys)), (key, INGEST_DATE)),
+              "aside": frame(ctx, QUARANTINE, And(EqualTo("source", contract.name), Not(within("ingest_date", keys))),
+                             ("record_key", "ingest_date"))}
+    return ctx.engine.materialize(ctx.engine.planned(("elsewhere", key), frames, lambda given: _pairs_in(given, key)))
+
+
+def _pairs_in(frames: dict, key: str):
+    wanted = frames["wanted"]
     F, _ = api(wanted)
 
-    def having_rows(table: TableDef, where: BooleanExpression, column: str, day: str):
-        rows = frame(ctx, table, where, (column, day)).select(F.col(column).cast("string").alias(RECORD_KEY),
-                                                              F.col(day).alias(INGEST_DATE))
+    def having_rows(rows, column: str, day: str):
+        rows = rows.select(F.col(column).cast("string").alias(RECORD_KEY), F.col(day).alias(INGEST_DATE))
         return rows.join(wanted, on=RECORD_KEY, how="inner")
 
-    found = (others.select(RECORD_KEY, INGEST_DATE)
-             .union(having_rows(silver_table(contract.name), Not(within(INGEST_DATE, keys)), key, INGEST_DATE))
-             .union(having_rows(QUARANTINE, And(EqualTo("source", contract.name),
-                                                Not(within("ingest_date", keys))), "record_key", "ingest_date")))
-    return engine.materialize(found.filter(F.col(RECORD_KEY).isNotNull()).distinct())
+    found = (frames["others"].select(RECORD_KEY, INGEST_DATE)
+             .union(having_rows(frames["silver"], key, INGEST_DATE))
+             .union(having_rows(frames["aside"], "record_key", "ingest_date")))
+    return found.filter(F.col(RECORD_KEY).isNotNull()).distinct()
 
 
 def _quarantine_records(source: str, run_id: str, now: dt.datetime, rows: pa.Table) -> pa.Table:
@@ -290,12 +311,8 @@ def _quarantine_records(source: str, run_id: str, now: dt.datetime, rows: pa.Tab
 def _quarantine_examples(engine, set_aside) -> pa.Table:
     """The first few rows (by file and row) of every ingest date and rule among the set-aside rows that
     broke a rule (not duplicates or superseded versions): the examples the failing checks show."""
-    F, Window = api(set_aside)
-    broken = set_aside.filter(~F.col(RULES).isin(DUPLICATE, SUPERSEDED))
-    by_rule = broken.withColumn("_rule", F.explode(F.split(F.col(RULES), ",")))
-    first = Window.partitionBy(INGEST_DATE, "_rule").orderBy(SOURCE_FILE, ROW_NUMBER)
-    examples = engine.to_arrow(by_rule.withColumn("_n", F.row_number().over(first))
-                               .filter(F.col("_n") <= ev.SAMPLE).drop("_rule", "_n"))
+    examples = engine.to_arrow(engine.planned(("quarantine examples",), {"set_aside": set_aside},
+                                              lambda given: _first_per_rule(given["set_aside"])))
     if examples.num_rows == 0:
         return examples
     # A row that broke several rules came once per rule: keep it once, in file and row order.
@@ -306,6 +323,14 @@ def _quarantine_examples(engine, set_aside) -> pa.Table:
             seen.add(at)
             keep.append(i)
     return examples.take(keep)
+
+
+def _first_per_rule(set_aside):
+    F, Window = api(set_aside)
+    broken = set_aside.filter(~F.col(RULES).isin(DUPLICATE, SUPERSEDED))
+    by_rule = broken.withColumn("_rule", F.explode(F.split(F.col(RULES), ",")))
+    first = Window.partitionBy(INGEST_DATE, "_rule").orderBy(SOURCE_FILE, ROW_NUMBER)
+    return by_rule.withColumn("_n", F.row_number().over(first)).filter(F.col("_n") <= ev.SAMPLE).drop("_rule", "_n")
 
 
 def _silver_checks(specs, contract, counts: dict[str, int], written: int, quarantined: pa.Table):
