@@ -152,3 +152,20 @@ def test_planned_transforms_do_not_nest():
         # and the Engine still plans afterwards
         assert engine.to_arrow(engine.planned(("test after",), {"df": df}, lambda g: g["df"].select(
             (F.col("k") + 1).alias("k")))).to_pylist() == [{"k": 2}]
+
+
+def test_a_planned_result_as_a_view_a_table_or_arrow_has_the_same_rows_recorded_or_replayed():
+    with Engine("duckdb") as engine:
+        for n in (3, 5):  # recorded, then replayed
+            df = engine.from_arrow(pa.table({"k": list(range(n)), "v": [str(i % 2) for i in range(n)]}))
+            F, _ = api(df)
+
+            def transform(given):
+                return engine.cut(given["df"].filter(F.col("k") > 0), reused=True).groupBy("v").agg(
+                    F.count(F.lit(1)).alias("rows"))
+            want = rows(engine.to_arrow(transform({"df": df})))
+            view = engine.planned(("test modes",), {"df": df}, transform)
+            table = engine.planned(("test modes",), {"df": df}, transform, "table")
+            assert rows(engine.to_arrow(view)) == rows(engine.to_arrow(table)) == want
+            assert rows(engine.planned(("test modes",), {"df": df}, transform, "arrow")) == want
+            assert engine._bare[id(table)][1] in engine._tables  # a table of the step, dropped with it

@@ -468,11 +468,12 @@ class Engine:
         made.append(name)
         return name
 
-    def planned(self, key: tuple, frames: dict, transform):
+    def planned(self, key: tuple, frames: dict, transform, result: str = "view"):
         """`transform(frames)`, a DataFrame; on DuckDB a view whose SQL is built once per process for
         the same `key` and the same columns (names and types, in order) of each of `frames` (slot
         name -> DataFrame or None), and afterwards filled in with the new frames' views
-        (`lakehouse.plans`).
+        (`lakehouse.plans`). `result`: "view", "table" (as `materialize` makes it) or "arrow" (the
+        rows, as `to_arrow` gives them: no view, no frame).
 
         `transform` must be pure: its SQL depends only on `key` (which must name everything else it
         uses, such as a source's contract) and on its frames' columns, never on their rows (nothing
@@ -482,7 +483,8 @@ class Engine:
         `transform(frames)`.
         """
         if not self._duckdb:
-            return transform(frames)
+            df = transform(frames)
+            return {"view": lambda: df, "table": lambda: self.materialize(df), "arrow": lambda: self.to_arrow(df)}[result]()
         if self._made is not None:
             raise RuntimeError("Engine.planned does not nest: a planned transform's own steps are recorded with it")
         names, given, shape = [], {}, [key]
@@ -497,7 +499,7 @@ class Engine:
         shape = tuple(shape)
         found = _plans.get((id(self.session), shape))
         if found is not None and found[0] is self.session:
-            return self._replay(found[1], names)
+            return self._replay(found[1], names, result)
         self._made = []
         try:
             sql = transform(given).sql(dialect="duckdb", pretty=False, optimize=False)
@@ -511,7 +513,7 @@ class Engine:
             if len(_plans) >= LIMIT:
                 _plans.clear()
             _plans[(id(self.session), shape)] = (self.session, plan)
-        return self._duckdb_table(self._create("VIEW", sql, self._views))
+        return self._result(sql, result)
 
     def _as_view(self, df) -> tuple:
         """(a frame over a view of `df`'s rows, the view's name, its columns): `df` itself where it is
@@ -522,13 +524,19 @@ class Engine:
             bare = self._bare[id(df)]
         return bare
 
-    def _replay(self, plan: Plan, names: list[str]):
-        """A recorded transform's statements again, on the views `names`: its intermediates, then a
-        view of its result."""
+    def _replay(self, plan: Plan, names: list[str], result: str):
+        """A recorded transform's statements again, on the views `names`: its intermediates, then its result."""
         names = list(names)
         for kind, shape in plan.made:
             names.append(self._create(kind, render(shape, names), self._tables if kind == "TABLE" else self._views))
-        return self._duckdb_table(self._create("VIEW", render(plan.result, names), self._views))
+        return self._result(render(plan.result, names), result)
+
+    def _result(self, sql: str, result: str):
+        """The query `sql` as a view, a table (and a frame over it), or its rows in Arrow."""
+        if result == "arrow":  # as sqlframe's toArrow on DuckDB 2: a relation's Arrow table
+            return self.session._conn.sql(sql).to_arrow_table()
+        kind, made = {"view": ("VIEW", self._views), "table": ("TABLE", self._tables)}[result]
+        return self._duckdb_table(self._create(kind, sql, made))
 
     def _duckdb_table(self, name: str):
         """sqlframe's DataFrame over a DuckDB table or view of ours, its columns told to sqlframe's

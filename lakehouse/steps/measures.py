@@ -27,8 +27,8 @@ class Keys:
 
 def rows_by(engine: Engine, df, column: str) -> dict[str, int]:
     """Rows of `df` per value of `column` (a date), keyed by its ISO text."""
-    grouped = engine.planned(("rows_by", column), {"df": df}, lambda given: _rows_by(given["df"], column))
-    return {row["_group"]: int(row["_rows"]) for row in engine.to_arrow(grouped).to_pylist()}
+    grouped = engine.planned(("rows_by", column), {"df": df}, lambda given: _rows_by(given["df"], column), "arrow")
+    return {row["_group"]: int(row["_rows"]) for row in grouped.to_pylist()}
 
 
 def _rows_by(df, column: str):
@@ -50,8 +50,7 @@ def dates_of(engine: Engine, parts: dict) -> dict:
         return {}
     columns = tuple(column for _, column in parts.values())
     frames = {f"part{i}": df for i, (df, _) in enumerate(parts.values())}
-    found = engine.to_arrow(engine.planned(("dates_of", columns), frames, lambda given: _dates(list(given.values()),
-                                                                                                  columns)))
+    found = engine.planned(("dates_of", columns), frames, lambda given: _dates(list(given.values()), columns), "arrow")
     out: dict = {name: set() for name in names}
     for i, day in zip(found["_part"].to_pylist(), found["_day"].to_pylist()):
         out[names[i]].add(day)
@@ -70,8 +69,8 @@ def _dates(frames: list, columns: tuple):
 def totals(engine: Engine, df, *columns: str, dates: str | None = None) -> dict:
     """Row count ("rows") and the sum of each of `columns` (0 when there are no rows), in one
     aggregate; with `dates`, also that date column's distinct values ("dates", sorted ISO text)."""
-    (row,) = engine.to_arrow(engine.planned(("totals", columns, dates), {"df": df},
-                                            lambda given: _totals(given["df"], columns, dates))).to_pylist()
+    (row,) = engine.planned(("totals", columns, dates), {"df": df}, lambda given: _totals(given["df"], columns, dates),
+                            "arrow").to_pylist()
     out = {"rows": int(row["_rows"] or 0), **{c: row[c] if row[c] is not None else 0 for c in columns}}
     return {**out, "dates": sorted(row["_dates"] or [])} if dates else out
 
@@ -95,10 +94,10 @@ def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = Tru
     """
     keys = list(keys)
     summed = engine.planned(("keys_by", tuple(keys), by, repeats), {"df": df},
-                            lambda given: _per_key(given["df"], keys, by, repeats)[3])
+                            lambda given: _per_key(given["df"], keys, by, repeats)[3], "arrow")
     out: dict[str | None, Keys] = {}
     faulty = None  # built only for a group with faults
-    for row in engine.to_arrow(summed).to_pylist():
+    for row in summed.to_pylist():
         day, found = row.pop("_group"), {k: int(v or 0) for k, v in row.items()}
         if found["null_rows"] or found["repeated"]:
             F, _ = api(df)

@@ -71,8 +71,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         previous = latest_versions(
             frame(ctx, target, LessThan(INGEST_DATE, span[0]), (*contract.keys, ROW_HASH, INGEST_DATE, ROW_NUMBER)),
             contract.keys)
-        rows = engine.materialize(_classified(engine, contract, frame(ctx, bronze_def, within(INGEST_DATE, span)),
-                                              previous, lookups))
+        rows = _classified(engine, contract, frame(ctx, bronze_def, within(INGEST_DATE, span)), previous, lookups)
         where = within(INGEST_DATE, span)
         set_aside_where = within("ingest_date", span)
         recomputed = 0
@@ -84,7 +83,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
         recomputed = wanted.count()
         others = engine.materialize(
             record_keys(frame(ctx, bronze_def, Not(batch)), contract).join(wanted, on=RECORD_KEY, how="inner"))
-        rows = engine.materialize(_classified(engine, contract, _union(bronze, others.drop(RECORD_KEY)), None, lookups))
+        rows = _classified(engine, contract, _union(bronze, others.drop(RECORD_KEY)), None, lookups)
         # Every row of a recomputed key is classified again, whatever day it landed on, and
         # replaces that key's earlier rows in silver and in the quarantine. The batch's days
         # are replaced whole; other days only for the keys that have rows there.
@@ -177,7 +176,7 @@ def _accounting(ctx: StepContext, source: str, days: list[str], silver_snapshot:
               "silver": frame(ctx, silver_table(source), on_days, (INGEST_DATE,), silver_snapshot),
               "aside": frame(ctx, QUARANTINE, And(EqualTo("source", source), In("ingest_date", days)),
                              ("ingest_date", "rules"))}
-    counted = ctx.engine.to_arrow(ctx.engine.planned(("accounting",), frames, _accounting_counts)).to_pylist()
+    counted = ctx.engine.planned(("accounting",), frames, _accounting_counts, "arrow").to_pylist()
     bronze_rows = {r["day"]: int(r["rows"]) for r in counted if r["part"] == "bronze"}
     silver_rows = {r["day"]: int(r["rows"]) for r in counted if r["part"] == "silver"}
     set_aside = {(r["day"], r["part"][len("aside:"):]): int(r["rows"]) for r in counted if r["part"].startswith("aside:")}
@@ -207,12 +206,13 @@ def _loaded_days(ctx: StepContext, table: TableDef, asset: str) -> set[str]:
 
 
 def _classified(engine, contract, bronze, previous, lookups: dict):
-    """`classify`, its SQL built once per process for a source and the same input columns (`Engine.planned`):
-    the same every day but for the views it reads, and 13% of a small day's CPU when built each time."""
+    """`classify`'s rows, evaluated once (`Engine.materialize`), its SQL built once per process for a source
+    and the same input columns (`Engine.planned`): the same every day but for the views it reads, and 13%
+    of a small day's CPU when built each time."""
     frames = {"bronze": bronze, "previous": previous, **{f"lookup:{source}": df for source, df in lookups.items()}}
     return engine.planned(("classify", contract), frames, lambda given: classify(
         given["bronze"], contract, given["previous"], {source: given[f"lookup:{source}"] for source in lookups},
-        engine.cut))
+        engine.cut), "table")
 
 
 def _union(a, b):
@@ -252,8 +252,8 @@ def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, look
                              ("record_key",)),
               "current": frame(ctx, silver_table(contract.name), AlwaysTrue()) if contract.lookups else None,
               **{f"lookup:{source}": df for source, df in lookups.items()}}
-    return ctx.engine.materialize(ctx.engine.planned(("keys_to_recompute", contract), frames, lambda given: _keys_in(
-        given, contract, {source: given[f"lookup:{source}"] for source in lookups})))
+    return ctx.engine.planned(("keys_to_recompute", contract), frames, lambda given: _keys_in(
+        given, contract, {source: given[f"lookup:{source}"] for source in lookups}), "table")
 
 
 def _keys_in(frames: dict, contract, lookups: dict):
@@ -286,7 +286,7 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
               "silver": frame(ctx, silver_table(contract.name), Not(within(INGEST_DATE, keys)), (key, INGEST_DATE)),
               "aside": frame(ctx, QUARANTINE, And(EqualTo("source", contract.name), Not(within("ingest_date", keys))),
                              ("record_key", "ingest_date"))}
-    return ctx.engine.materialize(ctx.engine.planned(("elsewhere", key), frames, lambda given: _pairs_in(given, key)))
+    return ctx.engine.planned(("elsewhere", key), frames, lambda given: _pairs_in(given, key), "table")
 
 
 def _pairs_in(frames: dict, key: str):
@@ -311,8 +311,8 @@ def _quarantine_records(source: str, run_id: str, now: dt.datetime, rows: pa.Tab
 def _quarantine_examples(engine, set_aside) -> pa.Table:
     """The first few rows (by file and row) of every ingest date and rule among the set-aside rows that
     broke a rule (not duplicates or superseded versions): the examples the failing checks show."""
-    examples = engine.to_arrow(engine.planned(("quarantine examples",), {"set_aside": set_aside},
-                                              lambda given: _first_per_rule(given["set_aside"])))
+    examples = engine.planned(("quarantine examples",), {"set_aside": set_aside},
+                              lambda given: _first_per_rule(given["set_aside"]), "arrow")
     if examples.num_rows == 0:
         return examples
     # A row that broke several rules came once per rule: keep it once, in file and row order.
