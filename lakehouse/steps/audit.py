@@ -89,10 +89,11 @@ def per_day(keys: list[str], outcomes_of) -> list[CheckOutcome]:
     return [replace(o, partition=key) for key in keys for o in outcomes_of(key)]
 
 
-def counts_by_day(engine: Engine, counts_df, names: dict[str, str], keys: list[str]) -> dict[str, dict[str, int]]:
-    """Counts with one row per ingest date -> {day: {name: count}}; zeros for a day with no rows."""
+def counts_by_day(engine: Engine, counts, names: dict[str, str], keys: list[str]) -> dict[str, dict[str, int]]:
+    """Counts with one row per ingest date (a DataFrame, or its rows in Arrow) -> {day: {name: count}};
+    zeros for a day with no rows."""
     by_day = {k: dict.fromkeys(names.values(), 0) for k in keys}
-    for row in engine.to_arrow(counts_df).to_pylist():
+    for row in (counts if isinstance(counts, pa.Table) else engine.to_arrow(counts)).to_pylist():
         day = row.pop(INGEST_DATE).isoformat()
         by_day[day] = {names[k]: int(v or 0) for k, v in row.items()}
     return by_day

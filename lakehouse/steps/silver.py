@@ -39,6 +39,7 @@ from lakehouse.transforms.silver import (
     classify,
     latest_versions,
     outcome_counts,
+    outcome_labels,
     quarantine_records,
     quarantine_rows,
     record_keys,
@@ -103,9 +104,9 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
 
     F, _ = api(rows)
     in_batch = rows.filter(F.col(INGEST_DATE).between(F.lit(keys[0]).cast("date"), F.lit(keys[-1]).cast("date")))
-    by_day_counts = counts_by_day(engine, *outcome_counts(in_batch, contract), keys)
+    by_day_counts = counts_by_day(engine, *_outcomes(engine, in_batch, contract), keys)
     counts = total_counts(by_day_counts)
-    set_aside = engine.materialize(quarantine_rows(rows))
+    set_aside = engine.planned(("quarantine rows",), {"rows": rows}, lambda given: quarantine_rows(given["rows"]), "table")
     silver = silver_rows(rows, contract)
 
     # The quarantine is evidence, written whatever the audit decides; by the engine (on Spark,
@@ -125,7 +126,7 @@ def run_silver(ctx: StepContext, source: str, days: Days) -> StepResult:
     touched, affected = dates[INGEST_DATE], dates.get(column, [])
     unchanged: dict[str, int] = {}  # only a snapshot source's row can be unchanged (`classify`)
     if contract.history == SNAPSHOT:
-        unchanged = {day: c[UNCHANGED] for day, c in counts_by_day(engine, *outcome_counts(rows, contract), span).items()}
+        unchanged = {day: c[UNCHANGED] for day, c in counts_by_day(engine, *_outcomes(engine, rows, contract), span).items()}
         props[UNCHANGED_PROP] = json.dumps(unchanged, sort_keys=True)
 
     specs = ev.index(specs_for(asset))
@@ -213,6 +214,13 @@ def _classified(engine, contract, bronze, previous, lookups: dict):
     return engine.planned(("classify", contract), frames, lambda given: classify(
         given["bronze"], contract, given["previous"], {source: given[f"lookup:{source}"] for source in lookups},
         engine.cut), "table")
+
+
+def _outcomes(engine, rows, contract):
+    """`outcome_counts` of `rows` as Arrow, and their labels; its SQL built once per process (`Engine.planned`)."""
+    counts = engine.planned(("outcome counts", contract), {"rows": rows},
+                            lambda given: outcome_counts(given["rows"], contract)[0], "arrow")
+    return counts, outcome_labels(contract)
 
 
 def _union(a, b):

@@ -472,18 +472,22 @@ def outcome_counts(rows, contract: SourceContract) -> tuple[object, dict[str, st
     engines treat as struct access in column names.
     """
     F, _ = api(rows)
-    labels = {"rows_in": "rows_in", **{o: o for o in OUTCOMES}}
     sums = [F.count(F.lit(1)).cast("bigint").alias("rows_in")]
     sums += [F.sum(F.when(F.col(OUTCOME) == o, 1).otherwise(0)).cast("bigint").alias(o) for o in OUTCOMES]
     for i, rule in enumerate(contract.quarantine_rules()):
         hit = F.array_contains(F.split(F.col(RULES), ","), F.lit(rule))
         sums.append(F.sum(F.when(hit, 1).otherwise(0)).cast("bigint").alias(f"r{i}"))
-        labels[f"r{i}"] = f"rule:{rule}"
     for i, flag in enumerate(contract.flags()):
         hit = (F.col(OUTCOME) == SILVER) & F.array_contains(F.split(F.col(FLAGS), ","), F.lit(flag))
         sums.append(F.sum(F.when(hit, 1).otherwise(0)).cast("bigint").alias(f"f{i}"))
-        labels[f"f{i}"] = f"flag:{flag}"
-    return rows.groupBy(INGEST_DATE).agg(*sums), labels
+    return rows.groupBy(INGEST_DATE).agg(*sums), outcome_labels(contract)
+
+
+def outcome_labels(contract: SourceContract) -> dict[str, str]:
+    """`outcome_counts`' column names -> their labels."""
+    return {"rows_in": "rows_in", **{o: o for o in OUTCOMES},
+            **{f"r{i}": f"rule:{rule}" for i, rule in enumerate(contract.quarantine_rules())},
+            **{f"f{i}": f"flag:{flag}" for i, flag in enumerate(contract.flags())}}
 
 
 VALID_FROM, VALID_TO, FIRST_VERSION = "_valid_from", "_valid_to", "_first_version"
