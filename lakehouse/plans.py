@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-LIMIT = 1_000  # plans kept per process (a few per transform and source); beyond, they are forgotten and made again
+PLANS_KEPT = 1_000  # plans kept per process (a few per transform and source); beyond, they are forgotten and made again
 # How sqlframe and the Engine write the name of a view or table of ours: quoted, `_lh_` and a number.
+# (A string literal holding such a quoted name would be taken for one: our transforms' literals are
+# contract values and labels, never names of ours.)
 _OURS = re.compile(r'"(_lh_\d+)"')
 
 
@@ -22,7 +24,8 @@ _OURS = re.compile(r'"(_lh_\d+)"')
 class Plan:
     """The statements of one transform: `made` the CREATE statements of its intermediates (kind,
     template), in order, then the query of its result; a template is text parts and slot numbers,
-    slot i being the i-th input, then the intermediates in the order they were made."""
+    slot i being the i-th frame given (a frame given twice has two), then the intermediates in the
+    order they were made."""
 
     made: tuple[tuple[str, tuple], ...]
     result: tuple
@@ -47,14 +50,14 @@ def plan_of(inputs: list[str], made: list[tuple[str, str, str]], result: str) ->
     """The plan of a transform that read the views `inputs`, made the intermediates `made`
     ((kind, its SELECT, its name), in order) and ended with the query `result`; None if any of
     its SQL names a view of ours that is neither."""
-    slots = {name: i for i, name in enumerate(inputs)}
+    slots = {name: i for i, name in enumerate(inputs)}  # a frame given twice: either of its slots, the same view
     steps = []
-    for kind, sql, name in made:
+    for k, (kind, sql, name) in enumerate(made):
         shape = template(sql, slots)
         if shape is None:
             return None
         steps.append((kind, shape))
-        slots[name] = len(slots)
+        slots[name] = len(inputs) + k  # where the replay puts it: after every input, repeats included
     final = template(result, slots)
     return None if final is None else Plan(tuple(steps), final)
 

@@ -155,12 +155,14 @@ def test_planned_transforms_do_not_nest():
 
 
 def test_a_planned_result_as_a_view_a_table_or_arrow_has_the_same_rows_recorded_or_replayed():
+    planned = []
     with Engine("duckdb") as engine:
         for n in (3, 5):  # recorded, then replayed
             df = engine.from_arrow(pa.table({"k": list(range(n)), "v": [str(i % 2) for i in range(n)]}))
             F, _ = api(df)
 
             def transform(given):
+                planned.append(n)
                 return engine.cut(given["df"].filter(F.col("k") > 0), reused=True).groupBy("v").agg(
                     F.count(F.lit(1)).alias("rows"))
             want = rows(engine.to_arrow(transform({"df": df})))
@@ -169,3 +171,26 @@ def test_a_planned_result_as_a_view_a_table_or_arrow_has_the_same_rows_recorded_
             assert rows(engine.to_arrow(view)) == rows(engine.to_arrow(table)) == want
             assert rows(engine.planned(("test modes",), {"df": df}, transform, "arrow")) == want
             assert engine._bare[id(table)][1] in engine._tables  # a table of the step, dropped with it
+    assert planned == [3, 3, 5]  # the test's own call each time; the planned ones once, for the first frame
+
+
+def test_a_frame_given_twice_with_the_transforms_own_cuts_replays_each_in_its_place():
+    planned = []
+    with Engine("duckdb") as engine:
+        for n in (4, 6):
+            df = engine.from_arrow(pa.table({"k": list(range(n))}))
+            other = engine.from_arrow(pa.table({"k": list(range(n + 10))}))
+            F, _ = api(df)
+
+            def transform(given):
+                planned.append(n)
+                small = engine.cut(given["a"].filter(F.col("k") > 1))
+                large = engine.cut(given["c"].filter(F.col("k") > 2))
+                return small.select(F.lit("small").alias("part")).union(given["b"].select(F.lit("all").alias("part"))) \
+                    .union(large.select(F.lit("large").alias("part"))).groupBy("part").agg(F.count(F.lit(1)).alias("rows"))
+            got = engine.planned(("test twice",), {"a": df, "b": df, "c": other}, transform, "arrow")
+            assert {r["part"]: r["rows"] for r in got.to_pylist()} == {"small": n - 2, "all": n, "large": n + 7}
+            # the same shape but three different frames: not the plan of a frame given twice
+            got = engine.planned(("test twice",), {"a": df, "b": other, "c": other}, transform, "arrow")
+            assert {r["part"]: r["rows"] for r in got.to_pylist()} == {"small": n - 2, "all": n + 10, "large": n + 7}
+    assert planned == [4, 4]

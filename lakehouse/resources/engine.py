@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from lakehouse import checked_code, collector, scratch
 from lakehouse.iceberg import CATALOG_NAME
-from lakehouse.plans import LIMIT, Plan, plan_of, render
+from lakehouse.plans import PLANS_KEPT, Plan, plan_of, render
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_codegen, spark_java_options
 
@@ -463,24 +463,25 @@ class Engine:
         return self._duckdb_table(name)
 
     def _create(self, kind: str, sql: str, made: list[str]) -> str:
+        """A new view or table of ours (`kind`) of the query `sql`, listed in `made`; its name."""
         name = f"_lh_{next(_names)}"
         self.session._conn.execute(f'CREATE {kind} "{name}" AS {sql}')
         made.append(name)
         return name
 
     def planned(self, key: tuple, frames: dict, transform, result: str = "view"):
-        """`transform(frames)`, a DataFrame; on DuckDB a view whose SQL is built once per process for
-        the same `key` and the same columns (names and types, in order) of each of `frames` (slot
-        name -> DataFrame or None), and afterwards filled in with the new frames' views
-        (`lakehouse.plans`). `result`: "view", "table" (as `materialize` makes it) or "arrow" (the
-        rows, as `to_arrow` gives them: no view, no frame).
+        """`transform(frames)`, a DataFrame, as `result` says: "view" (a frame over a view), "table"
+        (as `materialize` makes it) or "arrow" (its rows, as `to_arrow` gives them). On DuckDB its
+        SQL is built once per process for the same `key` and the same columns (names and types, in
+        order) of each of `frames` (slot name -> DataFrame or None), and afterwards filled in with
+        the new frames' views (`lakehouse.plans`).
 
         `transform` must be pure: its SQL depends only on `key` (which must name everything else it
         uses, such as a source's contract) and on its frames' columns, never on their rows (nothing
         collected inside); it reaches tables only through `frames` and this Engine's `cut` and
         `materialize`, which it may call. A transform whose SQL names any other view of ours is
-        planned each time, recorded as a slower path. On Spark, which plans a query itself, it is
-        `transform(frames)`.
+        planned each time, recorded as a slower path. On Spark, which plans a query itself, the
+        transform runs each time.
         """
         if not self._duckdb:
             df = transform(frames)
@@ -510,7 +511,7 @@ class Engine:
             checked_code.warn_once(log, "a transform's SQL reads a view it was not given: it is planned again at "
                                         "each call instead of once per process (slower); results are the same")
         else:
-            if len(_plans) >= LIMIT:
+            if len(_plans) >= PLANS_KEPT:
                 _plans.clear()
             _plans[(id(self.session), shape)] = (self.session, plan)
         return self._result(sql, result)

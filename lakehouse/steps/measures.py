@@ -32,6 +32,7 @@ def rows_by(engine: Engine, df, column: str) -> dict[str, int]:
 
 
 def _rows_by(df, column: str):
+    """`rows_by`'s query."""
     F, _ = api(df)
     return df.groupBy(F.col(column).cast("string").alias("_group")).agg(F.count(F.lit(1)).alias("_rows"))
 
@@ -58,6 +59,7 @@ def dates_of(engine: Engine, parts: dict) -> dict:
 
 
 def _dates(frames: list, columns: tuple):
+    """`dates_of`'s query: (part number, date as text) of each frame's column, distinct and not null."""
     F, _ = api(frames[0])
     union = None
     for i, (df, column) in enumerate(zip(frames, columns)):
@@ -76,6 +78,7 @@ def totals(engine: Engine, df, *columns: str, dates: str | None = None) -> dict:
 
 
 def _totals(df, columns: tuple, dates: str | None):
+    """`totals`' query."""
     F, _ = api(df)
     aggregates = [F.count(F.lit(1)).alias("_rows"), *[F.sum(c).alias(c) for c in columns]]
     if dates:

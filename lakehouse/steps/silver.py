@@ -8,7 +8,7 @@ from dataclasses import replace
 from functools import partial
 
 import pyarrow as pa
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThan, In, LessThan, Not, Or
+from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThan, In, LessThan, Not, Or
 
 from lakehouse.accounting import UNCHANGED_PROP, tally
 from lakehouse.arrowtools import conform, split_by_day
@@ -260,11 +260,12 @@ def _keys_to_recompute(ctx: StepContext, contract, keys: list[str], bronze, look
                              ("record_key",)),
               "current": frame(ctx, silver_table(contract.name), AlwaysTrue()) if contract.lookups else None,
               **{f"lookup:{source}": df for source, df in lookups.items()}}
-    return ctx.engine.planned(("keys_to_recompute", contract), frames, lambda given: _keys_in(
+    return ctx.engine.planned(("keys_to_recompute", contract), frames, lambda given: _record_keys_to_recompute(
         given, contract, {source: given[f"lookup:{source}"] for source in lookups}), "table")
 
 
-def _keys_in(frames: dict, contract, lookups: dict):
+def _record_keys_to_recompute(frames: dict, contract, lookups: dict):
+    """The distinct record keys of `_keys_to_recompute`, from its frames (a transform of `Engine.planned`)."""
     F, _ = api(frames["bronze"])
 
     def as_keys(df, column: str):
@@ -294,10 +295,11 @@ def _elsewhere(ctx: StepContext, contract, keys: list[str], wanted, others):
               "silver": frame(ctx, silver_table(contract.name), Not(within(INGEST_DATE, keys)), (key, INGEST_DATE)),
               "aside": frame(ctx, QUARANTINE, And(EqualTo("source", contract.name), Not(within("ingest_date", keys))),
                              ("record_key", "ingest_date"))}
-    return ctx.engine.planned(("elsewhere", key), frames, lambda given: _pairs_in(given, key), "table")
+    return ctx.engine.planned(("elsewhere", key), frames, lambda given: _key_days_elsewhere(given, key), "table")
 
 
-def _pairs_in(frames: dict, key: str):
+def _key_days_elsewhere(frames: dict, key: str):
+    """The distinct (record key, ingest date) pairs of `_elsewhere`, from its frames (a transform of `Engine.planned`)."""
     wanted = frames["wanted"]
     F, _ = api(wanted)
 
@@ -334,6 +336,7 @@ def _quarantine_examples(engine, set_aside) -> pa.Table:
 
 
 def _first_per_rule(set_aside):
+    """The first rows (by file and row) of each ingest date and broken rule, once per rule they broke."""
     F, Window = api(set_aside)
     broken = set_aside.filter(~F.col(RULES).isin(DUPLICATE, SUPERSEDED))
     by_rule = broken.withColumn("_rule", F.explode(F.split(F.col(RULES), ",")))
