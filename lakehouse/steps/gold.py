@@ -63,16 +63,13 @@ def run_fact_orders(ctx: StepContext, days: Days) -> StepResult:
     silver_snapshot = ctx.store.current_snapshot_id(silver_table("orders").identifier)
     partitions = sorted(set(keys) | _fact_drift(ctx, silver_snapshot, keys))
     where = In(INGEST_DATE, partitions)
-    fact = ctx.engine.materialize(gold.fact_orders(frame(ctx, silver_table("orders"), where,
-                                                         snapshot_id=silver_snapshot)))
-    F, _ = api(fact)
-    counts_df = fact.groupBy(INGEST_DATE).agg(
-        F.count(F.lit(1)).cast("bigint").alias("rows_in"),
-        F.sum(F.when(~F.col("customer_known"), 1).otherwise(0)).cast("bigint").alias("unknown_customer"),
-        F.sum(F.when(~F.col("product_known"), 1).otherwise(0)).cast("bigint").alias("unknown_product"),
-    )
-    by_day = counts_by_day(ctx.engine, counts_df, {n: n for n in ("rows_in", "unknown_customer", "unknown_product")},
-                     partitions)
+    # Each query's SQL built once per process (`Engine.planned`): the same every day but for the views it reads.
+    fact = ctx.engine.planned(("fact_orders",), {"silver": frame(ctx, silver_table("orders"), where,
+                                                               snapshot_id=silver_snapshot)},
+                              lambda given: gold.fact_orders(given["silver"]), "table")
+    counts = ctx.engine.planned(("fact counts",), {"fact": fact}, lambda given: _fact_counts(given["fact"]), "arrow")
+    by_day = counts_by_day(ctx.engine, counts, {n: n for n in ("rows_in", "unknown_customer", "unknown_product")},
+                           partitions)
     props, dates = tracked_dates(ctx, FACT_ORDERS, where, ctx.props(asset, keys),
                                  {"order_date": [(fact, "order_date")]})
     affected = dates["order_date"]
@@ -106,22 +103,38 @@ def _fact_drift(ctx: StepContext, silver_snapshot: int | None, keys: list[str]) 
     both sides leaves out exactly the joined rows of those days: a day's load then compares
     only the history, and the first load of a lake nothing.
     """
-    engine = ctx.engine
     others = Not(within(INGEST_DATE, keys))
-    wanted = gold.fact_orders(frame(ctx, silver_table("orders"), others, snapshot_id=silver_snapshot))
+    frames = {"silver": frame(ctx, silver_table("orders"), others, snapshot_id=silver_snapshot),
+              "fact": frame(ctx, FACT_ORDERS, others)}
+    days = ctx.engine.planned(("fact drift",), frames, _drifted_days, "arrow")  # built once per process
+    return {d.isoformat() for d in days["day"].to_pylist() if d is not None}
+
+
+def _drifted_days(frames: dict):
+    """`_fact_drift`'s query: the distinct ingest dates of rows that differ between the fact silver gives and the fact."""
+    wanted = gold.fact_orders(frames["silver"])
     F, _ = api(wanted)
     columns = list(gold.FACT_COLUMNS)
     fingerprint = F.md5(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in columns]))
     now = wanted.select(F.col("order_id").alias("_id_now"), F.col(INGEST_DATE).alias("_day_now"),
                         fingerprint.alias("_print_now"))
-    have = frame(ctx, FACT_ORDERS, others).select(F.col("order_id").alias("_id_have"), F.col(INGEST_DATE).alias("_day_have"),
-                                          fingerprint.alias("_print_have"))
+    have = frames["fact"].select(F.col("order_id").alias("_id_have"), F.col(INGEST_DATE).alias("_day_have"),
+                                 fingerprint.alias("_print_have"))
     joined = now.join(have, on=(F.col("_id_now") == F.col("_id_have")) & (F.col("_day_now") == F.col("_day_have")),
                       how="full_outer")
     differ = joined.filter(F.col("_print_now").isNull() | F.col("_print_have").isNull()
                            | (F.col("_print_now") != F.col("_print_have")))
-    days = engine.to_arrow(differ.select(F.coalesce(F.col("_day_now"), F.col("_day_have")).alias("day")).distinct())
-    return {d.isoformat() for d in days["day"].to_pylist() if d is not None}
+    return differ.select(F.coalesce(F.col("_day_now"), F.col("_day_have")).alias("day")).distinct()
+
+
+def _fact_counts(fact):
+    """Rows per ingest date of the fact, and those with an unknown customer or product."""
+    F, _ = api(fact)
+    return fact.groupBy(INGEST_DATE).agg(
+        F.count(F.lit(1)).cast("bigint").alias("rows_in"),
+        F.sum(F.when(~F.col("customer_known"), 1).otherwise(0)).cast("bigint").alias("unknown_customer"),
+        F.sum(F.when(~F.col("product_known"), 1).otherwise(0)).cast("bigint").alias("unknown_product"),
+    )
 
 
 def _fact_source(ctx: StepContext, fact_snapshot: int | None) -> int | None:
@@ -142,7 +155,8 @@ def run_daily_sales(ctx: StepContext, days: Days) -> StepResult:
     fact_snapshot = ctx.store.current_snapshot_id(FACT_ORDERS.identifier)
     fact = frame(ctx, FACT_ORDERS, where, ("order_date", "channel", "region", "category", "qty", "sales_amount",
                                           INGEST_DATE), fact_snapshot)
-    mart = ctx.engine.materialize(gold.daily_sales(fact.drop(INGEST_DATE)))  # written by the engine (`output`)
+    mart = ctx.engine.planned(("daily_sales",), {"fact": fact}, lambda given: gold.daily_sales(  # built once per process
+        given["fact"].drop(INGEST_DATE)), "table")  # written by the engine (`output`)
     fact_totals = totals(ctx.engine, fact, "sales_amount", dates=INGEST_DATE)
     specs = ev.index(specs_for(asset))
 
@@ -178,7 +192,8 @@ def run_customer_activity(ctx: StepContext, days: Days) -> StepResult:
     ctx.ensure(MART_CUSTOMER_ACTIVITY)
     events = frame(ctx, silver_table("events"), In("event_date", dates or NO_DATES), ("user_id", "event_date", "event_type"))
     fact = frame(ctx, FACT_ORDERS, In("order_date", dates or NO_DATES), ("customer_id", "order_date", "qty", "sales_amount"))
-    activity = ctx.engine.materialize(gold.customer_activity(events, fact))  # one row per customer and day
+    activity = ctx.engine.planned(("customer_activity",), {"events": events, "fact": fact}, lambda given: (  # built once
+        gold.customer_activity(given["events"], given["fact"])), "table")  # per process; a row per customer and day
     fact_totals, events_in = totals(ctx.engine, fact, "sales_amount"), events.count()
     where = In("activity_date", dates or NO_DATES)
     specs = ev.index(specs_for(asset))
