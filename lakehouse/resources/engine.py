@@ -485,7 +485,7 @@ class Engine:
         """
         if not self._duckdb:
             df = transform(frames)
-            return {"view": lambda: df, "table": lambda: self.materialize(df), "arrow": lambda: self.to_arrow(df)}[result]()
+            return self.materialize(df) if result == "table" else self.to_arrow(df) if result == "arrow" else df
         if self._made is not None:
             raise RuntimeError("Engine.planned does not nest: a planned transform's own steps are recorded with it")
         names, given, shape = [], {}, [key]

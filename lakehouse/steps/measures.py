@@ -99,21 +99,27 @@ def keys_by(engine: Engine, df, keys, by: str | None = None, repeats: bool = Tru
     summed = engine.planned(("keys_by", tuple(keys), by, repeats), {"df": df},
                             lambda given: _per_key(given["df"], keys, by, repeats)[3], "arrow")
     out: dict[str | None, Keys] = {}
-    faulty = None  # built only for a group with faults
     for row in summed.to_pylist():
         day, found = row.pop("_group"), {k: int(v or 0) for k, v in row.items()}
-        if found["null_rows"] or found["repeated"]:
-            F, _ = api(df)
-            per_key, any_null, repeated, _ = faulty = faulty or _per_key(df, keys, by, repeats)
-            in_group = F.lit(True) if by is None else F.col("_group") == F.lit(day)
-        if found["null_rows"]:
-            nulls = per_key.filter(in_group & any_null).select(*keys).distinct().limit(SAMPLE)
-            found["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
-        if found["repeated"]:
-            examples = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
-            found["repeated_sample"] = tuple(engine.to_arrow(examples).to_pylist())
-        out[day] = Keys(**found)
+        out[day] = Keys(**found, **_samples(engine, df, keys, by, repeats, day, found))
     return out
+
+
+def _samples(engine: Engine, df, keys: list[str], by: str | None, repeats: bool, day, found: dict) -> dict:
+    """Up to SAMPLE examples of the null and the repeated keys of one group, for those it has (a failing audit)."""
+    if not (found["null_rows"] or found["repeated"]):
+        return {}
+    F, _ = api(df)
+    per_key, any_null, repeated, _ = _per_key(df, keys, by, repeats)
+    in_group = F.lit(True) if by is None else F.col("_group") == F.lit(day)
+    samples = {}
+    if found["null_rows"]:
+        nulls = per_key.filter(in_group & any_null).select(*keys).distinct().limit(SAMPLE)
+        samples["null_sample"] = tuple(engine.to_arrow(nulls).to_pylist())
+    if found["repeated"]:
+        examples = per_key.filter(in_group & repeated).select(*keys, "count_all").orderBy(*keys).limit(SAMPLE)
+        samples["repeated_sample"] = tuple(engine.to_arrow(examples).to_pylist())
+    return samples
 
 
 def _per_key(df, keys: list[str], by: str | None, repeats: bool):
