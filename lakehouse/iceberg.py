@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
@@ -274,10 +275,23 @@ class MainMoved(Exception):
 
 
 class TableStore:
-    """Create, evolve, write and read the lakehouse's Iceberg tables."""
+    """Create, evolve, write and read the lakehouse's Iceberg tables.
 
-    def __init__(self, catalog: Catalog):
+    With `keep_loaded`, for a store that serves one step (or one sensor tick): each table is
+    loaded from the catalog once and then kept as this store's own commits leave it
+    (PyIceberg updates a table object in place when it commits through it). A step's reads
+    then see one state of each table, and do not ask the catalog again and again: a small
+    day's steps loaded tables 273 times, each a Glue GetTable on AWS. A write still starts
+    from fresh metadata, a conflict reloads, and so does a write made outside PyIceberg
+    (Spark's). Without it (a store that outlives a step: the CLI's, a test's) every call loads.
+    `loads` counts the loads this store asked the catalog for, by table.
+    """
+
+    def __init__(self, catalog: Catalog, keep_loaded: bool = False):
         self.catalog = catalog
+        self.keep_loaded = keep_loaded
+        self.loads: Counter[str] = Counter()
+        self._tables: dict[str, Table] = {}
         self._ensured: set[str] = set()  # tables known to exist: a step ensures the same ones often
 
     def ensure_table(
@@ -299,7 +313,7 @@ class TableStore:
         namespace = identifier.split(".")[0]
         self.catalog.create_namespace_if_not_exists(namespace)
         declared = declared or {}
-        if self.catalog.table_exists(identifier):
+        if self.exists(identifier):
             self.evolve(identifier, schema, partition_by, declared)
             self._ensured.add(identifier)
             return
@@ -331,7 +345,8 @@ class TableStore:
         partition_by = list(partition_by)
         for attempt in range(1, 6):
             try:
-                return self._evolve_once(identifier, schema, partition_by, declared or {})
+                table = self.load(identifier, fresh=attempt > 1)
+                return self._evolve_once(identifier, table, schema, partition_by, declared or {})
             except CommitFailedException:  # another process evolved (or just created) it: look again
                 if attempt == 5:
                     raise
@@ -340,8 +355,8 @@ class TableStore:
                 time.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
-    def _evolve_once(self, identifier: str, schema: pa.Schema, partition_by, declared: dict[str, str]) -> str | None:
-        table = self.load(identifier)
+    def _evolve_once(self, identifier: str, table: Table, schema: pa.Schema, partition_by,
+                     declared: dict[str, str]) -> str | None:
         if why := refusal(identifier, schema, table.schema().as_arrow(), table.properties, declared, has_rows(table)):
             raise IncompatibleChange(why)
         have = {f.name: f.type for f in plain_strings(table.schema().as_arrow())}
@@ -398,11 +413,27 @@ class TableStore:
         log.warning("%s evolved to its declaration: %s", identifier, "; ".join(changes))
         return note
 
-    def load(self, identifier: str) -> Table:
-        return self.catalog.load_table(identifier)
+    def load(self, identifier: str, fresh: bool = False) -> Table:
+        """The table: as this store last saw it if it keeps tables loaded, else (or `fresh`) from the catalog."""
+        table = None if fresh or not self.keep_loaded else self._tables.get(identifier)
+        if table is None:
+            table = self.catalog.load_table(identifier)
+            self.loads[identifier] += 1
+            if self.keep_loaded:
+                self._tables[identifier] = table
+        return table
 
     def exists(self, identifier: str) -> bool:
-        return self.catalog.table_exists(identifier)
+        """Whether the table exists; one load, which a store that keeps tables loaded keeps."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        if identifier in self._tables:
+            return True
+        try:
+            self.load(identifier)
+        except NoSuchTableError:
+            return False
+        return True
 
     def replace_where(
         self,
@@ -433,12 +464,14 @@ class TableStore:
                 written = self.audited_replace(identifier, data, where, snapshot_properties, branch,
                                                lambda t, head: [], evolve, attempts)
             except Exception:
-                if branch in self.catalog.load_table(identifier).metadata.refs:
+                if branch in self.load(identifier, fresh=True).metadata.refs:
                     self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
                 raise
             return WriteResult(identifier, written.snapshot_id, written.rows, written.added_columns)
         for attempt in range(1, attempts + 1):
-            table = self.catalog.load_table(identifier)
+            # A write to main starts from fresh metadata (fewer conflicts with other runs); one to
+            # an audit branch from the table as creating the branch left it.
+            table = self.load(identifier, fresh=attempt > 1 or branch == "main")
             before = {f.name for f in table.schema().fields}
             rows = 0
             try:
@@ -481,7 +514,7 @@ class TableStore:
         None when the files alone would not be the table (delete files present), in which
         case the caller must scan through PyIceberg. `table`: the table, if the caller loaded it.
         """
-        table = table if table is not None else self.catalog.load_table(identifier)
+        table = table if table is not None else self.load(identifier)
         tasks = list(table.scan(row_filter=where, snapshot_id=snapshot_id).plan_files())
         if any(t.delete_files for t in tasks):
             return None
@@ -499,7 +532,7 @@ class TableStore:
 
         if uses_views(where):  # a semi-join: which rows it matches is not known from the metrics
             return False
-        table = self.catalog.load_table(identifier)
+        table = self.load(identifier)
         head = table.metadata.refs.get(ref)
         strict = _StrictMetricsEvaluator(table.schema(), where, case_sensitive=True)
         for task in table.scan(row_filter=where, snapshot_id=head.snapshot_id if head else None).plan_files():
@@ -528,17 +561,17 @@ class TableStore:
         from the new head. A failed audit leaves the branch and returns `published=False`.
         """
         for attempt in range(1, attempts + 1):
-            table = self.catalog.load_table(identifier)
+            table = self.load(identifier, fresh=True)  # the base: main as it is now
             if branch in table.metadata.refs:  # an earlier attempt of this same write
                 self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
-                table = self.catalog.load_table(identifier)
+                table = self.load(identifier)
             if table.current_snapshot() is None:
                 # Iceberg refuses branch writes to a table without snapshots: give main an
                 # empty one to branch from (readers still see an empty table).
                 with table.transaction() as tx:
                     with tx.update_snapshot().fast_append():
                         pass
-                table = self.catalog.load_table(identifier)
+                table = self.load(identifier)
             base = table.current_snapshot()
             self._update_refs(identifier, lambda t: t.manage_snapshots().create_branch(
                 snapshot_id=base.snapshot_id, branch_name=branch).commit())
@@ -546,7 +579,7 @@ class TableStore:
                 written = data.write(identifier, branch, where, snapshot_properties)
             else:
                 written = self.replace_where(identifier, data, where, snapshot_properties, evolve, branch=branch)
-            table = self.catalog.load_table(identifier)
+            table = self.load(identifier, fresh=isinstance(data, BranchWriter))  # Spark's commits are not ours
             head = table.metadata.refs[branch].snapshot_id
             outcomes = audit(table, head)
             if any(o.blocking and not o.passed for o in outcomes):
@@ -565,7 +598,7 @@ class TableStore:
         """Drop the `write-` branches a process that died mid-write left (older than
         WRITE_BRANCH_STALE): main never took them. Logged; `lakehouse status` lists any left."""
         now = dt.datetime.now(dt.timezone.utc)
-        for ref in list(self.catalog.load_table(identifier).metadata.refs):
+        for ref in list(self.load(identifier).metadata.refs):
             made = write_branch_made(ref)
             if made is not None and now - made > WRITE_BRANCH_STALE:
                 log.warning("%s: dropping branch %s, left by a write that stopped midway (main never took it)",
@@ -582,7 +615,7 @@ class TableStore:
         """
         for attempt in range(1, attempts + 1):
             try:
-                change(self.catalog.load_table(identifier))
+                change(self.load(identifier, fresh=attempt > 1))
                 return
             except CommitFailedException:
                 if attempt == attempts:
@@ -618,16 +651,16 @@ class TableStore:
         self._update_refs(identifier, publish)
 
     def current_snapshot_id(self, identifier: str) -> int | None:
-        snapshot = self.catalog.load_table(identifier).current_snapshot()
+        snapshot = self.load(identifier).current_snapshot()
         return snapshot.snapshot_id if snapshot else None
 
     def has_snapshot(self, identifier: str, snapshot_id: int) -> bool:
         """False once maintenance has expired it."""
-        return self.catalog.load_table(identifier).snapshot_by_id(snapshot_id) is not None
+        return self.load(identifier).snapshot_by_id(snapshot_id) is not None
 
     def main_history(self, identifier: str, start: int | None = None):
         """Snapshots of main (or from `start` back), newest first (branch snapshots excluded)."""
-        table = self.catalog.load_table(identifier)
+        table = self.load(identifier)
         snapshot = table.snapshot_by_id(start) if start is not None else table.current_snapshot()
         while snapshot is not None:
             yield snapshot
@@ -656,5 +689,5 @@ class TableStore:
         columns: tuple[str, ...] = ("*",),
         snapshot_id: int | None = None,
     ) -> pa.Table:
-        table = self.catalog.load_table(identifier)
+        table = self.load(identifier)
         return table.scan(row_filter=where, selected_fields=columns, snapshot_id=snapshot_id).to_arrow()

@@ -27,15 +27,24 @@ TABLES = (
 VOLATILE = ("run_id", "quarantined_at", "_ingested_at")
 
 
-def process_day(settings, engine: str, day: dt.date, run_id: str = "test") -> dict:
+def process_day(settings, engine: str, day: dt.date, run_id: str = "test", steps: list | None = None) -> dict:
     """Bronze, silver and partitioned gold for one ingest date; returns step results by table."""
-    return process_range(settings, engine, [day], run_id)
+    return process_range(settings, engine, [day], run_id, steps)
 
 
-def process_dimensions(settings, engine: str, run_id: str = "test") -> None:
-    store = TableStore(catalog_from_settings(settings))
+def _step_store(catalog, steps: list | None, name: str) -> TableStore:
+    """A store for one step, as a Dagster step has; `steps` collects (name, store)."""
+    store = TableStore(catalog, keep_loaded=True)
+    if steps is not None:
+        steps.append((name, store))
+    return store
+
+
+def process_dimensions(settings, engine: str, run_id: str = "test", steps: list | None = None) -> None:
+    catalog = catalog_from_settings(settings)
     for source in DIMENSION_SOURCES:
-        with Engine(engine, store.catalog) as eng:
+        store = _step_store(catalog, steps, f"dimension {source}")
+        with Engine(engine, catalog) as eng:
             run_dimension(StepContext(store, eng, run_id), source)
 
 
@@ -86,17 +95,20 @@ def execute_range(settings, first: dt.date, last: dt.date, selection=None) -> st
         return result.run_id
 
 
-def process_range(settings, engine: str, days: list[dt.date], run_id: str = "test") -> dict:
+def process_range(settings, engine: str, days: list[dt.date], run_id: str = "test",
+                  steps: list | None = None) -> dict:
     """Bronze, silver and partitioned gold for contiguous days as one batch each (a backfill's steps);
-    returns step results by table."""
-    store = TableStore(catalog_from_settings(settings))
+    returns step results by table. `steps` collects each step's (name, TableStore)."""
+    catalog = catalog_from_settings(settings)
     zone = open_landing_zone(settings.landing_uri)
     for source in DAILY_ORDER:
-        load_bronze(zone, store, CONTRACTS[source], days, run_id, now=FIXED_NOW)
+        load_bronze(zone, _step_store(catalog, steps, f"bronze {source}"), CONTRACTS[source], days, run_id,
+                    now=FIXED_NOW)
     results = {}
-    steps = [(run_silver, s) for s in DAILY_ORDER] + [(run_fact_orders,), (run_daily_sales,), (run_customer_activity,)]
-    for step, *args in steps:
-        with Engine(engine, store.catalog) as eng:
+    for step, *args in [(run_silver, s) for s in DAILY_ORDER] + [(run_fact_orders,), (run_daily_sales,),
+                                                               (run_customer_activity,)]:
+        store = _step_store(catalog, steps, " ".join([step.__name__, *args]))
+        with Engine(engine, catalog) as eng:
             result = step(StepContext(store, eng, run_id), *args, days)
         results[result.table.identifier] = result
     return results

@@ -46,7 +46,7 @@ def run(pipes, env: dict[str, str]) -> None:
     pipes.log.info(f"{name} {' '.join(map(str, extras.get('args') or []))} {label(keys) if keys else ''} "
                    f"on {settings.engine}")
     try:
-        store = TableStore(catalog_from_settings(settings))
+        store = TableStore(catalog_from_settings(settings), keep_loaded=True)  # one step
         with Engine(settings.engine, store.catalog, memory_limit=settings.duckdb_memory_limit) as engine:
             result = STEPS[name](StepContext(store, engine, pipes.run_id), *args)
     finally:  # also when the step raises: this machine's home ends with the job, the run's log keeps them

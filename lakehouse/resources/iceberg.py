@@ -32,9 +32,11 @@ class IcebergResource(dg.ConfigurableResource):
         )
 
     def store(self) -> TableStore:
+        """A store for one step or one sensor tick: it keeps the tables it loads (see `TableStore`)."""
         return TableStore(
             build_catalog(
                 self.profile, self.catalog_uri, self.warehouse_uri, self.aws_region, self.aws_endpoint_url,
                 self.kms_key_arn,
-            )
+            ),
+            keep_loaded=True,
         )

@@ -138,7 +138,7 @@ class SparkBranchWriter(BranchWriter):
             log.info("%s: the filter splits data files; deleting the rows, then appending", identifier)
             self._delete(session, target, where)
             writer.append()
-        table = self.store.load(identifier)
+        table = self.store.load(identifier, fresh=True)  # Spark committed, not this store
         head = table.snapshot_by_id(table.metadata.refs[branch].snapshot_id)
         summary = head.summary.additional_properties if head.summary else {}
         added = int(summary.get("added-records", 0))  # an empty append still commits, with the properties
