@@ -75,6 +75,7 @@ soak: install
 BENCH_BASELINE ?= 5f68561
 bench: install
 	$(BIN)/python bench/small_days.py --baseline $(BENCH_BASELINE)
+	$(BIN)/python bench/table_loads.py --baseline $(BENCH_BASELINE)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/landing_latency.py
 	$(BIN)/python bench/backfill.py

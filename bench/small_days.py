@@ -17,6 +17,7 @@ is set, the baseline's own modules are compiled in memory on first use, inside i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -59,23 +60,30 @@ def one_round(root: Path, days: int) -> list[float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def baseline_tree(revision: str):
+    """`revision` checked out in a temporary git worktree, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="lakehouse-baseline-") as tmp:
+        baseline = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(baseline), revision],
+                       check=True)
+        try:
+            yield baseline
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="HEAD~1", help="git revision to compare with (default HEAD~1)")
     parser.add_argument("--days", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lakehouse-baseline-") as tmp:
-        baseline = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(baseline), args.baseline],
-                       check=True)
-        try:
-            runs: dict[str, list[list[float]]] = {"this tree": [], "baseline": []}
-            for _ in range(args.rounds):  # alternating, so both see the same machine noise
-                runs["this tree"].append(one_round(ROOT, args.days))
-                runs["baseline"].append(one_round(baseline, args.days))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False)
+    with baseline_tree(args.baseline) as baseline:
+        runs: dict[str, list[list[float]]] = {"this tree": [], "baseline": []}
+        for _ in range(args.rounds):  # alternating, so both see the same machine noise
+            runs["this tree"].append(one_round(ROOT, args.days))
+            runs["baseline"].append(one_round(baseline, args.days))
     result = {"baseline": args.baseline, "days": args.days, "rounds": args.rounds}
     for name, rounds in runs.items():
         per_day = [statistics.median(r[i] for r in rounds) for i in range(args.days)]
