@@ -1,4 +1,4 @@
-"""Four changes to PyIceberg 0.12.0 that our commits and steps need, applied when `lakehouse.iceberg`
+"""Five changes to PyIceberg 0.12.0 that our commits and steps need, applied when `lakehouse.iceberg`
 builds a catalog.
 
 1. A transaction's metadata, replayed once per change instead of on every read.
@@ -46,16 +46,28 @@ took 101.8 ms of CPU with it and 58.6 ms without (bench/bookkeeping.py); on the 
 of small test days it is within the noise (cProfile's 9% of their steps overstated it). Here
 the function is PyIceberg's, less that copy, where PyIceberg's source is the one checked.
 
-All four only for the version they were checked against: another one is left as it is, with
+5. A manifest's entries read once per process. Every scan and every commit that deletes or
+merges opens the manifests it needs and decodes their Avro again (schema, reader, every
+entry): 12% of the CPU of `tests/test_silver_gold.py` (py-spy). A manifest file is written
+once and never changed (its name holds the writing commit's UUID), so its live entries are
+kept, under its path and length and the manifest-list fields PyIceberg's reader copies into
+them (sequence number, snapshot id, spec id), for the last MANIFESTS_KEPT manifests read.
+Each call gets a list of its own; the entries in it are shared, which is safe because
+PyIceberg changes an entry only while reading it: writers and deletes build new ones.
+
+All five only for the version they were checked against: another one is left as it is, with
 a warning.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import pyarrow.compute as pc
 import pyiceberg
+from cachetools import LRUCache  # PyIceberg's own dependency, which its manifest module uses likewise
+from pyiceberg.manifest import ManifestFile
 from pyiceberg.io import pyarrow as iceberg_arrow
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
 from pyiceberg.serializers import FromInputFile
@@ -78,6 +90,10 @@ CHECKED_UPDATE = {"update_table_metadata": "cdfaa6553c2f4d68"}
 # threads (Dagster's, PyIceberg's pools): a dict's get and set are atomic, and two threads that
 # both parse the same new file keep equal results.
 _parsed: dict = {}
+_FETCH = ManifestFile.fetch_manifest_entry  # PyIceberg's own reader of a manifest's entries
+MANIFESTS_KEPT = 4_096  # manifests whose entries a process keeps (a day's tables use a few dozen)
+_entries: LRUCache = LRUCache(maxsize=MANIFESTS_KEPT)
+_entries_lock = threading.Lock()  # PyIceberg reads manifests from its thread pool
 
 
 def _table_metadata(self):
@@ -126,6 +142,19 @@ def _metadata_file(input_file, encoding: str = UTF8):
     return metadata
 
 
+def _manifest_entries(self, io, discard_deleted: bool = True):
+    """`ManifestFile.fetch_manifest_entry`, each manifest file decoded once (change 5)."""
+    key = (self.manifest_path, self.manifest_length, self.sequence_number, self.min_sequence_number,
+           self.added_snapshot_id, self.partition_spec_id, self.content, discard_deleted)
+    with _entries_lock:
+        kept = _entries.get(key)
+    if kept is None:
+        kept = tuple(_FETCH(self, io, discard_deleted))
+        with _entries_lock:
+            _entries[key] = kept
+    return list(kept)
+
+
 def _one_partition(spec, schema, arrow_table):
     """PyIceberg's `_determine_partitions`, without the filter and copy where all rows share one partition."""
     values = []
@@ -144,19 +173,21 @@ def _one_partition(spec, schema, arrow_table):
 
 
 def apply() -> None:
-    """Install all four, once, on the PyIceberg version they were checked against."""
+    """Install all five, once, on the PyIceberg version they were checked against."""
     if applied():
         return
     if pyiceberg.__version__ != CHECKED_VERSION:
         checked_code.warn_once(
             log, "PyIceberg %s is not %s: its Transaction.table_metadata is left uncached, rows are filtered into "
             "partitions even where they are all of one, and metadata files are parsed on every table load "
-            "and every metadata update deep-copied (lakehouse/iceberg_patches.py), so commits are slower on tables "
-            "with a long history, large writes take longer and so do table loads", pyiceberg.__version__, CHECKED_VERSION)
+            "and every metadata update deep-copied, and manifests decoded on every read (lakehouse/iceberg_patches.py), "
+            "so commits are slower on tables with a long history, large writes take longer and so do table loads "
+            "and scans", pyiceberg.__version__, CHECKED_VERSION)
         return
     Transaction.table_metadata = property(_table_metadata, doc=_UNCACHED.__doc__)
     iceberg_arrow._determine_partitions = _one_partition
     FromInputFile.table_metadata = staticmethod(_metadata_file)
+    ManifestFile.fetch_manifest_entry = _manifest_entries
     if checked_code.changed(CHECKED_UPDATE, lambda name: table_update):
         checked_code.warn_once(log, "PyIceberg's update_table_metadata is not the one lakehouse/iceberg_patches.py "
                                "checked: each metadata update is deep-copied, as PyIceberg does, so commits are "
@@ -174,6 +205,6 @@ def _updater_modules() -> tuple:
 
 
 def applied() -> bool:
-    """Changes 1 to 3 (change 4 also checks PyIceberg's source, and is left out with a warning where it differs)."""
+    """Changes 1 to 3 and 5 (change 4 also checks PyIceberg's source, and is left out with a warning where it differs)."""
     return (Transaction.table_metadata.fget is _table_metadata and iceberg_arrow._determine_partitions is _one_partition
-            and FromInputFile.table_metadata is _metadata_file)
+            and FromInputFile.table_metadata is _metadata_file and ManifestFile.fetch_manifest_entry is _manifest_entries)

@@ -120,6 +120,50 @@ def test_a_metadata_file_is_parsed_once_and_every_load_still_sees_the_current_on
     assert shared.model_dump() == as_parsed  # loads and commits left the shared metadata as parsed
 
 
+def _entries_as_read(manifest, io) -> list[tuple]:
+    """A manifest's live entries by PyIceberg's own reader, as comparable values."""
+    return [(e.status, e.snapshot_id, e.sequence_number, e.file_sequence_number, e.data_file.file_path,
+             e.data_file.record_count, e.data_file.spec_id, tuple(e.data_file.partition))
+            for e in patches._FETCH(manifest, io, True)]
+
+
+def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_files(store, monkeypatch):
+    assert patches.applied()
+    decoded, fetch = [], patches._FETCH
+    monkeypatch.setattr(patches, "_FETCH", lambda m, io, d=True: decoded.append(m.manifest_path) or fetch(m, io, d))
+    monkeypatch.setattr(patches, "_entries", patches.LRUCache(maxsize=patches.MANIFESTS_KEPT))
+    store.ensure_table("ops.t", SCHEMA)
+    for i in range(12):  # enough commits for the manifests to be merged (a commit that reads them)
+        store.replace_where("ops.t", _rows(f"d{i}", 2), EqualTo("day", f"d{i}"), {})
+    assert decoded  # the merges read manifests, through the cache too
+    decoded.clear()
+    patches._entries.clear()  # as in a new process
+    table = store.load("ops.t")
+    first = table.scan().to_arrow()
+    manifests = table.current_snapshot().manifests(table.io)
+    assert sorted(decoded) == sorted(m.manifest_path for m in manifests)  # each once
+    for _ in range(3):  # scans again, with and without a filter: nothing decoded again
+        assert table.scan().to_arrow().sort_by("day").equals(first.sort_by("day"))
+        assert table.scan(row_filter=EqualTo("day", "d3")).to_arrow().num_rows == 2
+    assert len(decoded) == len(manifests)
+    # A commit that deletes rows of some files and keeps others: the result is right, and every
+    # entry kept for a manifest still equals PyIceberg's own reading of its file (nothing a
+    # commit did changed a shared entry).
+    store.replace_where("ops.t", _rows("d3", 5), EqualTo("day", "d3"), {})
+    store.replace_where("ops.t", _rows("d20", 1), In("day", ["d4", "d20"]), {})
+    table = store.load("ops.t")
+    days = table.scan().to_arrow().column("day").to_pylist()
+    assert sorted(days) == sorted([f"d{i}" for i in range(12) if i not in (3, 4) for _ in range(2)] + ["d3"] * 5 + ["d20"])
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            kept = manifest.fetch_manifest_entry(table.io)
+            assert [(e.status, e.snapshot_id, e.sequence_number, e.file_sequence_number, e.data_file.file_path,
+                     e.data_file.record_count, e.data_file.spec_id, tuple(e.data_file.partition))
+                    for e in kept] == _entries_as_read(manifest, table.io)
+    again = manifest.fetch_manifest_entry(table.io)
+    assert again is not kept and again == kept  # a list of its own each call
+
+
 def test_manifests_are_merged_so_scans_open_a_bounded_number(store):
     store.ensure_table("ops.t", SCHEMA)
     for i in range(40):  # a new day each time: without merging, 40 manifests
