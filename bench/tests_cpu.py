@@ -1,0 +1,64 @@
+"""Benchmark: the CPU of some test files run in one pytest process, this tree against a baseline commit.
+
+    python bench/tests_cpu.py tests/test_silver_gold.py                      # against HEAD~1
+    python bench/tests_cpu.py --baseline 05413bf --rounds 3 tests/test_silver_gold.py
+
+For changes to what the tests' own processes do (steps in process, reads, commits): the
+suite's figures move by a fifth with the machine (README, Tests), this compares the same
+files run one after the other, each tree in turn, the baseline checked out in a temporary git
+worktree and put first on PYTHONPATH. The CPU is the pytest process's and its children's
+(user + system, from the OS), so tests that start other processes count them too. A tree
+whose tests fail is reported, not timed. Prints one JSON document: medians over the rounds
+and the ratio (this tree / baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from small_days import ROOT, baseline_tree  # bench/, this script's folder
+
+
+def one_round(root: Path, files: list[str]) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root),
+                           *[str(root / f) for f in files]], env=env, cwd="/tmp", capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"the tests in {root} failed:\n{done.stdout[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"cpu": cpu, "wall": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="HEAD~1", help="git revision to compare with (default HEAD~1)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("files", nargs="+", help="test files, relative to the project's folder")
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {"this tree": [], "baseline tree": []}
+    with baseline_tree(args.baseline) as baseline:
+        for _ in range(args.rounds):  # alternating, so both see the same machine noise
+            runs["this tree"].append(one_round(ROOT, args.files))
+            runs["baseline tree"].append(one_round(baseline, args.files))
+    result: dict = {"baseline": args.baseline, "rounds": args.rounds, "files": args.files}
+    for name, rounds in runs.items():
+        result[name] = {key: {"median": round(statistics.median(r[key] for r in rounds), 1),
+                              "each": [round(r[key], 1) for r in rounds]} for key in ("cpu", "wall")}
+    result["ratio_cpu"] = round(result["this tree"]["cpu"]["median"] / result["baseline tree"]["cpu"]["median"], 2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
