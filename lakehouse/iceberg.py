@@ -444,6 +444,7 @@ class TableStore:
         evolve: bool = True,
         attempts: int = 5,
         branch: str = "main",
+        fresh: bool | None = None,
     ) -> WriteResult:
         """Replace the rows matching `where` with `data`, evolving the schema, in one commit.
 
@@ -456,6 +457,9 @@ class TableStore:
         deletes what the last run wrote for the same filter. PyIceberg retries plain
         conflicts itself; the loop here covers a concurrent schema change or a
         concurrent write where this one deletes, which need the transaction rebuilt.
+        `fresh`: whether to load the table first; by default for a write to main (fewer conflicts
+        with other runs), not for one to an audit branch, which starts from the table as
+        creating the branch left it. A caller that has just loaded the table passes False.
         """
         if isinstance(data, BranchWriter):  # the engine writes a branch itself: main takes it in one step
             self._sweep_write_branches(identifier)
@@ -469,9 +473,7 @@ class TableStore:
                 raise
             return WriteResult(identifier, written.snapshot_id, written.rows, written.added_columns)
         for attempt in range(1, attempts + 1):
-            # A write to main starts from fresh metadata (fewer conflicts with other runs); one to
-            # an audit branch from the table as creating the branch left it.
-            table = self.load(identifier, fresh=attempt > 1 or branch == "main")
+            table = self.load(identifier, fresh=attempt > 1 or (branch == "main" if fresh is None else fresh))
             before = {f.name for f in table.schema().fields}
             rows = 0
             try:

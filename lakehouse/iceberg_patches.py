@@ -49,9 +49,10 @@ the function is PyIceberg's, less that copy, where PyIceberg's source is the one
 5. A manifest's entries read once per process. Every scan and every commit that deletes or
 merges opens the manifests it needs and decodes their Avro again (schema, reader, every
 entry): 12% of the CPU of `tests/test_silver_gold.py` (py-spy). A manifest file is written
-once and never changed (its name holds the writing commit's UUID), so its live entries are
-kept, under its path and length and the manifest-list fields PyIceberg's reader copies into
-them (sequence number, snapshot id, spec id), for the last MANIFESTS_KEPT manifests read.
+once and never changed (its name holds the writing commit's UUID), so the entries read from it
+are kept, under its path and length and the manifest-list fields PyIceberg's reader copies
+into them (sequence number, snapshot id, spec id), up to ENTRIES_KEPT entries per process,
+least recently used first out; a manifest of more than a tenth of that is read each time.
 Each call gets a list of its own; the entries in it are shared, which is safe because
 PyIceberg changes an entry only while reading it: writers and deletes build new ones.
 
@@ -91,8 +92,10 @@ CHECKED_UPDATE = {"update_table_metadata": "cdfaa6553c2f4d68"}
 # both parse the same new file keep equal results.
 _parsed: dict = {}
 _FETCH = ManifestFile.fetch_manifest_entry  # PyIceberg's own reader of a manifest's entries
-MANIFESTS_KEPT = 4_096  # manifests whose entries a process keeps (a day's tables use a few dozen)
-_entries: LRUCache = LRUCache(maxsize=MANIFESTS_KEPT)
+# Entries a process keeps, counted across manifests: a merged manifest repeats every live file of
+# its table, so a count of manifests would not bound the memory (an entry is a few KB at most).
+ENTRIES_KEPT = 50_000
+_entries: LRUCache = LRUCache(maxsize=ENTRIES_KEPT, getsizeof=lambda kept: max(1, len(kept)))
 _entries_lock = threading.Lock()  # PyIceberg reads manifests from its thread pool
 
 
@@ -150,8 +153,9 @@ def _manifest_entries(self, io, discard_deleted: bool = True):
         kept = _entries.get(key)
     if kept is None:
         kept = tuple(_FETCH(self, io, discard_deleted))
-        with _entries_lock:
-            _entries[key] = kept
+        if len(kept) <= ENTRIES_KEPT // 10:  # a larger manifest is read each time (it would evict the rest)
+            with _entries_lock:
+                _entries[key] = kept
     return list(kept)
 
 

@@ -212,6 +212,7 @@ def record_processed(store: TableStore, partition, processed: list[dict],
     rows are the sensor's alone: neither read nor replaced here.
     """
     partition = And(partition, NOT_IGNORED)  # the sensor's IGNORED rows are not bronze's to rewrite
+    store.load(INGESTION_LOG.identifier, fresh=True)  # the keys and the rows from the log as it is now
     keys, _ = merge_log(_log_rows(store, partition), processed, listed_at)
 
     def rows():  # re-read on a conflicting commit, so a concurrent sighting is merged, not lost
@@ -219,7 +220,7 @@ def record_processed(store: TableStore, partition, processed: list[dict],
                                    schema=INGESTION_LOG.schema)
 
     where = And(partition, In("key", sorted(keys))) if keys else AlwaysFalse()
-    store.replace_where(INGESTION_LOG.identifier, rows, where, props, evolve=False)
+    store.replace_where(INGESTION_LOG.identifier, rows, where, props, evolve=False, fresh=False)
 
 
 def _log_rows(store: TableStore, partition) -> list[dict]:

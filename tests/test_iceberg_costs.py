@@ -131,7 +131,7 @@ def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_
     assert patches.applied()
     decoded, fetch = [], patches._FETCH
     monkeypatch.setattr(patches, "_FETCH", lambda m, io, d=True: decoded.append(m.manifest_path) or fetch(m, io, d))
-    monkeypatch.setattr(patches, "_entries", patches.LRUCache(maxsize=patches.MANIFESTS_KEPT))
+    patches._entries.clear()
     store.ensure_table("ops.t", SCHEMA)
     for i in range(12):  # enough commits for the manifests to be merged (a commit that reads them)
         store.replace_where("ops.t", _rows(f"d{i}", 2), EqualTo("day", f"d{i}"), {})
@@ -162,6 +162,25 @@ def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_
                     for e in kept] == _entries_as_read(manifest, table.io)
     again = manifest.fetch_manifest_entry(table.io)
     assert again is not kept and again == kept  # a list of its own each call
+
+
+def test_the_kept_entries_are_bounded_by_their_number_and_a_large_manifest_is_read_each_time(store, monkeypatch):
+    decoded, fetch = [], patches._FETCH
+    monkeypatch.setattr(patches, "_FETCH", lambda m, io, d=True: decoded.append(m.manifest_path) or fetch(m, io, d))
+    monkeypatch.setattr(patches, "ENTRIES_KEPT", 40)
+    monkeypatch.setattr(patches, "_entries", patches.LRUCache(maxsize=40, getsizeof=lambda kept: max(1, len(kept))))
+    store.ensure_table("ops.t", SCHEMA)
+    for i in range(12):  # two rows per file, a file per day: merged manifests of 8 and more files
+        store.replace_where("ops.t", _rows(f"d{i}", 2), EqualTo("day", f"d{i}"), {})
+    assert patches._entries.currsize <= 40
+    table = store.load("ops.t")
+    large = [m for m in table.current_snapshot().manifests(table.io) if len(fetch(m, table.io, True)) > 4]
+    assert large  # the merged one
+    decoded.clear()
+    for _ in range(2):
+        assert table.scan().to_arrow().num_rows == 24
+    assert all(decoded.count(m.manifest_path) == 2 for m in large), decoded  # not kept: read by each scan
+    assert patches._entries.currsize <= 40
 
 
 def test_manifests_are_merged_so_scans_open_a_bounded_number(store):

@@ -226,7 +226,7 @@ def evaluate(zone: LandingZone, store: TableStore, settings: Settings, cursor: C
     tick = plan(found.objects, log_rows, now)
     ignored = newly_ignored(found.ignored, log_rows)
     if tick.new or ignored:
-        table = store.load(INGESTION_LOG.identifier)
+        table = store.load(INGESTION_LOG.identifier, fresh=True)  # an append, as every write, from fresh metadata
         rows = pa.concat_tables([landed_rows(tick.new, now), ignored_rows(ignored, now)])
         table.append(rows, snapshot_properties={"lakehouse.writer": SENSOR_NAME})
     observed = [ignored_observation(i, settings, now) for i in ignored]

@@ -81,7 +81,7 @@ def record_results(ctx: StepContext, asset: str, keys: list[str] | None, write: 
         for o in write.audit
     ]
     if rows:
-        ctx.store.load(DQ_RESULTS.identifier).append(pa.Table.from_pylist(rows, schema=DQ_RESULTS.schema))
+        ctx.store.load(DQ_RESULTS.identifier, fresh=True).append(pa.Table.from_pylist(rows, schema=DQ_RESULTS.schema))
 
 
 def per_day(keys: list[str], outcomes_of) -> list[CheckOutcome]:
