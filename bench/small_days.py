@@ -27,9 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHILD = r"""
-import contextlib, datetime as dt, io, json, logging, os, sys, tempfile, time
-home = tempfile.mkdtemp(prefix="lakehouse-small-days-")
+# The start of a bench's child process: a fresh home, the tree given as its first argument first
+# on its path, and as many dirty days of the demo's scale generated as its second says (`days`).
+CHILD_SETUP = r"""
+import collections, contextlib, datetime as dt, io, json, logging, os, sys, tempfile, time
+home = tempfile.mkdtemp(prefix="lakehouse-bench-")
 os.environ.update(LAKEHOUSE_HOME=home, DAGSTER_HOME=home + "/dagster")
 root, n = sys.argv[1], int(sys.argv[2])
 sys.path[:0] = [root, root + "/tests"]
@@ -42,6 +44,9 @@ settings = load_settings()
 days = [dt.date(2026, 3, 10) + dt.timedelta(days=i) for i in range(n)]
 with contextlib.redirect_stdout(io.StringIO()):
     generate(open_landing_zone(settings.landing_uri), days=n, start=days[0], seed=3, dirty=True)
+"""
+
+CHILD = CHILD_SETUP + r"""
 times = []
 for day in days:
     started = time.perf_counter()

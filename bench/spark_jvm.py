@@ -22,26 +22,11 @@ import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from small_days import CHILD_SETUP, ROOT  # bench/, this script's folder
 
-CHILD = r"""
-import contextlib, datetime as dt, io, json, logging, os, sys, tempfile, time
+CHILD = CHILD_SETUP + r"""
 import psutil
-home = tempfile.mkdtemp(prefix="lakehouse-spark-jvm-")
-os.environ.update(LAKEHOUSE_HOME=home, DAGSTER_HOME=home + "/dagster")
-root, n = sys.argv[1], int(sys.argv[2])
-sys.path[:0] = [root, root + "/tests"]
-logging.disable(logging.WARNING)
-from lakehouse.generate import generate
-from lakehouse.resources.landing import open_landing_zone
-from lakehouse.settings import load_settings
-import pipeline_helpers
-settings = load_settings()
-days = [dt.date(2026, 3, 10) + dt.timedelta(days=i) for i in range(n)]
-with contextlib.redirect_stdout(io.StringIO()):
-    generate(open_landing_zone(settings.landing_uri), days=n, start=days[0], seed=3, dirty=True)
 started = time.perf_counter()
 with contextlib.redirect_stdout(io.StringIO()):
     for day in days:

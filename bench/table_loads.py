@@ -21,24 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from small_days import ROOT, baseline_tree  # bench/, this script's folder
+from small_days import CHILD_SETUP, ROOT, baseline_tree  # bench/, this script's folder
 
-CHILD = r"""
-import collections, contextlib, datetime as dt, io, json, logging, os, sys, tempfile
-home = tempfile.mkdtemp(prefix="lakehouse-table-loads-")
-os.environ.update(LAKEHOUSE_HOME=home, DAGSTER_HOME=home + "/dagster")
-root, n = sys.argv[1], int(sys.argv[2])
-sys.path[:0] = [root, root + "/tests"]
-logging.disable(logging.WARNING)
+CHILD = CHILD_SETUP + r"""
 from pyiceberg.catalog.sql import SqlCatalog
-from lakehouse.generate import generate
-from lakehouse.resources.landing import open_landing_zone
-from lakehouse.settings import load_settings
-import pipeline_helpers
-settings = load_settings()
-days = [dt.date(2026, 3, 10) + dt.timedelta(days=i) for i in range(n)]
 with contextlib.redirect_stdout(io.StringIO()):
-    generate(open_landing_zone(settings.landing_uri), days=n, start=days[0], seed=3, dirty=True)
     for day in days[:-1]:
         pipeline_helpers.process_day(settings, "duckdb", day)
 counts = {"ours": collections.Counter(), "in commits": collections.Counter()}
