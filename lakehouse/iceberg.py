@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
 import pyarrow as pa
-from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform, YearTransform
 
@@ -425,8 +425,6 @@ class TableStore:
 
     def exists(self, identifier: str) -> bool:
         """Whether the table exists; one load, which a store that keeps tables loaded keeps."""
-        from pyiceberg.exceptions import NoSuchTableError
-
         if identifier in self._tables:
             return True
         try:
@@ -472,8 +470,9 @@ class TableStore:
                     self._update_refs(identifier, lambda t: t.manage_snapshots().remove_branch(branch).commit())
                 raise
             return WriteResult(identifier, written.snapshot_id, written.rows, written.added_columns)
+        fresh = branch == "main" if fresh is None else fresh
         for attempt in range(1, attempts + 1):
-            table = self.load(identifier, fresh=attempt > 1 or (branch == "main" if fresh is None else fresh))
+            table = self.load(identifier, fresh=fresh or attempt > 1)
             before = {f.name for f in table.schema().fields}
             rows = 0
             try:

@@ -120,17 +120,22 @@ def test_a_metadata_file_is_parsed_once_and_every_load_still_sees_the_current_on
     assert shared.model_dump() == as_parsed  # loads and commits left the shared metadata as parsed
 
 
-def _entries_as_read(manifest, io) -> list[tuple]:
-    """A manifest's live entries by PyIceberg's own reader, as comparable values."""
+def _values(entries) -> list[tuple]:
+    """Manifest entries as comparable values."""
     return [(e.status, e.snapshot_id, e.sequence_number, e.file_sequence_number, e.data_file.file_path,
-             e.data_file.record_count, e.data_file.spec_id, tuple(e.data_file.partition))
-            for e in patches._FETCH(manifest, io, True)]
+             e.data_file.record_count, e.data_file.spec_id, tuple(e.data_file.partition)) for e in entries]
 
 
-def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_files(store, monkeypatch):
+@pytest.fixture
+def decoded(monkeypatch) -> list[str]:
+    """The paths of the manifests PyIceberg's own reader decodes, in order."""
+    paths, fetch = [], patches._FETCH
+    monkeypatch.setattr(patches, "_FETCH", lambda m, io, d=True: paths.append(m.manifest_path) or fetch(m, io, d))
+    return paths
+
+
+def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_files(store, decoded):
     assert patches.applied()
-    decoded, fetch = [], patches._FETCH
-    monkeypatch.setattr(patches, "_FETCH", lambda m, io, d=True: decoded.append(m.manifest_path) or fetch(m, io, d))
     patches._entries.clear()
     store.ensure_table("ops.t", SCHEMA)
     for i in range(12):  # enough commits for the manifests to be merged (a commit that reads them)
@@ -157,16 +162,14 @@ def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_
     for snapshot in table.snapshots():
         for manifest in snapshot.manifests(table.io):
             kept = manifest.fetch_manifest_entry(table.io)
-            assert [(e.status, e.snapshot_id, e.sequence_number, e.file_sequence_number, e.data_file.file_path,
-                     e.data_file.record_count, e.data_file.spec_id, tuple(e.data_file.partition))
-                    for e in kept] == _entries_as_read(manifest, table.io)
+            assert _values(kept) == _values(patches._FETCH(manifest, table.io, True))  # PyIceberg's own reading
     again = manifest.fetch_manifest_entry(table.io)
     assert again is not kept and again == kept  # a list of its own each call
 
 
-def test_the_kept_entries_are_bounded_by_their_number_and_a_large_manifest_is_read_each_time(store, monkeypatch):
-    decoded, fetch = [], patches._FETCH
-    monkeypatch.setattr(patches, "_FETCH", lambda m, io, d=True: decoded.append(m.manifest_path) or fetch(m, io, d))
+def test_the_kept_entries_are_bounded_by_their_number_and_a_large_manifest_is_read_each_time(store, decoded,
+                                                                                              monkeypatch):
+    fetch = patches._FETCH
     monkeypatch.setattr(patches, "ENTRIES_KEPT", 40)
     monkeypatch.setattr(patches, "_entries", patches.LRUCache(maxsize=40, getsizeof=lambda kept: max(1, len(kept))))
     store.ensure_table("ops.t", SCHEMA)
