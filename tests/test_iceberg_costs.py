@@ -169,7 +169,6 @@ def test_a_manifest_is_decoded_once_and_scans_and_commits_still_see_the_current_
 
 def test_the_kept_entries_are_bounded_by_their_number_and_a_large_manifest_is_read_each_time(store, decoded,
                                                                                               monkeypatch):
-    fetch = patches._FETCH
     monkeypatch.setattr(patches, "ENTRIES_KEPT", 40)
     monkeypatch.setattr(patches, "_entries", patches.LRUCache(maxsize=40, getsizeof=lambda kept: max(1, len(kept))))
     store.ensure_table("ops.t", SCHEMA)
@@ -177,7 +176,7 @@ def test_the_kept_entries_are_bounded_by_their_number_and_a_large_manifest_is_re
         store.replace_where("ops.t", _rows(f"d{i}", 2), EqualTo("day", f"d{i}"), {})
     assert patches._entries.currsize <= 40
     table = store.load("ops.t")
-    large = [m for m in table.current_snapshot().manifests(table.io) if len(fetch(m, table.io, True)) > 4]
+    large = [m for m in table.current_snapshot().manifests(table.io) if len(patches._FETCH(m, table.io, True)) > 4]
     assert large  # the merged one
     decoded.clear()
     for _ in range(2):
