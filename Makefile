@@ -2,12 +2,7 @@
 #   make run   - create .venv if missing, install the locked versions (requirements.lock), run `lakehouse demo`
 #   make test  - the same install, then the whole suite
 SHELL := /bin/bash
-# The interpreter for .venv (PYTHON=... to choose): the operating system's Python 3.11 first,
-# then python3.11 on PATH. A distribution's build (Debian's, Ubuntu's, Homebrew's, the python
-# Docker images') is compiled with profile-guided and link-time optimization; one built from
-# source without --enable-optimizations (pyenv's and asdf's default) runs the same Python code
-# about a fifth slower (README, Tests). One that cannot make a virtualenv is passed over.
-PYTHONS := $(or $(PYTHON),/usr/bin/python3.11 /usr/local/bin/python3.11 /opt/homebrew/bin/python3.11 python3.11 python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
@@ -21,11 +16,8 @@ export LAKEHOUSE_HOME DAGSTER_HOME
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 $(BIN)/python:
-	@for p in $(PYTHONS); do \
-		command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || continue; \
-		if $$p -m venv $(VENV) >/dev/null 2>&1; then echo "$(VENV): $$(command -v $$p) ($$($$p -V))"; exit 0; fi; \
-		rm -rf $(VENV); echo "passed over $$p: it cannot make a virtualenv (Debian: apt-get install python3.11-venv)"; \
-	done; echo "Python 3.11 required ($(PYTHONS)): set PYTHON=/path/to/python3.11" >&2; exit 1
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
+	$(PYTHON) -m venv $(VENV)
 
 $(UV): | $(BIN)/python
 	$(BIN)/pip install -qq --disable-pip-version-check uv==$(UV_VERSION)
