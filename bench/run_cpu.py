@@ -2,6 +2,7 @@
 
     python bench/run_cpu.py                          # against HEAD~1, 2 days, 2 rounds
     python bench/run_cpu.py --baseline 5f68561 --days 1 --rounds 3
+    python bench/run_cpu.py --baseline-python ~/.pyenv/versions/3.11.7/bin/python3.11   # this tree, two interpreters
 
 What the test suite and a laptop pay for each `lakehouse run` is mostly not the data: the
 CLI, the daemon, the code server and a process per run. Each round generates --days dirty
@@ -13,6 +14,8 @@ leave them on whatever tree the bench was started from. The CPU is summed over e
 environment points at that home, read every 0.2 s (bench/proc_cpu.py; a process is counted
 at its last reading, so the last 0.2 s of a short one can be missed), by kind of process.
 Prints one JSON document: medians over the rounds and the ratios (this tree / baseline).
+With --baseline-python the baseline is this tree (unless --baseline is given too) run by a
+temporary virtualenv made from that interpreter.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ import time
 from pathlib import Path
 
 from proc_cpu import CpuWatch  # bench/, this script's folder
+from small_days import baseline_python, baseline_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
 GENERATE = r"""
 import datetime as dt, sys
 from lakehouse.generate import generate
@@ -53,17 +56,17 @@ def kind(command: str) -> str:
     return "other"
 
 
-def one_round(root: Path, days: int) -> dict:
+def one_round(root: Path, days: int, python: str = sys.executable) -> dict:
     home = Path(tempfile.mkdtemp(prefix="lakehouse-run-cpu-"))
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
            "LAKEHOUSE_START_DATE": "2026-03-10"}
     env.pop("LAKEHOUSE_PROFILE", None)
     env["PYTHONPATH"] = str(root)
-    subprocess.run([sys.executable, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
+    subprocess.run([python, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
                    timeout=600)
     with CpuWatch(lambda process: process.environ().get("LAKEHOUSE_HOME") == str(home), 0.2) as watch:
         started = time.perf_counter()
-        done = subprocess.run([LAKEHOUSE, "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run([str(Path(python).parent / "lakehouse"), "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"lakehouse run ({root}) failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
@@ -74,24 +77,22 @@ def one_round(root: Path, days: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="HEAD~1")
+    parser.add_argument("--baseline", help="git revision (default HEAD~1, or this tree with --baseline-python)")
+    parser.add_argument("--baseline-python", help="the baseline's interpreter (default: this one)")
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    worktree = Path(tempfile.mkdtemp(prefix="lakehouse-baseline-")) / "tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.baseline], check=True,
-                   capture_output=True)
+    revision = args.baseline or (None if args.baseline_python else "HEAD~1")
     runs: dict[str, list[dict]] = {"this_tree": [], "baseline": []}
-    try:
+    with baseline_tree(revision) as worktree, baseline_python(args.baseline_python) as python:
         for _ in range(args.rounds):
             runs["this_tree"].append(one_round(ROOT, args.days))
-            runs["baseline"].append(one_round(worktree, args.days))
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True)
+            runs["baseline"].append(one_round(worktree, args.days, python))
     medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in ("wall_s", "cpu_s")}
                for name, rounds in runs.items()}
     print(json.dumps({
-        "baseline": args.baseline, "days": args.days, "rounds": args.rounds, "medians": medians,
+        "baseline": revision or "this tree", "baseline_python": args.baseline_python or sys.executable,
+        "python": sys.executable, "days": args.days, "rounds": args.rounds, "medians": medians,
         "ratio_cpu": round(medians["this_tree"]["cpu_s"] / medians["baseline"]["cpu_s"], 2),
         "ratio_wall": round(medians["this_tree"]["wall_s"] / medians["baseline"]["wall_s"], 2),
         "rounds_detail": runs,

@@ -66,8 +66,28 @@ def one_round(root: Path, days: int) -> list[float]:
 
 
 @contextlib.contextmanager
-def baseline_tree(revision: str):
-    """`revision` checked out in a temporary git worktree, removed afterwards."""
+def baseline_python(python: str | None):
+    """The interpreter of a temporary virtualenv made from `python` with the locked versions, or
+    this one when None: for comparing interpreters (how they were built) on the same code.
+    Its bytecode is compiled at install, as `make install` does."""
+    if python is None:
+        yield sys.executable
+        return
+    uv = str(Path(sys.executable).parent / "uv")
+    with tempfile.TemporaryDirectory(prefix="lakehouse-python-") as tmp:
+        venv = Path(tmp) / "venv"
+        subprocess.run([uv, "venv", "--quiet", "--python", python, str(venv)], check=True)
+        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--compile-bytecode",
+                        "--no-deps", "-r", str(ROOT / "requirements.lock"), "-e", str(ROOT)], check=True)
+        yield str(venv / "bin" / "python")
+
+
+@contextlib.contextmanager
+def baseline_tree(revision: str | None):
+    """`revision` checked out in a temporary git worktree, removed afterwards (None: this tree)."""
+    if revision is None:
+        yield ROOT
+        return
     with tempfile.TemporaryDirectory(prefix="lakehouse-baseline-") as tmp:
         baseline = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(baseline), revision],

@@ -1,7 +1,9 @@
-"""Benchmark: the CPU of some test files run in one pytest process, this tree against a baseline commit.
+"""Benchmark: the CPU of some test files run in one pytest process, this tree against a baseline
+commit or another interpreter.
 
     python bench/tests_cpu.py tests/test_silver_gold.py                      # against HEAD~1
     python bench/tests_cpu.py --baseline 05413bf --rounds 3 tests/test_silver_gold.py
+    python bench/tests_cpu.py --baseline-python ~/.pyenv/versions/3.11.7/bin/python3.11 tests/test_silver_gold.py
 
 For changes to what the tests' own processes do (steps in process, reads, commits): the
 suite's figures move by a fifth with the machine (README, Tests), this compares the same
@@ -9,7 +11,8 @@ files run one after the other, each tree in turn, the baseline checked out in a 
 worktree and put first on PYTHONPATH. The CPU is the pytest process's and its children's
 (user + system, from the OS), so tests that start other processes count them too. A tree
 whose tests fail is reported, not timed. Prints one JSON document: medians over the rounds
-and the ratio (this tree / baseline).
+and the ratio (this tree / baseline). With --baseline-python, the baseline is this tree (unless
+--baseline is given too) run by a temporary virtualenv made from that interpreter.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ import sys
 import time
 from pathlib import Path
 
-from small_days import ROOT, baseline_tree  # bench/, this script's folder
+from small_days import ROOT, baseline_python, baseline_tree  # bench/, this script's folder
 
 
-def one_round(root: Path, files: list[str]) -> dict:
+def one_round(root: Path, files: list[str], python: str = sys.executable) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root),
+    done = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root),
                            *[str(root / f) for f in files]], env=env, cwd="/tmp", capture_output=True, text=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -43,16 +46,20 @@ def one_round(root: Path, files: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="HEAD~1", help="git revision to compare with (default HEAD~1)")
+    parser.add_argument("--baseline", help="git revision to compare with (default HEAD~1, or this tree with "
+                                           "--baseline-python)")
+    parser.add_argument("--baseline-python", help="the baseline's interpreter (default: this one)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("files", nargs="+", help="test files, relative to the project's folder")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {"this tree": [], "baseline tree": []}
-    with baseline_tree(args.baseline) as baseline:
+    revision = args.baseline or (None if args.baseline_python else "HEAD~1")
+    with baseline_tree(revision) as baseline, baseline_python(args.baseline_python) as python:
         for _ in range(args.rounds):  # alternating, so both see the same machine noise
             runs["this tree"].append(one_round(ROOT, args.files))
-            runs["baseline tree"].append(one_round(baseline, args.files))
-    result: dict = {"baseline": args.baseline, "rounds": args.rounds, "files": args.files}
+            runs["baseline tree"].append(one_round(baseline, args.files, python))
+    result: dict = {"baseline": revision or "this tree", "baseline_python": args.baseline_python or sys.executable,
+                    "python": sys.executable, "rounds": args.rounds, "files": args.files}
     for name, rounds in runs.items():
         result[name] = {key: {"median": round(statistics.median(r[key] for r in rounds), 1),
                               "each": [round(r[key], 1) for r in rounds]} for key in ("cpu", "wall")}
