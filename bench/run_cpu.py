@@ -3,6 +3,7 @@
     python bench/run_cpu.py                          # against HEAD~1, 2 days, 2 rounds
     python bench/run_cpu.py --baseline 5f68561 --days 1 --rounds 3
     python bench/run_cpu.py --baseline-python ~/.pyenv/versions/3.11.7/bin/python3.11   # this tree, two interpreters
+    python bench/run_cpu.py --baseline HEAD~1 --gc     # also the garbage collector's seconds by kind of process
 
 What the test suite and a laptop pay for each `lakehouse run` is mostly not the data: the
 CLI, the daemon, the code server and a process per run. Each round generates --days dirty
@@ -15,12 +16,14 @@ environment points at that home, read every 0.2 s (bench/proc_cpu.py; a process 
 at its last reading, so the last 0.2 s of a short one can be missed), by kind of process.
 Prints one JSON document: medians over the rounds and the ratios (this tree / baseline).
 With --baseline-python the baseline is this tree (unless --baseline is given too) run by a
-temporary virtualenv made from that interpreter.
+temporary virtualenv made from that interpreter. With --gc, each Python process also times its
+garbage collections (bench/gc_probe, put on PYTHONPATH), summed by kind of process.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -56,12 +59,17 @@ def kind(command: str) -> str:
     return "other"
 
 
-def one_round(root: Path, days: int, python: str = sys.executable) -> dict:
+def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: bool = False) -> dict:
     home = Path(tempfile.mkdtemp(prefix="lakehouse-run-cpu-"))
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
            "LAKEHOUSE_START_DATE": "2026-03-10"}
     env.pop("LAKEHOUSE_PROFILE", None)
     env["PYTHONPATH"] = str(root)
+    probes = home / "gc-probe"
+    if gc_probe:
+        probes.mkdir()
+        env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parent / "gc_probe")
+        env["LAKEHOUSE_GC_PROBE"] = str(probes)
     subprocess.run([python, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
                    timeout=600)
     with CpuWatch(lambda process: process.environ().get("LAKEHOUSE_HOME") == str(home), 0.2) as watch:
@@ -71,8 +79,18 @@ def one_round(root: Path, days: int, python: str = sys.executable) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"lakehouse run ({root}) failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
     by_kind = watch.by_kind(kind)
-    return {"wall_s": round(wall, 2), "cpu_s": round(sum(by_kind.values()), 2),
-            "by_kind": {k: round(v, 2) for k, v in by_kind.most_common()}, "last_line": done.stdout.strip().splitlines()[-1]}
+    result = {"wall_s": round(wall, 2), "cpu_s": round(sum(by_kind.values()), 2),
+              "by_kind": {k: round(v, 2) for k, v in by_kind.most_common()},
+              "last_line": done.stdout.strip().splitlines()[-1]}
+    if gc_probe:
+        time.sleep(1)  # the probes' last writes
+        gc_by_kind = collections.Counter()
+        for path in probes.glob("*.json"):
+            record = json.loads(path.read_text())
+            gc_by_kind[kind(record["command"])] += record["gc_s"]
+        result["gc_s"] = round(sum(gc_by_kind.values()), 2)
+        result["gc_by_kind"] = {k: round(v, 2) for k, v in gc_by_kind.most_common()}
+    return result
 
 
 def main() -> None:
@@ -81,14 +99,16 @@ def main() -> None:
     parser.add_argument("--baseline-python", help="the baseline's interpreter (default: this one)")
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--gc", action="store_true", help="also time each process's garbage collections")
     args = parser.parse_args()
     revision = args.baseline or (None if args.baseline_python else "HEAD~1")
     runs: dict[str, list[dict]] = {"this_tree": [], "baseline": []}
     with baseline_tree(revision) as worktree, baseline_python(args.baseline_python) as python:
         for _ in range(args.rounds):
-            runs["this_tree"].append(one_round(ROOT, args.days))
-            runs["baseline"].append(one_round(worktree, args.days, python))
-    medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in ("wall_s", "cpu_s")}
+            runs["this_tree"].append(one_round(ROOT, args.days, gc_probe=args.gc))
+            runs["baseline"].append(one_round(worktree, args.days, python, gc_probe=args.gc))
+    keys = ("wall_s", "cpu_s", "gc_s") if args.gc else ("wall_s", "cpu_s")
+    medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in keys}
                for name, rounds in runs.items()}
     print(json.dumps({
         "baseline": revision or "this tree", "baseline_python": args.baseline_python or sys.executable,

@@ -310,8 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lakehouse import collector
     from lakehouse.daemon_watch import unblock_stops
 
+    collector.tune()  # before the imports of Dagster and PyIceberg (lakehouse/collector.py)
     unblock_stops("lakehouse")
     args = build_parser().parse_args(argv)
     env = dict(os.environ)

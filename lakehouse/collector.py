@@ -11,6 +11,13 @@ bench/small_days.py, two rounds each, alternating): 19.1 and 20.2 s with the def
 thresholds, 17.6 and 19.4 s with (50000, 20, 20), 18.1 and 17.8 s with THRESHOLDS, 18.8 and
 17.2 s with the collector off. Cycles are still collected, later: at most THRESHOLDS[0]
 objects wait for the next young pass.
+
+Every Python process of `lakehouse run` sets them where it starts: the CLI and the daemon
+before they import Dagster, the code server when it loads the definitions, the run workers'
+forkserver with its first preload (`lakehouse.tune_collector`). With Python's defaults their
+imports alone (Dagster, PyIceberg, the definitions) made five full passes each, over an ever
+larger heap: a one-day `lakehouse run` spent 3.0 s collecting against 1.4 s with these
+(`python bench/run_cpu.py --baseline 6787b78 --days 1 --rounds 2 --gc`, medians).
 """
 
 from __future__ import annotations

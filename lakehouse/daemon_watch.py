@@ -107,6 +107,9 @@ def take_lock(dagster_home) -> object:
 
 
 def main(argv: list[str]) -> int:
+    from lakehouse import collector
+
+    collector.tune()  # before Dagster's daemon is imported (lakehouse/collector.py)
     fd, command = int(argv[1]), argv[2:]
     unblock_stops("lakehouse daemon")  # the group's stop is SIGTERM; the code server and runs inherit this mask
     threading.Thread(target=_watch, args=(fd, os.getppid()), name="lakehouse-run-watchdog", daemon=True).start()

@@ -3,9 +3,12 @@
 Settings are read (and validated) here, when Dagster loads the code location.
 """
 
-from lakehouse import dagster_patches, run_workers
-from lakehouse.settings import load_settings
-from lakehouse.wiring import build_definitions
+from lakehouse import collector, dagster_patches, run_workers
+
+collector.tune()  # a code server evaluates sensors for its whole life (lakehouse/collector.py)
+
+from lakehouse.settings import load_settings  # noqa: E402  (after the collector is set)
+from lakehouse.wiring import build_definitions  # noqa: E402
 
 defs = build_definitions(load_settings())
 dagster_patches.install()  # in a code server, whose every sensor tick makes an instance (see that module)

@@ -47,9 +47,10 @@ from lakehouse import checked_code
 log = logging.getLogger(__name__)
 # What a run imports: Dagster's run entry point and the instance's storage (which brings alembic,
 # mako and pygments: 0.5 s of CPU a run otherwise), the code location, the steps and their engines.
-PRELOAD = ["dagster._grpc.impl", "dagster._core.storage.sqlite_storage", "lakehouse.definitions", "lakehouse.steps",
-           "lakehouse.ingest", "lakehouse.iceberg", "duckdb", "sqlframe.duckdb", "pyiceberg.catalog.sql",
-           "pyiceberg.table", "pyarrow.dataset", "pandas"]
+# First the garbage collector's thresholds, for the imports and the runs (lakehouse/collector.py).
+PRELOAD = ["lakehouse.tune_collector", "dagster._grpc.impl", "dagster._core.storage.sqlite_storage",
+           "lakehouse.definitions", "lakehouse.steps", "lakehouse.ingest", "lakehouse.iceberg", "duckdb",
+           "sqlframe.duckdb", "pyiceberg.catalog.sql", "pyiceberg.table", "pyarrow.dataset", "pandas"]
 LOCAL_LAUNCHERS = ("LocalRunLauncher", "DefaultRunLauncher")  # runs as processes of the code server
 VERIFY_SECONDS = 120.0  # the check's child must end within this
 FIRST_RUN_WAIT = 20.0  # a run launched before the check ended waits at most this long, then is spawned

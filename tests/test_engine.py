@@ -512,3 +512,24 @@ def test_a_process_that_makes_a_session_collects_cycles_less_often_unless_told_o
     before, after = json.loads(done.stdout.strip().splitlines()[-1])
     assert before == list(preset or (700, 10, 10))
     assert after == list(preset or THRESHOLDS)
+
+
+@pytest.mark.parametrize("start", [
+    "from lakehouse.cli import main\ntry:\n    main(['run', '--no-such-option'])\nexcept SystemExit:\n    pass\n",
+    "from lakehouse.daemon_watch import main\ntry:\n    main(['daemon_watch', 'not-a-pipe'])\nexcept ValueError:\n    pass\n",
+    "import lakehouse.definitions\n",
+    "from lakehouse.run_workers import PRELOAD\n__import__(PRELOAD[0])\n",
+], ids=["cli", "daemon", "code server", "forkserver"])
+def test_each_process_of_lakehouse_run_sets_the_collector_where_it_starts(start):
+    """The CLI and the daemon before they import Dagster, the code server when it loads the
+    definitions, the run workers' forkserver with its first preload (lakehouse/collector.py)."""
+    import json
+    import subprocess
+    import sys
+
+    from lakehouse.collector import THRESHOLDS
+
+    code = "import gc, json\n" + start + "print(json.dumps(gc.get_threshold()))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == list(THRESHOLDS)
