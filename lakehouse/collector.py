@@ -16,8 +16,9 @@ Every Python process of `lakehouse run` sets them where it starts: the CLI and t
 before they import Dagster, the code server when it loads the definitions, the run workers'
 forkserver with its first preload (`lakehouse.tune_collector`). With Python's defaults their
 imports alone (Dagster, PyIceberg, the definitions) made five full passes each, over an ever
-larger heap: a one-day `lakehouse run` spent 3.0 s collecting against 1.4 s with these
-(`python bench/run_cpu.py --baseline 6787b78 --days 1 --rounds 2 --gc`, medians).
+larger heap: a one-day `lakehouse run` spent 2.6 s collecting against 1.2 s with these, and
+23.9 s of CPU against 21.6 s (`python bench/run_cpu.py --baseline 6787b78 --days 1 --rounds 4
+--gc`, medians).
 """
 
 from __future__ import annotations
