@@ -65,16 +65,17 @@ def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: boo
            "LAKEHOUSE_START_DATE": "2026-03-10"}
     env.pop("LAKEHOUSE_PROFILE", None)
     env["PYTHONPATH"] = str(root)
-    probes = home / "gc-probe"
-    if gc_probe:
-        probes.mkdir()
-        env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parent / "gc_probe")
-        env["LAKEHOUSE_GC_PROBE"] = str(probes)
     subprocess.run([python, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
                    timeout=600)
+    probes = home / "gc-probe"
+    if gc_probe:  # for `lakehouse run`'s processes, not the generator's
+        probes.mkdir()
+        env = {**env, "PYTHONPATH": os.pathsep.join([str(root), str(Path(__file__).resolve().parent / "gc_probe")]),
+               "LAKEHOUSE_GC_PROBE": str(probes)}
     with CpuWatch(lambda process: process.environ().get("LAKEHOUSE_HOME") == str(home), 0.2) as watch:
         started = time.perf_counter()
-        done = subprocess.run([str(Path(python).parent / "lakehouse"), "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run([str(Path(python).parent / "lakehouse"), "run"], env=env, cwd=root, capture_output=True,
+                              text=True, timeout=1800)
         wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"lakehouse run ({root}) failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")

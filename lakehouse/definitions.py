@@ -1,15 +1,16 @@
 """The one `Definitions` object of the project, `lakehouse.definitions:defs`.
 
-Settings are read (and validated) here, when Dagster loads the code location.
+Settings are read (and validated) here, when Dagster loads the code location. Importing it
+also sets the process's garbage collector (lakehouse/collector.py) for the imports it brings.
 """
 
+from lakehouse import tune_collector  # noqa: F401  (first: the collector for the imports below)
 from lakehouse import collector, dagster_patches, run_workers
-
-collector.tune()  # a code server evaluates sensors for its whole life (lakehouse/collector.py)
-
-from lakehouse.settings import load_settings  # noqa: E402  (after the collector is set)
-from lakehouse.wiring import build_definitions  # noqa: E402
+from lakehouse.settings import load_settings
+from lakehouse.wiring import build_definitions
 
 defs = build_definitions(load_settings())
 dagster_patches.install()  # in a code server, whose every sensor tick makes an instance (see that module)
 run_workers.install()  # in a code server with local runs only: they fork from a warm process (see that module)
+if run_workers.in_code_server():
+    collector.settle()  # a code server may live for days (make ui, a deployed one)

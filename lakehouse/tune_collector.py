@@ -1,8 +1,9 @@
 """Importing this module sets this process's garbage collector (lakehouse/collector.py).
 
-For the run workers' forkserver, whose start is multiprocessing's: this is the first module it
-preloads (lakehouse/run_workers.py PRELOAD), so its imports, and the runs forked from it, run
-with the thresholds from the start.
+The first import of the code location (lakehouse/definitions.py) and the first module the run
+workers' forkserver preloads (lakehouse/run_workers.py PRELOAD), whose start is
+multiprocessing's, not ours: what they import after it, and the runs forked from the
+forkserver, run with the thresholds.
 """
 
 from lakehouse import collector

@@ -516,20 +516,40 @@ def test_a_process_that_makes_a_session_collects_cycles_less_often_unless_told_o
 
 @pytest.mark.parametrize("start", [
     "from lakehouse.cli import main\ntry:\n    main(['run', '--no-such-option'])\nexcept SystemExit:\n    pass\n",
-    "from lakehouse.daemon_watch import main\ntry:\n    main(['daemon_watch', 'not-a-pipe'])\nexcept ValueError:\n    pass\n",
+    "from lakehouse.daemon_watch import main\ntry:\n    main(['watch', 'not-a-pipe'])\nexcept ValueError:\n    pass\n",
     "import lakehouse.definitions\n",
     "from lakehouse.run_workers import PRELOAD\n__import__(PRELOAD[0])\n",
 ], ids=["cli", "daemon", "code server", "forkserver"])
-def test_each_process_of_lakehouse_run_sets_the_collector_where_it_starts(start):
-    """The CLI and the daemon before they import Dagster, the code server when it loads the
-    definitions, the run workers' forkserver with its first preload (lakehouse/collector.py)."""
+def test_each_process_of_lakehouse_run_sets_the_collector_before_its_imports(start):
+    """lakehouse/collector.py: tune() is called, and before Dagster is imported."""
     import json
     import subprocess
     import sys
 
     from lakehouse.collector import THRESHOLDS
 
-    code = "import gc, json\n" + start + "print(json.dumps(gc.get_threshold()))\n"
+    code = ("import gc, json, sys\nfrom lakehouse import collector\ncalls = []\ntune = collector.tune\n"
+            "collector.tune = lambda: (calls.append('dagster' in sys.modules), tune())\n"
+            + start + "print(json.dumps([gc.get_threshold(), calls]))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == list(THRESHOLDS)
+    thresholds, calls = json.loads(done.stdout.strip().splitlines()[-1])
+    assert thresholds == list(THRESHOLDS) and calls[:1] == [False]
+
+
+def test_a_long_lived_process_settles_back_to_the_default_thresholds_unless_told_otherwise():
+    """collector.settle(): the imports' objects frozen, Python's defaults back; a process's own thresholds kept."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import gc, json\nfrom lakehouse import collector\ncollector.tune()\ntuned = gc.get_threshold()\n"
+            "collector.settle()\nsettled = gc.get_threshold(), gc.get_freeze_count() > 0\n"
+            "gc.unfreeze(); gc.set_threshold(1000, 5, 5); collector.settle()\n"
+            "print(json.dumps([tuned, settled, gc.get_threshold()]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tuned, settled, own = json.loads(done.stdout.strip().splitlines()[-1])
+    from lakehouse.collector import DEFAULTS, THRESHOLDS
+
+    assert tuned == list(THRESHOLDS) and settled == [list(DEFAULTS), True] and own == [1000, 5, 5]

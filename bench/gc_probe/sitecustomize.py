@@ -3,7 +3,8 @@
 Put on PYTHONPATH with LAKEHOUSE_GC_PROBE naming a folder: Python imports `sitecustomize` at
 start, so each process (the CLI, the daemon, the code server, the forkserver and its forks)
 times its collections with `gc.callbacks` and writes the total, twice a second and at exit,
-to that folder as <pid>.json. A fork starts its own count. Without the variable it does nothing.
+to that folder as <pid>-<start>.json (a fork, which ends with os._exit, only twice a second).
+A fork starts its own count. Without the variable it does nothing.
 """
 
 import gc
@@ -14,7 +15,7 @@ import threading
 import time
 
 _FOLDER = os.environ.get("LAKEHOUSE_GC_PROBE")
-_state = {"started": 0.0, "seconds": 0.0, "collections": [0, 0, 0]}
+_state = {"started": 0.0, "seconds": 0.0, "collections": [0, 0, 0], "name": f"{os.getpid()}-{time.time_ns()}"}
 
 
 def _callback(phase, info):
@@ -28,9 +29,11 @@ def _callback(phase, info):
 def _write():
     record = {"gc_s": round(_state["seconds"], 4), "collections": _state["collections"],
               "command": " ".join(sys.orig_argv)[:300]}
-    try:
-        with open(os.path.join(_FOLDER, f"{os.getpid()}.json"), "w") as out:
+    path = os.path.join(_FOLDER, _state["name"])
+    try:  # whole or not at all: a reader may come at any moment, and two threads may write
+        with open(f"{path}.{threading.get_ident()}.tmp", "w") as out:
             json.dump(record, out)
+        os.replace(out.name, f"{path}.json")
     except OSError:
         pass
 
@@ -46,7 +49,7 @@ def _start():
 
 
 def _forked():
-    _state.update(seconds=0.0, collections=[0, 0, 0])
+    _state.update(seconds=0.0, collections=[0, 0, 0], name=f"{os.getpid()}-{time.time_ns()}")
     _start()
 
 
