@@ -27,8 +27,6 @@ from __future__ import annotations
 import gc
 
 THRESHOLDS = (100_000, 50, 50)
-
-
 DEFAULTS = (700, 10, 10)  # Python's
 
 
