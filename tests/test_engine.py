@@ -491,25 +491,30 @@ def test_a_step_that_stops_reading_midway_leaves_the_connection_usable_for_the_n
         assert eng.to_arrow(eng.from_arrow(SAMPLE)).num_rows == 3  # registering Arrow failed here
 
 
-@pytest.mark.parametrize("preset", [None, (1000, 5, 5)])
-def test_a_process_that_makes_a_session_collects_cycles_less_often_unless_told_otherwise(preset):
-    """lakehouse/collector.py: Python's default thresholds cost a tenth of a small day's time."""
+def _fresh_python(code: str):
+    """What `code`, run in a new interpreter, printed last as JSON: a process's collector starts at Python's defaults."""
     import json
     import subprocess
     import sys
 
+    done = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("preset", [None, (1000, 5, 5)])
+def test_a_process_that_makes_a_session_collects_cycles_less_often_unless_told_otherwise(preset):
+    """lakehouse/collector.py: Python's default thresholds cost a tenth of a small day's time."""
     from lakehouse.collector import THRESHOLDS
 
-    code = ("import gc, json\n"
+    code = ("import gc\n"
             + (f"gc.set_threshold(*{preset})\n" if preset else "")
             + "from lakehouse.resources.engine import Engine\n"
             "before = gc.get_threshold()\n"
             "with Engine('duckdb') as engine:\n"
             "    engine.to_arrow(engine.from_arrow(__import__('pyarrow').table({'n': [1]})))\n"
             "print(json.dumps([before, gc.get_threshold()]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    before, after = _fresh_python(code)
     assert before == list(preset or (700, 10, 10))
     assert after == list(preset or THRESHOLDS)
 
@@ -522,34 +527,23 @@ def test_a_process_that_makes_a_session_collects_cycles_less_often_unless_told_o
 ], ids=["cli", "daemon", "code server", "forkserver"])
 def test_each_process_of_lakehouse_run_sets_the_collector_before_its_imports(start):
     """lakehouse/collector.py: tune() is called, and before Dagster is imported."""
-    import json
-    import subprocess
-    import sys
-
     from lakehouse.collector import THRESHOLDS
 
-    code = ("import gc, json, sys\nfrom lakehouse import collector\ncalls = []\ntune = collector.tune\n"
+    code = ("import gc, sys\nfrom lakehouse import collector\ncalls = []\ntune = collector.tune\n"
             "collector.tune = lambda: (calls.append('dagster' in sys.modules), tune())\n"
             + start + "print(json.dumps([gc.get_threshold(), calls]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    thresholds, calls = json.loads(done.stdout.strip().splitlines()[-1])
+    thresholds, calls = _fresh_python(code)
     assert thresholds == list(THRESHOLDS) and calls[:1] == [False]
 
 
 def test_a_long_lived_process_settles_back_to_the_default_thresholds_unless_told_otherwise():
     """collector.settle(): the imports' objects frozen, Python's defaults back; a process's own thresholds kept."""
-    import json
-    import subprocess
-    import sys
+    from lakehouse.collector import DEFAULTS, THRESHOLDS
 
-    code = ("import gc, json\nfrom lakehouse import collector\ncollector.tune()\ntuned = gc.get_threshold()\n"
+    code = ("import gc\nfrom lakehouse import collector\ncollector.tune()\ntuned = gc.get_threshold()\n"
             "collector.settle()\nsettled = gc.get_threshold(), gc.get_freeze_count() > 0\n"
             "gc.unfreeze(); gc.set_threshold(1000, 5, 5); collector.settle()\n"
             "print(json.dumps([tuned, settled, gc.get_threshold()]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    tuned, settled, own = json.loads(done.stdout.strip().splitlines()[-1])
-    from lakehouse.collector import DEFAULTS, THRESHOLDS
+    tuned, settled, own = _fresh_python(code)
 
     assert tuned == list(THRESHOLDS) and settled == [list(DEFAULTS), True] and own == [1000, 5, 5]
