@@ -246,3 +246,18 @@ def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(mon
     monkeypatch.setenv("LAKEHOUSE_SPARK_CODEGEN", "true")
     session, inside, plan = plan_and_settings()
     assert inside == spark_defaults and "*(" in plan, plan
+
+
+def test_the_session_imports_the_classes_pyspark_names_by_their_short_name():
+    """Every F.col and list of columns resolves `functions` or `PythonUtils` in the JVM: imported
+    one by one (a single import, listed by the JVM view's dir()), the JVM does not search its
+    classpath for them under each of PySpark's wildcard packages first (engine.SHORT_NAMES)."""
+    from lakehouse.resources.engine import SHORT_NAMES
+
+    with Engine("spark") as engine:
+        jvm = engine.session.sparkContext._jvm
+        imported = set(dir(jvm))
+        for name in SHORT_NAMES:
+            short = name.rpartition(".")[2]
+            assert short in imported, (short, sorted(imported))
+            assert getattr(jvm, short)._fqn == name  # the class PySpark means, nothing shadowed

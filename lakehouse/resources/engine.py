@@ -114,6 +114,8 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
         if engine not in _sessions:
             _sessions[engine] = _new_session(engine)
         current = _sessions[engine]
+        if engine == "spark":
+            _import_short_names(current)
         if engine == "spark" and catalog and id(current) not in _catalogs:
             if engine in _jar_problems:
                 raise _jar_problems[engine]
@@ -122,6 +124,29 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
             _check_catalog(current)
             _catalogs[id(current)] = catalog
         return current
+
+
+# Classes PySpark 3.5 names by their short name through the JVM view: `jvm.functions` for every
+# column function (F.col, F.lit, F.when...), `jvm.PythonUtils` for every list of columns. py4j
+# resolves a short name by trying each wildcard import PySpark registered (org.apache.spark.api.java.*,
+# ...) in turn, and each miss makes the JVM search every jar on its classpath. Imported by their
+# full names, the JVM finds them at once: F.col took 1.05 ms, and 0.28 ms after (README, Engines).
+# Spark 4.0 names these classes in full itself (SPARK-48475, SPARK-50685).
+SHORT_NAMES = ("org.apache.spark.sql.functions", "org.apache.spark.api.python.PythonUtils",
+               "org.apache.spark.sql.SparkSession")
+_short_names: set[int] = set()  # the JVM views (by id) given SHORT_NAMES
+
+
+def _import_short_names(session) -> None:
+    """SHORT_NAMES imported one by one into the JVM view PySpark uses, once per view (a session
+    started again in the same process keeps its JVM and view)."""
+    from py4j.java_gateway import java_import
+
+    jvm = session.sparkContext._jvm
+    if id(jvm) not in _short_names:
+        for name in SHORT_NAMES:
+            java_import(jvm, name)
+        _short_names.add(id(jvm))
 
 
 def _check_catalog(session) -> None:
