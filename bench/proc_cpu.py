@@ -56,3 +56,8 @@ class CpuWatch:
         for command, cpu in self.seen.values():
             totals[kind(command)] += cpu
         return totals
+
+    def count_by_kind(self, kind) -> collections.Counter:
+        """How many processes of each `kind(command line)` were seen (one living under `interval`
+        may be missed)."""
+        return collections.Counter(kind(command) for command, _ in self.seen.values())

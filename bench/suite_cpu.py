@@ -9,8 +9,9 @@ Dagster's daemons, code servers and run workers under `lakehouse run`. This runs
 (`pytest -n 2 --dist loadfile`, as `make test`) and reads every process's CPU time once a
 second (bench/proc_cpu.py), counting only processes started after it began (a process is counted
 at its last reading: the last second of a short one can be missed). Prints one JSON
-document: the wall time, pytest's exit code and the CPU by kind. No baseline in the same
-run: a suite takes a quarter of an hour; compare two commits' outputs by hand.
+document: the wall time, pytest's exit code, and the CPU and the number of processes by
+kind. No baseline in the same run: a suite takes a quarter of an hour; compare two commits'
+outputs by hand.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def main() -> None:
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile", *extra],
                               cwd=ROOT, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
-    by_kind = watch.by_kind(kind)
+    by_kind, counts = watch.by_kind(kind), watch.count_by_kind(kind)
     total = sum(by_kind.values())
     print(json.dumps({"wall_s": round(wall, 1), "pytest_exit": done.returncode, "cpu_s": round(total, 1),
                       "cpu_by_kind_s": {k: round(v, 1) for k, v in by_kind.most_common()},
-                      "share": {k: round(v / total, 3) for k, v in by_kind.most_common()} if total else {}}, indent=2))
+                      "share": {k: round(v / total, 3) for k, v in by_kind.most_common()} if total else {},
+                      "processes_by_kind": dict(counts.most_common())}, indent=2))
 
 
 if __name__ == "__main__":
