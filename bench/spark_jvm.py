@@ -11,7 +11,7 @@ generation (LAKEHOUSE_SPARK_CODEGEN's default, off, against on), or this tree ag
 Each round processes --days dirty generated days (the demo's scale) and the dimensions on the
 spark engine, in process (tests/pipeline_helpers), in a fresh child process and home: once
 with the project's default and once with the alternative (or this tree and the commit, checked
-out in a temporary git worktree), alternating. It counts the CPU time
+out in a temporary git worktree, both with this tree's defaults of the two settings), alternating. It counts the CPU time
 of the child's JVM (with its Python workers) and the wall time of the steps. Prints one JSON
 document: medians over the rounds and the ratios (default, or this tree, / alternative).
 """
@@ -44,11 +44,14 @@ print(json.dumps({"wall_s": wall, "jvm_cpu_s": cpu}))
 
 
 def one_round(setting: dict[str, str], days: int, root=ROOT) -> dict:
-    env = {**os.environ, **setting}
+    # The tree on PYTHONPATH too, not only on the child's sys.path: Spark's Python workers import
+    # the project's code (the functions of mapInArrow) and would otherwise take the installed tree.
+    env = {**os.environ, **setting,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), str(root / "tests"), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(days)], capture_output=True, text=True,
                           timeout=1800, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"the run with {setting} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"the run in {root} with {setting} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -248,10 +248,13 @@ def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(mon
     assert inside == spark_defaults and "*(" in plan, plan
 
 
-def test_the_session_imports_the_classes_pyspark_names_by_their_short_name():
+def test_the_session_imports_the_classes_pyspark_names_by_their_short_name(monkeypatch):
     """Every F.col and list of columns resolves `functions` or `PythonUtils` in the JVM: imported
     one by one (a single import, listed by the JVM view's dir()), the JVM does not search its
-    classpath for them under each of PySpark's wildcard packages first (engine.SHORT_NAMES)."""
+    classpath for them under each of PySpark's wildcard packages (engine.SHORT_NAMES)."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.resources import engine as engine_module
     from lakehouse.resources.engine import SHORT_NAMES
 
     with Engine("spark") as engine:
@@ -260,4 +263,11 @@ def test_the_session_imports_the_classes_pyspark_names_by_their_short_name():
         for name in SHORT_NAMES:
             short = name.rpartition(".")[2]
             assert short in imported, (short, sorted(imported))
-            assert getattr(jvm, short)._fqn == name  # the class PySpark means, nothing shadowed
+            assert getattr(jvm, short)._fqn == name  # a class the JVM has, not a JavaPackage
+        # A name the JVM has no class for (another Spark build) is left out: imported, py4j would
+        # answer the short name with a package and every F.col of the process would fail.
+        monkeypatch.setattr(engine_module, "SHORT_NAMES", (*SHORT_NAMES, "org.apache.spark.sql.NoSuchClass"))
+        monkeypatch.setattr(engine_module, "_views_given_short_names", {})
+        engine_module._import_short_names(engine.session)
+        assert "NoSuchClass" not in dir(jvm)
+        assert engine.session.range(2).select(F.col("id")).count() == 2

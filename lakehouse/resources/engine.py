@@ -128,25 +128,28 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
 
 # Classes PySpark 3.5 names by their short name through the JVM view: `jvm.functions` for every
 # column function (F.col, F.lit, F.when...), `jvm.PythonUtils` for every list of columns. py4j
-# resolves a short name by trying each wildcard import PySpark registered (org.apache.spark.api.java.*,
-# ...) in turn, and each miss makes the JVM search every jar on its classpath. Imported by their
-# full names, the JVM finds them at once: F.col took 1.05 ms, and 0.28 ms after (README, Engines).
-# Spark 4.0 names these classes in full itself (SPARK-48475, SPARK-50685).
-SHORT_NAMES = ("org.apache.spark.sql.functions", "org.apache.spark.api.python.PythonUtils",
-               "org.apache.spark.sql.SparkSession")
-_short_names: set[int] = set()  # the JVM views (by id) given SHORT_NAMES
+# tries a short name as a class of its own, then the view's single imports, then each wildcard
+# import PySpark registered (org.apache.spark.api.java.*, ...), and each miss makes the JVM search
+# every jar on its classpath: 7 misses for `functions`, 3 for `PythonUtils`, 1 once imported one
+# by one (py4j 0.10.9.7's TypeUtil.getClass; README, Engines). Spark 4.0 names these classes in
+# full, with no miss (SPARK-48475, SPARK-50685).
+SHORT_NAMES = ("org.apache.spark.sql.functions", "org.apache.spark.api.python.PythonUtils")
+_views_given_short_names: dict[int, object] = {}  # id -> JVM view, kept so its id is not reused
 
 
 def _import_short_names(session) -> None:
-    """SHORT_NAMES imported one by one into the JVM view PySpark uses, once per view (a session
-    started again in the same process keeps its JVM and view)."""
-    from py4j.java_gateway import java_import
+    """SHORT_NAMES imported one by one into the JVM view PySpark uses, once per view (a process
+    has one: a session started again keeps it). Only a class the JVM has is imported: py4j does
+    not fall back to the wildcards for a single import that names no class, which would break
+    every F.col of the process."""
+    from py4j.java_gateway import JavaClass, java_import
 
     jvm = session.sparkContext._jvm
-    if id(jvm) not in _short_names:
+    if _views_given_short_names.get(id(jvm)) is not jvm:
         for name in SHORT_NAMES:
-            java_import(jvm, name)
-        _short_names.add(id(jvm))
+            if isinstance(getattr(jvm, name), JavaClass):  # by its full name: found, or a JavaPackage
+                java_import(jvm, name)
+        _views_given_short_names[id(jvm)] = jvm
 
 
 def _check_catalog(session) -> None:
