@@ -11,9 +11,10 @@ generation (LAKEHOUSE_SPARK_CODEGEN's default, off, against on), or this tree ag
 Each round processes --days dirty generated days (the demo's scale) and the dimensions on the
 spark engine, in process (tests/pipeline_helpers), in a fresh child process and home: once
 with the project's default and once with the alternative (or this tree and the commit, checked
-out in a temporary git worktree, both with this tree's defaults of the two settings), alternating. It counts the CPU time
-of the child's JVM (with its Python workers) and the wall time of the steps. Prints one JSON
-document: medians over the rounds and the ratios (default, or this tree, / alternative).
+out in a temporary git worktree, both with this tree's defaults of the two settings),
+alternating. It counts the CPU time of the child's JVM (with its Python workers) and the wall
+time of the steps. Prints one JSON document: medians over the rounds and the ratios (default,
+or this tree, / alternative).
 """
 
 from __future__ import annotations
