@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,12 @@ def one_round(root: Path, days: int) -> list[float]:
     if done.returncode != 0:
         raise SystemExit(f"the run in {root} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def tree_env(root: Path) -> dict[str, str]:
+    """This environment with `root` and its tests first on PYTHONPATH: for the processes a child
+    starts too (Spark's Python workers, pytest's), which do not see the child's own sys.path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
 
 
 @contextlib.contextmanager

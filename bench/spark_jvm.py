@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 
-from small_days import CHILD_SETUP, ROOT, baseline_tree  # bench/, this script's folder
+from small_days import CHILD_SETUP, ROOT, baseline_tree, tree_env  # bench/, this script's folder
 
 CHILD = CHILD_SETUP + r"""
 import psutil
@@ -45,10 +44,8 @@ print(json.dumps({"wall_s": wall, "jvm_cpu_s": cpu}))
 
 
 def one_round(setting: dict[str, str], days: int, root=ROOT) -> dict:
-    # The tree on PYTHONPATH too, not only on the child's sys.path: Spark's Python workers import
-    # the project's code (the functions of mapInArrow) and would otherwise take the installed tree.
-    env = {**os.environ, **setting,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), str(root / "tests"), os.environ.get("PYTHONPATH")]))}
+    # Spark's Python workers import the project's code (the functions of mapInArrow): from `root`.
+    env = {**tree_env(root), **setting}
     done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(days)], capture_output=True, text=True,
                           timeout=1800, env=env)
     if done.returncode != 0:

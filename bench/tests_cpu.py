@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -27,13 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-from small_days import ROOT, baseline_python, baseline_tree  # bench/, this script's folder
+from small_days import ROOT, baseline_python, baseline_tree, tree_env  # bench/, this script's folder
 
 
 def one_round(root: Path, files: list[str], python: str = sys.executable) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
+    env = tree_env(root)
     done = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root),
                            *[str(root / f) for f in files]], env=env, cwd="/tmp", capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -59,6 +59,7 @@ from sqlglot.expressions.core import Expr as _Node
 from sqlglot.optimizer.annotate_types import TypeAnnotator
 
 from lakehouse import checked_code
+from lakehouse.memo import remembered
 
 log = logging.getLogger(__name__)
 # sha256 (first 16 hex digits) of the source of each function replaced whole, in sqlframe 4.10.0.
@@ -110,20 +111,6 @@ _COMPILED_TO_COLUMN = exp.to_column
 
 
 _PARSED_COLUMNS: dict = {}  # (path, quoted, id(dialect)) -> (dialect, node): see `to_column`
-MEMO_LIMIT = 10_000  # entries of a `remembered` table; beyond it the table starts again (names come from data)
-
-
-def remembered(table: dict, key: tuple, owner, make):
-    """`make()` once for `key` (which ends with `id(owner)`) while `owner` is the object it was made
-    for: kept beside the value, so its id cannot be reused for another. Hand-written rather than
-    `functools.lru_cache`, which would key by the owner's own equality: sqlglot's dialects are
-    equal by class, whatever their settings."""
-    found = table.get(key)
-    if found is None or found[0] is not owner:
-        if len(table) >= MEMO_LIMIT:
-            table.clear()
-        found = table[key] = (owner, make())
-    return found[1]
 
 
 def to_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from lakehouse import checked_code, collector, scratch
 from lakehouse.iceberg import CATALOG_NAME
+from lakehouse.memo import remembered
 from lakehouse.plans import PLANS_KEPT, Plan, plan_of, render
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
 from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_codegen, spark_java_options
@@ -134,7 +135,7 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
 # by one (py4j 0.10.9.7's TypeUtil.getClass; README, Engines). Spark 4.0 names these classes in
 # full, with no miss (SPARK-48475, SPARK-50685).
 SHORT_NAMES = ("org.apache.spark.sql.functions", "org.apache.spark.api.python.PythonUtils")
-_views_given_short_names: dict[int, object] = {}  # id -> JVM view, kept so its id is not reused
+_views_given_short_names: dict = {}  # (id(JVM view),) -> (view, True): `remembered`
 
 
 def _import_short_names(session) -> None:
@@ -144,12 +145,14 @@ def _import_short_names(session) -> None:
     every F.col of the process."""
     from py4j.java_gateway import JavaClass, java_import
 
-    jvm = session.sparkContext._jvm
-    if _views_given_short_names.get(id(jvm)) is not jvm:
+    def imported() -> bool:
         for name in SHORT_NAMES:
             if isinstance(getattr(jvm, name), JavaClass):  # by its full name: found, or a JavaPackage
                 java_import(jvm, name)
-        _views_given_short_names[id(jvm)] = jvm
+        return True
+
+    jvm = session.sparkContext._jvm
+    remembered(_views_given_short_names, (id(jvm),), jvm, imported)
 
 
 def _check_catalog(session) -> None:
@@ -251,8 +254,6 @@ def _input_type(session, kind: str) -> str:
     sqlglot parses and writes the type each time, and a step tells sqlframe of a few dozen tables
     of the same few types (a parse per column: about 1% of a tiny day's CPU, py-spy)."""
     from sqlframe.base.util import normalize_string  # not for a code location that only loads definitions
-
-    from lakehouse.sqlframe_patches import remembered
 
     return remembered(_input_types, (id(session), kind), session, lambda: normalize_string(
         kind, from_dialect="output", to_dialect="input", is_datatype=True))
