@@ -87,6 +87,7 @@ class Settings:
     # spark_java_options(), which has no settings object (dagster-pyspark's resource and get_session call it).
     spark_java_options: str = SPARK_JAVA_OPTIONS
     spark_codegen: bool = SPARK_CODEGEN  # the same, through spark_codegen()
+    plan_cache: Path | None = None  # the same, through plan_cache_dir() (the engine has no settings object)
 
     @property
     def landing_is_s3(self) -> bool:
@@ -224,6 +225,26 @@ def spark_java_options(env: Mapping[str, str] | None = None) -> str:
                             f"give options separated by spaces, such as {SPARK_JAVA_OPTIONS!r}, or set it empty for "
                             "the JVM's defaults")
     return value
+
+
+def plan_cache_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """LAKEHOUSE_PLAN_CACHE: the folder where DuckDB steps keep their transforms' plans for later
+    processes (lakehouse/plan_cache.py); default the user's cache folder (XDG_CACHE_HOME or
+    ~/.cache, then lakehouse/plans); `off`: none, each process plans its own."""
+    env = os.environ if env is None else env
+    raw = (env.get("LAKEHOUSE_PLAN_CACHE") or "").strip()
+    if raw.lower() == "off":
+        return None
+    if raw:
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is not an absolute path; give a folder such as "
+                                "/var/cache/lakehouse/plans, or off to plan in each process")
+        if path.exists() and not path.is_dir():
+            raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is a file, not a folder; give a folder, or off")
+        return path
+    cache = (env.get("XDG_CACHE_HOME") or "").strip()
+    return (Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache") / "lakehouse" / "plans"
 
 
 def spark_codegen(env: Mapping[str, str] | None = None) -> bool:
@@ -388,4 +409,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         duckdb_memory_limit=duckdb_memory_limit(env),
         spark_java_options=spark_java_options(env),
         spark_codegen=spark_codegen(env),
+        plan_cache=plan_cache_dir(env),
     )

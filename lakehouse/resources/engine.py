@@ -21,12 +21,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse import checked_code, collector, scratch
+from lakehouse import checked_code, collector, plan_cache, scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.memo import remembered
 from lakehouse.plans import PLANS_KEPT, Plan, plan_of, render
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
-from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, spark_codegen, spark_java_options
+from lakehouse.settings import DUCKDB_MEMORY_LIMIT, ENGINES, memory_bytes, plan_cache_dir, spark_codegen, spark_java_options
 
 _sessions: dict[str, object] = {}
 _catalogs: dict[int, dict[str, str]] = {}  # the Iceberg catalog each session (by id) was given
@@ -503,7 +503,8 @@ class Engine:
         (as `materialize` makes it) or "arrow" (its rows, as `to_arrow` gives them). On DuckDB its
         SQL is built once per process for the same `key` and the same columns (names and types, in
         order) of each of `frames` (slot name -> DataFrame or None), and afterwards filled in with
-        the new frames' views (`lakehouse.plans`).
+        the new frames' views (`lakehouse.plans`), and kept on disk for later processes of the same
+        code (`lakehouse.plan_cache`): each Dagster run is a new process.
 
         `transform` must be pure: its SQL depends only on `key` (which must name everything else it
         uses, such as a source's contract) and on its frames' columns, never on their rows (nothing
@@ -530,6 +531,11 @@ class Engine:
         found = _plans.get((id(self.session), shape))
         if found is not None and found[0] is self.session:
             return self._replay(found[1], names, result)
+        cache = plan_cache_dir()
+        kept = plan_cache.read(cache, shape)  # another process's plan of the same code (lakehouse/plan_cache.py)
+        if kept is not None:
+            self._remember(shape, kept)
+            return self._replay(kept, names, result)
         self._made = []
         try:
             sql = transform(given).sql(dialect="duckdb", pretty=False, optimize=False)
@@ -540,10 +546,14 @@ class Engine:
             checked_code.warn_once(log, "a transform's SQL reads a view it was not given: it is planned again at "
                                         "each call instead of once per process (slower); results are the same")
         else:
-            if len(_plans) >= PLANS_KEPT:
-                _plans.clear()
-            _plans[(id(self.session), shape)] = (self.session, plan)
+            self._remember(shape, plan)
+            plan_cache.write(cache, shape, plan)
         return self._result(sql, result)
+
+    def _remember(self, shape: tuple, plan: Plan) -> None:
+        if len(_plans) >= PLANS_KEPT:
+            _plans.clear()
+        _plans[(id(self.session), shape)] = (self.session, plan)
 
     def _as_view(self, df) -> tuple:
         """(a frame over a view of `df`'s rows, the view's name, its columns): `df` itself where it is
