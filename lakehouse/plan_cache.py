@@ -2,19 +2,23 @@
 
 Each Dagster run is a new process (a fork of the code server's forkserver), and `Engine.planned`
 keeps plans per process: every run planned a small day's transforms again, about 1.3 s of its
-CPU (a fresh process's first day 0.72x with the plans of another process, README, Engines).
-A plan is text that our code and sqlframe make from its key and its inputs' columns alone (the
-contract `Engine.planned` states), so the same code makes the same plan in any process. Plans
-are kept in a folder named after a digest of everything that code reads: the lakehouse
-package's source (.py and .yaml), the declarations in force (LAKEHOUSE_SOURCES_DIR may keep
-them elsewhere), and the versions of Python, sqlframe, sqlglot and DuckDB. A change to any of
-them reads and writes another folder; folders unused for PRUNE_DAYS are removed.
+CPU (README, Engines). A plan is text that our code and sqlframe make from its key and its
+inputs' columns alone (the contract `Engine.planned` states), so the same code makes the same
+plan in any process. Plans are kept in a folder named after a digest of everything else that
+text depends on: the lakehouse package's source (.py and .yaml) as this process loaded it, the
+declarations in force (LAKEHOUSE_SOURCES_DIR may keep them elsewhere), and the versions of
+Python, sqlframe, sqlglot and DuckDB. Other code reads and writes another folder.
 
-Only a key made of plain values (str, int, float, bool, None, tuples and lists, frozen
-dataclasses of them, such as a source's contract) is kept on disk; any other is planned once
-per process, as before. A file that cannot be read back (damaged, another format) is planned
-anew and replaced, and a folder that cannot be written leaves the process planning as before:
-both are said once per process and recorded as fallbacks (`lakehouse status`).
+What is refused, planned in the process as before, and recorded as a fallback (`lakehouse
+status`), never replayed on a guess:
+- a process whose package files changed on disk after it loaded them (a long-lived forkserver
+  after an edit): the files' digest would not describe the code it runs;
+- a folder not owned by this user, or writable by others: a plan is SQL this process runs;
+- a key that is not made of plain values (exactly str, int, float, bool, None, tuples and
+  lists, frozen dataclasses of them, such as a source's contract);
+- a file that does not read back as a plan of this digest and shape (damaged, cut short,
+  altered, a slot beyond its inputs): planned again and replaced.
+Folders of other digests unused for PRUNE_DAYS are removed (only names of digests).
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +44,22 @@ log = logging.getLogger(__name__)
 PRUNE_DAYS = 14  # a digest's folder unused this long is removed (an older version of the code or libraries)
 LIBRARIES = ("sqlframe", "sqlglot", "duckdb")
 KINDS = ("VIEW", "TABLE")  # what a plan's intermediates are made as (Engine._named)
+_DIGEST = re.compile(r"[0-9a-f]{24}")  # a folder's name; nothing else in the root is pruned
+PACKAGE = Path(__file__).resolve().parent
 counts: collections.Counter = collections.Counter()  # this process's plans: "read", "written" (for tests, benches)
-_folder: dict = {}  # settings' folder -> this code's folder in it, or None where it cannot be used
+
+
+def files_digest(package: Path) -> str:
+    """sha256 of the .py and .yaml files under `package`, by relative path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# The code as this process loaded it (a fork inherits its parent's): read with the package's
+# modules, compared again with the files before the first plan is read or written (`_open`).
+_LOADED = (time.time(), files_digest(PACKAGE))
 
 
 class _NotPlain(Exception):
@@ -46,17 +67,19 @@ class _NotPlain(Exception):
 
 
 def _plain(value):
-    """`value` as JSON-able data that tells apart every two values that are not equal; _NotPlain if it cannot."""
-    if value is None or isinstance(value, (bool, str)):
+    """`value` as JSON-able data that tells apart every two values that are not equal; _NotPlain if
+    it cannot. Exact types only: a str or int subclass (an Enum member) may format differently."""
+    kind = type(value)
+    if value is None or kind in (bool, str):
         return value
-    if isinstance(value, (int, float)):
-        return [type(value).__name__, repr(value)]  # 1, 1.0 and True stay apart
-    if isinstance(value, (tuple, list)):
-        return [type(value).__name__, [_plain(item) for item in value]]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type) and type(value).__dataclass_params__.frozen:
-        return [f"{type(value).__module__}.{type(value).__qualname__}",
+    if kind in (int, float):
+        return [kind.__name__, repr(value)]  # 1, 1.0 and True stay apart
+    if kind in (tuple, list):
+        return [kind.__name__, [_plain(item) for item in value]]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and kind.__dataclass_params__.frozen:
+        return [f"{kind.__module__}.{kind.__qualname__}",
                 [[field.name, _plain(getattr(value, field.name))] for field in dataclasses.fields(value)]]
-    raise _NotPlain(type(value).__name__)
+    raise _NotPlain(kind.__name__)
 
 
 def encode(value) -> str | None:
@@ -67,62 +90,102 @@ def encode(value) -> str | None:
         return None
 
 
-def code_digest() -> str:
-    """A digest of what a plan depends on besides its key and inputs (see the module)."""
+def code_digest(files: str, contracts: dict) -> str | None:
+    """The digest a plan is kept under: the package's `files` digest, the declarations `contracts`
+    and the libraries' and Python's versions; None if a declaration is not plain (not kept)."""
     from importlib import metadata
 
-    from lakehouse.contracts import CONTRACTS
-
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    declared = encode(tuple(sorted(contracts.items())))
+    if declared is None:
+        return None
     versions = [sys.version] + [f"{name} {metadata.version(name)}" for name in LIBRARIES]
-    digest.update(json.dumps(versions).encode())
-    digest.update((encode(tuple(sorted(CONTRACTS.items()))) or "").encode())
-    return digest.hexdigest()[:24]
+    return hashlib.sha256("\0".join([files, declared, *versions]).encode()).hexdigest()[:24]
+
+
+_folders: dict = {}  # root -> (the declarations it was opened with, this code's folder in it or None)
 
 
 def folder(root: Path | None) -> Path | None:
-    """This code's folder under `root` (made, and older digests' folders pruned, once per process); None if off."""
+    """This code's folder under `root`, or None (off, or refused: see the module). Opened once per
+    process and declarations: a test or a reload that replaces a source's contract gets another."""
     if root is None:
         return None
-    if root not in _folder:
-        _folder[root] = _open(root)
-    return _folder[root]
+    from lakehouse.contracts import CONTRACTS
+
+    opened = _folders.get(root)
+    if opened is None or opened[0].keys() != CONTRACTS.keys() or any(
+            opened[0][name] is not contract for name, contract in CONTRACTS.items()):
+        opened = _folders[root] = (dict(CONTRACTS), _open(root, CONTRACTS))
+    return opened[1]
 
 
-def _open(root: Path) -> Path | None:
-    here = root / code_digest()
+def _refuse(why: str, *args) -> None:
+    checked_code.warn_once(log, f"the plan cache is not used: {why}; each process plans its transforms itself "
+                                "(slower), results are the same", *args)
+
+
+def _open(root: Path, contracts: dict) -> Path | None:
+    loaded_at, files = _LOADED
+    try:
+        changed = [p for p in PACKAGE.rglob("*") if p.suffix in (".py", ".yaml") and p.stat().st_mtime > loaded_at]
+    except OSError:
+        changed = []
+    if changed and files_digest(PACKAGE) != files:
+        _refuse("this process's code changed on disk after it was loaded (%s); restart it", changed[0].name)
+        return None
+    digest = code_digest(files, contracts)
+    if digest is None:
+        _refuse("a source's declaration is not plain values")
+        return None
+    here = root / digest
     try:
         here.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.utime(here)  # in use: not pruned
+        unsafe = [str(p) for p in (root, here) if _unsafe(p.stat())]
     except OSError as error:
-        checked_code.warn_once(log, "the plan cache %s cannot be used (%s): each process plans its transforms "
-                                    "itself (slower); set LAKEHOUSE_PLAN_CACHE to a writable folder, or off",
-                               str(root), error.strerror or error)
+        _refuse("%s cannot be written (%s); set LAKEHOUSE_PLAN_CACHE to a writable folder, or off", str(root),
+                error.strerror or error)
+        return None
+    if unsafe:
+        _refuse("%s is another user's or writable by others (a plan is SQL this process runs); give "
+                "LAKEHOUSE_PLAN_CACHE a folder of your own", unsafe[0])
         return None
     _prune(root, here)
     return here
 
 
+def _unsafe(st: os.stat_result) -> bool:
+    return st.st_uid != os.getuid() or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
 def _prune(root: Path, here: Path) -> None:
-    """Remove the folders of other digests unused for PRUNE_DAYS; a failure is only logged (housekeeping)."""
+    """Remove the folders of other digests unused for PRUNE_DAYS (nothing else in the root)."""
     old = time.time() - PRUNE_DAYS * 86400
     try:
         for other in root.iterdir():
-            if other != here and other.is_dir() and other.stat().st_mtime < old:
-                shutil.rmtree(other, ignore_errors=True)
+            if other != here and _DIGEST.fullmatch(other.name) and other.is_dir() and other.stat().st_mtime < old:
+                shutil.rmtree(other)
     except OSError as error:
-        log.warning("could not prune old plans in %s: %s", root, error)
+        checked_code.warn_once(log, "old plans in %s could not be removed (%s): they keep their disk space",
+                               str(root), error.strerror or error)
 
 
 def _path(here: Path, text: str) -> Path:
     return here / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
 
 
+def _body(shape_text: str, plan: Plan) -> str:
+    return json.dumps({"shape": shape_text, "made": [[kind, list(parts)] for kind, parts in plan.made],
+                       "result": list(plan.result)}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _inputs(shape) -> int:
+    """How many views fill a plan's first slots: one per frame given (`Engine.planned`'s shape)."""
+    return sum(1 for _slot, columns, _same in shape[1:] if columns is not None)
+
+
 def read(root: Path | None, shape) -> Plan | None:
-    """The plan kept for `shape` (a transform's key and inputs), or None (none kept, not plain, or damaged)."""
+    """The plan kept for `shape` (a transform's key and inputs), or None (none kept, not plain, refused)."""
     here, text = folder(root), encode(shape)
     if here is None or text is None:
         return None
@@ -136,41 +199,56 @@ def read(root: Path | None, shape) -> Plan | None:
                                error.strerror or error)
         return None
     try:
-        data = json.loads(raw)
+        document = json.loads(raw)
+        body = document["body"]
+        if document["digest"] != here.name or document["sha256"] != hashlib.sha256(body.encode()).hexdigest():
+            raise ValueError("not this digest's, or altered")
+        data = json.loads(body)
         if data["shape"] != text:
-            return None  # another shape with the same file name (a digest's collision): planned here
-        plan = Plan(tuple((kind, _template(parts)) for kind, parts in data["made"] if kind in KINDS),
-                    _template(data["result"]))
-        if len(plan.made) != len(data["made"]):
-            raise ValueError("an intermediate of an unknown kind")
-    except (ValueError, KeyError, TypeError) as error:
+            return None  # another shape under the same file name (a hash's collision): planned here
+        inputs, made = _inputs(shape), []
+        for k, (kind, parts) in enumerate(data["made"]):
+            if kind not in KINDS:
+                raise ValueError(f"an intermediate of kind {kind!r}")
+            made.append((kind, _template(parts, inputs + k)))
+        plan = Plan(tuple(made), _template(data["result"], inputs + len(made)))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         checked_code.warn_once(log, "a kept plan in %s was damaged (%s): planned again and replaced; results are "
-                                    "the same", str(here), type(error).__name__)
+                                    "the same", str(here), error)
         return None
     counts["read"] += 1
     return plan
 
 
-def _template(parts) -> tuple:
-    if not isinstance(parts, list) or not all(isinstance(p, str) or (isinstance(p, int) and not isinstance(p, bool) and p >= 0)
-                                              for p in parts):
-        raise ValueError("not a template")
+def _template(parts, slots: int) -> tuple:
+    """`parts` as a template whose slots are all below `slots` (the views there are when it runs)."""
+    if not isinstance(parts, list) or not all(
+            type(p) is str or (type(p) is int and 0 <= p < slots) for p in parts):
+        raise ValueError("not a template of its views")
     return tuple(parts)
 
 
 def write(root: Path | None, shape, plan: Plan) -> None:
-    """Keep `plan` for `shape`, for later processes (written whole or not at all)."""
+    """Keep `plan` for `shape`, for later processes: written whole or not at all."""
     here, text = folder(root), encode(shape)
-    if here is None or text is None:
+    if here is None:
         return
-    path = _path(here, text)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if text is None:
+        checked_code.warn_once(log, "a transform's key (%s) is not plain values: it is planned in each process "
+                                    "(slower); results are the same", repr(shape[0])[:60])
+        return
+    body = _body(text, plan)
+    document = json.dumps({"digest": here.name, "sha256": hashlib.sha256(body.encode()).hexdigest(), "body": body})
     try:
-        partial.write_text(json.dumps({"shape": text, "made": [[kind, list(parts)] for kind, parts in plan.made],
-                                       "result": list(plan.result)}, ensure_ascii=False), encoding="utf-8")
-        os.replace(partial, path)
+        handle, partial = tempfile.mkstemp(dir=here, suffix=".tmp")  # a new file of this process, never a link
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(document)
+            os.replace(partial, _path(here, text))
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
     except OSError as error:
-        partial.unlink(missing_ok=True)
         checked_code.warn_once(log, "a plan could not be kept in %s (%s): later processes plan it again (slower); "
                                     "results are the same", str(here), error.strerror or error)
         return

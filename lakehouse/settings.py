@@ -229,22 +229,21 @@ def spark_java_options(env: Mapping[str, str] | None = None) -> str:
 
 def plan_cache_dir(env: Mapping[str, str] | None = None) -> Path | None:
     """LAKEHOUSE_PLAN_CACHE: the folder where DuckDB steps keep their transforms' plans for later
-    processes (lakehouse/plan_cache.py); default the user's cache folder (XDG_CACHE_HOME or
-    ~/.cache, then lakehouse/plans); `off`: none, each process plans its own."""
+    processes (lakehouse/plan_cache.py); default `cache/plans` in LAKEHOUSE_HOME; `off`: none, each
+    process plans its own. The folder must be the user's own (a plan is SQL a step runs)."""
     env = os.environ if env is None else env
     raw = (env.get("LAKEHOUSE_PLAN_CACHE") or "").strip()
     if raw.lower() == "off":
         return None
-    if raw:
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is not an absolute path; give a folder such as "
-                                "/var/cache/lakehouse/plans, or off to plan in each process")
-        if path.exists() and not path.is_dir():
-            raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is a file, not a folder; give a folder, or off")
-        return path
-    cache = (env.get("XDG_CACHE_HOME") or "").strip()
-    return (Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache") / "lakehouse" / "plans"
+    if not raw:
+        return home_dir(env) / "cache" / "plans"
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is not an absolute path; give a folder of your own, such "
+                            "as ~/.cache/lakehouse/plans, or off to plan in each process")
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is a file, not a folder; give a folder, or off")
+    return path
 
 
 def spark_codegen(env: Mapping[str, str] | None = None) -> bool:

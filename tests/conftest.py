@@ -19,6 +19,18 @@ collector.tune()
 _LAKEHOUSE_VARS = [v for v in os.environ if v.startswith("LAKEHOUSE_")] + ["DAGSTER_HOME"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plans_of_this_session(tmp_path_factory):
+    """One plan cache (lakehouse/plan_cache.py) for the session's test workers and every process they
+    start, under the session's temporary folder: a test's home would start empty each time, and the
+    user's cache would carry plans of earlier sessions (and of the tests' own keys) into this one."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "plans"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAKEHOUSE_PLAN_CACHE", str(root))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def fallbacks_stay_in_test_homes(monkeypatch, tmp_path_factory):
     """Fallbacks that tests take on purpose in their own process are recorded only in homes under the

@@ -6,11 +6,14 @@ planned around and recorded as a fallback; other code's folders are pruned."""
 from __future__ import annotations
 
 import dataclasses
+import enum
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,7 +24,7 @@ from lakehouse.contracts import CONTRACTS
 from lakehouse.resources import engine as engine_module
 from lakehouse.resources.engine import Engine
 from lakehouse.settings import SettingsError, load_settings, plan_cache_dir
-from lakehouse.steps.measures import rows_by
+from lakehouse.steps.measures import _rows_by
 
 TESTS = Path(__file__).parent
 
@@ -80,6 +83,10 @@ def test_a_new_process_replays_another_process_plans_and_writes_the_same_tables(
     assert kept(tmp_path / "other-cache") == kept(tmp_path / "cache")
 
 
+class Kind(str, enum.Enum):
+    A = "a"
+
+
 def test_only_plain_keys_are_kept_and_they_are_told_apart_by_value():
     orders = CONTRACTS["orders"]
     assert plan_cache.encode(("classify", orders)) == plan_cache.encode(("classify", dataclasses.replace(orders)))
@@ -88,24 +95,28 @@ def test_only_plain_keys_are_kept_and_they_are_told_apart_by_value():
     values = [1, 1.0, True, "1", (1,), [1], None, ("a", ("b",)), ("a", "b")]
     assert len({plan_cache.encode(v) for v in values}) == len(values)
     assert plan_cache.encode(("rows_by", len)) is None  # a function: planned per process only
+    assert plan_cache.encode(Kind.A) is None  # equal to "a", and formats as "Kind.A": not plain
     assert plan_cache.encode({"a": 1}) is None
 
 
 @pytest.fixture
 def fresh(lakehouse_env, monkeypatch, tmp_path):
-    """This process as a new one: no plans in memory, no folder opened; the cache in tmp_path."""
+    """This process as a new one: no plans in memory, no folder opened, nothing counted; the cache in tmp_path."""
     monkeypatch.setattr(engine_module, "_plans", {})
-    monkeypatch.setattr(plan_cache, "_folder", {})
+    monkeypatch.setattr(plan_cache, "_folders", {})
+    monkeypatch.setattr(plan_cache, "counts", plan_cache.collections.Counter())
     monkeypatch.setattr(checked_code, "_warned", set())
     monkeypatch.setenv("LAKEHOUSE_PLAN_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
-def counted() -> dict[str, int]:
-    """A planned transform (`rows_by`) on a few rows: three rows of two dates."""
+def counted(key_extra=()) -> dict[str, int]:
+    """A planned transform (`Engine.planned`, as `rows_by` calls it) on three rows of two dates."""
     table = pa.table({"d": ["2026-03-10", "2026-03-11", "2026-03-10"], "v": [1, 2, 3]})
     with Engine("duckdb") as engine:
-        return rows_by(engine, engine.from_arrow(table), "d")
+        grouped = engine.planned(("rows_by", "d", *key_extra), {"df": engine.from_arrow(table)},
+                                 lambda given: _rows_by(given["df"], "d"), "arrow")
+    return {row["_group"]: int(row["_rows"]) for row in grouped.to_pylist()}
 
 
 WANT = {"2026-03-10": 2, "2026-03-11": 1}
@@ -116,18 +127,73 @@ def folder_of(cache: Path) -> Path:
     return here
 
 
-def test_a_damaged_plan_is_made_again_replaced_and_recorded(fresh, lakehouse_env, monkeypatch):
-    assert counted() == WANT and plan_cache.counts["written"] >= 1
-    (path,) = folder_of(fresh).glob("*.json")
-    whole = path.read_text()
-    path.write_text(whole[: len(whole) // 2])  # cut short by hand: os.replace never leaves a partial file
-    monkeypatch.setattr(engine_module, "_plans", {})  # a new process
+def fallbacks(settings) -> list[str]:
+    return [f["message"] for f in checked_code.fallbacks(settings.home)]
+
+
+def as_new_process(monkeypatch) -> None:
+    monkeypatch.setattr(engine_module, "_plans", {})
+    monkeypatch.setattr(plan_cache, "_folders", {})
+
+
+def test_a_plan_is_read_back_by_a_new_process(fresh, monkeypatch):
+    assert counted() == WANT and plan_cache.counts == {"written": 1}
+    as_new_process(monkeypatch)
+    assert counted() == WANT and plan_cache.counts == {"written": 1, "read": 1}
+
+
+def rewrite(path: Path, change) -> None:
+    """The kept file with its plan changed by `change(plan data)`, its digest and checksum made to match."""
+    document = json.loads(path.read_text())
+    data = json.loads(document["body"])
+    change(data)
+    document["body"] = json.dumps(data)
+    document["sha256"] = hashlib.sha256(document["body"].encode()).hexdigest()
+    path.write_text(json.dumps(document))
+
+
+def cut_short(path: Path) -> None:
+    path.write_text(path.read_text()[:100])  # by hand: os.replace never leaves a partial file
+
+
+def bad_slot(path: Path) -> None:
+    rewrite(path, lambda data: data["result"].append(7))  # one view given, none made: slot 7 is nothing
+
+
+def unknown_kind(path: Path) -> None:
+    rewrite(path, lambda data: data["made"].append(["MACRO", ["SELECT 1"]]))
+
+
+def altered(path: Path) -> None:
+    document = json.loads(path.read_text())
+    document["body"] = document["body"].replace("COUNT(1)", "COUNT(1) + 1")  # valid, and wrong: the checksum tells
+    path.write_text(json.dumps(document))
+
+
+def from_other_code(path: Path) -> None:
+    document = json.loads(path.read_text())
+    document["digest"] = "0" * 24
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("damage", [cut_short, bad_slot, unknown_kind, altered, from_other_code])
+def test_a_file_that_is_not_this_codes_plan_is_made_again_replaced_and_recorded(fresh, lakehouse_env, monkeypatch,
+                                                                                 damage):
     assert counted() == WANT
-    # Made again and replaced whole (its CTEs' names, hashes of the SQL with the views of the
-    # moment, may differ: they are local to the statement).
-    assert json.loads(path.read_text())["shape"] == json.loads(whole)["shape"]
-    found = [f["message"] for f in checked_code.fallbacks(lakehouse_env.home)]
-    assert any("was damaged" in m and "planned again and replaced" in m for m in found), found
+    (path,) = folder_of(fresh).glob("*.json")
+    whole = json.loads(path.read_text())
+    damage(path)
+    as_new_process(monkeypatch)
+    assert counted() == WANT
+    assert plan_cache.counts == {"written": 2}  # not read: planned again, and replaced
+    assert json.loads(json.loads(path.read_text())["body"])["shape"] == json.loads(whole["body"])["shape"]
+    assert any("was damaged" in m and "planned again and replaced" in m for m in fallbacks(lakehouse_env))
+
+
+def test_a_key_that_is_not_plain_values_is_planned_in_each_process_and_said(fresh, lakehouse_env):
+    assert counted(key_extra=(len,)) == WANT
+    assert plan_cache.counts == {} and not list(folder_of(fresh).glob("*.json"))
+    assert any("is not plain values" in m and "'rows_by'" in m for m in fallbacks(lakehouse_env))
 
 
 def test_a_folder_that_cannot_be_written_leaves_planning_in_process_and_is_recorded(fresh, lakehouse_env,
@@ -135,38 +201,72 @@ def test_a_folder_that_cannot_be_written_leaves_planning_in_process_and_is_recor
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("LAKEHOUSE_PLAN_CACHE", str(blocker / "plans"))  # under a file: no folder can be made
-    written = plan_cache.counts["written"]
-    assert counted() == WANT
-    assert plan_cache.counts["written"] == written
-    found = [f["message"] for f in checked_code.fallbacks(lakehouse_env.home)]
-    assert any("cannot be used" in m and "LAKEHOUSE_PLAN_CACHE" in m for m in found), found
+    assert counted() == WANT and plan_cache.counts == {}
+    assert any("cannot be written" in m and "LAKEHOUSE_PLAN_CACHE" in m for m in fallbacks(lakehouse_env))
 
 
-def test_other_code_reads_another_folder_and_old_folders_are_pruned(fresh, monkeypatch):
+def test_a_folder_others_can_write_is_not_used(fresh, lakehouse_env):
+    fresh.mkdir()
+    fresh.chmod(0o777)
+    assert counted() == WANT and plan_cache.counts == {}
+    assert any("writable by others" in m for m in fallbacks(lakehouse_env))
+
+
+def test_a_process_whose_code_changed_on_disk_keeps_nothing(fresh, lakehouse_env, monkeypatch):
+    monkeypatch.setattr(plan_cache, "_LOADED", (0.0, "the digest of other files"))  # loaded before every file's time
+    assert counted() == WANT and plan_cache.counts == {}
+    assert any("changed on disk after it was loaded" in m for m in fallbacks(lakehouse_env))
+
+
+def test_the_digest_follows_the_files_the_declarations_and_the_libraries(tmp_path, monkeypatch):
+    package = tmp_path / "pkg"
+    (package / "sub" / "__pycache__").mkdir(parents=True)
+    (package / "a.py").write_text("A = 1\n")
+    (package / "sub" / "b.yaml").write_text("b: 1\n")
+    first = plan_cache.files_digest(package)
+    (package / "sub" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"x")
+    (package / "notes.txt").write_text("not code")
+    assert plan_cache.files_digest(package) == first
+    (package / "sub" / "b.yaml").write_text("b: 2\n")
+    assert plan_cache.files_digest(package) != first
+
+    orders = CONTRACTS["orders"]
+    base = plan_cache.code_digest(first, CONTRACTS)
+    assert plan_cache.code_digest(first, dict(CONTRACTS)) == base
+    assert plan_cache.code_digest("other files", CONTRACTS) != base
+    assert plan_cache.code_digest(first, {**CONTRACTS, "orders": dataclasses.replace(orders, owner="team:x")}) != base
+    version = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "9.9.9" if name == "sqlglot" else version(name))
+    assert plan_cache.code_digest(first, CONTRACTS) != base
+
+
+def test_a_replaced_declaration_opens_another_folder_and_old_folders_of_digests_are_pruned(fresh, monkeypatch):
     assert counted() == WANT
     mine = folder_of(fresh)
-    stale, recent = fresh / "from-old-code", fresh / "from-yesterday"
-    for folder in (stale, recent):
+    stale, recent, foreign = fresh / ("a" * 24), fresh / ("b" * 24), fresh / "not-a-digest"
+    for folder in (stale, recent, foreign):
         folder.mkdir()
     old = time.time() - (plan_cache.PRUNE_DAYS + 1) * 86400
-    os.utime(stale, (old, old))
-    monkeypatch.setattr(plan_cache, "_folder", {})  # a new process, of other code
-    monkeypatch.setattr(engine_module, "_plans", {})
-    monkeypatch.setattr(plan_cache, "code_digest", lambda: "other-code")
-    read = plan_cache.counts["read"]
+    for folder in (stale, foreign):
+        os.utime(folder, (old, old))
+    orders = CONTRACTS["orders"]
+    monkeypatch.setitem(CONTRACTS, "orders", dataclasses.replace(orders, owner="team:elsewhere"))
+    monkeypatch.setattr(engine_module, "_plans", {})  # the same process, another declaration
     assert counted() == WANT
-    assert plan_cache.counts["read"] == read  # nothing read from this code's folder
-    assert sorted(p.name for p in fresh.iterdir()) == sorted([mine.name, "from-yesterday", "other-code"])
-    assert len(list((fresh / "other-code").glob("*.json"))) == 1
+    assert plan_cache.counts == {"written": 2}  # nothing read from the first declaration's folder
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(
+        [mine.name, recent.name, foreign.name, plan_cache.code_digest(plan_cache._LOADED[1], CONTRACTS)])
 
 
 def test_the_setting(tmp_path):
-    assert plan_cache_dir({"LAKEHOUSE_PLAN_CACHE": "off"}) is None
-    assert plan_cache_dir({"LAKEHOUSE_PLAN_CACHE": str(tmp_path)}) == tmp_path
-    assert plan_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "lakehouse" / "plans"
-    assert plan_cache_dir({}) == Path.home() / ".cache" / "lakehouse" / "plans"
+    home = {"LAKEHOUSE_HOME": str(tmp_path / "h")}
+    assert plan_cache_dir({**home, "LAKEHOUSE_PLAN_CACHE": "OFF"}) is None
+    assert plan_cache_dir({**home, "LAKEHOUSE_PLAN_CACHE": str(tmp_path)}) == tmp_path
+    assert plan_cache_dir({**home, "LAKEHOUSE_PLAN_CACHE": "~/plans"}) == Path("~/plans").expanduser()
+    assert plan_cache_dir(home) == tmp_path / "h" / "cache" / "plans"
+    assert load_settings(home).plan_cache == tmp_path / "h" / "cache" / "plans"
     with pytest.raises(SettingsError, match="LAKEHOUSE_PLAN_CACHE='plans' is not an absolute path"):
-        load_settings({"LAKEHOUSE_HOME": str(tmp_path / "h"), "LAKEHOUSE_PLAN_CACHE": "plans"})
+        load_settings({**home, "LAKEHOUSE_PLAN_CACHE": "plans"})
     (tmp_path / "f").write_text("")
     with pytest.raises(SettingsError, match="is a file, not a folder"):
-        load_settings({"LAKEHOUSE_HOME": str(tmp_path / "h"), "LAKEHOUSE_PLAN_CACHE": str(tmp_path / "f")})
+        load_settings({**home, "LAKEHOUSE_PLAN_CACHE": str(tmp_path / "f")})
