@@ -11,8 +11,9 @@ Python, sqlframe, sqlglot and DuckDB. Other code reads and writes another folder
 
 What is refused, planned in the process as before, and recorded as a fallback (`lakehouse
 status`), never replayed on a guess:
-- a process whose package files changed on disk after it loaded them (a long-lived forkserver
-  after an edit): the files' digest would not describe the code it runs;
+- a process started before a package file last changed (a long-lived forkserver after an edit):
+  the files' digest might not describe the code it runs (the libraries' versions are read when
+  the engine is imported, next to when the process imports them);
 - a folder not owned by this user, or writable by others: a plan is SQL this process runs;
 - a key that is not made of plain values (exactly str, int, float, bool, None, tuples and
   lists, frozen dataclasses of them, such as a source's contract);
@@ -49,17 +50,51 @@ PACKAGE = Path(__file__).resolve().parent
 counts: collections.Counter = collections.Counter()  # this process's plans: "read", "written" (for tests, benches)
 
 
+def _code_files(package: Path) -> list[Path]:
+    """The .py and .yaml files under `package` (not caches, not an editor's hidden lock or backup files)."""
+    return sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts
+                  and not p.name.startswith((".", "#")))
+
+
 def files_digest(package: Path) -> str:
-    """sha256 of the .py and .yaml files under `package`, by relative path and content."""
+    """sha256 of the code files under `package`, by relative path and content (one that cannot be read
+    counts as such, never raises: this runs when the engine is imported)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in _code_files(package):
+        try:
+            content = path.read_bytes()
+        except OSError as error:
+            content = f"unreadable: {error.strerror or error}".encode()
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + content + b"\0")
     return digest.hexdigest()
 
 
-# The code as this process loaded it (a fork inherits its parent's): read with the package's
-# modules, compared again with the files before the first plan is read or written (`_open`).
-_LOADED = (time.time(), files_digest(PACKAGE))
+def _started() -> float:
+    """When this process started (a fork: its parent's value is inherited with `_LOADED`)."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001  no process table: the import's time, later but close
+        return time.time()
+
+
+def _versions() -> list[str]:
+    from importlib import metadata
+
+    found = [sys.version]
+    for name in LIBRARIES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} none")
+    return found
+
+
+# The code as this process loaded it, read when the engine is imported (a fork, such as a run
+# worker, inherits its forkserver's): when the process started, the package's files' digest and
+# the libraries' versions. A file changed after the start refuses the cache (`_open`).
+_LOADED = (_started(), files_digest(PACKAGE), _versions())
 
 
 class _NotPlain(Exception):
@@ -90,15 +125,12 @@ def encode(value) -> str | None:
         return None
 
 
-def code_digest(files: str, contracts: dict) -> str | None:
+def code_digest(files: str, contracts: dict, versions: list[str]) -> str | None:
     """The digest a plan is kept under: the package's `files` digest, the declarations `contracts`
-    and the libraries' and Python's versions; None if a declaration is not plain (not kept)."""
-    from importlib import metadata
-
+    and Python's and the libraries' `versions`; None if a declaration is not plain (not kept)."""
     declared = encode(tuple(sorted(contracts.items())))
     if declared is None:
         return None
-    versions = [sys.version] + [f"{name} {metadata.version(name)}" for name in LIBRARIES]
     return hashlib.sha256("\0".join([files, declared, *versions]).encode()).hexdigest()[:24]
 
 
@@ -125,21 +157,23 @@ def _refuse(why: str, *args) -> None:
 
 
 def _open(root: Path, contracts: dict) -> Path | None:
-    loaded_at, files = _LOADED
+    started, files, versions = _LOADED
     try:
-        changed = [p for p in PACKAGE.rglob("*") if p.suffix in (".py", ".yaml") and p.stat().st_mtime > loaded_at]
-    except OSError:
-        changed = []
-    if changed and files_digest(PACKAGE) != files:
-        _refuse("this process's code changed on disk after it was loaded (%s); restart it", changed[0].name)
+        # ctime, which no tool sets back (cp -p and rsync -t keep an older mtime)
+        changed = [p.name for p in _code_files(PACKAGE) if p.stat().st_ctime > started]
+    except OSError as error:
+        changed = [f"its files could not be read: {error.strerror or error}"]
+    if changed:
+        _refuse("the code changed on disk after this process started (%s); a new process uses it", changed[0])
         return None
-    digest = code_digest(files, contracts)
+    digest = code_digest(files, contracts, versions)
     if digest is None:
         _refuse("a source's declaration is not plain values")
         return None
     here = root / digest
     try:
-        here.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's alone, whatever the umask
+        here.mkdir(exist_ok=True, mode=0o700)
         os.utime(here)  # in use: not pruned
         unsafe = [str(p) for p in (root, here) if _unsafe(p.stat())]
     except OSError as error:
@@ -191,7 +225,7 @@ def read(root: Path | None, shape) -> Plan | None:
         return None
     path = _path(here, text)
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -199,7 +233,7 @@ def read(root: Path | None, shape) -> Plan | None:
                                error.strerror or error)
         return None
     try:
-        document = json.loads(raw)
+        document = json.loads(raw.decode("utf-8"))
         body = document["body"]
         if document["digest"] != here.name or document["sha256"] != hashlib.sha256(body.encode()).hexdigest():
             raise ValueError("not this digest's, or altered")

@@ -41,10 +41,12 @@ def fallbacks_stay_in_test_homes(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture
-def lakehouse_env(tmp_path, monkeypatch):
-    """A fresh LAKEHOUSE_HOME under tmp_path with every other setting at its default."""
+def lakehouse_env(tmp_path, monkeypatch, plans_of_this_session):
+    """A fresh LAKEHOUSE_HOME under tmp_path with every other setting at its default, but the
+    session's plan cache (`plans_of_this_session`)."""
     for name in _LAKEHOUSE_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LAKEHOUSE_PLAN_CACHE", str(plans_of_this_session))
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
     return load_settings()

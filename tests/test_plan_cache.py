@@ -157,7 +157,11 @@ def cut_short(path: Path) -> None:
 
 
 def bad_slot(path: Path) -> None:
-    rewrite(path, lambda data: data["result"].append(7))  # one view given, none made: slot 7 is nothing
+    rewrite(path, lambda data: data["result"].append(1))  # one view given (slot 0), none made: slot 1 is nothing
+
+
+def not_utf8(path: Path) -> None:
+    path.write_bytes(b"\xff\xfe" + path.read_bytes())
 
 
 def unknown_kind(path: Path) -> None:
@@ -176,7 +180,7 @@ def from_other_code(path: Path) -> None:
     path.write_text(json.dumps(document))
 
 
-@pytest.mark.parametrize("damage", [cut_short, bad_slot, unknown_kind, altered, from_other_code])
+@pytest.mark.parametrize("damage", [cut_short, not_utf8, bad_slot, unknown_kind, altered, from_other_code])
 def test_a_file_that_is_not_this_codes_plan_is_made_again_replaced_and_recorded(fresh, lakehouse_env, monkeypatch,
                                                                                  damage):
     assert counted() == WANT
@@ -205,17 +209,48 @@ def test_a_folder_that_cannot_be_written_leaves_planning_in_process_and_is_recor
     assert any("cannot be written" in m and "LAKEHOUSE_PLAN_CACHE" in m for m in fallbacks(lakehouse_env))
 
 
-def test_a_folder_others_can_write_is_not_used(fresh, lakehouse_env):
+def test_a_root_others_can_write_is_not_used(fresh, lakehouse_env):
     fresh.mkdir()
     fresh.chmod(0o777)
     assert counted() == WANT and plan_cache.counts == {}
     assert any("writable by others" in m for m in fallbacks(lakehouse_env))
 
 
-def test_a_process_whose_code_changed_on_disk_keeps_nothing(fresh, lakehouse_env, monkeypatch):
-    monkeypatch.setattr(plan_cache, "_LOADED", (0.0, "the digest of other files"))  # loaded before every file's time
+def test_a_process_started_before_its_code_changed_on_disk_keeps_nothing(fresh, lakehouse_env, monkeypatch):
+    _started, files, versions = plan_cache._LOADED
+    monkeypatch.setattr(plan_cache, "_LOADED", (0.0, files, versions))  # started before every file's last change
     assert counted() == WANT and plan_cache.counts == {}
-    assert any("changed on disk after it was loaded" in m for m in fallbacks(lakehouse_env))
+    assert any("the code changed on disk after this process started" in m for m in fallbacks(lakehouse_env))
+
+
+def test_a_file_that_cannot_be_read_is_part_of_the_digest_and_never_breaks_the_import(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("A = 1\n")
+    first = plan_cache.files_digest(package)
+    (package / ".#a.py").symlink_to(package / "gone")  # an editor's lock: hidden, not code
+    assert plan_cache.files_digest(package) == first
+    (package / "b.py").symlink_to(package / "gone")  # a dangling link named as code
+    assert plan_cache.files_digest(package) not in (first, None)
+
+
+def test_a_default_umask_that_lets_the_group_write_still_gives_a_folder_of_ones_own(fresh, lakehouse_env):
+    old = os.umask(0o002)
+    try:
+        assert counted() == WANT
+    finally:
+        os.umask(old)
+    assert plan_cache.counts == {"written": 1}
+    for folder in (fresh, folder_of(fresh)):
+        assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_digest_folder_others_can_write_is_not_used(fresh, lakehouse_env, monkeypatch):
+    assert counted() == WANT
+    folder_of(fresh).chmod(0o770)
+    as_new_process(monkeypatch)
+    assert counted() == WANT and plan_cache.counts == {"written": 1}
+    assert any("writable by others" in m for m in fallbacks(lakehouse_env))
 
 
 def test_the_digest_follows_the_files_the_declarations_and_the_libraries(tmp_path, monkeypatch):
@@ -230,14 +265,16 @@ def test_the_digest_follows_the_files_the_declarations_and_the_libraries(tmp_pat
     (package / "sub" / "b.yaml").write_text("b: 2\n")
     assert plan_cache.files_digest(package) != first
 
-    orders = CONTRACTS["orders"]
-    base = plan_cache.code_digest(first, CONTRACTS)
-    assert plan_cache.code_digest(first, dict(CONTRACTS)) == base
-    assert plan_cache.code_digest("other files", CONTRACTS) != base
-    assert plan_cache.code_digest(first, {**CONTRACTS, "orders": dataclasses.replace(orders, owner="team:x")}) != base
+    orders, versions = CONTRACTS["orders"], plan_cache._versions()
+    base = plan_cache.code_digest(first, CONTRACTS, versions)
+    assert plan_cache.code_digest(first, dict(CONTRACTS), list(versions)) == base
+    assert plan_cache.code_digest("other files", CONTRACTS, versions) != base
+    replaced = {**CONTRACTS, "orders": dataclasses.replace(orders, owner="team:x")}
+    assert plan_cache.code_digest(first, replaced, versions) != base
     version = metadata.version
     monkeypatch.setattr(metadata, "version", lambda name: "9.9.9" if name == "sqlglot" else version(name))
-    assert plan_cache.code_digest(first, CONTRACTS) != base
+    assert any("sqlglot 9.9.9" == v for v in plan_cache._versions())
+    assert plan_cache.code_digest(first, CONTRACTS, plan_cache._versions()) != base
 
 
 def test_a_replaced_declaration_opens_another_folder_and_old_folders_of_digests_are_pruned(fresh, monkeypatch):
@@ -255,7 +292,8 @@ def test_a_replaced_declaration_opens_another_folder_and_old_folders_of_digests_
     assert counted() == WANT
     assert plan_cache.counts == {"written": 2}  # nothing read from the first declaration's folder
     assert sorted(p.name for p in fresh.iterdir()) == sorted(
-        [mine.name, recent.name, foreign.name, plan_cache.code_digest(plan_cache._LOADED[1], CONTRACTS)])
+        [mine.name, recent.name, foreign.name, plan_cache.code_digest(*plan_cache._LOADED[1:2], CONTRACTS,
+                                                                      plan_cache._LOADED[2])])
 
 
 def test_the_setting(tmp_path):

@@ -22,6 +22,13 @@ from lakehouse.readers import ROW_NUMBER
 from silver_fixtures import DAY, bronze, good
 
 
+@pytest.fixture(autouse=True)
+def planned_here(monkeypatch):
+    """These tests count plannings in this process: no plan from disk (lakehouse/plan_cache.py,
+    tests/test_plan_cache.py), whatever an earlier run of the same test kept."""
+    monkeypatch.setenv("LAKEHOUSE_PLAN_CACHE", "off")
+
+
 def test_a_template_fills_in_new_names_and_refuses_a_view_it_was_not_given():
     made = [("VIEW", 'SELECT * FROM "_lh_1" JOIN "_lh_12" USING ("k")', "_lh_20")]
     plan = plan_of(["_lh_1", "_lh_12"], made, "SELECT \"k\", '\"_lh_x\"' AS \"_lh_note\" FROM \"_lh_20\"")
