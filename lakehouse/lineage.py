@@ -20,14 +20,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
+from lakehouse import records
 from lakehouse.contracts import CONTRACTS
 from lakehouse.contracts.declared import SOURCES_DIR
 
@@ -202,9 +201,10 @@ def cached(digest: str) -> Path:
     of the libraries that compile and walk the SQL (no test compares this copy with the code)."""
     from importlib.metadata import version
 
+    from lakehouse.plan_cache import LIBRARIES
     from lakehouse.settings import home_dir
 
-    libraries = "-".join(version(name) for name in ("sqlframe", "sqlglot", "duckdb"))
+    libraries = "-".join(version(name) for name in LIBRARIES)
     return home_dir() / "cache" / f"column_lineage-{digest}-{libraries}.json"
 
 
@@ -227,18 +227,12 @@ def current(path: Path = STORED) -> Lineage:
         started = time.perf_counter()
         derived = derive()
         how = f"derived at load ({time.perf_counter() - started:.1f}s)"
-        partial = None
-        try:  # written whole under a name of its own, then renamed: a reader never sees half a file
+        try:
             keep.parent.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(dir=keep.parent, suffix=".tmp")
-            with os.fdopen(handle, "w") as out:
-                out.write(json.dumps({"digest": now, "tables": _encode(derived)}) + "\n")
-            os.replace(partial, keep)
+            records.write_whole(keep, json.dumps({"digest": now, "tables": _encode(derived)}) + "\n")
             how += f" and kept in {keep}"
         except OSError as exc:
             how += f" (not kept: {exc})"
-            if partial:
-                Path(partial).unlink(missing_ok=True)
     warnings.warn(
         f"{path.name} is {'out of date with the transforms' if digest else 'missing'}, so column lineage "
         f"was {how}; run `lakehouse lineage --write` to store it.",

@@ -34,16 +34,15 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from lakehouse import checked_code
+from lakehouse import checked_code, records
 from lakehouse.plans import Plan
 
 log = logging.getLogger(__name__)
 PRUNE_DAYS = 14  # a digest's folder unused this long is removed (an older version of the code or libraries)
-LIBRARIES = ("sqlframe", "sqlglot", "duckdb")
+LIBRARIES = ("sqlframe", "sqlglot", "duckdb")  # what makes a transform's SQL (and walks it: lakehouse/lineage.py)
 KINDS = ("VIEW", "TABLE")  # what a plan's intermediates are made as (Engine._named)
 _DIGEST = re.compile(r"[0-9a-f]{24}")  # a folder's name; nothing else in the root is pruned
 PACKAGE = Path(__file__).resolve().parent
@@ -274,14 +273,7 @@ def write(root: Path | None, shape, plan: Plan) -> None:
     body = _body(text, plan)
     document = json.dumps({"digest": here.name, "sha256": hashlib.sha256(body.encode()).hexdigest(), "body": body})
     try:
-        handle, partial = tempfile.mkstemp(dir=here, suffix=".tmp")  # a new file of this process, never a link
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(document)
-            os.replace(partial, _path(here, text))
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        records.write_whole(_path(here, text), document)
     except OSError as error:
         checked_code.warn_once(log, "a plan could not be kept in %s (%s): later processes plan it again (slower); "
                                     "results are the same", str(here), error.strerror or error)

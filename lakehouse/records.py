@@ -1,5 +1,6 @@
 """Append-only JSON-line records that `lakehouse status` shows (scratch folders removed, fallbacks
-taken): written by any process, each line one small append, kept to their last lines."""
+taken): written by any process, each line one small append, kept to their last lines. Also
+`write_whole`, for files that processes share and replace whole (kept lineage, kept plans)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 from pathlib import Path
 
 RECORD_BYTES, RECORD_KEEP = 256_000, 500  # a record's size at which it keeps only its last lines
@@ -41,3 +43,17 @@ def read(path: Path, fields: dict[str, type]) -> list[dict]:
             if isinstance(entry, dict) and all(type(entry.get(k)) is t for k, t in fields.items()):
                 found.append(entry)
     return found
+
+
+def write_whole(path: Path, text: str) -> None:
+    """`path` replaced by `text` in one rename: a reader sees the old file or the new one, never half
+    of one. Written first to a new file of this process beside it (never a link someone put there).
+    Raises OSError."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise

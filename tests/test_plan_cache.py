@@ -62,9 +62,13 @@ def child(tmp: Path, name: str, cache: Path, seed: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def kept(cache: Path) -> dict[str, str]:
+def folder_of(cache: Path) -> Path:
     (here,) = [p for p in cache.iterdir() if p.is_dir()]
-    return {p.name: p.read_text() for p in here.glob("*.json")}
+    return here
+
+
+def kept(cache: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder_of(cache).glob("*.json")}
 
 
 def test_a_new_process_replays_another_process_plans_and_writes_the_same_tables(tmp_path):
@@ -120,11 +124,6 @@ def counted(key_extra=()) -> dict[str, int]:
 
 
 WANT = {"2026-03-10": 2, "2026-03-11": 1}
-
-
-def folder_of(cache: Path) -> Path:
-    (here,) = [p for p in cache.iterdir() if p.is_dir()]
-    return here
 
 
 def fallbacks(settings) -> list[str]:
