@@ -248,26 +248,53 @@ def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(mon
     assert inside == spark_defaults and "*(" in plan, plan
 
 
-def test_the_session_imports_the_classes_pyspark_names_by_their_short_name(monkeypatch):
-    """Every F.col and list of columns resolves `functions` or `PythonUtils` in the JVM: imported
-    one by one (a single import, listed by the JVM view's dir()), the JVM does not search its
-    classpath for them under each of PySpark's wildcard packages (engine.SHORT_NAMES)."""
+def test_the_jvm_view_keeps_the_names_pyspark_looks_up_on_every_call(monkeypatch):
+    """F.col, a list of columns, a window: after the first time, the names PySpark resolves through
+    its JVM view (`functions`, `PythonUtils`, `org...Window`) and the static methods it calls on
+    them are answered without asking the JVM (lakehouse/resources/jvm_view.py); a field is still
+    asked each time, and a class the JVM lacks is not kept."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from lakehouse.resources import engine as engine_module
-    from lakehouse.resources.engine import SHORT_NAMES
+    from lakehouse.resources import jvm_view
 
     with Engine("spark") as engine:
-        jvm = engine.session.sparkContext._jvm
-        imported = set(dir(jvm))
-        for name in SHORT_NAMES:
-            short = name.rpartition(".")[2]
-            assert short in imported, (short, sorted(imported))
-            assert getattr(jvm, short)._fqn == name  # a class the JVM has, not a JavaPackage
-        # A name the JVM has no class for (another Spark build) is left out: imported, py4j would
-        # answer the short name with a package and every F.col of the process would fail.
-        monkeypatch.setattr(engine_module, "SHORT_NAMES", (*SHORT_NAMES, "org.apache.spark.sql.NoSuchClass"))
-        monkeypatch.setattr(engine_module, "_views_given_short_names", {})
-        engine_module._import_short_names(engine.session)
-        assert "NoSuchClass" not in dir(jvm)
-        assert engine.session.range(2).select(F.col("id")).count() == 2
+        session = engine.session
+        jvm = session.sparkContext._jvm
+        client = jvm._gateway_client
+        for name in (*jvm_view.KEPT_CLASSES, *jvm_view.KEPT_PACKAGES):  # kept afresh: earlier tests used the view
+            jvm.__dict__.pop(name, None)
+        monkeypatch.setattr(jvm_view, "_views", {})
+        jvm_view.keep_names(session)
+        asked = []
+        send = client.send_command
+        monkeypatch.setattr(client, "send_command", lambda command, *a, **k: asked.append(command) or send(command, *a, **k))
+
+        def lookups(work) -> list[str]:
+            """The reflection commands (py4j's "r": a name or member looked up) `work` sent."""
+            del asked[:]
+            work()
+            return [c.split("\n")[1:3] for c in asked if c.startswith("r\n")]
+
+        def query():
+            window = Window.partitionBy(F.col("id") % 2).orderBy("id")
+            rows = session.range(4).select(F.col("id"), F.row_number().over(window).alias("n")).collect()
+            assert sorted((r.id, r.n) for r in rows) == [(0, 1), (1, 1), (2, 2), (3, 2)]
+
+        first = lookups(query)
+        assert first, "the first query looked up nothing: the count below would prove nothing"
+        assert lookups(query) == []  # the second: every name and method answered by the view
+        for short, name in jvm_view.KEPT_CLASSES.items():
+            assert isinstance(jvm.__dict__[short], jvm_view.KeptClass) and jvm.__dict__[short]._fqn == name
+        assert isinstance(jvm.org.apache.spark.sql.expressions.Window, jvm_view.KeptClass)
+        # A static field's value is asked for each time (it may change); a method is kept.
+        types = jvm.org.apache.spark.sql.types.DataTypes
+        assert lookups(lambda: types.StringType) == lookups(lambda: types.StringType) != []
+        assert "StringType" not in types.__dict__
+
+        # A name the JVM has no class for (another Spark build) is not kept: the view answers it as before.
+        monkeypatch.setattr(jvm_view, "KEPT_CLASSES", {**jvm_view.KEPT_CLASSES, "NoSuchClass": "org.apache.spark.sql.NoSuchClass"})
+        monkeypatch.setattr(jvm_view, "_views", {})
+        jvm_view.keep_names(session)
+        assert "NoSuchClass" not in jvm.__dict__
+        assert session.range(2).select(F.col("id")).count() == 2

@@ -116,7 +116,9 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
             _sessions[engine] = _new_session(engine)
         current = _sessions[engine]
         if engine == "spark":
-            _import_short_names(current)
+            from lakehouse.resources import jvm_view  # py4j: only where Spark runs
+
+            jvm_view.keep_names(current)
         if engine == "spark" and catalog and id(current) not in _catalogs:
             if engine in _jar_problems:
                 raise _jar_problems[engine]
@@ -125,34 +127,6 @@ def get_session(engine: str, catalog: dict[str, str] | None = None, session=None
             _check_catalog(current)
             _catalogs[id(current)] = catalog
         return current
-
-
-# Classes PySpark 3.5 names by their short name through the JVM view: `jvm.functions` for every
-# column function (F.col, F.lit, F.when...), `jvm.PythonUtils` for every list of columns. py4j
-# tries a short name as a class of its own, then the view's single imports, then each wildcard
-# import PySpark registered (org.apache.spark.api.java.*, ...), and each miss makes the JVM search
-# every jar on its classpath: 7 misses for `functions`, 3 for `PythonUtils`, 1 once imported one
-# by one (py4j 0.10.9.7's TypeUtil.getClass; README, Engines). Spark 4.0 names these classes in
-# full, with no miss (SPARK-48475, SPARK-50685).
-SHORT_NAMES = ("org.apache.spark.sql.functions", "org.apache.spark.api.python.PythonUtils")
-_views_given_short_names: dict = {}  # (id(JVM view),) -> (view, True): `remembered`
-
-
-def _import_short_names(session) -> None:
-    """SHORT_NAMES imported one by one into the JVM view PySpark uses, once per view (a process
-    has one: a session started again keeps it). Only a class the JVM has is imported: py4j does
-    not fall back to the wildcards for a single import that names no class, which would break
-    every F.col of the process."""
-    from py4j.java_gateway import JavaClass, java_import
-
-    def imported() -> bool:
-        for name in SHORT_NAMES:
-            if isinstance(getattr(jvm, name), JavaClass):  # by its full name: found, or a JavaPackage
-                java_import(jvm, name)
-        return True
-
-    jvm = session.sparkContext._jvm
-    remembered(_views_given_short_names, (id(jvm),), jvm, imported)
 
 
 def _check_catalog(session) -> None:
