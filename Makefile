@@ -9,7 +9,7 @@ LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster
 export LAKEHOUSE_HOME DAGSTER_HOME
 
-.PHONY: run test soak ui bench install lock clean
+.PHONY: run test test-tmpdir soak ui bench install lock clean
 
 # uv (from PyPI, pinned) installs the exact versions of requirements.lock, the set the tests
 # passed with, in seconds; `make lock` refreshes the lock from pyproject.toml.
@@ -60,16 +60,28 @@ run: install
 # Two workers, each test file on one worker (module fixtures are built once), the longest files
 # first (tests/conftest.py, LONGEST_FIRST); -n 0 for one process.
 PYTEST_WORKERS ?= 2
-test: install $(CHROMIUM) $(SQLITE_JDBC)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+# The tests' temporary folders (their homes: Dagster's SQLite storages, catalogs, warehouses; about
+# 0.5 GB a session, pytest keeping the last three) go to a RAM-backed folder where the machine has
+# one with 4 GB free: each `lakehouse run` of the suite commits to SQLite hundreds of times, and on
+# disk the kernel's share of the CPU was twice as large (README, Tests). TEST_TMPDIR= (empty) for
+# the system's temporary folder; make prints the command, so which one a run used.
+SHM_FREE_KB = $(shell [ "$$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ] && df -Pk /dev/shm | awk 'NR==2 {print $$4}')
+TEST_TMPDIR ?= $(if $(shell [ "$(SHM_FREE_KB)" -gt 4194304 ] 2>/dev/null && echo yes),/dev/shm/lakehouse-tests-$(shell id -u))
+TESTS_ENV = $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )
+test-tmpdir:
+	@if [ -n "$(TEST_TMPDIR)" ]; then mkdir -p -m 700 "$(TEST_TMPDIR)" && test -O "$(TEST_TMPDIR)" || { echo \
+		"$(TEST_TMPDIR) is not a folder of yours: set TEST_TMPDIR to one, or to nothing for the system's" >&2; exit 1; }; fi
+
+test: install $(CHROMIUM) $(SQLITE_JDBC) test-tmpdir
+	$(TESTS_ENV)$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The crash trials at more kill moments than `make test` (two per file there), at a new seed
 # each time; the seed is printed with every trial, and LAKEHOUSE_CRASH_SEED=<seed> replays one.
 CRASH_TRIALS ?= 6
-soak: install
+soak: install test-tmpdir
 	@seed=$${LAKEHOUSE_CRASH_SEED:-$$(date +%s)}; echo "crash trials: $(CRASH_TRIALS) per file, LAKEHOUSE_CRASH_SEED=$$seed"; \
 	LAKEHOUSE_CRASH_TRIALS=$(CRASH_TRIALS) LAKEHOUSE_CRASH_SEED=$$seed \
-		$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_crash.py tests/test_crash_more.py
+		$(TESTS_ENV)$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_crash.py tests/test_crash_more.py
 
 # small_days compares this tree with BENCH_BASELINE (default: before issue 17's per-step fixes).
 BENCH_BASELINE ?= 5f68561
