@@ -61,16 +61,20 @@ run: install
 # first (tests/conftest.py, LONGEST_FIRST); -n 0 for one process.
 PYTEST_WORKERS ?= 2
 # The tests' temporary folders (their homes: Dagster's SQLite storages, catalogs, warehouses; about
-# 0.5 GB a session, pytest keeping the last three) go to a RAM-backed folder where the machine has
-# one with 4 GB free: each `lakehouse run` of the suite commits to SQLite hundreds of times, and on
-# disk the kernel's share of the CPU was twice as large (README, Tests). TEST_TMPDIR= (empty) for
-# the system's temporary folder; make prints the command, so which one a run used.
-SHM_FREE_KB = $(shell [ "$$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ] && df -Pk /dev/shm | awk 'NR==2 {print $$4}')
-TEST_TMPDIR ?= $(if $(shell [ "$(SHM_FREE_KB)" -gt 4194304 ] 2>/dev/null && echo yes),/dev/shm/lakehouse-tests-$(shell id -u))
-TESTS_ENV = $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )
+# 0.5 GB a session, pytest keeping the last three, in memory until removed) go to a RAM-backed
+# folder where the machine has one with 4 GB free: each `lakehouse run` of the suite commits to
+# SQLite hundreds of times, and on disk the kernel's CPU time was about twice as large (README,
+# Tests). TESTS_TMPDIR=/some/folder for another (yours), TESTS_TMPDIR= for the system's; the run
+# prints which. Decided once per make.
+ifeq ($(origin TESTS_TMPDIR),undefined)
+TESTS_TMPDIR := $(shell [ "$$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ] \
+	&& [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4194304 ] 2>/dev/null && echo /dev/shm/lakehouse-tests-$$(id -u))
+endif
+TESTS_ENV = $(if $(TESTS_TMPDIR),TMPDIR='$(TESTS_TMPDIR)' )
 test-tmpdir:
-	@if [ -n "$(TEST_TMPDIR)" ]; then mkdir -p -m 700 "$(TEST_TMPDIR)" && test -O "$(TEST_TMPDIR)" || { echo \
-		"$(TEST_TMPDIR) is not a folder of yours: set TEST_TMPDIR to one, or to nothing for the system's" >&2; exit 1; }; fi
+	@d='$(TESTS_TMPDIR)'; [ -z "$$d" ] || { [ ! -L "$$d" ] && mkdir -p -m 700 "$$d" && [ -O "$$d" ] && chmod 700 "$$d"; } \
+		|| { echo "$$d is not a folder of yours: set TESTS_TMPDIR to one, or to nothing for the system's" >&2; exit 1; }
+	@echo "the tests' temporary folders: $(or $(TESTS_TMPDIR),the system's (TMPDIR or /tmp))"
 
 test: install $(CHROMIUM) $(SQLITE_JDBC) test-tmpdir
 	$(TESTS_ENV)$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)

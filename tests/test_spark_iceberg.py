@@ -249,10 +249,11 @@ def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(mon
 
 
 def test_the_jvm_view_keeps_the_names_pyspark_looks_up_on_every_call(monkeypatch):
-    """F.col, a list of columns, a window: after the first time, the names PySpark resolves through
-    its JVM view (`functions`, `PythonUtils`, `org...Window`) and the static methods it calls on
-    them are answered without asking the JVM (lakehouse/resources/jvm_view.py); a field is still
-    asked each time, and a class the JVM lacks is not kept."""
+    """F.col, a list of columns, a window: after the first time, the classes PySpark resolves
+    through its JVM view by their short names (`functions`, `PythonUtils`, `SparkSession`) and the
+    static methods it calls on them are answered without asking the JVM
+    (lakehouse/resources/jvm_view.py); a field is still asked each time, packages (the window's
+    `org.apache...`) as before, and a class the JVM lacks is not kept."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -262,7 +263,7 @@ def test_the_jvm_view_keeps_the_names_pyspark_looks_up_on_every_call(monkeypatch
         session = engine.session
         jvm = session.sparkContext._jvm
         client = jvm._gateway_client
-        for name in (*jvm_view.KEPT_CLASSES, *jvm_view.KEPT_PACKAGES):  # kept afresh: earlier tests used the view
+        for name in jvm_view.KEPT_CLASSES:  # kept afresh: earlier tests used the view
             jvm.__dict__.pop(name, None)
         monkeypatch.setattr(jvm_view, "_views", {})
         jvm_view.keep_names(session)
@@ -271,26 +272,28 @@ def test_the_jvm_view_keeps_the_names_pyspark_looks_up_on_every_call(monkeypatch
         monkeypatch.setattr(client, "send_command", lambda command, *a, **k: asked.append(command) or send(command, *a, **k))
 
         def lookups(work) -> list[str]:
-            """The reflection commands (py4j's "r": a name or member looked up) `work` sent."""
+            """The names looked up (py4j's reflection commands: a name in the view, or a member of a class) by `work`."""
             del asked[:]
             work()
-            return [c.split("\n")[1:3] for c in asked if c.startswith("r\n")]
+            return [c.split("\n")[2] for c in asked if c.startswith("r\n")]
 
         def query():
             window = Window.partitionBy(F.col("id") % 2).orderBy("id")
             rows = session.range(4).select(F.col("id"), F.row_number().over(window).alias("n")).collect()
             assert sorted((r.id, r.n) for r in rows) == [(0, 1), (1, 1), (2, 2), (3, 2)]
 
-        first = lookups(query)
-        assert first, "the first query looked up nothing: the count below would prove nothing"
-        assert lookups(query) == []  # the second: every name and method answered by the view
+        kept = {*jvm_view.KEPT_CLASSES, *jvm_view.KEPT_CLASSES.values()}
+        first, second = lookups(query), lookups(query)
+        assert kept & set(first), first  # the first query looked up `functions`' methods: else this proves nothing
+        assert not kept & set(second), second  # the second: every kept class and method answered by the view
+        assert "org.apache.spark.sql.expressions.Window" in second  # packages and other classes, as before
         for short, name in jvm_view.KEPT_CLASSES.items():
             assert isinstance(jvm.__dict__[short], jvm_view.KeptClass) and jvm.__dict__[short]._fqn == name
-        assert isinstance(jvm.org.apache.spark.sql.expressions.Window, jvm_view.KeptClass)
-        # A static field's value is asked for each time (it may change); a method is kept.
-        types = jvm.org.apache.spark.sql.types.DataTypes
+        # On a kept class, a static field's value is asked for each time (it may change); a method is kept.
+        types = jvm_view.KeptClass("org.apache.spark.sql.types.DataTypes", client)
         assert lookups(lambda: types.StringType) == lookups(lambda: types.StringType) != []
         assert "StringType" not in types.__dict__
+        assert lookups(lambda: types.createArrayType) != [] and lookups(lambda: types.createArrayType) == []
 
         # A name the JVM has no class for (another Spark build) is not kept: the view answers it as before.
         monkeypatch.setattr(jvm_view, "KEPT_CLASSES", {**jvm_view.KEPT_CLASSES, "NoSuchClass": "org.apache.spark.sql.NoSuchClass"})
