@@ -1,4 +1,4 @@
-"""The JVM names PySpark looks up on every call, kept by its JVM view instead of asked again.
+"""The JVM classes PySpark looks up on every call, kept by its JVM view instead of asked again.
 
 PySpark 3.5 reaches some JVM classes through py4j's view of the JVM at every call:
 `jvm.functions` for every column function (F.col, F.lit, F.when...), `jvm.PythonUtils` for
@@ -7,11 +7,11 @@ short name first misses as a class of its own, which makes the JVM search every 
 classpath (py4j 0.10.9.7's TypeUtil.getClass); the method then taken from the class is another
 round trip. A class and its methods do not change while the JVM lives, so the view keeps the
 proxies it answered with. Hand-written: py4j has no such cache. On the oracle's five Spark
-days the view then asked the JVM 1,085 times instead of 26,227 (README, Engines). Packages are
-not kept: py4j
-answers "package" for any name that is not (yet) a class, such as one a jar added later brings,
-and PySpark reads that answer's type in its errors. Spark 4.0 names the classes in full
-(SPARK-48475, SPARK-50685), which py4j then answers as before.
+days the view then asked the JVM 1,085 times instead of 26,227 (README, Engines).
+
+Packages are not kept: py4j answers "package" for any name that is not (yet) a class, such as
+one a jar added later brings, and PySpark reads that answer's type in its errors. Spark 4.0
+names the classes in full (SPARK-48475, SPARK-50685), which py4j then answers as before.
 """
 
 from __future__ import annotations
