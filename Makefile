@@ -70,11 +70,11 @@ ifeq ($(origin TESTS_TMPDIR),undefined)
 TESTS_TMPDIR := $(shell [ "$$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ] \
 	&& [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4194304 ] 2>/dev/null && echo /dev/shm/lakehouse-tests-$$(id -u))
 endif
-TESTS_ENV = $(if $(TESTS_TMPDIR),TMPDIR='$(TESTS_TMPDIR)' )
+TESTS_ENV = $(if $(TESTS_TMPDIR),TMPDIR='$(abspath $(TESTS_TMPDIR))' )
 test-tmpdir:
-	@d='$(TESTS_TMPDIR)'; [ -z "$$d" ] || { [ ! -L "$$d" ] && mkdir -p -m 700 "$$d" && [ -O "$$d" ] && chmod 700 "$$d"; } \
+	@d='$(abspath $(TESTS_TMPDIR))'; [ -z "$$d" ] || { mkdir -p -m 700 "$$d" && [ ! -L "$$d" ] && [ -d "$$d" ] && [ -O "$$d" ] && chmod 700 "$$d"; } \
 		|| { echo "$$d is not a folder of yours: set TESTS_TMPDIR to one, or to nothing for the system's" >&2; exit 1; }
-	@echo "the tests' temporary folders: $(or $(TESTS_TMPDIR),the system's (TMPDIR or /tmp))"
+	@echo "the tests' temporary folders: $(or $(abspath $(TESTS_TMPDIR)),the system's (TMPDIR or /tmp))"
 
 test: install $(CHROMIUM) $(SQLITE_JDBC) test-tmpdir
 	$(TESTS_ENV)$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)

@@ -272,7 +272,8 @@ def test_the_jvm_view_keeps_the_names_pyspark_looks_up_on_every_call(monkeypatch
         monkeypatch.setattr(client, "send_command", lambda command, *a, **k: asked.append(command) or send(command, *a, **k))
 
         def lookups(work) -> list[str]:
-            """The names looked up (py4j's reflection commands: a name in the view, or a member of a class) by `work`."""
+            """What `work` looked up in py4j's reflection commands: a name in the view (or a package), or the class
+            whose member it asked for."""
             del asked[:]
             work()
             return [c.split("\n")[2] for c in asked if c.startswith("r\n")]

@@ -4,7 +4,7 @@ PySpark 3.5 reaches some JVM classes through py4j's view of the JVM at every cal
 `jvm.functions` for every column function (F.col, F.lit, F.when...), `jvm.PythonUtils` for
 every list of columns, `jvm.SparkSession`. py4j asks the JVM each time, a round trip, and a
 short name first misses as a class of its own, which makes the JVM search every jar on its
-classpath (py4j 0.10.9.7's TypeUtil.getClass); the method then taken from the class is another
+classpath (py4j 0.10.9.9's TypeUtil.getClass); the method then taken from the class is another
 round trip. A class and its methods do not change while the JVM lives, so the view keeps the
 proxies it answered with. Hand-written: py4j has no such cache. On the oracle's five Spark
 days the view then asked the JVM 1,085 times instead of 26,227 (README, Engines).
