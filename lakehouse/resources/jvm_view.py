@@ -32,8 +32,8 @@ class KeptClass(JavaClass):
     def __getattr__(self, name):
         found = super().__getattr__(name)
         if isinstance(found, JavaClass):
-            found = KeptClass(found._fqn, self._gateway_client)
-        if isinstance(found, (JavaMember, JavaClass)):
+            found = self.__dict__[name] = KeptClass(found._fqn, self._gateway_client)
+        elif isinstance(found, JavaMember):
             self.__dict__[name] = found
         return found
 
