@@ -4,6 +4,7 @@
     python bench/run_cpu.py --baseline 5f68561 --days 1 --rounds 3
     python bench/run_cpu.py --baseline-python ~/.pyenv/versions/3.11.7/bin/python3.11   # this tree, two interpreters
     python bench/run_cpu.py --baseline HEAD~1 --gc     # also the garbage collector's seconds by kind of process
+    python bench/run_cpu.py --baseline HEAD~1 --nothing-new   # a second run over the same home: no work
 
 What the test suite and a laptop pay for each `lakehouse run` is mostly not the data: the
 CLI, the daemon, the code server and a process per run. Each round generates --days dirty
@@ -17,7 +18,9 @@ at its last reading, so the last 0.2 s of a short one can be missed), by kind of
 Prints one JSON document: medians over the rounds and the ratios (this tree / baseline).
 With --baseline-python the baseline is this tree (unless --baseline is given too) run by a
 temporary virtualenv made from that interpreter. With --gc, each Python process also times its
-garbage collections (bench/gc_probe, put on PYTHONPATH), summed by kind of process.
+garbage collections (bench/gc_probe, put on PYTHONPATH), summed by kind of process. With
+--nothing-new, the days are first processed by a `lakehouse run` that is not measured, and the
+one measured finds nothing new: what a scheduled run or a test's idempotence check pays.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def kind(command: str) -> str:
     return "other"
 
 
-def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: bool = False) -> dict:
+def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: bool = False,
+              nothing_new: bool = False) -> dict:
     home = Path(tempfile.mkdtemp(prefix="lakehouse-run-cpu-"))
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
            "LAKEHOUSE_START_DATE": "2026-03-10"}
@@ -67,6 +71,9 @@ def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: boo
     env["PYTHONPATH"] = str(root)
     subprocess.run([python, "-c", GENERATE, str(days)], env=env, cwd=root, check=True, capture_output=True,
                    timeout=600)
+    lakehouse = str(Path(python).parent / "lakehouse")
+    if nothing_new:
+        subprocess.run([lakehouse, "run"], env=env, cwd=root, check=True, capture_output=True, timeout=1800)
     probes = home / "gc-probe"
     if gc_probe:  # for `lakehouse run`'s processes, not the generator's
         probes.mkdir()
@@ -74,7 +81,7 @@ def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: boo
                "LAKEHOUSE_GC_PROBE": str(probes)}
     with CpuWatch(lambda process: process.environ().get("LAKEHOUSE_HOME") == str(home), 0.2) as watch:
         started = time.perf_counter()
-        done = subprocess.run([str(Path(python).parent / "lakehouse"), "run"], env=env, cwd=root, capture_output=True,
+        done = subprocess.run([lakehouse, "run"], env=env, cwd=root, capture_output=True,
                               text=True, timeout=1800)
         wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -101,19 +108,22 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gc", action="store_true", help="also time each process's garbage collections")
+    parser.add_argument("--nothing-new", action="store_true", help="measure a second run, which finds no work")
     args = parser.parse_args()
     revision = args.baseline or (None if args.baseline_python else "HEAD~1")
     runs: dict[str, list[dict]] = {"this_tree": [], "baseline": []}
     with baseline_tree(revision) as worktree, baseline_python(args.baseline_python) as python:
         for _ in range(args.rounds):
-            runs["this_tree"].append(one_round(ROOT, args.days, gc_probe=args.gc))
-            runs["baseline"].append(one_round(worktree, args.days, python, gc_probe=args.gc))
+            runs["this_tree"].append(one_round(ROOT, args.days, gc_probe=args.gc, nothing_new=args.nothing_new))
+            runs["baseline"].append(one_round(worktree, args.days, python, gc_probe=args.gc,
+                                              nothing_new=args.nothing_new))
     keys = ("wall_s", "cpu_s", "gc_s") if args.gc else ("wall_s", "cpu_s")
     medians = {name: {k: round(statistics.median(r[k] for r in rounds), 1) for k in keys}
                for name, rounds in runs.items()}
     print(json.dumps({
         "baseline": revision or "this tree", "baseline_python": args.baseline_python or sys.executable,
-        "python": sys.executable, "days": args.days, "rounds": args.rounds, "medians": medians,
+        "python": sys.executable, "days": args.days, "nothing_new": args.nothing_new, "rounds": args.rounds,
+        "medians": medians,
         "ratio_cpu": round(medians["this_tree"]["cpu_s"] / medians["baseline"]["cpu_s"], 2),
         "ratio_wall": round(medians["this_tree"]["wall_s"] / medians["baseline"]["wall_s"], 2),
         "rounds_detail": runs,

@@ -5,8 +5,11 @@ which imports Dagster, this project and its engines and builds the definitions a
 the run's first step: about 2 s of CPU, and of a landed file's wait for gold, for every run.
 Here a code server whose runs are processes of this machine (the instance's run launcher is
 the local one: `lakehouse run`, `make ui`) starts them from multiprocessing's "forkserver"
-instead: one process, started when the code location loads, imports them once (PRELOAD), and
-each run is a fork of it. The forkserver only imports; it opens no engine, connection or
+instead: one process imports them once (PRELOAD), and each run is a fork of it. It is started
+when the code server is first asked for a run, or a little before, when the landing sensor
+requests one (`warm`): a code server that never starts a run (a `lakehouse run` with nothing
+to do, a daemon replaced after a crash, the UI's while nobody launches) does not pay for the
+imports, about 2.8 s of CPU, more than a spawned run costs. The forkserver only imports; it opens no engine, connection or
 catalog, so its forks start as clean as a spawned process. It is a child of the code
 server, in the daemon's process group: stopping the group stops it and its forks, as before.
 A fork ends with `os._exit`, so `atexit` does not run there: what a run must clean up at its
@@ -154,8 +157,8 @@ def _alive(pid: int, started: float | None) -> bool:
 class _Decision:
     """The context runs start from: the forkserver once `_verify` passed, else spawn.
 
-    Checked in a thread started at install. A run launched before the check ends waits for
-    it, at most FIRST_RUN_WAIT (Dagster's call to start a run gives up after 60 s), then is
+    Checked in a thread started by the first run's launch or by `warm`, whichever comes first.
+    A run launched before the check ends waits for it, at most FIRST_RUN_WAIT (Dagster's call to start a run gives up after 60 s), then is
     spawned, and so are all later runs. Once the forkserver has ended (killed), later runs are
     spawned too: multiprocessing would start another one unchecked, importing everything while
     the code server holds the lock that its other calls wait for."""
@@ -164,8 +167,18 @@ class _Decision:
         self.context = None
         self.done = threading.Event()
         self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> None:
+        """Begin the check (the forkserver's start and preload) in a thread, once."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self.decide, name="lakehouse-forkserver", daemon=True).start()
 
     def get(self):
+        self.start()
         if not self.done.wait(FIRST_RUN_WAIT):
             self._set(None, None, f"the run workers' forkserver was not ready within {FIRST_RUN_WAIT:.0f}s")
         if isinstance(forked := self.context, _Context) and not _forkserver_alive():
@@ -173,6 +186,8 @@ class _Decision:
         return self.context
 
     def decide(self) -> None:
+        with self._lock:
+            self._started = True  # called directly (tests), no thread is started for it later
         stopped = None
         try:
             problem = _verify(_Context(), PRELOAD)
@@ -287,9 +302,16 @@ def install() -> bool:
 
     _decision = decision = _Decision()
     # A data descriptor on the class wins over the attribute the constructor already set.
+    # Only StartRun reads it (checked: CHECKED_SOURCES), so the first run starts the forkserver.
     server.DagsterApiServer._mp_ctx = property(lambda self: decision.get(), lambda self, value: None)
-    threading.Thread(target=decision.decide, name="lakehouse-forkserver", daemon=True).start()
     return True
+
+
+def warm() -> None:
+    """Start the forkserver now if this code server forks its runs: a run is about to be asked
+    for (the landing sensor requested one), and its launch comes a second or two later."""
+    if _decision is not None:
+        _decision.start()
 
 
 def owner_of(name: str):

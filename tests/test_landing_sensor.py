@@ -6,6 +6,7 @@ import os
 import dagster as dg
 import pytest
 
+from lakehouse import run_workers
 from lakehouse.contracts import CONTRACTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
 from lakehouse.ingest import load_bronze
@@ -155,24 +156,29 @@ def test_a_late_file_for_an_old_ingest_date_is_found_by_the_sweep(lakehouse_env,
     assert load(settings, "orders", late).bronze.rows == 4
 
 
-def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse_env):
+def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse_env, monkeypatch):
+    warmed = []  # the code server's run forkserver is started when a tick requests runs, not before
+    monkeypatch.setattr(run_workers, "warm", lambda: warmed.append(1))
     zone = LocalLandingZone(lakehouse_env.landing_uri)
     today = dt.datetime.now(dt.timezone.utc).date()
     zone.put(f"retail/orders/ingest_date={today}/a.csv", orders(2))
     zone.put(f"retail/customers/ingest_date={today}/c.csv", b"customer_id,first_name\nC1,Ann\n")
     sensor = build_landing_sensor(lakehouse_env, [dg.AssetKey(["bronze", s]) for s in CONTRACTS])
+    resources = {"landing": LandingZoneResource(uri=lakehouse_env.landing_uri),
+                 "iceberg": IcebergResource.from_settings(lakehouse_env)}
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
-            instance=instance,
-            resources={"landing": LandingZoneResource(uri=lakehouse_env.landing_uri),
-                       "iceberg": IcebergResource.from_settings(lakehouse_env)},
-        )
-        result = sensor(context)
+        result = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert warmed == [1]
+        from dagster._core.utils import make_new_run_id
+
+        instance.add_run(dg.DagsterRun(job_name="landing", run_id=make_new_run_id(), tags=result.run_requests[0].tags))
+        again = sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     (request,) = result.run_requests
     assert request.partition_key == today.isoformat()
     assert set(request.asset_selection) == set(ALL_BRONZE)
     assert len(result.asset_events) == 2 and all(e.partition == today.isoformat() for e in result.asset_events)
     assert Cursor.loads(result.cursor).cycles == 1
+    assert again.run_requests == [] and warmed == [1]  # its run exists (the daemon's): no request, no start
 
 
 def test_days_already_asked_for_are_not_asked_again_when_a_span_changes(lakehouse_env):

@@ -113,6 +113,39 @@ def test_a_failed_check_falls_back_to_spawn_with_a_warning_recorded_for_status(t
     assert recorded["message"].startswith("the forkserver could not import everything it preloads"), recorded
 
 
+def test_the_forkserver_starts_when_a_run_is_asked_for_not_before():
+    """A code server that starts no run pays nothing for the forkserver; `warm` (the landing
+    sensor's requests) or the first run's launch starts it, once, and its check decides."""
+    script = textwrap.dedent("""
+        import threading
+        from multiprocessing import forkserver
+        from lakehouse import run_workers as r
+        r.PRELOAD = ["json"]
+        checks = []
+        verify = r._verify
+        r._verify = lambda context, modules: checks.append(1) or verify(context, modules)
+        def forkserver_pid():
+            return forkserver._forkserver._forkserver_pid
+        r.warm()  # no code server here: nothing to start
+        import json, sys
+        import dagster._grpc.server
+        local = {"run_launcher_data": {"class_name": "LocalRunLauncher", "module_name": "lakehouse.launcher"}}
+        sys.argv = ["dagster", "api", "grpc", "--instance-ref", json.dumps(local)]  # as a code server of local runs
+        assert r.install()
+        decision = r._decision
+        threads = lambda: [t for t in threading.enumerate() if t.name == "lakehouse-forkserver"]
+        assert (threads(), forkserver_pid(), checks) == ([], None, []), "started before any run was asked for"
+        r.warm(); r.warm()
+        assert decision.done.wait(60) and isinstance(decision.context, r._Context)
+        assert decision.get() is decision.context and forkserver_pid() is not None and checks == [1]
+        first = r._Decision()  # no warm: the first run's launch starts it
+        assert first.get() is first.context and isinstance(first.context, r._Context) and checks == [1, 1]
+        print("ok")
+    """)
+    done = run(script)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 def test_only_a_code_server_of_local_runs_forks_them():
     local = {"run_launcher_data": {"class_name": "LocalRunLauncher", "module_name": "lakehouse.launcher"}}
     ecs = {"run_launcher_data": {"class_name": "EcsRunLauncher", "module_name": "dagster_aws.ecs"}}

@@ -23,6 +23,7 @@ import dagster as dg
 import pyarrow as pa
 from pyiceberg.expressions import AlwaysFalse, BooleanExpression, In, IsNull, Or
 
+from lakehouse import run_workers
 from lakehouse.assets.raw import raw_key
 from lakehouse.iceberg import TableStore
 from lakehouse.resources import IcebergResource, LandingZoneResource
@@ -333,6 +334,8 @@ def build_landing_sensor(settings: Settings, bronze_keys: list[dg.AssetKey],
             f"({len(tick.requests) - len(fresh)} waiting in a run already) in {len(requests)} run request(s); "
             f"sweep cycle {tick.cursor.cycles}"
         )
+        if requests:
+            run_workers.warm()  # their launch follows in a second or two: the runs' forkserver starts now
         return dg.SensorResult(run_requests=requests, asset_events=tick.observations, cursor=tick.cursor.dumps())
 
     return landing_sensor
