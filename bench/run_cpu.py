@@ -73,7 +73,9 @@ def one_round(root: Path, days: int, python: str = sys.executable, gc_probe: boo
                    timeout=600)
     lakehouse = str(Path(python).parent / "lakehouse")
     if nothing_new:
-        subprocess.run([lakehouse, "run"], env=env, cwd=root, check=True, capture_output=True, timeout=1800)
+        first = subprocess.run([lakehouse, "run"], env=env, cwd=root, capture_output=True, text=True, timeout=1800)
+        if first.returncode != 0:
+            raise SystemExit(f"the first lakehouse run ({root}) failed:\n{first.stdout[-3000:]}{first.stderr[-2000:]}")
     probes = home / "gc-probe"
     if gc_probe:  # for `lakehouse run`'s processes, not the generator's
         probes.mkdir()

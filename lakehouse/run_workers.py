@@ -9,8 +9,8 @@ instead: one process imports them once (PRELOAD), and each run is a fork of it. 
 when the code server is first asked for a run, or a little before, when the landing sensor
 requests one (`warm`): a code server that never starts a run (a `lakehouse run` with nothing
 to do, a daemon replaced after a crash, the UI's while nobody launches) does not pay for the
-imports, about 2.8 s of CPU, more than a spawned run costs. The forkserver only imports; it opens no engine, connection or
-catalog, so its forks start as clean as a spawned process. It is a child of the code
+imports, about 2.8 s of CPU, more than a spawned run costs. The forkserver only imports; it
+opens no engine, connection or catalog, so its forks start as clean as a spawned process. It is a child of the code
 server, in the daemon's process group: stopping the group stops it and its forks, as before.
 A fork ends with `os._exit`, so `atexit` does not run there: what a run must clean up at its
 end is registered with multiprocessing's finalizers instead (`lakehouse.resources.engine`).
@@ -56,7 +56,10 @@ PRELOAD = ["lakehouse.tune_collector", "dagster._grpc.impl", "dagster._core.stor
            "sqlframe.duckdb", "pyiceberg.catalog.sql", "pyiceberg.table", "pyarrow.dataset", "pandas"]
 LOCAL_LAUNCHERS = ("LocalRunLauncher", "DefaultRunLauncher")  # runs as processes of the code server
 VERIFY_SECONDS = 120.0  # the check's child must end within this
-FIRST_RUN_WAIT = 20.0  # a run launched before the check ended waits at most this long, then is spawned
+# A run launched before the check ended waits at most this long, then is spawned (and so are the
+# later ones). The wait covers the whole preload (about 3 s alone, more on a busy machine), as the
+# first run's launch often starts it; Dagster's call to start a run gives up after 60 s.
+FIRST_RUN_WAIT = 40.0
 # sha256 (first 16 hex digits) of the source this module relies on: Dagster 1.13's server
 # (where it sets, uses and checks its start method) and Python 3.11's forkserver poll.
 CHECKED_SOURCES = {
@@ -158,7 +161,7 @@ class _Decision:
     """The context runs start from: the forkserver once `_verify` passed, else spawn.
 
     Checked in a thread started by the first run's launch or by `warm`, whichever comes first.
-    A run launched before the check ends waits for it, at most FIRST_RUN_WAIT (Dagster's call to start a run gives up after 60 s), then is
+    A run launched before the check ends waits for it, at most FIRST_RUN_WAIT, then is
     spawned, and so are all later runs. Once the forkserver has ended (killed), later runs are
     spawned too: multiprocessing would start another one unchecked, importing everything while
     the code server holds the lock that its other calls wait for."""
@@ -302,7 +305,7 @@ def install() -> bool:
 
     _decision = decision = _Decision()
     # A data descriptor on the class wins over the attribute the constructor already set.
-    # Only StartRun reads it (checked: CHECKED_SOURCES), so the first run starts the forkserver.
+    # Only StartRun reads it (tests/test_run_workers.py counts the reads), so the first run starts the forkserver.
     server.DagsterApiServer._mp_ctx = property(lambda self: decision.get(), lambda self, value: None)
     return True
 

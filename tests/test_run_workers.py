@@ -160,6 +160,22 @@ def test_the_code_it_replaces_is_the_code_it_was_checked_against():
     assert checked_code.changed(run_workers.CHECKED_SOURCES, run_workers.owner_of) == []
 
 
+def test_only_a_runs_launch_reads_the_start_method_so_only_it_starts_the_forkserver():
+    """The forkserver starts when Dagster's server reads its start method: a read anywhere else (a
+    new Dagster) would start it, and wait for its preload, where no run was asked for."""
+    import ast
+    import inspect
+    import textwrap as text
+
+    from dagster._grpc import server
+
+    tree = ast.parse(text.dedent(inspect.getsource(server.DagsterApiServer)))
+    uses = sorted((method.name, type(node.ctx).__name__) for method in tree.body[0].body
+                  if isinstance(method, ast.FunctionDef) for node in ast.walk(method)
+                  if isinstance(node, ast.Attribute) and node.attr == "_mp_ctx")
+    assert [use for use in uses if use[1] == "Load"] and {m for m, ctx in uses if ctx == "Load"} == {"StartRun"}, uses
+
+
 def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure(tmp_path):
     """`lakehouse run` stopping soon after it began sends SIGTERM to the forkserver while its check
     runs: that is said as information, and a forkserver that died otherwise is still a warning."""

@@ -30,7 +30,7 @@ from pipeline_helpers import TABLES, process_day, process_dimensions, table_rows
 TESTS = Path(__file__).parent
 DAYS = (dt.date(2026, 3, 2), dt.date(2026, 3, 3))  # a day, and the next with its orders re-sent
 # A day of about 3,900 orders, whose largest tables still exceed the limit when collected (the
-# control below checks it): at 12 times the size and a 1 MiB limit the test took 30 s longer.
+# control below checks it): at four times the size and a 1 MiB limit the test took 30 s longer.
 SCALE, MAX_RESULT = "3", "256k"
 
 CHILD = r"""
