@@ -10,8 +10,9 @@ when the code server is first asked for a run, or a little before, when the land
 requests one (`warm`): a code server that never starts a run (a `lakehouse run` with nothing
 to do, a daemon replaced after a crash, the UI's while nobody launches) does not pay for the
 imports, about 2.8 s of CPU, more than a spawned run costs. The forkserver only imports; it
-opens no engine, connection or catalog, so its forks start as clean as a spawned process. It is a child of the code
-server, in the daemon's process group: stopping the group stops it and its forks, as before.
+opens no engine, connection or catalog, so its forks start as clean as a spawned process. It is
+a child of the code server, in the daemon's process group: stopping the group stops it and its
+forks, as before.
 A fork ends with `os._exit`, so `atexit` does not run there: what a run must clean up at its
 end is registered with multiprocessing's finalizers instead (`lakehouse.resources.engine`).
 
@@ -305,7 +306,7 @@ def install() -> bool:
 
     _decision = decision = _Decision()
     # A data descriptor on the class wins over the attribute the constructor already set.
-    # Only StartRun reads it (tests/test_run_workers.py counts the reads), so the first run starts the forkserver.
+    # Only StartRun reads it (tests/test_run_workers.py checks), so the first run starts the forkserver.
     server.DagsterApiServer._mp_ctx = property(lambda self: decision.get(), lambda self, value: None)
     return True
 

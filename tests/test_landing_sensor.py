@@ -157,6 +157,8 @@ def test_a_late_file_for_an_old_ingest_date_is_found_by_the_sweep(lakehouse_env,
 
 
 def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse_env, monkeypatch):
+    from dagster._core.utils import make_new_run_id
+
     warmed = []  # the code server's run forkserver is started when a tick requests runs, not before
     monkeypatch.setattr(run_workers, "warm", lambda: warmed.append(1))
     zone = LocalLandingZone(lakehouse_env.landing_uri)
@@ -169,8 +171,6 @@ def test_the_dagster_sensor_returns_requests_observations_and_a_cursor(lakehouse
     with dg.instance_for_test() as instance:
         result = sensor(dg.build_sensor_context(instance=instance, resources=resources))
         assert warmed == [1]
-        from dagster._core.utils import make_new_run_id
-
         instance.add_run(dg.DagsterRun(job_name="landing", run_id=make_new_run_id(), tags=result.run_requests[0].tags))
         again = sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     (request,) = result.run_requests

@@ -165,11 +165,10 @@ def test_only_a_runs_launch_reads_the_start_method_so_only_it_starts_the_forkser
     new Dagster) would start it, and wait for its preload, where no run was asked for."""
     import ast
     import inspect
-    import textwrap as text
 
     from dagster._grpc import server
 
-    tree = ast.parse(text.dedent(inspect.getsource(server.DagsterApiServer)))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(server.DagsterApiServer)))
     uses = sorted((method.name, type(node.ctx).__name__) for method in tree.body[0].body
                   if isinstance(method, ast.FunctionDef) for node in ast.walk(method)
                   if isinstance(node, ast.Attribute) and node.attr == "_mp_ctx")
