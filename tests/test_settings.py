@@ -170,3 +170,4 @@ def test_spark_java_options_go_to_a_jvm_started_here_and_never_to_a_clusters(mon
     monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS")
     monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master yarn pyspark-shell")  # spark-submit on a cluster started us
     assert "spark.driver.extraJavaOptions" not in spark_config()
+    assert "spark.sql.ui.explainMode" not in spark_config()  # the cluster's UI keeps its own

@@ -209,6 +209,19 @@ def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch_as_d
     assert seen["spark"] == seen["duckdb"]
 
 
+def test_a_local_session_records_each_querys_plan_in_the_short_form():
+    """Spark records every query's physical plan for its UI, UI or not; a session started here has
+    no UI and records the short form, not the numbered, per-operator one (engine.SPARK_CONFIG)."""
+    rows = pa.table({"day": [dt.date(2026, 3, 1)], "n": [1], "label": ["a"]}, SCHEMA)
+    with Engine("spark") as engine:
+        assert engine.session.conf.get("spark.sql.ui.explainMode") == "simple"
+        assert engine.from_arrow(rows).groupBy("day").count().collect()[0]["count"] == 1
+        recorded = engine.session._jsparkSession.sharedState().statusStore().executionsList().last()
+        plan = recorded.physicalPlanDescription()
+    assert plan.startswith("== Physical Plan ==") and "HashAggregate(keys=" in plan, plan
+    assert "\n(1) " not in plan and "Output [" not in plan, plan  # the formatted form's sections
+
+
 def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(monkeypatch):
     """LAKEHOUSE_SPARK_CODEGEN: off (the default), a step's queries on a session started here are
     interpreted, and Spark's settings are back when the step ends (nested steps too), so code sharing

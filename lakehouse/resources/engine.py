@@ -49,6 +49,11 @@ SPARK_CONFIG = {
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # Spark writes every query's physical plan into the event its UI and history server read,
+    # whether or not a UI runs; "formatted" (the default) numbers and describes every operator,
+    # 11% of a small day's JVM CPU on a local session (README, Engines). Locally there is no UI
+    # to read it; a cluster keeps its own choice.
+    "spark.sql.ui.explainMode": "simple",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "4g",
 }
@@ -61,7 +66,8 @@ SPARK_CONFIG = {
 # type mismatch"), which our steps never call but code sharing the session may.
 NO_CODEGEN = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 # Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes.
-CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled")
+CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled",
+                   "spark.sql.ui.explainMode")
 
 
 def launched_by_spark_submit() -> bool:
