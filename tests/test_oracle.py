@@ -5,9 +5,9 @@ Python. The same nasty landing zone is loaded five ways (day by day in date orde
 reverse order, as one range, day by day on the spark engine, and through the sensors and
 automation of the real daemon); every way must equal the oracle to the cent, and all five
 must be identical. Random landing zones (hypothesis) check the oracle and the accounting law
-over many seeds, each loaded day by day (in order or reversed) or as one range. The spark way also shows how Spark writes (its own Iceberg writer, the
-same snapshot properties, copy-on-write); tests/test_spark_driver.py compares the engines on
-a larger generated day.
+over many seeds, each loaded day by day (in order or reversed) or as one range. The spark
+way also shows how Spark writes (its own Iceberg writer, the same snapshot properties,
+copy-on-write); tests/test_spark_driver.py compares the engines on a larger generated day.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 import oracle
 from nasty_corpus import DAYS, random_zone, write_corpus
@@ -192,11 +192,12 @@ def test_late_customer_and_corrections_reach_the_marts(lakes, corpus):
     assert sum(m["sales"] for m in mart) == sum(Decimal(o["qty"]) * o["unit_price"] for o in orders.values())
 
 
-@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(min_value=0, max_value=10**6), way=st.sampled_from(["in_order", "reverse", "range"]))
+@example(seed=3, way="reverse")  # hypothesis tries in_order first; reversed days are drawn in every run too
 def test_random_landing_zones_equal_the_oracle(tmp_path, monkeypatch, seed, way):
     """Each zone loaded one way on DuckDB: day by day in order or reversed, or as one range (as a
-    backfill runs it; about a third of the time of three single days)."""
+    backfill runs it)."""
     # Random zones are often mostly bad rows, some days only bad rows: report the share and
     # the empty day instead of blocking on them.
     relaxed = tmp_path / "dq.yaml"

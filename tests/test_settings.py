@@ -165,6 +165,7 @@ def test_spark_java_options_go_to_a_jvm_started_here_and_never_to_a_clusters(mon
     monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
     monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS", raising=False)
     assert spark_config()["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+    assert spark_config()["spark.sql.ui.explainMode"] == "simple"  # no UI here to read the long form
     monkeypatch.setenv("LAKEHOUSE_SPARK_JAVA_OPTIONS", "")  # the JVM's own defaults
     assert "spark.driver.extraJavaOptions" not in spark_config()
     monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS")

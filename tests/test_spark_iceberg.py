@@ -216,6 +216,7 @@ def test_a_local_session_records_each_querys_plan_in_the_short_form():
     with Engine("spark") as engine:
         assert engine.session.conf.get("spark.sql.ui.explainMode") == "simple"
         assert engine.from_arrow(rows).groupBy("day").count().collect()[0]["count"] == 1
+        engine.session._jsc.sc().listenerBus().waitUntilEmpty()  # the status store is fed asynchronously
         recorded = engine.session._jsparkSession.sharedState().statusStore().executionsList().last()
         plan = recorded.physicalPlanDescription()
     assert plan.startswith("== Physical Plan ==") and "HashAggregate(keys=" in plan, plan

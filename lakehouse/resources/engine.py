@@ -51,7 +51,7 @@ SPARK_CONFIG = {
     "spark.ui.showConsoleProgress": "false",
     # Spark writes every query's physical plan into the event its UI and history server read,
     # whether or not a UI runs; "formatted" (the default) numbers and describes every operator,
-    # 11% of a small day's JVM CPU on a local session (README, Engines). Locally there is no UI
+    # which small days pay at every query (measured in README, Engines). Locally there is no UI
     # to read it; a cluster keeps its own choice.
     "spark.sql.ui.explainMode": "simple",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -65,7 +65,8 @@ SPARK_CONFIG = {
 # interpreted decoder of its catalog's case classes fails (`spark.catalog.listTables()`: "argument
 # type mismatch"), which our steps never call but code sharing the session may.
 NO_CODEGEN = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-# Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes.
+# Left to the cluster when spark-submit launched us (Glue, EMR): it knows its master and sizes, and
+# its UI and history server are there to read.
 CLUSTER_DECIDES = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.ui.enabled",
                    "spark.sql.ui.explainMode")
 
