@@ -134,6 +134,10 @@ def main(argv: list[str]) -> int:
         asset_daemon.MIN_INTERVAL_LOOP_SECONDS = min(asset_daemon.MIN_INTERVAL_LOOP_SECONDS, float(loop))
     from dagster._daemon.cli import main as dagster_daemon  # what the `dagster-daemon` script runs
 
+    from lakehouse import dagster_patches
+
+    dagster_patches.keep_event_log_engines(imported_only=False)  # each run it creates: an event per asset and day
+
     collector.settle()  # a daemon may live for days (make ui)
     sys.argv = command
     return dagster_daemon()

@@ -1,6 +1,7 @@
-"""Dagster's SQLite storages, made without parsing alembic's migration scripts each time.
+"""Dagster's SQLite storages, made without parsing alembic's migration scripts each time, and
+its SQLite event log, written without a new database engine for every event.
 
-Each DagsterInstance on SQLite storage checks its databases' schema revision against the
+1. Each DagsterInstance on SQLite storage checks its databases' schema revision against the
 head revision of Dagster's migration scripts (`check_alembic_revision`, in
 dagster/_core/storage/sql.py): for its run and schedule storages, and for each event-log
 shard it opens first. Alembic finds that head by importing every script, each time. A code
@@ -9,19 +10,33 @@ three sensors tick every 2 s. Finding the head was most of an instance's cost, a
 the code server's CPU in a two-day run (py-spy; figures in README, Benchmarks). The scripts
 are files of the installed Dagster and do not change while a process runs, so here the head
 revision of a script location is found once per process; the database's own revision is
-still read each time.
+still read each time. Installed in a code server, when it loads the code location
+(`lakehouse.definitions`); not in other processes that load it (`install` decides), which
+make an instance or two and would only pay the import of Dagster's storage modules with the
+definitions (half a second).
 
-Installed in a code server, when it loads the code location (`lakehouse.definitions`); not
-in other processes that load it (`install` decides), which make an instance or two and
-would only pay the import of Dagster's storage modules with the definitions (half a
-second). Only on the Dagster whose function was checked; on another one it is left as it
-is, with a warning.
+2. Dagster's SQLite event log (`SqliteEventLogStorage._connect`) makes a SQLAlchemy engine
+for every write and drops it after: every event (a run writes hundreds, the daemon one per
+asset and partition of each run it creates) pays the engine's making and the compiling of
+its statement, which SQLAlchemy caches per engine. Here each shard's engine is kept (the
+last ENGINES_KEPT shards per process). It still opens and closes a connection per write, as
+Dagster does (NullPool): nothing is held open between writes, and a fork starts with no
+connection of its parent's. Installed in the daemon (`lakehouse.daemon_watch`) and wherever
+the code location loads with Dagster's SQLite event log already imported (a code server,
+the run workers' forkserver, whose forks write the runs' events), at no import cost.
+
+Each only on the Dagster whose function was checked; on another one it is left as it is,
+with a warning.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import importlib
 import logging
+import sys
+import threading
 
 from lakehouse import checked_code
 
@@ -35,9 +50,15 @@ MODULES = (
     "dagster._core.storage.event_log.sqlite.sqlite_event_log",
     "dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log",
 )
+EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
 CHECKED_SOURCES = {"check_alembic_revision": "0cda7bdd1df027ec"}
+CHECKED_EVENT_LOG = {"SqliteEventLogStorage._connect": "b8435f2665689760"}
+ENGINES_KEPT = 64  # event-log shards (a run's database each, and the index) whose engine a process keeps
 
 _heads: dict[str, str | None] = {}
+_engines: collections.OrderedDict[str, object] = collections.OrderedDict()  # shard's URL -> engine, newest last
+_engines_lock = threading.Lock()  # storages lock their own writes; the engines are shared between them
+_replaced: dict[str, object] = {}  # Dagster's own functions this process replaced, by name
 
 
 def check_alembic_revision(alembic_config, conn):
@@ -80,4 +101,55 @@ def install() -> bool:
     for module in modules:
         if getattr(module, "check_alembic_revision", None) is original:
             module.check_alembic_revision = check_alembic_revision
+    return True
+
+
+def _kept_engine(url: str):
+    """The SQLAlchemy engine of an event-log shard, made once per process (Dagster's settings for it)."""
+    event_log = sys.modules[EVENT_LOG_MODULE]
+    with _engines_lock:
+        engine = _engines.pop(url, None)
+        if engine is None:
+            engine = event_log.create_engine(url, poolclass=event_log.NullPool,
+                                             connect_args={"timeout": event_log.SQLITE_BUSY_TIMEOUT_SECONDS})
+        _engines[url] = engine
+        while len(_engines) > ENGINES_KEPT:
+            _engines.popitem(last=False)  # its NullPool holds no connection: dropping it closes nothing
+        return engine
+
+
+@contextlib.contextmanager
+def _connect(self, shard: str):
+    """Dagster's `SqliteEventLogStorage._connect`, on the shard's kept engine instead of a new one."""
+    with self._db_lock:
+        engine = _kept_engine(self.conn_string_for_shard(shard))
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        with engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+
+def keep_event_log_engines(imported_only: bool = True) -> bool:
+    """Dagster's SQLite event log writing through kept engines (2. above). With `imported_only`,
+    only where Dagster's event log is already imported (nothing imported for it); False there,
+    and where Dagster's function is not the one checked."""
+    if imported_only and EVENT_LOG_MODULE not in sys.modules:
+        return False
+    try:
+        storage = importlib.import_module(EVENT_LOG_MODULE).SqliteEventLogStorage
+    except (ImportError, AttributeError) as error:
+        checked_code.warn_once(log, "Dagster's SQLite event log is not the one checked (lakehouse/dagster_patches.py: "
+                               "%s): it makes a database engine for every event it writes, as Dagster does", error)
+        return False
+    if storage.__dict__.get("_connect") is _connect:
+        return True
+    if changed := checked_code.changed(CHECKED_EVENT_LOG, lambda name: storage):
+        checked_code.warn_once(log, "Dagster's %s is not the one checked (lakehouse/dagster_patches.py): its SQLite "
+                               "event log makes a database engine for every event it writes, as Dagster does",
+                               ", ".join(changed))
+        return False
+    _replaced["SqliteEventLogStorage._connect"] = storage.__dict__["_connect"]
+    storage._connect = _connect
     return True

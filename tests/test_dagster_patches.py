@@ -1,9 +1,11 @@
-"""A code server's instances (one per sensor tick) read alembic's migration scripts once per process."""
+"""A code server's instances (one per sensor tick) read alembic's migration scripts once per process, and
+Dagster's SQLite event log writes through one kept engine per shard."""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,9 @@ import pytest
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from dagster._core.storage import sql
+from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.runs.sqlite import sqlite_run_storage
+from sqlalchemy.pool import NullPool
 
 from lakehouse import checked_code, dagster_patches, run_workers
 
@@ -91,3 +95,82 @@ def test_a_dagster_without_those_modules_loads_the_code_location_with_a_warning(
     assert sqlite_run_storage.check_alembic_revision is sql.check_alembic_revision
     assert sql.check_alembic_revision is not dagster_patches.check_alembic_revision
     assert "moved_away" in caplog.text and "not the ones checked" in caplog.text
+
+
+@pytest.fixture
+def event_log(monkeypatch):
+    """Dagster's own `_connect` back in place afterwards, and no engine kept from before."""
+    storage = sqlite_event_log.SqliteEventLogStorage  # Dagster's own, even where this worker installed ours
+    monkeypatch.setattr(storage, "_connect", dagster_patches._replaced.get("SqliteEventLogStorage._connect",
+                                                                          storage.__dict__["_connect"]))
+    monkeypatch.setattr(dagster_patches, "_engines", type(dagster_patches._engines)())
+    monkeypatch.setattr(checked_code, "_warned", set())
+    made = []
+    real = sqlite_event_log.create_engine
+    monkeypatch.setattr(sqlite_event_log, "create_engine", lambda *a, **k: made.append(a[0]) or real(*a, **k))
+    return made
+
+
+def _write_and_read(home, runs: dict[str, int]) -> dict[str, list[str]]:
+    """Engine events written for each run, then read back: their messages by run."""
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run_id, events in runs.items():
+            run = dg.DagsterRun(job_name="g", run_id=run_id)
+            for i in range(events):
+                instance.report_engine_event(f"event {i} of {run_id[:6]}", run)
+        return {run_id: [e.message for e in instance.all_logs(run_id) if e.message.startswith("event ")]
+                for run_id in runs}
+
+
+def test_the_event_log_keeps_an_engine_per_shard_and_stores_what_dagster_does(tmp_path, monkeypatch, event_log):
+    runs = {f"{n}" * 8 + "-0000-0000-0000-000000000000": 40 for n in (1, 2, 3)}
+    expected = _write_and_read(tmp_path / "dagster", runs)  # Dagster's own way: an engine per write
+    assert len(event_log) > 120 and all(len(v) == 40 for v in expected.values())
+    event_log.clear()
+    assert dagster_patches.keep_event_log_engines()
+    assert dagster_patches.keep_event_log_engines()  # once is enough; again changes nothing
+    assert _write_and_read(tmp_path / "kept", runs) == expected
+    # One engine per shard the writes touched (each run's database, the index), not one per write (the
+    # storage makes one more of its own as it starts), and none holds a connection between writes (NullPool).
+    assert set(dagster_patches._engines) == set(event_log) and len(event_log) <= len(runs) + 2, event_log
+    assert all(isinstance(e.pool, NullPool) for e in dagster_patches._engines.values())
+    # Only the last ENGINES_KEPT shards' engines stay; one used again moves to the newest.
+    monkeypatch.setattr(dagster_patches, "ENGINES_KEPT", 2)
+    first, second, third = (f"sqlite:///{tmp_path}/{n}.db" for n in "abc")
+    kept = dagster_patches._kept_engine(first)
+    dagster_patches._kept_engine(second)
+    assert dagster_patches._kept_engine(first) is kept
+    dagster_patches._kept_engine(third)
+    assert list(dagster_patches._engines) == [first, third]
+
+
+def test_where_the_event_log_keeps_its_engines(tmp_path):
+    """The daemon, and the run workers' forkserver (its preload imports Dagster's storage before the
+    code location); a process that only loads the code location imports nothing for it."""
+    check = ("import sys; from lakehouse import dagster_patches as p; s = sys.modules.get(p.EVENT_LOG_MODULE); "
+             "print(bool(s) and s.SqliteEventLogStorage._connect is p._connect)")
+    preload = "; ".join(f"import {name}" for name in run_workers.PRELOAD)
+    daemon = ("import os; from lakehouse import daemon_watch; r, w = os.pipe()\n"
+              "try:\n    daemon_watch.main(['daemon_watch', str(r), 'dagster-daemon', '--help'])\n"
+              "except SystemExit:\n    pass\n")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    seen = {}
+    for name, code in (("forkserver", preload), ("daemon", daemon), ("definitions", "import lakehouse.definitions")):
+        out = subprocess.run([sys.executable, "-c", f"{code}\n{check}"], capture_output=True, text=True, env=env,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        seen[name] = out.stdout.strip().splitlines()[-1]
+    assert seen == {"forkserver": "True", "daemon": "True", "definitions": "False"}, seen
+
+
+def test_another_dagsters_event_log_is_left_as_it_is_with_a_warning(monkeypatch, caplog, event_log, lakehouse_env):
+    monkeypatch.setattr(dagster_patches, "CHECKED_EVENT_LOG", {"SqliteEventLogStorage._connect": "0" * 16})
+    with caplog.at_level(logging.WARNING, logger=dagster_patches.__name__):
+        assert not dagster_patches.keep_event_log_engines()
+        assert not dagster_patches.keep_event_log_engines()
+    assert sqlite_event_log.SqliteEventLogStorage._connect is not dagster_patches._connect
+    assert caplog.text.count("makes a database engine for every event it writes") == 1
+    recorded, = checked_code.fallbacks(lakehouse_env.home)
+    assert "SqliteEventLogStorage._connect is not the one checked" in recorded["message"]
