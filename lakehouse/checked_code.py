@@ -1,8 +1,8 @@
 """Other projects' code that ours replaces or relies on, applied only where it is the code checked.
 
-sqlframe's copy savings (`sqlframe_patches.py`), the forked run workers (`run_workers.py`) and
-the code server's alembic check (`dagster_patches.py`) replace functions of sqlframe, Dagster
-and Python, or rely on how they work inside. Each
+sqlframe's copy savings (`sqlframe_patches.py`), the forked run workers (`run_workers.py`),
+the code server's alembic check and the event log's kept engines (`dagster_patches.py`) replace
+functions of sqlframe, Dagster and Python, or rely on how they work inside. Each
 keeps the digests of those functions' source as it read them; on any other version the
 replacement is skipped, with a warning, and the project works as it would without it. One
 is refused instead: sqlframe's CTE naming, whose replacement is a correctness fix.

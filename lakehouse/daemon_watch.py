@@ -9,7 +9,8 @@ the daemon (which shuts down its threads), its code server and the runs it launc
 (Dagster marks them failed, interrupted). Whatever is still alive after GRACE_SECONDS
 gets SIGKILL. Unlike Linux's PR_SET_PDEATHSIG, which signals one process and fires when
 the parent *thread* exits, this covers the whole group and works on any POSIX system.
-The rest of this process is Dagster's own daemon command, unchanged.
+The rest of this process is Dagster's own daemon command, its SQLite event log keeping an
+engine per shard (`lakehouse/dagster_patches.py`, 2.).
 
 One daemon per instance: before it starts, the process takes an exclusive lock on
 `$DAGSTER_HOME/daemon.lock` (waiting while another daemon holds it) and writes its pid

@@ -16,8 +16,8 @@ make an instance or two and would only pay the import of Dagster's storage modul
 definitions (half a second).
 
 2. Dagster's SQLite event log (`SqliteEventLogStorage._connect`) makes a SQLAlchemy engine
-for every write and drops it after: every event (a run writes hundreds, the daemon one per
-asset and partition of each run it creates) pays the engine's making and the compiling of
+for every write or read and drops it after: every event (a run writes hundreds, the daemon one
+per asset and partition of each run it creates) pays the engine's making and the compiling of
 its statement, which SQLAlchemy caches per engine. Here each shard's engine is kept (the
 last ENGINES_KEPT shards per process). It still opens and closes a connection per write, as
 Dagster does (NullPool): nothing is held open between writes, and a fork starts with no
@@ -35,6 +35,7 @@ import collections
 import contextlib
 import importlib
 import logging
+import os
 import sys
 import threading
 
@@ -52,13 +53,25 @@ MODULES = (
 )
 EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
 CHECKED_SOURCES = {"check_alembic_revision": "0cda7bdd1df027ec"}
-CHECKED_EVENT_LOG = {"SqliteEventLogStorage._connect": "b8435f2665689760"}
+# _initdb too: it now gets an engine that lives as long as the process (it must not attach to it).
+CHECKED_EVENT_LOG = {"SqliteEventLogStorage._connect": "b8435f2665689760",
+                     "SqliteEventLogStorage._initdb": "7a302d98eb61a34d"}
 ENGINES_KEPT = 64  # event-log shards (a run's database each, and the index) whose engine a process keeps
 
 _heads: dict[str, str | None] = {}
 _engines: collections.OrderedDict[str, object] = collections.OrderedDict()  # shard's URL -> engine, newest last
 _engines_lock = threading.Lock()  # storages lock their own writes; the engines are shared between them
 _replaced: dict[str, object] = {}  # Dagster's own functions this process replaced, by name
+
+
+def _forget_engines_in_child() -> None:
+    """A fork starts with no engine and a free lock, whatever its parent's threads were doing."""
+    global _engines_lock
+    _engines_lock = threading.Lock()
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
 def check_alembic_revision(alembic_config, conn):

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # What a run imports: Dagster's run entry point and the instance's storage (which brings alembic,
 # mako and pygments: 0.5 s of CPU a run otherwise), the code location, the steps and their engines.
 # First the garbage collector's thresholds, for the imports and the runs (lakehouse/collector.py).
+# Dagster's storage before the definitions: loading them there keeps the event log's engines
+# (lakehouse/dagster_patches.py, 2.) only where Dagster's event log is already imported.
 PRELOAD = ["lakehouse.tune_collector", "dagster._grpc.impl", "dagster._core.storage.sqlite_storage",
            "lakehouse.definitions", "lakehouse.steps", "lakehouse.ingest", "lakehouse.iceberg", "duckdb",
            "sqlframe.duckdb", "pyiceberg.catalog.sql", "pyiceberg.table", "pyarrow.dataset", "pandas"]

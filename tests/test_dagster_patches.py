@@ -99,7 +99,8 @@ def test_a_dagster_without_those_modules_loads_the_code_location_with_a_warning(
 
 @pytest.fixture
 def event_log(monkeypatch):
-    """Dagster's own `_connect` back in place afterwards, and no engine kept from before."""
+    """Dagster's own `_connect` while the test runs (even where this worker installed ours, as
+    loading the code location may), the worker's own again afterwards; no engine kept from before."""
     storage = sqlite_event_log.SqliteEventLogStorage  # Dagster's own, even where this worker installed ours
     monkeypatch.setattr(storage, "_connect", dagster_patches._replaced.get("SqliteEventLogStorage._connect",
                                                                           storage.__dict__["_connect"]))
@@ -111,30 +112,51 @@ def event_log(monkeypatch):
     return made
 
 
-def _write_and_read(home, runs: dict[str, int]) -> dict[str, list[str]]:
-    """Engine events written for each run, then read back: their messages by run."""
+def _write_and_read(home, runs: dict[str, int]) -> dict:
+    """Engine events written for each run and asset materializations (the index shard too), read
+    back; then the storage wiped (its files deleted) and written again."""
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    def read(instance) -> dict:
+        got = {run_id: [e.message for e in instance.all_logs(run_id) if e.message.startswith("event ")]
+               for run_id in runs}
+        for asset in ("a", "b"):
+            records = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+            got[asset] = sorted(r.asset_materialization.partition for r in records)
+        return got
+
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for run_id, events in runs.items():
             run = dg.DagsterRun(job_name="g", run_id=run_id)
             for i in range(events):
                 instance.report_engine_event(f"event {i} of {run_id[:6]}", run)
-        return {run_id: [e.message for e in instance.all_logs(run_id) if e.message.startswith("event ")]
-                for run_id in runs}
+        for day in range(1, 6):
+            for asset in ("a", "b"):
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=f"2026-03-0{day}"))
+        before = read(instance)
+        instance.event_log_storage.wipe()
+        assert not any(read(instance).values())
+        run_id = next(iter(runs))
+        instance.report_engine_event("event after the wipe", dg.DagsterRun(job_name="g", run_id=run_id))
+        instance.report_runless_asset_event(dg.AssetMaterialization("a", partition="2026-03-09"))
+        return {"before": before, "after": read(instance)}
 
 
 def test_the_event_log_keeps_an_engine_per_shard_and_stores_what_dagster_does(tmp_path, monkeypatch, event_log):
     runs = {f"{n}" * 8 + "-0000-0000-0000-000000000000": 40 for n in (1, 2, 3)}
     expected = _write_and_read(tmp_path / "dagster", runs)  # Dagster's own way: an engine per write
-    assert len(event_log) > 120 and all(len(v) == 40 for v in expected.values())
+    assert len(event_log) > 120 and all(len(expected["before"][run_id]) == 40 for run_id in runs)
+    assert len(expected["before"]["a"]) == 5 and expected["after"]["a"] == ["2026-03-09"], expected
     event_log.clear()
     assert dagster_patches.keep_event_log_engines()
     assert dagster_patches.keep_event_log_engines()  # once is enough; again changes nothing
     assert _write_and_read(tmp_path / "kept", runs) == expected
-    # One engine per shard the writes touched (each run's database, the index), not one per write (the
-    # storage makes one more of its own as it starts), and none holds a connection between writes (NullPool).
-    assert set(dagster_patches._engines) == set(event_log) and len(event_log) <= len(runs) + 2, event_log
+    # One engine kept per shard touched (each run's database, the runless events', the index), not one
+    # per write; the few others are Dagster's own, made outside `_connect` (the storage's start, its
+    # `has_table`). None holds a connection between writes (NullPool).
+    assert set(dagster_patches._engines) == set(event_log) and len(set(event_log)) == len(runs) + 2, event_log
+    assert len(event_log) <= 20, event_log
     assert all(isinstance(e.pool, NullPool) for e in dagster_patches._engines.values())
     # Only the last ENGINES_KEPT shards' engines stay; one used again moves to the newest.
     monkeypatch.setattr(dagster_patches, "ENGINES_KEPT", 2)
@@ -150,19 +172,19 @@ def test_where_the_event_log_keeps_its_engines(tmp_path):
     """The daemon, and the run workers' forkserver (its preload imports Dagster's storage before the
     code location); a process that only loads the code location imports nothing for it."""
     check = ("import sys; from lakehouse import dagster_patches as p; s = sys.modules.get(p.EVENT_LOG_MODULE); "
-             "print(bool(s) and s.SqliteEventLogStorage._connect is p._connect)")
+             "print('not imported' if s is None else s.SqliteEventLogStorage._connect is p._connect)")
     preload = "; ".join(f"import {name}" for name in run_workers.PRELOAD)
     daemon = ("import os; from lakehouse import daemon_watch; r, w = os.pipe()\n"
               "try:\n    daemon_watch.main(['daemon_watch', str(r), 'dagster-daemon', '--help'])\n"
               "except SystemExit:\n    pass\n")
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "LAKEHOUSE_HOME": str(tmp_path / "home")}
     seen = {}
     for name, code in (("forkserver", preload), ("daemon", daemon), ("definitions", "import lakehouse.definitions")):
         out = subprocess.run([sys.executable, "-c", f"{code}\n{check}"], capture_output=True, text=True, env=env,
-                             timeout=120)
+                             timeout=120, start_new_session=True)  # the daemon's watchdog signals its own group
         assert out.returncode == 0, out.stderr[-3000:]
         seen[name] = out.stdout.strip().splitlines()[-1]
-    assert seen == {"forkserver": "True", "daemon": "True", "definitions": "False"}, seen
+    assert seen == {"forkserver": "True", "daemon": "True", "definitions": "not imported"}, seen
 
 
 def test_another_dagsters_event_log_is_left_as_it_is_with_a_warning(monkeypatch, caplog, event_log, lakehouse_env):
