@@ -43,15 +43,15 @@ from lakehouse import checked_code
 
 log = logging.getLogger(__name__)
 
-# The function replaced, and the modules that hold it under its name (imported from sql.py).
+EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"  # 2.: its storage class
+# 1.: the function replaced, and the modules that hold it under its name (imported from sql.py).
 MODULES = (
     "dagster._core.storage.sql",
     "dagster._core.storage.runs.sqlite.sqlite_run_storage",
     "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
-    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    EVENT_LOG_MODULE,
     "dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log",
 )
-EVENT_LOG_MODULE = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
 CHECKED_SOURCES = {"check_alembic_revision": "0cda7bdd1df027ec"}
 # _initdb too: it now gets an engine that lives as long as the process (it must not attach to it).
 CHECKED_EVENT_LOG = {"SqliteEventLogStorage._connect": "b8435f2665689760",

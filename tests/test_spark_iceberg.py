@@ -53,6 +53,7 @@ def test_a_missing_jdbc_driver_names_the_package(monkeypatch, tmp_path):
 
 
 SCHEMA = pa.schema([("day", pa.date32()), ("n", pa.int64()), ("label", pa.string())])
+ONE_ROW = pa.table({"day": [dt.date(2026, 3, 1)], "n": [1], "label": ["a"]}, SCHEMA)
 TABLE = TableDef("silver.probe", SCHEMA, (("day", "day"),), "probe")
 
 
@@ -212,10 +213,9 @@ def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch_as_d
 def test_a_local_session_records_each_querys_plan_in_the_short_form():
     """Spark records every query's physical plan for its UI, UI or not; a session started here has
     no UI and records the short form, not the numbered, per-operator one (engine.SPARK_CONFIG)."""
-    rows = pa.table({"day": [dt.date(2026, 3, 1)], "n": [1], "label": ["a"]}, SCHEMA)
     with Engine("spark") as engine:
         assert engine.session.conf.get("spark.sql.ui.explainMode") == "simple"
-        assert engine.from_arrow(rows).groupBy("day").count().collect()[0]["count"] == 1
+        assert engine.from_arrow(ONE_ROW).groupBy("day").count().collect()[0]["count"] == 1
         engine.session._jsc.sc().listenerBus().waitUntilEmpty()  # the status store is fed asynchronously
         recorded = engine.session._jsparkSession.sharedState().statusStore().executionsList().last()
         plan = recorded.physicalPlanDescription()
@@ -230,14 +230,13 @@ def test_a_step_interprets_its_queries_and_leaves_the_session_as_it_found_it(mon
     catalog API, whose decoder fails interpreted; on, a step leaves Spark's code generation alone."""
     from lakehouse.resources.engine import NO_CODEGEN
 
-    rows = pa.table({"day": [dt.date(2026, 3, 1)], "n": [1], "label": ["a"]}, SCHEMA)
 
     def settings_of(session):
         return {key: session.conf.get(key) for key in NO_CODEGEN}
 
     def plan_and_settings():
         with Engine("spark") as engine:  # the worker's session, whichever catalog it reads
-            df = engine.from_arrow(rows).groupBy("day").count()
+            df = engine.from_arrow(ONE_ROW).groupBy("day").count()
             assert df.collect()[0]["count"] == 1
             return engine.session, settings_of(engine.session), df._jdf.queryExecution().executedPlan().toString()
 
