@@ -1,13 +1,14 @@
 """Other projects' code that ours replaces or relies on, applied only where it is the code checked.
 
 sqlframe's copy savings (`sqlframe_patches.py`), the forked run workers (`run_workers.py`),
-the code server's alembic check and the event log's kept engines (`dagster_patches.py`) replace
-functions of sqlframe, Dagster and Python, or rely on how they work inside. Each
+the code server's alembic check and the event log's kept engines (`dagster_patches.py`), the
+daemon's forked code servers (`code_servers.py`) replace functions of sqlframe, Dagster and
+Python, or rely on how they work inside. Each
 keeps the digests of those functions' source as it read them; on any other version the
 replacement is skipped, with a warning, and the project works as it would without it. One
 is refused instead: sqlframe's CTE naming, whose replacement is a correctness fix.
 
-A fallback (a replacement skipped, the run workers spawned instead of forked; also deploy's
+A fallback (a replacement skipped, the run workers or code servers spawned instead of forked; also deploy's
 wheel built by pip where uv is missing, YAML parsed without libyaml, and a step's temporary
 views or Spark settings its engine could not clean up or put back) is slower, or holds disk
 space until the process ends, never wrong, but not silent either: besides the log, it is

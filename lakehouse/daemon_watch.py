@@ -10,7 +10,8 @@ the daemon (which shuts down its threads), its code server and the runs it launc
 gets SIGKILL. Unlike Linux's PR_SET_PDEATHSIG, which signals one process and fires when
 the parent *thread* exits, this covers the whole group and works on any POSIX system.
 The rest of this process is Dagster's own daemon command, its SQLite event log keeping an
-engine per shard (`lakehouse/dagster_patches.py`, 2.).
+engine per shard (`lakehouse/dagster_patches.py`, 2.) and its code servers forked from a child
+made after its imports (`lakehouse/code_servers.py`).
 
 One daemon per instance: before it starts, the process takes an exclusive lock on
 `$DAGSTER_HOME/daemon.lock` (waiting while another daemon holds it) and writes its pid
@@ -114,7 +115,6 @@ def main(argv: list[str]) -> int:
     fd, command = int(argv[1]), argv[2:]
     unblock_stops("lakehouse daemon")  # the group's stop is SIGTERM; the code server and runs inherit this mask
     threading.Thread(target=_watch, args=(fd, os.getppid()), name="lakehouse-run-watchdog", daemon=True).start()
-    lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
     if loop := os.environ.get(LOOP_SECONDS_VAR):
         # Dagster's backfill daemon (which carries out the automation's multi-day requests)
         # sleeps a fixed 30 s between passes, and nothing in the instance config changes it:
@@ -135,9 +135,13 @@ def main(argv: list[str]) -> int:
         asset_daemon.MIN_INTERVAL_LOOP_SECONDS = min(asset_daemon.MIN_INTERVAL_LOOP_SECONDS, float(loop))
     from dagster._daemon.cli import main as dagster_daemon  # what the `dagster-daemon` script runs
 
-    from lakehouse import dagster_patches
+    from lakehouse import code_servers, dagster_patches
 
     dagster_patches.keep_event_log_engines(imported_only=False)  # each run it creates: an event per asset and day
+    # The code servers' zygote: after the imports it shares, before Dagster's threads and the
+    # lock (which it must not hold); the watchdog's pipe is not its to keep open.
+    code_servers.install(close=(fd,))
+    lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
 
     collector.settle()  # a daemon may live for days (make ui)
     sys.argv = command

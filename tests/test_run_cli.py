@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from processes import none_left, processes_of
+from processes import none_left, parent_of, processes_of
 from lakehouse.generate import generate
 from lakehouse.resources.landing import LocalLandingZone
 
@@ -151,6 +151,10 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
         deadline = time.monotonic() + 90
         while not any("dagster api grpc" in p for p in processes_of(tmp_path).values()) and time.monotonic() < deadline:
             time.sleep(0.2)  # the code server is up: a whole group to stop
+        found = processes_of(tmp_path)
+        servers = [pid for pid, command in found.items() if "dagster api grpc" in command]
+        # Forked by the daemon's zygote (lakehouse/code_servers.py), itself in the group.
+        assert servers and all("code-server zygote" in found.get(parent_of(pid), "") for pid in servers), found
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
