@@ -2,30 +2,35 @@
 
 Dagster's daemon starts each code server as `python -m dagster api grpc ...`: a new interpreter
 that imports Dagster again before it loads the code location, about 1.5 s of CPU, and as long
-before the first sensor tick, at every `lakehouse run`, `make ui` and daemon restart. The daemon
-has imported Dagster already. So, after its imports and before any of its threads run Dagster
-(`lakehouse/daemon_watch.py`), it forks one child, the zygote, which stays single-threaded and
-forks each code server from itself when the daemon asks; the code server then only loads the
-code location (measured: 0.4 s of CPU to a server that answers, against 1.4–1.5 s spawned).
-The zygote holds third-party modules and Dagster only: the project's own modules are imported
-by each code server, so a code server started after an edit (a reload in the UI) loads the
-edited code, as a spawned one does.
+before the first sensor tick, at every `lakehouse run`, `make ui`, daemon restart and workspace
+refresh. The daemon has imported Dagster already. So, after its imports and before its threads
+run Dagster (`lakehouse/daemon_watch.py`), it forks one child, the zygote, which forks each code
+server from itself when the daemon asks; the code server then only loads the code location
+(measured: 0.4 s of CPU to a server that answers, against 1.4–1.5 s spawned). The daemon then
+has one thread of its own (its watchdog, reading a pipe) and Arrow's allocator threads, which
+are fork-safe (the run workers' forkserver relies on them too). The zygote holds other projects'
+modules only: each fork drops the project's own (`lakehouse.*`) before it runs, so a code server
+imports them afresh, edited or not, as a spawned one does.
 
 What the code server gets is what Dagster would have started: its command line (as the process
-title, so `ps` and the tests see `dagster api grpc`), environment, working folder, standard
-streams (the daemon's, as inherited), process group (the daemon's, so a stop of the group stops
-it) and exit status (the zygote reaps it and tells the daemon). Dagster keeps the returned object
-for its `pid`, `poll`, `wait` and `returncode`, as it keeps a `subprocess.Popen`.
+title: `ps -f` shows `dagster api grpc ...`, cut to the length of the daemon's own command line),
+environment (`/proc/<pid>/environ`, which the operating system keeps from a process's start, is
+the daemon's), working folder, standard streams (the daemon's, inherited), process group (the
+daemon's, so a stop of the group stops it), exit handlers (those of its imports, as a new
+interpreter registers them) and exit status (the zygote reaps it and tells the daemon). Dagster
+keeps the returned object for its `pid`, `poll`, `wait` and `returncode`, as it keeps a
+`subprocess.Popen`.
 
-The zygote ends when the daemon does (it reads the end of their socket). Where it cannot serve
-(it was killed, Dagster's `open_server_process` is not the code checked, the command is not one
-this interpreter runs, setproctitle is missing), the code server is started as Dagster starts
-it, and the fallback is recorded for `lakehouse status` (`checked_code.warn_once`).
+The zygote ends when the daemon does (it reads the end of their socket; a stop signal to the
+group is left to the daemon, which may start a code server while it stops). Where it cannot
+serve (killed, failed to fork, a Dagster whose functions read here are not the code checked, a
+command for another interpreter or with other start-up variables, setproctitle missing), the
+code server is started as Dagster starts it, and the fallback is said and recorded for
+`lakehouse status` (`checked_code.warn_once`).
 """
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import logging
 import os
@@ -42,21 +47,31 @@ from multiprocessing.connection import Connection
 from lakehouse import checked_code
 
 log = logging.getLogger(__name__)
-# sha256 (first 16 hex digits) of Dagster 1.13's function whose command line is read here.
-CHECKED_SOURCES = {"open_server_process": "011c516e0b385ba6"}
-POLL_SECONDS = 0.5  # how often the zygote reaps ended code servers while the daemon asks nothing
+# sha256 (first 16 hex digits) of Dagster 1.13's functions this relies on: the one whose command
+# line is read here, and those that use what it returns.
+CHECKED_SOURCES = {
+    "open_server_process": "011c516e0b385ba6",
+    "wait_for_grpc_server": "ef602997d916e921",
+    "GrpcServerProcess.wait": "e3c340d134682e09",
+    "GrpcServerProcess.shutdown_server": "e0e36f45ee866f10",
+}
 # What a code server imports beyond the daemon: its command's entry point and gRPC server.
 PRELOAD = ("dagster._cli", "dagster._cli.api", "dagster._grpc.server")
+POLL_SECONDS = 0.5  # how often the zygote reaps ended code servers while the daemon asks nothing
 LOST = 255  # the exit status of a code server whose zygote died before it: unknown (as run_workers.ORPHANED_EXIT)
-# What must be the daemon's own for a fork to equal a new interpreter: these shape sys.path, the
-# interpreter's flags and hash seed at its start, which a fork keeps from the daemon.
-STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONHASHSEED", "PYTHONNOUSERSITE",
-                     "PYTHONUSERBASE", "PYTHONOPTIMIZE", "PYTHONDONTWRITEBYTECODE", "PYTHONUTF8", "PYTHONIOENCODING",
-                     "PYTHONWARNINGS", "PYTHONDEVMODE", "PYTHONFAULTHANDLER", "PYTHONPLATLIBDIR")
+OURS = "lakehouse"  # the project's modules, which each fork imports afresh
+STOPS = (signal.SIGINT, signal.SIGTERM)
+_STOPS: dict = {}  # their handlers in the daemon before it forked the zygote, which ignores them
+
+
+def _startup(env) -> dict:
+    """What in an environment shapes a new interpreter before it runs anything (sys.path, flags,
+    hash seed, encodings, locale): a fork keeps the daemon's."""
+    return {k: v for k, v in env.items() if k.startswith(("PYTHON", "LC_")) or k == "LANG"}
 
 
 class Zygote:
-    """The daemon's end: asks the zygote for a fork, and for the exit status of its forks.
+    """The daemon's end: asks the zygote for a fork, and for how its forks ended.
 
     Thread-safe: Dagster starts and polls code servers from several of the daemon's threads."""
 
@@ -72,36 +87,53 @@ class Zygote:
                 raise EOFError(self.gone)
             try:
                 self._conn.send(request)
-                return self._conn.recv()
+                answer = self._conn.recv()
             except (OSError, EOFError) as exc:
-                self.gone = f"the code servers' zygote (pid {self.pid}) is gone ({type(exc).__name__})"
+                self._give_up(exc)
                 raise EOFError(self.gone) from None
+            except BaseException as exc:  # a stop's KeyboardInterrupt: an answer left unread would be the next one's
+                self._give_up(exc)
+                raise
+        if isinstance(answer, tuple) and answer[0] == "error":
+            raise OSError(answer[1])
+        return answer
 
-    def fork(self, args: list[str], env: dict, cwd: str | None) -> int:
+    def _give_up(self, exc: BaseException) -> None:
+        self.gone = f"the code servers' zygote is gone ({type(exc).__name__})"
+        self._conn.close()
+        try:
+            os.waitpid(self.pid, os.WNOHANG)  # reaped, if it has ended (a child of the daemon)
+        except ChildProcessError:
+            pass
+
+    def fork(self, args: list[str], env: dict, cwd: str | None) -> tuple[int, int]:
+        """(serial, pid) of a fork running `args`. Raises EOFError (no zygote) or OSError (no fork)."""
         return self._ask(("fork", args, env, cwd))
 
-    def status(self, pid: int):
-        """The exit status of fork `pid` (as Popen's returncode), None while it runs."""
-        return self._ask(("status", pid))
+    def status(self, serial: int):
+        """The exit status of fork `serial` (as Popen's returncode), None while it runs."""
+        return self._ask(("status", serial))
 
 
 class ForkedServer:
     """What Dagster keeps of a code server it started (`subprocess.Popen`'s pid, poll, wait,
     returncode and signals), for one the zygote forked."""
 
-    def __init__(self, zygote: Zygote, pid: int, args: list[str]):
+    def __init__(self, zygote: Zygote, serial: int, pid: int, args: list[str]):
         self.pid, self.args, self.returncode = pid, args, None
-        self._zygote = zygote
+        self._zygote, self._serial = zygote, serial
         self._started = _start_time(pid)
+        self._lock = threading.Lock()  # the zygote tells an exit status once
 
     def poll(self):
-        if self.returncode is None:
-            try:
-                self.returncode = self._zygote.status(self.pid)
-            except EOFError:  # the zygote died: its forks are no longer its children; follow this one by its id
-                if not _alive(self.pid, self._started):
-                    self.returncode = LOST
-        return self.returncode
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    self.returncode = self._zygote.status(self._serial)
+                except EOFError:  # the zygote died: its forks are no longer its children; follow this one by its id
+                    if not _alive(self.pid, self._started):
+                        self.returncode = LOST
+            return self.returncode
 
     def wait(self, timeout: float | None = None):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -146,63 +178,78 @@ def _alive(pid: int, started: float | None) -> bool:
 
 
 def forkable(args: list[str], env: dict | None, kwargs: dict) -> str | None:
-    """None if the command is a code server this interpreter would run as the zygote runs it, else why not."""
+    """None if the command is a code server this interpreter would run as a fork runs it, else why not."""
     if list(args[:5]) != [sys.executable, "-m", "dagster", "api", "grpc"]:
         return "another command or interpreter"
     if kwargs:
         return f"Dagster asked for {', '.join(sorted(kwargs))}"
-    env = os.environ if env is None else env
-    if any(env.get(name) != _STARTUP_ENV.get(name) for name in STARTUP_VARIABLES):
+    if _startup(os.environ if env is None else env) != _STARTUP:
         return "the interpreter's start-up variables differ from the daemon's"
     return None
 
 
-_STARTUP_ENV = {name: os.environ.get(name) for name in STARTUP_VARIABLES}  # as this interpreter started (imported early)
+_STARTUP = _startup(os.environ)  # the daemon's, imported early (nothing of ours changes them)
+
+
+def owner_of(name: str):
+    from dagster._grpc import server
+
+    return server.GrpcServerProcess if name.startswith("GrpcServerProcess.") else server
 
 
 def install(close: tuple[int, ...] = ()) -> Zygote | None:
     """In the daemon: fork the zygote and have Dagster's code servers forked by it (see the module).
-    This process must not have started a thread that may hold a lock (the daemon's watchdog only
-    reads a pipe). `close`: descriptors of this process the zygote and the code servers must not
-    hold. The zygote, or None where it is not applied (said, and recorded)."""
+    Call it after the daemon's imports and before it starts threads or registers exit handlers of
+    its own (the forks run those of the imports). `close`: descriptors of this process the zygote
+    and the code servers must not hold. The zygote, or None where it is not applied (said, and recorded)."""
     from dagster._grpc import server
 
-    if changed := checked_code.changed(CHECKED_SOURCES, lambda name: server):
-        checked_code.warn_once(log, "%s differs from the code lakehouse/code_servers.py was checked against: the "
+    if changed := checked_code.changed(CHECKED_SOURCES, owner_of):
+        checked_code.warn_once(log, "%s differ from the code lakehouse/code_servers.py was checked against: the "
                                "daemon's code servers are started as Dagster starts them (about 1 s slower each)",
                                ", ".join(changed))
         return None
     try:
         import setproctitle  # noqa: F401  (the code servers' command line: see the module)
-    except ImportError:
-        checked_code.warn_once(log, "setproctitle is not installed: the daemon's code servers are started as Dagster "
-                               "starts them (about 1 s slower each)")
+
+        for module in PRELOAD:
+            importlib.import_module(module)
+        zygote = _fork(close)
+    except (ImportError, OSError) as exc:
+        checked_code.warn_once(log, "the code servers' zygote could not start (%s): the daemon's code servers are "
+                               "started as Dagster starts them (about 1 s slower each)", exc)
         return None
-    for module in PRELOAD:
-        importlib.import_module(module)
-    zygote = _fork(close)
     spawn = server.open_ipc_subprocess
 
     def open_code_server(args, **kwargs):
-        env = kwargs.pop("env", None)
-        cwd = kwargs.pop("cwd", None)
-        if forkable(args, env, kwargs) is None:
+        env, cwd = kwargs.get("env"), kwargs.get("cwd")
+        why = forkable(args, env, {k: v for k, v in kwargs.items() if k not in ("env", "cwd")})
+        if why is None:
             try:
-                return ForkedServer(zygote, zygote.fork(list(args), dict(os.environ if env is None else env), cwd),
-                                    list(args))
-            except EOFError as exc:
-                checked_code.warn_once(log, "%s: the daemon's code servers are started as Dagster starts them from "
-                                       "now on (about 1 s slower each)", exc)
-        return spawn(args, **kwargs, **({} if env is None else {"env": env}), **({} if cwd is None else {"cwd": cwd}))
+                serial, pid = zygote.fork(list(args), dict(os.environ if env is None else env), cwd)
+                return ForkedServer(zygote, serial, pid, list(args))
+            except (EOFError, OSError) as exc:
+                why = str(exc)
+        checked_code.warn_once(log, "a code server started as Dagster starts it, not forked: %s", why)
+        return spawn(args, **kwargs)
 
     server.open_ipc_subprocess = open_code_server
     return zygote
 
 
 def _fork(close: tuple[int, ...]) -> Zygote:
+    global _STOPS
+    _STOPS = {sig: signal.getsignal(sig) for sig in STOPS}  # as the interpreter began (Python's, or inherited ignored)
     ours, theirs = socket.socketpair()
+    for stream in (sys.stdout, sys.stderr):  # else what waits in their buffers is written by every fork too
+        stream.flush()
     daemon = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
     if pid == 0:  # the zygote: never returns into the daemon's code
         code = 1
         try:
@@ -222,32 +269,45 @@ def _serve(conn: Connection, daemon: int) -> int:
     end with their heartbeat), a code server's in a fork (`_become`)."""
     import gc
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a stop, not an exception unwinding into the daemon's frames
+    # The daemon stops; the zygote ends after it (end of file), so no code server it starts meanwhile is spawned.
+    for sig in STOPS:
+        signal.signal(sig, signal.SIG_IGN)
     _title(f"lakehouse code-server zygote of dagster-daemon pid {daemon}")
     gc.freeze()  # what the forks share: out of their collector's sight, so its passes do not copy those pages
-    ended: dict[int, int | None] = {}  # pid -> returncode, None while it runs
+    running: dict[int, int] = {}  # pid -> serial, of forks not yet reaped
+    ended: dict[int, int] = {}  # serial -> exit status, until the daemon has been told
+    serials = iter(range(1, 1 << 62))
     while True:
-        _reap(ended)
         try:
+            _reap(running, ended)
             if not conn.poll(POLL_SECONDS):
                 continue
             request = conn.recv()
             if request[0] == "status":
-                _reap(ended)
-                conn.send(ended.get(request[1], LOST))
+                _reap(running, ended)
+                serial = request[1]
+                conn.send(ended.pop(serial) if serial in ended else None if serial in running.values() else LOST)
                 continue
             _, args, env, cwd = request
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # this one is spawned; the next may fork
+                conn.send(("error", f"the code servers' zygote could not fork: {exc}"))
+                continue
             if pid == 0:
-                conn.close()
-                return _become(args, env, cwd)
-            ended[pid] = None
-            conn.send(pid)
+                try:
+                    conn.close()
+                    return _become(args, env, cwd)
+                except BaseException:  # before or around the code server: said, as a new interpreter would
+                    traceback.print_exc()
+                    return 1
+            running[pid] = serial = next(serials)
+            conn.send((serial, pid))
         except (OSError, EOFError):
             return 0
 
 
-def _reap(ended: dict) -> None:
+def _reap(running: dict, ended: dict) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -255,21 +315,23 @@ def _reap(ended: dict) -> None:
             return
         if pid == 0:
             return
-        ended[pid] = os.waitstatus_to_exitcode(status)
+        if pid in running:
+            ended[running.pop(pid)] = os.waitstatus_to_exitcode(status)
 
 
 def _become(args: list[str], env: dict, cwd: str | None) -> int:
     """Run `args` (`python -m <module> ...`) in this fork as a new interpreter would; its exit status."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as in a new interpreter
+    for sig, handler in _STOPS.items():  # as a new interpreter started by the daemon would have them
+        signal.signal(sig, handler)
     os.environ.clear()
     os.environ.update(env)
     if cwd:
         os.chdir(cwd)
     _title(" ".join(args))
-    # The daemon's exit handlers (registered by its imports) are not this process's; the module's
-    # own are run below, as the interpreter runs them at its exit.
-    atexit._clear()  # noqa: SLF001 (no public way to drop handlers others registered)
-    sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
+    for name in [name for name in sys.modules if name == OURS or name.startswith(OURS + ".")]:
+        del sys.modules[name]  # imported afresh by the code server: its code as it is now
+    if not sys.flags.safe_path:
+        sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
     sys.argv = [args[2], *args[3:]]
     code = 0
     try:
@@ -284,6 +346,8 @@ def _become(args: list[str], env: dict, cwd: str | None) -> int:
     # What the interpreter does at its exit, here where the process ends with os._exit: wait for
     # the threads that are not daemons, run the exit handlers, flush the standard streams.
     threading._shutdown()  # noqa: SLF001
+    import atexit
+
     atexit._run_exitfuncs()  # noqa: SLF001
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -294,14 +358,16 @@ def _become(args: list[str], env: dict, cwd: str | None) -> int:
 
 
 def _title(title: str) -> None:
-    """The process's command line as `ps` and /proc show it. Only over the daemon's own command
+    """The process's command line as `ps -f` and /proc show it. Only over the daemon's own command
     line (SPT_NOENV): the environment block stays, where operators (and the tests) find a home's processes."""
+    before = os.environ.get("SPT_NOENV")
     os.environ["SPT_NOENV"] = "1"
     try:
         import setproctitle
 
         setproctitle.setproctitle(title)
     finally:
-        del os.environ["SPT_NOENV"]
-
-
+        if before is None:
+            del os.environ["SPT_NOENV"]
+        else:
+            os.environ["SPT_NOENV"] = before

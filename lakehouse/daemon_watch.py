@@ -135,12 +135,15 @@ def main(argv: list[str]) -> int:
         asset_daemon.MIN_INTERVAL_LOOP_SECONDS = min(asset_daemon.MIN_INTERVAL_LOOP_SECONDS, float(loop))
     from dagster._daemon.cli import main as dagster_daemon  # what the `dagster-daemon` script runs
 
-    from lakehouse import code_servers, dagster_patches
+    from lakehouse import code_servers
+
+    # The code servers' zygote: after the imports it shares, before Dagster's threads, the lock
+    # (which it must not hold) and the event log's change (each code server makes its own); the
+    # watchdog's pipe is not its to keep open.
+    code_servers.install(close=(fd,))
+    from lakehouse import dagster_patches
 
     dagster_patches.keep_event_log_engines(imported_only=False)  # each run it creates: an event per asset and day
-    # The code servers' zygote: after the imports it shares, before Dagster's threads and the
-    # lock (which it must not hold); the watchdog's pipe is not its to keep open.
-    code_servers.install(close=(fd,))
     lock = take_lock(os.environ["DAGSTER_HOME"])  # noqa: F841 (held until the process ends)
 
     collector.settle()  # a daemon may live for days (make ui)

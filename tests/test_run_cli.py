@@ -153,8 +153,10 @@ def test_sigterm_and_sigkill_stop_the_daemon_and_everything_it_started(lakehouse
             time.sleep(0.2)  # the code server is up: a whole group to stop
         found = processes_of(tmp_path)
         servers = [pid for pid, command in found.items() if "dagster api grpc" in command]
-        # Forked by the daemon's zygote (lakehouse/code_servers.py), itself in the group.
-        assert servers and all("code-server zygote" in found.get(parent_of(pid), "") for pid in servers), found
+        # Forked by the daemon's zygote (lakehouse/code_servers.py), all in the daemon's group (its pid).
+        daemon = next(pid for pid, command in found.items() if "lakehouse.daemon_watch" in command)
+        assert servers and all("code-server zygote" in found.get(parent_of(pid), "")
+                               and os.getpgid(parent_of(pid)) == os.getpgid(pid) == daemon for pid in servers), found
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
