@@ -272,7 +272,7 @@ def _serve(conn: Connection, daemon: int) -> int:
     # The daemon stops; the zygote ends after it (end of file), so no code server it starts meanwhile is spawned.
     for sig in STOPS:
         signal.signal(sig, signal.SIG_IGN)
-    _title(f"lakehouse code-server zygote of dagster-daemon pid {daemon}")
+    title(f"lakehouse code-server zygote of dagster-daemon pid {daemon}")
     gc.freeze()  # what the forks share: out of their collector's sight, so its passes do not copy those pages
     running: dict[int, int] = {}  # pid -> serial, of forks not yet reaped
     ended: dict[int, int] = {}  # serial -> exit status, until the daemon has been told
@@ -327,12 +327,16 @@ def _become(args: list[str], env: dict, cwd: str | None) -> int:
     os.environ.update(env)
     if cwd:
         os.chdir(cwd)
-    _title(" ".join(args))
+    title(" ".join(args))
     for name in [name for name in sys.modules if name == OURS or name.startswith(OURS + ".")]:
         del sys.modules[name]  # imported afresh by the code server: its code as it is now
     if not sys.flags.safe_path:
         sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
     sys.argv = [args[2], *args[3:]]
+    if args[2:5] == ["dagster", "api", "grpc"]:
+        from lakehouse import run_workers
+
+        run_workers.park()  # its run workers' forkserver, forked now, while this process has no thread
     code = 0
     try:
         runpy.run_module(args[2], run_name="__main__", alter_sys=True)
@@ -357,7 +361,7 @@ def _become(args: list[str], env: dict, cwd: str | None) -> int:
     return code
 
 
-def _title(title: str) -> None:
+def title(text: str) -> None:
     """The process's command line as `ps -f` and /proc show it. Only over the daemon's own command
     line (SPT_NOENV): the environment block stays, where operators (and the tests) find a home's processes."""
     before = os.environ.get("SPT_NOENV")
@@ -365,7 +369,7 @@ def _title(title: str) -> None:
     try:
         import setproctitle
 
-        setproctitle.setproctitle(title)
+        setproctitle.setproctitle(text)
     finally:
         if before is None:
             del os.environ["SPT_NOENV"]

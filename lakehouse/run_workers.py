@@ -12,7 +12,11 @@ to do, a daemon replaced after a crash, the UI's while nobody launches) does not
 imports, about 2.8 s of CPU, more than a spawned run costs. The forkserver only imports; it
 opens no engine, connection or catalog, so its forks start as clean as a spawned process. It is
 a child of the code server, in the daemon's process group: stopping the group stops it and its
-forks, as before.
+forks, as before. In a code server the daemon's zygote forked (lakehouse/code_servers.py), it is
+not started cold either: it is a fork of the code server made at the server's start, before its
+threads (`park`), with Dagster imported already, which waits, at no CPU, until the first run is
+asked for; then it is given the listener and pipe multiprocessing made and imports the rest of
+PRELOAD (the project afresh, the engines): about 1 s of CPU instead of 2.8 s.
 A fork ends with `os._exit`, so `atexit` does not run there: what a run must clean up at its
 end is registered with multiprocessing's finalizers instead (`lakehouse.resources.engine`).
 
@@ -38,8 +42,10 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -70,6 +76,7 @@ CHECKED_SOURCES = {
     "DagsterApiServer.StartRun": "ec53adf5e40c9c7c",
     "DagsterApiServer._check_for_orphaned_runs": "ca20cb95e58102d7",
     "Popen.poll": "ce9e84f657617ffd",
+    "ForkServer.ensure_running": "4e37aa6dc9493a5d",
 }
 ORPHANED_EXIT = 255  # what multiprocessing says of a worker whose exit status was lost (unknown)
 
@@ -299,11 +306,16 @@ def install() -> bool:
     (once checked). True when applied."""
     global _decision
     if _decision is not None or not in_code_server() or not local_launcher(sys.argv):
+        if _decision is None:
+            _release_parked()
         return _decision is not None
     if changed := checked_code.changed(CHECKED_SOURCES, owner_of):
         checked_code.warn_once(log, "%s differ from the code lakehouse/run_workers.py was checked against: runs are "
                                "spawned as Dagster starts them (about 2 s slower each)", ", ".join(changed))
+        _release_parked()
         return False
+    if _parked is not None:
+        multiprocessing.util.spawnv_passfds = _spawn_or_unpark
     from dagster._grpc import server
 
     _decision = decision = _Decision()
@@ -311,6 +323,96 @@ def install() -> bool:
     # Only StartRun reads it (tests/test_run_workers.py checks), so the first run starts the forkserver.
     server.DagsterApiServer._mp_ctx = property(lambda self: decision.get(), lambda self, value: None)
     return True
+
+
+# The forkserver as a fork of this code server made at its start (`park`), waiting to be given
+# its sockets: (our end of their socket, its pid), until it is.
+_parked: tuple[socket.socket, int] | None = None
+_spawnv_passfds = multiprocessing.util.spawnv_passfds  # how multiprocessing starts a forkserver (and others)
+
+
+def park() -> None:
+    """In a code server forked by the daemon's zygote (lakehouse/code_servers.py), before Dagster
+    starts its threads: fork the process that will be the run workers' forkserver, waiting.
+
+    A forkserver started cold imports Dagster again (about 1.8 s of its 2.8 s of CPU, and of the
+    first run's wait); this one has it already, and imports the rest of PRELOAD (the project
+    afresh, the engines) when the first run is asked for, as before (`_spawn_or_unpark`). A code
+    server that never runs one leaves it waiting, which costs no CPU; it ends with the code server."""
+    global _parked
+    if _parked is not None or not in_code_server() or not local_launcher(sys.argv):
+        return
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            code = _wait_to_serve(theirs)
+        except SystemExit:  # forkserver.main's end: the code server is gone
+            code = 0
+        except BaseException:  # as a forkserver started cold would print it
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    theirs.close()
+    _parked = (ours, pid)
+
+
+def _wait_to_serve(sock: socket.socket) -> int:
+    """The parked fork: wait for the forkserver's listener and pipe, then serve as multiprocessing's
+    forkserver (`forkserver.main`, which ends the process when the code server is gone)."""
+    from lakehouse import code_servers
+
+    code_servers.title("lakehouse run workers' forkserver, parked until the first run of code server pid "
+                       f"{os.getppid()}")
+    try:
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+    except OSError:
+        return 0
+    if not message or len(fds) != 2:
+        return 0  # released, or the code server is gone
+    sock.close()
+    preload, data, command = json.loads(message)
+    code_servers.title(command)
+    sys.argv = ["-c"]  # as `python -c` has it: not taken for a code server (`in_code_server`) by its runs
+    forkserver.main(fds[0], fds[1], preload, **data)
+    return 0
+
+
+def _spawn_or_unpark(path, args, passfds):
+    """multiprocessing's `util.spawnv_passfds`, except for the forkserver while one is parked: that
+    one is given the listener and pipe `ForkServer.ensure_running` made, and is the forkserver."""
+    global _parked
+    if _parked is None or not args[-1].startswith("from multiprocessing.forkserver import main"):
+        return _spawnv_passfds(path, args, passfds)
+    (sock, pid), _parked = _parked, None
+    # What ensure_running gives the command it spawns (Python 3.11's, checked in CHECKED_SOURCES).
+    preload = forkserver._forkserver._preload_modules
+    data = {}
+    if preload:
+        from multiprocessing import spawn
+
+        data = {k: v for k, v in spawn.get_preparation_data("ignore").items() if k in ("main_path", "sys_path")}
+    try:
+        socket.send_fds(sock, [json.dumps([preload, data, " ".join(map(os.fsdecode, args))]).encode()], list(passfds))
+        return pid
+    except OSError as exc:  # it died meanwhile: started cold instead
+        checked_code.warn_once(log, "the parked forkserver (pid %s) could not be given its sockets (%s): it is "
+                               "started as multiprocessing starts it", pid, exc)
+        return _spawnv_passfds(path, args, passfds)
+    finally:
+        sock.close()
+
+
+def _release_parked() -> None:
+    """A parked forkserver this code server will not use ends (it reads the end of its socket)."""
+    global _parked
+    if _parked is not None:
+        _parked[0].close()
+        _parked = None
 
 
 def warm() -> None:
@@ -324,4 +426,5 @@ def owner_of(name: str):
     """The class holding a function of CHECKED_SOURCES."""
     from dagster._grpc import server
 
-    return {"DagsterApiServer": server.DagsterApiServer, "Popen": popen_forkserver.Popen}[name.split(".")[0]]
+    return {"DagsterApiServer": server.DagsterApiServer, "Popen": popen_forkserver.Popen,
+            "ForkServer": forkserver.ForkServer}[name.split(".")[0]]

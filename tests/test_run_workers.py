@@ -208,3 +208,72 @@ def test_a_check_cut_short_by_the_groups_stop_is_said_as_such_not_as_a_failure(t
     assert lines[0].startswith("INFO the forkserver was stopped by SIGTERM before its check ended"), lines
     assert lines[1].startswith("WARNING the forkserver failed: EOFError: unexpected EOF"), lines
     assert len(lines) == 2, lines
+
+
+PARKED = textwrap.dedent("""
+    import json, logging, os, signal, sys, time
+    import dagster._grpc.server
+    from multiprocessing import forkserver
+    from lakehouse import run_workers as r
+    logging.basicConfig(level=logging.WARNING)
+    case = sys.argv[1]
+    local = {"run_launcher_data": {"class_name": "LocalRunLauncher", "module_name": "lakehouse.launcher"}}
+    sys.argv = ["dagster", "api", "grpc", "--instance-ref", json.dumps(local)]  # as a code server of local runs
+    r.park()  # as the daemon's zygote does in the code servers it forks, before their threads
+    parked = r._parked[1]
+    result = {"parked_title": "", "parked_parent": int(open(f"/proc/{parked}/stat").read().rsplit(")", 1)[1].split()[1])}
+    if case == "released":
+        sys.argv[4] = json.dumps({"run_launcher_data": {"class_name": "EcsRunLauncher", "module_name": "x"}})
+        result["installed"] = r.install()
+        deadline = time.monotonic() + 30
+        while not os.waitpid(parked, os.WNOHANG)[0]:
+            assert time.monotonic() < deadline, "the released fork did not end"
+            time.sleep(0.05)
+        print(json.dumps(result)); sys.exit(0)
+    deadline = time.monotonic() + 30
+    while not result["parked_title"].startswith("lakehouse run workers"):
+        assert time.monotonic() < deadline
+        result["parked_title"] = open(f"/proc/{parked}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+        time.sleep(0.05)
+    if case == "died":
+        os.kill(parked, signal.SIGKILL)
+        os.waitpid(parked, 0)
+    r.PRELOAD = ["json"]
+    assert r.install()
+    decision = r._Decision()
+    decision.decide()
+    worker = decision.get().Process(target=time.sleep, args=(2,))
+    worker.start()
+    server = forkserver._forkserver._forkserver_pid
+    result.update(start_method=decision.get().get_start_method(), forkserver_is_parked=server == parked,
+                  worker_parent=int(open(f"/proc/{worker.pid}/stat").read().rsplit(")", 1)[1].split()[1]) == server,
+                  forkserver_title=open(f"/proc/{server}/cmdline", "rb").read().replace(b"\\0", b" ").decode())
+    worker.join(30)
+    result["exitcode"] = worker.exitcode
+    print(json.dumps(result))
+""")
+
+
+def test_a_parked_fork_of_the_code_server_becomes_its_forkserver_when_a_run_is_asked_for():
+    """In a code server the daemon's zygote forked (lakehouse/code_servers.py), the forkserver is a
+    fork made at the server's start, with Dagster imported already: the first run's check gives it
+    the listener and pipe multiprocessing made, and runs fork from it."""
+    done = run(PARKED, "used")
+    result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else done.stderr
+    assert isinstance(result, dict), result
+    assert "lakehouse run workers' forkserver, parked until the first run of code server pid" in result["parked_title"]
+    assert result["start_method"] == "forkserver" and result["forkserver_is_parked"] and result["worker_parent"]
+    assert "from multiprocessing.forkserver import main" in result["forkserver_title"]  # where ps and the tests look
+    assert result["exitcode"] == 0
+
+
+def test_a_parked_fork_a_code_server_does_not_use_ends_and_one_that_died_is_replaced_said(tmp_path):
+    done = run(PARKED, "released")
+    assert json.loads(done.stdout.strip().splitlines()[-1])["installed"] is False, done.stderr
+    done = run(PARKED, "died", home=tmp_path)
+    result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else done.stderr
+    assert isinstance(result, dict), result
+    assert result["start_method"] == "forkserver" and not result["forkserver_is_parked"] and result["worker_parent"]
+    assert result["exitcode"] == 0
+    recorded, = checked_code.fallbacks(tmp_path)
+    assert "the parked forkserver" in recorded["message"] and "started as multiprocessing starts it" in recorded["message"]
