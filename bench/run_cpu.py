@@ -51,7 +51,7 @@ generate(open_landing_zone(settings.landing_uri), days=int(sys.argv[1]), start=d
 
 
 def kind(command: str) -> str:
-    if "spawn_main" in command or "multiprocessing.forkserver" in command:  # spawned, or forked (run_workers.py)
+    if "spawn_main" in command or "forkserver" in command:  # spawned, or forked (run_workers.py), parked or not
         return "run workers"
     if "api grpc" in command:
         return "code server"

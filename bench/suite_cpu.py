@@ -29,7 +29,7 @@ from proc_cpu import CpuWatch  # bench/, this script's folder
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = (  # first match wins
     ("java", "Spark JVMs"), ("spark-class", "Spark JVMs"), ("pyspark.daemon", "Spark's Python workers"),
-    ("spawn_main", "Dagster run workers"), ("multiprocessing.forkserver", "Dagster run workers"),
+    ("spawn_main", "Dagster run workers"), ("forkserver", "Dagster run workers"),
     ("api grpc", "Dagster code servers"),
     ("dagster-daemon", "Dagster daemons"), ("bin/lakehouse", "lakehouse commands"), ("-m lakehouse", "lakehouse commands"),
     ("execnet", "test workers"), ("import sys;exec(eval(sys.stdin.readline()))", "test workers"),

@@ -17,7 +17,9 @@ title: `ps -f` shows `dagster api grpc ...`, cut to the length of the daemon's o
 environment (`/proc/<pid>/environ`, which the operating system keeps from a process's start, is
 the daemon's), working folder, standard streams (the daemon's, inherited), process group (the
 daemon's, so a stop of the group stops it), exit handlers (those of its imports, as a new
-interpreter registers them) and exit status (the zygote reaps it and tells the daemon). Dagster
+interpreter registers them) and exit status (the zygote reaps it and tells the daemon); where its
+runs are local, it also forks its run workers' forkserver at once, parked until the first run
+(`lakehouse/run_workers.py`, `park`), while it has no thread. Dagster
 keeps the returned object for its `pid`, `poll`, `wait` and `returncode`, as it keeps a
 `subprocess.Popen`.
 

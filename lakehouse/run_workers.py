@@ -15,8 +15,9 @@ a child of the code server, in the daemon's process group: stopping the group st
 forks, as before. In a code server the daemon's zygote forked (lakehouse/code_servers.py), it is
 not started cold either: it is a fork of the code server made at the server's start, before its
 threads (`park`), with Dagster imported already, which waits, at no CPU, until the first run is
-asked for; then it is given the listener and pipe multiprocessing made and imports the rest of
-PRELOAD (the project afresh, the engines): about 1 s of CPU instead of 2.8 s.
+asked for (or `warm`); then it is given the listener and pipe multiprocessing made, and the
+server's environment and folder as they are then, and imports the rest of PRELOAD (the
+definitions, the engines): about 1 s of CPU instead of 2.8 s.
 A fork ends with `os._exit`, so `atexit` does not run there: what a run must clean up at its
 end is registered with multiprocessing's finalizers instead (`lakehouse.resources.engine`).
 
@@ -329,6 +330,7 @@ def install() -> bool:
 # its sockets: (our end of their socket, its pid), until it is.
 _parked: tuple[socket.socket, int] | None = None
 _spawnv_passfds = multiprocessing.util.spawnv_passfds  # how multiprocessing starts a forkserver (and others)
+PARKED_TITLE = "lakehouse run workers' forkserver, parked until the first run of code server pid {}"
 
 
 def park() -> None:
@@ -336,17 +338,24 @@ def park() -> None:
     starts its threads: fork the process that will be the run workers' forkserver, waiting.
 
     A forkserver started cold imports Dagster again (about 1.8 s of its 2.8 s of CPU, and of the
-    first run's wait); this one has it already, and imports the rest of PRELOAD (the project
-    afresh, the engines) when the first run is asked for, as before (`_spawn_or_unpark`). A code
-    server that never runs one leaves it waiting, which costs no CPU; it ends with the code server."""
+    first run's wait); this one has it already, and imports the rest of PRELOAD (the definitions,
+    the engines) when the first run is asked for or `warm` says one is coming, as before
+    (`_spawn_or_unpark`). A code server that never runs one leaves it waiting, which costs no CPU;
+    it ends with the code server."""
     global _parked
     if _parked is not None or not in_code_server() or not local_launcher(sys.argv):
         return
+    from lakehouse import code_servers  # here: the fork takes its title before anything else
+
     ours, theirs = socket.socketpair()
+    for stream in (sys.stdout, sys.stderr):  # else what waits in their buffers is written by its runs too
+        stream.flush()
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            code_servers.title(PARKED_TITLE.format(server))
             ours.close()
             code = _wait_to_serve(theirs)
         except SystemExit:  # forkserver.main's end: the code server is gone
@@ -364,10 +373,10 @@ def park() -> None:
 def _wait_to_serve(sock: socket.socket) -> int:
     """The parked fork: wait for the forkserver's listener and pipe, then serve as multiprocessing's
     forkserver (`forkserver.main`, which ends the process when the code server is gone)."""
+    import types
+
     from lakehouse import code_servers
 
-    code_servers.title("lakehouse run workers' forkserver, parked until the first run of code server pid "
-                       f"{os.getppid()}")
     try:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
     except OSError:
@@ -375,9 +384,16 @@ def _wait_to_serve(sock: socket.socket) -> int:
     if not message or len(fds) != 2:
         return 0  # released, or the code server is gone
     sock.close()
-    preload, data, command = json.loads(message)
+    preload, data, command, env, cwd = json.loads(message)
     code_servers.title(command)
-    sys.argv = ["-c"]  # as `python -c` has it: not taken for a code server (`in_code_server`) by its runs
+    # What a forkserver started then would have had: the code server's environment and folder as
+    # they are now (Dagster adds the instance's variables to it after the fork), `python -c`'s
+    # arguments and main module (the definitions it preloads do not take it for a code server).
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = ["-c"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
     forkserver.main(fds[0], fds[1], preload, **data)
     return 0
 
@@ -386,9 +402,11 @@ def _spawn_or_unpark(path, args, passfds):
     """multiprocessing's `util.spawnv_passfds`, except for the forkserver while one is parked: that
     one is given the listener and pipe `ForkServer.ensure_running` made, and is the forkserver."""
     global _parked
-    if _parked is None or not args[-1].startswith("from multiprocessing.forkserver import main"):
+    if (_parked is None or os.fsdecode(path) != sys.executable
+            or not os.fsdecode(args[-1]).startswith("from multiprocessing.forkserver import main")):
         return _spawnv_passfds(path, args, passfds)
     (sock, pid), _parked = _parked, None
+    multiprocessing.util.spawnv_passfds = _spawnv_passfds  # used once
     # What ensure_running gives the command it spawns (Python 3.11's, checked in CHECKED_SOURCES).
     preload = forkserver._forkserver._preload_modules
     data = {}
@@ -396,23 +414,38 @@ def _spawn_or_unpark(path, args, passfds):
         from multiprocessing import spawn
 
         data = {k: v for k, v in spawn.get_preparation_data("ignore").items() if k in ("main_path", "sys_path")}
+    message = [preload, data, " ".join(map(os.fsdecode, args)), dict(os.environ), os.getcwd()]
     try:
-        socket.send_fds(sock, [json.dumps([preload, data, " ".join(map(os.fsdecode, args))]).encode()], list(passfds))
+        socket.send_fds(sock, [json.dumps(message).encode()], list(passfds))
         return pid
     except OSError as exc:  # it died meanwhile: started cold instead
-        checked_code.warn_once(log, "the parked forkserver (pid %s) could not be given its sockets (%s): it is "
-                               "started as multiprocessing starts it", pid, exc)
+        stopped = _stopped_by(pid)  # a stop of the daemon's group reached it first: no fault
+        _reap(pid)
+        if stopped:
+            log.info("the parked forkserver was stopped by %s: it is started as multiprocessing starts it", stopped)
+        else:
+            checked_code.warn_once(log, "the parked forkserver could not be given its sockets (%s): it is started "
+                                   "as multiprocessing starts it", exc)
         return _spawnv_passfds(path, args, passfds)
     finally:
         sock.close()
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _release_parked() -> None:
     """A parked forkserver this code server will not use ends (it reads the end of its socket)."""
     global _parked
     if _parked is not None:
-        _parked[0].close()
-        _parked = None
+        (sock, pid), _parked = _parked, None
+        multiprocessing.util.spawnv_passfds = _spawnv_passfds
+        sock.close()
+        _reap(pid)  # at once: it waits on nothing but that socket
 
 
 def warm() -> None:
