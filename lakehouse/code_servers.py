@@ -46,7 +46,7 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 
-from lakehouse import checked_code
+from lakehouse import checked_code, run_workers  # its process helpers; its park() in each fork
 
 log = logging.getLogger(__name__)
 # sha256 (first 16 hex digits) of Dagster 1.13's functions this relies on: the one whose command
@@ -124,7 +124,7 @@ class ForkedServer:
     def __init__(self, zygote: Zygote, serial: int, pid: int, args: list[str]):
         self.pid, self.args, self.returncode = pid, args, None
         self._zygote, self._serial = zygote, serial
-        self._started = _start_time(pid)
+        self._started = run_workers.start_time(pid)
         self._lock = threading.Lock()  # the zygote tells an exit status once
 
     def poll(self):
@@ -133,7 +133,7 @@ class ForkedServer:
                 try:
                     self.returncode = self._zygote.status(self._serial)
                 except EOFError:  # the zygote died: its forks are no longer its children; follow this one by its id
-                    if not _alive(self.pid, self._started):
+                    if not run_workers.alive(self.pid, self._started):
                         self.returncode = LOST
             return self.returncode
 
@@ -157,26 +157,6 @@ class ForkedServer:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-
-
-def _start_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _alive(pid: int, started: float | None) -> bool:
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        return (started is not None and abs(process.create_time() - started) < 1.0
-                and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def forkable(args: list[str], env: dict | None, kwargs: dict) -> str | None:
@@ -336,7 +316,7 @@ def _become(args: list[str], env: dict, cwd: str | None) -> int:
         sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
     sys.argv = [args[2], *args[3:]]
     if args[2:5] == ["dagster", "api", "grpc"]:
-        from lakehouse import run_workers
+        from lakehouse import run_workers  # afresh, as dropped above
 
         run_workers.park()  # its run workers' forkserver, forked now, while this process has no thread
     code = 0

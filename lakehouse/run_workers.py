@@ -96,7 +96,7 @@ class _Popen(popen_forkserver.Popen):
 
     def _launch(self, process_obj):
         super()._launch(process_obj)
-        self._started = _start_time(self.pid)
+        self._started = start_time(self.pid)
 
     def poll(self, flag=os.WNOHANG):
         return self._poll_once() if flag == os.WNOHANG else self.wait()
@@ -125,12 +125,12 @@ class _Popen(popen_forkserver.Popen):
                     self._following = True
                     log.warning("the run workers' forkserver ended before run worker pid %s; following it by its "
                                 "id", self.pid)
-            if not _alive(self.pid, self._started):
+            if not alive(self.pid, self._started):
                 self.returncode = ORPHANED_EXIT
             return self.returncode
 
     def _send_signal(self, sig):
-        if self._following and not _alive(self.pid, self._started):
+        if self._following and not alive(self.pid, self._started):
             return  # ended: the id may be another process's by now
         super()._send_signal(sig)
 
@@ -145,7 +145,7 @@ class _Context(mp_context.ForkServerContext):
     Process = _Process
 
 
-def _start_time(pid: int) -> float | None:
+def start_time(pid: int) -> float | None:
     import psutil
 
     try:
@@ -154,7 +154,7 @@ def _start_time(pid: int) -> float | None:
         return None
 
 
-def _alive(pid: int, started: float | None) -> bool:
+def alive(pid: int, started: float | None) -> bool:
     """Whether the process `pid`, started at `started`, still runs (a newer process with the id is not it)."""
     import psutil
 
