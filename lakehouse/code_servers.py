@@ -60,7 +60,7 @@ CHECKED_SOURCES = {
 # What a code server imports beyond the daemon: its command's entry point and gRPC server.
 PRELOAD = ("dagster._cli", "dagster._cli.api", "dagster._grpc.server")
 POLL_SECONDS = 0.5  # how often the zygote reaps ended code servers while the daemon asks nothing
-LOST = 255  # the exit status of a code server whose zygote died before it: unknown (as run_workers.ORPHANED_EXIT)
+LOST = run_workers.ORPHANED_EXIT  # the exit status of a code server whose zygote died before it: unknown
 OURS = "lakehouse"  # the project's modules, which each fork imports afresh
 STOPS = (signal.SIGINT, signal.SIGTERM)
 _STOPS: dict = {}  # their handlers in the daemon before it forked the zygote, which ignores them
@@ -219,29 +219,45 @@ def install(close: tuple[int, ...] = ()) -> Zygote | None:
     return zygote
 
 
-def _fork(close: tuple[int, ...]) -> Zygote:
-    global _STOPS
-    _STOPS = {sig: signal.getsignal(sig) for sig in STOPS}  # as the interpreter began (Python's, or inherited ignored)
+def fork_child(body) -> tuple[socket.socket, int]:
+    """(our end of a socket, pid) of a child that runs `body(its end)` and exits with what it
+    returns, never returning into this process's code (the zygote here, the parked forkserver in
+    lakehouse/run_workers.py). What it prints (a traceback) is what an interpreter would."""
     ours, theirs = socket.socketpair()
-    for stream in (sys.stdout, sys.stderr):  # else what waits in their buffers is written by every fork too
+    for stream in (sys.stdout, sys.stderr):  # else what waits in their buffers is written by the child too
         stream.flush()
-    daemon = os.getpid()
     try:
         pid = os.fork()
     except OSError:
         ours.close()
         theirs.close()
         raise
-    if pid == 0:  # the zygote: never returns into the daemon's code
+    if pid == 0:
         code = 1
         try:
             ours.close()
-            for fd in close:
-                os.close(fd)
-            code = _serve(Connection(theirs.detach()), daemon)
+            code = body(theirs)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        except BaseException:
+            traceback.print_exc()
         finally:
             os._exit(code)
     theirs.close()
+    return ours, pid
+
+
+def _fork(close: tuple[int, ...]) -> Zygote:
+    global _STOPS
+    _STOPS = {sig: signal.getsignal(sig) for sig in STOPS}  # as the interpreter began (Python's, or inherited ignored)
+    daemon = os.getpid()
+
+    def zygote(theirs: socket.socket) -> int:
+        for fd in close:
+            os.close(fd)
+        return _serve(Connection(theirs.detach()), daemon)
+
+    ours, pid = fork_child(zygote)
     return Zygote(Connection(ours.detach()), pid)
 
 

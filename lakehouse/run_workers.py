@@ -345,29 +345,15 @@ def park() -> None:
     global _parked
     if _parked is not None or not in_code_server() or not local_launcher(sys.argv):
         return
-    from lakehouse import code_servers  # here: the fork takes its title before anything else
+    from lakehouse import code_servers
 
-    ours, theirs = socket.socketpair()
-    for stream in (sys.stdout, sys.stderr):  # else what waits in their buffers is written by its runs too
-        stream.flush()
     server = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code_servers.title(PARKED_TITLE.format(server))
-            ours.close()
-            code = _wait_to_serve(theirs)
-        except SystemExit:  # forkserver.main's end: the code server is gone
-            code = 0
-        except BaseException:  # as a forkserver started cold would print it
-            import traceback
 
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    theirs.close()
-    _parked = (ours, pid)
+    def parked(theirs: socket.socket) -> int:
+        code_servers.title(PARKED_TITLE.format(server))  # first: not taken for the code server meanwhile
+        return _wait_to_serve(theirs)  # forkserver.main's end (SystemExit) is this process's
+
+    _parked = code_servers.fork_child(parked)
 
 
 def _wait_to_serve(sock: socket.socket) -> int:
