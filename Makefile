@@ -61,7 +61,7 @@ run: install
 # once), the longest files first (tests/conftest.py, LONGEST_FIRST); -n 0 for one process. The
 # tests' processes wait part of the time (daemon ticks, a run's queue, subprocesses starting):
 # with two workers the cores were idle 13-14% of a suite, with three 3%, for the same work (README,
-# Tests). On a machine with more cores, PYTEST_WORKERS=<cores + 1>.
+# Tests); measured only here: PYTEST_WORKERS=N elsewhere.
 PYTEST_WORKERS ?= 3
 # The tests' temporary folders (their homes: Dagster's SQLite storages, catalogs, warehouses; about
 # 0.5 GB a session, pytest keeping the last three, in memory until removed) go to a RAM-backed

@@ -3,10 +3,11 @@
     python bench/suite_cpu.py                       # the suite as `make test` runs it
     python bench/suite_cpu.py -- -k oracle          # pytest arguments after --
 
-With three workers the suite keeps both cores busy, so its time comes down only with less CPU, and most of
-that CPU is not in the test workers but in the processes they start: Spark's JVMs, and
-Dagster's daemons, code servers and run workers under `lakehouse run`. This runs the suite
-(`pytest -n 3 --dist loadfile`, as `make test`) and reads every process's CPU time once a
+With three workers (Makefile) the suite keeps both cores busy, so its time comes down only with
+less CPU, and most of that CPU is not in the test workers but in the processes they start: Spark's
+JVMs, and Dagster's daemons, code servers and run workers under `lakehouse run`. This runs the
+suite (`pytest -n $PYTEST_WORKERS --dist loadfile --no-loadscope-reorder`, three workers unless
+PYTEST_WORKERS says, as `make test`) and reads every process's CPU time once a
 second (bench/proc_cpu.py), counting only processes started after it began (a process is counted
 at its last reading: the last second of a short one can be missed). Prints one JSON
 document: the wall time, pytest's exit code, and the CPU and the number of processes by
@@ -17,6 +18,7 @@ outputs by hand.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,8 +48,8 @@ def main() -> None:
     before = {(p.pid, p.info["create_time"]) for p in psutil.process_iter(["create_time"])}
     with CpuWatch(lambda process: (process.pid, process.create_time()) not in before, 1.0) as watch:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "3", "--dist", "loadfile", *extra],
-                              cwd=ROOT, stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", os.environ.get("PYTEST_WORKERS", "3"),
+                               "--dist", "loadfile", "--no-loadscope-reorder", *extra], cwd=ROOT, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
     by_kind, counts = watch.by_kind(kind), watch.count_by_kind(kind)
     total = sum(by_kind.values())

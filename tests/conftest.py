@@ -89,7 +89,7 @@ def s3_bucket(s3_endpoint, monkeypatch):
 # The test files that take longest, longest first (seconds in a CI run of 1cc025e, where the
 # durations add up to about 1,870 s, unless said otherwise). With `--dist loadfile` a worker is handed the next file
 # as it nears the end of its last: left to the end (pytest-xdist orders files by their number
-# of tests, and these have few), one of them keeps one worker busy while the other has nothing
+# of tests, and these have few), one of them keeps one worker busy while the others have nothing
 # left to do.
 LONGEST_FIRST = [
     "test_oracle.py",  # 277

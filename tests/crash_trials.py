@@ -7,7 +7,7 @@ every trial kills a multi-day run and the recoveries pile up as they would on a 
 keeps dying. The reference is the same landing zone processed in process, each trial's days
 as one batch (the oracle tests prove day by day and range runs equal to the independent
 oracle, and the backfill tests prove them equal to each other). The trials are split over
-two files, each with its own home, so the two test workers share them.
+two files, each with its own home, so that two test workers split the trials.
 
 `make test` runs two trials per file, one of each kind of kill moment (about 75 s a trial on
 this machine); `make soak` runs more, at a fresh seed each time (LAKEHOUSE_CRASH_TRIALS,
