@@ -60,7 +60,7 @@ run: install
 # Three workers on this 2-core machine, each test file on one worker (module fixtures are built
 # once), the longest files first (tests/conftest.py, LONGEST_FIRST); -n 0 for one process. The
 # tests' processes wait part of the time (daemon ticks, a run's queue, subprocesses starting):
-# with two workers the cores were idle 13-14% of a suite, with three 3%, for the same work (README,
+# with two workers the cores were idle 12-14% of a suite, with three 3-4%, for the same work (README,
 # Tests); measured only here: PYTEST_WORKERS=N elsewhere.
 PYTEST_WORKERS ?= 3
 # The tests' temporary folders (their homes: Dagster's SQLite storages, catalogs, warehouses; about
