@@ -331,10 +331,9 @@ def _become(args: list[str], env: dict, cwd: str | None) -> int:
     if not sys.flags.safe_path:
         sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
     sys.argv = [args[2], *args[3:]]
-    if args[2:5] == ["dagster", "api", "grpc"]:
-        from lakehouse import run_workers  # afresh, as dropped above
+    from lakehouse import run_workers  # afresh, as dropped above
 
-        run_workers.park()  # its run workers' forkserver, forked now, while this process has no thread
+    run_workers.park()  # a code server's run workers' forkserver (park decides), forked now, with no thread yet
     code = 0
     try:
         runpy.run_module(args[2], run_name="__main__", alter_sys=True)
