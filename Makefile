@@ -9,7 +9,7 @@ LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster
 export LAKEHOUSE_HOME DAGSTER_HOME
 
-.PHONY: run test test-tmpdir spark-classes soak ui bench install lock clean
+.PHONY: run test test-tmpdir soak ui bench install lock clean
 
 # uv (from PyPI, pinned) installs the exact versions of requirements.lock, the set the tests
 # passed with, in seconds; `make lock` refreshes the lock from pyproject.toml.
@@ -54,13 +54,6 @@ $(SQLITE_JDBC):
 
 install: $(VENV)/.installed
 
-# Spark's classes archived once per machine (Java's class-data sharing), in ~/.cache/lakehouse (or
-# LAKEHOUSE_SPARK_CLASS_ARCHIVE): every local Spark JVM maps them instead of loading them from the
-# jars (lakehouse/spark_classes.py; README, Engines). Built by a training run of about a minute when
-# missing; a no-op otherwise. LAKEHOUSE_SPARK_CLASS_ARCHIVE=off: none.
-spark-classes: install $(SQLITE_JDBC)
-	$(BIN)/python -m lakehouse.spark_classes
-
 run: install
 	$(BIN)/lakehouse demo
 
@@ -86,7 +79,7 @@ test-tmpdir:
 		|| { echo "$$d is not a folder of yours: set TESTS_TMPDIR to one, or to nothing for the system's" >&2; exit 1; }
 	@echo "the tests' temporary folders: $(or $(abspath $(TESTS_TMPDIR)),the system's (TMPDIR or /tmp))"
 
-test: install $(CHROMIUM) $(SQLITE_JDBC) test-tmpdir spark-classes
+test: install $(CHROMIUM) $(SQLITE_JDBC) test-tmpdir
 	$(TESTS_ENV)$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The crash trials at more kill moments than `make test` (two per file there), at a new seed

@@ -88,7 +88,6 @@ class Settings:
     spark_java_options: str = SPARK_JAVA_OPTIONS
     spark_codegen: bool = SPARK_CODEGEN  # the same, through spark_codegen()
     plan_cache: Path | None = None  # the same, through plan_cache_dir() (the engine has no settings object)
-    spark_class_archive: Path | None = None  # the same, through spark_class_archive_dir()
 
     @property
     def landing_is_s3(self) -> bool:
@@ -244,28 +243,6 @@ def plan_cache_dir(env: Mapping[str, str] | None = None) -> Path | None:
                             "as ~/.cache/lakehouse/plans, or off to plan in each process")
     if path.exists() and not path.is_dir():
         raise SettingsError(f"LAKEHOUSE_PLAN_CACHE={raw!r} is a file, not a folder; give a folder, or off")
-    return path
-
-
-def spark_class_archive_dir(env: Mapping[str, str] | None = None) -> Path | None:
-    """LAKEHOUSE_SPARK_CLASS_ARCHIVE: the folder of the archive of Spark's classes that local Spark JVMs
-    map at start (lakehouse/spark_classes.py); default `lakehouse/spark-classes` in the user's cache
-    folder (XDG_CACHE_HOME, or ~/.cache), one per machine, shared by every home and clone; `off`: none,
-    each JVM loads its classes from the jars."""
-    env = os.environ if env is None else env
-    raw = (env.get("LAKEHOUSE_SPARK_CLASS_ARCHIVE") or "").strip()
-    if raw.lower() == "off":
-        return None
-    if not raw:
-        cache = Path(env.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
-        return (cache if cache.is_absolute() else Path("~/.cache").expanduser()) / "lakehouse" / "spark-classes"
-    path = Path(raw).expanduser()
-    if not path.is_absolute() or any(c.isspace() for c in raw):
-        raise SettingsError(f"LAKEHOUSE_SPARK_CLASS_ARCHIVE={raw!r} is not an absolute path without spaces (Spark "
-                            "splits its JVM options at spaces); give a folder of your own, such as "
-                            "~/.cache/lakehouse/spark-classes, or off for none")
-    if path.exists() and not path.is_dir():
-        raise SettingsError(f"LAKEHOUSE_SPARK_CLASS_ARCHIVE={raw!r} is a file, not a folder; give a folder, or off")
     return path
 
 
@@ -432,5 +409,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         spark_java_options=spark_java_options(env),
         spark_codegen=spark_codegen(env),
         plan_cache=plan_cache_dir(env),
-        spark_class_archive=spark_class_archive_dir(env),
     )

@@ -30,12 +30,6 @@ def test_values_are_normalised(tmp_path):
     # Set but empty: the JVM's own defaults (C2 back, for a long local run).
     assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_JAVA_OPTIONS": " "}).spark_java_options == ""
     assert load_settings({"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_CODEGEN": " True "}).spark_codegen is True
-    # The archive of Spark's classes: one per machine, in the user's cache folder, unless set or off.
-    home = {"LAKEHOUSE_HOME": str(tmp_path)}
-    assert load_settings({**home, "XDG_CACHE_HOME": str(tmp_path / "c")}).spark_class_archive == \
-        tmp_path / "c" / "lakehouse" / "spark-classes"
-    assert load_settings({**home, "LAKEHOUSE_SPARK_CLASS_ARCHIVE": f" {tmp_path}/a "}).spark_class_archive == tmp_path / "a"
-    assert load_settings({**home, "LAKEHOUSE_SPARK_CLASS_ARCHIVE": "OFF"}).spark_class_archive is None
 
 
 AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehouse",
@@ -79,9 +73,6 @@ AWS = {"LAKEHOUSE_PROFILE": "aws", "LAKEHOUSE_WAREHOUSE_URI": "s3://lake/warehou
         ({"LAKEHOUSE_DUCKDB_MEMORY": "10000000000TB"}, ["LAKEHOUSE_DUCKDB_MEMORY", "to 1000TB"]),
         ({"LAKEHOUSE_SPARK_JAVA_OPTIONS": "-Xmx2g C1"}, ["LAKEHOUSE_SPARK_JAVA_OPTIONS", "'C1' is not one"]),
         ({"LAKEHOUSE_SPARK_CODEGEN": "yes"}, ["LAKEHOUSE_SPARK_CODEGEN", "neither true nor false", "set it true"]),
-        ({"LAKEHOUSE_SPARK_CLASS_ARCHIVE": "cache/spark"}, ["LAKEHOUSE_SPARK_CLASS_ARCHIVE", "absolute path", "or off"]),
-        ({"LAKEHOUSE_SPARK_CLASS_ARCHIVE": "/my cache"}, ["LAKEHOUSE_SPARK_CLASS_ARCHIVE", "without spaces"]),
-        ({"LAKEHOUSE_SPARK_CLASS_ARCHIVE": "/etc/hostname"}, ["LAKEHOUSE_SPARK_CLASS_ARCHIVE", "is a file"]),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, env, names):
@@ -173,7 +164,6 @@ def test_spark_java_options_go_to_a_jvm_started_here_and_never_to_a_clusters(mon
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
     monkeypatch.delenv("LAKEHOUSE_SPARK_JAVA_OPTIONS", raising=False)
-    monkeypatch.setenv("LAKEHOUSE_SPARK_CLASS_ARCHIVE", "off")  # the archive's option: tests/test_spark_classes.py
     assert spark_config()["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
     assert spark_config()["spark.sql.ui.explainMode"] == "simple"  # no UI here to read the long form
     monkeypatch.setenv("LAKEHOUSE_SPARK_JAVA_OPTIONS", "")  # the JVM's own defaults

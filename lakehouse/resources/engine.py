@@ -21,7 +21,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse import checked_code, collector, plan_cache, scratch, spark_classes
+from lakehouse import checked_code, collector, plan_cache, scratch
 from lakehouse.iceberg import CATALOG_NAME
 from lakehouse.memo import remembered
 from lakehouse.plans import PLANS_KEPT, Plan, plan_of, render
@@ -79,16 +79,15 @@ def launched_by_spark_submit() -> bool:
 def spark_config() -> dict[str, str]:
     """The Spark session's settings (here and for dagster-pyspark's PySparkResource, so both make
     the same one session): ours, less what the cluster decides under spark-submit; started
-    here, also Iceberg's runtime, the SQLite catalog's driver (a cluster brings its own),
-    LAKEHOUSE_SPARK_JAVA_OPTIONS and the archive of Spark's classes, once built (spark_classes.py)."""
+    here, also Iceberg's runtime, the SQLite catalog's driver (a cluster brings its own) and
+    LAKEHOUSE_SPARK_JAVA_OPTIONS."""
     if launched_by_spark_submit():
         return {k: v for k, v in SPARK_CONFIG.items() if k not in CLUSTER_DECIDES}
     # Python workers (mapInArrow) must run this interpreter, which has pyarrow; PySpark reads
     # only the environment for it and otherwise takes the first python3 on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = dict(SPARK_CONFIG)
-    # LAKEHOUSE_SPARK_JAVA_OPTIONS, for the JVM this starts, and the archive it maps
-    if java_options := spark_classes.with_archive(spark_java_options()):
+    if java_options := spark_java_options():  # LAKEHOUSE_SPARK_JAVA_OPTIONS, for the JVM this starts
         conf["spark.driver.extraJavaOptions"] = java_options
     try:
         conf.update({"spark.jars": ",".join(local_jars()), "spark.sql.extensions": EXTENSIONS})
