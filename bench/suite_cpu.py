@@ -6,11 +6,11 @@
 With three workers (Makefile) the suite keeps both cores busy, so its time comes down only with
 less CPU, and most of that CPU is not in the test workers but in the processes they start: Spark's
 JVMs, and Dagster's daemons, code servers and run workers under `lakehouse run`. This runs the
-suite (`pytest -n $PYTEST_WORKERS --dist loadfile --no-loadscope-reorder`, three workers unless
-PYTEST_WORKERS says, as `make test`) and reads every process's CPU time once a
+suite through `make test` itself (its workers, PYTEST_WORKERS, and its temporary folders; the
+pytest arguments go in PYTEST_ARGS) and reads every process's CPU time once a
 second (bench/proc_cpu.py), counting only processes started after it began (a process is counted
 at its last reading: the last second of a short one can be missed). Prints one JSON
-document: the wall time, pytest's exit code, and the CPU and the number of processes by
+document: the wall time, `make test`'s exit code, and the CPU and the number of processes by
 kind. No baseline in the same run: a suite takes a quarter of an hour; compare two commits'
 outputs by hand.
 """
@@ -18,7 +18,7 @@ outputs by hand.
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,12 +48,12 @@ def main() -> None:
     before = {(p.pid, p.info["create_time"]) for p in psutil.process_iter(["create_time"])}
     with CpuWatch(lambda process: (process.pid, process.create_time()) not in before, 1.0) as watch:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", os.environ.get("PYTEST_WORKERS", "3"),
-                               "--dist", "loadfile", "--no-loadscope-reorder", *extra], cwd=ROOT, stdout=subprocess.DEVNULL)
+        done = subprocess.run(["make", "-s", "test", f"PYTEST_ARGS={shlex.join(['-q', *extra])}"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
     by_kind, counts = watch.by_kind(kind), watch.count_by_kind(kind)
     total = sum(by_kind.values())
-    print(json.dumps({"wall_s": round(wall, 1), "pytest_exit": done.returncode, "cpu_s": round(total, 1),
+    print(json.dumps({"wall_s": round(wall, 1), "make_test_exit": done.returncode, "cpu_s": round(total, 1),
                       "cpu_by_kind_s": {k: round(v, 1) for k, v in by_kind.most_common()},
                       "share": {k: round(v / total, 3) for k, v in by_kind.most_common()} if total else {},
                       "processes_by_kind": dict(counts.most_common())}, indent=2))
