@@ -25,18 +25,6 @@ connection of its parent's. Installed in the daemon (`lakehouse.daemon_watch`) a
 the code location loads with Dagster's SQLite event log already imported (a code server,
 the run workers' forkserver, whose forks write the runs' events), at no import cost.
 
-3. While a step's own code runs, Dagster turns SIGTERM or SIGINT into an exception raised
-where the interpreter happens to be (`raise_interrupts_as`, dagster/_utils/interrupts.py); a
-run worker stopped with its process group stops that way. If the signal lands inside a check
-that native code makes (pydantic-core's type checks of PyIceberg's metadata, through PyO3, in
-a run stopped at a bronze commit), that code discards the exception as "unraisable" (the
-"Exception ignored in" lines on stderr) and the run goes on to succeed, as if never stopped:
-in a CI run the stop of `lakehouse run` then left the run to finish, and what was stopped was
-not run again. Here such an interrupt is kept in Dagster's own record of a captured interrupt,
-which the next step's start raises: the run stops there, failed as interrupted, and is retried
-as any stopped run is. Installed wherever the code location loads (run workers and code
-servers among them).
-
 Each only on the Dagster whose function was checked; on another one it is left as it is,
 with a warning.
 """
@@ -68,9 +56,6 @@ CHECKED_SOURCES = {"check_alembic_revision": "0cda7bdd1df027ec"}
 # _initdb too: it now gets an engine that lives as long as the process (it must not attach to it).
 CHECKED_EVENT_LOG = {"SqliteEventLogStorage._connect": "b8435f2665689760",
                      "SqliteEventLogStorage._initdb": "7a302d98eb61a34d"}
-# 3.: what raises a kept interrupt at the start of the next step.
-INTERRUPTS_MODULE = "dagster._utils.interrupts"
-CHECKED_INTERRUPTS = {"raise_interrupts_as": "ac312dd063d01dab", "capture_interrupts": "9092d28bdcd6461b"}
 ENGINES_KEPT = 64  # event-log shards (a run's database each, and the index) whose engine a process keeps
 
 _heads: dict[str, str | None] = {}
@@ -180,32 +165,4 @@ def keep_event_log_engines(imported_only: bool = True) -> bool:
         return False
     _replaced["SqliteEventLogStorage._connect"] = storage.__dict__["_connect"]
     storage._connect = _connect
-    return True
-
-
-def keep_swallowed_interrupts() -> bool:
-    """An interrupt that native code discarded kept for Dagster's next check (3. above); False
-    where Dagster's interrupt handling is not the one checked."""
-    if getattr(sys.unraisablehook, "keeps_interrupts", False):
-        return True
-    interrupts = importlib.import_module(INTERRUPTS_MODULE)
-    received = getattr(interrupts, "_received_interrupt", None)
-    if (changed := checked_code.changed(CHECKED_INTERRUPTS, lambda name: interrupts)) or not isinstance(received, dict):
-        checked_code.warn_once(log, "Dagster's %s is not the one checked (lakehouse/dagster_patches.py): a stop that "
-                               "native code discards lets a run go on, as in Dagster",
-                               ", ".join(changed) or "_received_interrupt")
-        return False
-    from dagster._core.errors import DagsterExecutionInterruptedError
-
-    previous = sys.unraisablehook
-
-    def keep(unraisable) -> None:
-        previous(unraisable)  # printed as before
-        if isinstance(unraisable.exc_value, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
-            received["received"] = True
-            sys.stderr.write(f"lakehouse: the interrupt above (pid {os.getpid()}) was discarded by native code; kept, "
-                             "so the run stops at its next step (lakehouse/dagster_patches.py, 3.)\n")
-
-    keep.keeps_interrupts = True
-    sys.unraisablehook = keep
     return True

@@ -12,7 +12,6 @@ from lakehouse.wiring import build_definitions
 defs = build_definitions(load_settings())
 dagster_patches.install()  # in a code server, whose every sensor tick makes an instance (see that module)
 dagster_patches.keep_event_log_engines()  # where Dagster's SQLite event log is imported: code server, forkserver
-dagster_patches.keep_swallowed_interrupts()  # a stop that native code discards still stops a run (see that module)
 run_workers.install()  # in a code server with local runs only: they fork from a warm process (see that module)
 if run_workers.in_code_server():
     collector.settle()  # a code server may live for days (make ui, a deployed one)

@@ -9,6 +9,7 @@ from lakehouse.assets.step import partition_days, partition_label
 from lakehouse.assets.raw import raw_key
 from lakehouse.contracts import SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze
+from lakehouse.interrupts import stops_end_steps
 from lakehouse.layout import shown, storable
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.tables import bronze_table
@@ -104,7 +105,8 @@ def build_bronze_assets(partitions: dg.PartitionsDefinition, contracts: list[Sou
             key = dg.AssetKey(["bronze", contract.name])
             if key not in context.selected_asset_keys:
                 continue
-            load = load_bronze(landing.zone(), iceberg.store(), contract, days, context.run.run_id)
+            with stops_end_steps():
+                load = load_bronze(landing.zone(), iceberg.store(), contract, days, context.run.run_id)
             for f in load.batch.rejected:
                 context.log.warning(f"rejected '{shown(f.obj.key)}': {f.reason}")
             for column, keys in load.batch.missing_columns().items():

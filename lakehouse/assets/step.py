@@ -4,6 +4,7 @@ import datetime as dt
 
 from lakehouse.assets.checks import report
 from lakehouse.assets.metadata import step_metadata
+from lakehouse.interrupts import stops_end_steps
 from lakehouse.partitions import label
 from lakehouse.resources import EngineResource, IcebergResource
 from lakehouse.resources.compute import Compute
@@ -33,6 +34,6 @@ def run_step(context, engine: EngineResource, iceberg: IcebergResource, step, *a
         yield from compute.run(context, name, [a for a in args if isinstance(a, str)], keys)
         return
     store = iceberg.store()
-    with engine.engine(store.catalog) as eng:
+    with stops_end_steps(), engine.engine(store.catalog) as eng:
         result = step(StepContext(store, eng, context.run.run_id), *args)
     yield from report(result.write, step_metadata(result), result.table.identifier, partition_label(context))
