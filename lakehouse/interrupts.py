@@ -15,15 +15,21 @@ interpreter writes to for any signal with a Python handler, before and whatever 
 does. At the end of each of our steps (`stops_end_steps`), a stop noted during the step turns
 its end, normal or failed with another error, into Dagster's interrupt: the run fails as
 interrupted and is retried (a step's writes are idempotent). Only in a process's main thread,
-where Python runs signal handlers; a descriptor some other code set is left to it.
+where Python runs signal handlers; a descriptor some other code set is left to it, which is
+said and recorded for `lakehouse status`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
+
+from lakehouse import checked_code
+
+log = logging.getLogger(__name__)
 
 STOPS = frozenset({signal.SIGTERM, signal.SIGINT})
 _pipes: dict[int, tuple[int, int] | None] = {}  # pid -> this process's wakeup pipe (a fork makes its own)
@@ -44,6 +50,8 @@ def _noted() -> int | None:
             os.close(read)
             os.close(write)
             _pipes[pid] = None
+            checked_code.warn_once(log, "this process's signal wakeup descriptor is another's, so a stop that native "
+                                   "code discards or rewraps may not stop our steps (lakehouse/interrupts.py)")
         else:
             _pipes[pid] = (read, write)
     return _pipes[pid][0] if _pipes[pid] else None

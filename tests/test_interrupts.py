@@ -20,11 +20,11 @@ from lakehouse import interrupts
 
 @pytest.fixture(autouse=True)
 def own_wakeup(monkeypatch):
-    """This test's wakeup pipe, and the process's signal handlers and wakeup descriptor put back."""
+    """No wakeup descriptor, as in a run worker (multiprocessing's forkserver clears it in each fork;
+    a test worker may have one), and the process's handlers and descriptor put back after."""
     monkeypatch.setattr(interrupts, "_pipes", {})
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     previous = signal.set_wakeup_fd(-1)
-    signal.set_wakeup_fd(previous)
     yield
     signal.set_wakeup_fd(previous)
     for s, handler in handlers.items():  # Dagster maps SIGTERM to SIGINT's handler when it puts them back
@@ -113,3 +113,24 @@ def test_outside_the_main_thread_nothing_is_noted():
     worker.start()
     worker.join()
     assert found == [None] and os.getpid() not in interrupts._pipes
+
+
+def test_where_the_wakeup_descriptor_is_anothers_it_is_left_to_it_and_said(monkeypatch, caplog, lakehouse_env):
+    import logging
+
+    from lakehouse import checked_code
+
+    monkeypatch.setattr(checked_code, "_warned", set())
+    theirs_read, theirs = os.pipe()
+    os.set_blocking(theirs, False)
+    signal.set_wakeup_fd(theirs)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert interrupts._noted() is None
+        assert signal.set_wakeup_fd(-1) == theirs  # still theirs
+    finally:
+        os.close(theirs_read)
+        os.close(theirs)
+    assert as_a_run_worker_runs(lambda: None) is None  # the steps run as before
+    recorded, = checked_code.fallbacks(lakehouse_env.home)
+    assert "wakeup descriptor is another's" in recorded["message"]
