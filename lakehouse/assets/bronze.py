@@ -101,24 +101,24 @@ def build_bronze_assets(partitions: dg.PartitionsDefinition, contracts: list[Sou
     def bronze(context: dg.AssetExecutionContext, landing: LandingZoneResource, iceberg: IcebergResource):
         days, partition = partition_days(context), partition_label(context)
         materializations, checks, blocked = [], [], []
-        for contract in contracts:
-            key = dg.AssetKey(["bronze", contract.name])
-            if key not in context.selected_asset_keys:
-                continue
-            with stops_end_steps():
+        with stops_end_steps():  # a stop during the loads ends the step as interrupted (lakehouse/interrupts.py)
+            for contract in contracts:
+                key = dg.AssetKey(["bronze", contract.name])
+                if key not in context.selected_asset_keys:
+                    continue
                 load = load_bronze(landing.zone(), iceberg.store(), contract, days, context.run.run_id)
-            for f in load.batch.rejected:
-                context.log.warning(f"rejected '{shown(f.obj.key)}': {f.reason}")
-            for column, keys in load.batch.missing_columns().items():
-                context.log.warning(f"column {column!r} missing from {len(keys)} file(s), left null: {keys}")
-            for ignored, reason in load.ignored:
-                context.log.warning(f"ignored '{shown(ignored)}': {reason}")
-            # A blocking check fails this source; the other sources still publish.
-            materialization, results, failure = audit_events(
-                load.bronze, _metadata(load, contract), f"bronze.{contract.name}", partition, key)
-            materializations += [materialization] if materialization else []
-            checks += results
-            blocked += [failure] if failure else []
+                for f in load.batch.rejected:
+                    context.log.warning(f"rejected '{shown(f.obj.key)}': {f.reason}")
+                for column, keys in load.batch.missing_columns().items():
+                    context.log.warning(f"column {column!r} missing from {len(keys)} file(s), left null: {keys}")
+                for ignored, reason in load.ignored:
+                    context.log.warning(f"ignored '{shown(ignored)}': {reason}")
+                # A blocking check fails this source; the other sources still publish.
+                materialization, results, failure = audit_events(
+                    load.bronze, _metadata(load, contract), f"bronze.{contract.name}", partition, key)
+                materializations += [materialization] if materialization else []
+                checks += results
+                blocked += [failure] if failure else []
         # All materializations first, back to back: an automation tick then sees the whole day.
         yield from materializations
         yield from checks

@@ -33,7 +33,8 @@ def run_step(context, engine: EngineResource, iceberg: IcebergResource, step, *a
         name = next(n for n, f in STEPS.items() if f is step)
         yield from compute.run(context, name, [a for a in args if isinstance(a, str)], keys)
         return
-    store = iceberg.store()
-    with stops_end_steps(), engine.engine(store.catalog) as eng:
-        result = step(StepContext(store, eng, context.run.run_id), *args)
+    with stops_end_steps():
+        store = iceberg.store()
+        with engine.engine(store.catalog) as eng:
+            result = step(StepContext(store, eng, context.run.run_id), *args)
     yield from report(result.write, step_metadata(result), result.table.identifier, partition_label(context))
