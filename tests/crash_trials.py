@@ -130,40 +130,58 @@ def recover(lake: Lake, context: str) -> str:
     return result.stdout
 
 
+def kill_moment(lake: Lake, proc: subprocess.Popen, rng: random.Random, trial: int, context: str) -> None:
+    """Wait for the trial's kill moment. Even trials: any moment from the start, before or while
+    the daemon gets going. Odd trials: once a run's worker is at work, a little later; if the
+    workers end first (a short run, or a fast machine's), at once, so that the kill still finds
+    the daemon, its code server and the command between the run's end and the command's (a
+    later moment can find the command ended on its own, and nothing to kill)."""
+    began = time.monotonic()
+    if trial % 2:
+        while not run_workers(lake.home):
+            if proc.poll() is not None:
+                raise AssertionError(f"{context}: the command ended before any run worker started:\n"
+                                     f"{proc.stdout.read()[-4000:]}")
+            assert time.monotonic() - began < 120, f"{context}: no run worker started"
+            time.sleep(0.1)
+        deadline = time.monotonic() + rng.uniform(0.0, 6.0)
+        while time.monotonic() < deadline and run_workers(lake.home):
+            time.sleep(0.05)
+    else:
+        deadline = began + rng.uniform(1.0, 15.0)
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+
+
 def kill_trials(lake: Lake, seed: int) -> None:
     """TRIALS crash trials on `lake`, each ending with a plain `lakehouse run` equal to the reference."""
     rng = random.Random(seed)
-    moments, recoveries, in_flight = [], [], []
+    moments, recoveries, in_flight, ended_first = [], [], [], []
     for trial in range(TRIALS):
         lake.land(DAYS_PER_TRIAL)
         context = f"trial {trial + 1} (seed {seed})"
         proc = lake.start()
         began = time.monotonic()
-        if trial % 2:  # every other trial: once a run's worker is at work, a little later
-            while not run_workers(lake.home):
-                assert time.monotonic() - began < 120, f"{context}: no run worker started"
-                time.sleep(0.1)
-            time.sleep(rng.uniform(0.0, 6.0))
-            # A worker that ended in the meantime (a short run, or a fast machine's): the kill waits
-            # for the next one (a retry, or a run a tick made meanwhile), so it hits work in flight
-            # when there is more; if none comes in 20 s, what is left is killed.
-            waited = time.monotonic()
-            while not run_workers(lake.home) and time.monotonic() - waited < 20 and proc.poll() is None:
-                time.sleep(0.05)
-        else:  # the others: any moment from the start, before or while the daemon gets going
-            time.sleep(rng.uniform(1.0, 15.0))
+        kill_moment(lake, proc, rng, trial, context)
         moment = time.monotonic() - began
         in_flight.append(bool(run_workers(lake.home)))
         killed = kill_all(lake.home)
         proc.wait(timeout=10)
         moments.append(round(moment, 1))
-        assert killed, f"{context}: nothing to kill"
-        assert_bronze_whole(lake, context)
+        if not killed:  # the moment came after the command had ended on its own: said, and checked
+            out = proc.stdout.read()
+            assert proc.returncode == 0 and "Traceback" not in out, f"{context}: the command failed:\n{out[-6000:]}"
+            ended_first.append(trial + 1)
+            print(f"{context}: the command ended on its own before the kill moment ({moment:.1f}s)")
+        else:
+            assert_bronze_whole(lake, context)
         began = time.monotonic()
         out = recover(lake, context)
         recoveries.append(out)
-        print(f"{context}: killed after {moment:.1f}s ({len(killed)} processes), recovered in "
-              f"{time.monotonic() - began:.0f}s")
+        if killed:
+            print(f"{context}: killed after {moment:.1f}s ({len(killed)} processes), recovered in "
+                  f"{time.monotonic() - began:.0f}s")
+    assert len(ended_first) < TRIALS, f"every command ended before its kill moment (moments {moments}): nothing was tested"
     # What was recovered is said, not silent: at least one trial found runs the crash left behind.
     said = [o for o in recoveries if "were in progress before this command" in o or "retry" in o]
     assert said, f"no recovery was reported in any trial (kill moments {moments})"
