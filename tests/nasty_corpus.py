@@ -69,13 +69,13 @@ def write_corpus(root: Path) -> None:
     put(root, "orders", d1, "orders 2026 (copy).csv", delimited(ORDER_HEADER, [
         ["O1", d(d1), "c1", "P1", "2", "10,50", " Web "],
         ["O2", d(d1), "C2", "P2", "1", "3.99", "store"],
-        ["O3", d(d1), "C9", "P1", "1", "12.50", "mobile"],          # C9 arrives on day 3
+        ["O3", d(d1), "\tC9\u00a0", "P1", "1", "12.50", "mobile"],  # C9 arrives on day 3; a tab, a no-break space
         ["O4", d(d1), "C1", "P1", "-1", "12.50", "web"],             # quarantined
         ["O5", d(d1 - dt.timedelta(days=10)), "C1", "P2", "4", "1.25", "web"],  # late order
     ]).encode())
     put(root, "events", d1, "events+web.ndjson.gz", gzip.compress(ndjson([
         {"event_id": eid(1), "user_id": "c1", "timestamp": ms(d1, 9), "event_type": "page_view", "payload": {"p": 1}},
-        {"event_id": eid(2), "user_id": "C1", "timestamp": ms(d1, 10), "event_type": "PURCHASE", "payload": {}},
+        {"event_id": eid(2), "user_id": "C1\r\n", "timestamp": ms(d1, 10), "event_type": "\u3000PURCHASE", "payload": {}},
         {"event_id": "not-a-uuid", "user_id": "C2", "timestamp": ms(d1, 11), "event_type": "page_view"},
         {"event_id": eid(5), "user_id": "C2", "timestamp": ms(d1 - dt.timedelta(days=1), 23), "event_type": "checkout"},
         {"event_id": eid(6), "user_id": "C9", "timestamp": ms(d1, 12), "event_type": "page_view", "payload": None},

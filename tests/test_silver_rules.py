@@ -17,6 +17,7 @@ from silver_fixtures import bronze, good
 BROKEN = [
     ("orders", "record.malformed", {"_parse_error": "expected 7 fields, got 3", "_raw_record": "O9,x,y"}),
     ("orders", "order_id.required", good("orders", order_id="   ")),
+    ("orders", "order_id.required", good("orders", order_id="\t\u00a0\r\n")),  # whitespace of any kind is blank
     ("orders", "order_date.required", good("orders", order_date=None)),
     ("orders", "order_date.invalid", good("orders", order_date="31/02/2026")),
     ("orders", "order_date.invalid", good("orders", order_date="1/3/2026")),
@@ -127,6 +128,18 @@ def test_typed_values_are_exact(engine):
     assert event["event_type"] == "page_view" and event["event_id"] == "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
     assert event["timestamp"].isoformat() == "2026-03-10T10:00:00.123000+00:00"
     assert str(event["event_date"]) == "2026-03-10"
+
+
+def test_values_padded_with_any_whitespace_are_read_trimmed(engine):
+    """Tabs, no-break spaces, line breaks and other Unicode spaces around a value are padding,
+    as spaces are (SQL's TRIM removes only spaces)."""
+    pad = "\t\u00a0\u2003\u3000\x0b\x1f\r\n "
+    padded = {k: pad + v + pad for k, v in good("orders").items() if not k.startswith("_") and v}
+    _, [order], _ = run(engine, "orders", [good("orders", **padded)])
+    _, [plain], _ = run(engine, "orders", [good("orders")])
+    assert order == plain
+    _, _, [q] = run(engine, "orders", [good("orders", channel=pad, qty=pad + "2" + pad)])
+    assert q["_rules"] == "channel.required"
 
 
 def test_every_rule_a_row_breaks_is_listed(engine):
