@@ -166,3 +166,125 @@ def random_zone(root: Path, seed: int, days: int = 3) -> None:
                        "event_type": rng.choice(["page_view", "purchase", "checkout", "bogus"]),
                        "payload": {"n": rng.randint(0, 2)}} for _ in range(rng.randint(1, 6))]
             put(root, "events", day, "e v.jsonl.gz", gzip.compress(ndjson(events), mtime=0))
+
+
+def wild_zone(root: Path, seed: int, days: int = 3) -> None:
+    """A random zone written more carelessly than `random_zone`: values padded with tabs and
+    no-break spaces, header spellings and column orders, every delimiter, Latin-1 and BOMs,
+    gzip, JSON numbers, typed Parquet, empty and header-only files, short lines, embedded
+    line breaks, dates after their ingest day, and events whose timestamp is a float."""
+    rng = random.Random(seed)
+
+    def pad(v):
+        return rng.choice(["", " ", "  ", "\t", "\u00a0"]) + v + rng.choice(["", " ", "\t"]) if rng.random() < 0.25 else v
+
+    def hdr(h):
+        spelled = [h, h.upper(), h.replace("_", " ").title(), f" {h} ", h.replace("_", "-")]
+        return rng.choice(spelled) if rng.random() < 0.3 else h
+
+    def enc(text):
+        r = rng.random()
+        return text.encode("latin-1", "replace") if r < 0.15 else b"\xef\xbb\xbf" + text.encode() if r < 0.3 else text.encode()
+
+    def maybe_gzip(data):
+        return gzip.compress(data, mtime=0) if rng.random() < 0.2 else data
+
+    def number(text, cast):
+        try:
+            return cast(text.strip().replace(",", "."))
+        except ValueError:
+            return None
+
+    names = ["a b.csv", "x (1).csv", "ü+.csv", "plain.csv", "r%20.csv", "q'.csv"]
+    for i in range(days):
+        day = START + dt.timedelta(days=i)
+        if rng.random() < 0.6:
+            rows = [[pad(rng.choice([f"C{rng.randint(1, 6)}", f"c{rng.randint(1, 6)}"])),
+                     rng.choice(["F", "Ann, Jr", "Zoë", 'Say "hi"', "two\nlines"]), "L",
+                     rng.choice(["f@x.io", "F@X.IO", "bad", ""]), rng.choice(["+1555000111", "+1 (555) 000-111", "12", ""]),
+                     pad(rng.choice(["N", "S", "E", ""]))] for _ in range(rng.randint(1, 6))]
+            header = ["customer_id", "first_name", "last_name", "email", "phone", "region"]
+            text = delimited([hdr(h) for h in header], rows, delimiter=rng.choice([",", ";", "\t"]),
+                             newline=rng.choice(["\n", "\r\n"]))
+            put(root, "customers", day, rng.choice(names), maybe_gzip(enc(text)))
+        if rng.random() < 0.5:
+            header = ["product_id", "name", "category", "list_price"]
+            rows = [[pad(f"P{rng.randint(1, 4)}"), rng.choice(["n", "big, red", "a|b"]), rng.choice(["A", "B", " A"]),
+                     rng.choice(["1.00", "2,5", "-1", "", "x", "3"])] for _ in range(rng.randint(1, 4))]
+            if rng.random() < 0.3:
+                buffer = io.BytesIO()
+                pq.write_table(pa.table({h: [r[j] for r in rows] for j, h in enumerate(header)}), buffer)
+                put(root, "products", day, "p.parquet", buffer.getvalue())
+            else:
+                put(root, "products", day, rng.choice(names).replace(".csv", ".txt"),
+                    enc(delimited(header, rows, delimiter="|")))
+        for f in range(rng.randint(0, 3)):
+            rows = []
+            for _ in range(rng.randint(0, 8)):
+                order_day = day - dt.timedelta(days=rng.randint(-1, 3))  # -1: after its ingest day
+                qty = rng.choice(["1", "2", "+3", "02", "0", "-1", "x", "1.0", " 2 ", "2e1", ""]) \
+                    if rng.random() < 0.3 else rng.choice(["1", "2", "3"])
+                price = rng.choice(["1.00", "2,50", "10.10", "1.005", "-1.00", "0", "1e2", "1 000,00", ".5", "5.", ""]) \
+                    if rng.random() < 0.3 else rng.choice(["1.00", "2.50"])
+                date = d(order_day) if rng.random() < 0.85 else \
+                    rng.choice([order_day.isoformat(), "1/2/2026", "01/01/2019", "31/04/2026", ""])
+                rows.append([pad(rng.choice([f"O{rng.randint(1, 12)}", f"o{rng.randint(1, 3)}"])), pad(date),
+                             pad(rng.choice([f"C{rng.randint(1, 7)}", f"c{rng.randint(1, 7)}", ""])), pad(f"P{rng.randint(1, 5)}"),
+                             qty, price, pad(rng.choice(["web", "Store", "MOBILE", "phone", ""]))])
+            header = ["order_id", "order_date", rng.choice(["customer_id", "cust_id", "customer"]),
+                      rng.choice(["product_id", "sku"]), "qty", "unit_price", "channel"]
+            kind = rng.random()
+            if kind < 0.12:  # typed Parquet: qty int64, unit_price double, the rest text
+                columns = {h: [r[j] for r in rows] for j, h in enumerate(header)}
+                columns["qty"] = pa.array([number(v, int) for v in columns["qty"]], pa.int64())
+                columns["unit_price"] = pa.array([number(v, float) for v in columns["unit_price"]], pa.float64())
+                buffer = io.BytesIO()
+                pq.write_table(pa.table(columns), buffer)
+                put(root, "orders", day, f"{f}.parquet", buffer.getvalue())
+                continue
+            if kind < 0.18:
+                put(root, "orders", day, f"{f}-empty.csv", rng.choice([b"", b"   \n", (",".join(header) + "\n").encode()]))
+                continue
+            if kind < 0.3:  # a JSON array, numbers where they parse, indented or not, with a BOM or not
+                objects = []
+                for r in rows:
+                    o = dict(zip(header, r))
+                    if rng.random() < 0.5 and o["qty"].strip().lstrip("+").isdigit():
+                        o["qty"] = int(o["qty"])
+                    if rng.random() < 0.5 and o["unit_price"] in ("1.00", "2.50", "10.10"):
+                        o["unit_price"] = float(o["unit_price"])
+                    objects.append(o)
+                data = json.dumps(objects, indent=rng.choice([None, 1])).encode()
+                data, name = (b"\xef\xbb\xbf" + data if rng.random() < 0.3 else data), f"{f}.json"
+            elif kind < 0.4:  # NDJSON, perhaps with a line that is an array, not an object
+                data = ndjson([dict(zip(header, r)) for r in rows]) + (b"[1,2]\n" if rng.random() < 0.5 else b"")
+                name = f"{f}.jsonl"
+            else:
+                order = list(range(7))
+                if rng.random() < 0.3:
+                    rng.shuffle(order)
+                delimiter = rng.choice([",", ",", ";", "|", "\t"])
+                text = delimited([hdr(header[j]) for j in order], [[r[j] for j in order] for r in rows],
+                                 delimiter=delimiter, newline=rng.choice(["\n", "\r\n"]))
+                if rng.random() < 0.2:
+                    text += "\n\n"  # trailing blank lines
+                if rng.random() < 0.2 and rows:
+                    text += delimiter.join(["O99", d(day)]) + "\n"  # a short line
+                data, name = enc(text), f"{f}-{rng.choice(names)}"
+            put(root, "orders", day, name, maybe_gzip(data))
+        if rng.random() < 0.7:
+            events = []
+            for _ in range(rng.randint(1, 6)):
+                stamp = ms(day - dt.timedelta(days=rng.randint(0, 1)), rng.randint(0, 23))
+                e = {"event_id": rng.choice([eid(rng.randint(1, 10)), eid(rng.randint(1, 10)).upper(), "not-a-uuid"]),
+                     "user_id": rng.choice([f"C{rng.randint(1, 7)}", f"c{rng.randint(1, 7)}"]),
+                     "timestamp": rng.choice([stamp] * 3 + [str(ms(day, 5)), "x", None, float(ms(day, 6)), ms(day, 7) + 0.5]),
+                     "event_type": rng.choice(["page_view", "purchase", "checkout", "bogus", "PURCHASE", " checkout "]),
+                     "payload": rng.choice([{"n": rng.randint(0, 2)}, None, {}, [1], "{}", {"ü": "é"}])}
+                if rng.random() < 0.1:
+                    del e["payload"]
+                events.append(e)
+            data = ndjson(events) + (b"{not json\n" if rng.random() < 0.2 else b"")
+            data = b"\xef\xbb\xbf" + data if rng.random() < 0.2 else data
+            put(root, "events", day, rng.choice(["e v.jsonl.gz", "e.json"]),
+                gzip.compress(data, mtime=0) if rng.random() < 0.6 else data)

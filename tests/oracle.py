@@ -8,7 +8,8 @@ Rules it encodes (the documented behaviour):
 - readers: gzip by magic bytes; Parquet by magic; JSON array or NDJSON; otherwise
   delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Latin-1; headers
   trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
-  fields, or an NDJSON line that is not an object, is a malformed record.
+  fields, or an NDJSON line or JSON array element that is not an object, is a malformed
+  record; a file with none of the source's columns is rejected whole.
 - every value trimmed, blank = missing; types checked strictly before parsing.
 - transactional sources (orders, events): one row per key across all days; a key's
   rows ordered by (ingest date, file key, row number); the last row's content wins and
@@ -63,8 +64,28 @@ def _json_value(value):
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def read_records(data: bytes) -> list[dict | None] | None:
-    """Records of one file as {column: text}; None for a malformed record; None overall if unreadable."""
+# The contract columns of each source: a file with none of them (in its header, or in any of
+# its JSON objects) is rejected whole, not read as rows of missing values.
+COLUMNS = {
+    "orders": {"order_id", "order_date", "customer_id", "product_id", "qty", "unit_price", "channel"},
+    "events": {"event_id", "user_id", "timestamp", "event_type", "payload"},
+    "customers": {"customer_id", "first_name", "last_name", "email", "phone", "region"},
+    "products": {"product_id", "name", "category", "list_price"},
+}
+
+
+def read_records(data: bytes, source: str | None = None) -> list[dict | None] | None:
+    """Records of one file as {column: text}; None for a malformed record; None overall if
+    unreadable, or if `source` is given and the file has none of its columns."""
+    read = _read(data)
+    if read is None:
+        return None
+    columns, records = read
+    return None if source is not None and not COLUMNS[source] & set(columns) else records
+
+
+def _read(data: bytes) -> tuple[list[str], list[dict | None]] | None:
+    """(the file's columns, its records), or None if unreadable."""
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -76,28 +97,36 @@ def read_records(data: bytes) -> list[dict | None] | None:
         import pyarrow.parquet as pq
 
         table = pq.read_table(io.BytesIO(data))
-        return [{_header(k): (None if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()]
+        return ([_header(k) for k in table.column_names],
+                [{_header(k): (None if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()])
     text = _text(data)
     stripped = text.lstrip()
-    if stripped.startswith("["):
-        return [{_header(k): _json_value(v) for k, v in obj.items()} for obj in json.loads(stripped)]
-    if stripped.startswith("{"):
-        out = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                out.append(None)
-                continue
-            out.append({_header(k): _json_value(v) for k, v in obj.items()} if isinstance(obj, dict) else None)
-        return out
+    if stripped.startswith(("[", "{")):
+        if stripped.startswith("["):
+            objects = json.loads(stripped)
+        else:
+            objects = []
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    objects.append(json.loads(line))
+                except ValueError:
+                    objects.append(None)
+            if objects and not any(isinstance(o, dict) for o in objects):
+                try:  # one object over several lines
+                    whole = json.loads(stripped)
+                except ValueError:
+                    whole = None
+                objects = [whole] if isinstance(whole, dict) else objects
+        records = [{_header(k): _json_value(v) for k, v in obj.items()} if isinstance(obj, dict) else None
+                   for obj in objects]
+        return [k for r in records if r for k in r], records
     first = text.splitlines()[0]
     delimiter = max((",", ";", "|", "\t"), key=first.count)
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     header = [_header(h) for h in rows[0]]
-    return [dict(zip(header, row)) if len(row) == len(header) else None for row in rows[1:] if row]
+    return header, [dict(zip(header, row)) if len(row) == len(header) else None for row in rows[1:] if row]
 
 
 def landed(root: Path) -> dict[str, list[dict]]:
@@ -107,7 +136,7 @@ def landed(root: Path) -> dict[str, list[dict]]:
         for day_dir in sorted(source_dir.iterdir()):
             day = dt.date.fromisoformat(day_dir.name.split("=", 1)[1])
             for path in sorted(day_dir.iterdir()):
-                records = read_records(path.read_bytes())
+                records = read_records(path.read_bytes(), source_dir.name)
                 if records is None:
                     continue
                 key = path.relative_to(root).as_posix()

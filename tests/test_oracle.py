@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 import oracle
-from nasty_corpus import DAYS, random_zone, write_corpus
+from nasty_corpus import DAYS, random_zone, wild_zone, write_corpus
 from pipeline_helpers import TABLES, process_day, process_dimensions, process_range, table_rows
 from lakehouse.contracts import CONTRACTS
 from lakehouse.iceberg import TableStore, catalog_from_settings
@@ -193,21 +193,23 @@ def test_late_customer_and_corrections_reach_the_marts(lakes, corpus):
 
 
 @hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(min_value=0, max_value=10**6), way=st.sampled_from(["in_order", "reverse", "range"]))
-@example(seed=3, way="reverse")  # hypothesis tries in_order first; reversed days are drawn in every run too
-def test_random_landing_zones_equal_the_oracle(tmp_path, monkeypatch, seed, way):
-    """Each zone loaded one way on DuckDB: day by day in order or reversed, or as one range (as a
-    backfill runs it)."""
+@given(seed=st.integers(min_value=0, max_value=10**6), way=st.sampled_from(["in_order", "reverse", "range"]),
+       wild=st.booleans())
+@example(seed=3, way="reverse", wild=False)  # hypothesis tries in_order first; reversed days are drawn in every run too
+@example(seed=42, way="in_order", wild=True)  # values padded with tabs; an NDJSON file of one array line
+def test_random_landing_zones_equal_the_oracle(tmp_path, monkeypatch, seed, way, wild):
+    """Each zone (`random_zone`, or the more careless `wild_zone`) loaded one way on DuckDB: day
+    by day in order or reversed, or as one range (as a backfill runs it)."""
     # Random zones are often mostly bad rows, some days only bad rows: report the share and
     # the empty day instead of blocking on them.
     relaxed = tmp_path / "dq.yaml"
     relaxed.write_text("defaults:\n  quarantine_share: {severity: warn}\n"
                        "assets:\n  silver/orders:\n    non_empty: {severity: warn}\n")
     monkeypatch.setenv("LAKEHOUSE_DQ_CONFIG", str(relaxed))
-    work = tmp_path / f"z{seed}-{way}"
+    work = tmp_path / f"z{seed}-{way}-{wild}"
     shutil.rmtree(work, ignore_errors=True)
     landing = work / "landing"
-    random_zone(landing, seed)
+    (wild_zone if wild else random_zone)(landing, seed)
     if not (landing / "retail").exists():
         return
     days = sorted({dt.date.fromisoformat(p.name.split("=")[1]) for p in (landing / "retail").glob("*/*")})
