@@ -64,27 +64,30 @@ def _json_value(value):
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-# The contract columns of each source: a file with none of them (in its header, or in any of
-# its JSON objects) is rejected whole, not read as rows of missing values.
+# The contract columns of each source, and their aliases: a file with none of them (in its
+# header, or in any of its JSON objects) is rejected whole, not read as rows of missing values.
 COLUMNS = {
-    "orders": {"order_id", "order_date", "customer_id", "product_id", "qty", "unit_price", "channel"},
+    "orders": {"order_id", "order_date", "customer_id", "product_id", "qty", "unit_price", "channel",
+               "cust_id", "customer", "customer_no", "prod_id", "sku"},  # aliases count
     "events": {"event_id", "user_id", "timestamp", "event_type", "payload"},
     "customers": {"customer_id", "first_name", "last_name", "email", "phone", "region"},
     "products": {"product_id", "name", "category", "list_price"},
 }
 
 
-def read_records(data: bytes, source: str | None = None) -> list[dict | None] | None:
+def read_records(data: bytes, source: str | None = None, name: str = "") -> list[dict | None] | None:
     """Records of one file as {column: text}; None for a malformed record; None overall if
-    unreadable, or if `source` is given and the file has none of its columns."""
-    read = _read(data)
+    unreadable, or if `source` is given and the file has none of its columns. `name` (the
+    file's) says whether text is JSON: `.json`, `.ndjson`, `.jsonl`, or a `.txt` starting
+    with `[` or `{` (without it, any text starting so)."""
+    read = _read(data, name.lower().removesuffix(".gz"))
     if read is None:
         return None
     columns, records = read
     return None if source is not None and not COLUMNS[source] & set(columns) else records
 
 
-def _read(data: bytes) -> tuple[list[str], list[dict | None]] | None:
+def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     """(the file's columns, its records), or None if unreadable."""
     if data[:2] == b"\x1f\x8b":
         try:
@@ -100,10 +103,18 @@ def _read(data: bytes) -> tuple[list[str], list[dict | None]] | None:
         return ([_header(k) for k in table.column_names],
                 [{_header(k): (None if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()])
     text = _text(data)
-    stripped = text.lstrip()
-    if stripped.startswith(("[", "{")):
+    stripped = text.lstrip().lstrip("\ufeff")
+    if not stripped.strip() or "\x00" in text:
+        return None
+    json_named = name.endswith((".json", ".ndjson", ".jsonl")) or not name or name.endswith(".txt")
+    if json_named and stripped.startswith(("[", "{")) or name.endswith((".json", ".ndjson", ".jsonl")):
         if stripped.startswith("["):
-            objects = json.loads(stripped)
+            try:
+                objects = json.loads(stripped)
+            except ValueError:
+                return None
+            if not isinstance(objects, list):
+                return None
         else:
             objects = []
             for line in text.splitlines():
@@ -136,7 +147,7 @@ def landed(root: Path) -> dict[str, list[dict]]:
         for day_dir in sorted(source_dir.iterdir()):
             day = dt.date.fromisoformat(day_dir.name.split("=", 1)[1])
             for path in sorted(day_dir.iterdir()):
-                records = read_records(path.read_bytes(), source_dir.name)
+                records = read_records(path.read_bytes(), source_dir.name, path.name)
                 if records is None:
                     continue
                 key = path.relative_to(root).as_posix()

@@ -129,6 +129,15 @@ def test_file_without_any_contract_column_is_rejected(lake):
     assert load.batch.rejected[0].reason.startswith("none of the products columns")
 
 
+def test_a_file_whose_header_has_only_aliases_of_contract_columns_is_read(lake):
+    """An alias is a contract column's other name: a file with no other column is read (its rows
+    then lack the required order id, which silver quarantines), not rejected as foreign."""
+    zone, store = lake
+    zone.put(orders_key(DAY2, "aliases.csv"), b"cust_id,sku\nC1,P1\n")
+    load = load_bronze(zone, store, contract_for("orders"), DAY2, "run-1")
+    assert load.batch.rejected == [] and load.batch.table.num_rows == 1
+
+
 def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
     zone = LocalLandingZone(lakehouse_env.landing_uri)
     renamed = HEADER.replace("customer_id", "cust_id")

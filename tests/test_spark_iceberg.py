@@ -17,6 +17,7 @@ from lakehouse.settings import SPARK_JAVA_OPTIONS, load_settings
 from lakehouse.steps.context import StepContext
 from lakehouse.steps.reads import frame
 from lakehouse.tables import TableDef
+from lakehouse.transforms.silver import api, trimmed
 
 PREFIX = "spark.sql.catalog.lakehouse"
 
@@ -208,6 +209,23 @@ def test_a_failed_audit_on_spark_leaves_main_untouched_and_keeps_the_branch_as_d
                               r["threshold"], r["message"], r["published"]) for r in results),
         }
     assert seen["spark"] == seen["duckdb"]
+
+
+@pytest.mark.parametrize("name", ["duckdb", "spark"])
+def test_both_engines_trim_exactly_what_python_calls_whitespace(name):
+    """Silver's trim (`trimmed`: RE2 on DuckDB, java.util.regex on Spark) removes every character
+    str.isspace() accepts and nothing else (a zero-width space and a BOM stay), and leaves a long
+    run inside a value alone (on Spark, the run a backtracking suffix pattern would take time
+    quadratic in)."""
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    values = [f"{s}{s}a{s}b{s}" for s in spaces] + [f"{k}a{k}" for k in ("\u200b", "\ufeff", "x")]
+    values += [" " * 5 + "x" + "\t" * 50_000 + "y" + "\u3000" * 3, "\r\n", "", None]
+    with Engine(name) as engine:
+        df = engine.from_arrow(pa.table({"v": values}))
+        F, _ = api(df)
+        got = engine.to_arrow(df.select(trimmed(F, F.col("v")).alias("v"))).column("v").to_pylist()
+    assert got == [None if v is None else v.strip() for v in values]
+    assert len(spaces) == 29 and "\u200b\ufeff".strip() == "\u200b\ufeff"
 
 
 def test_a_local_session_records_each_querys_plan_in_the_short_form():

@@ -176,6 +176,7 @@ def ingest_partition(
     parts: list[Part] = []
     outcomes: list[FileOutcome] = []
     expected = set(contract.column_names)
+    named = expected | {alias for column in contract.columns for alias in column.aliases}  # a file's header may use either
     extras: dict[str, None] = {}
     for obj in sorted(objects, key=lambda o: o.key):
         name, result = obj.key.rsplit("/", 1)[-1], None
@@ -183,9 +184,10 @@ def ingest_partition(
             with fetch(obj.key) as path:
                 result = read_path(name, path, contract.landing)
                 columns = result.data_columns
-                if not expected.intersection(columns):
+                if not named.intersection(columns):
                     outcomes.append(FileOutcome(obj, REJECTED, format=result.format, reason=(
-                        f"none of the {contract.name} columns ({', '.join(contract.column_names)}) in header {columns}")))
+                        f"none of the {contract.name} columns ({', '.join(contract.column_names)}) nor their aliases "
+                        f"in header {columns}")))
                     continue
                 rows = keep(result)
         except UnreadableFile as exc:
