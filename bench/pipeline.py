@@ -36,13 +36,12 @@ import pyarrow.csv as pacsv
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lakehouse.contracts import CONTRACTS  # noqa: E402
-from lakehouse.transforms.silver import WHITESPACE  # noqa: E402
 from lakehouse.generate import master_data  # noqa: E402
 from lakehouse.resources.engine import Engine  # noqa: E402
 from lakehouse.settings import duckdb_memory_limit  # noqa: E402
 from lakehouse.transforms import gold  # noqa: E402
 from lakehouse.transforms.bronze import LINEAGE_TYPES  # noqa: E402
-from lakehouse.transforms.silver import classify, outcome_counts, quarantine_rows, silver_rows  # noqa: E402
+from lakehouse.transforms.silver import WHITESPACE, classify, outcome_counts, quarantine_rows, silver_rows  # noqa: E402
 
 DAY = dt.date(2026, 3, 10)
 PREPARE_ROWS = 10_000_000

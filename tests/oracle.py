@@ -5,7 +5,8 @@ DESIGN.md's rules, importing nothing from `lakehouse`: it must be able to disagr
 the code under test. It reads a local landing folder (`retail/<source>/ingest_date=D/`).
 
 Rules it encodes (the documented behaviour):
-- readers: gzip by magic bytes; Parquet by magic; JSON array or NDJSON; otherwise
+- readers: gzip by magic bytes; Parquet by magic; JSON by extension (or a .txt starting
+  with [ or {), as an array, NDJSON or one object over several lines; otherwise
   delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Latin-1; headers
   trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
   fields, or an NDJSON line or JSON array element that is not an object, is a malformed
@@ -106,8 +107,8 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     stripped = text.lstrip().lstrip("\ufeff")
     if not stripped.strip() or "\x00" in text:
         return None
-    json_named = name.endswith((".json", ".ndjson", ".jsonl")) or not name or name.endswith(".txt")
-    if json_named and stripped.startswith(("[", "{")) or name.endswith((".json", ".ndjson", ".jsonl")):
+    json_extension = name.endswith((".json", ".ndjson", ".jsonl"))
+    if json_extension or (name.endswith(".txt") or not name) and stripped.startswith(("[", "{")):
         if stripped.startswith("["):
             try:
                 objects = json.loads(stripped)
