@@ -158,7 +158,7 @@ def kill_moment(lake: Lake, proc: subprocess.Popen, rng: random.Random, trial: i
 def kill_trials(lake: Lake, seed: int) -> None:
     """TRIALS crash trials on `lake`, each ending with a plain `lakehouse run` equal to the reference."""
     rng = random.Random(seed)
-    moments, recoveries, in_flight, ended_first = [], [], [], []
+    moments, recoveries, in_flight = [], [], []
     for trial in range(TRIALS):
         lake.land(DAYS_PER_TRIAL)
         context = f"trial {trial + 1} (seed {seed})"
@@ -176,14 +176,13 @@ def kill_trials(lake: Lake, seed: int) -> None:
             out = proc.stdout.read()
             assert proc.returncode == 0 and "Traceback" not in out, f"{context}: the command failed:\n{out[-6000:]}"
             assert not none_left(lake.home, within=30), f"{context}: processes left after the command ended"
-            ended_first.append(trial + 1)
             print(f"{context}: the command ended on its own before the kill moment ({moment:.1f}s)")
         else:
             in_flight.append(working)
             assert_bronze_whole(lake, context)
         began = time.monotonic()
         out = recover(lake, context)
-        if trial + 1 not in ended_first:
+        if proc.returncode == -signal.SIGKILL:
             recoveries.append(out)
             print(f"{context}: killed after {moment:.1f}s ({len(killed)} processes), recovered in "
                   f"{time.monotonic() - began:.0f}s")

@@ -76,16 +76,15 @@ COLUMNS = {
 }
 
 
-def read_records(data: bytes, source: str | None = None, name: str = "") -> list[dict | None] | None:
-    """Records of one file as {column: text}; None for a malformed record; None overall if
-    unreadable, or if `source` is given and the file has none of its columns. `name` (the
-    file's) says whether text is JSON: `.json`, `.ndjson`, `.jsonl`, or a `.txt` starting
-    with `[` or `{` (without it, any text starting so)."""
+def read_records(data: bytes, source: str, name: str) -> list[dict | None] | None:
+    """Records of one file of `source` as {column: text}; None for a malformed record; None
+    overall if unreadable or if the file has none of the source's columns. The file's `name`
+    says whether text is JSON: `.json`, `.ndjson`, `.jsonl`, or a `.txt` starting with `[` or `{`."""
     read = _read(data, name.lower().removesuffix(".gz"))
     if read is None:
         return None
     columns, records = read
-    return None if source is not None and not COLUMNS[source] & set(columns) else records
+    return records if COLUMNS[source] & set(columns) else None
 
 
 def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
@@ -108,7 +107,7 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     if not stripped.strip() or "\x00" in text:
         return None
     json_extension = name.endswith((".json", ".ndjson", ".jsonl"))
-    if json_extension or (name.endswith(".txt") or not name) and stripped.startswith(("[", "{")):
+    if json_extension or name.endswith(".txt") and stripped.startswith(("[", "{")):
         if stripped.startswith("["):
             try:
                 objects = json.loads(stripped)

@@ -142,7 +142,7 @@ def _raw(F, columns: list[str], column: Column, prefix: str = SOURCE_PREFIX):
     """The landed text for a contract column: trimmed of any whitespace, blank as null, aliases
     as fallback."""
     present = [n for n in (column.name, *column.aliases) if n in columns]
-    texts = [F.when(trimmed(F, F.col(prefix + n)) != "", trimmed(F, F.col(prefix + n))) for n in present]
+    texts = [F.when(t != "", t) for t in (trimmed(F, F.col(prefix + n)) for n in present)]
     if not texts:
         return F.lit(None).cast("string")
     return texts[0] if len(texts) == 1 else F.coalesce(*texts)
