@@ -41,6 +41,7 @@ from lakehouse.resources.engine import Engine  # noqa: E402
 from lakehouse.settings import duckdb_memory_limit  # noqa: E402
 from lakehouse.transforms import gold  # noqa: E402
 from lakehouse.transforms.bronze import LINEAGE_TYPES  # noqa: E402
+from lakehouse.transforms.casing import define_duckdb_macros  # noqa: E402
 from lakehouse.transforms.silver import WHITESPACE, classify, outcome_counts, quarantine_rows, silver_rows  # noqa: E402
 
 DAY = dt.date(2026, 3, 10)
@@ -123,16 +124,17 @@ def engine_transform(engine_name: str, bronze: pa.Table, customers: pa.Table, pr
             "superseded": counts["superseded"], "mart_rows": mart.num_rows, "sales": str(sum(mart["sales"].to_pylist()))}
 
 
-# Whitespace of any kind trimmed, as silver does (the same regular expressions: the fastest
-# way found in DuckDB, transforms/silver.py `trimmed`).
+# Whitespace of any kind trimmed, and upper and lower case as Python's, as silver does (the same
+# regular expressions, the fastest way found in DuckDB, transforms/silver.py `trimmed`; the same
+# macros, transforms/casing.py).
 BASELINE_SQL = r"""
 CREATE OR REPLACE TEMP MACRO wtrim(s) AS regexp_replace(regexp_replace(s, '^SPACE+', ''), 'SPACE+$', '');
 CREATE TABLE typed AS
 WITH src AS (
   SELECT *, NULLIF(wtrim(order_id), '') AS r_id, NULLIF(wtrim(order_date), '') AS r_date,
-         UPPER(NULLIF(wtrim(customer_id), '')) AS r_cust, UPPER(NULLIF(wtrim(product_id), '')) AS r_prod,
+         lakehouse_upper(NULLIF(wtrim(customer_id), '')) AS r_cust, lakehouse_upper(NULLIF(wtrim(product_id), '')) AS r_prod,
          NULLIF(wtrim(qty), '') AS r_qty, REPLACE(NULLIF(wtrim(unit_price), ''), ',', '.') AS r_price,
-         LOWER(NULLIF(wtrim(channel), '')) AS r_channel
+         lakehouse_lower(NULLIF(wtrim(channel), '')) AS r_channel
   FROM bronze
 ), parsed AS (
   SELECT *,
@@ -184,6 +186,7 @@ def baseline_transform(bronze: pa.Table, customers: pa.Table, products: pa.Table
         conn.register("bronze", bronze)
         conn.register("customers", customers)
         conn.register("products", products)
+        define_duckdb_macros(conn)
         conn.execute(BASELINE_SQL)
         counts = conn.execute("SELECT outcome, count(*) FROM typed GROUP BY 1").fetchall()
         silver = conn.sql(SILVER_SQL).to_arrow_table()
@@ -236,6 +239,7 @@ def baseline_pipeline(home: Path, customers: pa.Table, products: pa.Table) -> di
         stages["bronze"] = time.perf_counter() - start
         start = time.perf_counter()
         conn.execute(f"CREATE VIEW bronze AS SELECT * FROM read_parquet('{out / 'bronze.parquet'}')")
+        define_duckdb_macros(conn)
         conn.execute(BASELINE_SQL)
         conn.execute(f"COPY ({SILVER_SQL}) TO '{out / 'silver.parquet'}' (FORMAT parquet)")
         conn.execute(f"COPY (SELECT * FROM typed WHERE outcome <> 'silver') TO '{out / 'set_aside.parquet'}' "

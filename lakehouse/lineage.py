@@ -109,9 +109,11 @@ def _derive_here() -> Lineage:
     from sqlglot.lineage import lineage
 
     from lakehouse import sqlframe_patches
+    from lakehouse.transforms import casing
 
     sqlframe_patches.apply()
     conn = duckdb.connect()
+    casing.define_duckdb_macros(conn)
     schema: dict[str, dict[str, dict[str, str]]] = {}
     for t in _input_tables():
         namespace, name = t.identifier.split(".")

@@ -123,16 +123,25 @@ def write_corpus(root: Path) -> None:
         ["O10", d(d5), "C9", "P2", "2", "3.99", "store"],
         ["O11", "31/02/2026", "C1", "P1", "1", "1.00", "web"],       # no such date: quarantined
         ["O15", d(d5), "C1", "P2", "2", "3.99", "mobile"],
+        ["O16", d(d5), "STRASSE7", "P1", "1", "12.50", "web"],        # customer 'Straße7': upper-cased, the same
     ]).encode("latin-1"))
     put(root, "customers", d5, "kunden_ä.csv", delimited(
         ["customer_id", "first_name", "last_name", "email", "phone", "region"],
-        [["C2", "Bébé", "Ray", "bob@example.com", "555 0100 99", "South"]]).encode("latin-1"))
+        [["C2", "Bébé", "Ray", "bob@example.com", "555 0100 99", "South"],
+         ["Straße7", "Ute", "Groß", "ute@example.de", "", "North"]]).encode("latin-1"))
     put(root, "events", d5, "events 'retry'.jsonl", ndjson([
         {"event_id": eid(3), "user_id": "C2", "timestamp": ms(d2, 8), "event_type": "add_to_cart", "payload": {"q": 2}},
         {"event_id": eid(4), "user_id": "C9", "timestamp": ms(d5, 12), "event_type": "checkout", "payload": {}},
         {"event_id": eid(7), "user_id": "C1", "timestamp": ms(d5, 13), "event_type": "purchase", "payload": {}},
         {"event_id": eid(6), "user_id": "C9", "timestamp": ms(d1, 12), "event_type": "purchase", "payload": None},
-    ]) + b"{not json\n")
+        # a payload with line separators JSON leaves unescaped once read; a Turkish dotted capital I,
+        # which lower-cases to 'i' and a combining dot, so not an accepted type
+        {"event_id": eid(8), "user_id": "straße7", "timestamp": ms(d5, 14), "event_type": "purchase",
+         "payload": {"note": "a\u2028b\u0085c"}},
+        {"event_id": eid(9), "user_id": "C1", "timestamp": ms(d5, 15), "event_type": "PAGE_V\u0130EW", "payload": {}},
+        {"event_id": eid(10), "user_id": "STRASSE7", "timestamp": ms(d5, 16), "event_type": "page_view", "payload": {}},
+        {"event_id": eid(11), "user_id": "C2", "timestamp": ms(d5, 17), "event_type": "page_view", "payload": {}},
+    ]) + b"{not json\n")  # 2 of 9 set aside: under the quarantine share that blocks (25%)
 
 
 def random_zone(root: Path, seed: int, days: int = 3) -> None:
@@ -172,7 +181,8 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
     """A random zone written more carelessly than `random_zone`: values padded with tabs and
     no-break spaces, header spellings and column orders, every delimiter, Latin-1 and BOMs,
     gzip, JSON numbers, typed Parquet, empty and header-only files, short lines, embedded
-    line breaks, dates after their ingest day, and events whose timestamp is a float."""
+    line breaks, dates after their ingest day, events whose timestamp is a float, and keys
+    that only Unicode's full case mapping makes equal ('straße' and 'STRASSE')."""
     rng = random.Random(seed)
 
     def pad(v):
@@ -195,11 +205,17 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
         except ValueError:
             return None
 
+    # Its own stream, so that the draws above and below stay what they were for every seed.
+    odd = random.Random(f"{seed}-case")
+
+    def cased(key):  # now and then a key that Unicode's full case mapping makes equal to another
+        return odd.choice(["straße", "STRASSE", "ﬁ1", "FI1", "ǰ", "İd"]) if odd.random() < 0.1 else key
+
     names = ["a b.csv", "x (1).csv", "ü+.csv", "plain.csv", "r%20.csv", "q'.csv"]
     for i in range(days):
         day = START + dt.timedelta(days=i)
         if rng.random() < 0.6:
-            rows = [[pad(rng.choice([f"C{rng.randint(1, 6)}", f"c{rng.randint(1, 6)}"])),
+            rows = [[pad(cased(rng.choice([f"C{rng.randint(1, 6)}", f"c{rng.randint(1, 6)}"]))),
                      rng.choice(["F", "Ann, Jr", "Zoë", 'Say "hi"', "two\nlines"]), "L",
                      rng.choice(["f@x.io", "F@X.IO", "bad", ""]), rng.choice(["+1555000111", "+1 (555) 000-111", "12", ""]),
                      pad(rng.choice(["N", "S", "E", ""]))] for _ in range(rng.randint(1, 6))]
@@ -226,10 +242,13 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                     if rng.random() < 0.3 else rng.choice(["1", "2", "3"])
                 price = rng.choice(["1.00", "2,50", "10.10", "1.005", "-1.00", "0", "1e2", "1 000,00", ".5", "5.", ""]) \
                     if rng.random() < 0.3 else rng.choice(["1.00", "2.50"])
+                if odd.random() < 0.04:  # digits of other scripts: not digits to a strict pattern
+                    qty = odd.choice(["\u0663", "\uff12"])
                 date = d(order_day) if rng.random() < 0.85 else \
                     rng.choice([order_day.isoformat(), "1/2/2026", "01/01/2019", "31/04/2026", ""])
                 rows.append([pad(rng.choice([f"O{rng.randint(1, 12)}", f"o{rng.randint(1, 3)}"])), pad(date),
-                             pad(rng.choice([f"C{rng.randint(1, 7)}", f"c{rng.randint(1, 7)}", ""])), pad(f"P{rng.randint(1, 5)}"),
+                             pad(cased(rng.choice([f"C{rng.randint(1, 7)}", f"c{rng.randint(1, 7)}", ""]))),
+                             pad(f"P{rng.randint(1, 5)}"),
                              qty, price, pad(rng.choice(["web", "Store", "MOBILE", "phone", ""]))])
             header = ["order_id", "order_date", rng.choice(["customer_id", "cust_id", "customer"]),
                       rng.choice(["product_id", "sku"]), "qty", "unit_price", "channel"]
@@ -277,10 +296,12 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
             for _ in range(rng.randint(1, 6)):
                 stamp = ms(day - dt.timedelta(days=rng.randint(0, 1)), rng.randint(0, 23))
                 e = {"event_id": rng.choice([eid(rng.randint(1, 10)), eid(rng.randint(1, 10)).upper(), "not-a-uuid"]),
-                     "user_id": rng.choice([f"C{rng.randint(1, 7)}", f"c{rng.randint(1, 7)}"]),
+                     "user_id": cased(rng.choice([f"C{rng.randint(1, 7)}", f"c{rng.randint(1, 7)}"])),
                      "timestamp": rng.choice([stamp] * 3 + [str(ms(day, 5)), "x", None, float(ms(day, 6)), ms(day, 7) + 0.5]),
                      "event_type": rng.choice(["page_view", "purchase", "checkout", "bogus", "PURCHASE", " checkout "]),
                      "payload": rng.choice([{"n": rng.randint(0, 2)}, None, {}, [1], "{}", {"ü": "é"}])}
+                if odd.random() < 0.1:  # a dotted capital I (not an accepted type once lower-cased), a line separator
+                    e["event_type"], e["payload"] = odd.choice([("PAGE_V\u0130EW", {}), ("purchase", {"t": "a\u2028b"})])
                 if rng.random() < 0.1:
                     del e["payload"]
                 events.append(e)

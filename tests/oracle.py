@@ -167,7 +167,7 @@ def _value(record: dict, *names: str) -> str | None:
 
 
 def _date(text: str | None):
-    if text is None or not re.fullmatch(r"\d{2}/\d{2}/\d{4}", text):
+    if text is None or not re.fullmatch(r"[0-9]{2}/[0-9]{2}/[0-9]{4}", text):
         return None
     try:
         return dt.datetime.strptime(text, "%d/%m/%Y").date()
@@ -179,13 +179,13 @@ def _decimal(text: str | None, scale: int = 2, precision: int = 12):
     if text is None:
         return None
     text = text.replace(",", ".")
-    if not re.fullmatch(rf"[+-]?\d{{1,{precision - scale}}}(\.\d{{1,{scale}}})?", text):
+    if not re.fullmatch(rf"[+-]?[0-9]{{1,{precision - scale}}}(\.[0-9]{{1,{scale}}})?", text):
         return None
     return Decimal(text).quantize(Decimal(1).scaleb(-scale))
 
 
 def _int(text: str | None):
-    return int(text) if text is not None and re.fullmatch(r"[+-]?\d{1,9}", text) else None
+    return int(text) if text is not None and re.fullmatch(r"[+-]?[0-9]{1,9}", text) else None
 
 
 def order(r: dict, day: dt.date):
@@ -210,7 +210,7 @@ def event(r: dict, day: dt.date):
     v = {
         "event_id": (_value(r, "event_id") or "").lower() or None,
         "user_id": (_value(r, "user_id") or "").upper() or None,
-        "timestamp": int(stamp) if stamp and re.fullmatch(r"\d{1,15}", stamp) else None,
+        "timestamp": int(stamp) if stamp and re.fullmatch(r"[0-9]{1,15}", stamp) else None,
         "event_type": (_value(r, "event_type") or "").lower() or None,
         "payload": _value(r, "payload"),
     }

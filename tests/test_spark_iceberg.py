@@ -228,6 +228,66 @@ def test_both_engines_trim_exactly_what_python_calls_whitespace(name):
     assert len(spaces) == 29 and "\u200b\ufeff".strip() == "\u200b\ufeff"
 
 
+def case_samples() -> list[str]:
+    """Every character Python's case mapping or its final-sigma rule looks at, alone and on either
+    side of a capital sigma after a letter, and words of the kinds that land."""
+    import unicodedata
+
+    relevant = ("Lu", "Ll", "Lt", "Lm", "Mn", "Me", "Cf", "Sk", "Nl", "So")
+    chars = [c for c in map(chr, range(0x30000)) if unicodedata.category(c) in relevant
+             and (c.upper() != c or c.lower() != c or unicodedata.category(c) not in ("Nl", "So"))]
+    chars += list("'.:\u00b7\u2019\uff0e\"-0 ")
+    words = ["straße", "ﬁx-ǰ", "İstanbul", "ΟΔΟΣ", "ΣΑΣ Σ", "ΑΣΣ", "ΑΣ'Σ", "ΑΣ'.Σ", "A1Σ", "ΑΣ\u0301", "Α\u0301Σ",
+             "ΑΣ.Β", "Σ", "a\u2028Σ"]
+    return chars + [f"A{c}\u03a3" for c in chars] + [f"A\u03a3{c}" for c in chars] + words
+
+
+@pytest.mark.parametrize("name", ["duckdb", "spark"])
+def test_both_engines_change_case_as_python_does(name):
+    """Silver's `upper` and `lower` (lakehouse/transforms/casing.py) give Python's str.upper() and
+    str.lower(): full case mapping ('straße' to 'STRASSE', where DuckDB's own gives 'STRAẞE') and a
+    final sigma by Unicode's rule (where Java's own applies a word rule: 'A1Σ' to 'a1ς'). Spark may
+    differ only on characters its Java does not know (Unicode 14's, in Python 3.11)."""
+    from lakehouse.transforms import casing
+
+    values = case_samples()
+    with Engine(name) as engine:
+        df = engine.from_arrow(pa.table({"v": values}))
+        F, _ = api(df)
+        out = engine.to_arrow(df.select("v", casing.upper(F, F.col("v")).alias("u"), casing.lower(F, F.col("v")).alias("l")))
+        wrong = [v for v, u, lo in zip(*(out.column(c).to_pylist() for c in "vul")) if (u, lo) != (v.upper(), v.lower())]
+        unknown = engine.session._jvm.java.lang.Character.isDefined if name == "spark" else None
+        if name == "spark":  # each because of a character Java 17 (Unicode 13) does not define
+            assert all(any(not unknown(ord(c)) for c in v) for v in wrong), [v for v in wrong if all(map(unknown, map(ord, v)))]
+        else:
+            assert wrong == []
+    assert len(values) > 10_000 and len(casing.special_upper()) == 102
+
+
+@pytest.mark.parametrize("name", ["duckdb", "spark"])
+def test_both_engines_normalise_and_match_patterns_alike_on_unicode(name):
+    """Through silver's rules: a key spelled 'straße' is 'STRASSE'; an event type with a dotted
+    capital I is not 'page_view'; a payload's pattern (`^\\{.*\\}$`) reads across the line breaks
+    a JSON text or a quoted CSV field can hold (java.util.regex's `.` stops at U+0085, U+2028 and
+    U+2029 too, RE2's at a newline only)."""
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.transforms.silver import classify, quarantine_rows, silver_rows
+    from silver_fixtures import bronze, good
+
+    def event(n, **changes):
+        return good("events", event_id=f"3f2504e0-4f89-41d3-9a0c-0305e82c33{n:02d}", **changes)
+
+    rows = [event(1, user_id="straße"), event(2, event_type="PAGE_V\u0130EW"), event(3, user_id="ǰx"),
+            *(event(4 + i, payload=f'{{"t":"a{sep}b"}}') for i, sep in enumerate(["\u2028", "\u2029", "\u0085", "\r", "\n", "\r\n"]))]
+    with Engine(name) as engine:
+        classified = engine.materialize(classify(engine.from_arrow(bronze("events", rows)), CONTRACTS["events"], None, None))
+        kept = {r["event_id"][-2:]: r for r in engine.to_arrow(silver_rows(classified, CONTRACTS["events"])).to_pylist()}
+        aside = {r["_src_event_id"][-2:]: r["_rules"] for r in engine.to_arrow(quarantine_rows(classified)).to_pylist()}
+    assert aside == {"02": "event_type.not_accepted"}
+    assert kept["01"]["user_id"] == "STRASSE" and kept["03"]["user_id"] == "J\u030cX"
+    assert sorted(kept) == ["01", "03", "04", "05", "06", "07", "08", "09"]
+
+
 def test_a_local_session_records_each_querys_plan_in_the_short_form():
     """Spark records every query's physical plan for its UI, UI or not; a session started here has
     no UI and records the short form, not the numbered, per-operator one (engine.SPARK_CONFIG)."""

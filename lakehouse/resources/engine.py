@@ -166,6 +166,7 @@ def _new_session(engine: str):
         from sqlframe.duckdb import DuckDBSession
 
         from lakehouse import sqlframe_patches
+        from lakehouse.transforms import casing
 
         sqlframe_patches.apply()
 
@@ -177,6 +178,7 @@ def _new_session(engine: str):
         _limit_memory(conn, DUCKDB_MEMORY_LIMIT)
         conn.execute(f"SET temp_directory = '{_spill_dir()}/duckdb'")
         conn.execute("SET preserve_insertion_order = false")
+        casing.define_duckdb_macros(conn)  # silver's upper and lower, as on Spark
         # duckdb prints "nanobind: leaked ..." at exit for open connections; close ours.
         at_exit(conn.close, priority=2)
         return DuckDBSession(conn=conn)

@@ -46,6 +46,7 @@ from lakehouse.contracts.model import (
     Column,
 )
 from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
+from lakehouse.transforms import casing
 from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, LINEAGE_DESCRIPTIONS, SOURCE_FILE
 
 OUTCOME, RULES, FLAGS, ROW_HASH = "_outcome", "_rules", "_flags", "_row_hash"
@@ -92,9 +93,9 @@ def _decimal_digits(kind: str) -> tuple[int, int]:
 
 def _normalise(F, value, column: Column):
     if column.normalize == "lower":
-        return F.lower(value)
+        return casing.lower(F, value)
     if column.normalize == "upper":
-        return F.upper(value)
+        return casing.upper(F, value)
     if column.normalize == "phone":
         plus = F.when(value.startswith("+"), F.lit("+")).otherwise(F.lit(""))
         return F.when(value.isNotNull(), F.concat(plus, F.regexp_replace(value, "[^0-9]", "")))
@@ -148,6 +149,13 @@ def _raw(F, columns: list[str], column: Column, prefix: str = SOURCE_PREFIX):
     return texts[0] if len(texts) == 1 else F.coalesce(*texts)
 
 
+def whole_value(pattern: str) -> str:
+    """A declared pattern as both engines must read it: `.` matches any character. A value is one
+    value, not lines; without the flag, `.` stops at a line break inside a quoted CSV field, and on
+    Spark (java.util.regex) also at U+0085, U+2028 and U+2029, which JSON keeps unescaped."""
+    return "(?s)" + pattern
+
+
 def _rule_conditions(F, column: Column, raw, value) -> list[tuple[str, str, object]]:
     """(rule, action, condition that breaks it) for one column."""
     out = []
@@ -158,7 +166,7 @@ def _rule_conditions(F, column: Column, raw, value) -> list[tuple[str, str, obje
     if column.accepted:
         out.append((column.rule(NOT_ACCEPTED), QUARANTINE, value.isNotNull() & ~value.isin(*column.accepted)))
     if column.pattern:
-        out.append((column.rule(PATTERN), column.pattern_action, value.isNotNull() & ~value.rlike(column.pattern)))
+        out.append((column.rule(PATTERN), column.pattern_action, value.isNotNull() & ~value.rlike(whole_value(column.pattern))))
     if column.min_value is not None or column.max_value is not None:
         def bound(v):  # dates are declared as ISO strings
             return F.lit(v).cast("date") if column.type == "date" else F.lit(v)
