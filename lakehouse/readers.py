@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import datetime as dt
 import gzip
 import io
 import json
@@ -24,7 +25,7 @@ import os
 import re
 import weakref
 import zlib
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -113,23 +114,24 @@ def canonical_names(raw_names: list[str]) -> list[str]:
     return out
 
 
-def read_file(name: str, data: bytes, landing: Landing = Landing()) -> ReadResult:
+def read_file(name: str, data: bytes, landing: Landing = Landing(), forms: Mapping[str, str] | None = None) -> ReadResult:
     """Read one landed file held in memory, every row at once; raises `UnreadableFile` when
     nothing in it can be trusted."""
-    result = _read(name, _Source(data=data), landing)
+    result = _read(name, _Source(data=data), landing, forms or {})
     result.table  # noqa: B018 - read now, so an unreadable file raises here
     return result
 
 
-def read_path(name: str, path: str, landing: Landing = Landing()) -> ReadResult:
+def read_path(name: str, path: str, landing: Landing = Landing(), forms: Mapping[str, str] | None = None) -> ReadResult:
     """Read the landed file `name` from the local file `path`, with its source's declared formats
     and options (`landing:` of its defs.yaml). Delimited text streams: `batches()` reads it a
     block at a time, so a file of any size takes memory in proportion to a block. JSON and
-    Parquet are read whole."""
-    return _read(name, _Source(path=path), landing)
+    Parquet are read whole. `forms`: the declared form of the source's date and timestamp columns
+    (`dd/MM/yyyy`, `epoch_ms`) by column name, in which a typed Parquet value is written."""
+    return _read(name, _Source(path=path), landing, forms or {})
 
 
-def _read(name: str, source: _Source, landing: Landing) -> ReadResult:
+def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]) -> ReadResult:
     lower = name.lower()
     if source.size == 0:
         raise UnreadableFile("empty file (0 bytes)")
@@ -147,7 +149,7 @@ def _read(name: str, source: _Source, landing: Landing) -> ReadResult:
     suffix = ".gz" if source.compressed else ""
     if head[:4] == b"PAR1":
         _accepted("parquet", landing)
-        return _read_parquet(source.read_all(), "parquet" + suffix)
+        return _read_parquet(source.read_all(), "parquet" + suffix, forms)
     if head[:4] == b"PK\x03\x04":
         raise UnreadableFile("a zip archive (e.g. an Excel workbook) named like a data file")
     if ext in PARQUET:
@@ -437,7 +439,24 @@ def _as_text(value) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value) -> str:
+    """What JSON has no type for, inside a nested Parquet value: bytes as text, dates and times
+    in ISO 8601, decimals exactly."""
+    if isinstance(value, bytes):
+        return _decoded(value)
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _decoded(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _read_json(data: bytes, fmt: str) -> ReadResult:
@@ -501,25 +520,61 @@ def _read_json(data: bytes, fmt: str) -> ReadResult:
 # --- Parquet ------------------------------------------------------------------------
 
 
-def _read_parquet(data: bytes, fmt: str) -> ReadResult:
+def _read_parquet(data: bytes, fmt: str, forms: Mapping[str, str]) -> ReadResult:
     try:
         source = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:  # invalid, or of a type Arrow does not read
         raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
     names = canonical_names(source.column_names)
-    columns = {}
-    for name, column in zip(names, source.columns):
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            columns[name] = column.cast(pa.string())
-        elif pa.types.is_nested(column.type) or pa.types.is_binary(column.type):
-            columns[name] = pa.array([_as_text(v) for v in column.to_pylist()], pa.string())
-        else:
-            columns[name] = column.cast(pa.string())
+    columns = {name: _parquet_text(column, forms.get(name)) for name, column in zip(names, source.columns)}
     n = source.num_rows
     columns[ROW_NUMBER] = pa.array(np.arange(1, n + 1, dtype=np.int64))
     columns[PARSE_ERROR] = pa.nulls(n, pa.string())
     columns[RAW_RECORD] = pa.nulls(n, pa.string())
     return _whole(pa.table(columns), names, fmt, None)
+
+
+def _parquet_text(column: pa.ChunkedArray, form: str | None):
+    """A Parquet column as the text bronze keeps. A date or timestamp is written in the form its
+    contract column declares, in UTC (a typed value is not ambiguous: a date lands as 01/05/2026
+    where dd/MM/yyyy is declared, a timestamp as epoch milliseconds where epoch_ms is; a
+    timezone-less one is taken as UTC); elsewhere in ISO 8601. Bytes are text, UTF-8 else
+    Latin-1 (Hive and Impala write strings as binary). Nested values are JSON."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return _parquet_text(column.cast(kind.value_type), form)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.cast(pa.string())
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return pa.array([None if v is None else _decoded(v) for v in column.to_pylist()], pa.string())
+    if form and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+        return _temporal_text(column, form)
+    if pa.types.is_nested(kind):
+        return pa.array([_as_text(v) for v in column.to_pylist()], pa.string())
+    try:
+        return column.cast(pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # a type Arrow writes no text for (durations...)
+        return pa.array([_as_text(v) if isinstance(v, (list, dict)) else None if v is None else str(v)
+                         for v in column.to_pylist()], pa.string())
+
+
+_PER_MILLISECOND = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}
+
+
+def _temporal_text(column: pa.ChunkedArray, form: str):
+    """Dates and timestamps in a declared form (`epoch_ms`, or a date format of dd, MM, yyyy)."""
+    kind = column.type
+    unit = kind.unit if pa.types.is_timestamp(kind) else "ms"
+    # Arrow keeps a zoned timestamp as its UTC instant: without its zone, it reads as UTC.
+    stamps = column.cast(pa.timestamp(unit))
+    if form != "epoch_ms":
+        return pc.strftime(stamps, format=form.replace("yyyy", "%Y").replace("MM", "%m").replace("dd", "%d"))
+    ticks = stamps.cast(pa.int64())
+    if unit == "s":
+        return pc.multiply(ticks, 1000).cast(pa.string())
+    per = _PER_MILLISECOND[unit]
+    below = pc.if_else(pc.less(ticks, 0), per - 1, 0)  # floor, as for any instant before 1970
+    return pc.divide(pc.subtract(ticks, below), per).cast(pa.string())
 
 
 def _whole(table: pa.Table, names: list[str], fmt: str, encoding: str | None) -> ReadResult:

@@ -115,6 +115,14 @@ def write_corpus(root: Path) -> None:
     pq.write_table(pa.table({"product_id": ["P1", "P2"], "name": ["Atlas", "Dice"],
                              "category": ["Comics", "Games"], "list_price": ["12.50", "3.99"]}), buf)
     put(root, "products", d4, "products.parquet", buf.getvalue())
+    # and events as Parquet written by Spark or Firehose: typed timestamps, ids as bytes (Hive's strings)
+    buf = io.BytesIO()
+    pq.write_table(pa.table({
+        "event_id": pa.array([eid(12).encode(), eid(13).encode()], pa.binary()), "user_id": ["C2", "c9"],
+        "timestamp": pa.array([dt.datetime(2026, 5, 4, 8, tzinfo=dt.timezone.utc), dt.datetime(2026, 5, 3, 23, 59)],
+                              pa.timestamp("us", tz="UTC")),
+        "event_type": ["page_view", "purchase"], "payload": ['{"p":4}', None]}), buf)
+    put(root, "events", d4, "part-00000.snappy.parquet", buf.getvalue())
     # Day 5: Latin-1 orders (a correction of O6 to customer C9, O7 re-sent), an NDJSON
     # with a malformed line, and a gzipped CSV of events re-sent from day 2.
     put(root, "orders", d5, "orders@café&co=1.csv", delimited(ORDER_HEADER, [
@@ -211,6 +219,12 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
     def cased(key):  # now and then a key that Unicode's full case mapping makes equal to another
         return odd.choice(["straße", "STRASSE", "ﬁ1", "FI1", "ǰ", "İd"]) if odd.random() < 0.1 else key
 
+    def typed_date(text):
+        try:
+            return dt.datetime.strptime(text.strip(), "%d/%m/%Y").date()
+        except ValueError:
+            return None
+
     names = ["a b.csv", "x (1).csv", "ü+.csv", "plain.csv", "r%20.csv", "q'.csv"]
     for i in range(days):
         day = START + dt.timedelta(days=i)
@@ -257,6 +271,9 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                 columns = {h: [r[j] for r in rows] for j, h in enumerate(header)}
                 columns["qty"] = pa.array([number(v, int) for v in columns["qty"]], pa.int64())
                 columns["unit_price"] = pa.array([number(v, float) for v in columns["unit_price"]], pa.float64())
+                if odd.random() < 0.5:  # a typed date (text that is no dd/MM/yyyy date: none), ids as bytes
+                    columns["order_date"] = pa.array([typed_date(v) for v in columns["order_date"]], pa.date32())
+                    columns["order_id"] = pa.array([v.encode() for v in columns["order_id"]], pa.binary())
                 buffer = io.BytesIO()
                 pq.write_table(pa.table(columns), buffer)
                 put(root, "orders", day, f"{f}.parquet", buffer.getvalue())
@@ -305,6 +322,21 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                 if rng.random() < 0.1:
                     del e["payload"]
                 events.append(e)
+            if odd.random() < 0.15:  # as Parquet, the timestamp typed (zoned or not), the payload as JSON text
+                zone = odd.choice([None, "UTC", "America/New_York"])
+                stamps = [dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc)
+                          if isinstance(e["timestamp"], int) else None for e in events]
+                table = pa.table({
+                    "event_id": pa.array([e["event_id"] for e in events]),
+                    "user_id": pa.array([e["user_id"] for e in events]),
+                    "timestamp": pa.array([s if zone or s is None else s.replace(tzinfo=None) for s in stamps],
+                                          pa.timestamp("ms", tz=zone)),
+                    "event_type": pa.array([e["event_type"] for e in events]),
+                    "payload": pa.array([json.dumps(e["payload"]) if "payload" in e else None for e in events])})
+                buffer = io.BytesIO()
+                pq.write_table(table, buffer)
+                put(root, "events", day, "e.parquet", buffer.getvalue())
+                continue
             data = ndjson(events) + (b"{not json\n" if rng.random() < 0.2 else b"")
             data = b"\xef\xbb\xbf" + data if rng.random() < 0.2 else data
             put(root, "events", day, rng.choice(["e v.jsonl.gz", "e.json"]),

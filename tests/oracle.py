@@ -10,7 +10,9 @@ Rules it encodes (the documented behaviour):
   delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Latin-1; headers
   trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
   fields, or an NDJSON line or JSON array element that is not an object, is a malformed
-  record; a file with none of the source's columns is rejected whole.
+  record; a file with none of the source's columns is rejected whole. A typed Parquet
+  date or timestamp lands in its column's declared form, in UTC (a timestamp without a
+  zone is UTC); Parquet bytes are text (UTF-8, else Latin-1); nested values are JSON.
 - every value trimmed, blank = missing; types checked strictly before parsing.
 - transactional sources (orders, events): one row per key across all days; a key's
   rows ordered by (ingest date, file key, row number); the last row's content wins and
@@ -65,6 +67,37 @@ def _json_value(value):
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+# How a typed Parquet date or timestamp lands as text: in its column's declared form, in UTC.
+FORMS = {"order_date": "%d/%m/%Y", "timestamp": "epoch_ms"}
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _parquet_value(v, column: str) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        return _decode_bytes(v)
+    form = FORMS.get(column)
+    if isinstance(v, dt.date) and form:  # a date is its midnight, a timestamp without a zone is UTC
+        moment = v if isinstance(v, dt.datetime) else dt.datetime(v.year, v.month, v.day)
+        moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+        return str((moment - EPOCH) // dt.timedelta(milliseconds=1)) if form == "epoch_ms" else moment.strftime(form)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=_json_extra)
+    return str(v)
+
+
+def _decode_bytes(v: bytes) -> str:
+    try:
+        return v.decode("utf-8")
+    except UnicodeDecodeError:
+        return v.decode("latin-1")
+
+
+def _json_extra(v) -> str:
+    return _decode_bytes(v) if isinstance(v, bytes) else v.isoformat() if isinstance(v, (dt.date, dt.time)) else str(v)
+
+
 # The contract columns of each source, and their aliases: a file with none of them (in its
 # header, or in any of its JSON objects) is rejected whole, not read as rows of missing values.
 COLUMNS = {
@@ -101,7 +134,7 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
 
         table = pq.read_table(io.BytesIO(data))
         return ([_header(k) for k in table.column_names],
-                [{_header(k): (None if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()])
+                [{_header(k): _parquet_value(v, _header(k)) for k, v in row.items()} for row in table.to_pylist()])
     text = _text(data)
     stripped = text.lstrip().lstrip("\ufeff")
     if not stripped.strip() or "\x00" in text:

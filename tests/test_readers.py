@@ -104,6 +104,39 @@ def test_typed_parquet_and_nested_json_become_strings():
     ]
 
 
+def test_typed_parquet_dates_and_timestamps_land_in_their_declared_form_and_bytes_as_text():
+    """A Parquet DATE or TIMESTAMP is not ambiguous: written as the contract declares the column
+    (dd/MM/yyyy, epoch milliseconds), in UTC, a timestamp without a zone taken as UTC, so silver
+    reads it as it reads text instead of quarantining every row. Hive's and Impala's strings as
+    BINARY are text (UTF-8, else Latin-1); nested values holding bytes or times are JSON."""
+    import datetime as dt
+
+    from lakehouse.contracts import CONTRACTS
+    from lakehouse.transforms.bronze import declared_forms
+
+    forms = {**declared_forms(CONTRACTS["orders"]), **declared_forms(CONTRACTS["events"])}
+    assert forms == {"order_date": "dd/MM/yyyy", "timestamp": "epoch_ms"}
+    berlin_late = dt.datetime(2026, 5, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))  # 21:30 UTC
+    table = pa.table({
+        "order_date": pa.array([dt.date(2026, 5, 1), None], pa.date32()),
+        "Order ID": pa.array([b"O1", b"\xe9t\xe9"], pa.binary()),
+        "timestamp": pa.array([berlin_late, dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)], pa.timestamp("ns", tz="Europe/Berlin")),
+        "extra_day": pa.array([dt.date(2026, 5, 1), None], pa.date32()),
+        "payload": pa.array([{"b": b"x", "at": dt.datetime(2026, 1, 1)}, None]),
+    })
+    rows = data_rows(read_file("o.parquet", parquet_bytes(table), forms=forms))
+    assert rows == [
+        {"order_date": "01/05/2026", "order_id": "O1", "timestamp": "1777671000000", "extra_day": "2026-05-01",
+         "payload": '{"b":"x","at":"2026-01-01T00:00:00"}'},
+        {"order_date": None, "order_id": "été", "timestamp": "1777593600000", "extra_day": None, "payload": None},
+    ]
+    assert int(berlin_late.timestamp() * 1000) == 1777671000000
+    naive = pa.table({"timestamp": pa.array([dt.datetime(2026, 5, 1, 9, 0, 0, 1500)], pa.timestamp("us")),
+                      "order_date": pa.array([dt.datetime(2026, 5, 1, 23, 59)], pa.timestamp("s"))})
+    assert data_rows(read_file("o.parquet", parquet_bytes(naive), forms=forms)) == [
+        {"timestamp": "1777626000001", "order_date": "01/05/2026"}]
+
+
 def test_header_canonicalisation():
     assert canonical_names([" Order ID ", "unit-price", "Cust.ID", "ÜBER", "", "order_id", "__x__"]) == [
         "order_id", "unit_price", "cust_id", "ber", "column_5", "order_id_2", "x"

@@ -161,6 +161,17 @@ def bronze_schema(contract: SourceContract, extra: Iterable[str] = ()) -> pa.Sch
     return pa.schema(data + [pa.field(n, t) for n, t in LINEAGE_TYPES.items()])
 
 
+def declared_forms(contract: SourceContract) -> dict[str, str]:
+    """The form each date and timestamp column lands in, under its name and its aliases: a typed
+    Parquet value is written so (readers.py), and silver reads it as it reads text."""
+    forms = {}
+    for column in contract.columns:
+        if column.type in ("date", "timestamp"):
+            form = column.parse or "yyyy-MM-dd"
+            forms.update(dict.fromkeys((column.name, *column.aliases), form))
+    return forms
+
+
 def ingest_partition(
     contract: SourceContract,
     ingest_date: dt.date,
@@ -177,12 +188,13 @@ def ingest_partition(
     outcomes: list[FileOutcome] = []
     expected = set(contract.column_names)
     named = expected | {alias for column in contract.columns for alias in column.aliases}  # a file's header may use either
+    forms = declared_forms(contract)
     extras: dict[str, None] = {}
     for obj in sorted(objects, key=lambda o: o.key):
         name, result = obj.key.rsplit("/", 1)[-1], None
         try:
             with fetch(obj.key) as path:
-                result = read_path(name, path, contract.landing)
+                result = read_path(name, path, contract.landing, forms)
                 columns = result.data_columns
                 if not named.intersection(columns):
                     outcomes.append(FileOutcome(obj, REJECTED, format=result.format, reason=(
