@@ -4,7 +4,7 @@ slices of strings.
 No I/O beyond the bytes or the local file given. Accepts `.csv`, `.txt` (delimiter sniffed
 among `, ; | tab`), `.json` (array or NDJSON), `.ndjson`, `.jsonl`, `.parquet`,
 any of them gzipped; format is decided by content first, extension second.
-UTF-8 with or without BOM, Latin-1 and CRLF are normal input.
+UTF-8 with or without BOM, Latin-1 and Windows-1252 (read alike) and CRLF are normal input.
 
 A file that cannot be read at all raises `UnreadableFile` with a reason a person
 can act on. A single bad record does not sink the file: it comes back as a row
@@ -45,6 +45,50 @@ PARQUET = (".parquet",)
 ACCEPTED = DELIMITED + JSON + PARQUET
 _CANDIDATE_DELIMITERS = (",", ";", "|", "\t")
 _SNIFF_BYTES = 64 * 1024
+
+
+# Text that is not UTF-8 (and declares no encoding) is read as Windows-1252, as browsers read
+# text labelled Latin-1 (the WHATWG Encoding Standard): Latin-1 but for bytes 0x80-0x9F, control
+# characters in Latin-1 that no text holds, and the curly quotes, dashes, € and … of Windows
+# exports. The five bytes Windows leaves undefined keep Latin-1's meaning. Python's cp1252 refuses
+# those five, and Arrow's CSV reader decodes through a named codec, hence this one.
+FALLBACK_ENCODING = "windows-1252"
+_FALLBACK_CODEC = "lakehouse_windows_1252"
+
+
+def _fallback_codec(name: str):
+    if name != _FALLBACK_CODEC:
+        return None
+    table = "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in range(256))
+    encoding_table = codecs.charmap_build(table)
+
+    class Decoder(codecs.IncrementalDecoder):  # one byte is one character: no state
+        def decode(self, data, final=False):
+            return codecs.charmap_decode(data, self.errors, table)[0]
+
+    class Encoder(codecs.IncrementalEncoder):
+        def encode(self, text, final=False):
+            return codecs.charmap_encode(text, self.errors, encoding_table)[0]
+
+    return codecs.CodecInfo(name=_FALLBACK_CODEC, encode=lambda t, e="strict": codecs.charmap_encode(t, e, encoding_table),
+                            decode=lambda b, e="strict": codecs.charmap_decode(b, e, table),
+                            incrementalencoder=Encoder, incrementaldecoder=Decoder)
+
+
+codecs.register(_fallback_codec)
+
+
+def codec(encoding: str) -> str:
+    """The Python codec that reads `encoding` as this module names it."""
+    return _FALLBACK_CODEC if encoding == FALLBACK_ENCODING else encoding
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Bytes as text: UTF-8 if every byte is, else the fallback (Windows-1252); and which."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode(_FALLBACK_CODEC), FALLBACK_ENCODING
 
 
 class UnreadableFile(Exception):
@@ -285,7 +329,7 @@ def _decode_sample(sample: bytes) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         if exc.start >= len(sample) - 3:  # a multi-byte char cut by the sample boundary
             return sample[: exc.start].decode("utf-8"), "utf-8"
-        return sample.decode("latin-1"), "latin-1"
+        return sample.decode(_FALLBACK_CODEC), FALLBACK_ENCODING
 
 
 def sniff_delimiter(sample: str) -> str:
@@ -313,8 +357,8 @@ def sniff_delimiter(sample: str) -> str:
 def _encoding_of(source: _Source, declared: str | None) -> str:
     """The whole file's encoding, decided before any row is read (a slice already handed on
     cannot be taken back): the declared one, which every byte must be valid in, else UTF-8 if
-    every byte is, else Latin-1 (valid for any byte). Reads to the end, so a broken gzip or a
-    file of only whitespace is refused here."""
+    every byte is, else Windows-1252 (FALLBACK_ENCODING: valid for any byte). Reads to the end,
+    so a broken gzip or a file of only whitespace is refused here."""
     decoder = codecs.getincrementaldecoder(declared or "utf-8")()
 
     def decodes(chunk: bytes, final: bool = False) -> bool:
@@ -333,12 +377,12 @@ def _encoding_of(source: _Source, declared: str | None) -> str:
     valid = valid and decodes(b"", final=True)  # a multi-byte character cut by the end
     if not content:
         raise UnreadableFile("file holds only whitespace")
-    return declared or ("utf-8" if valid else "latin-1")
+    return declared or ("utf-8" if valid else FALLBACK_ENCODING)
 
 
 def _read_delimited(source: _Source, head: bytes, fmt: str, landing: Landing = Landing()) -> ReadResult:
     encoding = _encoding_of(source, landing.encoding)
-    text = head.decode(encoding, errors="replace") if encoding != "utf-8" else _decode_sample(head)[0]
+    text = head.decode(codec(encoding), errors="replace") if encoding != "utf-8" else _decode_sample(head)[0]
     delimiter = landing.delimiter or sniff_delimiter(text)
     header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
     if not header or not any(h.strip() for h in header):
@@ -358,7 +402,7 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
         try:
             reader = pacsv.open_csv(
                 _NoTrailingCR(handle),
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding, use_threads=False,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=codec(encoding), use_threads=False,
                                                block_size=BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                                  invalid_row_handler=on_invalid),
@@ -453,17 +497,11 @@ def _json_default(value) -> str:
 
 
 def _decoded(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
+    return decode_text(value)[0]
 
 
 def _read_json(data: bytes, fmt: str) -> ReadResult:
-    try:
-        text, encoding = data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = data.decode("latin-1"), "latin-1"
+    text, encoding = decode_text(data)
     records: list[tuple[int, dict | None, str | None, str | None]] = []  # ordinal, rec, error, raw
     stripped = text.lstrip()
     if stripped.startswith("["):
@@ -539,7 +577,7 @@ def _parquet_text(column: pa.ChunkedArray, form: str | None):
     contract column declares, in UTC (a typed value is not ambiguous: a date lands as 01/05/2026
     where dd/MM/yyyy is declared, a timestamp as epoch milliseconds where epoch_ms is; a
     timezone-less one is taken as UTC); elsewhere in ISO 8601. Bytes are text, UTF-8 else
-    Latin-1 (Hive and Impala write strings as binary). Nested values are JSON."""
+    Windows-1252 (Hive and Impala write strings as binary). Nested values are JSON."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         return _parquet_text(column.cast(kind.value_type), form)

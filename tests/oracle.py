@@ -7,7 +7,8 @@ the code under test. It reads a local landing folder (`retail/<source>/ingest_da
 Rules it encodes (the documented behaviour):
 - readers: gzip by magic bytes; Parquet by magic; JSON by extension (or a .txt starting
   with [ or {), as an array, NDJSON or one object over several lines; otherwise
-  delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Latin-1; headers
+  delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Windows-1252 (its five
+  undefined bytes as Latin-1's); headers
   trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
   fields, or an NDJSON line or JSON array element that is not an object, is a malformed
   record; a file with none of the source's columns is rejected whole. A typed Parquet
@@ -25,6 +26,7 @@ Rules it encodes (the documented behaviour):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import gzip
@@ -49,10 +51,15 @@ def _header(name: str) -> str:
 
 
 def _text(data: bytes) -> str:
+    """UTF-8, else Windows-1252 with the five bytes it leaves undefined as Latin-1's (as browsers
+    read text labelled Latin-1)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return data.decode("cp1252", errors="oracle-latin-1")
+
+
+codecs.register_error("oracle-latin-1", lambda e: (e.object[e.start:e.end].decode("latin-1"), e.end))
 
 
 def _json_value(value):
@@ -91,7 +98,7 @@ def _decode_bytes(v: bytes) -> str:
     try:
         return v.decode("utf-8")
     except UnicodeDecodeError:
-        return v.decode("latin-1")
+        return v.decode("cp1252", errors="oracle-latin-1")
 
 
 def _json_extra(v) -> str:

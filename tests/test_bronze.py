@@ -154,7 +154,7 @@ def test_bronze_asset_reports_metadata_through_dagster(lakehouse_env):
     outcomes = {line.split(" | ")[0].strip("| `"): line.split(" | ")[1:]
                 for line in meta["file_outcomes"].value.splitlines()[2:]}
     assert outcomes[orders_key(DAY1, "a.csv")][:5] == ["INGESTED", "2", "1", "csv", "utf-8"]
-    assert outcomes[orders_key(DAY1, "b.csv")][:5] == ["INGESTED", "1", "0", "csv", "latin-1 (guessed: not UTF-8)"]
+    assert outcomes[orders_key(DAY1, "b.csv")][:5] == ["INGESTED", "1", "0", "csv", "windows-1252 (guessed: not UTF-8)"]
     assert outcomes[orders_key(DAY1, "empty.csv")][:5] == ["REJECTED", "0", "0", "", ""]
     assert meta["missing_columns"].value == {"customer_id": [orders_key(DAY1, "a.csv")]}
     assert meta["dagster/table_name"].value == "lakehouse.bronze.orders"

@@ -72,10 +72,10 @@ def test_a_sources_declared_formats_delimiter_and_encoding_are_used():
     assert sniff_delimiter(text.decode()) == ","
     assert data_rows(read_file("o.csv", text, Landing(delimiter=";"))) == [
         {"id": "1", "amount_eur": "3,50"}, {"id": "2", "amount_eur": "4,75"}]
-    # cp1252's curly quote is a C1 control in Latin-1, the fallback guess
+    # declared, the encoding is used as Python knows it: Latin-1's 0x93 is a control character
     cp1252 = "order_id;note\n1;\u201cquoted\u201d\n".encode("cp1252")
     assert data_rows(read_file("o.csv", cp1252, Landing(encoding="cp1252"))) == [{"order_id": "1", "note": "\u201cquoted\u201d"}]
-    assert data_rows(read_file("o.csv", cp1252))[0]["note"] != "\u201cquoted\u201d"
+    assert data_rows(read_file("o.csv", cp1252, Landing(encoding="latin-1")))[0]["note"] == "\x93quoted\x94"
     with pytest.raises(UnreadableFile, match="not readable as delimited text"):  # declared, so no guessing
         read_file("o.csv", "order_id\n\u00e9\n".encode("latin-1"), Landing(encoding="utf-8"))
 
@@ -85,7 +85,25 @@ def test_bom_crlf_and_latin1_are_normal():
     for data in (b"\xef\xbb\xbf" + text.encode("utf-8"), text.encode("latin-1")):
         result = read_file("c.csv", data)
         assert data_rows(result) == [{"customer_id": "C1", "name": "José Müller"}, {"customer_id": "C2", "name": "Zoë"}]
-    assert read_file("c.csv", text.encode("latin-1")).encoding == "latin-1"
+    assert read_file("c.csv", text.encode("latin-1")).encoding == "windows-1252"
+
+
+def test_text_that_is_not_utf8_is_read_as_windows_1252_in_every_format(tmp_path):
+    """Latin-1's characters, and in 0x80-0x9F, where Latin-1 has control characters, Windows's
+    curly quotes, dashes, € and …; the five bytes Windows leaves undefined are Latin-1's (as
+    browsers read text labelled Latin-1). Streamed from disk too, and in JSON and Parquet bytes."""
+    names = ["O\u2019Brien \u2013 \u20ac5\u2026", "Zoë Müller", "\u201cq\u201d"]
+    undefined = bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D])
+    data = ("id;name\n" + "".join(f"{i};{n}\n" for i, n in enumerate(names))).encode("cp1252") + b"9;" + undefined + b"\n"
+    want = [*names, "\x81\x8d\x8f\x90\x9d"]
+    path = tmp_path / "c.csv"
+    path.write_bytes(data)
+    for result in (read_file("c.csv", data), read_path("c.csv", str(path))):
+        assert [r["name"] for r in data_rows(result)] == want and result.encoding == "windows-1252"
+    as_json = ("\n".join(json.dumps({"id": i, "name": n}, ensure_ascii=False) for i, n in enumerate(names))).encode("cp1252")
+    assert [r["name"] for r in data_rows(read_file("c.jsonl", as_json))] == names
+    table = pa.table({"name": pa.array([n.encode("cp1252") for n in names] + [undefined], pa.binary())})
+    assert [r["name"] for r in data_rows(read_file("c.parquet", parquet_bytes(table)))] == want
 
 
 def test_values_stay_exactly_as_landed():

@@ -11,6 +11,7 @@ from lakehouse.contracts import SourceContract
 from lakehouse.ingest import BronzeLoad, load_bronze
 from lakehouse.interrupts import stops_end_steps
 from lakehouse.layout import shown, storable
+from lakehouse.readers import FALLBACK_ENCODING
 from lakehouse.resources import IcebergResource, LandingZoneResource
 from lakehouse.tables import bronze_table
 
@@ -25,9 +26,9 @@ def _cell(text: str, code: bool = False) -> str:
 
 
 def _encoding(outcome, contract: SourceContract) -> str:
-    """A delimited file's encoding; Latin-1 undeclared is a guess (its bytes are not UTF-8), said so."""
-    if outcome.encoding == "latin-1" and not contract.landing.encoding:
-        return "latin-1 (guessed: not UTF-8)"
+    """A delimited file's encoding; Windows-1252 undeclared is a guess (its bytes are not UTF-8), said so."""
+    if outcome.encoding == FALLBACK_ENCODING and not contract.landing.encoding:
+        return f"{FALLBACK_ENCODING} (guessed: not UTF-8)"
     return outcome.encoding or ""
 
 

@@ -97,7 +97,7 @@ class Landing:
     prefix: str = ""  # under the landing root, '/'-separated, ending in '/'; "" is retail/<source>/
     formats: tuple[str, ...] = FORMATS  # the file formats accepted; another is rejected with the reason
     delimiter: str | None = None  # delimited text: None sniffs ',', ';', '|' or tab file by file
-    encoding: str | None = None  # delimited text: None reads UTF-8 and falls back to Latin-1
+    encoding: str | None = None  # delimited text: None reads UTF-8 and falls back to Windows-1252 (Latin-1's superset)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class FileOutcome:
     malformed_rows: int = 0
     format: str | None = None
     reason: str | None = None
-    encoding: str | None = None  # of delimited text: declared, or UTF-8, or Latin-1 when it is not UTF-8
+    encoding: str | None = None  # of delimited text: declared, or UTF-8, or Windows-1252 when it is not UTF-8
     missing_columns: tuple[str, ...] = ()
     extra_columns: tuple[str, ...] = ()
 
