@@ -84,7 +84,13 @@ def codec(encoding: str) -> str:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Bytes as text: UTF-8 if every byte is, else the fallback (Windows-1252); and which."""
+    """Bytes as text: UTF-16 after its byte-order mark, UTF-8 if every byte is, else the fallback
+    (Windows-1252); and which."""
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile(f"not valid UTF-16 after its byte-order mark ({exc.reason})") from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -200,10 +206,11 @@ def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]
         raise UnreadableFile("named .parquet but the content is not Parquet (no PAR1 magic)")
     if head.startswith(_BOM):
         source.skip, head = len(_BOM), head[len(_BOM):]
+    utf16 = head.startswith(_UTF16_BOMS)  # Excel's "Unicode text"; the codec reads the mark
     head = head[:_SNIFF_BYTES]
-    if b"\x00" in head:
+    if b"\x00" in head and not utf16:
         raise UnreadableFile("binary content (NUL bytes) in a text format")
-    first = head.lstrip()[:1]
+    first = (head.decode("utf-16", errors="ignore").encode() if utf16 else head).lstrip()[:1]
     if ext in JSON or (first in (b"[", b"{") and ext == ".txt"):
         _accepted("json", landing)
         data = source.read_all()
@@ -211,7 +218,7 @@ def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]
             raise UnreadableFile("file holds only whitespace")
         return _read_json(data, ext.lstrip(".") + suffix)
     _accepted("csv", landing)
-    return _read_delimited(source, head, ext.lstrip(".") + suffix, landing)
+    return _read_delimited(source, head, ext.lstrip(".") + suffix, landing, "utf-16" if utf16 else None)
 
 
 def _accepted(family: str, landing: Landing) -> None:
@@ -221,6 +228,7 @@ def _accepted(family: str, landing: Landing) -> None:
 
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CHUNK = 8 << 20  # bytes read at a time by the check that comes before a delimited file's rows
 BLOCK_BYTES = 16 << 20  # text parsed into one slice of rows
 
@@ -380,8 +388,10 @@ def _encoding_of(source: _Source, declared: str | None) -> str:
     return declared or ("utf-8" if valid else FALLBACK_ENCODING)
 
 
-def _read_delimited(source: _Source, head: bytes, fmt: str, landing: Landing = Landing()) -> ReadResult:
-    encoding = _encoding_of(source, landing.encoding)
+def _read_delimited(source: _Source, head: bytes, fmt: str, landing: Landing = Landing(),
+                    marked: str | None = None) -> ReadResult:
+    """`marked`: the encoding a byte-order mark names (UTF-16), unless one is declared."""
+    encoding = _encoding_of(source, landing.encoding or marked)
     text = head.decode(codec(encoding), errors="replace") if encoding != "utf-8" else _decode_sample(head)[0]
     delimiter = landing.delimiter or sniff_delimiter(text)
     header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
@@ -497,7 +507,10 @@ def _json_default(value) -> str:
 
 
 def _decoded(value: bytes) -> str:
-    return decode_text(value)[0]
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode(_FALLBACK_CODEC)
 
 
 def _read_json(data: bytes, fmt: str) -> ReadResult:

@@ -204,7 +204,9 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
         r = rng.random()
         if r < 0.15:  # a Windows export now and then: its curly quotes and dashes are not Latin-1
             return text.encode("cp1252" if odd.random() < 0.5 else "latin-1", "replace")
-        return b"\xef\xbb\xbf" + text.encode() if r < 0.3 else text.encode()
+        if r < 0.3:  # with a byte-order mark: UTF-8's, or UTF-16's (Excel's "Unicode text")
+            return text.encode("utf-16" if odd.random() < 0.3 else "utf-8-sig")
+        return text.encode()
 
     def maybe_gzip(data):
         return gzip.compress(data, mtime=0) if rng.random() < 0.2 else data

@@ -7,8 +7,8 @@ the code under test. It reads a local landing folder (`retail/<source>/ingest_da
 Rules it encodes (the documented behaviour):
 - readers: gzip by magic bytes; Parquet by magic; JSON by extension (or a .txt starting
   with [ or {), as an array, NDJSON or one object over several lines; otherwise
-  delimited text (`,` `;` `|` tab), UTF-8 with or without BOM, else Windows-1252 (its five
-  undefined bytes as Latin-1's); headers
+  delimited text (`,` `;` `|` tab), UTF-16 after its BOM, UTF-8 with or without BOM, else
+  Windows-1252 (its five undefined bytes as Latin-1's); headers
   trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
   fields, or an NDJSON line or JSON array element that is not an object, is a malformed
   record; a file with none of the source's columns is rejected whole. A typed Parquet
@@ -50,9 +50,14 @@ def _header(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.replace("\ufeff", "").strip().lower()).strip("_")
 
 
-def _text(data: bytes) -> str:
-    """UTF-8, else Windows-1252 with the five bytes it leaves undefined as Latin-1's (as browsers
-    read text labelled Latin-1)."""
+def _text(data: bytes) -> str | None:
+    """UTF-16 after its byte-order mark (None if it is not), UTF-8, else Windows-1252 with the
+    five bytes it leaves undefined as Latin-1's (as browsers read text labelled Latin-1)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -143,6 +148,8 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
         return ([_header(k) for k in table.column_names],
                 [{_header(k): _parquet_value(v, _header(k)) for k, v in row.items()} for row in table.to_pylist()])
     text = _text(data)
+    if text is None:
+        return None
     stripped = text.lstrip().lstrip("\ufeff")
     if not stripped.strip() or "\x00" in text:
         return None

@@ -88,6 +88,29 @@ def test_bom_crlf_and_latin1_are_normal():
     assert read_file("c.csv", text.encode("latin-1")).encoding == "windows-1252"
 
 
+def test_utf16_after_its_byte_order_mark_is_text(tmp_path, monkeypatch):
+    """Excel's "Unicode text" export: UTF-16 (either byte order) with its mark, tab-delimited, CRLF;
+    streamed from disk in blocks too, and JSON. Invalid UTF-16 after the mark is refused with why."""
+    from lakehouse import readers
+
+    text = "Order ID\tNote\r\n" + "".join(f"O{i}\tO\u2019Brien \u2713 {i}\r\n" for i in range(3000))
+    want = [{"order_id": f"O{i}", "note": f"O\u2019Brien \u2713 {i}"} for i in range(3000)]
+    for data in (text.encode("utf-16-le"), text.encode("utf-16-be")):
+        data = (b"\xff\xfe" if data[1] == 0 else b"\xfe\xff") + data
+        path = tmp_path / "u.txt"
+        path.write_bytes(gzip.compress(data, mtime=0))
+        assert data_rows(read_file("u.txt", data)) == want
+        monkeypatch.setattr(readers, "BLOCK_BYTES", 4096)
+        streamed = read_path("u.txt.gz", str(path))
+        assert [{k: r[k] for k in ("order_id", "note")} for t in streamed.batches() for r in t.to_pylist()] == want
+        assert streamed.encoding == "utf-16" and streamed.delimiter == "\t"
+    as_json = json.dumps([{"order_id": "O1", "note": "é"}]).encode("utf-16")
+    assert data_rows(read_file("u.json", as_json)) == [{"order_id": "O1", "note": "é"}]
+    for name in ("u.csv", "u.json"):
+        with pytest.raises(UnreadableFile, match="(?i)utf-16"):
+            read_file(name, b"\xff\xfea\x00,\x00\x00\xd8")
+
+
 def test_text_that_is_not_utf8_is_read_as_windows_1252_in_every_format(tmp_path):
     """Latin-1's characters, and in 0x80-0x9F, where Latin-1 has control characters, Windows's
     curly quotes, dashes, € and …; the five bytes Windows leaves undefined are Latin-1's (as
