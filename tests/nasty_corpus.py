@@ -323,6 +323,8 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                      "timestamp": rng.choice([stamp] * 3 + [str(ms(day, 5)), "x", None, float(ms(day, 6)), ms(day, 7) + 0.5]),
                      "event_type": rng.choice(["page_view", "purchase", "checkout", "bogus", "PURCHASE", " checkout "]),
                      "payload": rng.choice([{"n": rng.randint(0, 2)}, None, {}, [1], "{}", {"ü": "é"}])}
+                if odd.random() < 0.05 and isinstance(e["timestamp"], int):  # epoch seconds: 1970 as milliseconds
+                    e["timestamp"] //= 1000
                 if odd.random() < 0.1:  # a dotted capital I (not an accepted type once lower-cased), a line separator
                     e["event_type"], e["payload"] = odd.choice([("PAGE_V\u0130EW", {}), ("purchase", {"t": "a\u2028b"})])
                 if rng.random() < 0.1:

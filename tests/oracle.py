@@ -263,6 +263,7 @@ def event(r: dict, day: dt.date):
     }
     ok = all(v[k] is not None for k in ("event_id", "user_id", "timestamp", "event_type"))
     ok = ok and bool(UUID.match(v["event_id"])) and v["event_type"] in EVENT_TYPES
+    ok = ok and v["timestamp"] >= (dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc) - EPOCH) // dt.timedelta(milliseconds=1)
     ok = ok and (v["payload"] is None or bool(re.fullmatch(r"\{.*\}", v["payload"], re.S)))
     return v, ok
 

@@ -51,6 +51,7 @@ BROKEN = [
     ("events", "user_id.required", good("events", user_id="")),
     ("events", "timestamp.required", good("events", timestamp=None)),
     ("events", "timestamp.invalid", good("events", timestamp="2026-03-10T10:00:00Z")),
+    ("events", "timestamp.out_of_range", good("events", timestamp="1773136800")),  # seconds, not milliseconds: 1970
     ("events", "event_type.required", good("events", event_type=" ")),
     ("events", "event_type.not_accepted", good("events", event_type="scroll")),
     ("events", "payload.pattern", good("events", payload="[1,2]")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -81,6 +82,26 @@ def _column_problem(column: Column) -> str | None:
             re.compile(column.pattern)
         except re.error as e:
             return f"pattern {column.pattern!r} is not a regular expression ({e})"
+    for field in ("min_value", "max_value"):
+        if (problem := _bound_problem(column, getattr(column, field))) is not None:
+            return f"{field} {problem}"
+    return None
+
+
+def _bound_problem(column: Column, bound) -> str | None:
+    """A bound the transforms could not compare would never quarantine anything: refused."""
+    if bound is None:
+        return None
+    if column.type == "string":
+        return "applies to numbers, dates and timestamps, not to a string column"
+    if column.type in ("date", "timestamp"):
+        try:
+            dt.date.fromisoformat(bound if isinstance(bound, str) and len(bound) == 10 else "")
+        except ValueError:
+            return f"{bound!r} of a {column.type} column must be a date written YYYY-MM-DD, in quotes (e.g. '2020-01-01')"
+        return None
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+        return f"{bound!r} of a {column.type} column must be a number"
     return None
 
 

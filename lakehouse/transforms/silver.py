@@ -168,8 +168,8 @@ def _rule_conditions(F, column: Column, raw, value) -> list[tuple[str, str, obje
     if column.pattern:
         out.append((column.rule(PATTERN), column.pattern_action, value.isNotNull() & ~value.rlike(whole_value(column.pattern))))
     if column.min_value is not None or column.max_value is not None:
-        def bound(v):  # dates are declared as ISO strings
-            return F.lit(v).cast("date") if column.type == "date" else F.lit(v)
+        def bound(v):  # dates are declared as ISO strings; a timestamp's bound is that day's midnight, UTC
+            return F.lit(v).cast(column.type) if column.type in ("date", "timestamp") else F.lit(v)
 
         low = F.lit(False)
         if column.min_value is not None:
