@@ -2,8 +2,9 @@
 slices of strings.
 
 No I/O beyond the bytes or the local file given. Accepts `.csv`, `.txt` (delimiter sniffed
-among `, ; | tab`), `.json` (array or NDJSON), `.ndjson`, `.jsonl`, `.parquet`,
-any of them gzipped; format is decided by content first, extension second.
+among `, ; | tab`), `.json` (array or NDJSON), `.ndjson`, `.jsonl`, `.parquet`, and a name
+without an extension (JSON when it starts with `[` or `{`, like `.txt`), any of them gzipped;
+format is decided by content first, extension second.
 UTF-8 with or without BOM, Latin-1 and Windows-1252 (read alike) and CRLF are normal input.
 
 A file that cannot be read at all raises `UnreadableFile` with a reason a person
@@ -190,7 +191,7 @@ def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]
         raise UnreadableFile("empty file (0 bytes after gunzip)")
     inner = lower[:-3] if lower.endswith(".gz") else lower
     ext = "." + inner.rsplit(".", 1)[-1] if "." in inner else ""
-    if ext not in ACCEPTED:
+    if ext not in ACCEPTED and ext:  # no extension (Firehose's objects): text, by its content
         families = {"csv": DELIMITED, "json": JSON, "parquet": PARQUET}
         accepted = " ".join(e for family in landing.formats for e in families[family])
         raise UnreadableFile(
@@ -211,14 +212,14 @@ def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]
     if b"\x00" in head and not utf16:
         raise UnreadableFile("binary content (NUL bytes) in a text format")
     first = (head.decode("utf-16", errors="ignore").encode() if utf16 else head).lstrip()[:1]
-    if ext in JSON or (first in (b"[", b"{") and ext == ".txt"):
+    if ext in JSON or (first in (b"[", b"{") and ext in (".txt", "")):
         _accepted("json", landing)
         data = source.read_all()
         if not data.strip():
             raise UnreadableFile("file holds only whitespace")
-        return _read_json(data, ext.lstrip(".") + suffix)
+        return _read_json(data, (ext.lstrip(".") or "json") + suffix)
     _accepted("csv", landing)
-    return _read_delimited(source, head, ext.lstrip(".") + suffix, landing, "utf-16" if utf16 else None)
+    return _read_delimited(source, head, (ext.lstrip(".") or "csv") + suffix, landing, "utf-16" if utf16 else None)
 
 
 def _accepted(family: str, landing: Landing) -> None:
@@ -530,27 +531,14 @@ def _read_json(data: bytes, fmt: str) -> ReadResult:
             else:
                 records.append((i, None, "array element is not an object", _as_text(item)))
     else:
-        ordinal = 0
         for line in text.splitlines():
-            if not line.strip():
-                continue
-            ordinal += 1
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                records.append((ordinal, None, f"invalid JSON: {exc.msg}", line))
-                continue
-            if isinstance(item, dict):
-                records.append((ordinal, item, None, None))
-            else:
-                records.append((ordinal, None, "line is not a JSON object", line))
+            if line.strip():
+                records += _json_values(line, len(records), "line")
         if records and all(rec is None for _, rec, _, _ in records):
-            try:  # one pretty-printed object spread over several lines
-                item = json.loads(text)
-            except json.JSONDecodeError:
-                item = None
-            if isinstance(item, dict):
-                records = [(1, item, None, None)]
+            # no line is JSON: objects spread over several lines (pretty-printed), one or back to back
+            whole = _json_values(text, 0, "value")
+            if all(rec is not None for _, rec, _, _ in whole):
+                records = whole
     raw_names: dict[str, None] = {}
     for _, rec, _, _ in records:
         if rec:
@@ -566,6 +554,29 @@ def _read_json(data: bytes, fmt: str) -> ReadResult:
     arrays[PARSE_ERROR] = pa.array([r[2] for r in records], pa.string())
     arrays[RAW_RECORD] = pa.array([r[3] for r in records], pa.string())
     return _whole(pa.table(arrays), names, fmt, encoding)
+
+
+def _json_values(text: str, before: int, what: str) -> list[tuple[int, dict | None, str | None, str | None]]:
+    """The records of `text`: one JSON object, or several back to back (Firehose writes a stream's
+    records so unless told to add a newline), numbered after `before`. What does not parse, from
+    there to the end of `text`, is one malformed record; a value that is not an object is one."""
+    out, at, end = [], 0, len(text.rstrip())
+    while at < end:
+        while text[at].isspace():
+            at += 1
+        try:
+            item, stop = _DECODER.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            return out + [(before + len(out) + 1, None, f"invalid JSON: {exc.msg}", text[at:])]
+        if isinstance(item, dict):
+            out.append((before + len(out) + 1, item, None, None))
+        else:
+            out.append((before + len(out) + 1, None, f"{what} is not a JSON object", text[at:stop]))
+        at = stop
+    return out
+
+
+_DECODER = json.JSONDecoder()
 
 
 # --- Parquet ------------------------------------------------------------------------

@@ -347,5 +347,8 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                 continue
             data = ndjson(events) + (b"{not json\n" if rng.random() < 0.2 else b"")
             data = b"\xef\xbb\xbf" + data if rng.random() < 0.2 else data
-            put(root, "events", day, rng.choice(["e v.jsonl.gz", "e.json"]),
-                gzip.compress(data, mtime=0) if rng.random() < 0.6 else data)
+            name, zipped = rng.choice(["e v.jsonl.gz", "e.json"]), rng.random() < 0.6
+            if odd.random() < 0.15:  # as Kinesis Firehose writes: no extension, records back to back
+                data = "".join(json.dumps(e) for e in events).encode() + odd.choice([b"", b"\n", b"{not json"])
+                name = f"stream-1-{day:%Y-%m-%d}-00-00-00-{seed}" + (".gz" if zipped else "")
+            put(root, "events", day, name, gzip.compress(data, mtime=0) if zipped else data)

@@ -5,8 +5,10 @@ DESIGN.md's rules, importing nothing from `lakehouse`: it must be able to disagr
 the code under test. It reads a local landing folder (`retail/<source>/ingest_date=D/`).
 
 Rules it encodes (the documented behaviour):
-- readers: gzip by magic bytes; Parquet by magic; JSON by extension (or a .txt starting
-  with [ or {), as an array, NDJSON or one object over several lines; otherwise
+- readers: gzip by magic bytes; Parquet by magic; JSON by extension (or a .txt, or a name
+  without an extension, starting with [ or {), as an array, NDJSON (a line holding several
+  values back to back holds several records; junk after them is one malformed record), or
+  objects over several lines; otherwise
   delimited text (`,` `;` `|` tab), UTF-16 after its BOM, UTF-8 with or without BOM, else
   Windows-1252 (its five undefined bytes as Latin-1's); headers
   trimmed, lower-cased, non-alphanumerics to `_`; a line with the wrong number of
@@ -154,7 +156,7 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     if not stripped.strip() or "\x00" in text:
         return None
     json_extension = name.endswith((".json", ".ndjson", ".jsonl"))
-    if json_extension or name.endswith(".txt") and stripped.startswith(("[", "{")):
+    if json_extension or (name.endswith(".txt") or "." not in name) and stripped.startswith(("[", "{")):
         if stripped.startswith("["):
             try:
                 objects = json.loads(stripped)
@@ -163,20 +165,10 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
             if not isinstance(objects, list):
                 return None
         else:
-            objects = []
-            for line in text.splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    objects.append(json.loads(line))
-                except ValueError:
-                    objects.append(None)
+            objects = [o for line in text.splitlines() if line.strip() for o in _back_to_back(line)]
             if objects and not any(isinstance(o, dict) for o in objects):
-                try:  # one object over several lines
-                    whole = json.loads(stripped)
-                except ValueError:
-                    whole = None
-                objects = [whole] if isinstance(whole, dict) else objects
+                whole = _back_to_back(stripped)  # objects over several lines, one or back to back
+                objects = whole if all(isinstance(o, dict) for o in whole) else objects
         records = [{_header(k): _json_value(v) for k, v in obj.items()} if isinstance(obj, dict) else None
                    for obj in objects]
         return [k for r in records if r for k in r], records
@@ -185,6 +177,21 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     header = [_header(h) for h in rows[0]]
     return header, [dict(zip(header, row)) if len(row) == len(header) else None for row in rows[1:] if row]
+
+
+def _back_to_back(text: str) -> list:
+    """The JSON values of `text`, one after another with or without whitespace between (a
+    Firehose object); what does not parse, to the end, is one None."""
+    values, position, decoder = [], 0, json.JSONDecoder()
+    text = text.strip()
+    while position < len(text):
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return values + [None]
+        values.append(value)
+        position = len(text) - len(text[position:].lstrip())
+    return values
 
 
 def landed(root: Path) -> dict[str, list[dict]]:

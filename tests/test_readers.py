@@ -149,7 +149,7 @@ def test_typed_parquet_dates_and_timestamps_land_in_their_declared_form_and_byte
     """A Parquet DATE or TIMESTAMP is not ambiguous: written as the contract declares the column
     (dd/MM/yyyy, epoch milliseconds), in UTC, a timestamp without a zone taken as UTC, so silver
     reads it as it reads text instead of quarantining every row. Hive's and Impala's strings as
-    BINARY are text (UTF-8, else Latin-1); nested values holding bytes or times are JSON."""
+    BINARY are text (UTF-8, else Windows-1252); nested values holding bytes or times are JSON."""
     import datetime as dt
 
     from lakehouse.contracts import CONTRACTS
@@ -176,6 +176,31 @@ def test_typed_parquet_dates_and_timestamps_land_in_their_declared_form_and_byte
                       "order_date": pa.array([dt.datetime(2026, 5, 1, 23, 59)], pa.timestamp("s"))})
     assert data_rows(read_file("o.parquet", parquet_bytes(naive), forms=forms)) == [
         {"timestamp": "1777626000001", "order_date": "01/05/2026"}]
+
+
+def test_a_stream_delivered_the_firehose_way_is_read_record_by_record():
+    """Kinesis Data Firehose writes objects without an extension, and without its newline
+    delimiter a stream's JSON records back to back: each is a record, numbered in order. Junk
+    after them is one malformed record, the records before it kept. No extension and CSV
+    content reads as CSV."""
+    objects = [{"event_id": f"e{i}", "n": i} for i in range(5)]
+    back_to_back = "".join(json.dumps(o) for o in objects[:3]).encode() + b"\n" + json.dumps(objects[3]).encode() + \
+        b" " + json.dumps(objects[4]).encode() + b"\n"
+    for name, data in (("stream-1-2026-05-01-13-00-00-1a2b", back_to_back),
+                       ("stream-1-2026-05-01-13-00-00-1a2b.gz", gzip.compress(back_to_back, mtime=0)),
+                       ("events.json", back_to_back)):
+        result = read_file(name, data)
+        assert [(r["event_id"], r["_row_number"]) for r in result.table.to_pylist()] == [(f"e{i}", i + 1) for i in range(5)]
+        assert result.malformed == 0 and result.format.startswith("json")
+    pretty = "\n".join(json.dumps(o, indent=2) for o in objects[:2]).encode()  # pretty-printed, back to back
+    assert [r["event_id"] for r in data_rows(read_file("e.json", pretty))] == ["e0", "e1"]
+    junk = json.dumps(objects[0]).encode() + b'{"event_id": "e1", oops\n[1]{"event_id":"e2"}\n'
+    rows = read_file("e.jsonl", junk).table.to_pylist()
+    assert [(r["event_id"], r["_row_number"], r["_parse_error"], r["_raw_record"]) for r in rows] == [
+        ("e0", 1, None, None), (None, 2, "invalid JSON: Expecting property name enclosed in double quotes",
+                                '{"event_id": "e1", oops'),
+        (None, 3, "line is not a JSON object", "[1]"), ("e2", 4, None, None)]
+    assert data_rows(read_file("orders-export", b"order_id;qty\nO1;2\n")) == [{"order_id": "O1", "qty": "2"}]
 
 
 def test_header_canonicalisation():
@@ -230,7 +255,8 @@ def test_header_only_file_is_readable_and_empty():
         ("o.csv.gz", gzip.compress(CSV * 50, mtime=0)[:-30], "truncated gzip"),
         ("o.csv.gz", b"\x1f\x8b\x08\x00garbage-not-deflate", "gzip"),
         ("o.xlsx", b"PK\x03\x04" + bytes(64), "unsupported format '.xlsx'"),
-        ("o", CSV, "unsupported format '(no extension)'"),
+        ("o", b"PK\x03\x04" + bytes(64), "zip archive"),  # no extension: read by its content
+        ("o", b"\x00\x01\x02garbage", "binary content"),
         ("o.xml", b"<orders/>", "unsupported format '.xml'"),
         ("o.csv", b"PK\x03\x04" + bytes(64), "zip archive"),
         ("o.parquet", CSV, "not Parquet"),
