@@ -190,13 +190,13 @@ def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]
     if source.compressed and not head:
         raise UnreadableFile("empty file (0 bytes after gunzip)")
     inner = lower[:-3] if lower.endswith(".gz") else lower
-    ext = "." + inner.rsplit(".", 1)[-1] if "." in inner else ""
-    if ext not in ACCEPTED and ext:  # no extension (Firehose's objects): text, by its content
+    # An extension is a short run of letters and digits after the last dot; without one (Firehose's
+    # objects, named after their delivery stream, whose name may hold dots) a file is read by its content.
+    ext = match.group(0) if (match := _EXTENSION.search(inner)) else ""
+    if ext not in ACCEPTED and ext:
         families = {"csv": DELIMITED, "json": JSON, "parquet": PARQUET}
         accepted = " ".join(e for family in landing.formats for e in families[family])
-        raise UnreadableFile(
-            f"unsupported format {ext or '(no extension)'!r}; accepted: {accepted} (optionally .gz)"
-        )
+        raise UnreadableFile(f"unsupported format {ext!r}; accepted: {accepted} (optionally .gz)")
     suffix = ".gz" if source.compressed else ""
     if head[:4] == b"PAR1":
         _accepted("parquet", landing)
@@ -230,6 +230,7 @@ def _accepted(family: str, landing: Landing) -> None:
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_EXTENSION = re.compile(r"\.[a-z0-9]{1,8}$")
 _CHUNK = 8 << 20  # bytes read at a time by the check that comes before a delimited file's rows
 BLOCK_BYTES = 16 << 20  # text parsed into one slice of rows
 
@@ -329,6 +330,31 @@ class _NoTrailingCR:
         self.closed = True
 
 
+class _AsUtf8:
+    """`raw`'s text in `encoding`, as a stream of UTF-8 for Arrow. Decoded here rather than by
+    Arrow's reader, whose own decoding cuts blocks anywhere: `_NoTrailingCR`, on top, then guards
+    what Arrow reads (for UTF-16 and Windows-1252 text too)."""
+
+    def __init__(self, raw: BinaryIO, encoding: str):
+        self.raw, self.decoder = raw, codecs.getincrementaldecoder(encoding)()
+        self.pending, self.ended, self.closed = b"", False, False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        whole = n is None or n < 0
+        while not self.ended and (whole or len(self.pending) < n):
+            chunk = _guarded(self.raw.read, _CHUNK)
+            self.ended = not chunk
+            self.pending += self.decoder.decode(chunk, final=self.ended).encode("utf-8")
+        out, self.pending = (self.pending, b"") if whole else (self.pending[:n], self.pending[n:])
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
 # --- delimited text -----------------------------------------------------------------
 
 
@@ -411,9 +437,10 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
 
     with source.open() as handle, _gzip_errors():  # gzip was checked before: only if it changed since
         try:
+            text = handle if encoding.replace("-", "").lower() in ("utf8", "ascii") else _AsUtf8(handle, codec(encoding))
             reader = pacsv.open_csv(
-                _NoTrailingCR(handle),
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=codec(encoding), use_threads=False,
+                _NoTrailingCR(text),
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8", use_threads=False,
                                                block_size=BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                                  invalid_row_handler=on_invalid),
@@ -523,6 +550,8 @@ def _read_json(data: bytes, fmt: str) -> ReadResult:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UnreadableFile(f"invalid JSON array: {exc.msg} at line {exc.lineno}") from None
+        except (ValueError, RecursionError) as exc:  # an integer of over 4,300 digits, nesting past Python's limit
+            raise UnreadableFile(f"invalid JSON array: {_why(exc)}") from None
         if not isinstance(items, list):
             raise UnreadableFile("JSON document is not an array of objects")
         for i, item in enumerate(items, start=1):
@@ -531,14 +560,15 @@ def _read_json(data: bytes, fmt: str) -> ReadResult:
             else:
                 records.append((i, None, "array element is not an object", _as_text(item)))
     else:
-        for line in text.splitlines():
-            if line.strip():
-                records += _json_values(line, len(records), "line")
-        if records and all(rec is None for _, rec, _, _ in records):
-            # no line is JSON: objects spread over several lines (pretty-printed), one or back to back
-            whole = _json_values(text, 0, "value")
-            if all(rec is not None for _, rec, _, _ in whole):
-                records = whole
+        # Objects one after another, however spread over lines: NDJSON, pretty-printed, back to back.
+        records = _json_values(text, 0, "value")
+        if not all(rec is not None for _, rec, _, _ in records):  # else line by line, to keep the good ones
+            records = []
+            # Lines end at a line feed only: JSON keeps U+2028, U+2029 and U+0085 raw inside strings,
+            # where str.splitlines would end a line.
+            for line in text.split("\n"):
+                if line.strip():
+                    records += _json_values(line.removesuffix("\r"), len(records), "line")
     raw_names: dict[str, None] = {}
     for _, rec, _, _ in records:
         if rec:
@@ -566,8 +596,8 @@ def _json_values(text: str, before: int, what: str) -> list[tuple[int, dict | No
             at += 1
         try:
             item, stop = _DECODER.raw_decode(text, at)
-        except json.JSONDecodeError as exc:
-            return out + [(before + len(out) + 1, None, f"invalid JSON: {exc.msg}", text[at:])]
+        except (ValueError, RecursionError) as exc:
+            return out + [(before + len(out) + 1, None, f"invalid JSON: {_why(exc)}", text[at:])]
         if isinstance(item, dict):
             out.append((before + len(out) + 1, item, None, None))
         else:
@@ -579,6 +609,12 @@ def _json_values(text: str, before: int, what: str) -> list[tuple[int, dict | No
 _DECODER = json.JSONDecoder()
 
 
+def _why(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 # --- Parquet ------------------------------------------------------------------------
 
 
@@ -588,7 +624,10 @@ def _read_parquet(data: bytes, fmt: str, forms: Mapping[str, str]) -> ReadResult
     except (pa.ArrowException, OSError) as exc:  # invalid, or of a type Arrow does not read
         raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
     names = canonical_names(source.column_names)
-    columns = {name: _parquet_text(column, forms.get(name)) for name, column in zip(names, source.columns)}
+    try:
+        columns = {name: _parquet_text(column, forms.get(name)) for name, column in zip(names, source.columns)}
+    except (pa.ArrowException, ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
+        raise UnreadableFile(f"a Parquet value cannot be written as text: {exc}") from None
     n = source.num_rows
     columns[ROW_NUMBER] = pa.array(np.arange(1, n + 1, dtype=np.int64))
     columns[PARSE_ERROR] = pa.nulls(n, pa.string())
@@ -608,7 +647,10 @@ def _parquet_text(column: pa.ChunkedArray, form: str | None):
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return column.cast(pa.string())
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
-        return pa.array([None if v is None else _decoded(v) for v in column.to_pylist()], pa.string())
+        try:
+            return column.cast(pa.string())  # checks every value is UTF-8, at Arrow's speed
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return pa.array([None if v is None else _decoded(v) for v in column.to_pylist()], pa.string())
     if form and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
         return _temporal_text(column, form)
     if pa.types.is_nested(kind):

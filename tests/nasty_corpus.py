@@ -39,8 +39,8 @@ def delimited(header: list[str], rows: list[list], delimiter: str = ",", newline
     return out.getvalue()
 
 
-def ndjson(objects: list) -> bytes:
-    return "".join(json.dumps(o) + "\n" for o in objects).encode()
+def ndjson(objects: list, ascii: bool = True) -> bytes:
+    return "".join(json.dumps(o, ensure_ascii=ascii) + "\n" for o in objects).encode()
 
 
 def ms(day: dt.date, hour: int) -> int:
@@ -142,14 +142,15 @@ def write_corpus(root: Path) -> None:
         {"event_id": eid(4), "user_id": "C9", "timestamp": ms(d5, 12), "event_type": "checkout", "payload": {}},
         {"event_id": eid(7), "user_id": "C1", "timestamp": ms(d5, 13), "event_type": "purchase", "payload": {}},
         {"event_id": eid(6), "user_id": "C9", "timestamp": ms(d1, 12), "event_type": "purchase", "payload": None},
-        # a payload with line separators JSON leaves unescaped once read; a Turkish dotted capital I,
+        # a payload with line separators, raw in the file (JSON allows them in strings: NDJSON's lines
+        # end at line feeds only) and in silver; a Turkish dotted capital I,
         # which lower-cases to 'i' and a combining dot, so not an accepted type
         {"event_id": eid(8), "user_id": "straße7", "timestamp": ms(d5, 14), "event_type": "purchase",
          "payload": {"note": "a\u2028b\u0085c"}},
         {"event_id": eid(9), "user_id": "C1", "timestamp": ms(d5, 15), "event_type": "PAGE_V\u0130EW", "payload": {}},
         {"event_id": eid(10), "user_id": "STRASSE7", "timestamp": ms(d5, 16), "event_type": "page_view", "payload": {}},
         {"event_id": eid(11), "user_id": "C2", "timestamp": ms(d5, 17), "event_type": "page_view", "payload": {}},
-    ]) + b"{not json\n")  # 2 of 9 set aside: under the quarantine share that blocks (25%)
+    ], ascii=False) + b"{not json\n")  # 2 of 9 set aside: under the quarantine share that blocks (25%)
 
 
 def random_zone(root: Path, seed: int, days: int = 3) -> None:
@@ -330,6 +331,8 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                 if rng.random() < 0.1:
                     del e["payload"]
                 events.append(e)
+            junk, bom = rng.random() < 0.2, rng.random() < 0.2
+            name, zipped = rng.choice(["e v.jsonl.gz", "e.json"]), rng.random() < 0.6
             if odd.random() < 0.15:  # as Parquet, the timestamp typed (zoned or not), the payload as JSON text
                 zone = odd.choice([None, "UTC", "America/New_York"])
                 stamps = [dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc)
@@ -345,9 +348,9 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                 pq.write_table(table, buffer)
                 put(root, "events", day, "e.parquet", buffer.getvalue())
                 continue
-            data = ndjson(events) + (b"{not json\n" if rng.random() < 0.2 else b"")
-            data = b"\xef\xbb\xbf" + data if rng.random() < 0.2 else data
-            name, zipped = rng.choice(["e v.jsonl.gz", "e.json"]), rng.random() < 0.6
+            # as JSON tools write it, or with U+2028 and accents raw (JSON.stringify, ensure_ascii=False)
+            data = ndjson(events, ascii=odd.random() < 0.5) + (b"{not json\n" if junk else b"")
+            data = b"\xef\xbb\xbf" + data if bom else data
             if odd.random() < 0.15:  # as Kinesis Firehose writes: no extension, records back to back
                 data = "".join(json.dumps(e) for e in events).encode() + odd.choice([b"", b"\n", b"{not json"])
                 name = f"stream-1-{day:%Y-%m-%d}-00-00-00-{seed}" + (".gz" if zipped else "")

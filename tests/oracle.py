@@ -15,7 +15,7 @@ Rules it encodes (the documented behaviour):
   fields, or an NDJSON line or JSON array element that is not an object, is a malformed
   record; a file with none of the source's columns is rejected whole. A typed Parquet
   date or timestamp lands in its column's declared form, in UTC (a timestamp without a
-  zone is UTC); Parquet bytes are text (UTF-8, else Latin-1); nested values are JSON.
+  zone is UTC); Parquet bytes are text (UTF-8, else Windows-1252); nested values are JSON.
 - every value trimmed, blank = missing; types checked strictly before parsing.
 - transactional sources (orders, events): one row per key across all days; a key's
   rows ordered by (ingest date, file key, row number); the last row's content wins and
@@ -82,7 +82,7 @@ def _json_value(value):
 
 
 # How a typed Parquet date or timestamp lands as text: in its column's declared form, in UTC.
-FORMS = {"order_date": "%d/%m/%Y", "timestamp": "epoch_ms"}
+FORMS = {"order_date": "dd/MM/yyyy", "timestamp": "epoch_ms"}
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -95,7 +95,9 @@ def _parquet_value(v, column: str) -> str | None:
     if isinstance(v, dt.date) and form:  # a date is its midnight, a timestamp without a zone is UTC
         moment = v if isinstance(v, dt.datetime) else dt.datetime(v.year, v.month, v.day)
         moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
-        return str((moment - EPOCH) // dt.timedelta(milliseconds=1)) if form == "epoch_ms" else moment.strftime(form)
+        if form == "epoch_ms":
+            return str((moment - EPOCH) // dt.timedelta(milliseconds=1))
+        return f"{moment.day:02d}/{moment.month:02d}/{moment.year:04d}"  # order_date's dd/MM/yyyy
     if isinstance(v, (dict, list)):
         return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=_json_extra)
     return str(v)
@@ -153,22 +155,22 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     if text is None:
         return None
     stripped = text.lstrip().lstrip("\ufeff")
-    if not stripped.strip() or "\x00" in text:
+    if not stripped.strip() or "\x00" in text and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):  # NUL bytes, unless UTF-16's
         return None
     json_extension = name.endswith((".json", ".ndjson", ".jsonl"))
-    if json_extension or (name.endswith(".txt") or "." not in name) and stripped.startswith(("[", "{")):
+    no_extension = not re.search(r"\.[a-z0-9]{1,8}$", name)  # (a Firehose stream's name may hold dots)
+    if json_extension or (name.endswith(".txt") or no_extension) and stripped.startswith(("[", "{")):
         if stripped.startswith("["):
             try:
                 objects = json.loads(stripped)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
             if not isinstance(objects, list):
                 return None
-        else:
-            objects = [o for line in text.splitlines() if line.strip() for o in _back_to_back(line)]
-            if objects and not any(isinstance(o, dict) for o in objects):
-                whole = _back_to_back(stripped)  # objects over several lines, one or back to back
-                objects = whole if all(isinstance(o, dict) for o in whole) else objects
+        else:  # objects however spread over lines; if some are not, line by line (ending at line feeds)
+            objects = _back_to_back(stripped)
+            if not all(isinstance(o, dict) for o in objects):
+                objects = [o for line in text.split("\n") if line.strip() for o in _back_to_back(line)]
         records = [{_header(k): _json_value(v) for k, v in obj.items()} if isinstance(obj, dict) else None
                    for obj in objects]
         return [k for r in records if r for k in r], records
@@ -187,10 +189,11 @@ def _back_to_back(text: str) -> list:
     while position < len(text):
         try:
             value, position = decoder.raw_decode(text, position)
-        except ValueError:
+        except (ValueError, RecursionError):
             return values + [None]
         values.append(value)
-        position = len(text) - len(text[position:].lstrip())
+        while position < len(text) and text[position].isspace():
+            position += 1
     return values
 
 

@@ -104,6 +104,7 @@ def _edit(root: Path, source: str, change) -> None:
     (lambda a: a["columns"][2].update(normalize="title"), ["customer_id", "normalize 'title'"]),
     (lambda a: a["columns"][2].update(pattern="^(C"), ["customer_id", "not a regular expression"]),
     (lambda a: a["columns"][1].update(min_value="2020"), ["order_date", "min_value '2020'", "YYYY-MM-DD, in quotes"]),
+    (lambda a: a["columns"][1].update(min_value="2020-W01-1"), ["order_date", "min_value '2020-W01-1'"]),  # Python reads it
     (lambda a: a["columns"][1].update(max_value=dt.date(2030, 1, 1)), ["order_date", "max_value", "in quotes"]),
     (lambda a: a["columns"][4].update(min_value="one"), ["qty", "min_value 'one'", "must be a number"]),
     (lambda a: a["columns"][6].update(max_value=3), ["channel", "max_value applies to numbers, dates and timestamps"]),

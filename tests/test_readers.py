@@ -201,6 +201,26 @@ def test_a_stream_delivered_the_firehose_way_is_read_record_by_record():
                                 '{"event_id": "e1", oops'),
         (None, 3, "line is not a JSON object", "[1]"), ("e2", 4, None, None)]
     assert data_rows(read_file("orders-export", b"order_id;qty\nO1;2\n")) == [{"order_id": "O1", "qty": "2"}]
+    dotted = read_file("retail.events-1-2026-05-01-13-00-00-1a2b", back_to_back)  # a stream named with dots
+    assert dotted.table.num_rows == 5 and dotted.format == "json"
+
+
+def test_json_lines_end_at_line_feeds_and_values_python_cannot_hold_are_malformed():
+    """JSON keeps U+2028, U+2029 and U+0085 raw in strings (JSON.stringify, ensure_ascii=False): a
+    line holding them is one record. A pretty-printed object whose inner objects sit on lines of
+    their own is one record. An integer past Python's 4,300 digits is a malformed record; an array
+    nested past Python's limit rejects its file, with why."""
+    raw = '{"event_id":"e1","payload":{"t":"a\u2028b\u2029c\u0085d"}}\n{"event_id":"e2"}\n'.encode()
+    assert [(r["event_id"], r["payload"]) for r in data_rows(read_file("e.jsonl", raw))] == [
+        ("e1", '{"t":"a\u2028b\u2029c\u0085d"}'), ("e2", None)]
+    pretty = b'{"event_id": "e1", "items": [\n  {"sku": "A"},\n  {"sku": "B"}\n]}\n'
+    assert data_rows(read_file("e.json", pretty)) == [{"event_id": "e1", "items": '[{"sku":"A"},{"sku":"B"}]'}]
+    huge = b'{"event_id":"e1","n":' + b"1" * 5000 + b'}\n{"event_id":"e2"}\n'
+    rows = read_file("e.ndjson", huge).table.to_pylist()
+    assert [(r["event_id"], (r["_parse_error"] or "")[:40]) for r in rows] == [
+        (None, "invalid JSON: Exceeds the limit (4300 di"), ("e2", "")]
+    with pytest.raises(UnreadableFile, match="invalid JSON array: nested too deeply"):
+        read_file("e.json", b"[" * 100_000)
 
 
 def test_header_canonicalisation():
@@ -292,18 +312,20 @@ def test_a_truncated_gzip_is_refused_whatever_its_encoding_and_wherever_it_is_cu
 
 def test_a_quoted_crlf_split_by_a_block_boundary_keeps_its_line_feed(tmp_path, monkeypatch):
     """Arrow's CSV reader drops the LF of a quoted CR LF that a block boundary splits (apache/arrow
-    issue 51368): here at every offset, each value is still exactly as landed."""
+    issue 51368): here at every offset, each value is still exactly as landed, in UTF-8, in
+    Windows-1252 and in UTF-16 text (decoded before Arrow reads it, so the guard sees its blocks)."""
     from lakehouse import readers
 
-    data = b"a,b\r\n" + b"".join(b'%d,"x\r\ny"\r\n' % i for i in range(200))
-    path = tmp_path / "crlf.csv"
-    path.write_bytes(data)
-    for block in range(40, 200):
-        monkeypatch.setattr(readers, "BLOCK_BYTES", block)
-        result = readers.read_path("crlf.csv", str(path))
-        slices = list(result.batches())
-        assert len(slices) > 1 and result.malformed == 0
-        assert [v for s in slices for v in s["b"].to_pylist()] == ["x\r\ny"] * 200, block
+    text = "a,b\r\n" + "".join(f'{i},"x\r\ny \u00e9"\r\n' for i in range(200))
+    for encoding, blocks in (("utf-8", range(40, 200)), ("cp1252", range(40, 120)), ("utf-16", range(40, 120))):
+        path = tmp_path / f"crlf-{encoding}.csv"
+        path.write_bytes(text.encode(encoding))
+        for block in blocks:
+            monkeypatch.setattr(readers, "BLOCK_BYTES", block)
+            result = readers.read_path(path.name, str(path))
+            slices = list(result.batches())
+            assert len(slices) > 1 and result.malformed == 0
+            assert [v for s in slices for v in s["b"].to_pylist()] == ["x\r\ny \u00e9"] * 200, (encoding, block)
 
 
 # --- delimited text read a block at a time, against the csv module ------------------------

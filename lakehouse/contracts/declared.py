@@ -96,7 +96,7 @@ def _bound_problem(column: Column, bound) -> str | None:
         return "applies to numbers, dates and timestamps, not to a string column"
     if column.type in ("date", "timestamp"):
         try:
-            dt.date.fromisoformat(bound if isinstance(bound, str) and len(bound) == 10 else "")
+            dt.date.fromisoformat(bound if isinstance(bound, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bound) else "")
         except ValueError:
             return f"{bound!r} of a {column.type} column must be a date written YYYY-MM-DD, in quotes (e.g. '2020-01-01')"
         return None
