@@ -5,7 +5,8 @@ No I/O beyond the bytes or the local file given. Accepts `.csv`, `.txt` (delimit
 among `, ; | tab`), `.json` (array or NDJSON), `.ndjson`, `.jsonl`, `.parquet`, and a name
 without an extension (JSON when it starts with `[` or `{`, like `.txt`), any of them gzipped;
 format is decided by content first, extension second.
-UTF-8 with or without BOM, Latin-1 and Windows-1252 (read alike) and CRLF are normal input.
+UTF-8 with or without BOM, UTF-16 after its BOM, Latin-1 and Windows-1252 (read alike: the
+fallback when text is not UTF-8) and CRLF are normal input.
 
 A file that cannot be read at all raises `UnreadableFile` with a reason a person
 can act on. A single bad record does not sink the file: it comes back as a row
@@ -437,7 +438,8 @@ def _delimited_rows(source: _Source, names: list[str], delimiter: str, encoding:
 
     with source.open() as handle, _gzip_errors():  # gzip was checked before: only if it changed since
         try:
-            text = handle if encoding.replace("-", "").lower() in ("utf8", "ascii") else _AsUtf8(handle, codec(encoding))
+            utf8 = codecs.lookup(codec(encoding)).name in ("utf-8", "ascii")  # what Arrow reads as it is
+            text = handle if utf8 else _AsUtf8(handle, codec(encoding))
             reader = pacsv.open_csv(
                 _NoTrailingCR(text),
                 read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8", use_threads=False,

@@ -18,9 +18,9 @@ UPPER_MACRO, LOWER_MACRO = "lakehouse_upper", "lakehouse_lower"
 
 # Python's rule for a capital sigma (unicodeobject.c, handle_capital_sigma; Unicode's
 # Final_Sigma): it is final when, skipping case-ignorable characters, a cased character comes
-# before it and none comes after. RE2 has no lookaround, so the context is matched and put
-# back (\1, \2); a match ends on a character that is neither, so matches never overlap one
-# another's context. Case-ignorable: marks, format characters, modifier letters and symbols,
+# before it and none comes after. RE2 (DuckDB) has no lookaround, so the context is matched and
+# put back (\1 and \2; $1 and $2 in java.util.regex, Spark, which reads the same pattern); a match
+# ends on a character that is neither, so matches never overlap one another's context. Case-ignorable: marks, format characters, modifier letters and symbols,
 # and the apostrophes, periods and colons that can sit inside a word (Word_Break MidLetter,
 # MidNumLet, Single_Quote). Cased: letters with case, and the few others Unicode calls
 # lowercase or uppercase (ª, º, Roman numerals, circled and squared letters).
