@@ -152,10 +152,10 @@ WITH src AS (
       CASE WHEN r_prod IS NULL THEN 'product_id.required' END,
       CASE WHEN r_qty IS NULL THEN 'qty.required' END,
       CASE WHEN r_qty IS NOT NULL AND v_qty IS NULL THEN 'qty.invalid' END,
-      CASE WHEN v_qty IS NOT NULL AND v_qty <= 0 THEN 'qty.out_of_range' END,
+      CASE WHEN v_qty IS NOT NULL AND (v_qty <= 0 OR v_qty > 1000000) THEN 'qty.out_of_range' END,
       CASE WHEN r_price IS NULL THEN 'unit_price.required' END,
       CASE WHEN r_price IS NOT NULL AND v_price IS NULL THEN 'unit_price.invalid' END,
-      CASE WHEN v_price IS NOT NULL AND v_price < 0 THEN 'unit_price.out_of_range' END,
+      CASE WHEN v_price IS NOT NULL AND (v_price < 0 OR v_price > 1000000) THEN 'unit_price.out_of_range' END,
       CASE WHEN r_channel IS NULL THEN 'channel.required' END,
       CASE WHEN r_channel IS NOT NULL AND r_channel NOT IN ('web', 'store', 'mobile') THEN 'channel.not_accepted' END
     ) AS rules,

@@ -263,6 +263,9 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                     if rng.random() < 0.3 else rng.choice(["1.00", "2.50"])
                 if odd.random() < 0.04:  # digits of other scripts: not digits to a strict pattern
                     qty = odd.choice(["\u0663", "\uff12"])
+                if odd.random() < 0.04:  # as large as the types allow, or just past the bounds
+                    qty, price = odd.choice([("999999999", "9999999999,99"), ("1000001", "1.00"), ("1", "1000000.01"),
+                                             ("1000000", "1000000")])
                 date = d(order_day) if rng.random() < 0.85 else \
                     rng.choice([order_day.isoformat(), "1/2/2026", "01/01/2019", "31/04/2026", ""])
                 order_id = rng.choice([f"O{rng.randint(1, 12)}", f"o{rng.randint(1, 3)}"])

@@ -257,7 +257,8 @@ def order(r: dict, day: dt.date):
         "channel": (_value(r, "channel") or "").lower() or None,
     }
     ok = all(v[k] is not None for k in v)
-    ok = ok and dt.date(2020, 1, 1) <= v["order_date"] <= day and v["qty"] > 0 and v["unit_price"] >= 0
+    ok = ok and dt.date(2020, 1, 1) <= v["order_date"] <= day and 0 < v["qty"] <= 1_000_000
+    ok = ok and 0 <= v["unit_price"] <= 1_000_000
     ok = ok and v["channel"] in ("web", "store", "mobile")
     return v, ok
 

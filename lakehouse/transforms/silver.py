@@ -456,9 +456,18 @@ def _derivations(F) -> dict:
     """The code behind a declaration's `derived` columns, by column name (custom transform logic):
     (the declared columns it reads, the computation)."""
     return {
-        "sales_amount": (("qty", "unit_price"), lambda: (F.col("qty") * F.col("unit_price")).cast("decimal(18,2)")),
+        "sales_amount": (("qty", "unit_price"), lambda: _sales_amount(F)),
         "event_date": (("timestamp",), lambda: F.to_date(F.col("timestamp"))),
     }
+
+
+def _sales_amount(F):
+    """qty * unit_price as decimal(18,2), multiplied wide first. Derived columns are computed for
+    every row, and a quarantined row's qty and price may be as large as their types allow: their
+    product overflows decimal(18,2), which DuckDB refuses (the step failed) and Spark makes null.
+    Such a product is null on both; a valid row's bounds (max_value) keep it far below."""
+    wide = F.col("qty").cast("decimal(20,0)") * F.col("unit_price")  # over 18 digits: DuckDB keeps 18 else
+    return F.when(F.abs(wide) < F.lit(10 ** 16), wide.cast("decimal(18,2)"))
 
 
 DERIVATIONS = {name: inputs for name, (inputs, _) in _derivations(None).items()}  # the names a declaration may use
