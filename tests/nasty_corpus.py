@@ -329,6 +329,8 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                      "payload": rng.choice([{"n": rng.randint(0, 2)}, None, {}, [1], "{}", {"ü": "é"}])}
                 if odd.random() < 0.05 and isinstance(e["timestamp"], int):  # epoch seconds: 1970 as milliseconds
                     e["timestamp"] //= 1000
+                if odd.random() < 0.03:  # fifteen digits: year 33658, no date to Python
+                    e["timestamp"] = odd.choice(["999999999999999", "253402300800000"])
                 if odd.random() < 0.1:  # a dotted capital I (not an accepted type once lower-cased), a line separator
                     e["event_type"], e["payload"] = odd.choice([("PAGE_V\u0130EW", {}), ("purchase", {"t": "a\u2028b"})])
                 if rng.random() < 0.1:

@@ -268,7 +268,8 @@ def event(r: dict, day: dt.date):
     v = {
         "event_id": (_value(r, "event_id") or "").lower() or None,
         "user_id": (_value(r, "user_id") or "").upper() or None,
-        "timestamp": int(stamp) if stamp and re.fullmatch(r"[0-9]{1,15}", stamp) else None,
+        # a time Python can hold: before year 10000
+        "timestamp": int(stamp) if stamp and re.fullmatch(r"[0-9]{1,15}", stamp) and int(stamp) < 253402300800000 else None,
         "event_type": (_value(r, "event_type") or "").lower() or None,
         "payload": _value(r, "payload"),
     }

@@ -270,7 +270,7 @@ def test_both_engines_apply_silvers_rules_alike_to_odd_values(name):
     capital I is not 'page_view'; a payload's pattern (`^\\{.*\\}$`) reads across the line breaks
     a JSON text or a quoted CSV field can hold (java.util.regex's `.` stops at U+0085, U+2028 and
     U+2029 too, RE2's at a newline only); a timestamp in epoch seconds is before the declared
-    minimum (1970 read as milliseconds)."""
+    minimum (1970 read as milliseconds), and one in year 10000 or later is no timestamp."""
     from lakehouse.contracts import CONTRACTS
     from lakehouse.transforms.silver import classify, quarantine_rows, silver_rows
     from silver_fixtures import bronze, good
@@ -280,14 +280,15 @@ def test_both_engines_apply_silvers_rules_alike_to_odd_values(name):
 
     rows = [event(1, user_id="straße"), event(2, event_type="PAGE_V\u0130EW"), event(3, user_id="ǰx"),
             *(event(4 + i, payload=f'{{"t":"a{sep}b"}}') for i, sep in enumerate(["\u2028", "\u2029", "\u0085", "\r", "\n", "\r\n"])),
-            event(10, timestamp="1773136800"), event(11, timestamp="1577836800000")]  # seconds; 2020-01-01 itself
+            event(10, timestamp="1773136800"), event(11, timestamp="1577836800000"),  # seconds; 2020-01-01 itself
+            event(12, timestamp="999999999999999"), event(13, timestamp="253402300799999")]  # year 33658; 9999's last
     with Engine(name) as engine:
         classified = engine.materialize(classify(engine.from_arrow(bronze("events", rows)), CONTRACTS["events"], None, None))
         kept = {r["event_id"][-2:]: r for r in engine.to_arrow(silver_rows(classified, CONTRACTS["events"])).to_pylist()}
         aside = {r["_src_event_id"][-2:]: r["_rules"] for r in engine.to_arrow(quarantine_rows(classified)).to_pylist()}
-    assert aside == {"02": "event_type.not_accepted", "10": "timestamp.out_of_range"}
+    assert aside == {"02": "event_type.not_accepted", "10": "timestamp.out_of_range", "12": "timestamp.invalid"}
     assert kept["01"]["user_id"] == "STRASSE" and kept["03"]["user_id"] == "J\u030cX"
-    assert sorted(kept) == ["01", "03", "04", "05", "06", "07", "08", "09", "11"]
+    assert sorted(kept) == ["01", "03", "04", "05", "06", "07", "08", "09", "11", "13"]
 
 
 def test_a_local_session_records_each_querys_plan_in_the_short_form():

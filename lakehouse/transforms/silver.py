@@ -58,6 +58,7 @@ SOURCE_PREFIX = "_src_"  # bronze columns as landed, kept for the quarantine rec
 LINEAGE = (SOURCE_FILE, INGEST_DATE, INGESTED_AT, ROW_NUMBER)
 _BRONZE_ONLY = (PARSE_ERROR, RAW_RECORD)
 
+YEAR_10000_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z in epoch milliseconds
 _CAST = {"string": "string", "int": "int", "long": "bigint", "date": "date", "timestamp": "timestamp"}
 
 
@@ -119,7 +120,11 @@ def _parse(F, value, column: Column):
         fmt = column.parse or "yyyy-MM-dd"
         return F.when(value.rlike(format_regex(fmt)), F.to_date(F.try_to_timestamp(value, F.lit(fmt))))
     if kind == "timestamp" and column.parse == "epoch_ms":
-        return F.when(value.rlike(r"^[0-9]{1,15}$"), F.timestamp_seconds(value.cast("decimal(20,0)") / 1000))
+        # Before year 10000: a later one (15 digits allow year 33658) is a valid timestamp to both
+        # engines, but not a date to Python, and PyIceberg's partitioned write failed the step.
+        millis = value.cast("decimal(20,0)")
+        return F.when(value.rlike(r"^[0-9]{1,15}$") & (millis < F.lit(YEAR_10000_MS)),
+                      F.timestamp_seconds(millis / 1000))
     raise ValueError(f"contract column {column.name}: type {kind!r} with parse {column.parse!r} is not supported")
 
 
