@@ -211,6 +211,25 @@ def _catalog_settings(settings: Settings) -> tuple:
             settings.aws_endpoint_url, settings.aws.kms_key_arn)
 
 
+def physical_name(column: str) -> str:
+    """The name PyIceberg gives `column` in the Parquet files it writes: Avro's rules, so a landed
+    column named `1st` is `_1st` there (Spark's Iceberg writer keeps `1st`; Iceberg maps both by
+    field id, a reader by name must map them itself)."""
+    from pyiceberg.schema import make_compatible_name
+
+    return make_compatible_name(column)
+
+
+def select_by_name(column: str, found: list[str]) -> str:
+    """`column` in a SELECT over data files read by name (DuckDB's read_parquet, `found` its
+    columns), whichever name each file gave it."""
+    def quoted(name):
+        return '"' + name.replace('"', '""') + '"'
+
+    names = [n for n in dict.fromkeys((column, physical_name(column))) if n in found] or [column]
+    return quoted(names[0]) if names == [column] else f"coalesce({', '.join(map(quoted, names))}) AS {quoted(column)}"
+
+
 @dataclass(frozen=True)
 class WriteResult:
     table: str

@@ -14,7 +14,7 @@ import datetime as dt
 import duckdb
 from pyiceberg.expressions import AlwaysTrue
 
-from lakehouse.iceberg import TableStore, catalog_from_settings
+from lakehouse.iceberg import TableStore, catalog_from_settings, physical_name, select_by_name
 from lakehouse.settings import Settings
 from lakehouse.summary import format_table
 
@@ -73,9 +73,11 @@ def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings, branch:
             if paths and all(p.startswith("file://") for p in paths):
                 # CREATE VIEW cannot take prepared parameters: quote the paths as SQL literals.
                 listed = ", ".join("'" + p[len("file://"):].replace("'", "''") + "'" for p in paths)
-                conn.execute(
-                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)"
-                )
+                files = f"read_parquet([{listed}], union_by_name=true)"
+                found = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()]
+                columns = ", ".join(select_by_name(f.name, found) for f in table.schema().fields
+                                    if f.name in found or physical_name(f.name) in found)
+                conn.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {files}")
             else:  # empty, delete files, or object storage: read through PyIceberg
                 _copy(conn, view, store.read(identifier))
             names.append(identifier)

@@ -50,8 +50,11 @@ from __future__ import annotations
 import copy as _copy
 import hashlib
 import logging
+import re
 from uuid import uuid4
 
+import sqlglot
+import sqlglot.errors
 import sqlglot.expressions as exp
 from sqlglot.dialects import DuckDB
 from sqlglot.dialects.dialect import Dialect
@@ -108,6 +111,7 @@ class ContainerTypes:
 
 
 _COMPILED_TO_COLUMN = exp.to_column
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 _PARSED_COLUMNS: dict = {}  # (path, quoted, id(dialect)) -> (dialect, node): see `to_column`
@@ -130,7 +134,7 @@ def to_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
 
 def _parsed_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
     try:
-        return _COMPILED_TO_COLUMN(sql_path, quoted=quoted, dialect=dialect, copy=copy, **kwargs)
+        node = _COMPILED_TO_COLUMN(sql_path, quoted=quoted, dialect=dialect, copy=copy, **kwargs)
     except TypeError:
         if not isinstance(sql_path, str):
             raise
@@ -140,7 +144,20 @@ def _parsed_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
         if quoted:
             for identifier in node.find_all(exp.Identifier):
                 identifier.set("quoted", True)
-        return node
+    if isinstance(sql_path, str) and _NAME.fullmatch(sql_path) and not _reads_as_column(sql_path, dialect):
+        # A column named as SQL reads a keyword, a value or a function (`comment`, `desc`, `from`,
+        # `null`, `current_date`: a landed file's header can be any of them) is a column, quoted.
+        # sqlframe put such a name in its SQL as it is: its catalog failed on `null`, its table
+        # reader on `comment`, and `current_date` would have been today's date.
+        return exp.column(sql_path, quoted=True)
+    return node
+
+
+def _reads_as_column(name: str, dialect) -> bool:
+    try:
+        return isinstance(sqlglot.parse_one(name, read=dialect), exp.Column)
+    except sqlglot.errors.ParseError:
+        return False
 
 
 def copy_frame(self, **kwargs):

@@ -88,9 +88,15 @@ def write_corpus(root: Path) -> None:
         ["O6", d(d2), "C1", "P2", "1", "3.99", "web"],
         ["", d(d2), "C1", "P1", "1", "1.00", "web"],                 # no order id: quarantined
     ]).encode())
-    put(root, "orders", d2, unicodedata.normalize("NFD", "órdenes.csv"), delimited(ORDER_HEADER, [
-        ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile"],
-    ]).encode())
+    # Extra columns named as SQL reads a keyword, a function, or not a name at all.
+    put(root, "orders", d2, unicodedata.normalize("NFD", "órdenes.csv"), delimited(
+        [*ORDER_HEADER, "comment", "current_date", "1st"], [
+            ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile", "gift", "x", "a"],
+            ["O17", d(d2), "C1", "P1", "0", "1.00", "web", "qty 0", "y", "b"],      # quarantined: qty
+            ["O18", d(d2), "C1", "P2", "1", "3.99", "web", "", "", ""],
+            ["O19", d(d2), "C2", "P1", "2", "12.50", "store", "", "z", "c"],
+            ["O20", d(d2), "C9", "P2", "1", "3.99", "mobile", "", "", ""],
+        ]).encode())
     put(root, "events", d2, "events.json", json.dumps([
         {"event_id": eid(1), "user_id": "C1", "timestamp": ms(d1, 9), "event_type": "page_view", "payload": {"p": 1}},
         {"event_id": eid(3), "user_id": "C2", "timestamp": ms(d2, 8), "event_type": "add_to_cart", "payload": {"q": 2}},

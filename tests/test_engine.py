@@ -547,3 +547,28 @@ def test_a_long_lived_process_settles_back_to_the_default_thresholds_unless_told
     tuned, settled, own = _fresh_python(code)
 
     assert tuned == list(THRESHOLDS) and settled == [list(DEFAULTS), True] and own == [1000, 5, 5]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_columns_named_like_sql_keywords_values_or_functions_keep_their_values(engine, tmp_path):
+    """A landed file's header can be anything: `comment`, `desc`, `select`, `null`, `true`,
+    `current_date`. sqlframe put such a name in its SQL as it was (its catalog failed on `null`,
+    its reader on `comment`, and `current_date` would have read today's date). On DuckDB, which
+    reads a table's data files by name, PyIceberg's files name a column `1st` as `_1st` (Spark's
+    keep `1st`): it was dropped; both spellings are read now."""
+    import pyarrow.parquet as pq
+    from pyiceberg.schema import make_compatible_name
+
+    from lakehouse.resources.engine import Engine
+    from lakehouse.transforms.silver import api
+
+    names = ["comment", "desc", "select", "null", "true", "current_date", "1st"]
+    pq.write_table(pa.table({n: [f"w{i}"] for i, n in enumerate(names)}), tmp_path / "spark.parquet")
+    pq.write_table(pa.table({make_compatible_name(n): [f"v{i}"] for i, n in enumerate(names)}), tmp_path / "py.parquet")
+    files = [str(tmp_path / "spark.parquet")] + ([str(tmp_path / "py.parquet")] if engine == "duckdb" else [])
+    with Engine(engine) as eng:
+        df = eng.read_parquet(files, None, keep=set(names))
+        F, _ = api(df)
+        out = eng.to_arrow(df.select(*[F.col(n).alias(f"_src_{n}") for n in names]))
+    rows = sorted(out.to_pylist(), key=lambda r: r["_src_comment"])
+    assert rows == [{f"_src_{n}": f"{p}{i}" for i, n in enumerate(names)} for p in ("vw" if engine == "duckdb" else "w")]

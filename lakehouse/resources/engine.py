@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse import checked_code, collector, plan_cache, scratch
-from lakehouse.iceberg import CATALOG_NAME
+from lakehouse.iceberg import CATALOG_NAME, physical_name, select_by_name
 from lakehouse.memo import remembered
 from lakehouse.plans import PLANS_KEPT, Plan, plan_of, render
 from lakehouse.resources.spark_iceberg import EXTENSIONS, SparkCatalogError, catalog_conf, local_jars, runtime_jar
@@ -421,10 +421,12 @@ class Engine:
             files = ", ".join("'" + p.replace("'", "''") + "'" for p in local)
             conn.execute(f'CREATE OR REPLACE VIEW "{name}_files" AS SELECT * FROM '
                          f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)")
+            found = [row[0] for row in conn.execute(f'DESCRIBE "{name}_files"').fetchall()]
             if tuple(columns) == ("*",):
-                found = [row[0] for row in conn.execute(f'DESCRIBE "{name}_files"').fetchall()]
-                columns = [c for c in found if keep is None or c in keep]
-            listed = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+                logical = {physical_name(c): c for c in keep or ()}
+                columns = list(dict.fromkeys(c if keep is None or c in keep else logical[c] for c in found
+                                             if keep is None or c in keep or c in logical))
+            listed = ", ".join(select_by_name(c, found) for c in columns)
             conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {listed} FROM "{name}_files" WHERE {condition}')
             self._views += [name, f"{name}_files"]
             return self._duckdb_table(name)
