@@ -75,8 +75,9 @@ def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings, branch:
                 listed = ", ".join("'" + p[len("file://"):].replace("'", "''") + "'" for p in paths)
                 files = f"read_parquet([{listed}], union_by_name=true)"
                 found = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()]
-                columns = ", ".join(select_by_name(f.name, found) for f in table.schema().fields
-                                    if f.name in found or physical_name(f.name) in found)
+                columns = ", ".join(  # a column no file holds yet (added since) is null, as PyIceberg reads it
+                    select_by_name(f.name, found) if f.name in found or physical_name(f.name) in found
+                    else 'NULL AS "' + f.name.replace('"', '""') + '"' for f in table.schema().fields)
                 conn.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {files}")
             else:  # empty, delete files, or object storage: read through PyIceberg
                 _copy(conn, view, store.read(identifier))

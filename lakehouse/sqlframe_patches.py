@@ -111,7 +111,7 @@ class ContainerTypes:
 
 
 _COMPILED_TO_COLUMN = exp.to_column
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z0-9_]+")  # one name, a canonical header's characters (`2024` too)
 
 
 _PARSED_COLUMNS: dict = {}  # (path, quoted, id(dialect)) -> (dialect, node): see `to_column`
@@ -145,11 +145,14 @@ def _parsed_column(sql_path, quoted=None, dialect=None, copy=True, **kwargs):
             for identifier in node.find_all(exp.Identifier):
                 identifier.set("quoted", True)
     if isinstance(sql_path, str) and _NAME.fullmatch(sql_path) and not _reads_as_column(sql_path, dialect):
-        # A column named as SQL reads a keyword, a value or a function (`comment`, `desc`, `from`,
-        # `null`, `current_date`: a landed file's header can be any of them) is a column, quoted.
-        # sqlframe put such a name in its SQL as it is: its catalog failed on `null`, its table
-        # reader on `comment`, and `current_date` would have been today's date.
-        return exp.column(sql_path, quoted=True)
+        # A column named as SQL reads a keyword, a value, a number or a function (`comment`, `desc`,
+        # `null`, `2024`, `current_date`: a landed file's header can be any of them) is a column,
+        # quoted. sqlframe put such a name in its SQL as it is: its catalog failed on `null`,
+        # `2024` and `current_date`, its table reader on `comment`.
+        node = exp.column(sql_path, quoted=True)
+        for key, value in kwargs.items():
+            node.set(key, value)
+        return node
     return node
 
 

@@ -90,12 +90,12 @@ def write_corpus(root: Path) -> None:
     ]).encode())
     # Extra columns named as SQL reads a keyword, a function, or not a name at all.
     put(root, "orders", d2, unicodedata.normalize("NFD", "órdenes.csv"), delimited(
-        [*ORDER_HEADER, "comment", "current_date", "1st"], [
-            ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile", "gift", "x", "a"],
-            ["O17", d(d2), "C1", "P1", "0", "1.00", "web", "qty 0", "y", "b"],      # quarantined: qty
-            ["O18", d(d2), "C1", "P2", "1", "3.99", "web", "", "", ""],
-            ["O19", d(d2), "C2", "P1", "2", "12.50", "store", "", "z", "c"],
-            ["O20", d(d2), "C9", "P2", "1", "3.99", "mobile", "", "", ""],
+        [*ORDER_HEADER, "comment", "current_date", "1st", "2024"], [
+            ["O7", d(d2), "C2", "P1", "5", "12.50", "mobile", "gift", "x", "a", "1"],
+            ["O17", d(d2), "C1", "P1", "0", "1.00", "web", "qty 0", "y", "b", "2"],      # quarantined: qty
+            ["O18", d(d2), "C1", "P2", "1", "3.99", "web", "", "", "", ""],
+            ["O19", d(d2), "C2", "P1", "2", "12.50", "store", "", "z", "c", "3"],
+            ["O20", d(d2), "C9", "P2", "1", "3.99", "mobile", "", "", "", ""],
         ]).encode())
     put(root, "events", d2, "events.json", json.dumps([
         {"event_id": eid(1), "user_id": "C1", "timestamp": ms(d1, 9), "event_type": "page_view", "payload": {"p": 1}},

@@ -552,8 +552,8 @@ def test_a_long_lived_process_settles_back_to_the_default_thresholds_unless_told
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_columns_named_like_sql_keywords_values_or_functions_keep_their_values(engine, tmp_path):
     """A landed file's header can be anything: `comment`, `desc`, `select`, `null`, `true`,
-    `current_date`. sqlframe put such a name in its SQL as it was (its catalog failed on `null`,
-    its reader on `comment`, and `current_date` would have read today's date). On DuckDB, which
+    `current_date`, `2024`. sqlframe put such a name in its SQL as it was (its catalog failed on
+    `null`, `current_date` and `2024`, its reader on `comment`). On DuckDB, which
     reads a table's data files by name, PyIceberg's files name a column `1st` as `_1st` (Spark's
     keep `1st`): it was dropped; both spellings are read now."""
     import pyarrow.parquet as pq
@@ -562,7 +562,7 @@ def test_columns_named_like_sql_keywords_values_or_functions_keep_their_values(e
     from lakehouse.resources.engine import Engine
     from lakehouse.transforms.silver import api
 
-    names = ["comment", "desc", "select", "null", "true", "current_date", "1st"]
+    names = ["comment", "desc", "select", "null", "true", "current_date", "1st", "2024", "1e5"]
     pq.write_table(pa.table({n: [f"w{i}"] for i, n in enumerate(names)}), tmp_path / "spark.parquet")
     pq.write_table(pa.table({make_compatible_name(n): [f"v{i}"] for i, n in enumerate(names)}), tmp_path / "py.parquet")
     files = [str(tmp_path / "spark.parquet")] + ([str(tmp_path / "py.parquet")] if engine == "duckdb" else [])
