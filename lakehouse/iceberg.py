@@ -220,14 +220,17 @@ def physical_name(column: str) -> str:
     return make_compatible_name(column)
 
 
-def select_by_name(column: str, found: list[str]) -> str:
+def select_by_name(column: str, found: list[str], absent: str | None = None) -> str:
     """`column` in a SELECT over data files read by name (DuckDB's read_parquet, `found` its
-    columns), whichever name each file gave it."""
-    def quoted(name):
-        return '"' + name.replace('"', '""') + '"'
+    columns), whichever name each file gave it; `absent` (SQL) stands for one no file holds."""
+    from lakehouse.filters import quoted
 
-    names = [n for n in dict.fromkeys((column, physical_name(column))) if n in found] or [column]
-    return quoted(names[0]) if names == [column] else f"coalesce({', '.join(map(quoted, names))}) AS {quoted(column)}"
+    names = [n for n in dict.fromkeys((column, physical_name(column))) if n in found]
+    if not names:
+        return quoted(column, "duckdb") if absent is None else f"{absent} AS {quoted(column, 'duckdb')}"
+    if names == [column]:
+        return quoted(column, "duckdb")
+    return f"coalesce({', '.join(quoted(n, 'duckdb') for n in names)}) AS {quoted(column, 'duckdb')}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import datetime as dt
 import duckdb
 from pyiceberg.expressions import AlwaysTrue
 
-from lakehouse.iceberg import TableStore, catalog_from_settings, physical_name, select_by_name
+from lakehouse.iceberg import TableStore, catalog_from_settings, select_by_name
 from lakehouse.settings import Settings
 from lakehouse.summary import format_table
 
@@ -75,9 +75,8 @@ def register_tables(conn: duckdb.DuckDBPyConnection, settings: Settings, branch:
                 listed = ", ".join("'" + p[len("file://"):].replace("'", "''") + "'" for p in paths)
                 files = f"read_parquet([{listed}], union_by_name=true)"
                 found = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()]
-                columns = ", ".join(  # a column no file holds yet (added since) is null, as PyIceberg reads it
-                    select_by_name(f.name, found) if f.name in found or physical_name(f.name) in found
-                    else 'NULL AS "' + f.name.replace('"', '""') + '"' for f in table.schema().fields)
+                # a column no file holds yet (added since) is null, as PyIceberg reads it
+                columns = ", ".join(select_by_name(f.name, found, absent="NULL") for f in table.schema().fields)
                 conn.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {files}")
             else:  # empty, delete files, or object storage: read through PyIceberg
                 _copy(conn, view, store.read(identifier))

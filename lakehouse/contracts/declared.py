@@ -95,11 +95,13 @@ def _bound_problem(column: Column, bound) -> str | None:
     if column.type == "string":
         return "applies to numbers, dates and timestamps, not to a string column"
     if column.type in ("date", "timestamp"):
-        try:
-            dt.date.fromisoformat(bound if isinstance(bound, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bound) else "")
-        except ValueError:
-            return f"{bound!r} of a {column.type} column must be a date written YYYY-MM-DD, in quotes (e.g. '2020-01-01')"
-        return None
+        if isinstance(bound, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bound):
+            try:
+                dt.date.fromisoformat(bound)
+                return None
+            except ValueError:  # no such day
+                pass
+        return f"{bound!r} of a {column.type} column must be a date written YYYY-MM-DD, in quotes (e.g. '2020-01-01')"
     if isinstance(bound, bool) or not isinstance(bound, (int, float)):
         return f"{bound!r} of a {column.type} column must be a number"
     return None

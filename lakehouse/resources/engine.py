@@ -423,9 +423,10 @@ class Engine:
                          f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)")
             found = [row[0] for row in conn.execute(f'DESCRIBE "{name}_files"').fetchall()]
             if tuple(columns) == ("*",):
-                logical = {physical_name(c): c for c in keep or ()}
-                columns = list(dict.fromkeys(c if keep is None or c in keep else logical[c] for c in found
-                                             if keep is None or c in keep or c in logical))
+                # a file's name for a column (its own, or PyIceberg's `_1st` for `1st`) -> the column
+                logical = {name: c for c in keep for name in (physical_name(c), c)} if keep is not None else \
+                    {c: c for c in found}
+                columns = list(dict.fromkeys(logical[c] for c in found if c in logical))
             listed = ", ".join(select_by_name(c, found) for c in columns)
             conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {listed} FROM "{name}_files" WHERE {condition}')
             self._views += [name, f"{name}_files"]

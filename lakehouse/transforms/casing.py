@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import functools
 
+from lakehouse.transforms import on_duckdb
+
 UPPER_MACRO, LOWER_MACRO = "lakehouse_upper", "lakehouse_lower"
 
 # Python's rule for a capital sigma (unicodeobject.c, handle_capital_sigma; Unicode's
 # Final_Sigma): it is final when, skipping case-ignorable characters, a cased character comes
 # before it and none comes after. RE2 (DuckDB) has no lookaround, so the context is matched and
 # put back (\1 and \2; $1 and $2 in java.util.regex, Spark, which reads the same pattern); a match
-# ends on a character that is neither, so matches never overlap one another's context. Case-ignorable: marks, format characters, modifier letters and symbols,
-# and the apostrophes, periods and colons that can sit inside a word (Word_Break MidLetter,
-# MidNumLet, Single_Quote). Cased: letters with case, and the few others Unicode calls
-# lowercase or uppercase (ª, º, Roman numerals, circled and squared letters).
+# ends on a character that is neither, so matches never overlap one another's context.
+# Case-ignorable: marks, format characters, modifier letters and symbols, and the apostrophes,
+# periods and colons that can sit inside a word (Word_Break MidLetter, MidNumLet, Single_Quote).
+# Cased: letters with case, and the few others Unicode calls lowercase or uppercase (ª, º, Roman
+# numerals, circled and squared letters).
 _IGNORABLE = (r"\p{Mn}\p{Me}\p{Cf}\p{Lm}\p{Sk}'.:\x{B7}\x{387}\x{55F}\x{5F4}\x{2018}\x{2019}\x{2024}"
               r"\x{2027}\x{FE13}\x{FE52}\x{FE55}\x{FF07}\x{FF0E}\x{FF1A}")
 _CASED = (r"\p{Lu}\p{Ll}\p{Lt}\x{AA}\x{BA}\x{2160}-\x{217F}\x{24B6}-\x{24E9}\x{1F130}-\x{1F149}"
@@ -65,11 +68,11 @@ def define_duckdb_macros(conn) -> None:
 
 def upper(F, value):
     """Java's upper case is Python's (the characters of Unicode versions Java 17 lacks aside)."""
-    return F.call_function(UPPER_MACRO, value) if F.__name__.startswith("sqlframe") else F.upper(value)
+    return F.call_function(UPPER_MACRO, value) if on_duckdb(F) else F.upper(value)
 
 
 def lower(F, value):
-    if F.__name__.startswith("sqlframe"):
+    if on_duckdb(F):
         return F.call_function(LOWER_MACRO, value)
     sigmas = F.regexp_replace(F.regexp_replace(value, FINAL_SIGMA, "$1\u03c2$2"), "\u03a3", "\u03c3")
     return F.when(value.contains("\u03a3"), F.lower(sigmas)).otherwise(F.lower(value))

@@ -46,7 +46,7 @@ from lakehouse.contracts.model import (
     Column,
 )
 from lakehouse.readers import PARSE_ERROR, RAW_RECORD, ROW_NUMBER
-from lakehouse.transforms import casing
+from lakehouse.transforms import casing, on_duckdb
 from lakehouse.transforms.bronze import INGEST_DATE, INGESTED_AT, LINEAGE_DESCRIPTIONS, SOURCE_FILE
 
 OUTCOME, RULES, FLAGS, ROW_HASH = "_outcome", "_rules", "_flags", "_row_hash"
@@ -140,7 +140,7 @@ def trimmed(F, text):
     (and TRIM's spaces 0.20 s). java.util.regex backtracks, so on Spark the trailing run starts
     only where no whitespace precedes it: without that, a long run inside a value costs time
     quadratic in its length (RE2, linear, has no lookbehind)."""
-    tail = f"{WHITESPACE}+$" if F.__name__.startswith("sqlframe") else f"(?<!{WHITESPACE}){WHITESPACE}+$"
+    tail = f"{WHITESPACE}+$" if on_duckdb(F) else f"(?<!{WHITESPACE}){WHITESPACE}+$"
     return F.regexp_replace(F.regexp_replace(text, f"^{WHITESPACE}+", ""), tail, "")
 
 
