@@ -133,19 +133,27 @@ def recover(lake: Lake, context: str) -> str:
 
 def kill_moment(lake: Lake, proc: subprocess.Popen, rng: random.Random, trial: int, context: str) -> None:
     """Wait for the trial's kill moment. Even trials: any moment from the start, before or while
-    the daemon gets going. Odd trials: once a run's worker is at work, a little later; if the
+    the daemon gets going. Odd trials: once a run's worker is at work (as Dagster records it: the
+    forkserver's first child, a check of its preload, also looks like one; a kill timed from it
+    once hit nothing in flight), a little later; if the
     workers end first (a short run, or a fast machine's), at once: the kill then finds the
     daemon, its code server and the command between the run's end and the command's. (It no
     longer waits for a next worker, a retry or a run a tick makes: when none came, the command
     ended on its own and the trial killed nothing, as `make soak` found.)"""
     began = time.monotonic()
     if trial % 2:
-        while not run_workers(lake.home):
-            if proc.poll() is not None:
-                raise AssertionError(f"{context}: the command ended before any run worker started:\n"
-                                     f"{proc.stdout.read()[-4000:]}")
-            assert time.monotonic() - began < 120, f"{context}: no run worker started"
-            time.sleep(0.1)
+        import dagster as dg
+
+        instance = dg.DagsterInstance.from_config(str(lake.home / "dagster"))  # made by the trials before
+        try:
+            while not live_run_worker(instance):
+                if proc.poll() is not None:
+                    raise AssertionError(f"{context}: the command ended before any run worker started:\n"
+                                         f"{proc.stdout.read()[-4000:]}")
+                assert time.monotonic() - began < 120, f"{context}: no run worker started"
+                time.sleep(0.1)
+        finally:
+            instance.dispose()
         deadline = time.monotonic() + rng.uniform(0.0, 6.0)
         while time.monotonic() < deadline and run_workers(lake.home):
             time.sleep(0.05)
@@ -202,19 +210,28 @@ def started_run_worker(lake: Lake, timeout: float = 180) -> tuple[str, int]:
     """(run id, worker pid) of the first run seen STARTED with a live worker."""
     import dagster as dg
 
-    from lakehouse.launcher import worker_process, worker_status
-
     deadline = time.monotonic() + timeout
     instance = dg.DagsterInstance.from_config(str(lake.home / "dagster"))
     try:
         while time.monotonic() < deadline:
-            for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-                found = worker_process(instance, run.run_id)
-                if found and worker_status(*found)[0]:
-                    return run.run_id, found[0]
+            if found := live_run_worker(instance):
+                return found
             time.sleep(0.2)
     finally:
         instance.dispose()
     raise AssertionError("no run started within the time allowed")
+
+
+def live_run_worker(instance) -> tuple[str, int] | None:
+    """(run id, worker pid) of a run Dagster records as STARTED whose worker is alive, if any."""
+    import dagster as dg
+
+    from lakehouse.launcher import worker_process, worker_status
+
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        found = worker_process(instance, run.run_id)
+        if found and worker_status(*found)[0]:
+            return run.run_id, found[0]
+    return None
 
 
