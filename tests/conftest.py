@@ -61,9 +61,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3-compatible server on 127.0.0.1, shared by the whole test session."""
+    from moto import backends
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    # moto 5 lists its package folder (about 150 stat calls) on every request to tell a service's
+    # name from a host; the folder does not change while the tests run. 2.7-3.2 ms of CPU a GET
+    # against 3.6-4.0 ms (client and server in one process, 600 GETs, two runs each).
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
