@@ -201,7 +201,7 @@ def _read(name: str, source: _Source, landing: Landing, forms: Mapping[str, str]
     suffix = ".gz" if source.compressed else ""
     if head[:4] == b"PAR1":
         _accepted("parquet", landing)
-        return _read_parquet(source.read_all(), "parquet" + suffix, forms)
+        return _read_parquet(source, "parquet" + suffix, forms)
     if head[:4] == b"PK\x03\x04":
         raise UnreadableFile("a zip archive (e.g. an Excel workbook) named like a data file")
     if ext in PARQUET:
@@ -281,6 +281,12 @@ class _Source:
 
     def read_all(self) -> bytes:
         return self.data[self.skip:] if self.data is not None else b"".join(self.chunks())
+
+    def random_access(self):
+        """The bytes for a reader that seeks (Parquet): the local file itself, else in memory."""
+        if self.data is not None or self.compressed:
+            return pa.BufferReader(self.read_all())
+        return pa.PythonFile(os.fdopen(os.dup(self._fd), "rb"), mode="r")
 
 
 @contextlib.contextmanager
@@ -620,21 +626,43 @@ def _why(exc: Exception) -> str:
 # --- Parquet ------------------------------------------------------------------------
 
 
-def _read_parquet(data: bytes, fmt: str, forms: Mapping[str, str]) -> ReadResult:
+PARQUET_SLICE_ROWS = 65_536  # rows of a Parquet file per slice (Arrow's default batch)
+
+
+def _read_parquet(source: _Source, fmt: str, forms: Mapping[str, str]) -> ReadResult:
+    """A Parquet file a slice of rows at a time, as delimited text is read: a file's row group is
+    often hundreds of MB (Spark's and Glue's are 128 MB compressed), and read whole a file of a few
+    GB did not fit in memory. INT96 timestamps (Hive, Impala, Spark before 3.0) are read in
+    microseconds: in Arrow's default nanoseconds, one past 2262 (9999-12-31, the usual "no end"
+    of a dimension table) wrapped around to another instant without an error."""
     try:
-        source = pq.read_table(pa.BufferReader(data))
+        file = pq.ParquetFile(source.random_access(), coerce_int96_timestamp_unit="us")
+        names = canonical_names(file.schema_arrow.names)
     except (pa.ArrowException, OSError) as exc:  # invalid, or of a type Arrow does not read
         raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
-    names = canonical_names(source.column_names)
-    try:
-        columns = {name: _parquet_text(column, forms.get(name)) for name, column in zip(names, source.columns)}
-    except (pa.ArrowException, ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
-        raise UnreadableFile(f"a Parquet value cannot be written as text: {exc}") from None
-    n = source.num_rows
-    columns[ROW_NUMBER] = pa.array(np.arange(1, n + 1, dtype=np.int64))
-    columns[PARSE_ERROR] = pa.nulls(n, pa.string())
-    columns[RAW_RECORD] = pa.nulls(n, pa.string())
-    return _whole(pa.table(columns), names, fmt, None)
+    return ReadResult(names, fmt, None, None, _parquet_slices(file, names, forms))
+
+
+def _parquet_slices(file: pq.ParquetFile, names: list[str], forms: Mapping[str, str]) -> Iterator[pa.Table]:
+    batches, first = file.iter_batches(batch_size=PARQUET_SLICE_ROWS, use_threads=False), 1
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:  # a damaged page or row group, found as it is read
+            raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
+        if batch is None:
+            return
+        try:
+            columns = {name: _parquet_text(pa.chunked_array([column], column.type), forms.get(name))
+                       for name, column in zip(names, batch.columns)}
+        except (pa.ArrowException, ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
+            raise UnreadableFile(f"a Parquet value cannot be written as text: {exc}") from None
+        n = batch.num_rows
+        columns[ROW_NUMBER] = pa.array(np.arange(first, first + n, dtype=np.int64))
+        columns[PARSE_ERROR] = pa.nulls(n, pa.string())
+        columns[RAW_RECORD] = pa.nulls(n, pa.string())
+        first += n
+        yield pa.table(columns)
 
 
 def _parquet_text(column: pa.ChunkedArray, form: str | None):
@@ -646,9 +674,10 @@ def _parquet_text(column: pa.ChunkedArray, form: str | None):
     kind = column.type
     if pa.types.is_dictionary(kind):
         return _parquet_text(column.cast(kind.value_type), form)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
         return column.cast(pa.string())
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+    if (pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
+            or pa.types.is_fixed_size_binary(kind)):
         try:
             return column.cast(pa.string())  # checks every value is UTF-8, at Arrow's speed
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -179,6 +179,87 @@ def test_typed_parquet_dates_and_timestamps_land_in_their_declared_form_and_byte
         {"timestamp": "1777626000001", "order_date": "01/05/2026"}]
 
 
+def test_int96_and_view_typed_parquet_keep_their_values():
+    """INT96 timestamps (Hive, Impala, Spark before 3.0) read in Arrow's default nanoseconds wrapped
+    around past 2262: 9999-12-31, the usual open end of a dimension row, became an instant of 1816.
+    Arrow's view types (Polars writes them) are text too, not Python's repr of bytes."""
+    import datetime as dt
+
+    sink = io.BytesIO()
+    stamps = [dt.datetime(9999, 12, 31), dt.datetime(2026, 5, 1, 9, 0, 0, 123456), dt.datetime(1500, 1, 1)]
+    pq.write_table(pa.table({"timestamp": pa.array(stamps, pa.timestamp("us"))}), sink,
+                   use_deprecated_int96_timestamps=True)
+    assert pq.read_metadata(io.BytesIO(sink.getvalue())).schema.column(0).physical_type == "INT96"
+    got = data_rows(read_file("e.parquet", sink.getvalue(), forms={"timestamp": "epoch_ms"}))
+    epoch = dt.datetime(1970, 1, 1)
+    assert got == [{"timestamp": str((s - epoch) // dt.timedelta(milliseconds=1))} for s in stamps]
+    assert got[0] == {"timestamp": "253402214400000"}
+    views = pa.table({"order_id": pa.array(["O1", "Ö2"], pa.string_view()),
+                      "customer_id": pa.array([b"C1", b"O\x92B"], pa.binary_view())})
+    assert data_rows(read_file("o.parquet", parquet_bytes(views))) == [
+        {"order_id": "O1", "customer_id": "C1"}, {"order_id": "Ö2", "customer_id": "O’B"}]
+
+
+_PARQUET_PEAKS = """
+import json, sys
+import pyarrow as pa
+from lakehouse import readers
+
+readers.read_path("small.parquet", sys.argv[2]).table  # what a first read imports is not the file's
+before, peak, numbers = pa.total_allocated_bytes(), 0, []
+result = readers.read_path("big.parquet", sys.argv[1])
+for table in result.batches():
+    column = table.column("_row_number")
+    numbers.append((column[0].as_py(), column[-1].as_py(), table.num_rows))
+    peak = max(peak, pa.total_allocated_bytes() - before)
+    del table, column
+whole = readers.read_path("big.parquet", sys.argv[1]).table.nbytes  # what a read of it whole holds
+print(json.dumps({"slices": numbers, "counted": result.rows, "arrow_peak": peak, "whole": whole}))
+"""
+
+
+def test_a_large_parquet_file_is_read_a_slice_at_a_time(tmp_path):
+    """A Parquet file's row groups are read a slice of rows at a time, numbered on across slices:
+    1M rows in two row groups, never more than a few slices' worth live (measured in a process of
+    its own, as the CSV test above), a fraction of the rows read whole."""
+    n = 1_000_000
+    table = pa.table({"order_id": pa.array([f"O{i:09d}" for i in range(n)]),
+                      "customer_id": pa.array([f"C{i % 5000:06d}" for i in range(n)]),
+                      "qty": pa.array([i % 7 for i in range(n)], pa.int64())})
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=n // 2)
+    pq.write_table(table.slice(0, 1), tmp_path / "small.parquet")
+    done = subprocess.run([sys.executable, "-c", _PARQUET_PEAKS, str(tmp_path / "big.parquet"),
+                           str(tmp_path / "small.parquet")], capture_output=True, text=True, check=True)
+    got = json.loads(done.stdout)
+    slices = got["slices"]
+    assert got["counted"] == n and sum(rows for _, _, rows in slices) == n and len(slices) >= 15
+    assert [(first, last) for first, last, _ in slices] == [
+        (first, first + rows - 1) for first, rows in zip([1] + [sum(r for _, _, r in slices[:i + 1]) + 1
+                                                               for i in range(len(slices) - 1)],
+                                                           [r for _, _, r in slices])]
+    assert got["arrow_peak"] < got["whole"] / 4, (got["arrow_peak"], got["whole"])
+
+
+def test_a_parquet_file_damaged_after_its_first_slices_is_rejected_whole(tmp_path):
+    """Damage found part-way (a row group's pages) raises UnreadableFile from the slices, as for
+    text found unreadable part-way: bronze drops what it had of the file and rejects it."""
+    table = pa.table({"order_id": pa.array([f"O{i:09d}-{i * 7919 % 100003}" for i in range(200_000)])})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=100_000, compression="snappy")
+    data = bytearray(sink.getvalue())
+    second = pq.read_metadata(io.BytesIO(bytes(data))).row_group(1).column(0)
+    start = second.data_page_offset + 40
+    data[start:start + 64] = bytes(64)  # inside the second row group's first data page
+    path = tmp_path / "o.parquet"
+    path.write_bytes(bytes(data))
+    result = read_path("o.parquet", str(path))
+    seen = 0
+    with pytest.raises(UnreadableFile, match="corrupt Parquet"):
+        for slice_ in result.batches():
+            seen += slice_.num_rows
+    assert seen >= 65_536  # the first row group's slices came before the damage was found
+
+
 def test_a_stream_delivered_the_firehose_way_is_read_record_by_record():
     """Kinesis Data Firehose writes objects without an extension, and without its newline
     delimiter a stream's JSON records back to back: each is a record, numbered in order. Junk
