@@ -129,6 +129,16 @@ def write_corpus(root: Path) -> None:
                               pa.timestamp("us", tz="UTC")),
         "event_type": ["page_view", "purchase"], "payload": ['{"p":4}', None]}), buf)
     put(root, "events", d4, "part-00000.snappy.parquet", buf.getvalue())
+    # and as Hive or Impala write it: INT96 timestamps, one the open end 9999-12-31 (past 2262,
+    # where Arrow's default nanoseconds wrap around to another instant)
+    buf = io.BytesIO()
+    pq.write_table(pa.table({
+        "event_id": [eid(14), eid(15)], "user_id": ["C2", "C1"],
+        "timestamp": pa.array([dt.datetime(2026, 5, 4, 9, 30), dt.datetime(9999, 12, 31, 23, 59, 59, 999000)],
+                              pa.timestamp("ms")),
+        "event_type": ["page_view", "add_to_cart"], "payload": [None, '{"p":5}']}), buf,
+        use_deprecated_int96_timestamps=True)
+    put(root, "events", d4, "part-00001.snappy.parquet", buf.getvalue())
     # Day 5: Latin-1 orders (a correction of O6 to customer C9, O7 re-sent), an NDJSON
     # with a malformed line, and a gzipped CSV of events re-sent from day 2.
     put(root, "orders", d5, "orders@café&co=1.csv", delimited(ORDER_HEADER, [
@@ -355,8 +365,15 @@ def wild_zone(root: Path, seed: int, days: int = 3) -> None:
                                           pa.timestamp("ms", tz=zone)),
                     "event_type": pa.array([e["event_type"] for e in events]),
                     "payload": pa.array([json.dumps(e["payload"]) if "payload" in e else None for e in events])})
+                int96 = odd.random() < 0.5  # as Hive, Impala and Spark before 3.0 write timestamps
+                if int96 and odd.random() < 0.5:  # a valid event past 2262, where nanoseconds wrap around
+                    far = dt.datetime(9999, 12, 31, 23, 59, 59, 999000, dt.timezone.utc)
+                    table = pa.concat_tables([table, pa.table({
+                        "event_id": [str(uuid.UUID(int=odd.getrandbits(128)))], "user_id": ["C1"],
+                        "timestamp": pa.array([far if zone else far.replace(tzinfo=None)], pa.timestamp("ms", tz=zone)),
+                        "event_type": ["purchase"], "payload": ["{}"]})], promote_options="default")
                 buffer = io.BytesIO()
-                pq.write_table(table, buffer)
+                pq.write_table(table, buffer, use_deprecated_int96_timestamps=int96)
                 put(root, "events", day, "e.parquet", buffer.getvalue())
                 continue
             # as JSON tools write it, or with U+2028 and accents raw (JSON.stringify, ensure_ascii=False)

@@ -148,7 +148,8 @@ def _read(data: bytes, name: str) -> tuple[list[str], list[dict | None]] | None:
     if data[:4] == b"PAR1":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
+        # INT96 timestamps in microseconds: nanoseconds end in 2262 (and wrap around past it)
+        table = pq.read_table(io.BytesIO(data), coerce_int96_timestamp_unit="us")
         return ([_header(k) for k in table.column_names],
                 [{_header(k): _parquet_value(v, _header(k)) for k, v in row.items()} for row in table.to_pylist()])
     text = _text(data)

@@ -104,6 +104,13 @@ def check_against_oracle(store: TableStore, expected: dict) -> None:
         got = {k: r[k] for k in ("order_date", "customer_id", "product_id", "qty", "unit_price", "channel", "region",
                                  "category")}
         assert got == {k: want[k] for k in got}, r["order_id"]
+    # Silver events' values, the time to the microsecond (DuckDB's was a double's, off far from 1970).
+    for r in table_rows(store, "silver.events"):
+        want = expected["events"][r["event_id"]]["typed"]
+        got = {"user_id": r["user_id"], "event_type": r["event_type"], "payload": r["payload"],
+               "timestamp": (r["timestamp"] - oracle.EPOCH) // dt.timedelta(microseconds=1)}
+        assert got == {**{k: want[k] for k in ("user_id", "event_type", "payload")},
+                       "timestamp": want["timestamp"] * 1000}, r["event_id"]
     # Snapshot sources: one row per version.
     for source, key in (("customers", "customer_id"), ("products", "product_id")):
         got = sorted((r[key], r["_ingest_date"]) for r in table_rows(store, f"silver.{source}"))

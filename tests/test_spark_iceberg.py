@@ -270,7 +270,8 @@ def test_both_engines_apply_silvers_rules_alike_to_odd_values(name):
     capital I is not 'page_view'; a payload's pattern (`^\\{.*\\}$`) reads across the line breaks
     a JSON text or a quoted CSV field can hold (java.util.regex's `.` stops at U+0085, U+2028 and
     U+2029 too, RE2's at a newline only); a timestamp in epoch seconds is before the declared
-    minimum (1970 read as milliseconds), and one in year 10000 or later is no timestamp."""
+    minimum (1970 read as milliseconds), and one in year 10000 or later is no timestamp; the last
+    millisecond of 9999 is that instant exactly."""
     from lakehouse.contracts import CONTRACTS
     from lakehouse.transforms.silver import classify, quarantine_rows, silver_rows
     from silver_fixtures import bronze, good
@@ -289,6 +290,9 @@ def test_both_engines_apply_silvers_rules_alike_to_odd_values(name):
     assert aside == {"02": "event_type.not_accepted", "10": "timestamp.out_of_range", "12": "timestamp.invalid"}
     assert kept["01"]["user_id"] == "STRASSE" and kept["03"]["user_id"] == "J\u030cX"
     assert sorted(kept) == ["01", "03", "04", "05", "06", "07", "08", "09", "11", "13"]
+    # to the microsecond: DuckDB's epoch milliseconds went through a double (.999008 here)
+    assert kept["13"]["timestamp"].replace(tzinfo=None) == dt.datetime(9999, 12, 31, 23, 59, 59, 999000)
+    assert kept["11"]["timestamp"].replace(tzinfo=None) == dt.datetime(2020, 1, 1)
 
 
 def test_a_local_session_records_each_querys_plan_in_the_short_form():
