@@ -177,8 +177,8 @@ def read_file(name: str, data: bytes, landing: Landing = Landing(), forms: Mappi
 def read_path(name: str, path: str, landing: Landing = Landing(), forms: Mapping[str, str] | None = None) -> ReadResult:
     """Read the landed file `name` from the local file `path`, with its source's declared formats
     and options (`landing:` of its defs.yaml). Delimited text streams: `batches()` reads it a
-    block at a time, so a file of any size takes memory in proportion to a block. JSON and
-    Parquet are read whole. `forms`: the declared form of the source's date and timestamp columns
+    block at a time, so a file of any size takes memory in proportion to a block; Parquet a slice
+    of rows of about a block's size at a time. JSON is read whole. `forms`: the declared form of the source's date and timestamp columns
     (`dd/MM/yyyy`, `epoch_ms`) by column name, in which a typed Parquet value is written."""
     return _read(name, _Source(path=path), landing, forms or {})
 
@@ -626,25 +626,43 @@ def _why(exc: Exception) -> str:
 # --- Parquet ------------------------------------------------------------------------
 
 
-PARQUET_SLICE_ROWS = 65_536  # rows of a Parquet file per slice (Arrow's default batch)
-
-
 def _read_parquet(source: _Source, fmt: str, forms: Mapping[str, str]) -> ReadResult:
     """A Parquet file a slice of rows at a time, as delimited text is read: a file's row group is
     often hundreds of MB (Spark's and Glue's are 128 MB compressed), and read whole a file of a few
-    GB did not fit in memory. INT96 timestamps (Hive, Impala, Spark before 3.0) are read in
-    microseconds: in Arrow's default nanoseconds, one past 2262 (9999-12-31, the usual "no end"
-    of a dimension table) wrapped around to another instant without an error."""
+    GB did not fit in memory. Its pages are read as they are decoded, 1 MB at a time (Arrow's
+    default reads every row group's bytes ahead and keeps them until the end). INT96 timestamps
+    (Hive, Impala, and Spark by default) are read in microseconds: in Arrow's default
+    nanoseconds, one past 2262 (9999-12-31, the usual "no end" of a dimension table) wrapped
+    around to another instant without an error. A gzipped Parquet file is read whole."""
+    handle = source.random_access()
     try:
-        file = pq.ParquetFile(source.random_access(), coerce_int96_timestamp_unit="us")
+        file = pq.ParquetFile(handle, coerce_int96_timestamp_unit="us", pre_buffer=False, buffer_size=1 << 20)
         names = canonical_names(file.schema_arrow.names)
     except (pa.ArrowException, OSError) as exc:  # invalid, or of a type Arrow does not read
+        handle.close()
         raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
-    return ReadResult(names, fmt, None, None, _parquet_slices(file, names, forms))
+    return ReadResult(names, fmt, None, None, _parquet_slices(file, handle, names, forms))
 
 
-def _parquet_slices(file: pq.ParquetFile, names: list[str], forms: Mapping[str, str]) -> Iterator[pa.Table]:
-    batches, first = file.iter_batches(batch_size=PARQUET_SLICE_ROWS, use_threads=False), 1
+def _slice_rows(metadata: pq.FileMetaData) -> int:
+    """Rows per slice: about BLOCK_BYTES of the file's decoded data (its row groups' own sizes),
+    as a delimited file's block, so wide rows make short slices."""
+    groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+    rows, size = sum(g.num_rows for g in groups), sum(g.total_byte_size for g in groups)
+    return max(1024, min(1 << 20, BLOCK_BYTES * rows // size)) if rows and size else 65_536
+
+
+def _parquet_slices(file: pq.ParquetFile, handle, names: list[str], forms: Mapping[str, str]) -> Iterator[pa.Table]:
+    try:
+        batches = file.iter_batches(batch_size=_slice_rows(file.metadata), use_threads=False)
+        yield from _parquet_text_slices(batches, names, forms)
+    finally:
+        handle.close()  # its descriptor (a downloaded S3 object's disk space) goes now, not at collection
+
+
+def _parquet_text_slices(batches: Iterator[pa.RecordBatch], names: list[str], forms: Mapping[str, str]
+                         ) -> Iterator[pa.Table]:
+    first = 1
     while True:
         try:
             batch = next(batches, None)
@@ -713,5 +731,5 @@ def _temporal_text(column: pa.ChunkedArray, form: str):
 
 
 def _whole(table: pa.Table, names: list[str], fmt: str, encoding: str | None) -> ReadResult:
-    """A file read whole (JSON, Parquet) as a result of one slice."""
+    """A file read whole (JSON) as a result of one slice."""
     return ReadResult(names, fmt, encoding, None, iter([table]))

@@ -1,7 +1,7 @@
 """Bronze: every landed file of one source and ingest date, as strings, with lineage.
 
 Files are read one at a time, delimited text a block at a time from a local file (S3's are
-downloaded first; JSON and Parquet are read whole). A file that cannot be read becomes a
+downloaded first; Parquet a slice of rows at a time, JSON whole). A file that cannot be read becomes a
 rejection with its reason; the rest of the partition still loads. A file's rows are handed
 to `keep` slice by slice (the I/O layer keeps up to a limit in memory and spills the rest to
 local Parquet), so a day of CSV files of any number and size takes memory up to that limit

@@ -123,11 +123,12 @@ def _parse(F, value, column: Column):
         # Before year 10000: a later one (15 digits allow year 33658) is a valid timestamp to both
         # engines, but not a date to Python, and PyIceberg's partitioned write failed the step.
         millis = value.cast("decimal(20,0)")
-        # Whole milliseconds on DuckDB (epoch_ms): its division of a decimal is a double, whose
-        # instant was microseconds off far from 1970 (9999-12-31 23:59:59.999 as .999008), where
-        # Spark divides decimals exactly.
-        moment = (F.call_function("epoch_ms", value.cast("bigint")).cast("timestamp") if on_duckdb(F)
-                  else F.timestamp_seconds(millis / 1000))
+        # Whole milliseconds on DuckDB (epoch_ms, a UTC wall time, made an instant in UTC whatever
+        # the session's zone): its division of a decimal is a double, whose instant was
+        # microseconds off far from 1970 (9999-12-31 23:59:59.999 as .999008), where Spark
+        # divides decimals exactly.
+        moment = (F.call_function("timezone", F.lit("UTC"), F.call_function("epoch_ms", value.cast("bigint")))
+                  .cast("timestamp") if on_duckdb(F) else F.timestamp_seconds(millis / 1000))
         return F.when(value.rlike(r"^[0-9]{1,15}$") & (millis < F.lit(YEAR_10000_MS)), moment)
     raise ValueError(f"contract column {column.name}: type {kind!r} with parse {column.parse!r} is not supported")
 
