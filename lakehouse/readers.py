@@ -178,8 +178,9 @@ def read_path(name: str, path: str, landing: Landing = Landing(), forms: Mapping
     """Read the landed file `name` from the local file `path`, with its source's declared formats
     and options (`landing:` of its defs.yaml). Delimited text streams: `batches()` reads it a
     block at a time, so a file of any size takes memory in proportion to a block; Parquet a slice
-    of rows of about a block's size at a time. JSON is read whole. `forms`: the declared form of the source's date and timestamp columns
-    (`dd/MM/yyyy`, `epoch_ms`) by column name, in which a typed Parquet value is written."""
+    of rows of about a block's size at a time. JSON is read whole. `forms`: the declared form of
+    the source's date and timestamp columns (`dd/MM/yyyy`, `epoch_ms`) by column name, in which a
+    typed Parquet value is written."""
     return _read(name, _Source(path=path), landing, forms or {})
 
 
@@ -653,34 +654,28 @@ def _slice_rows(metadata: pq.FileMetaData) -> int:
 
 
 def _parquet_slices(file: pq.ParquetFile, handle, names: list[str], forms: Mapping[str, str]) -> Iterator[pa.Table]:
+    batches, first = file.iter_batches(batch_size=_slice_rows(file.metadata), use_threads=False), 1
     try:
-        batches = file.iter_batches(batch_size=_slice_rows(file.metadata), use_threads=False)
-        yield from _parquet_text_slices(batches, names, forms)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:  # a damaged page or row group, found as it is read
+                raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
+            if batch is None:
+                return
+            try:
+                columns = {name: _parquet_text(pa.chunked_array([column], column.type), forms.get(name))
+                           for name, column in zip(names, batch.columns)}
+            except (pa.ArrowException, ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
+                raise UnreadableFile(f"a Parquet value cannot be written as text: {exc}") from None
+            n = batch.num_rows
+            columns[ROW_NUMBER] = pa.array(np.arange(first, first + n, dtype=np.int64))
+            columns[PARSE_ERROR] = pa.nulls(n, pa.string())
+            columns[RAW_RECORD] = pa.nulls(n, pa.string())
+            first += n
+            yield pa.table(columns)
     finally:
         handle.close()  # its descriptor (a downloaded S3 object's disk space) goes now, not at collection
-
-
-def _parquet_text_slices(batches: Iterator[pa.RecordBatch], names: list[str], forms: Mapping[str, str]
-                         ) -> Iterator[pa.Table]:
-    first = 1
-    while True:
-        try:
-            batch = next(batches, None)
-        except (pa.ArrowException, OSError) as exc:  # a damaged page or row group, found as it is read
-            raise UnreadableFile(f"corrupt Parquet file: {exc}") from None
-        if batch is None:
-            return
-        try:
-            columns = {name: _parquet_text(pa.chunked_array([column], column.type), forms.get(name))
-                       for name, column in zip(names, batch.columns)}
-        except (pa.ArrowException, ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
-            raise UnreadableFile(f"a Parquet value cannot be written as text: {exc}") from None
-        n = batch.num_rows
-        columns[ROW_NUMBER] = pa.array(np.arange(first, first + n, dtype=np.int64))
-        columns[PARSE_ERROR] = pa.nulls(n, pa.string())
-        columns[RAW_RECORD] = pa.nulls(n, pa.string())
-        first += n
-        yield pa.table(columns)
 
 
 def _parquet_text(column: pa.ChunkedArray, form: str | None):

@@ -1,8 +1,8 @@
 """Bronze: every landed file of one source and ingest date, as strings, with lineage.
 
-Files are read one at a time, delimited text a block at a time from a local file (S3's are
-downloaded first; Parquet a slice of rows at a time, JSON whole). A file that cannot be read becomes a
-rejection with its reason; the rest of the partition still loads. A file's rows are handed
+Files are read one at a time from a local file (S3's are downloaded first), delimited text a
+block at a time, Parquet a slice of rows at a time, JSON whole. A file that cannot be read
+becomes a rejection with its reason; the rest of the partition still loads. A file's rows are handed
 to `keep` slice by slice (the I/O layer keeps up to a limit in memory and spills the rest to
 local Parquet), so a day of CSV files of any number and size takes memory up to that limit
 plus a block; the lineage columns that every row of a file shares are added to each slice
