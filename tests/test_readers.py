@@ -248,6 +248,29 @@ def test_a_large_parquet_file_is_read_a_slice_at_a_time(tmp_path):
     assert got["python_peak"] < size / 4, (got["python_peak"], size)
 
 
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.one_of(st.none(), st.text(max_size=30)), max_size=400),
+       group_rows=st.integers(1, 120), block=st.integers(1, 1 << 14), as_bytes=st.booleans())
+def test_parquet_read_in_slices_equals_the_file_read_whole(tmp_path_factory, monkeypatch, values, group_rows, block,
+                                                            as_bytes):
+    """However the row groups and the slices fall, the slices hold every row in order, numbered
+    from 1 without a gap, each value as pyarrow reads the whole file (bytes as UTF-8 text)."""
+    from lakehouse import readers
+
+    monkeypatch.setattr(readers, "BLOCK_BYTES", block)
+    column = pa.array([None if v is None else v.encode() if as_bytes else v for v in values],
+                      pa.binary() if as_bytes else pa.string())
+    path = tmp_path_factory.mktemp("pq") / "t.parquet"
+    pq.write_table(pa.table({"Name": column, "n": pa.array(range(len(values)), pa.int64())}), path,
+                   row_group_size=group_rows)
+    whole = pq.read_table(path).to_pylist()
+    want = [{"name": None if r["Name"] is None else r["Name"].decode() if as_bytes
+             else r["Name"], "n": str(r["n"]), "_row_number": i} for i, r in enumerate(whole, start=1)]
+    got = [{k: r[k] for k in ("name", "n", "_row_number")}
+           for part in read_path("t.parquet", str(path)).batches() for r in part.to_pylist()]
+    assert got == want
+
+
 def test_a_parquet_file_damaged_after_its_first_slices_is_rejected_whole(tmp_path, monkeypatch):
     """Damage found part-way (a row group's pages) raises UnreadableFile from the slices, as for
     text found unreadable part-way: bronze drops what it had of the file and rejects it."""
