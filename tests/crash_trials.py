@@ -142,18 +142,7 @@ def kill_moment(lake: Lake, proc: subprocess.Popen, rng: random.Random, trial: i
     ended on its own and the trial killed nothing, as `make soak` found.)"""
     began = time.monotonic()
     if trial % 2:
-        import dagster as dg
-
-        instance = dg.DagsterInstance.from_config(str(lake.home / "dagster"))  # made by the trials before
-        try:
-            while not live_run_worker(instance):
-                if proc.poll() is not None:
-                    raise AssertionError(f"{context}: the command ended before any run worker started:\n"
-                                         f"{proc.stdout.read()[-4000:]}")
-                assert time.monotonic() - began < 120, f"{context}: no run worker started"
-                time.sleep(0.1)
-        finally:
-            instance.dispose()
+        started_run_worker(lake, timeout=120, proc=proc, context=context)  # the home: made by the trials before
         deadline = time.monotonic() + rng.uniform(0.0, 6.0)
         while time.monotonic() < deadline and run_workers(lake.home):
             time.sleep(0.05)
@@ -206,32 +195,28 @@ def kill_trials(lake: Lake, seed: int) -> None:
     assert "Recovered runs (" in status.stdout, status.stdout[-3000:]
 
 
-def started_run_worker(lake: Lake, timeout: float = 180) -> tuple[str, int]:
-    """(run id, worker pid) of the first run seen STARTED with a live worker."""
+def started_run_worker(lake: Lake, timeout: float = 180, proc: subprocess.Popen | None = None,
+                       context: str = "") -> tuple[str, int]:
+    """(run id, worker pid) of the first run Dagster records as STARTED with a live worker; `proc`,
+    the command whose run it is: ending first fails the wait."""
     import dagster as dg
+
+    from lakehouse.launcher import worker_process, worker_status
 
     deadline = time.monotonic() + timeout
     instance = dg.DagsterInstance.from_config(str(lake.home / "dagster"))
     try:
         while time.monotonic() < deadline:
-            if found := live_run_worker(instance):
-                return found
-            time.sleep(0.2)
+            for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                found = worker_process(instance, run.run_id)
+                if found and worker_status(*found)[0]:
+                    return run.run_id, found[0]
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"{context}: the command ended before any run worker started:\n"
+                                     f"{proc.stdout.read()[-4000:]}")
+            time.sleep(0.1)
     finally:
         instance.dispose()
-    raise AssertionError("no run started within the time allowed")
-
-
-def live_run_worker(instance) -> tuple[str, int] | None:
-    """(run id, worker pid) of a run Dagster records as STARTED whose worker is alive, if any."""
-    import dagster as dg
-
-    from lakehouse.launcher import worker_process, worker_status
-
-    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        found = worker_process(instance, run.run_id)
-        if found and worker_status(*found)[0]:
-            return run.run_id, found[0]
-    return None
+    raise AssertionError(f"{context}: no run worker started" if context else "no run started within the time allowed")
 
 
