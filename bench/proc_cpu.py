@@ -18,9 +18,10 @@ class CpuWatch:
     seconds of each process `wanted` accepts. A process counts at its last reading: the last
     `interval` of a short one can be missed."""
 
-    def __init__(self, wanted, interval: float):
-        self.wanted, self.interval = wanted, interval
-        self.seen: dict[tuple[int, float], list] = {}  # (pid, start time) -> [command, CPU seconds]
+    def __init__(self, wanted, interval: float, tag=None):
+        """`tag(process)`, read once when a process is first seen: what `by_tag` sums it under."""
+        self.wanted, self.interval, self.tag = wanted, interval, tag
+        self.seen: dict[tuple[int, float], list] = {}  # (pid, start time) -> [command, CPU seconds, tag]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -44,7 +45,7 @@ class CpuWatch:
                 if key not in self.seen:
                     if not self.wanted(process):
                         continue
-                    self.seen[key] = [" ".join(process.cmdline()), 0.0]
+                    self.seen[key] = [" ".join(process.cmdline()), 0.0, self.tag(process) if self.tag else None]
                 times = process.cpu_times()
                 self.seen[key][1] = times.user + times.system
             except psutil.Error:  # gone meanwhile, or not ours to read
@@ -53,11 +54,18 @@ class CpuWatch:
     def by_kind(self, kind) -> collections.Counter:
         """CPU seconds summed by `kind(command line)`."""
         totals = collections.Counter()
-        for command, cpu in self.seen.values():
+        for command, cpu, _ in self.seen.values():
             totals[kind(command)] += cpu
+        return totals
+
+    def by_tag(self) -> collections.Counter:
+        """CPU seconds summed by each process's tag."""
+        totals = collections.Counter()
+        for _, cpu, tag in self.seen.values():
+            totals[tag] += cpu
         return totals
 
     def count_by_kind(self, kind) -> collections.Counter:
         """How many processes of each `kind(command line)` were seen (one living under `interval`
         may be missed)."""
-        return collections.Counter(kind(command) for command, _ in self.seen.values())
+        return collections.Counter(kind(command) for command, _, _ in self.seen.values())
