@@ -112,3 +112,21 @@ def test_an_engine_written_branch_reaches_main_in_one_step_and_a_stale_one_is_dr
     assert rows(store) == ["a", "b"] and table.current_snapshot().snapshot_id == result.snapshot_id
     assert table.current_snapshot().summary["dagster.run_id"] == "r9" and result.branch is None
     assert [b["branch"] for b in branches(store)] == ["audit-t-2026-03-01-abcdef12"]  # kept: a failed audit's
+
+
+def test_a_filter_takes_whole_files_only_when_every_file_it_may_match_holds_only_its_rows(store):
+    """`takes_whole_files` decides, from the files' column metrics, whether Spark's writer may
+    overwrite by the filter in one commit (else it deletes the rows, then appends); Iceberg's own
+    refusal is the safety net. tests/test_oracle.py sees both outcomes in real steps on Spark."""
+    from pyiceberg.expressions import GreaterThanOrEqual, In
+
+    # One file with day 1 (the fixture's), one holding days 3 and 4 together.
+    store.replace_where("silver.t", pa.table({"k": ["c", "d"], "day": ["3", "4"]}, schema=SCHEMA),
+                        In("day", ["3", "4"]), {})
+    assert store.takes_whole_files("silver.t", EqualTo("day", "1"))
+    assert store.takes_whole_files("silver.t", GreaterThanOrEqual("day", "3"))  # the second file, by its bounds
+    assert store.takes_whole_files("silver.t", EqualTo("day", "9"))  # no file: nothing to split
+    assert not store.takes_whole_files("silver.t", EqualTo("day", "3"))  # the file also holds day 4
+    # A set proves a file whole only when its bounds are one value (Iceberg's rule: "35" lies
+    # between "3" and "4"), so a file of two days is split even by a set naming both.
+    assert not store.takes_whole_files("silver.t", In("day", ["1", "3", "4"]))
