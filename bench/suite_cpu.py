@@ -49,7 +49,7 @@ def kind(command: str) -> str:
     return next((name for marker, name in KINDS if marker in command), "other")
 
 
-def test_file(process: psutil.Process) -> str | None:
+def started_under(process: psutil.Process) -> str | None:
     """The test file whose test was running when `process` (or the process that started it) began."""
     running = process.environ().get("PYTEST_CURRENT_TEST")
     return running.split("::")[0] if running else None
@@ -73,7 +73,7 @@ def main() -> None:
         env = {**os.environ, "LAKEHOUSE_CPU_PER_TEST": str(per_test),
                "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).parent / "cpu_per_file"),
                                                           os.environ.get("PYTHONPATH")) if p)}
-        with CpuWatch(lambda process: (process.pid, process.create_time()) not in before, 1.0, tag=test_file) as watch:
+        with CpuWatch(lambda process: (process.pid, process.create_time()) not in before, 1.0, tag=started_under) as watch:
             started = time.perf_counter()
             done = subprocess.run(["make", "-s", "test", f"PYTEST_ARGS={shlex.join(['-q', '-p', 'cpu_per_file', *extra])}"],
                                   cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
